@@ -1,0 +1,80 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Command operations.
+const (
+	OpTriggerCreate = "trigger.create" // args: TriggerSpec; result: {"id"}
+	OpTriggerUpdate = "trigger.update" // args: {"id", "spec": TriggerSpec}
+	OpTriggerPause  = "trigger.pause"  // args: {"id"}
+	OpTriggerResume = "trigger.resume" // args: {"id"}
+	OpTriggerDelete = "trigger.delete" // args: {"id"}
+	OpTriggerList   = "trigger.list"   // args: {}; result: {"triggers": [...]}
+)
+
+// Command is the body of a cmd frame. The client serialises it once to a
+// string, signs the UTF-8 bytes of that string with its delegate key, and
+// sends the string itself as the frame's body.
+type Command struct {
+	Vault   string          `json:"vault"`
+	Session string          `json:"session"`
+	Seq     uint64          `json:"seq"`
+	Op      string          `json:"op"`
+	Args    json.RawMessage `json:"args,omitempty"`
+}
+
+// ParseCommand decodes a verified body.
+func ParseCommand(body string) (Command, error) {
+	var c Command
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		return Command{}, Errorf(CodeBadCommand, "command body is not valid JSON: %v", err)
+	}
+	if c.Vault == "" || c.Session == "" || c.Op == "" || c.Seq == 0 {
+		return Command{}, Errorf(CodeBadCommand, "command body needs vault, session, seq > 0 and op")
+	}
+	return c, nil
+}
+
+// IDArgs are the arguments of the operations that name one trigger.
+type IDArgs struct {
+	ID string `json:"id"`
+}
+
+// UpdateArgs are the arguments of trigger.update.
+type UpdateArgs struct {
+	ID   string      `json:"id"`
+	Spec TriggerSpec `json:"spec"`
+}
+
+// Resume is the body of a resume frame: a signed-in session proves it still
+// holds its delegate key by signing a fresh challenge nonce.
+type Resume struct {
+	Vault   string `json:"vault"`
+	Session string `json:"session"`
+	Nonce   string `json:"nonce"`
+	Since   uint64 `json:"since"`
+}
+
+// ParseResume decodes a verified resume body.
+func ParseResume(body string) (Resume, error) {
+	var r Resume
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return Resume{}, Errorf(CodeBadCommand, "resume body is not valid JSON: %v", err)
+	}
+	if r.Vault == "" || r.Session == "" || r.Nonce == "" {
+		return Resume{}, Errorf(CodeBadCommand, "resume body needs vault, session and nonce")
+	}
+	return r, nil
+}
+
+// MarshalBody serialises v as a body string.
+func MarshalBody(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("marshal body: %w", err)
+	}
+	return string(b), nil
+}

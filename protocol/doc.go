@@ -1,0 +1,14 @@
+// Package protocol owns the Spells wire format: the JSON frames exchanged over
+// the WebSocket subprotocol [Subprotocol], the error codes a client can act on,
+// Sign-In with Ethereum (EIP-4361) parsing and verification, the server-issued
+// sign-in nonces, and the P-256 delegate signatures that authenticate every
+// command.
+//
+// Start with frames.go (what travels on the socket), then siwe.go and
+// ethsig.go (how a wallet proves who it is), then delegate.go (how every
+// later command proves it comes from that signed-in session). PROTOCOL.md at
+// the repository root documents the same format for clients in any language.
+//
+// The package imports only the standard library and go-ethereum's crypto, so
+// both the server and external clients (see package client) can use it.
+package protocol

@@ -1,0 +1,125 @@
+package protocol
+
+import "encoding/json"
+
+// State is a vault's whole state as a dashboard sees it, at Version.
+// Intents and Evaluations hold only the most recent entries (newest last).
+type State struct {
+	Vault       string       `json:"vault"`
+	Owner       string       `json:"owner"`
+	Version     uint64       `json:"version"`
+	Triggers    []Trigger    `json:"triggers"`
+	Intents     []Intent     `json:"intents"`
+	Evaluations []Evaluation `json:"evaluations"`
+}
+
+// Trigger statuses.
+const (
+	StatusActive  = "active"  // evaluated on signals and alarms
+	StatusPaused  = "paused"  // kept, not evaluated
+	StatusExpired = "expired" // its ExpiresAt passed
+	StatusDone    = "done"    // it fired MaxFires times
+)
+
+// TriggerSpec is what a client sends to create or replace a trigger.
+type TriggerSpec struct {
+	Name       string    `json:"name"`
+	Condition  Condition `json:"condition"`
+	Action     Action    `json:"action"`
+	CooldownMs int64     `json:"cooldownMs,omitempty"`
+	MaxFires   int64     `json:"maxFires,omitempty"`  // 0: unlimited
+	ExpiresAt  int64     `json:"expiresAt,omitempty"` // unix ms; 0: never
+	Paused     bool      `json:"paused,omitempty"`
+}
+
+// Trigger is a stored trigger with its status and counters.
+type Trigger struct {
+	ID string `json:"id"`
+	TriggerSpec
+	Status      string `json:"status"`
+	Fires       int64  `json:"fires"`
+	LastFiredAt int64  `json:"lastFiredAt,omitempty"`
+	NextDueAt   int64  `json:"nextDueAt,omitempty"`
+	CreatedAt   int64  `json:"createdAt"`
+	UpdatedAt   int64  `json:"updatedAt"`
+}
+
+// Threshold operators of a signal condition.
+const (
+	OpBelow = "below" // fires when the value crosses from >= threshold to < threshold
+	OpAbove = "above" // fires when the value crosses from <= threshold to > threshold
+)
+
+// Condition is a tree. Exactly one of these forms is set:
+//   - a signal threshold: Signal, Op and Threshold;
+//   - an interval schedule: EveryMs;
+//   - a one-off time: AtMs (unix ms);
+//   - a combination: All or Any, each a non-empty list of conditions.
+type Condition struct {
+	Signal    string      `json:"signal,omitempty"`
+	Op        string      `json:"op,omitempty"`
+	Threshold *float64    `json:"threshold,omitempty"`
+	EveryMs   int64       `json:"everyMs,omitempty"`
+	AtMs      int64       `json:"atMs,omitempty"`
+	All       []Condition `json:"all,omitempty"`
+	Any       []Condition `json:"any,omitempty"`
+}
+
+// Action kinds an intent can carry. Executing them is a later capability;
+// today a firing records the intent.
+var ActionKinds = []string{"swap", "transfer", "call", "notify"}
+
+// Action is what a firing trigger wants done.
+type Action struct {
+	Kind   string          `json:"kind"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// Intent is an action recorded by a firing, in the same transaction.
+// IdempotencyKey is unique per vault: trigger id and fire number.
+type Intent struct {
+	ID             string `json:"id"`
+	TriggerID      string `json:"triggerId"`
+	IdempotencyKey string `json:"idempotencyKey"`
+	Action         Action `json:"action"`
+	Status         string `json:"status"`
+	CreatedAt      int64  `json:"createdAt"`
+}
+
+// Evaluation outcomes.
+const (
+	OutcomeFired     = "fired"     // the condition became true; an intent was recorded
+	OutcomeArmed     = "armed"     // the condition's inputs changed; nothing fired
+	OutcomeCooldown  = "cooldown"  // it would have fired, but the cooldown holds it
+	OutcomeExpired   = "expired"   // the trigger reached its expiry
+	OutcomeExhausted = "exhausted" // the trigger reached MaxFires
+)
+
+// Evaluation records one evaluation of a trigger that changed something.
+type Evaluation struct {
+	ID        int64    `json:"id"`
+	TriggerID string   `json:"triggerId"`
+	At        int64    `json:"at"`
+	Cause     string   `json:"cause"` // "signal:ETH/USD", "alarm", "command"
+	Value     *float64 `json:"value,omitempty"`
+	Outcome   string   `json:"outcome"`
+	Detail    string   `json:"detail,omitempty"`
+}
+
+// Change kinds and operations inside a Diff.
+const (
+	KindTrigger    = "trigger"
+	KindIntent     = "intent"
+	KindEvaluation = "evaluation"
+	ChangePut      = "put"
+	ChangeDelete   = "delete"
+)
+
+// Change is one entity written or deleted by a version. Data is the full
+// entity for a put (a Trigger, Intent or Evaluation) and absent for delete.
+type Change struct {
+	Kind string          `json:"kind"`
+	Op   string          `json:"op"`
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
