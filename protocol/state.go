@@ -89,10 +89,9 @@ type Intent struct {
 // Evaluation outcomes.
 const (
 	OutcomeFired     = "fired"     // the condition became true; an intent was recorded
-	OutcomeArmed     = "armed"     // the condition's inputs changed; nothing fired
+	OutcomeUpdated   = "updated"   // the condition's inputs changed; nothing fired
 	OutcomeCooldown  = "cooldown"  // it would have fired, but the cooldown holds it
 	OutcomeExpired   = "expired"   // the trigger reached its expiry
-	OutcomeExhausted = "exhausted" // the trigger reached MaxFires
 )
 
 // Evaluation records one evaluation of a trigger that changed something.

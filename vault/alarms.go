@@ -1,0 +1,119 @@
+package vault
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+)
+
+// alarmQueue holds, for every vault with something due, the time it must
+// be woken: one timer structure for the whole node. It is safe for
+// concurrent use.
+type alarmQueue struct {
+	mu   sync.Mutex
+	h    alarmHeap
+	idx  map[string]*alarmItem
+	wake chan struct{}
+}
+
+type alarmItem struct {
+	id  string
+	at  int64 // unix ms
+	pos int
+}
+
+type alarmHeap []*alarmItem
+
+func (h alarmHeap) Len() int           { return len(h) }
+func (h alarmHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h alarmHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].pos = i; h[j].pos = j }
+func (h *alarmHeap) Push(x any)        { it := x.(*alarmItem); it.pos = len(*h); *h = append(*h, it) }
+func (h *alarmHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func newAlarmQueue() *alarmQueue {
+	return &alarmQueue{idx: map[string]*alarmItem{}, wake: make(chan struct{}, 1)}
+}
+
+// set schedules id at unix ms at; 0 removes its alarm.
+func (q *alarmQueue) set(id string, at int64) {
+	q.mu.Lock()
+	it, ok := q.idx[id]
+	switch {
+	case at == 0 && ok:
+		heap.Remove(&q.h, it.pos)
+		delete(q.idx, id)
+	case at == 0:
+	case ok:
+		it.at = at
+		heap.Fix(&q.h, it.pos)
+	default:
+		it = &alarmItem{id: id, at: at}
+		heap.Push(&q.h, it)
+		q.idx[id] = it
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// popDue removes and returns the ids due at or before now.
+func (q *alarmQueue) popDue(now int64) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []string
+	for len(q.h) > 0 && q.h[0].at <= now {
+		it := heap.Pop(&q.h).(*alarmItem)
+		delete(q.idx, it.id)
+		out = append(out, it.id)
+	}
+	return out
+}
+
+// next returns the earliest alarm.
+func (q *alarmQueue) next() (int64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.h) == 0 {
+		return 0, false
+	}
+	return q.h[0].at, true
+}
+
+// Len returns the number of scheduled alarms.
+func (q *alarmQueue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.h)
+}
+
+// run wakes vaults when their alarms come due, until ctx ends. fire is
+// called for each due vault id and must not block for long.
+func (q *alarmQueue) run(ctx context.Context, clock Clock, fire func(id string)) {
+	timer := clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := clock.Now()
+		for _, id := range q.popDue(now.UnixMilli()) {
+			fire(id)
+		}
+		d := time.Hour
+		if at, ok := q.next(); ok {
+			d = time.UnixMilli(at).Sub(now)
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C():
+		case <-q.wake:
+		}
+	}
+}

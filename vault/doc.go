@@ -1,0 +1,24 @@
+// Package vault owns the Spells vault: an actor that is at once one user's
+// database and execution engine.
+//
+// Each vault is one goroutine and one SQLite file. The goroutine is fed by a
+// mailbox of closures (see vault.go) and is the only code that touches the
+// vault's *sqlite.Conn and its in-memory triggers; there are no locks around
+// vault state. Every state change is one immediate transaction that bumps
+// the vault's version and appends the change to a log in the same
+// transaction, so dashboards can get a snapshot at version N and then
+// exactly the diffs after it.
+//
+// Where to read:
+//   - manager.go: the Manager opens, creates and closes vaults on a node,
+//     keeps the signal interest index, and runs the alarm scheduler
+//     (alarms.go) that wakes vaults on time.
+//   - identity.go: the Fortress checks. The vault itself verifies every
+//     sign-in (SIWE + EIP-191), resume and command (P-256 delegate
+//     signature, sequence number, vault and session binding).
+//   - triggers.go and eval.go: trigger validation, CRUD, and evaluation of
+//     conditions on signals and alarms, recording evaluations and intents.
+//   - store.go and schema.go: the SQL.
+//   - clock.go: time is injected, so tests move a FakeClock instead of
+//     sleeping.
+package vault

@@ -1,0 +1,195 @@
+package vault
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// event is what makes a vault evaluate its triggers: a signal value or an
+// alarm.
+type event struct {
+	cause    string // "signal:NAME" or "alarm"
+	signal   string // set for signals
+	value    float64
+	hasValue bool
+	now      time.Time
+}
+
+// outcome of evaluating one trigger on one event.
+type outcome struct {
+	next    *trigger // the trigger after the event
+	changed bool     // next differs from the stored trigger
+	kind    string   // protocol.Outcome*, empty when nothing worth recording happened
+	detail  string
+	fired   bool
+}
+
+// evaluate computes, without side effects, what ev does to t.
+func evaluate(t *trigger, ev event) outcome {
+	now := ev.now.UnixMilli()
+	out := outcome{next: t.clone()}
+	n := out.next
+	if n.ExpiresAt > 0 && now >= n.ExpiresAt && (n.Status == protocol.StatusActive || n.Status == protocol.StatusPaused) {
+		n.Status, n.UpdatedAt = protocol.StatusExpired, now
+		out.changed, out.kind, out.detail = true, protocol.OutcomeExpired, "expiry reached"
+		return out
+	}
+	if n.Status != protocol.StatusActive {
+		return out
+	}
+	e := evaluator{ev: ev, st: n.state.Leaves}
+	value, edge := e.eval(&n.Condition)
+	out.changed = e.changed
+	if value && edge {
+		out.changed = true
+		if n.CooldownMs > 0 && n.LastFiredAt > 0 && now < n.LastFiredAt+n.CooldownMs {
+			out.kind = protocol.OutcomeCooldown
+			out.detail = fmt.Sprintf("cooldown until %s", time.UnixMilli(n.LastFiredAt+n.CooldownMs).UTC().Format(time.RFC3339))
+		} else {
+			n.Fires++
+			n.LastFiredAt = now
+			out.fired, out.kind = true, protocol.OutcomeFired
+			if n.MaxFires > 0 && n.Fires >= n.MaxFires {
+				n.Status = protocol.StatusDone
+				out.detail = fmt.Sprintf("fired %d of %d times; done", n.Fires, n.MaxFires)
+			}
+		}
+	} else if e.changed {
+		out.kind = protocol.OutcomeUpdated
+		out.detail = e.detail
+	}
+	if out.changed {
+		n.NextDueAt = n.scheduleDue()
+		n.UpdatedAt = now
+	}
+	return out
+}
+
+// evaluator walks a condition tree once, updating leaf states in order.
+type evaluator struct {
+	ev      event
+	st      []leafState
+	i       int
+	changed bool
+	detail  string
+}
+
+// eval returns the condition's value now and whether one of its true
+// leaves has an edge now (a crossing or a schedule tick). A trigger fires
+// when both hold.
+func (e *evaluator) eval(c *protocol.Condition) (value, edge bool) {
+	switch {
+	case c.All != nil:
+		value = true
+		for i := range c.All {
+			v, ed := e.eval(&c.All[i])
+			value, edge = value && v, edge || ed
+		}
+		return value, edge
+	case c.Any != nil:
+		for i := range c.Any {
+			v, ed := e.eval(&c.Any[i])
+			value, edge = value || v, edge || (v && ed)
+		}
+		return value, edge
+	}
+	ls := &e.st[e.i]
+	e.i++
+	now := e.ev.now.UnixMilli()
+	switch {
+	case c.EveryMs != 0:
+		if ls.NextDue > 0 && now >= ls.NextDue {
+			ls.NextDue = now + c.EveryMs
+			e.changed, e.detail = true, "schedule ticked"
+			return true, true
+		}
+	case c.AtMs != 0:
+		if !ls.Done && now >= c.AtMs {
+			ls.Done, ls.NextDue = true, 0
+			e.changed, e.detail = true, "time reached"
+			return true, true
+		}
+	default:
+		return e.threshold(c, ls)
+	}
+	return false, false
+}
+
+func (e *evaluator) threshold(c *protocol.Condition, ls *leafState) (value, edge bool) {
+	if e.ev.hasValue && e.ev.signal == c.Signal {
+		met := thresholdMet(c, e.ev.value)
+		edge = ls.Known && !ls.Met && met
+		if !ls.Known || ls.Met != met {
+			e.changed = true
+			e.detail = fmt.Sprintf("%s %s %g is now %t", c.Signal, c.Op, *c.Threshold, met)
+		}
+		ls.Known, ls.Met = true, met
+	}
+	return ls.Known && ls.Met, edge
+}
+
+// handle evaluates every trigger affected by ev and records, in one
+// transaction, the evaluations, firings and intents it causes.
+func (v *Vault) handle(ev event) error {
+	if v.conn == nil {
+		return nil
+	}
+	ids := make([]string, 0, len(v.triggers))
+	for id := range v.triggers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var outs []outcome
+	for _, id := range ids {
+		if o := evaluate(v.triggers[id], ev); o.changed {
+			outs = append(outs, o)
+		}
+	}
+	if len(outs) == 0 {
+		return nil
+	}
+	return v.write(func(t *tx) error {
+		for _, o := range outs {
+			if err := v.record(t, ev, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// record writes one trigger's outcome: the trigger, an evaluation when
+// something worth showing happened, and the intent when it fired.
+func (v *Vault) record(t *tx, ev event, o outcome) error {
+	if err := v.putTrigger(t, o.next); err != nil {
+		return err
+	}
+	if o.kind == "" {
+		return nil
+	}
+	e := protocol.Evaluation{TriggerID: o.next.ID, At: ev.now.UnixMilli(), Cause: ev.cause, Outcome: o.kind, Detail: o.detail}
+	if ev.hasValue {
+		val := ev.value
+		e.Value = &val
+	}
+	if err := insertEvaluation(v.conn, &e, v.m.cfg.EvaluationsKeep); err != nil {
+		return err
+	}
+	if err := t.put(protocol.KindEvaluation, fmt.Sprint(e.ID), e); err != nil {
+		return err
+	}
+	v.m.metrics.Evaluations.WithLabelValues(o.kind).Inc()
+	if !o.fired {
+		return nil
+	}
+	in := protocol.Intent{ID: newID("i_"), TriggerID: o.next.ID, IdempotencyKey: fmt.Sprintf("%s/%d", o.next.ID, o.next.Fires),
+		Action: o.next.Action, Status: "pending", CreatedAt: ev.now.UnixMilli()}
+	if err := insertIntent(v.conn, in); err != nil {
+		return err
+	}
+	v.m.metrics.Intents.Inc()
+	return t.put(protocol.KindIntent, in.ID, in)
+}

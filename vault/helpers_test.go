@@ -1,0 +1,240 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
+)
+
+const testDomain = "localhost:8080"
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// env is a Manager on a temp dir with a fake clock and a settable signal
+// source.
+type env struct {
+	t      testing.TB
+	dir    string
+	clock  *FakeClock
+	nonces *protocol.NonceIssuer
+	latest map[string]float64
+	m      *Manager
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))}
+	e.start()
+	return e
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, Clock: e.clock,
+		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.m = m
+	e.t.Cleanup(m.Close)
+}
+
+// restart closes the manager and starts a new one on the same files.
+func (e *env) restart() {
+	e.t.Helper()
+	e.m.Close()
+	e.start()
+}
+
+// sub collects frames sent to a subscriber.
+type sub struct {
+	ch   chan []byte
+	full bool
+}
+
+func newSub() *sub { return &sub{ch: make(chan []byte, 1000)} }
+
+func (s *sub) Send(f []byte) bool {
+	if s.full {
+		return false
+	}
+	select {
+	case s.ch <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// next waits for the next frame, failing after a deadline.
+func (s *sub) next(t testing.TB) protocol.ServerFrame {
+	t.Helper()
+	select {
+	case b := <-s.ch:
+		f, err := protocol.DecodeServerFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame within 5s")
+	}
+	return protocol.ServerFrame{}
+}
+
+// nextOf skips frames until one of type typ arrives.
+func (s *sub) nextOf(t testing.TB, typ string) protocol.ServerFrame {
+	t.Helper()
+	for {
+		if f := s.next(t); f.Type == typ {
+			return f
+		}
+	}
+}
+
+// user is a wallet signed in to its vault.
+type user struct {
+	w    *client.Wallet
+	v    *Vault
+	sess *client.Session
+	sub  *sub
+}
+
+func (e *env) params(w *client.Wallet, d *protocol.Delegate) client.SignInParams {
+	return client.SignInParams{Domain: testDomain, Nonce: e.nonces.Issue(e.clock.Now()), IssuedAt: e.clock.Now(), Delegate: d}
+}
+
+// signIn signs w in with p (nonce is p.Nonce) and returns the error.
+func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s *sub) (Bound, error) {
+	e.t.Helper()
+	msg, sig, err := w.SignIn(p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	v, err := e.m.Vault(context.Background(), w.Address(), true)
+	if err != nil {
+		return Bound{}, err
+	}
+	return v.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: p.Nonce, Sub: s})
+}
+
+func (e *env) newUser() *user {
+	e.t.Helper()
+	w, err := client.NewWallet()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.signIn(w)
+}
+
+func (e *env) signIn(w *client.Wallet) *user {
+	e.t.Helper()
+	d, _ := protocol.NewDelegate()
+	s := newSub()
+	b, err := e.signInWith(w, e.params(w, d), s)
+	if err != nil {
+		e.t.Fatalf("sign-in: %v", err)
+	}
+	if f := s.next(e.t); f.Type != protocol.TypeReady {
+		e.t.Fatalf("first frame %s, want ready", f.Type)
+	}
+	if f := s.next(e.t); f.Type != protocol.TypeSnapshot {
+		e.t.Fatalf("second frame %s, want snapshot", f.Type)
+	}
+	return &user{w: w, v: b.Vault, sub: s, sess: &client.Session{Vault: w.Address().Hex(), ID: b.Session, Delegate: d}}
+}
+
+// cmd sends a signed command and returns the ack or error.
+func (u *user) cmd(t testing.TB, op string, args any) (protocol.Ack, error) {
+	t.Helper()
+	f, _, err := u.sess.SignCommand(op, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.v.Command(context.Background(), u.sess.ID, f.Body, f.Sig)
+}
+
+func (u *user) mustCmd(t testing.TB, op string, args any) protocol.Ack {
+	t.Helper()
+	a, err := u.cmd(t, op, args)
+	if err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+	return a
+}
+
+func (u *user) create(t testing.TB, spec protocol.TriggerSpec) string {
+	t.Helper()
+	a := u.mustCmd(t, protocol.OpTriggerCreate, spec)
+	var res struct{ ID string }
+	if err := json.Unmarshal(a.Result, &res); err != nil || res.ID == "" {
+		t.Fatalf("create result %s: %v", a.Result, err)
+	}
+	return res.ID
+}
+
+func (u *user) state(t testing.TB) protocol.State {
+	t.Helper()
+	st, err := u.v.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func wantCode(t testing.TB, err error, code protocol.Code) {
+	t.Helper()
+	pe, ok := err.(*protocol.Error)
+	if !ok || pe.Code != code {
+		t.Fatalf("err = %v, want code %s", err, code)
+	}
+}
+
+func f64(v float64) *float64 { return &v }
+
+func below(signal string, v float64) protocol.Condition {
+	return protocol.Condition{Signal: signal, Op: protocol.OpBelow, Threshold: f64(v)}
+}
+
+func above(signal string, v float64) protocol.Condition {
+	return protocol.Condition{Signal: signal, Op: protocol.OpAbove, Threshold: f64(v)}
+}
+
+var swap = protocol.Action{Kind: "swap", Params: json.RawMessage(`{"sell":"ETH","buy":"USDC","amount":"1"}`)}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// diffWith waits for the next diff and returns its changes of kind.
+func (s *sub) diffWith(t testing.TB, kind string) []protocol.Change {
+	t.Helper()
+	for {
+		f := s.nextOf(t, protocol.TypeDiff)
+		var out []protocol.Change
+		for _, c := range f.Changes {
+			if c.Kind == kind {
+				out = append(out, c)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+}

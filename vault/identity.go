@@ -1,0 +1,292 @@
+package vault
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// session is a signed-in delegate key and the last sequence number the
+// vault accepted from it.
+type session struct {
+	id        string // the SIWE nonce that created it
+	key       *ecdsa.PublicKey
+	expiresAt int64 // unix ms
+	lastSeq   uint64
+}
+
+// SignInRequest is a sign-in as the hub received it. The vault trusts none
+// of it: Nonce is only the nonce the hub says it issued on this socket,
+// checked in addition to the vault's own checks.
+type SignInRequest struct {
+	Message   string
+	Signature string
+	Nonce     string
+	Since     *uint64
+	Sub       Subscriber
+}
+
+// Bound is what a successful sign-in or resume binds a connection to.
+type Bound struct {
+	Vault   *Vault
+	Session string
+}
+
+// SignIn verifies a SIWE sign-in against the vault's own configuration and
+// records, creates the session, sends sub the ready frame and the state,
+// and subscribes it. The first sign-in of an address creates its vault.
+// Errors are *protocol.Error; nothing is written on error.
+func (v *Vault) SignIn(ctx context.Context, req SignInRequest) (Bound, error) {
+	var b Bound
+	err := v.do(ctx, func() error {
+		s, err := v.signIn(ctx, req)
+		if err != nil {
+			v.m.metrics.AuthFailures.WithLabelValues(codeOf(err)).Inc()
+			v.log.Info().Err(err).Msg("sign-in refused")
+			if v.conn == nil {
+				v.forget = true // an unborn vault that failed its first sign-in
+			}
+			return err
+		}
+		b = Bound{Vault: v, Session: s.id}
+		return v.bind(s, req.Since, req.Sub)
+	})
+	return b, err
+}
+
+func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error) {
+	cfg := v.m.cfg
+	now := v.m.now()
+	msg, err := protocol.ParseMessage(req.Message)
+	if err != nil {
+		return nil, err
+	}
+	if msg.Address != v.addr {
+		return nil, protocol.Errorf(protocol.CodeBadSignature, "message is for %s, not this vault", msg.Address.Hex())
+	}
+	sig, err := protocol.DecodeHexSignature(req.Signature)
+	if err != nil {
+		return nil, err
+	}
+	if err := msg.Verify(sig, protocol.VerifyOptions{Domains: cfg.Domains, ChainID: cfg.ChainID, Nonce: req.Nonce,
+		Now: now, MaxFutureIssuedAt: time.Minute}); err != nil {
+		return nil, err
+	}
+	if v.conn != nil && msg.Address != v.owner {
+		return nil, protocol.Errorf(protocol.CodeBadSignature, "signer %s is not this vault's owner", msg.Address.Hex())
+	}
+	if _, err := cfg.Nonces.Check(msg.Nonce, now, cfg.NonceTTL); err != nil {
+		return nil, err
+	}
+	key, err := protocol.DelegateFromResources(msg.Resources)
+	if err != nil {
+		return nil, err
+	}
+	if v.conn == nil {
+		if err := v.openFile(ctx, true); err != nil {
+			v.log.Error().Err(err).Msg("create vault file")
+			return nil, protocol.Errorf(protocol.CodeInternal, "could not create the vault")
+		}
+		v.log.Info().Msg("vault created")
+		v.m.metrics.VaultsCreated.Inc()
+	}
+	if used, err := nonceUsed(v.conn, msg.Nonce); err != nil {
+		return nil, v.internal("read nonces", err)
+	} else if used {
+		return nil, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+	}
+	expires := now.Add(cfg.MaxSessionTTL)
+	if exp := msg.ExpirationTimeValue(); !exp.IsZero() && exp.Before(expires) {
+		expires = exp
+	}
+	s := &session{id: msg.Nonce, key: key, expiresAt: expires.UnixMilli()}
+	err = v.write(func(t *tx) error {
+		if err := recordNonce(v.conn, msg.Nonce, now, cfg.NonceTTL); err != nil {
+			return err
+		}
+		if err := exec(v.conn, `DELETE FROM sessions WHERE expires_at <= ?;`, now.UnixMilli()); err != nil {
+			return err
+		}
+		return exec(v.conn, `INSERT INTO sessions (id, delegate, created_at, expires_at, last_seq) VALUES (?, ?, ?, ?, 0);`,
+			s.id, protocol.EncodeDelegateKey(key), now.UnixMilli(), s.expiresAt)
+	})
+	if err != nil {
+		return nil, v.internal("record session", err)
+	}
+	v.sessions[s.id] = s
+	v.log.Info().Str("session", s.id).Time("expires", expires).Msg("signed in")
+	return s, nil
+}
+
+// bind sends the ready frame and the state to sub and subscribes it.
+func (v *Vault) bind(s *session, since *uint64, sub Subscriber) error {
+	ready := protocol.Ready{Type: protocol.TypeReady, Vault: v.addr.Hex(), Owner: v.owner.Hex(), Session: s.id,
+		LastSeq: s.lastSeq, Version: v.version, ExpiresAt: s.expiresAt}
+	if !sub.Send(mustJSON(ready)) {
+		return nil
+	}
+	if err := v.attach(sub, since); err != nil {
+		return v.internal("attach", err)
+	}
+	return nil
+}
+
+// Resume re-binds a connection to an existing session: body is a
+// protocol.Resume signed by the session's delegate key, naming the fresh
+// nonce of this socket. Errors are *protocol.Error.
+func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscriber) (Bound, error) {
+	var b Bound
+	err := v.do(ctx, func() error {
+		s, since, err := v.resume(body, sig, nonce)
+		if err != nil {
+			v.m.metrics.AuthFailures.WithLabelValues(codeOf(err)).Inc()
+			v.log.Info().Err(err).Msg("resume refused")
+			return err
+		}
+		b = Bound{Vault: v, Session: s.id}
+		return v.bind(s, &since, sub)
+	})
+	return b, err
+}
+
+func (v *Vault) resume(body, sig, nonce string) (*session, uint64, error) {
+	cfg := v.m.cfg
+	now := v.m.now()
+	if v.conn == nil {
+		return nil, 0, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
+	}
+	r, err := protocol.ParseResume(body)
+	if err != nil {
+		return nil, 0, err
+	}
+	s, err := v.liveSession(r.Session, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := protocol.VerifyBody(s.key, body, sig); err != nil {
+		return nil, 0, err
+	}
+	if !sameAddress(r.Vault, v.addr) {
+		return nil, 0, protocol.Errorf(protocol.CodeWrongVault, "resume is for vault %q, not this one", r.Vault)
+	}
+	if r.Nonce != nonce {
+		return nil, 0, protocol.Errorf(protocol.CodeNonceUnknown, "resume nonce is not the one issued on this socket")
+	}
+	if _, err := cfg.Nonces.Check(r.Nonce, now, cfg.NonceTTL); err != nil {
+		return nil, 0, err
+	}
+	if used, err := nonceUsed(v.conn, r.Nonce); err != nil {
+		return nil, 0, v.internal("read nonces", err)
+	} else if used {
+		return nil, 0, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+	}
+	if err := v.write(func(*tx) error { return recordNonce(v.conn, r.Nonce, now, cfg.NonceTTL) }); err != nil {
+		return nil, 0, v.internal("record nonce", err)
+	}
+	return s, r.Since, nil
+}
+
+func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
+	s, ok := v.sessions[id]
+	if !ok {
+		return nil, protocol.Errorf(protocol.CodeSessionUnknown, "this vault has no session %q", truncateID(id))
+	}
+	if now.UnixMilli() >= s.expiresAt {
+		return nil, protocol.Errorf(protocol.CodeSessionExpired, "session expired at %s; sign in again",
+			time.UnixMilli(s.expiresAt).UTC().Format(time.RFC3339))
+	}
+	return s, nil
+}
+
+// Command authenticates and applies one signed command for the session the
+// connection is bound to. It returns the ack frame. Every check runs before
+// any state is touched; a refused command changes nothing (not even the
+// session's last sequence number). Errors are *protocol.Error.
+func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (protocol.Ack, error) {
+	var ack protocol.Ack
+	err := v.do(ctx, func() error {
+		var err error
+		ack, err = v.command(sessionID, body, sig)
+		if err != nil {
+			v.m.metrics.CommandsRefused.WithLabelValues(codeOf(err)).Inc()
+			v.log.Info().Err(err).Str("session", truncateID(sessionID)).Msg("command refused")
+			return err
+		}
+		v.m.metrics.Commands.Inc()
+		return nil
+	})
+	return ack, err
+}
+
+func (v *Vault) command(sessionID, body, sig string) (protocol.Ack, error) {
+	now := v.m.now()
+	if v.conn == nil {
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
+	}
+	s, err := v.liveSession(sessionID, now)
+	if err != nil {
+		return protocol.Ack{}, err
+	}
+	if err := protocol.VerifyBody(s.key, body, sig); err != nil {
+		return protocol.Ack{}, err
+	}
+	cmd, err := protocol.ParseCommand(body)
+	if err != nil {
+		return protocol.Ack{}, err
+	}
+	if !sameAddress(cmd.Vault, v.addr) {
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeWrongVault, "command is for vault %q, not this one", truncateID(cmd.Vault))
+	}
+	if cmd.Session != s.id {
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "command names session %q, not this connection's", truncateID(cmd.Session))
+	}
+	if cmd.Seq <= s.lastSeq {
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.lastSeq)
+	}
+	var result any
+	err = v.write(func(t *tx) error {
+		var err error
+		if result, err = v.apply(t, cmd); err != nil {
+			return err
+		}
+		t.then(func() { s.lastSeq = cmd.Seq })
+		return exec(v.conn, `UPDATE sessions SET last_seq = ? WHERE id = ?;`, int64(cmd.Seq), s.id)
+	})
+	if err != nil {
+		if _, ok := err.(*protocol.Error); ok {
+			return protocol.Ack{}, err
+		}
+		return protocol.Ack{}, v.internal("apply "+cmd.Op, err)
+	}
+	raw, _ := json.Marshal(result)
+	return protocol.Ack{Type: protocol.TypeAck, Seq: cmd.Seq, Version: v.version, Result: raw}, nil
+}
+
+func (v *Vault) internal(what string, err error) error {
+	v.log.Error().Err(err).Msg(what)
+	return protocol.Errorf(protocol.CodeInternal, "internal error")
+}
+
+func sameAddress(s string, a common.Address) bool {
+	return common.IsHexAddress(s) && strings.HasPrefix(s, "0x") && common.HexToAddress(s) == a
+}
+
+func truncateID(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+func codeOf(err error) string {
+	if pe, ok := err.(*protocol.Error); ok {
+		return string(pe.Code)
+	}
+	return string(protocol.CodeInternal)
+}

@@ -1,0 +1,41 @@
+package vault
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the vault layer's Prometheus collectors.
+type Metrics struct {
+	Open            prometheus.Gauge
+	VaultsCreated   prometheus.Counter
+	Versions        prometheus.Counter
+	Commands        prometheus.Counter
+	CommandsRefused *prometheus.CounterVec
+	AuthFailures    *prometheus.CounterVec
+	Evaluations     *prometheus.CounterVec
+	Intents         prometheus.Counter
+	Alarms          prometheus.Counter
+	SignalDispatch  prometheus.Counter
+	SlowSubscribers prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Open:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vaults_open", Help: "Vaults with a running goroutine."}),
+		VaultsCreated:   prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vaults_created_total", Help: "Vaults created by a first sign-in."}),
+		Versions:        prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_versions_total", Help: "Committed vault versions (state changes)."}),
+		Commands:        prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_commands_total", Help: "Commands accepted and applied."}),
+		CommandsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_commands_refused_total", Help: "Commands refused, by error code."}, []string{"code"}),
+		AuthFailures:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_auth_failures_total", Help: "Refused sign-ins and resumes, by error code."}, []string{"code"}),
+		Evaluations:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_evaluations_total", Help: "Recorded trigger evaluations, by outcome."}, []string{"outcome"}),
+		Intents:         prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_intents_total", Help: "Intents recorded by firings."}),
+		Alarms:          prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_alarms_total", Help: "Alarms that woke a vault."}),
+		SignalDispatch:  prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_signal_dispatch_total", Help: "Signal values delivered to interested vaults."}),
+		SlowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_slow_subscribers_total", Help: "Subscribers dropped because their queue was full."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
+			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers)
+	}
+	return m
+}

@@ -1,0 +1,66 @@
+package vault
+
+import "zombiezen.com/go/sqlite/sqlitemigration"
+
+// appID marks a SQLite file as a Spells vault; a file with another
+// application id is refused when opened.
+const appID = 0x5350454c // "SPEL"
+
+// schema is the vault's append-only list of migrations; the applied count
+// is kept in the file's user_version. Never edit a migration that has
+// shipped: append a new one.
+var schema = sqlitemigration.Schema{
+	AppID: appID,
+	Migrations: []string{
+		`CREATE TABLE vault (
+			id         INTEGER PRIMARY KEY CHECK (id = 1),
+			address    TEXT NOT NULL,
+			owner      TEXT NOT NULL,
+			version    INTEGER NOT NULL,
+			created_at INTEGER NOT NULL
+		);
+		CREATE TABLE triggers (
+			id            TEXT PRIMARY KEY,
+			spec          TEXT NOT NULL,
+			status        TEXT NOT NULL,
+			fires         INTEGER NOT NULL DEFAULT 0,
+			last_fired_at INTEGER NOT NULL DEFAULT 0,
+			state         TEXT NOT NULL,
+			created_at    INTEGER NOT NULL,
+			updated_at    INTEGER NOT NULL
+		);
+		CREATE TABLE intents (
+			id         TEXT PRIMARY KEY,
+			trigger_id TEXT NOT NULL,
+			idem_key   TEXT NOT NULL UNIQUE,
+			action     TEXT NOT NULL,
+			status     TEXT NOT NULL,
+			created_at INTEGER NOT NULL
+		);
+		CREATE TABLE evaluations (
+			id         INTEGER PRIMARY KEY,
+			trigger_id TEXT NOT NULL,
+			at         INTEGER NOT NULL,
+			cause      TEXT NOT NULL,
+			value      REAL,
+			outcome    TEXT NOT NULL,
+			detail     TEXT NOT NULL DEFAULT ''
+		);
+		CREATE TABLE changes (
+			version INTEGER PRIMARY KEY,
+			at      INTEGER NOT NULL,
+			changes TEXT NOT NULL
+		);
+		CREATE TABLE sessions (
+			id         TEXT PRIMARY KEY,
+			delegate   TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL,
+			last_seq   INTEGER NOT NULL DEFAULT 0
+		);
+		CREATE TABLE nonces (
+			nonce   TEXT PRIMARY KEY,
+			used_at INTEGER NOT NULL
+		);`,
+	},
+}

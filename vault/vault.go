@@ -1,0 +1,424 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/rs/zerolog"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitemigration"
+	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// Subscriber receives a vault's frames (ready, snapshot, diffs) for one
+// connection. Send must not block: it queues the frame and returns false if
+// the queue is full, in which case the vault drops the subscriber and the
+// connection is expected to close and later resume from its last version.
+type Subscriber interface {
+	Send(frame []byte) bool
+}
+
+// errClosed is returned for requests to a vault that is shutting down.
+var errClosed = protocol.Errorf(protocol.CodeUnavailable, "vault is closing; retry")
+
+// Vault is one user's actor. Its exported methods may be called from any
+// goroutine: each posts a closure to the mailbox and waits for the vault's
+// goroutine to run it. Every field below the mailbox is owned by that
+// goroutine alone.
+type Vault struct {
+	id      string // lowercase 0x address: file name and map key
+	addr    common.Address
+	m       *Manager
+	log     zerolog.Logger
+	mailbox chan func()
+	quit    chan struct{}
+	done    chan struct{}
+
+	conn     *sqlite.Conn // nil until the first successful sign-in creates the file
+	owner    common.Address
+	version  uint64
+	triggers map[string]*trigger
+	sessions map[string]*session
+	subs     map[Subscriber]struct{}
+	forget   bool // drop this unborn vault when its goroutine ends
+}
+
+// Address returns the vault's account address.
+func (v *Vault) Address() common.Address { return v.addr }
+
+func newVault(m *Manager, addr common.Address) *Vault {
+	id := idOf(addr)
+	return &Vault{
+		id: id, addr: addr, m: m,
+		log:      m.cfg.Logger.With().Str("vault", addr.Hex()).Logger(),
+		mailbox:  make(chan func(), m.cfg.MailboxSize),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		triggers: map[string]*trigger{},
+		sessions: map[string]*session{},
+		subs:     map[Subscriber]struct{}{},
+	}
+}
+
+// run is the vault's goroutine.
+func (v *Vault) run() {
+	defer close(v.done)
+	defer v.shutdown()
+	for {
+		select {
+		case fn := <-v.mailbox:
+			fn()
+			if v.forget {
+				return
+			}
+		case <-v.quit:
+			for {
+				select {
+				case fn := <-v.mailbox:
+					fn()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (v *Vault) shutdown() {
+	if v.conn != nil {
+		if err := v.conn.Close(); err != nil {
+			v.log.Error().Err(err).Msg("close vault file")
+		}
+		v.conn = nil
+	}
+	v.m.vaultEnded(v)
+}
+
+// do runs fn on the vault's goroutine and returns its error.
+func (v *Vault) do(ctx context.Context, fn func() error) error {
+	res := make(chan error, 1)
+	select {
+	case v.mailbox <- func() { res <- fn() }:
+	case <-v.done:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-v.done:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// post queues fn without waiting for it to run. It gives up when ctx ends
+// or the vault is closing.
+func (v *Vault) post(ctx context.Context, fn func()) bool {
+	select {
+	case v.mailbox <- fn:
+		return true
+	case <-v.done:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// close asks the goroutine to finish the queued work, close the file and
+// end, and waits for it.
+func (v *Vault) close() {
+	select {
+	case <-v.quit:
+	default:
+		close(v.quit)
+	}
+	<-v.done
+}
+
+func (v *Vault) path() string { return pathFor(v.m.cfg.Dir, v.id) }
+
+func pathFor(dir, id string) string {
+	return filepath.Join(dir, "vaults", id[2:4], id+".db")
+}
+
+// openFile opens (and with create, creates) the vault's SQLite file,
+// migrates it and loads the state into memory.
+func (v *Vault) openFile(ctx context.Context, create bool) error {
+	p := v.path()
+	if !create {
+		if _, err := os.Stat(p); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("open vault %s: %w", v.id, err)
+	}
+	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenWAL|sqlite.OpenNoMutex)
+	if err != nil {
+		return fmt.Errorf("open vault %s: %w", v.id, err)
+	}
+	if err := prepareConn(ctx, conn); err != nil {
+		conn.Close()
+		return fmt.Errorf("open vault %s: %w", v.id, err)
+	}
+	v.conn = conn
+	if err := v.load(create); err != nil {
+		conn.Close()
+		v.conn = nil
+		return fmt.Errorf("open vault %s: %w", v.id, err)
+	}
+	return nil
+}
+
+func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
+	// FULL makes every committed transaction durable before it is
+	// acknowledged, also in WAL mode.
+	if err := sqlitex.ExecuteTransient(conn, "PRAGMA synchronous = FULL;", nil); err != nil {
+		return err
+	}
+	return sqlitemigration.Migrate(ctx, conn, schema)
+}
+
+// load reads the vault's state into memory, creating the vault row when the
+// file is new.
+func (v *Vault) load(create bool) error {
+	found := false
+	err := sqlitex.Execute(v.conn, "SELECT owner, version FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
+		ResultFunc: func(s *sqlite.Stmt) error {
+			found = true
+			v.owner = common.HexToAddress(s.ColumnText(0))
+			v.version = uint64(s.ColumnInt64(1))
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		if !create {
+			return errors.New("file has no vault row")
+		}
+		v.owner = v.addr
+		if err := sqlitex.Execute(v.conn, "INSERT INTO vault (id, address, owner, version, created_at) VALUES (1, ?, ?, 0, ?);",
+			&sqlitex.ExecOptions{Args: []any{v.addr.Hex(), v.owner.Hex(), v.m.now().UnixMilli()}}); err != nil {
+			return err
+		}
+	}
+	if v.triggers, err = loadTriggers(v.conn); err != nil {
+		return err
+	}
+	v.sessions, err = loadSessions(v.conn, v.m.now())
+	return err
+}
+
+// tx collects the changes of one state transition: the rows are written
+// inside the SQL transaction, the in-memory updates run after commit.
+type tx struct {
+	now      time.Time
+	changes  []protocol.Change
+	onCommit []func()
+}
+
+func (t *tx) put(kind, id string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", kind, id, err)
+	}
+	t.changes = append(t.changes, protocol.Change{Kind: kind, Op: protocol.ChangePut, ID: id, Data: b})
+	return nil
+}
+
+func (t *tx) del(kind, id string) {
+	t.changes = append(t.changes, protocol.Change{Kind: kind, Op: protocol.ChangeDelete, ID: id})
+}
+
+func (t *tx) then(fn func()) { t.onCommit = append(t.onCommit, fn) }
+
+// write runs fn in one immediate transaction. If fn recorded changes, the
+// version is bumped and the change log appended in the same transaction.
+// After commit the in-memory updates run and the diff is pushed to every
+// subscriber. On error nothing is written and memory is untouched.
+func (v *Vault) write(fn func(t *tx) error) (err error) {
+	if v.conn == nil {
+		return errors.New("vault has no file")
+	}
+	t := &tx{now: v.m.now()}
+	if err := v.inTx(func() error {
+		if err := fn(t); err != nil {
+			return err
+		}
+		return v.appendLog(t)
+	}); err != nil {
+		return err
+	}
+	for _, f := range t.onCommit {
+		f()
+	}
+	if len(t.changes) > 0 {
+		v.version++
+		v.broadcast(v.diffFrame(v.version, t.now.UnixMilli(), t.changes))
+		v.m.metrics.Versions.Inc()
+	}
+	v.afterChange()
+	return nil
+}
+
+func (v *Vault) inTx(fn func() error) (err error) {
+	end, err := sqlitex.ImmediateTransaction(v.conn)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer end(&err)
+	return fn()
+}
+
+func (v *Vault) appendLog(t *tx) error {
+	if len(t.changes) == 0 {
+		return nil
+	}
+	next := v.version + 1
+	b, err := json.Marshal(t.changes)
+	if err != nil {
+		return fmt.Errorf("encode changes: %w", err)
+	}
+	if err := sqlitex.Execute(v.conn, "INSERT INTO changes (version, at, changes) VALUES (?, ?, ?);",
+		&sqlitex.ExecOptions{Args: []any{int64(next), t.now.UnixMilli(), string(b)}}); err != nil {
+		return fmt.Errorf("append change log: %w", err)
+	}
+	if err := sqlitex.Execute(v.conn, "UPDATE vault SET version = ? WHERE id = 1;", &sqlitex.ExecOptions{Args: []any{int64(next)}}); err != nil {
+		return fmt.Errorf("bump version: %w", err)
+	}
+	keep := int64(v.m.cfg.ChangeLogKeep)
+	if err := sqlitex.Execute(v.conn, "DELETE FROM changes WHERE version <= ?;", &sqlitex.ExecOptions{Args: []any{int64(next) - keep}}); err != nil {
+		return fmt.Errorf("trim change log: %w", err)
+	}
+	return nil
+}
+
+func (v *Vault) diffFrame(version uint64, at int64, changes []protocol.Change) []byte {
+	return mustJSON(protocol.Diff{Type: protocol.TypeDiff, Vault: v.addr.Hex(), Version: version, At: at, Changes: changes})
+}
+
+func mustJSON(x any) []byte {
+	b, err := json.Marshal(x)
+	if err != nil {
+		panic(fmt.Sprintf("encode frame: %v", err)) // frames are plain structs; this cannot fail
+	}
+	return b
+}
+
+// broadcast sends frame to every subscriber, dropping those that cannot
+// keep up.
+func (v *Vault) broadcast(frame []byte) {
+	for s := range v.subs {
+		if !s.Send(frame) {
+			delete(v.subs, s)
+			v.m.metrics.SlowSubscribers.Inc()
+			v.log.Warn().Msg("subscriber queue full; dropped (it resumes from its version)")
+		}
+	}
+}
+
+// afterChange tells the manager when to wake the vault next and which
+// signals it reacts to.
+func (v *Vault) afterChange() {
+	var next int64
+	signals := map[string]struct{}{}
+	for _, t := range v.triggers {
+		if due := t.wakeAt(); due > 0 && (next == 0 || due < next) {
+			next = due
+		}
+		if t.Status == protocol.StatusActive {
+			for _, s := range t.signals() {
+				signals[s] = struct{}{}
+			}
+		}
+	}
+	v.m.setAlarm(v, next)
+	v.m.setInterest(v, signals)
+}
+
+// snapshot builds the whole state at the current version.
+func (v *Vault) snapshot() (protocol.State, error) {
+	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version,
+		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
+	var err error
+	if st.Intents, err = recentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
+		return st, err
+	}
+	st.Evaluations, err = recentEvaluations(v.conn, v.m.cfg.SnapshotRecent)
+	return st, err
+}
+
+func (v *Vault) sortedTriggers() []protocol.Trigger {
+	out := make([]protocol.Trigger, 0, len(v.triggers))
+	for _, t := range v.triggers {
+		out = append(out, t.Trigger)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// attach sends sub what it needs to be current (the diffs after since, or a
+// snapshot when since is absent or older than the change log) and adds it
+// to the subscribers. Running on the goroutine makes this gap-free.
+func (v *Vault) attach(sub Subscriber, since *uint64) error {
+	if since != nil && *since <= v.version {
+		frames, ok, err := v.diffsSince(*since)
+		if err != nil {
+			return err
+		}
+		if ok {
+			for _, f := range frames {
+				if !sub.Send(f) {
+					return nil
+				}
+			}
+			v.subs[sub] = struct{}{}
+			return nil
+		}
+	}
+	st, err := v.snapshot()
+	if err != nil {
+		return err
+	}
+	if sub.Send(mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})) {
+		v.subs[sub] = struct{}{}
+	}
+	return nil
+}
+
+// Detach stops sending frames to sub. It is safe to call more than once.
+func (v *Vault) Detach(sub Subscriber) {
+	v.post(context.Background(), func() { delete(v.subs, sub) })
+}
+
+// State returns a snapshot of the vault (for tests and tools).
+func (v *Vault) State(ctx context.Context) (protocol.State, error) {
+	var st protocol.State
+	err := v.do(ctx, func() error {
+		if v.conn == nil {
+			return protocol.Errorf(protocol.CodeNotFound, "vault has no file yet")
+		}
+		var err error
+		st, err = v.snapshot()
+		return err
+	})
+	return st, err
+}
