@@ -88,10 +88,10 @@ type Intent struct {
 
 // Evaluation outcomes.
 const (
-	OutcomeFired     = "fired"     // the condition became true; an intent was recorded
-	OutcomeUpdated   = "updated"   // the condition's inputs changed; nothing fired
-	OutcomeCooldown  = "cooldown"  // it would have fired, but the cooldown holds it
-	OutcomeExpired   = "expired"   // the trigger reached its expiry
+	OutcomeFired    = "fired"    // the condition became true; an intent was recorded
+	OutcomeUpdated  = "updated"  // the condition's inputs changed; nothing fired
+	OutcomeCooldown = "cooldown" // it would have fired, but the cooldown holds it
+	OutcomeExpired  = "expired"  // the trigger reached its expiry
 )
 
 // Evaluation records one evaluation of a trigger that changed something.
