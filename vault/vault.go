@@ -27,6 +27,12 @@ type Subscriber interface {
 	Send(frame []byte) bool
 }
 
+// roomer is implemented by subscribers that can tell how many frames they
+// can take right now; a catch-up larger than that is sent as a snapshot.
+type roomer interface {
+	Room() int
+}
+
 // errClosed is returned for requests to a vault that is shutting down.
 var errClosed = protocol.Errorf(protocol.CodeUnavailable, "vault is closing; retry")
 
@@ -383,6 +389,9 @@ func (v *Vault) attach(sub Subscriber, since *uint64) error {
 		frames, ok, err := v.diffsSince(*since)
 		if err != nil {
 			return err
+		}
+		if r, bounded := sub.(roomer); ok && bounded && len(frames) > r.Room() {
+			ok = false // too many to queue at once: one snapshot instead
 		}
 		if ok {
 			for _, f := range frames {

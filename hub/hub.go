@@ -1,0 +1,245 @@
+package hub
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault"
+)
+
+// Config configures a Hub. Manager, Nonces and Bus are required; every
+// other zero value gets a working default.
+type Config struct {
+	Manager *vault.Manager
+	Nonces  *protocol.NonceIssuer
+	Bus     Bus
+	History *History // default: a new History
+
+	Domains []string // SIWE domains, told to clients in the challenge
+	ChainID uint64   // told to clients in the challenge (default 1)
+	Node    string   // this node's name, told in the challenge
+
+	// OriginPatterns lists extra hosts (path.Match patterns, matched
+	// against the Origin's host, or scheme://host when the pattern has
+	// "://") that browsers may connect from. The request's own host is
+	// always allowed; a missing Origin (non-browser client) is allowed;
+	// "null" and anything else is refused with 403.
+	OriginPatterns []string
+
+	ReadLimit     int64         // bytes per frame (default 64 KiB)
+	SendQueue     int           // frames queued per connection (default 256)
+	WriteTimeout  time.Duration // per frame (default 10s)
+	PingInterval  time.Duration // heartbeat (default 20s)
+	SignInTimeout time.Duration // to sign in after connecting (default 2m)
+	CommandRate   float64       // frames per second per connection (default 50)
+	CommandBurst  int           // (default 100)
+
+	Clock   vault.Clock
+	Logger  zerolog.Logger
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() {
+	if c.History == nil {
+		c.History = NewHistory(0)
+	}
+	if c.ChainID == 0 {
+		c.ChainID = 1
+	}
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = 64 << 10
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.SignInTimeout <= 0 {
+		c.SignInTimeout = 2 * time.Minute
+	}
+	if c.CommandRate <= 0 {
+		c.CommandRate = 50
+	}
+	if c.CommandBurst <= 0 {
+		c.CommandBurst = 100
+	}
+	if c.Clock == nil {
+		c.Clock = vault.RealClock{}
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+}
+
+// Hub serves WebSocket sessions and distributes signals. Create it with
+// New, mount it as an http.Handler, and call Shutdown to close every
+// connection with "going away".
+type Hub struct {
+	cfg   Config
+	log   zerolog.Logger
+	unsub func()
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// New creates a Hub and subscribes it to the bus.
+func New(cfg Config) *Hub {
+	cfg.setDefaults()
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	h.unsub = cfg.Bus.Subscribe(h.onSignal)
+	return h
+}
+
+// History returns the hub's signal history.
+func (h *Hub) History() *History { return h.cfg.History }
+
+// onSignal runs on the bus goroutine for every signal.
+func (h *Hub) onSignal(s Signal) {
+	h.cfg.Metrics.SignalsIn.Inc()
+	h.cfg.History.Add(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	h.cfg.Manager.Signal(ctx, s.Name, s.Value)
+	cancel()
+	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
+	h.mu.Lock()
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		if c.signedIn.Load() {
+			c.SendSignal(s.Name, frame)
+			h.cfg.Metrics.SignalsPushed.Inc()
+		}
+	}
+}
+
+// ServeHTTP upgrades GET /v1/ws to a WebSocket session.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(r.Host, origin) {
+		h.cfg.Metrics.OriginRefused.Inc()
+		h.log.Warn().Str("origin", origin).Str("remote", r.RemoteAddr).Msg("websocket refused: origin not allowed")
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	h.mu.Lock()
+	closing := h.closing
+	if !closing {
+		h.wg.Add(1)
+	}
+	h.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.wg.Done()
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{protocol.Subprotocol},
+		InsecureSkipVerify: true, // the Origin was checked above
+	})
+	if err != nil {
+		h.log.Info().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
+		return
+	}
+	if ws.Subprotocol() != protocol.Subprotocol {
+		h.log.Info().Str("remote", r.RemoteAddr).Msg("websocket refused: subprotocol " + protocol.Subprotocol + " not offered")
+		ws.Close(websocket.StatusPolicyViolation, "subprotocol "+protocol.Subprotocol+" required")
+		return
+	}
+	h.cfg.Metrics.Accepted.Inc()
+	c := newConn(h, ws, r.RemoteAddr)
+	if !h.add(c) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer h.remove(c)
+	c.serve()
+}
+
+func (h *Hub) add(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.cfg.Metrics.Connections.Inc()
+	return true
+}
+
+func (h *Hub) remove(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	h.cfg.Metrics.Connections.Dec()
+}
+
+// Connections returns the number of open connections.
+func (h *Hub) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+func (h *Hub) originAllowed(host, origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // includes "null"
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	for _, p := range h.cfg.OriginPatterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown closes every connection with "going away" and waits for their
+// goroutines, or for ctx. New upgrades are refused from the start.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	for c := range h.conns {
+		c.kill(websocket.StatusGoingAway, "server shutting down", "shutdown")
+	}
+	h.mu.Unlock()
+	h.unsub()
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Now returns the hub clock's time in unix milliseconds.
+func (h *Hub) Now() int64 { return h.cfg.Clock.Now().UnixMilli() }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/vault"
+)
+
+// demoFeed publishes random-walk prices through the same bus as real
+// signals, so a new user sees triggers fire at once.
+type demoFeed struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var demoStart = []struct {
+	name  string
+	price float64
+}{{"ETH/USD", 2600}, {"BTC/USD", 65000}, {"SOL/USD", 150}}
+
+func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.Logger) *demoFeed {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &demoFeed{cancel: cancel}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		prices := make([]float64, len(demoStart))
+		for i, s := range demoStart {
+			prices[i] = s.price
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			now := clock.Now().UnixMilli()
+			for i, s := range demoStart {
+				// A step of about 0.2%, so thresholds near the price cross
+				// within seconds to minutes.
+				prices[i] *= math.Exp(rand.NormFloat64() * 0.002)
+				v := math.Round(prices[i]*100) / 100
+				if err := bus.Publish(ctx, hub.Signal{Name: s.name, Value: v, At: now}); err != nil && ctx.Err() == nil {
+					log.Warn().Err(err).Msg("demo feed publish")
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	log.Info().Dur("every", every).Msg("demo feed on: random-walk ETH/USD, BTC/USD, SOL/USD (turn off with --demo=false)")
+	return d
+}
+
+func (d *demoFeed) stop() {
+	d.cancel()
+	d.wg.Wait()
+}

@@ -1,0 +1,32 @@
+// Command server runs a Spells node: `go run ./server`. With no flags it
+// serves one node on :8080 with data in ./data, no Redis, and the demo
+// signal feed on. See README.md for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	opts, err := parseOptions(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Println(err)
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "spells:", err)
+		os.Exit(1)
+	}
+}

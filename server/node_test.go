@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault"
+)
+
+// TestSignalFiresTriggerLive is the tour from the README: sign in, create a
+// trigger, publish prices, and watch the evaluation and intent arrive on
+// two tabs of the same vault.
+func TestSignalFiresTriggerLive(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	a := tn.signIn(t, nil)
+	b := tn.signIn(t, a.w) // a second tab, its own session
+	id, v := a.create(t, dip(2500))
+	b.untilVersion(t, v)
+	if _, ok := b.mirror.Triggers[id]; !ok {
+		t.Fatal("second tab did not receive the new trigger")
+	}
+	tn.mustPublish(t, "ETH/USD", 2400)
+	for _, s := range []*session{a, b} {
+		s.until(t, "the intent", func(protocol.ServerFrame) bool { return len(s.mirror.Intents) == 1 })
+		for _, in := range s.mirror.Intents {
+			if in.TriggerID != id || in.Action.Kind != "swap" {
+				t.Fatalf("intent %+v", in)
+			}
+		}
+		if s.mirror.Triggers[id].Fires != 1 {
+			t.Fatalf("trigger fires %d", s.mirror.Triggers[id].Fires)
+		}
+	}
+	// Live prices reach signed-in dashboards.
+	tn.mustPublish(t, "ETH/USD", 2410)
+	a.until(t, "a live price", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSignal && f.Name == "ETH/USD" })
+}
+
+func TestReconnectResumesWithNothingLostOrRepeated(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	a.create(t, dip(2500))
+	a.create(t, dip(2400))
+	a.untilVersion(t, a.mirror.Version+0)
+	seen := a.mirror.Version
+	a.c.CloseNow()
+
+	b := tn.signIn(t, a.w)
+	var last uint64
+	for i := 0; i < 3; i++ {
+		_, last = b.create(t, dip(2000-float64(i)))
+	}
+	c, err := client.Dial(ctxT(t), tn.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	if err := c.Resume(ctxT(t), a.s, seen); err != nil {
+		t.Fatal(err)
+	}
+	a.c = c
+	a.untilVersion(t, last)
+	if len(a.mirror.Triggers) != 5 {
+		t.Fatalf("after resume the mirror holds %d triggers, want 5", len(a.mirror.Triggers))
+	}
+	// The resumed session goes on with its sequence numbers.
+	if _, err := a.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestartKeepsStateVersionsAndRefusesReplays(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	f, seq, err := a.s.SignCommand(protocol.OpTriggerCreate, dip(2500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.SendCommand(ctxT(t), f, seq); err != nil {
+		t.Fatal(err)
+	}
+	a.untilVersion(t, a.mirror.Version+1)
+	version := a.mirror.Version
+
+	tn = tn.restart()
+	c := tn.dial(t)
+	if err := c.Resume(ctxT(t), a.s, version); err != nil {
+		t.Fatalf("resume after restart: %v", err)
+	}
+	// Nothing was missed, so nothing is sent; the vault still answers.
+	if _, err := c.Command(ctxT(t), a.s, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.SendCommand(ctxT(t), f, seq)
+	wantCode(t, err, protocol.CodeBadSeq)
+	fresh := tn.signIn(t, a.w)
+	if fresh.mirror.Version != version || len(fresh.mirror.Triggers) != 1 {
+		t.Fatalf("after restart: version %d (want %d), %d triggers", fresh.mirror.Version, version, len(fresh.mirror.Triggers))
+	}
+}
+
+func TestAlarmFiresOverTheWire(t *testing.T) {
+	clock := vault.NewFakeClock(time.Now())
+	tn := startNode(t, testOptions(t), clock)
+	a := tn.signIn(t, nil)
+	id, _ := a.create(t, protocol.TriggerSpec{Name: "dca", Condition: protocol.Condition{EveryMs: time.Hour.Milliseconds()}, Action: swap})
+	clock.Advance(time.Hour)
+	a.until(t, "the scheduled intent", func(protocol.ServerFrame) bool { return len(a.mirror.Intents) == 1 })
+	if a.mirror.Triggers[id].Fires != 1 {
+		t.Fatalf("fires %d", a.mirror.Triggers[id].Fires)
+	}
+}
+
+func TestBadFramesGetClearErrors(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	ctx := ctxT(t)
+	c := tn.dial(t)
+	expect := func(code protocol.Code) {
+		t.Helper()
+		f, err := c.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type != protocol.TypeError || f.Code != code {
+			t.Fatalf("got %+v, want error %s", f, code)
+		}
+	}
+	_ = c.SendRaw(ctx, websocket.MessageText, []byte(`{"type":`))
+	expect(protocol.CodeBadFrame)
+	_ = c.SendRaw(ctx, websocket.MessageText, []byte(`{"type":"teleport"}`))
+	expect(protocol.CodeUnknownType)
+	_ = c.SendRaw(ctx, websocket.MessageBinary, []byte{1, 2, 3})
+	expect(protocol.CodeBadFrame)
+	_ = c.Send(ctx, protocol.ClientFrame{Type: protocol.TypeCmd, Body: `{"seq":1}`, Sig: "x"})
+	expect(protocol.CodeNotSignedIn)
+	_ = c.Send(ctx, protocol.ClientFrame{Type: protocol.TypeSignIn, Message: "hello", Signature: "0x00"})
+	expect(protocol.CodeSIWEMalformed)
+	// The socket is still usable: a real sign-in works.
+	w, _ := client.NewWallet()
+	if _, err := c.SignIn(ctx, w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Oversized frame: closed with 1009.
+	_ = c.SendRaw(ctx, websocket.MessageText, []byte(`{"type":"cmd","body":"`+strings.Repeat("x", 70<<10)+`"}`))
+	waitFor(t, "the close", func() bool { return c.Err() != nil })
+	if got := websocket.CloseStatus(c.Err()); got != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %d, want 1009", got)
+	}
+}
+
+func TestSignInRefusedOverTheWire(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	c := tn.dial(t)
+	w, _ := client.NewWallet()
+	_, err := c.SignIn(ctxT(t), w, client.SignInParams{Domain: "evil.example"}, nil)
+	wantCode(t, err, protocol.CodeSIWEDomain)
+	_, err = c.SignIn(ctxT(t), w, client.SignInParams{ChainID: 137}, nil)
+	wantCode(t, err, protocol.CodeSIWEChain)
+	// A nonce from another socket is refused on this one.
+	other := tn.dial(t)
+	c.Challenge.Nonce = other.Challenge.Nonce
+	_, err = c.SignIn(ctxT(t), w, client.SignInParams{}, nil)
+	wantCode(t, err, protocol.CodeNonceUnknown)
+}
+
+func TestCrossVaultCommandRefused(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a, b := tn.signIn(t, nil), tn.signIn(t, nil)
+	before := b.mirror.Version
+	// a's delegate signs a command that names b's vault and session.
+	forged := &client.Session{Vault: b.s.Vault, ID: b.s.ID, Delegate: a.s.Delegate, Seq: 100}
+	f, seq, _ := forged.SignCommand(protocol.OpTriggerCreate, dip(1))
+	_, err := a.c.SendCommand(ctxT(t), f, seq)
+	wantCode(t, err, protocol.CodeWrongVault)
+	_, err = b.c.SendCommand(ctxT(t), f, seq)
+	wantCode(t, err, protocol.CodeBadCmdSignature)
+	if _, err := b.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if b.mirror.Version != before {
+		t.Fatal("b's vault changed")
+	}
+}
+
+func TestOriginCheck(t *testing.T) {
+	opts := testOptions(t)
+	opts.Origins = []string{"app.example.com"}
+	tn := startNode(t, opts, nil)
+	for origin, want := range map[string]int{
+		"https://evil.example":        http.StatusForbidden,
+		"null":                        http.StatusForbidden,
+		"file://":                     http.StatusForbidden,
+		"http://" + tn.addr:           0,
+		"https://app.example.com":     0,
+		"":                            0,
+		"http://app.example.com.evil": http.StatusForbidden,
+	} {
+		c, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Origin: origin})
+		if want == 0 {
+			if err != nil {
+				t.Errorf("origin %q refused: %v", origin, err)
+				continue
+			}
+			c.CloseNow()
+			continue
+		}
+		var de *client.DialError
+		if !errors.As(err, &de) || de.Status != want {
+			t.Errorf("origin %q: err %v, want HTTP %d", origin, err, want)
+		}
+	}
+}
+
+func TestCommandFloodIsRateLimited(t *testing.T) {
+	opts := testOptions(t)
+	opts.hubTweak = func(c *hub.Config) { c.CommandRate, c.CommandBurst = 5, 5 }
+	tn := startNode(t, opts, nil)
+	a := tn.signIn(t, nil)
+	ctx := ctxT(t)
+	const n = 40
+	for i := 0; i < n; i++ {
+		f, _, _ := a.s.SignCommand(protocol.OpTriggerCreate, dip(float64(1000+i)))
+		if err := a.c.Send(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked, limited := 0, 0
+	for acked+limited < n {
+		f := a.until(t, "answers", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeAck || f.Type == protocol.TypeError })
+		switch {
+		case f.Type == protocol.TypeAck:
+			acked++
+		case f.Code == protocol.CodeRateLimited && f.Retry:
+			limited++
+		default:
+			t.Fatalf("unexpected %+v", f)
+		}
+	}
+	if limited == 0 || acked == 0 {
+		t.Fatalf("acked %d, limited %d: want both", acked, limited)
+	}
+	// Exactly the acknowledged commands are in the vault.
+	fresh := tn.signIn(t, a.w)
+	if len(fresh.mirror.Triggers) != acked {
+		t.Fatalf("vault has %d triggers, %d were acked", len(fresh.mirror.Triggers), acked)
+	}
+}
+
+// TestSlowReaderIsDisconnectedAndResumes stops reading on one connection
+// while its vault keeps changing: the node closes it instead of buffering
+// without bound, the other tab is unaffected, and on its return the slow
+// client resumes from its last version without losing a diff.
+func TestSlowReaderIsDisconnectedAndResumes(t *testing.T) {
+	opts := testOptions(t)
+	opts.hubTweak = func(c *hub.Config) {
+		c.SendQueue, c.WriteTimeout, c.CommandRate, c.CommandBurst = 8, 2*time.Second, 1000, 1000
+	}
+	opts.wrapListener = smallSendBuffers
+	tn := startNode(t, opts, nil)
+	// A client that buffers one frame and then stops reading.
+	w, _ := client.NewWallet()
+	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sc.CloseNow)
+	ss, err := sc.SignIn(ctxT(t), w, client.SignInParams{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &session{c: sc, w: w, s: ss, mirror: client.NewMirror()}
+	slow.until(t, "snapshot", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSnapshot })
+	seen := slow.mirror.Version
+
+	writer := tn.signIn(t, w)
+	spec := dip(2500)
+	spec.Action.Params = []byte(`{"memo":"` + strings.Repeat("m", 3000) + `"}`)
+	created := 0
+	var last uint64
+	dropped := tn.n.hubMetrics.Disconnects.WithLabelValues("slow_consumer")
+	for testutil.ToFloat64(dropped) == 0 {
+		if created == 200 {
+			t.Fatal("200 large diffs did not overflow the slow reader")
+		}
+		_, last = writer.create(t, spec)
+		created++
+	}
+	_, last = writer.create(t, spec)
+	created++
+	writer.untilVersion(t, last)
+	// The slow client reads again: after what was buffered, the close.
+	waitFor(t, "the client to see the close", func() bool {
+		_, err := slow.c.Next(ctxT(t))
+		return err != nil
+	})
+	c := tn.dial(t)
+	if err := c.Resume(ctxT(t), slow.s, seen); err != nil {
+		t.Fatal(err)
+	}
+	slow.c = c
+	slow.mirror.Version = seen
+	slow.untilVersion(t, last)
+	if len(slow.mirror.Triggers) != created {
+		t.Fatalf("resumed mirror holds %d triggers, want %d", len(slow.mirror.Triggers), created)
+	}
+}
+
+// smallSendBuffers shrinks the kernel send buffer of accepted connections,
+// so a client that stops reading fills it after a few frames.
+func smallSendBuffers(ln net.Listener) net.Listener { return smallBufListener{ln} }
+
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+func TestShutdownClosesSocketsGoingAway(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	a.create(t, dip(2500))
+	if err := tn.shutdown(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	waitFor(t, "the close", func() bool { return a.c.Err() != nil })
+	if got := websocket.CloseStatus(a.c.Err()); got != websocket.StatusGoingAway {
+		t.Fatalf("close status %d, want 1001", got)
+	}
+	if n := tn.n.mgr.OpenVaults(); n != 0 {
+		t.Fatalf("%d vaults still open after shutdown", n)
+	}
+}
+
+func TestSignalIngest(t *testing.T) {
+	opts := testOptions(t)
+	tn := startNode(t, opts, nil)
+	cases := []struct {
+		body string
+		auth string
+		want int
+	}{
+		{`{"name":"ETH/USD","value":2500}`, "Bearer " + testToken, http.StatusAccepted},
+		{`{"signals":[{"name":"ETH/USD","value":1},{"name":"BTC/USD","value":2}]}`, "Bearer " + testToken, http.StatusAccepted},
+		{`{"name":"ETH/USD","value":2500}`, "Bearer wrong", http.StatusUnauthorized},
+		{`{"name":"ETH/USD","value":2500}`, "", http.StatusUnauthorized},
+		{`{"name":"ETH/USD","value":`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"bad name!","value":1}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"signals":[{"name":"OK","value":1},{"name":"","value":2}]}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{}`, "Bearer " + testToken, http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+tn.addr+"/v1/signals", strings.NewReader(c.body))
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s (%s): %d, want %d", c.body, c.auth, resp.StatusCode, c.want)
+		}
+	}
+	waitFor(t, "the accepted signals in the history", func() bool {
+		v, ok := tn.n.hub.History().Latest("BTC/USD")
+		return ok && v == 2
+	})
+	if _, ok := tn.n.hub.History().Latest("OK"); ok {
+		t.Fatal("a refused batch was partly published")
+	}
+	opts2 := testOptions(t)
+	opts2.SignalToken = ""
+	off := startNode(t, opts2, nil)
+	if code, _ := off.publish(t, `{"name":"ETH/USD","value":1}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("ingest without a token: %d, want 503", code)
+	}
+}
+
+func TestHealthReadyMetricsDashboard(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "spells_ws_connections", "/": "<title>Spells"} {
+		resp, err := http.Get("http://" + tn.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := new(strings.Builder)
+		_, _ = io_Copy(buf, resp)
+		if resp.StatusCode != 200 || !strings.Contains(buf.String(), want) {
+			t.Errorf("%s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestDemoFeedPublishes(t *testing.T) {
+	opts := testOptions(t)
+	opts.Demo, opts.DemoInterval = true, 10*time.Millisecond
+	tn := startNode(t, opts, nil)
+	a := tn.signIn(t, nil)
+	a.until(t, "a demo price", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSignal && f.Name == "ETH/USD" })
+	_ = context.Background()
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"github.com/spells-dev/spells/hub"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is the node's configuration. Every flag has an environment
+// variable (SPELLS_ + the flag name in upper case, dashes as underscores);
+// a flag on the command line wins.
+type Options struct {
+	Listen       string
+	DataDir      string
+	Origins      []string
+	SIWEDomains  []string // empty: localhost, 127.0.0.1 and [::1] on the listen port
+	ChainID      uint64
+	SignalToken  string
+	Demo         bool
+	DemoInterval time.Duration
+	LogFormat    string // auto, json, console
+	LogLevel     string
+	Node         string
+
+	// hubTweak lets tests change hub settings that have no flag.
+	hubTweak func(*hub.Config)
+	// wrapListener lets tests shape accepted connections.
+	wrapListener func(net.Listener) net.Listener
+}
+
+func parseOptions(args []string, getenv func(string) string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("spells", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var origins, domains string
+	fs.StringVar(&o.Listen, "listen", ":8080", "address to listen on")
+	fs.StringVar(&o.DataDir, "data", "./data", "data directory (vault files, node key)")
+	fs.StringVar(&origins, "origins", "", "extra allowed WebSocket origins, comma separated host patterns (the node's own host is always allowed)")
+	fs.StringVar(&domains, "siwe-domains", "", "SIWE domains accepted at sign-in, comma separated (default localhost, 127.0.0.1 and [::1] on the listen port)")
+	fs.Uint64Var(&o.ChainID, "chain-id", 1, "SIWE chain id accepted at sign-in")
+	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
+	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
+	fs.DurationVar(&o.DemoInterval, "demo-interval", time.Second, "time between demo price ticks")
+	fs.StringVar(&o.LogFormat, "log-format", "auto", "auto (console on a terminal, else json), json or console")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
+	if err := applyEnv(fs, getenv); err != nil {
+		return o, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("%w\n\n%s", err, usage(fs))
+	}
+	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
+	if o.ChainID == 0 {
+		return o, fmt.Errorf("-chain-id must be positive")
+	}
+	if o.DemoInterval <= 0 {
+		return o, fmt.Errorf("-demo-interval must be positive")
+	}
+	return o, nil
+}
+
+// applyEnv sets each flag from its SPELLS_ variable, before the command
+// line is parsed.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SPELLS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func usage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	b.WriteString("usage: spells [flags]\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SPELLS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		fmt.Fprintf(&b, "  -%s (%s, default %s)\n      %s\n", f.Name, env, strconv.Quote(f.DefValue), f.Usage)
+	})
+	return b.String()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

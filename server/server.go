@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/web"
+)
+
+// node is a running Spells node: its parts and its HTTP server.
+type node struct {
+	opts  Options
+	log   zerolog.Logger
+	ln    net.Listener
+	http  *http.Server
+	bus   *hub.MemoryBus
+	mgr   *vault.Manager
+	hub   *hub.Hub
+	demo  *demoFeed
+	ready atomic.Bool
+
+	hubMetrics *hub.Metrics
+}
+
+// run starts a node, calls started with its listen address once it serves,
+// and shuts it down in order when ctx ends.
+func run(ctx context.Context, opts Options, started func(addr string)) error {
+	n, err := newNode(ctx, opts, vault.RealClock{})
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		started(n.ln.Addr().String())
+	}
+	return n.serve(ctx)
+}
+
+func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error) {
+	log := newLogger(opts)
+	if opts.Node == "" {
+		opts.Node, _ = os.Hostname()
+	}
+	key, err := nodeKey(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if opts.wrapListener != nil {
+		ln = opts.wrapListener(ln)
+	}
+	if len(opts.SIWEDomains) == 0 {
+		opts.SIWEDomains = defaultDomains(ln.Addr())
+	}
+	n := &node{opts: opts, log: log, ln: ln}
+	if err := n.build(ctx, key, clock); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	nonces := protocol.NewNonceIssuer(key)
+	history := hub.NewHistory(0)
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
+		Nonces: nonces, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+		Latest: history.Latest})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		mgr.Close()
+		return err
+	}
+	n.mgr, n.bus = mgr, hub.NewMemoryBus(0)
+	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
+		ChainID: n.opts.ChainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
+		Logger: n.log.With().Str("part", "hub").Logger(), Metrics: hub.NewMetrics(reg)}
+	n.hubMetrics = hcfg.Metrics
+	if n.opts.hubTweak != nil {
+		n.opts.hubTweak(&hcfg)
+	}
+	n.hub = hub.New(hcfg)
+	n.http = &http.Server{Handler: n.routes(reg), ReadHeaderTimeout: 10 * time.Second}
+	if n.opts.Demo {
+		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log)
+	}
+	return nil
+}
+
+func (n *node) routes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/ws", n.hub)
+	mux.Handle("POST /v1/signals", n.signalsHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /", web.Handler())
+	return mux
+}
+
+// serve runs the HTTP server until ctx ends, then shuts down in order:
+// refuse new work, close WebSockets with "going away", stop the demo feed
+// and the bus, and flush and close every vault.
+func (n *node) serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- n.http.Serve(n.ln) }()
+	n.ready.Store(true)
+	n.log.Info().Str("dashboard", n.dashboardURL()).Strs("siwe_domains", n.opts.SIWEDomains).
+		Str("data", n.opts.DataDir).Bool("demo", n.opts.Demo).Msg("spells node ready: open the dashboard at " + n.dashboardURL())
+	if n.opts.SignalToken == "" {
+		n.log.Info().Msg("signal ingest disabled: POST /v1/signals answers 503 until the node runs with --signal-token")
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	n.ready.Store(false)
+	n.log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.hub.Shutdown(sctx); err != nil {
+		n.log.Warn().Err(err).Msg("websockets did not all close in time")
+	}
+	if err := n.http.Shutdown(sctx); err != nil {
+		n.log.Warn().Err(err).Msg("http shutdown")
+	}
+	n.stopParts()
+	n.log.Info().Msg("stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func (n *node) stopParts() {
+	if n.demo != nil {
+		n.demo.stop()
+	}
+	n.bus.Close()
+	n.mgr.Close()
+}
+
+func (n *node) dashboardURL() string {
+	_, port, _ := net.SplitHostPort(n.ln.Addr().String())
+	return "http://localhost:" + port + "/"
+}
+
+// defaultDomains serves the dashboard as localhost, 127.0.0.1 or [::1] on
+// the port the node listens on.
+func defaultDomains(addr net.Addr) []string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	return []string{"localhost:" + port, "127.0.0.1:" + port, "[::1]:" + port}
+}
+
+// nodeKey loads the node's secret (it keys sign-in nonces) from the data
+// directory, creating it on first start.
+func nodeKey(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	p := filepath.Join(dir, "node.key")
+	if b, err := os.ReadFile(p); err == nil {
+		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) != 32 {
+			return nil, fmt.Errorf("node key %s is not 64 hex characters", p)
+		}
+		return key, nil
+	} else if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	return key, nil
+}
+
+func newLogger(o Options) zerolog.Logger {
+	level, err := zerolog.ParseLevel(o.LogLevel)
+	if err != nil || o.LogLevel == "" {
+		level = zerolog.InfoLevel
+	}
+	var out = zerolog.New(os.Stderr)
+	console := o.LogFormat == "console"
+	if o.LogFormat == "auto" || o.LogFormat == "" {
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			console = true
+		}
+	}
+	if console {
+		out = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+	}
+	return out.Level(level).With().Timestamp().Logger()
+}
