@@ -52,10 +52,10 @@ type UpdateArgs struct {
 // Resume is the body of a resume frame: a signed-in session proves it still
 // holds its delegate key by signing a fresh challenge nonce.
 type Resume struct {
-	Vault   string `json:"vault"`
-	Session string `json:"session"`
-	Nonce   string `json:"nonce"`
-	Since   uint64 `json:"since"`
+	Vault   string  `json:"vault"`
+	Session string  `json:"session"`
+	Nonce   string  `json:"nonce"`
+	Since   *uint64 `json:"since,omitempty"` // absent: send a snapshot
 }
 
 // ParseResume decodes a verified resume body.

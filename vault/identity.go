@@ -150,44 +150,44 @@ func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscri
 			return err
 		}
 		b = Bound{Vault: v, Session: s.id}
-		return v.bind(s, &since, sub)
+		return v.bind(s, since, sub)
 	})
 	return b, err
 }
 
-func (v *Vault) resume(body, sig, nonce string) (*session, uint64, error) {
+func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	cfg := v.m.cfg
 	now := v.m.now()
 	if v.conn == nil {
-		return nil, 0, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
+		return nil, nil, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
 	}
 	r, err := protocol.ParseResume(body)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	s, err := v.liveSession(r.Session, now)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if err := protocol.VerifyBody(s.key, body, sig); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if !sameAddress(r.Vault, v.addr) {
-		return nil, 0, protocol.Errorf(protocol.CodeWrongVault, "resume is for vault %q, not this one", r.Vault)
+		return nil, nil, protocol.Errorf(protocol.CodeWrongVault, "resume is for vault %q, not this one", r.Vault)
 	}
 	if r.Nonce != nonce {
-		return nil, 0, protocol.Errorf(protocol.CodeNonceUnknown, "resume nonce is not the one issued on this socket")
+		return nil, nil, protocol.Errorf(protocol.CodeNonceUnknown, "resume nonce is not the one issued on this socket")
 	}
 	if _, err := cfg.Nonces.Check(r.Nonce, now, cfg.NonceTTL); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if used, err := nonceUsed(v.conn, r.Nonce); err != nil {
-		return nil, 0, v.internal("read nonces", err)
+		return nil, nil, v.internal("read nonces", err)
 	} else if used {
-		return nil, 0, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+		return nil, nil, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
 	}
 	if err := v.write(func(*tx) error { return recordNonce(v.conn, r.Nonce, now, cfg.NonceTTL) }); err != nil {
-		return nil, 0, v.internal("record nonce", err)
+		return nil, nil, v.internal("record nonce", err)
 	}
 	return s, r.Since, nil
 }

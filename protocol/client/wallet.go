@@ -122,7 +122,7 @@ func (s *Session) SignCommandSeq(seq uint64, op string, args any) (protocol.Clie
 
 // SignResume builds the resume frame for a fresh challenge nonce.
 func (s *Session) SignResume(nonce string, since uint64) (protocol.ClientFrame, error) {
-	body, err := protocol.MarshalBody(protocol.Resume{Vault: s.Vault, Session: s.ID, Nonce: nonce, Since: since})
+	body, err := protocol.MarshalBody(protocol.Resume{Vault: s.Vault, Session: s.ID, Nonce: nonce, Since: &since})
 	if err != nil {
 		return protocol.ClientFrame{}, err
 	}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium for a test. Without Chromium the test
+// is skipped, unless SPELLS_REQUIRE_BROWSER=1 (set by .ci/run, which
+// installs it).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("SPELLS_REQUIRE_BROWSER") == "1" {
+			t.Fatal("chromium is required (SPELLS_REQUIRE_BROWSER=1) but not installed")
+		}
+		t.Skip("chromium not installed; apt-get install chromium to run the dashboard test")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	// The first run starts the browser; it must not carry a timeout.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	// Only now (the browser runs) listen: the page's console and exceptions are printed when the test fails.
+	var mu sync.Mutex
+	var console []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			console = append(console, m.String())
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range console {
+				t.Log("browser console:", l)
+			}
+		}
+	})
+	return ctx
+}
+
+// within bounds one step of a browser test.
+func within(t *testing.T, ctx context.Context) context.Context {
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(within(t, ctx), chromedp.Text(sel))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// TestDashboardTour drives the embedded dashboard in Chromium as a person
+// would: sign in with a burner key, create a trigger, see it fire when the
+// price crosses, reload and find the session resumed.
+func TestDashboardTour(t *testing.T) {
+	ctx := browser(t)
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	url := "http://" + tn.addr + "/"
+	err := chromedp.Do(within(t, ctx),
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(`#btn-burner`),
+		chromedp.Click(`#btn-burner`),
+		chromedp.WaitVisible(`#vault`),
+		chromedp.WaitVisible(`.signal[data-name="ETH/USD"]`),
+		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#create button[type=submit]`),
+		chromedp.WaitVisible(`#triggers tbody tr`),
+	)
+	if err != nil {
+		t.Fatalf("sign in and create: %v", err)
+	}
+	tn.mustPublish(t, "ETH/USD", 2400)
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#intents li`)); err != nil {
+		t.Fatalf("no intent shown after the crossing: %v", err)
+	}
+	intents, who := text(t, ctx, `#intents`), text(t, ctx, `#who`)
+	if err := chromedp.Do(within(t, ctx), chromedp.Reload(), chromedp.WaitVisible(`#triggers tbody tr`)); err != nil {
+		t.Fatalf("after reload: %v", err)
+	}
+	rows := text(t, ctx, `#triggers tbody`)
+	if out := os.Getenv("SPELLS_SCREENSHOT"); out != "" {
+		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(out, png, 0o644)
+		}
+	}
+	if !strings.Contains(intents, "swap") || !strings.Contains(intents, "Buy the dip") {
+		t.Fatalf("intents feed: %q", intents)
+	}
+	if !strings.Contains(rows, "ETH/USD below 2,500") || !strings.Contains(rows, "active") {
+		t.Fatalf("after reload the trigger table shows %q", rows)
+	}
+	if !strings.HasPrefix(who, "0x") {
+		t.Fatalf("vault address shown as %q", who)
+	}
+}
