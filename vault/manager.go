@@ -153,9 +153,12 @@ func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (
 		m.mu.Unlock()
 		return nil, errClosed
 	}
-	if v, ok := m.vaults[id]; ok {
+	if v, ok := m.vaults[id]; ok && !v.ended() {
 		m.mu.Unlock()
 		return v, nil
+	} else if ok {
+		delete(m.vaults, id) // ending; vaultEnded will not find it again
+		m.metrics.Open.Dec()
 	}
 	_, statErr := os.Stat(pathFor(m.cfg.Dir, id))
 	exists := statErr == nil

@@ -109,6 +109,17 @@ func (v *Vault) shutdown() {
 	v.m.vaultEnded(v)
 }
 
+// ended reports whether the goroutine has stopped or is stopping on its
+// own (an unborn vault whose first sign-in failed).
+func (v *Vault) ended() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // do runs fn on the vault's goroutine and returns its error.
 func (v *Vault) do(ctx context.Context, fn func() error) error {
 	res := make(chan error, 1)
@@ -123,7 +134,13 @@ func (v *Vault) do(ctx context.Context, fn func() error) error {
 	case err := <-res:
 		return err
 	case <-v.done:
-		return errClosed
+		// fn may have been the last thing the goroutine ran.
+		select {
+		case err := <-res:
+			return err
+		default:
+			return errClosed
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
