@@ -29,6 +29,8 @@ type Options struct {
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
+	// logOut replaces stderr as the log's destination (tests read it).
+	logOut io.Writer
 	// wrapListener lets tests shape accepted connections.
 	wrapListener func(net.Listener) net.Listener
 }

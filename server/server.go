@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -214,15 +215,19 @@ func newLogger(o Options) zerolog.Logger {
 	if err != nil || o.LogLevel == "" {
 		level = zerolog.InfoLevel
 	}
-	var out = zerolog.New(os.Stderr)
+	var w io.Writer = os.Stderr
+	if o.logOut != nil {
+		w = o.logOut
+	}
+	out := zerolog.New(w)
 	console := o.LogFormat == "console"
 	if o.LogFormat == "auto" || o.LogFormat == "" {
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && o.logOut == nil {
 			console = true
 		}
 	}
 	if console {
-		out = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+		out = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly})
 	}
 	return out.Level(level).With().Timestamp().Logger()
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"go.uber.org/goleak"
 	"testing"
 	"time"
 
@@ -238,3 +239,5 @@ func (s *sub) diffWith(t testing.TB, kind string) []protocol.Change {
 		}
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
+)
+
+// syncBuffer is a log destination tests can read while the node writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRefusalsAreLogged checks that a refused command is answered, logged
+// with its code, and leaves the vault as it was; also after a reconnect.
+func TestRefusalsAreLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	opts := testOptions(t)
+	opts.LogLevel, opts.logOut = "info", logs
+	tn := startNode(t, opts, nil)
+	a := tn.signIn(t, nil)
+	f, seq, _ := a.s.SignCommand(protocol.OpTriggerCreate, dip(2500))
+	if _, err := a.c.SendCommand(ctxT(t), f, seq); err != nil {
+		t.Fatal(err)
+	}
+	a.untilVersion(t, 1)
+	// The same command again on a new socket after a reconnect.
+	c := tn.dial(t)
+	if err := c.Resume(ctxT(t), a.s, a.mirror.Version); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.SendCommand(ctxT(t), f, seq)
+	wantCode(t, err, protocol.CodeBadSeq)
+	_, err = c.Command(ctxT(t), a.s, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: "x",
+		Condition: protocol.Condition{Signal: "ETH/USD", Op: "sideways", Threshold: f64(1)}, Action: swap})
+	wantCode(t, err, protocol.CodeInvalidTrigger)
+	waitFor(t, "the refusals in the log", func() bool {
+		l := logs.String()
+		return strings.Contains(l, `"code":"bad_seq"`) && strings.Contains(l, `"code":"invalid_trigger"`) &&
+			strings.Contains(l, "command refused")
+	})
+	fresh := tn.signIn(t, a.w)
+	if fresh.mirror.Version != 1 || len(fresh.mirror.Triggers) != 1 {
+		t.Fatalf("refusals changed the vault: version %d, %d triggers", fresh.mirror.Version, len(fresh.mirror.Triggers))
+	}
+}
+
+func TestSocketWithoutSignInIsClosed(t *testing.T) {
+	opts := testOptions(t)
+	opts.hubTweak = func(c *hub.Config) { c.SignInTimeout = 100 * time.Millisecond }
+	tn := startNode(t, opts, nil)
+	w, _ := client.NewWallet()
+	s := tn.signIn(t, w) // connected before c, so it has lived longer when c is closed
+	c := tn.dial(t)
+	waitFor(t, "the close", func() bool { return c.Err() != nil })
+	if got := websocket.CloseStatus(c.Err()); got != protocol.CloseSignInTimeout {
+		t.Fatalf("close status %d, want %d", got, protocol.CloseSignInTimeout)
+	}
+	// The signed-in socket outlived the timeout.
+	if _, err := s.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSecondSignInOnASocketRefused(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	w, _ := client.NewWallet()
+	_, err := a.c.SignIn(ctxT(t), w, client.SignInParams{}, nil)
+	wantCode(t, err, protocol.CodeAlreadySignedIn)
+}
