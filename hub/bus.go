@@ -86,6 +86,11 @@ var ErrBusClosed = errors.New("signal bus closed")
 // Publish queues s for delivery; it blocks while the queue is full.
 func (b *MemoryBus) Publish(ctx context.Context, s Signal) error {
 	select {
+	case <-b.done:
+		return ErrBusClosed
+	default:
+	}
+	select {
 	case b.ch <- s:
 		return nil
 	case <-b.done:

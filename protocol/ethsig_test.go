@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bytes"
+	"github.com/ethereum/go-ethereum/common"
 	"math/big"
 	"testing"
 
@@ -84,4 +86,23 @@ func TestRecoverPersonalOtherMessage(t *testing.T) {
 	if err == nil && got.Hex() == want {
 		t.Fatal("a signature over another message recovered the signer")
 	}
+}
+
+// FuzzRecoverPersonal feeds arbitrary signatures: recovery must never
+// panic, and whatever it accepts recovers a non-zero address.
+func FuzzRecoverPersonal(f *testing.F) {
+	f.Add([]byte("hello"), make([]byte, 65))
+	f.Add([]byte(""), bytes.Repeat([]byte{0xff}, 65))
+	f.Add([]byte("x"), append(bytes.Repeat([]byte{1}, 64), 27))
+	f.Fuzz(func(t *testing.T, msg, sig []byte) {
+		addr, err := RecoverPersonal(msg, sig)
+		if err == nil && (addr == common.Address{}) {
+			t.Fatal("accepted a signature recovering the zero address")
+		}
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error is not a protocol error: %v", err)
+			}
+		}
+	})
 }

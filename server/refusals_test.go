@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"strings"
 	"sync"
 	"testing"
@@ -89,4 +90,31 @@ func TestSecondSignInOnASocketRefused(t *testing.T) {
 	w, _ := client.NewWallet()
 	_, err := a.c.SignIn(ctxT(t), w, client.SignInParams{}, nil)
 	wantCode(t, err, protocol.CodeAlreadySignedIn)
+}
+
+// TestHeartbeatDropsADeadPeer: a client that stops reading cannot answer
+// pings; the node notices within a ping interval plus the write timeout
+// and closes the connection.
+func TestHeartbeatDropsADeadPeer(t *testing.T) {
+	opts := testOptions(t)
+	opts.hubTweak = func(c *hub.Config) { c.PingInterval, c.WriteTimeout = 50*time.Millisecond, 200*time.Millisecond }
+	tn := startNode(t, opts, nil)
+	live := tn.signIn(t, nil) // reads all the time: answers pings
+	c, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	w, _ := client.NewWallet()
+	// ready + snapshot + signals fill the one-frame buffer: the client's
+	// reader blocks and no longer answers pings.
+	tn.mustPublish(t, "ETH/USD", 1)
+	if _, err := c.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	lost := tn.n.hubMetrics.Disconnects.WithLabelValues("heartbeat")
+	waitFor(t, "the dead peer to be dropped", func() bool { return testutil.ToFloat64(lost) == 1 })
+	if _, err := live.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatalf("the live connection was dropped too: %v", err)
+	}
 }

@@ -32,6 +32,8 @@ type Conn struct {
 	frames  chan protocol.ServerFrame
 	pending []protocol.ServerFrame
 	done    chan struct{}
+	closing chan struct{}
+	once    sync.Once
 	mu      sync.Mutex
 	readErr error
 }
@@ -60,7 +62,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Conn, error) {
 		buf = 4096
 	}
 	ws.SetReadLimit(limit)
-	c := &Conn{ws: ws, frames: make(chan protocol.ServerFrame, buf), done: make(chan struct{})}
+	c := &Conn{ws: ws, frames: make(chan protocol.ServerFrame, buf), done: make(chan struct{}), closing: make(chan struct{})}
 	go c.readLoop()
 	ch, err := c.Next(ctx)
 	if err != nil {
@@ -102,9 +104,20 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			continue
 		}
-		c.frames <- f
+		select {
+		case c.frames <- f:
+		case <-c.closing:
+			// Closed by us while the buffer was full: stop reading.
+			c.mu.Lock()
+			c.readErr = net.ErrClosed
+			c.mu.Unlock()
+			close(c.frames)
+			return
+		}
 	}
 }
+
+func (c *Conn) stopReading() { c.once.Do(func() { close(c.closing) }) }
 
 // Err returns why the connection's reading ended (nil while open).
 // websocket.CloseStatus(c.Err()) gives the close code.
@@ -268,6 +281,7 @@ func (c *Conn) SendCommand(ctx context.Context, f protocol.ClientFrame, seq uint
 
 // Close closes the connection normally.
 func (c *Conn) Close() error {
+	c.stopReading()
 	err := c.ws.Close(websocket.StatusNormalClosure, "")
 	<-c.done
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -278,6 +292,7 @@ func (c *Conn) Close() error {
 
 // CloseNow drops the connection without a close handshake.
 func (c *Conn) CloseNow() {
+	c.stopReading()
 	c.ws.CloseNow()
 	<-c.done
 }
