@@ -26,6 +26,8 @@ type Options struct {
 	LogFormat    string // auto, json, console
 	LogLevel     string
 	Node         string
+	MaxOpen      int
+	IdleAfter    time.Duration
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -51,6 +53,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "auto (console on a terminal, else json), json or console")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
+	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (3 file descriptors each); past it the least recently used idle vault is closed")
+	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err
 	}
@@ -60,6 +64,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
 	if o.ChainID == 0 {
 		return o, fmt.Errorf("-chain-id must be positive")
+	}
+	if o.MaxOpen <= 0 || o.IdleAfter <= 0 {
+		return o, fmt.Errorf("-max-open-vaults and -idle-after must be positive")
 	}
 	if o.DemoInterval <= 0 {
 		return o, fmt.Errorf("-demo-interval must be positive")

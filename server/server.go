@@ -88,7 +88,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 	history := hub.NewHistory(0)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
 		Nonces: nonces, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
-		Latest: history.Latest})
+		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
 		return err
 	}

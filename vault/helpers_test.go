@@ -24,6 +24,9 @@ type env struct {
 	nonces *protocol.NonceIssuer
 	latest map[string]float64
 	m      *Manager
+
+	idleAfter time.Duration // default: long enough never to matter
+	maxOpen   int
 }
 
 func newEnv(t testing.TB) *env {
@@ -37,7 +40,8 @@ func newEnv(t testing.TB) *env {
 func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, Clock: e.clock,
-		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50})
+		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
+		IdleAfter: e.idleAfter, MaxOpen: e.maxOpen})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,14 @@ type Config struct {
 	EvaluationsKeep int // evaluation rows kept per vault (default 1000)
 	SnapshotRecent  int // intents and evaluations in a snapshot (default 100)
 	MaxTriggers     int // per vault (default 256)
+
+	// Hibernation: a vault with no subscriber, idle for IdleAfter and with
+	// nothing due within IdleAfter is closed (goroutine ended, file closed)
+	// and reopened on demand. MaxOpen bounds the open vaults (each holds
+	// three file descriptors); past it the least recently used vault
+	// without subscribers is closed.
+	IdleAfter time.Duration // default 2m
+	MaxOpen   int           // default 2000
 }
 
 func (c *Config) setDefaults() {
@@ -53,6 +62,10 @@ func (c *Config) setDefaults() {
 	def(&c.EvaluationsKeep, 1000)
 	def(&c.SnapshotRecent, 100)
 	def(&c.MaxTriggers, 256)
+	def(&c.MaxOpen, 2000)
+	if c.IdleAfter <= 0 {
+		c.IdleAfter = 2 * time.Minute
+	}
 	if c.ChainID == 0 {
 		c.ChainID = 1
 	}
@@ -86,9 +99,7 @@ type Manager struct {
 	vaults map[string]*Vault
 	closed bool
 
-	imu      sync.Mutex
-	interest map[string]map[string]*Vault // signal -> vault id -> vault
-	watching map[string]map[string]struct{}
+	index *interestIndex
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -104,38 +115,90 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{},
-		interest: map[string]map[string]*Vault{}, watching: map[string]map[string]struct{}{}}, nil
+		index: newInterestIndex()}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
 
 func (m *Manager) latest(s string) (float64, bool) { return m.cfg.Latest(s) }
 
-// Start opens every vault found in the data directory (so their alarms
-// and signal interests are known; alarms missed while the node was down
-// fire once now) and starts the alarm scheduler.
+// Start reads every vault file in the data directory once, to learn its
+// next alarm and the signal thresholds it reacts to, and leaves it closed
+// (hibernated) until something needs it. Alarms missed while the node was
+// down fire once, now. Then it starts the alarm scheduler and the
+// hibernation janitor.
 func (m *Manager) Start(ctx context.Context) error {
 	files, err := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*.db"))
 	if err != nil {
 		return fmt.Errorf("scan vaults: %w", err)
 	}
-	for _, f := range files {
-		id := strings.TrimSuffix(filepath.Base(f), ".db")
-		if !common.IsHexAddress(id) {
-			continue
-		}
-		if _, err := m.Vault(ctx, common.HexToAddress(id), false); err != nil {
-			return fmt.Errorf("start: %w", err)
-		}
+	began := time.Now()
+	if err := m.scan(ctx, files); err != nil {
+		return fmt.Errorf("start: %w", err)
 	}
-	m.cfg.Logger.Info().Int("vaults", len(files)).Msg("vaults opened")
+	m.cfg.Logger.Info().Int("vaults", len(files)).Dur("took", time.Since(began)).Msg("vault index built")
 	actx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.alarms.run(actx, m.cfg.Clock, m.fireAlarm)
 	}()
+	go func() {
+		defer m.wg.Done()
+		m.janitor(actx)
+	}()
+	return nil
+}
+
+// scan opens each file on a pool of workers, reports its alarm and leaves,
+// and closes it again. No vault goroutine runs yet, so each worker is the
+// only owner of the connection it opens.
+func (m *Manager) scan(ctx context.Context, files []string) error {
+	work := make(chan string)
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	for i := 0; i < max(2, runtime.NumCPU()); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := m.scanFile(ctx, f); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (m *Manager) scanFile(ctx context.Context, f string) error {
+	id := strings.TrimSuffix(filepath.Base(f), ".db")
+	if !common.IsHexAddress(id) {
+		return nil
+	}
+	v := newVault(m, common.HexToAddress(id))
+	if err := v.openFile(ctx, false); err != nil {
+		return err
+	}
+	v.report()
+	if err := v.conn.Close(); err != nil {
+		return fmt.Errorf("close vault %s: %w", id, err)
+	}
+	v.conn = nil
 	return nil
 }
 
@@ -147,6 +210,13 @@ var ErrNoVault = protocol.Errorf(protocol.CodeSessionUnknown, "no such vault on 
 // With create, a vault without a file is started "unborn": it creates its
 // file only when a sign-in verifies.
 func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (*Vault, error) {
+	return m.acquire(ctx, addr, create, false)
+}
+
+// acquire is Vault; with pin it also pins the vault (the caller unpins
+// once its message is in the mailbox), so it cannot hibernate in between
+// and strand the message.
+func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin bool) (*Vault, error) {
 	id := idOf(addr)
 	m.mu.Lock()
 	if m.closed {
@@ -154,6 +224,9 @@ func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (
 		return nil, errClosed
 	}
 	if v, ok := m.vaults[id]; ok && !v.ended() {
+		if pin {
+			v.pins.Add(1)
+		}
 		m.mu.Unlock()
 		return v, nil
 	} else if ok {
@@ -166,17 +239,24 @@ func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (
 		m.mu.Unlock()
 		return nil, ErrNoVault
 	}
+	if exists && len(m.vaults) >= m.cfg.MaxOpen {
+		m.evictLocked()
+	}
 	v := newVault(m, addr)
 	m.vaults[id] = v
 	m.metrics.Open.Inc()
+	if pin {
+		v.pins.Add(1)
+	}
 	if exists {
 		// The first message in the mailbox, so it runs before any other.
 		v.mailbox <- func() {
-			if err := v.openFile(ctx, false); err != nil {
+			if err := v.openFile(context.Background(), false); err != nil {
 				v.log.Error().Err(err).Msg("open vault")
 				v.forget = true
 				return
 			}
+			m.metrics.Activations.Inc()
 			v.afterChange()
 		}
 	}
@@ -185,10 +265,26 @@ func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (
 	if exists {
 		// Wait for the open, so a broken file is reported here.
 		if err := v.do(ctx, func() error { return nil }); err != nil {
+			if pin {
+				v.pins.Add(-1)
+			}
 			return nil, fmt.Errorf("open vault %s: %w", addr.Hex(), err)
 		}
 	}
 	return v, nil
+}
+
+// retire removes v from the open vaults if nothing can still reach it: no
+// pin, nothing queued, no subscriber. It runs on v's goroutine.
+func (m *Manager) retire(v *Vault) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v.pins.Load() > 0 || len(v.mailbox) > 0 || len(v.subs) > 0 || m.vaults[v.id] != v {
+		return false
+	}
+	delete(m.vaults, v.id)
+	m.metrics.Open.Dec()
+	return true
 }
 
 // vaultEnded forgets a vault whose goroutine has ended.
@@ -199,21 +295,15 @@ func (m *Manager) vaultEnded(v *Vault) {
 		m.metrics.Open.Dec()
 	}
 	m.mu.Unlock()
-	m.alarms.set(v.id, 0)
-	m.setInterest(v, nil)
+	// Its alarm and its index entries stay: a hibernated vault is still
+	// woken on time and by the signals it reacts to.
 }
 
 func (m *Manager) setAlarm(v *Vault, at int64) { m.alarms.set(v.id, at) }
 
 func (m *Manager) fireAlarm(id string) {
-	m.mu.Lock()
-	v := m.vaults[id]
-	m.mu.Unlock()
-	if v == nil {
-		return
-	}
 	m.metrics.Alarms.Inc()
-	v.post(context.Background(), func() {
+	m.deliver(context.Background(), id, func(v *Vault) {
 		if err := v.handle(event{cause: "alarm", now: m.now()}); err != nil {
 			v.log.Error().Err(err).Msg("alarm evaluation")
 		}
@@ -221,61 +311,81 @@ func (m *Manager) fireAlarm(id string) {
 	})
 }
 
-// setInterest records which signals v's active triggers watch.
-func (m *Manager) setInterest(v *Vault, signals map[string]struct{}) {
-	m.imu.Lock()
-	defer m.imu.Unlock()
-	for s := range m.watching[v.id] {
-		if _, keep := signals[s]; !keep {
-			delete(m.interest[s], v.id)
-			if len(m.interest[s]) == 0 {
-				delete(m.interest, s)
-			}
-		}
+// deliver runs fn on vault id, opening it first if it is hibernated.
+func (m *Manager) deliver(ctx context.Context, id string, fn func(v *Vault)) bool {
+	v, err := m.acquire(ctx, common.HexToAddress(id), false, true)
+	if err != nil {
+		m.cfg.Logger.Error().Err(err).Str("vault", id).Msg("wake vault")
+		return false
 	}
-	for s := range signals {
-		if m.interest[s] == nil {
-			m.interest[s] = map[string]*Vault{}
-		}
-		m.interest[s][v.id] = v
-	}
-	if len(signals) == 0 {
-		delete(m.watching, v.id)
-	} else {
-		m.watching[v.id] = signals
-	}
+	defer v.pins.Add(-1)
+	v.touch()
+	return v.post(ctx, func() { fn(v) })
 }
 
-// Interested returns how many vaults have an active trigger on signal.
-func (m *Manager) Interested(signal string) int {
-	m.imu.Lock()
-	defer m.imu.Unlock()
-	return len(m.interest[signal])
-}
+// Interested returns how many vaults (open or hibernated) have an active
+// threshold trigger on signal.
+func (m *Manager) Interested(signal string) int { return m.index.watchers(signal) }
 
-// Signal delivers a signal value to every vault with an active trigger on
-// it, and to no other. It queues the work and returns without waiting for
-// the evaluations; it blocks only while a vault's mailbox is full, and
-// gives up on that vault when ctx ends.
+// Signal delivers a signal value to the vaults with an active threshold it
+// crosses, and to no other: a value that crosses nothing wakes no vault.
+// Hibernated vaults are opened. It returns the number of vaults reached.
+// It blocks only while a vault's mailbox is full or a vault is opening,
+// and gives up on that vault when ctx ends.
 func (m *Manager) Signal(ctx context.Context, name string, value float64) int {
-	m.imu.Lock()
-	targets := make([]*Vault, 0, len(m.interest[name]))
-	for _, v := range m.interest[name] {
-		targets = append(targets, v)
-	}
-	m.imu.Unlock()
-	for _, v := range targets {
-		v := v
-		ok := v.post(ctx, func() {
-			if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: m.now()}); err != nil {
-				v.log.Error().Err(err).Str("signal", name).Msg("signal evaluation")
-			}
-		})
-		if ok {
+	n := 0
+	for _, id := range m.index.dispatch(name, value) {
+		if m.deliver(ctx, id, func(v *Vault) { v.signal(name, value) }) {
+			n++
 			m.metrics.SignalDispatch.Inc()
 		}
 	}
-	return len(targets)
+	return n
+}
+
+// janitor hibernates idle vaults.
+func (m *Manager) janitor(ctx context.Context) {
+	every := m.cfg.IdleAfter / 2
+	timer := m.cfg.Clock.NewTimer(every)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C():
+		}
+		cutoff := m.now().Add(-m.cfg.IdleAfter).UnixMilli()
+		m.mu.Lock()
+		idle := make([]*Vault, 0)
+		for _, v := range m.vaults {
+			if v.lastActive.Load() <= cutoff && v.subCount.Load() == 0 {
+				idle = append(idle, v)
+			}
+		}
+		m.mu.Unlock()
+		for _, v := range idle {
+			v.post(ctx, func() { v.hibernate(false) })
+		}
+		timer.Reset(every)
+	}
+}
+
+// evictLocked asks the least recently active vault without subscribers to
+// close. m.mu is held.
+func (m *Manager) evictLocked() {
+	var lru *Vault
+	for _, v := range m.vaults {
+		if v.subCount.Load() == 0 && (lru == nil || v.lastActive.Load() < lru.lastActive.Load()) {
+			lru = v
+		}
+	}
+	if lru != nil {
+		m.metrics.Evictions.Inc()
+		select {
+		case lru.mailbox <- func() { lru.hibernate(true) }:
+		default: // busy: it is not idle anyway
+		}
+	}
 }
 
 // Close stops the scheduler and closes every vault after it finishes the

@@ -15,6 +15,9 @@ type Metrics struct {
 	Alarms          prometheus.Counter
 	SignalDispatch  prometheus.Counter
 	SlowSubscribers prometheus.Counter
+	Activations     prometheus.Counter
+	Hibernations    prometheus.Counter
+	Evictions       prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -32,10 +35,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Alarms:          prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_alarms_total", Help: "Alarms that woke a vault."}),
 		SignalDispatch:  prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_signal_dispatch_total", Help: "Signal values delivered to interested vaults."}),
 		SlowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_slow_subscribers_total", Help: "Subscribers dropped because their queue was full."}),
+		Activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_activations_total", Help: "Vault files opened on demand (hibernated vaults woken)."}),
+		Hibernations:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_hibernations_total", Help: "Vaults closed for being idle or by LRU eviction."}),
+		Evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_evictions_total", Help: "LRU evictions asked for because MaxOpen was reached."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers)
+			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions)
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -55,7 +56,14 @@ type Vault struct {
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]struct{}
-	forget   bool // drop this unborn vault when its goroutine ends
+	forget   bool  // end the goroutine after this message (unborn failure, hibernation)
+	next     int64 // next alarm (unix ms), as last reported
+
+	// Read by the manager without the goroutine (hibernation, LRU).
+	lastActive atomic.Int64 // unix ms of the last real work posted
+	subCount   atomic.Int32
+	pins       atomic.Int32 // callers about to post (see Manager.acquire)
+	resending  bool
 }
 
 // Address returns the vault's account address.
@@ -63,7 +71,7 @@ func (v *Vault) Address() common.Address { return v.addr }
 
 func newVault(m *Manager, addr common.Address) *Vault {
 	id := idOf(addr)
-	return &Vault{
+	v := &Vault{
 		id: id, addr: addr, m: m,
 		log:      m.cfg.Logger.With().Str("vault", addr.Hex()).Logger(),
 		mailbox:  make(chan func(), m.cfg.MailboxSize),
@@ -72,6 +80,39 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		triggers: map[string]*trigger{},
 		sessions: map[string]*session{},
 		subs:     map[Subscriber]struct{}{},
+	}
+	v.touch()
+	return v
+}
+
+// touch marks the vault as used now (for hibernation and LRU).
+func (v *Vault) touch() { v.lastActive.Store(v.m.now().UnixMilli()) }
+
+func (v *Vault) addSub(s Subscriber) {
+	v.subs[s] = struct{}{}
+	v.subCount.Store(int32(len(v.subs)))
+}
+
+func (v *Vault) dropSub(s Subscriber) {
+	delete(v.subs, s)
+	v.subCount.Store(int32(len(v.subs)))
+}
+
+// hibernate closes the vault if it has no subscriber and is idle with
+// nothing due soon (force: even if it was used recently or is due soon;
+// for LRU eviction). It runs on the goroutine.
+func (v *Vault) hibernate(force bool) {
+	if v.conn == nil || v.forget {
+		return
+	}
+	now := v.m.now().UnixMilli()
+	idle := v.m.cfg.IdleAfter.Milliseconds()
+	if !force && (now-v.lastActive.Load() < idle || (v.next > 0 && v.next-now < idle)) {
+		return
+	}
+	if v.m.retire(v) {
+		v.forget = true
+		v.m.metrics.Hibernations.Inc()
 	}
 }
 
@@ -123,6 +164,7 @@ func (v *Vault) ended() bool {
 // do runs fn on the vault's goroutine and returns its error.
 func (v *Vault) do(ctx context.Context, fn func() error) error {
 	res := make(chan error, 1)
+	v.touch()
 	select {
 	case v.mailbox <- func() { res <- fn() }:
 	case <-v.done:
@@ -346,7 +388,7 @@ func mustJSON(x any) []byte {
 func (v *Vault) broadcast(frame []byte) {
 	for s := range v.subs {
 		if !s.Send(frame) {
-			delete(v.subs, s)
+			v.dropSub(s)
 			v.m.metrics.SlowSubscribers.Inc()
 			v.log.Warn().Msg("subscriber queue full; dropped (it resumes from its version)")
 		}
@@ -354,22 +396,52 @@ func (v *Vault) broadcast(frame []byte) {
 }
 
 // afterChange tells the manager when to wake the vault next and which
-// signals it reacts to.
+// signal thresholds it reacts to. If the index knows a newer value than
+// one of the thresholds has seen, the vault evaluates it now.
 func (v *Vault) afterChange() {
+	resend := v.report()
+	if v.resending {
+		return
+	}
+	v.resending = true
+	for name, value := range resend {
+		v.signal(name, value)
+	}
+	v.resending = false
+}
+
+// report gives the manager the vault's next alarm and its threshold
+// leaves, and returns the signal values the index says it has not seen.
+func (v *Vault) report() map[string]float64 {
 	var next int64
-	signals := map[string]struct{}{}
+	var leaves []leaf
 	for _, t := range v.triggers {
 		if due := t.wakeAt(); due > 0 && (next == 0 || due < next) {
 			next = due
 		}
-		if t.Status == protocol.StatusActive {
-			for _, s := range t.signals() {
-				signals[s] = struct{}{}
-			}
+		if t.Status != protocol.StatusActive {
+			continue
 		}
+		i := 0
+		walkLeaves(&t.Condition, func(c *protocol.Condition) {
+			if c.Signal != "" {
+				ls := t.state.Leaves[i]
+				leaves = append(leaves, leaf{vault: v.id, trigger: t.ID, n: i, signal: c.Signal, op: c.Op,
+					thr: *c.Threshold, known: ls.Known, met: ls.Met})
+			}
+			i++
+		})
 	}
+	v.next = next
 	v.m.setAlarm(v, next)
-	v.m.setInterest(v, signals)
+	return v.m.index.set(v.id, leaves)
+}
+
+// signal evaluates the vault's triggers on a signal value.
+func (v *Vault) signal(name string, value float64) {
+	if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: v.m.now()}); err != nil {
+		v.log.Error().Err(err).Str("signal", name).Msg("signal evaluation")
+	}
 }
 
 // snapshot builds the whole state at the current version.
@@ -416,7 +488,7 @@ func (v *Vault) attach(sub Subscriber, since *uint64) error {
 					return nil
 				}
 			}
-			v.subs[sub] = struct{}{}
+			v.addSub(sub)
 			return nil
 		}
 	}
@@ -425,14 +497,14 @@ func (v *Vault) attach(sub Subscriber, since *uint64) error {
 		return err
 	}
 	if sub.Send(mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})) {
-		v.subs[sub] = struct{}{}
+		v.addSub(sub)
 	}
 	return nil
 }
 
 // Detach stops sending frames to sub. It is safe to call more than once.
 func (v *Vault) Detach(sub Subscriber) {
-	v.post(context.Background(), func() { delete(v.subs, sub) })
+	v.post(context.Background(), func() { v.dropSub(sub) })
 }
 
 // State returns a snapshot of the vault (for tests and tools).

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
+	env := map[string]string{"SPELLS_LISTEN": ":9999", "SPELLS_DEMO": "false", "SPELLS_SIWE_DOMAINS": "a.example, b.example", "SPELLS_IDLE_AFTER": "5m"}
+	o, err := parseOptions([]string{"-listen", ":7000"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Listen != ":7000" || o.Demo || len(o.SIWEDomains) != 2 || o.SIWEDomains[1] != "b.example" || o.IdleAfter != 5*time.Minute {
+		t.Fatalf("options %+v", o)
+	}
+	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != 2000 {
+		t.Fatalf("defaults %+v", o)
+	}
+	for _, bad := range [][]string{{"-chain-id", "0"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}} {
+		if _, err := parseOptions(bad, func(string) string { return "" }); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+	if _, err := parseOptions(nil, func(k string) string { return map[string]string{"SPELLS_CHAIN_ID": "x"}[k] }); err == nil {
+		t.Error("accepted SPELLS_CHAIN_ID=x")
+	}
+}

@@ -1,0 +1,128 @@
+package vault
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// idle detaches u's subscriber and lets the clock run past the idle time,
+// then waits until the janitor has closed every vault.
+func (e *env) hibernateAll(t *testing.T, users ...*user) {
+	t.Helper()
+	for _, u := range users {
+		u.v.Detach(u.sub)
+		u.state(t) // the detach has run
+	}
+	e.clock.Advance(3 * time.Minute) // IdleAfter is 1m in these tests
+	waitFor(t, "every vault to hibernate", func() bool { return e.m.OpenVaults() == 0 })
+}
+
+func newHibernatingEnv(t *testing.T) *env {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), idleAfter: time.Minute}
+	e.start()
+	return e
+}
+
+func TestIdleVaultHibernatesAndWakesOnACrossing(t *testing.T) {
+	e := newHibernatingEnv(t)
+	e.latest["ETH/USD"] = 2600
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	version := u.state(t).Version
+	// With a subscriber it stays open however long it idles.
+	e.clock.Advance(3 * time.Minute)
+	u.state(t)
+	if e.m.OpenVaults() != 1 {
+		t.Fatal("a vault with a subscriber hibernated")
+	}
+	e.hibernateAll(t, u)
+	woken := testutil.ToFloat64(e.m.metrics.Activations)
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2550); n != 0 || e.m.OpenVaults() != 0 {
+		t.Fatalf("a tick that crosses nothing reached %d vaults, %d open", n, e.m.OpenVaults())
+	}
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+		t.Fatalf("the crossing reached %d vaults, want 1", n)
+	}
+	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := v.State(context.Background())
+	if len(st.Intents) != 1 || st.Version != version+1 {
+		t.Fatalf("after waking: %d intents, version %d (was %d)", len(st.Intents), st.Version, version)
+	}
+	if got := testutil.ToFloat64(e.m.metrics.Activations) - woken; got != 1 {
+		t.Fatalf("%g activations, want 1", got)
+	}
+}
+
+func TestAlarmWakesAHibernatedVault(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "dca", Condition: protocol.Condition{EveryMs: time.Hour.Milliseconds()}, Action: swap})
+	e.hibernateAll(t, u)
+	e.clock.Advance(time.Hour)
+	waitFor(t, "the alarm to fire in the woken vault", func() bool {
+		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+		if err != nil {
+			return false
+		}
+		st, _ := v.State(context.Background())
+		return len(st.Intents) == 1
+	})
+}
+
+func TestIndexRebuiltAtStartWithoutOpeningVaults(t *testing.T) {
+	e := newHibernatingEnv(t)
+	e.latest["ETH/USD"] = 2600
+	var users []*user
+	for i := 0; i < 5; i++ {
+		u := e.newUser()
+		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500-float64(i)*100), Action: swap})
+		users = append(users, u)
+	}
+	e.restart()
+	if n := e.m.OpenVaults(); n != 0 {
+		t.Fatalf("%d vaults open after start, want 0 (all hibernated)", n)
+	}
+	if n := e.m.Interested("ETH/USD"); n != 5 {
+		t.Fatalf("index holds %d vaults on ETH/USD after restart, want 5", n)
+	}
+	// 2250 crosses the thresholds 2500, 2400 and 2300 only.
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2250); n != 3 {
+		t.Fatalf("2250 reached %d vaults, want 3", n)
+	}
+	for i, u := range users {
+		v, _ := e.m.Vault(context.Background(), u.w.Address(), false)
+		st, _ := v.State(context.Background())
+		if want := map[bool]int{true: 1, false: 0}[i < 3]; len(st.Intents) != want {
+			t.Fatalf("vault %d: %d intents, want %d", i, len(st.Intents), want)
+		}
+	}
+}
+
+func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 2}
+	e.start()
+	var users []*user
+	for i := 0; i < 4; i++ {
+		u := e.newUser()
+		u.v.Detach(u.sub)
+		u.state(t)
+		users = append(users, u)
+	}
+	e.restart()
+	for _, u := range users {
+		if _, err := e.m.Vault(context.Background(), u.w.Address(), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "eviction down to MaxOpen", func() bool { return e.m.OpenVaults() <= 2 })
+}
