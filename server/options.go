@@ -28,6 +28,8 @@ type Options struct {
 	Node         string
 	MaxOpen      int
 	IdleAfter    time.Duration
+	CommandRate  float64
+	CommandBurst int
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -54,6 +56,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
 	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (3 file descriptors each); past it the least recently used idle vault is closed")
+	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
+	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err
@@ -64,6 +68,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
 	if o.ChainID == 0 {
 		return o, fmt.Errorf("-chain-id must be positive")
+	}
+	if o.CommandRate <= 0 || o.CommandBurst <= 0 {
+		return o, fmt.Errorf("-command-rate and -command-burst must be positive")
 	}
 	if o.MaxOpen <= 0 || o.IdleAfter <= 0 {
 		return o, fmt.Errorf("-max-open-vaults and -idle-after must be positive")

@@ -99,6 +99,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 	n.mgr, n.bus = mgr, hub.NewMemoryBus(0)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: n.opts.ChainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
+		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst,
 		Logger: n.log.With().Str("part", "hub").Logger(), Metrics: hub.NewMetrics(reg)}
 	n.hubMetrics = hcfg.Metrics
 	if n.opts.hubTweak != nil {

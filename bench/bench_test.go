@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// startNode builds the server and runs it as a separate process on a free
+// loopback port, as the bench expects a node it drives from outside.
+func startNode(t *testing.T, extra ...string) *node {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "spells")
+	build := exec.Command("go", "build", "-o", bin, "../server")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build server: %v\n%s", err, out)
+	}
+	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false",
+		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000"}, extra...)
+	cmd := exec.Command(bin, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	ready := regexp.MustCompile(`open the dashboard at http://localhost:(\d+)/`)
+	port := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+				port <- m[1]
+			}
+		}
+	}()
+	select {
+	case p := <-port:
+		return newNode("http://127.0.0.1:"+p, "T")
+	case <-time.After(60 * time.Second):
+		t.Fatal("node did not start")
+	}
+	return nil
+}
+
+func checkReport(t *testing.T, r *Report, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		v, ok := r.Results[k]
+		if !ok {
+			t.Errorf("%s report lacks %s: %v", r.Scenario, k, r.Results)
+			continue
+		}
+		if v < 0 {
+			t.Errorf("%s: %s = %g, want >= 0", r.Scenario, k, v)
+		}
+	}
+	var sink discard
+	r.print(&sink)
+	if sink.n == 0 {
+		t.Error("report printed nothing")
+	}
+}
+
+type discard struct{ n int }
+
+func (d *discard) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+// TestScenariosSmoke runs every scenario small and fast so the bench code
+// cannot rot. It checks the reports' shape and sanity, not speed.
+func TestScenariosSmoke(t *testing.T) {
+	n := startNode(t, "-idle-after", "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	r, err := fanout(ctx, n, fanoutParams{Vaults: 12, Connected: 4, Ticks: 3, Gap: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("fanout: %v", err)
+	}
+	checkReport(t, r, "price_p50_ms", "price_p99_ms", "firing_diff_p99_ms", "firing_all_intents_written_ms", "node_rss_mib")
+	if r.Results["firing_diff_samples"] != 4 {
+		t.Errorf("firing reached %g of 4 dashboards", r.Results["firing_diff_samples"])
+	}
+
+	for _, single := range []bool{false, true} {
+		r, err = commands(ctx, n, commandsParams{Clients: 3, Single: single, Duration: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("commands: %v", err)
+		}
+		checkReport(t, r, "acked_per_s", "ack_p99_ms")
+		if r.Results["acked_commands"] == 0 || r.Results["vaults_mismatched"] != 0 {
+			t.Errorf("commands (single=%v): %v %v", single, r.Results, r.Notes)
+		}
+	}
+
+	r, err = connections(ctx, n, connectionsParams{Conns: 20, PerVault: 5, Hold: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("connections: %v", err)
+	}
+	checkReport(t, r, "connected", "node_rss_mib")
+	if r.Results["connected"] != 20 || r.Results["node_ws_connections"] < 20 {
+		t.Errorf("connections: %v", r.Results)
+	}
+
+	r, err = cold(ctx, n, coldParams{Vaults: 5, Wait: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("cold: %v", err)
+	}
+	checkReport(t, r, "activation_p50_ms", "activation_p99_ms")
+	if r.Results["vaults_open_hibernated"] != 0 || r.Results["activation_samples"] != 5 {
+		t.Errorf("cold: %v %v", r.Results, r.Notes)
+	}
+}

@@ -1,0 +1,12 @@
+// Command bench drives a running Spells node from outside, as real clients
+// do (signed sign-ins, signed commands over WebSockets), and reports what
+// it measured as a table and as JSON.
+//
+//	go run ./bench fanout      -node http://127.0.0.1:8080 -token T -vaults 10000 -connected 2000
+//	go run ./bench commands    -node http://127.0.0.1:8080 -clients 64 -duration 10s
+//	go run ./bench connections -node http://127.0.0.1:8080 -conns 15000
+//	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000
+//
+// The node's memory and CPU come from its /metrics (process metrics). Each
+// scenario's file says what it does; report.go prints the results.
+package main

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+type fanoutParams struct {
+	Vaults, Connected, Ticks int
+	Gap                      time.Duration
+}
+
+// fanout: Vaults vaults each with a trigger "SIG below 1000"; Connected of
+// them keep a dashboard connection. Ticks price-only values (between 1500
+// and 2500, crossing nothing) measure publish→received for the live price;
+// then one tick at 900 fires every trigger (Vaults durable transactions)
+// and measures publish→diff on the dashboards and publish→all intents
+// written.
+func fanout(ctx context.Context, n *node, p fanoutParams) (*Report, error) {
+	r := newReport("fanout", map[string]any{"vaults": p.Vaults, "connected": p.Connected, "ticks": p.Ticks, "gap": p.Gap.String()})
+	sig := fmt.Sprintf("BENCH%d/USD", rand.IntN(1e9))
+	if err := n.publish(ctx, tick{Name: sig, Value: 2000, At: time.Now().UnixMilli()}); err != nil {
+		return nil, err
+	}
+	setupStart := time.Now()
+	users, err := newUsers(ctx, n, p.Vaults, p.Connected, func(ctx context.Context, u *user) error {
+		_, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, below(sig, 1000))
+		return err
+	})
+	defer closeAll(users)
+	if err != nil {
+		return nil, err
+	}
+	r.set("setup_vaults_per_s", float64(p.Vaults)/time.Since(setupStart).Seconds())
+	conns := users[:p.Connected]
+
+	fr := &fanoutReader{sig: sig, fired: make(chan struct{}, p.Connected)}
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, u := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fr.read(rctx, u)
+		}()
+	}
+	before, err := n.usage(ctx)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	began := time.Now()
+	for i := 0; i < p.Ticks; i++ {
+		v := 1500 + rand.Float64()*1000
+		if err := n.publish(ctx, tick{Name: sig, Value: v, At: time.Now().UnixMilli()}); err != nil {
+			stop()
+			return nil, err
+		}
+		time.Sleep(p.Gap)
+	}
+	priceDur := time.Since(began)
+	intents0 := before.all["spells_intents_total"]
+	fireAt := time.Now()
+	fr.fireAt.Store(fireAt.UnixMicro())
+	if err := n.publish(ctx, tick{Name: sig, Value: 900, At: fireAt.UnixMilli()}); err != nil {
+		stop()
+		return nil, err
+	}
+	for i := 0; i < p.Connected; i++ {
+		select {
+		case <-fr.fired:
+		case <-time.After(60 * time.Second):
+			r.note("only %d of %d dashboards saw the firing within 60s", i, p.Connected)
+			i = p.Connected
+		}
+	}
+	allDone := waitMetric(ctx, n, "spells_intents_total", intents0+float64(p.Vaults), 60*time.Second)
+	if !allDone.IsZero() {
+		r.set("firing_all_intents_written_ms", float64(allDone.Sub(fireAt).Microseconds())/1000)
+	} else {
+		r.note("not every vault wrote its intent within 60s")
+	}
+	after, _ := n.usage(ctx)
+	stop()
+	wg.Wait()
+	fr.mu.Lock()
+	r.latencies("price", fr.priceLat)
+	r.latencies("firing_diff", fr.fireLat)
+	fr.mu.Unlock()
+	r.set("price_deliveries_per_s", float64(fr.delivered.Load())/priceDur.Seconds())
+	r.addUsage(before, after)
+	return r, nil
+}
+
+// fanoutReader holds what the dashboards of a fanout run measure.
+type fanoutReader struct {
+	sig       string
+	fireAt    atomic.Int64 // unix µs the firing tick was published
+	delivered atomic.Int64
+	fired     chan struct{}
+
+	mu       sync.Mutex
+	priceLat []time.Duration
+	fireLat  []time.Duration
+}
+
+func (fr *fanoutReader) read(ctx context.Context, u *user) {
+	sawFire := false
+	for {
+		f, err := u.c.Next(ctx)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		switch {
+		case f.Type == protocol.TypeSignal && f.Name == fr.sig && f.Value >= 1000:
+			fr.delivered.Add(1)
+			fr.mu.Lock()
+			fr.priceLat = append(fr.priceLat, now.Sub(time.UnixMilli(f.At)))
+			fr.mu.Unlock()
+		case f.Type == protocol.TypeDiff && !sawFire && hasIntent(f):
+			sawFire = true
+			fr.mu.Lock()
+			fr.fireLat = append(fr.fireLat, now.Sub(time.UnixMicro(fr.fireAt.Load())))
+			fr.mu.Unlock()
+			fr.fired <- struct{}{}
+		}
+	}
+}
+
+func hasIntent(f protocol.ServerFrame) bool {
+	for _, c := range f.Changes {
+		if c.Kind == protocol.KindIntent {
+			return true
+		}
+	}
+	return false
+}
+
+// waitMetric polls the node's metric until it reaches want, returning when
+// it did (zero time on timeout).
+func waitMetric(ctx context.Context, n *node, name string, want float64, limit time.Duration) time.Time {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		m, err := n.metrics(ctx)
+		if err == nil && m[name] >= want {
+			return time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Time{}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func main() {
+	if err := run(context.Background(), os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+const usageText = `usage: go run ./bench SCENARIO [flags]
+
+scenarios: fanout, commands, connections, cold (see bench/doc.go)
+`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no scenario\n%s", usageText)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	scenario, args := args[0], args[1:]
+	fs := flag.NewFlagSet(scenario, flag.ContinueOnError)
+	base := fs.String("node", "http://127.0.0.1:8080", "the node's base URL")
+	token := fs.String("token", os.Getenv("SPELLS_SIGNAL_TOKEN"), "the node's signal ingest token")
+	out := fs.String("json", "", "also write the JSON report to this file")
+	var fp fanoutParams
+	var cp commandsParams
+	var np connectionsParams
+	var kp coldParams
+	switch scenario {
+	case "fanout":
+		fs.IntVar(&fp.Vaults, "vaults", 10000, "vaults, each with a trigger on the bench signal")
+		fs.IntVar(&fp.Connected, "connected", 2000, "vaults that keep a dashboard connection")
+		fs.IntVar(&fp.Ticks, "ticks", 50, "price-only ticks")
+		fs.DurationVar(&fp.Gap, "gap", 100*time.Millisecond, "time between ticks")
+	case "commands":
+		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
+		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")
+		fs.DurationVar(&cp.Duration, "duration", 10*time.Second, "how long to send")
+	case "connections":
+		fs.IntVar(&np.Conns, "conns", 1000, "signed idle sessions to hold")
+		fs.IntVar(&np.PerVault, "per-vault", 50, "sessions per vault")
+		fs.DurationVar(&np.Hold, "hold", 2*time.Second, "how long to hold them before reading the node's memory")
+	case "cold":
+		fs.IntVar(&kp.Vaults, "vaults", 1000, "vaults to hibernate and wake")
+		fs.DurationVar(&kp.Wait, "wait", 2*time.Minute, "how long to wait for hibernation")
+	default:
+		return fmt.Errorf("unknown scenario %q\n%s", scenario, usageText)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	n := newNode(*base, *token)
+	var r *Report
+	var err error
+	switch scenario {
+	case "fanout":
+		r, err = fanout(ctx, n, fp)
+	case "commands":
+		r, err = commands(ctx, n, cp)
+	case "connections":
+		r, err = connections(ctx, n, np)
+	case "cold":
+		r, err = cold(ctx, n, kp)
+	}
+	if err != nil {
+		return err
+	}
+	r.print(os.Stdout)
+	if *out != "" {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		return os.WriteFile(*out, b, 0o644)
+	}
+	return nil
+}

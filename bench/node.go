@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// node is the Spells node under test, reached over HTTP and WebSockets.
+type node struct {
+	base  string // http://host:port
+	token string // signal ingest token
+	http  *http.Client
+}
+
+func newNode(base, token string) *node {
+	base = strings.TrimRight(base, "/")
+	return &node{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (n *node) wsURL() string { return "ws" + strings.TrimPrefix(n.base, "http") + "/v1/ws" }
+
+// tick is one value for POST /v1/signals.
+type tick struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	At    int64   `json:"at"`
+}
+
+// publish posts signals; their At is the publish time the latency is
+// measured from.
+func (n *node) publish(ctx context.Context, sigs ...tick) error {
+	body, _ := json.Marshal(map[string]any{"signals": sigs})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.base+"/v1/signals", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("publish: HTTP %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// metrics reads the node's /metrics: each sample's value by metric name
+// (labelled samples are summed).
+func (n *node) metrics(ctx context.Context) (map[string]float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.base+"/metrics", nil)
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[name] += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out, nil
+}
+
+// usage is the node's process metrics at one moment.
+type usage struct {
+	rss, cpu float64
+	at       time.Time
+	all      map[string]float64
+}
+
+func (n *node) usage(ctx context.Context) (usage, error) {
+	m, err := n.metrics(ctx)
+	if err != nil {
+		return usage{}, err
+	}
+	return usage{rss: m["process_resident_memory_bytes"], cpu: m["process_cpu_seconds_total"], at: time.Now(), all: m}, nil
+}
+
+// addUsage reports the node's CPU and memory between two readings.
+func (r *Report) addUsage(a, b usage) {
+	r.set("node_rss_mib", b.rss/(1<<20))
+	r.set("node_rss_delta_mib", (b.rss-a.rss)/(1<<20))
+	if d := b.at.Sub(a.at).Seconds(); d > 0 {
+		r.set("node_cpu_cores", (b.cpu-a.cpu)/d)
+	}
+}
