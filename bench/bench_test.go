@@ -118,3 +118,33 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Errorf("cold: %v %v", r.Results, r.Notes)
 	}
 }
+
+// TestBaselineSmoke compares both designs on a few users. It needs
+// PostgreSQL (SPELLS_BASELINE_DSN, default the local server); without it
+// the test skips, unless SPELLS_REQUIRE_POSTGRES=1 (set by .ci/run).
+func TestBaselineSmoke(t *testing.T) {
+	dsn := os.Getenv("SPELLS_BASELINE_DSN")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := pingPostgres(ctx, dsn); err != nil {
+		if os.Getenv("SPELLS_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL required but unreachable: %v", err)
+		}
+		t.Skipf("PostgreSQL unreachable (%v); set SPELLS_BASELINE_DSN", err)
+	}
+	n := startNode(t)
+	r, err := baseline(ctx, n, baselineParams{Users: 8, DSN: dsn, Interval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, r, "crossing_baseline_sweep_ms", "crossing_spells_ms", "crossing_speedup_vs_scheduled", "quiet_baseline_db_rows_read")
+	for k, want := range map[string]float64{"crossing_baseline_fired": 8, "crossing_spells_intents": 8, "quiet_spells_vaults_woken": 0,
+		"quiet_spells_transactions": 0, "quiet_baseline_fired": 0} {
+		if r.Results[k] != want {
+			t.Errorf("%s = %g, want %g", k, r.Results[k], want)
+		}
+	}
+}

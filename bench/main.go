@@ -21,7 +21,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold (see bench/doc.go)
+scenarios: fanout, commands, connections, cold, baseline (see bench/doc.go)
 `
 
 func run(ctx context.Context, args []string) error {
@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 	var cp commandsParams
 	var np connectionsParams
 	var kp coldParams
+	var bp baselineParams
 	switch scenario {
 	case "fanout":
 		fs.IntVar(&fp.Vaults, "vaults", 10000, "vaults, each with a trigger on the bench signal")
@@ -56,6 +57,10 @@ func run(ctx context.Context, args []string) error {
 	case "cold":
 		fs.IntVar(&kp.Vaults, "vaults", 1000, "vaults to hibernate and wake")
 		fs.DurationVar(&kp.Wait, "wait", 2*time.Minute, "how long to wait for hibernation")
+	case "baseline":
+		fs.IntVar(&bp.Users, "users", 10000, "users, each with the same trigger in both designs")
+		fs.StringVar(&bp.DSN, "baseline-dsn", "postgres://postgres@127.0.0.1:5432/test", "PostgreSQL for the old design")
+		fs.DurationVar(&bp.Interval, "interval", 60*time.Second, "the old design's sweep interval")
 	default:
 		return fmt.Errorf("unknown scenario %q\n%s", scenario, usageText)
 	}
@@ -74,6 +79,8 @@ func run(ctx context.Context, args []string) error {
 		r, err = connections(ctx, n, np)
 	case "cold":
 		r, err = cold(ctx, n, kp)
+	case "baseline":
+		r, err = baseline(ctx, n, bp)
 	}
 	if err != nil {
 		return err

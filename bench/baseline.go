@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+type baselineParams struct {
+	Users    int
+	DSN      string
+	Interval time.Duration // the old design's sweep interval (60s)
+}
+
+// baseline compares Spells with the design it replaces, on the same users,
+// triggers and ticks. The old design keeps every user's triggers in one
+// PostgreSQL table; one evaluator sweeps all of them on each tick (here
+// right at the tick, its best case; in production every Interval) and
+// writes the intents of the crossed ones to an outbox table, in one
+// transaction. Spells gets one vault per user with the same trigger and
+// the same ticks through its signal ingest.
+func baseline(ctx context.Context, n *node, p baselineParams) (*Report, error) {
+	r := newReport("baseline", map[string]any{"users": p.Users, "interval": p.Interval.String()})
+	sig := fmt.Sprintf("BASE%d/USD", rand.IntN(1e9))
+	// One connection does the sweeps and reads the statistics, so it can
+	// flush its own counters first (pg_stat_force_next_flush).
+	db, err := pgx.Connect(ctx, p.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("baseline db: %w", err)
+	}
+	defer db.Close(context.Background())
+	if err := setupBaseline(ctx, db, sig, p.Users); err != nil {
+		return nil, err
+	}
+	// Spells: the same users and trigger.
+	if err := n.publish(ctx, tick{Name: sig, Value: 2000, At: time.Now().UnixMilli()}); err != nil {
+		return nil, err
+	}
+	users, err := newUsers(ctx, n, p.Users, 0, func(ctx context.Context, u *user) error {
+		_, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, below(sig, 1000))
+		return err
+	})
+	closeAll(users)
+	if err != nil {
+		return nil, err
+	}
+	// A tick that crosses nothing, then one that crosses every trigger.
+	for _, t := range []struct {
+		name  string
+		value float64
+	}{{"quiet", 1500}, {"crossing", 900}} {
+		if err := compareTick(ctx, r, n, db, sig, t.name, t.value, p); err != nil {
+			return nil, err
+		}
+	}
+	if s, b := r.Results["crossing_spells_ms"], r.Results["crossing_baseline_sweep_ms"]; s > 0 {
+		r.set("crossing_speedup_vs_sweep", b/s)
+		r.set("crossing_speedup_vs_scheduled", (float64(p.Interval.Milliseconds())/2+b)/s)
+	}
+	r.note("baseline_sweep is the evaluator run right at the tick (its best case); scheduled adds the mean wait for a %s sweep (%s)", p.Interval, p.Interval/2)
+	return r, nil
+}
+
+func setupBaseline(ctx context.Context, db *pgx.Conn, sig string, users int) error {
+	_, err := db.Exec(ctx, `
+		DROP TABLE IF EXISTS bench_outbox; DROP TABLE IF EXISTS bench_triggers;
+		CREATE TABLE bench_triggers (id bigserial PRIMARY KEY, user_id bigint NOT NULL, signal text NOT NULL,
+			op text NOT NULL, threshold double precision NOT NULL, known boolean NOT NULL DEFAULT false,
+			met boolean NOT NULL DEFAULT false, fires bigint NOT NULL DEFAULT 0, action jsonb NOT NULL);
+		CREATE TABLE bench_outbox (id bigserial PRIMARY KEY, trigger_id bigint NOT NULL, user_id bigint NOT NULL,
+			idem_key text NOT NULL UNIQUE, action jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`)
+	if err != nil {
+		return fmt.Errorf("baseline schema: %w", err)
+	}
+	rows := make([][]any, users)
+	for i := range rows {
+		rows[i] = []any{int64(i), sig, protocol.OpBelow, 1000.0, `{"kind":"swap","params":{"sell":"USDC","buy":"ETH","amount":"1"}}`}
+	}
+	_, err = db.CopyFrom(ctx, pgx.Identifier{"bench_triggers"}, []string{"user_id", "signal", "op", "threshold", "action"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("baseline rows: %w", err)
+	}
+	_, err = sweep(ctx, db, sig, 2000)
+	return err
+}
+
+// sweep is the old design's evaluator: read every trigger on the signal,
+// evaluate each in the application, and in one transaction update the
+// changed ones and write the intents of the fired ones to the outbox.
+func sweep(ctx context.Context, db *pgx.Conn, sig string, value float64) (fired int, err error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, `SELECT id, user_id, op, threshold, known, met, fires, action FROM bench_triggers WHERE signal = $1`, sig)
+	if err != nil {
+		return 0, err
+	}
+	type change struct {
+		id, user, fires int64
+		met, fire       bool
+		action          []byte
+	}
+	var changes []change
+	for rows.Next() {
+		var c change
+		var op string
+		var thr float64
+		var known, met bool
+		if err := rows.Scan(&c.id, &c.user, &op, &thr, &known, &met, &c.fires, &c.action); err != nil {
+			return 0, err
+		}
+		now := value < thr
+		if op == protocol.OpAbove {
+			now = value > thr
+		}
+		if !known || now != met {
+			c.met, c.fire = now, known && !met && now
+			changes = append(changes, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	batch := &pgx.Batch{}
+	for _, c := range changes {
+		fires := c.fires
+		if c.fire {
+			fires++
+			fired++
+			batch.Queue(`INSERT INTO bench_outbox (trigger_id, user_id, idem_key, action) VALUES ($1, $2, $3, $4)`,
+				c.id, c.user, fmt.Sprintf("%d/%d", c.id, fires), c.action)
+		}
+		batch.Queue(`UPDATE bench_triggers SET known = true, met = $2, fires = $3 WHERE id = $1`, c.id, c.met, fires)
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return 0, err
+		}
+	}
+	return fired, tx.Commit(ctx)
+}
+
+// pgLoad reads the database's cumulative work counters.
+func pgLoad(ctx context.Context, db *pgx.Conn) (map[string]float64, error) {
+	// Flush this backend's pending counters at the end of the next
+	// transaction (the SELECT 1), so the view is current.
+	if _, err := db.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		return nil, fmt.Errorf("flush stats: %w", err)
+	}
+	if _, err := db.Exec(ctx, `SELECT 1`); err != nil {
+		return nil, err
+	}
+	var commits, returned, fetched, inserted, updated, blocks float64
+	err := db.QueryRow(ctx, `SELECT xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated, blks_hit + blks_read
+		FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits, &returned, &fetched, &inserted, &updated, &blocks)
+	if err != nil {
+		return nil, fmt.Errorf("pg_stat_database: %w", err)
+	}
+	return map[string]float64{"commits": commits, "rows_read": returned + fetched, "rows_written": inserted + updated, "blocks": blocks}, nil
+}
+
+// compareTick sends one value to both designs and records latency and
+// database work for each.
+func compareTick(ctx context.Context, r *Report, n *node, db *pgx.Conn, sig, name string, value float64, p baselineParams) error {
+	before, err := pgLoad(ctx, db)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	fired, err := sweep(ctx, db, sig, value)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	r.set(name+"_baseline_sweep_ms", float64(time.Since(t0).Microseconds())/1000)
+	r.set(name+"_baseline_fired", float64(fired))
+	after, err := pgLoad(ctx, db)
+	if err != nil {
+		return err
+	}
+	for k, v := range after {
+		// The two statistics reads themselves are 3 transactions.
+		r.set(name+"_baseline_db_"+k, v-before[k])
+	}
+
+	m0, err := n.usage(ctx)
+	if err != nil {
+		return err
+	}
+	want := m0.all["spells_intents_total"]
+	if name == "crossing" {
+		want += float64(p.Users)
+	}
+	t1 := time.Now()
+	if err := n.publish(ctx, tick{Name: sig, Value: value, At: t1.UnixMilli()}); err != nil {
+		return err
+	}
+	if name == "crossing" {
+		done := waitMetric(ctx, n, "spells_intents_total", want, 5*time.Minute)
+		if done.IsZero() {
+			r.note("Spells did not write every intent within 5 minutes")
+		} else {
+			r.set(name+"_spells_ms", float64(done.Sub(t1).Microseconds())/1000)
+		}
+	} else {
+		time.Sleep(200 * time.Millisecond) // let the node finish whatever the tick caused
+	}
+	m1, _ := n.usage(ctx)
+	r.set(name+"_spells_vaults_woken", m1.all["spells_signal_dispatch_total"]-m0.all["spells_signal_dispatch_total"])
+	r.set(name+"_spells_transactions", m1.all["spells_vault_versions_total"]-m0.all["spells_vault_versions_total"])
+	r.set(name+"_spells_intents", m1.all["spells_intents_total"]-m0.all["spells_intents_total"])
+	return nil
+}
+
+func pingPostgres(ctx context.Context, dsn string) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	return c.Close(ctx)
+}
