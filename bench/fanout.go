@@ -72,12 +72,14 @@ func fanout(ctx context.Context, n *node, p fanoutParams) (*Report, error) {
 		stop()
 		return nil, err
 	}
+	limit := time.After(60 * time.Second)
+wait:
 	for i := 0; i < p.Connected; i++ {
 		select {
 		case <-fr.fired:
-		case <-time.After(60 * time.Second):
+		case <-limit:
 			r.note("only %d of %d dashboards saw the firing within 60s", i, p.Connected)
-			i = p.Connected
+			break wait
 		}
 	}
 	allDone := waitMetric(ctx, n, "spells_intents_total", intents0+float64(p.Vaults), 60*time.Second)

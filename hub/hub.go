@@ -43,6 +43,11 @@ type Config struct {
 	CommandRate   float64       // frames per second per connection (default 50)
 	CommandBurst  int           // (default 100)
 
+	// MaxConnections refuses new WebSockets (HTTP 503, a log line and
+	// spells_ws_refused_total) once this many are open; 0 means no limit.
+	// The server derives it from the process's descriptor limit.
+	MaxConnections int
+
 	Clock   vault.Clock
 	Logger  zerolog.Logger
 	Metrics *Metrics
@@ -141,12 +146,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	closing := h.closing
-	if !closing {
+	full := h.cfg.MaxConnections > 0 && len(h.conns) >= h.cfg.MaxConnections
+	if !closing && !full {
 		h.wg.Add(1)
 	}
 	h.mu.Unlock()
 	if closing {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if full {
+		h.cfg.Metrics.Refused.Inc()
+		h.log.Warn().Int("limit", h.cfg.MaxConnections).Str("remote", r.RemoteAddr).Msg("websocket refused: connection limit reached")
+		http.Error(w, "connection limit reached; retry later", http.StatusServiceUnavailable)
 		return
 	}
 	defer h.wg.Done()

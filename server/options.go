@@ -30,6 +30,7 @@ type Options struct {
 	IdleAfter    time.Duration
 	CommandRate  float64
 	CommandBurst int
+	MaxConns     int // 0: derived from the descriptor limit
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -58,6 +59,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (3 file descriptors each); past it the least recently used idle vault is closed")
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
+	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 3 per open vault minus 512 spare")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -117,4 +119,27 @@ func TestHeartbeatDropsADeadPeer(t *testing.T) {
 	if _, err := live.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
 		t.Fatalf("the live connection was dropped too: %v", err)
 	}
+}
+
+func TestConnectionLimitRefusesCleanly(t *testing.T) {
+	opts := testOptions(t)
+	opts.MaxConns = 2
+	tn := startNode(t, opts, nil)
+	a, b := tn.dial(t), tn.dial(t)
+	_, err := client.Dial(ctxT(t), tn.wsURL(), nil)
+	var de *client.DialError
+	if !errors.As(err, &de) || de.Status != http.StatusServiceUnavailable {
+		t.Fatalf("third connection: %v, want HTTP 503", err)
+	}
+	if got := testutil.ToFloat64(tn.n.hubMetrics.Refused); got != 1 {
+		t.Fatalf("spells_ws_refused_total = %g", got)
+	}
+	a.CloseNow()
+	waitFor(t, "room for a new connection", func() bool { return tn.n.hub.Connections() < 2 })
+	c, err := client.Dial(ctxT(t), tn.wsURL(), nil)
+	if err != nil {
+		t.Fatalf("after a close: %v", err)
+	}
+	c.CloseNow()
+	b.CloseNow()
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,7 +100,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 	n.mgr, n.bus = mgr, hub.NewMemoryBus(0)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: n.opts.ChainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
-		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst,
+		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		Logger: n.log.With().Str("part", "hub").Logger(), Metrics: hub.NewMetrics(reg)}
 	n.hubMetrics = hcfg.Metrics
 	if n.opts.hubTweak != nil {
@@ -176,6 +177,30 @@ func (n *node) stopParts() {
 func (n *node) dashboardURL() string {
 	_, port, _ := net.SplitHostPort(n.ln.Addr().String())
 	return "http://localhost:" + port + "/"
+}
+
+// connLimit is --max-connections, or what the descriptor limit leaves
+// after the open vaults (3 descriptors each) and a spare 512.
+func (n *node) connLimit() int {
+	if n.opts.MaxConns > 0 {
+		return n.opts.MaxConns
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		n.log.Warn().Err(err).Msg("descriptor limit unknown; no connection limit")
+		return 0
+	}
+	maxOpen := n.opts.MaxOpen
+	if maxOpen <= 0 {
+		maxOpen = 2000
+	}
+	limit := int(rl.Cur) - 3*maxOpen - 512
+	if limit < 64 {
+		limit = 64
+	}
+	n.log.Info().Uint64("descriptor_limit", rl.Cur).Int("max_open_vaults", maxOpen).Int("max_connections", limit).
+		Msg("connection limit from the descriptor limit")
+	return limit
 }
 
 // defaultDomains serves the dashboard as localhost, 127.0.0.1 or [::1] on

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -239,8 +240,8 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		m.mu.Unlock()
 		return nil, ErrNoVault
 	}
-	if exists && len(m.vaults) >= m.cfg.MaxOpen {
-		m.evictLocked()
+	if len(m.vaults) >= m.cfg.MaxOpen {
+		m.evictLocked(len(m.vaults) - m.cfg.MaxOpen + 1)
 	}
 	v := newVault(m, addr)
 	m.vaults[id] = v
@@ -262,12 +263,12 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	}
 	go v.run()
 	m.mu.Unlock()
-	if exists {
-		// Wait for the open, so a broken file is reported here.
+	if exists && !pin {
+		// Wait for the open, so a broken file is reported here. A pinned
+		// delivery does not wait: its message runs after the open (or is
+		// dropped with the open's error logged), so the caller, often the
+		// signal bus, can wake many vaults in parallel.
 		if err := v.do(ctx, func() error { return nil }); err != nil {
-			if pin {
-				v.pins.Add(-1)
-			}
 			return nil, fmt.Errorf("open vault %s: %w", addr.Hex(), err)
 		}
 	}
@@ -370,19 +371,23 @@ func (m *Manager) janitor(ctx context.Context) {
 	}
 }
 
-// evictLocked asks the least recently active vault without subscribers to
-// close. m.mu is held.
-func (m *Manager) evictLocked() {
-	var lru *Vault
+// evictLocked asks the n least recently active vaults without
+// subscribers to close. m.mu is held.
+func (m *Manager) evictLocked(n int) {
+	cands := make([]*Vault, 0, len(m.vaults))
 	for _, v := range m.vaults {
-		if v.subCount.Load() == 0 && (lru == nil || v.lastActive.Load() < lru.lastActive.Load()) {
-			lru = v
+		if v.subCount.Load() == 0 && v.pins.Load() == 0 {
+			cands = append(cands, v)
 		}
 	}
-	if lru != nil {
+	if len(cands) > n {
+		sort.Slice(cands, func(i, j int) bool { return cands[i].lastActive.Load() < cands[j].lastActive.Load() })
+		cands = cands[:n]
+	}
+	for _, v := range cands {
 		m.metrics.Evictions.Inc()
 		select {
-		case lru.mailbox <- func() { lru.hibernate(true) }:
+		case v.mailbox <- func() { v.hibernate(true) }:
 		default: // busy: it is not idle anyway
 		}
 	}
