@@ -126,3 +126,38 @@ func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
 	}
 	waitFor(t, "eviction down to MaxOpen", func() bool { return e.m.OpenVaults() <= 2 })
 }
+
+// TestCrossingReachesEveryVaultBeyondMaxOpen: a tick that crosses the
+// thresholds of more hibernated vaults than may be open at once still
+// reaches every one of them; they are woken a few at a time, none is lost.
+func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{"ETH/USD": 2600},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 3}
+	e.start()
+	var users []*user
+	for i := 0; i < 12; i++ {
+		u := e.newUser()
+		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		u.v.Detach(u.sub)
+		users = append(users, u)
+	}
+	e.restart() // every vault hibernated
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 12 {
+		t.Fatalf("the crossing reached %d vaults, want 12", n)
+	}
+	waitFor(t, "every vault to record its firing", func() bool {
+		return testutil.ToFloat64(e.m.metrics.Intents) == 12
+	})
+	for _, u := range users {
+		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := v.State(context.Background()); len(st.Intents) != 1 {
+			t.Fatalf("vault %s has %d intents", u.w.Address().Hex(), len(st.Intents))
+		}
+	}
+	if open := e.m.OpenVaults(); open > 3 {
+		t.Fatalf("%d vaults open, MaxOpen is 3", open)
+	}
+}

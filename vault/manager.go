@@ -99,6 +99,7 @@ type Manager struct {
 	mu     sync.Mutex
 	vaults map[string]*Vault
 	closed bool
+	freed  chan struct{} // closed (and replaced) whenever a vault leaves vaults
 
 	index *interestIndex
 
@@ -116,7 +117,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{},
-		index: newInterestIndex()}, nil
+		index: newInterestIndex(), freed: make(chan struct{})}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
@@ -220,28 +221,41 @@ func (m *Manager) Vault(ctx context.Context, addr common.Address, create bool) (
 func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin bool) (*Vault, error) {
 	id := idOf(addr)
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, errClosed
-	}
-	if v, ok := m.vaults[id]; ok && !v.ended() {
-		if pin {
-			v.pins.Add(1)
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			return nil, errClosed
 		}
+		if v, ok := m.vaults[id]; ok && !v.ended() {
+			if pin {
+				v.pins.Add(1)
+			}
+			m.mu.Unlock()
+			return v, nil
+		} else if ok {
+			m.dropLocked(v) // ending; vaultEnded will not find it again
+		}
+		// At MaxOpen, close idle vaults and wait for a slot: a wake-up
+		// waits rather than running the node out of file descriptors.
+		// With nothing that can close (every open vault has a dashboard),
+		// it goes over the limit.
+		if len(m.vaults) < m.cfg.MaxOpen || !m.evictLocked(len(m.vaults)-m.cfg.MaxOpen+1) {
+			break
+		}
+		freed := m.freed
 		m.mu.Unlock()
-		return v, nil
-	} else if ok {
-		delete(m.vaults, id) // ending; vaultEnded will not find it again
-		m.metrics.Open.Dec()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		m.mu.Lock()
 	}
 	_, statErr := os.Stat(pathFor(m.cfg.Dir, id))
 	exists := statErr == nil
 	if !exists && !create {
 		m.mu.Unlock()
 		return nil, ErrNoVault
-	}
-	if len(m.vaults) >= m.cfg.MaxOpen {
-		m.evictLocked(len(m.vaults) - m.cfg.MaxOpen + 1)
 	}
 	v := newVault(m, addr)
 	m.vaults[id] = v
@@ -275,6 +289,18 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	return v, nil
 }
 
+// dropLocked removes v from the open vaults and wakes those waiting for a
+// slot. m.mu is held.
+func (m *Manager) dropLocked(v *Vault) {
+	if m.vaults[v.id] != v {
+		return
+	}
+	delete(m.vaults, v.id)
+	m.metrics.Open.Dec()
+	close(m.freed)
+	m.freed = make(chan struct{})
+}
+
 // retire removes v from the open vaults if nothing can still reach it: no
 // pin, nothing queued, no subscriber. It runs on v's goroutine.
 func (m *Manager) retire(v *Vault) bool {
@@ -283,18 +309,14 @@ func (m *Manager) retire(v *Vault) bool {
 	if v.pins.Load() > 0 || len(v.mailbox) > 0 || len(v.subs) > 0 || m.vaults[v.id] != v {
 		return false
 	}
-	delete(m.vaults, v.id)
-	m.metrics.Open.Dec()
+	m.dropLocked(v)
 	return true
 }
 
 // vaultEnded forgets a vault whose goroutine has ended.
 func (m *Manager) vaultEnded(v *Vault) {
 	m.mu.Lock()
-	if m.vaults[v.id] == v {
-		delete(m.vaults, v.id)
-		m.metrics.Open.Dec()
-	}
+	m.dropLocked(v)
 	m.mu.Unlock()
 	// Its alarm and its index entries stay: a hibernated vault is still
 	// woken on time and by the signals it reacts to.
@@ -371,26 +393,39 @@ func (m *Manager) janitor(ctx context.Context) {
 	}
 }
 
-// evictLocked asks the n least recently active vaults without
-// subscribers to close. m.mu is held.
-func (m *Manager) evictLocked(n int) {
-	cands := make([]*Vault, 0, len(m.vaults))
+// evictLocked asks up to n of the least recently active vaults without
+// subscribers to close, and reports whether any vault is closing or can
+// close (so waiting for a slot makes sense). m.mu is held.
+func (m *Manager) evictLocked(n int) bool {
+	cands := make([]*Vault, 0, n)
+	pending := 0
 	for _, v := range m.vaults {
-		if v.subCount.Load() == 0 && v.pins.Load() == 0 {
+		switch {
+		case v.subCount.Load() > 0:
+		case v.evicting.Load():
+			pending++
+		default:
 			cands = append(cands, v)
 		}
+	}
+	if n -= pending; n <= 0 {
+		return true
 	}
 	if len(cands) > n {
 		sort.Slice(cands, func(i, j int) bool { return cands[i].lastActive.Load() < cands[j].lastActive.Load() })
 		cands = cands[:n]
 	}
 	for _, v := range cands {
+		v.evicting.Store(true)
 		m.metrics.Evictions.Inc()
-		select {
-		case v.mailbox <- func() { v.hibernate(true) }:
-		default: // busy: it is not idle anyway
-		}
+		go func() {
+			// Queued behind its pending work; it closes once that is done.
+			if !v.post(context.Background(), func() { v.hibernate(true) }) {
+				v.evicting.Store(false)
+			}
+		}()
 	}
+	return pending+len(cands) > 0
 }
 
 // Close stops the scheduler and closes every vault after it finishes the

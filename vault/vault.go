@@ -63,6 +63,7 @@ type Vault struct {
 	lastActive atomic.Int64 // unix ms of the last real work posted
 	subCount   atomic.Int32
 	pins       atomic.Int32 // callers about to post (see Manager.acquire)
+	evicting   atomic.Bool  // an LRU eviction is queued
 	resending  bool
 }
 
@@ -113,7 +114,18 @@ func (v *Vault) hibernate(force bool) {
 	if v.m.retire(v) {
 		v.forget = true
 		v.m.metrics.Hibernations.Inc()
+		return
 	}
+	if force && len(v.mailbox) > 0 {
+		// Work arrived meanwhile: try again after it (never blocking on
+		// our own mailbox).
+		select {
+		case v.mailbox <- func() { v.hibernate(true) }:
+			return
+		default:
+		}
+	}
+	v.evicting.Store(false)
 }
 
 // run is the vault's goroutine.
