@@ -127,6 +127,17 @@ func (c *conn) serve() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	// Frames are handled on their own goroutine, so the read loop keeps
+	// reading (and answering heartbeats) while a vault is busy or opening.
+	work := make(chan frameIn, 16)
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		for f := range work {
+			c.handle(f)
+		}
+	}()
+
 	timer := time.AfterFunc(c.h.cfg.SignInTimeout, func() {
 		if !c.signedIn.Load() {
 			c.kill(protocol.CloseSignInTimeout, "no sign-in in time", "signin_timeout")
@@ -134,7 +145,9 @@ func (c *conn) serve() {
 	})
 	c.Send(mustJSON(protocol.Challenge{Type: protocol.TypeChallenge, Nonce: c.nonce, Domains: c.h.cfg.Domains,
 		ChainID: c.h.cfg.ChainID, Node: c.h.cfg.Node}))
-	c.readLoop()
+	c.readLoop(work)
+	close(work)
+	<-workerDone
 	timer.Stop()
 	c.kill(websocket.StatusNormalClosure, "", "client")
 	<-writerDone
@@ -143,7 +156,15 @@ func (c *conn) serve() {
 	}
 }
 
-func (c *conn) readLoop() {
+// frameIn is a frame as read, with the read loop's verdict on it. Every
+// answer, refusals included, is sent by the worker, in arrival order.
+type frameIn struct {
+	data    []byte
+	binary  bool
+	limited bool
+}
+
+func (c *conn) readLoop(work chan<- frameIn) {
 	for {
 		// Not c.ctx: cancelling a Read drops the TCP connection at once,
 		// and a kill must still send its close code. The writer's Close
@@ -153,16 +174,7 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
-		if !c.limit.Allow() {
-			c.h.cfg.Metrics.RateLimited.Inc()
-			c.refuse(protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", c.h.cfg.CommandRate), 0)
-			continue
-		}
-		if typ != websocket.MessageText {
-			c.refuse(protocol.Errorf(protocol.CodeBadFrame, "frames must be text (JSON)"), 0)
-			continue
-		}
-		c.handle(data)
+		work <- frameIn{data: data, binary: typ != websocket.MessageText, limited: !c.limit.Allow()}
 	}
 }
 
@@ -178,8 +190,17 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-func (c *conn) handle(data []byte) {
-	f, err := protocol.DecodeClientFrame(data)
+func (c *conn) handle(in frameIn) {
+	switch {
+	case in.limited:
+		c.h.cfg.Metrics.RateLimited.Inc()
+		c.refuse(protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", c.h.cfg.CommandRate), peekSeq(string(in.data)))
+		return
+	case in.binary:
+		c.refuse(protocol.Errorf(protocol.CodeBadFrame, "frames must be text (JSON)"), 0)
+		return
+	}
+	f, err := protocol.DecodeClientFrame(in.data)
 	if err != nil {
 		c.refuse(err, 0)
 		return
@@ -263,7 +284,7 @@ func (c *conn) bind(b vault.Bound, err error) {
 	}
 	c.bound = b
 	c.signedIn.Store(true)
-	c.log = c.log.With().Str("vault", b.Vault.Address().Hex()).Logger()
+	c.log.Info().Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Msg("session bound")
 	if series := c.h.cfg.History.Snapshot(); len(series) > 0 {
 		c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: series}))
 	}

@@ -104,6 +104,7 @@ func (v *Vault) dropSub(s Subscriber) {
 // for LRU eviction). It runs on the goroutine.
 func (v *Vault) hibernate(force bool) {
 	if v.conn == nil || v.forget {
+		v.evicting.Store(false) // unborn (mid sign-in) or already leaving
 		return
 	}
 	now := v.m.now().UnixMilli()
