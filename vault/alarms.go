@@ -94,6 +94,23 @@ func (q *alarmQueue) Len() int {
 	return len(q.h)
 }
 
+// armTimer sets timer to the earliest alarm. The duration is computed from
+// a reading of the clock; if the clock moved before Reset took it, the
+// deadline would be late, so it re-arms until the clock held still.
+func armTimer(clock Clock, timer Timer, q *alarmQueue) {
+	for {
+		now := clock.Now()
+		d := time.Hour
+		if at, ok := q.next(); ok {
+			d = time.UnixMilli(at).Sub(now)
+		}
+		timer.Reset(d)
+		if clock.Now().Equal(now) {
+			return
+		}
+	}
+}
+
 // run wakes vaults when their alarms come due, until ctx ends. fire is
 // called for each due vault id and must not block for long.
 func (q *alarmQueue) run(ctx context.Context, clock Clock, fire func(id string)) {
@@ -104,11 +121,7 @@ func (q *alarmQueue) run(ctx context.Context, clock Clock, fire func(id string))
 		for _, id := range q.popDue(now.UnixMilli()) {
 			fire(id)
 		}
-		d := time.Hour
-		if at, ok := q.next(); ok {
-			d = time.UnixMilli(at).Sub(now)
-		}
-		timer.Reset(d)
+		armTimer(clock, timer, q)
 		select {
 		case <-ctx.Done():
 			return

@@ -289,6 +289,16 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	return v, nil
 }
 
+// wakeWaiters makes callers waiting for an open slot look again: an
+// eviction gave up, or a vault lost its last subscriber and can be evicted
+// now. Without it they would wait for the janitor.
+func (m *Manager) wakeWaiters() {
+	m.mu.Lock()
+	close(m.freed)
+	m.freed = make(chan struct{})
+	m.mu.Unlock()
+}
+
 // dropLocked removes v from the open vaults and wakes those waiting for a
 // slot. m.mu is held.
 func (m *Manager) dropLocked(v *Vault) {

@@ -95,8 +95,14 @@ func (v *Vault) addSub(s Subscriber) {
 }
 
 func (v *Vault) dropSub(s Subscriber) {
+	if _, ok := v.subs[s]; !ok {
+		return
+	}
 	delete(v.subs, s)
 	v.subCount.Store(int32(len(v.subs)))
+	if len(v.subs) == 0 {
+		v.m.wakeWaiters() // evictable now
+	}
 }
 
 // hibernate closes the vault if it has no subscriber and is idle with
@@ -104,7 +110,9 @@ func (v *Vault) dropSub(s Subscriber) {
 // for LRU eviction). It runs on the goroutine.
 func (v *Vault) hibernate(force bool) {
 	if v.conn == nil || v.forget {
-		v.evicting.Store(false) // unborn (mid sign-in) or already leaving
+		if v.evicting.Swap(false) { // unborn (mid sign-in) or already leaving
+			v.m.wakeWaiters()
+		}
 		return
 	}
 	now := v.m.now().UnixMilli()
@@ -126,7 +134,9 @@ func (v *Vault) hibernate(force bool) {
 		default:
 		}
 	}
-	v.evicting.Store(false)
+	if v.evicting.Swap(false) {
+		v.m.wakeWaiters()
+	}
 }
 
 // run is the vault's goroutine.
