@@ -94,21 +94,24 @@ func (q *alarmQueue) Len() int {
 	return len(q.h)
 }
 
-// armTimer sets timer to the earliest alarm. The duration is computed from
-// a reading of the clock; if the clock moved before Reset took it, the
-// deadline would be late, so it re-arms until the clock held still.
+// armTimer sets timer to the earliest alarm (or an hour from now). A timer
+// that can take an absolute deadline (FakeClock's) gets one, so a clock
+// that moves between reading it and arming cannot make the alarm late.
 func armTimer(clock Clock, timer Timer, q *alarmQueue) {
-	for {
-		now := clock.Now()
-		d := time.Hour
-		if at, ok := q.next(); ok {
-			d = time.UnixMilli(at).Sub(now)
-		}
-		timer.Reset(d)
-		if clock.Now().Equal(now) {
+	at, ok := q.next()
+	if abs, can := timer.(interface{ ResetAt(time.Time) }); can {
+		if !ok {
+			abs.ResetAt(clock.Now().Add(time.Hour))
 			return
 		}
+		abs.ResetAt(time.UnixMilli(at))
+		return
 	}
+	d := time.Hour
+	if ok {
+		d = time.UnixMilli(at).Sub(clock.Now())
+	}
+	timer.Reset(d)
 }
 
 // run wakes vaults when their alarms come due, until ctx ends. fire is

@@ -108,11 +108,20 @@ func (t *fakeTimer) Stop() bool {
 }
 
 func (t *fakeTimer) Reset(d time.Duration) {
+	t.clock.mu.Lock()
+	deadline := t.clock.now.Add(d)
+	t.clock.mu.Unlock()
+	t.ResetAt(deadline)
+}
+
+// ResetAt arms the timer for an absolute fake time; it fires at once if
+// that time has passed.
+func (t *fakeTimer) ResetAt(deadline time.Time) {
 	t.Stop()
 	c := t.clock
 	c.mu.Lock()
-	t.deadline = c.now.Add(d)
-	fire := d <= 0
+	t.deadline = deadline
+	fire := !deadline.After(c.now)
 	if !fire {
 		c.timers = append(c.timers, t)
 	}
