@@ -87,13 +87,6 @@ func (q *alarmQueue) next() (int64, bool) {
 	return q.h[0].at, true
 }
 
-// Len returns the number of scheduled alarms.
-func (q *alarmQueue) Len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.h)
-}
-
 // armTimer sets timer to the earliest alarm (or an hour from now). A timer
 // that can take an absolute deadline (FakeClock's) gets one, so a clock
 // that moves between reading it and arming cannot make the alarm late.

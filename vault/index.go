@@ -193,13 +193,6 @@ func (ix *interestIndex) removeLocked(id string) {
 	delete(ix.byVault, id)
 }
 
-// remove forgets every leaf of vault id.
-func (ix *interestIndex) remove(id string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.removeLocked(id)
-}
-
 // dispatch records v as the latest value of signal, applies it to the
 // leaves it crosses, and returns the ids of their vaults.
 func (ix *interestIndex) dispatch(signal string, v float64) []string {
