@@ -55,6 +55,9 @@ func (v *Vault) SignIn(ctx context.Context, req SignInRequest) (Bound, error) {
 			return err
 		}
 		b = Bound{Vault: v, Session: s.id}
+		if ctx.Err() != nil {
+			return ctx.Err() // the caller is gone: do not subscribe its connection
+		}
 		return v.bind(s, req.Since, req.Sub)
 	})
 	return b, err
@@ -150,6 +153,9 @@ func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscri
 			return err
 		}
 		b = Bound{Vault: v, Session: s.id}
+		if ctx.Err() != nil {
+			return ctx.Err() // the caller is gone: do not subscribe its connection
+		}
 		return v.bind(s, since, sub)
 	})
 	return b, err
