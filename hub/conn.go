@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,6 +76,13 @@ func (c *conn) Send(frame []byte) bool {
 		c.kill(protocol.CloseSlowConsumer, "slow consumer: reconnect and resume", "slow_consumer")
 		return false
 	}
+}
+
+// Gone is called by a vault that ended under this connection (a group
+// commit failed and it reloads from its file): the client reconnects and
+// resumes from the version it holds.
+func (c *conn) Gone() {
+	c.kill(websocket.StatusTryAgainLater, "vault reloaded: reconnect and resume", "vault_gone")
 }
 
 // Room is how many frames Send can queue now; vaults send a snapshot
@@ -322,14 +330,12 @@ func (c *conn) writeLoop() {
 			c.ws.Close(c.closeCode, c.closeReason)
 			return
 		case f := <-c.send:
-			if !c.writeOrClose(f) {
+			if !c.writeOrClose(c.gather([][]byte{f})) {
 				return
 			}
 		case <-c.sigReady:
-			for _, f := range c.takeSignals() {
-				if !c.writeOrClose(f) {
-					return
-				}
+			if fs := c.takeSignals(); len(fs) > 0 && !c.writeOrClose(fs) {
+				return
 			}
 		case <-ping.C:
 			ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
@@ -342,10 +348,33 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// writeOrClose writes f; false means the connection is over (the write
-// failed, or the connection was killed meanwhile and is now closed).
-func (c *conn) writeOrClose(f []byte) bool {
-	if err := c.write(f); err != nil {
+// gatherBytes is where gather stops taking more frames for one message.
+const gatherBytes = 32 << 10
+
+// gather adds to frames those queued behind them, up to about gatherBytes,
+// so they go out as one message in one write (PROTOCOL.md §1).
+func (c *conn) gather(frames [][]byte) [][]byte {
+	size := 0
+	for _, f := range frames {
+		size += len(f) + 1
+	}
+	for size < gatherBytes {
+		select {
+		case f := <-c.send:
+			frames = append(frames, f)
+			size += len(f) + 1
+		default:
+			return frames
+		}
+	}
+	return frames
+}
+
+// writeOrClose writes frames as one message; false means the connection is
+// over (the write failed, or the connection was killed meanwhile and is
+// now closed).
+func (c *conn) writeOrClose(frames [][]byte) bool {
+	if err := c.write(frames); err != nil {
 		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
 		c.ws.CloseNow()
 		return false
@@ -357,13 +386,17 @@ func (c *conn) writeOrClose(f []byte) bool {
 	return true
 }
 
-func (c *conn) write(f []byte) error {
+func (c *conn) write(frames [][]byte) error {
+	msg := frames[0]
+	if len(frames) > 1 {
+		msg = bytes.Join(frames, []byte{protocol.FrameSeparator})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
 	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
+	if err := c.ws.Write(ctx, websocket.MessageText, msg); err != nil {
 		return fmt.Errorf("write frame: %w", err)
 	}
-	c.h.cfg.Metrics.FramesSent.Inc()
+	c.h.cfg.Metrics.FramesSent.Add(float64(len(frames)))
 	return nil
 }
 

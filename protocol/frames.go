@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -173,6 +174,25 @@ type ServerFrame struct {
 	Name      string             `json:"name,omitempty"`
 	Value     float64            `json:"value,omitempty"`
 	Series    map[string][]Point `json:"series,omitempty"`
+}
+
+// A server message holds one or more frames separated by FrameSeparator
+// (JSON text never contains a raw newline); see DecodeServerMessage.
+const FrameSeparator = '\n'
+
+// DecodeServerMessage decodes the frames of one server WebSocket message,
+// in order.
+func DecodeServerMessage(data []byte) ([]ServerFrame, error) {
+	lines := bytes.Split(data, []byte{FrameSeparator})
+	out := make([]ServerFrame, 0, len(lines))
+	for _, line := range lines {
+		f, err := DecodeServerFrame(line)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // DecodeServerFrame parses one server frame.

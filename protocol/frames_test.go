@@ -95,3 +95,19 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeServerMessage(t *testing.T) {
+	one, err := DecodeServerMessage([]byte(`{"type":"ack","seq":1,"version":2}`))
+	if err != nil || len(one) != 1 || one[0].Type != TypeAck || one[0].Version != 2 {
+		t.Fatalf("one frame: %v %v", one, err)
+	}
+	three, err := DecodeServerMessage([]byte(`{"type":"diff","version":3}` + "\n" + `{"type":"diff","version":4}` + "\n" + `{"type":"ack","seq":9,"version":4}`))
+	if err != nil || len(three) != 3 || three[0].Version != 3 || three[1].Version != 4 || three[2].Type != TypeAck {
+		t.Fatalf("three frames: %v %v", three, err)
+	}
+	for _, bad := range []string{"", "\n", `{"type":"ack"}` + "\n" + `nope`, `{"type":"ack"}` + "\n"} {
+		if _, err := DecodeServerMessage([]byte(bad)); err == nil {
+			t.Errorf("%q: decoded, want an error", bad)
+		}
+	}
+}

@@ -30,7 +30,8 @@ type Options struct {
 	IdleAfter    time.Duration
 	CommandRate  float64
 	CommandBurst int
-	MaxConns     int // 0: derived from the descriptor limit
+	MaxConns     int    // 0: derived from the descriptor limit
+	DebugListen  string // pprof listener; empty: off
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -60,6 +61,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
 	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 3 per open vault minus 512 spare")
+	fs.StringVar(&o.DebugListen, "debug-listen", "", "serve Go's pprof profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; empty: off")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err

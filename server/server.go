@@ -33,6 +33,7 @@ type node struct {
 	log   zerolog.Logger
 	ln    net.Listener
 	http  *http.Server
+	debug *http.Server // pprof; nil unless -debug-listen
 	bus   *hub.MemoryBus
 	mgr   *vault.Manager
 	hub   *hub.Hub
@@ -143,6 +144,11 @@ func (n *node) serve(ctx context.Context) error {
 	if n.opts.SignalToken == "" {
 		n.log.Info().Msg("signal ingest disabled: POST /v1/signals answers 503 until the node runs with --signal-token")
 	}
+	if n.opts.DebugListen != "" {
+		if err := n.startDebug(n.opts.DebugListen); err != nil {
+			n.log.Error().Err(err).Msg("pprof not served")
+		}
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -157,6 +163,9 @@ func (n *node) serve(ctx context.Context) error {
 	}
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn().Err(err).Msg("http shutdown")
+	}
+	if n.debug != nil {
+		n.debug.Close()
 	}
 	n.stopParts()
 	n.log.Info().Msg("stopped")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"go.uber.org/goleak"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,7 +64,10 @@ func (e *env) restart() {
 type sub struct {
 	ch   chan []byte
 	full bool
+	gone atomic.Bool // told by Gone that its vault ended under it
 }
+
+func (s *sub) Gone() { s.gone.Store(true) }
 
 func newSub() *sub { return &sub{ch: make(chan []byte, 1000)} }
 

@@ -122,7 +122,7 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 	if err != nil {
 		return nil, v.internal("record session", err)
 	}
-	v.sessions[s.id] = s
+	v.addSession(s)
 	v.log.Info().Str("session", s.id).Time("expires", expires).Msg("signed in")
 	return s, nil
 }
@@ -198,6 +198,12 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	return s, r.Since, nil
 }
 
+// addSession makes s usable, also to preverify.
+func (v *Vault) addSession(s *session) {
+	v.sessions[s.id] = s
+	v.keys.Store(s.id, s.key)
+}
+
 func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
 	s, ok := v.sessions[id]
 	if !ok {
@@ -215,10 +221,15 @@ func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
 // any state is touched; a refused command changes nothing (not even the
 // session's last sequence number). Errors are *protocol.Error.
 func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (protocol.Ack, error) {
+	// The signature check, the costliest step, runs here on the caller's
+	// goroutine, so commands to one vault are verified on every core while
+	// the vault's goroutine does the rest. The goroutine uses the result
+	// only if the session still has the key it was checked against.
+	pre := v.preverify(sessionID, body, sig)
 	var ack protocol.Ack
-	err := v.do(ctx, func() error {
+	err := v.doDurable(ctx, func() error {
 		var err error
-		ack, err = v.command(sessionID, body, sig)
+		ack, err = v.command(sessionID, body, sig, pre)
 		if err != nil {
 			v.m.metrics.CommandsRefused.WithLabelValues(codeOf(err)).Inc()
 			v.log.Info().Err(err).Str("session", truncateID(sessionID)).Msg("command refused")
@@ -230,7 +241,26 @@ func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (proto
 	return ack, err
 }
 
-func (v *Vault) command(sessionID, body, sig string) (protocol.Ack, error) {
+// verified is a signature check made off the vault's goroutine: which key
+// it used and what it found.
+type verified struct {
+	key *ecdsa.PublicKey
+	err error
+}
+
+// preverify checks sig over body with the key the session has now (as
+// published by the goroutine). It returns a zero verified when the session
+// is unknown here; the goroutine then decides.
+func (v *Vault) preverify(sessionID, body, sig string) verified {
+	k, ok := v.keys.Load(sessionID)
+	if !ok {
+		return verified{}
+	}
+	key := k.(*ecdsa.PublicKey)
+	return verified{key: key, err: protocol.VerifyBody(key, body, sig)}
+}
+
+func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack, error) {
 	now := v.m.now()
 	if v.conn == nil {
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
@@ -239,8 +269,11 @@ func (v *Vault) command(sessionID, body, sig string) (protocol.Ack, error) {
 	if err != nil {
 		return protocol.Ack{}, err
 	}
-	if err := protocol.VerifyBody(s.key, body, sig); err != nil {
-		return protocol.Ack{}, err
+	if pre.key != s.key {
+		pre.err = protocol.VerifyBody(s.key, body, sig)
+	}
+	if pre.err != nil {
+		return protocol.Ack{}, pre.err
 	}
 	cmd, err := protocol.ParseCommand(body)
 	if err != nil {

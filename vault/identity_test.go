@@ -251,9 +251,9 @@ func TestResume(t *testing.T) {
 }
 
 func TestResumeAfterTrimGetsSnapshot(t *testing.T) {
-	e := newEnv(t) // ChangeLogKeep: 50
+	e := newEnv(t) // ChangeLogKeep: 50, trimmed every 32 versions
 	u := e.newUser()
-	for i := 0; i < 60; i++ {
+	for i := 0; i < 90; i++ {
 		u.mustCmd(t, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: "t", Condition: below("X", float64(i)), Action: swap})
 	}
 	nonce := e.nonces.Issue(e.clock.Now())
@@ -264,8 +264,8 @@ func TestResumeAfterTrimGetsSnapshot(t *testing.T) {
 	}
 	s.nextOf(t, protocol.TypeReady)
 	snap := s.next(t)
-	if snap.Type != protocol.TypeSnapshot || len(snap.State.Triggers) != 60 || snap.State.Version != u.state(t).Version {
-		t.Fatalf("got %s with %v, want a snapshot of 60 triggers", snap.Type, snap.State)
+	if snap.Type != protocol.TypeSnapshot || len(snap.State.Triggers) != 90 || snap.State.Version != u.state(t).Version {
+		t.Fatalf("got %s with %v, want a snapshot of 90 triggers", snap.Type, snap.State)
 	}
 }
 

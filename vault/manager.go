@@ -265,7 +265,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	}
 	if exists {
 		// The first message in the mailbox, so it runs before any other.
-		v.mailbox <- func() {
+		v.mailbox <- letter{fn: func() {
 			if err := v.openFile(context.Background(), false); err != nil {
 				v.log.Error().Err(err).Msg("open vault")
 				v.forget = true
@@ -273,7 +273,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 			}
 			m.metrics.Activations.Inc()
 			v.afterChange()
-		}
+		}}
 	}
 	go v.run()
 	m.mu.Unlock()

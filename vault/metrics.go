@@ -18,6 +18,7 @@ type Metrics struct {
 	Activations     prometheus.Counter
 	Hibernations    prometheus.Counter
 	Evictions       prometheus.Counter
+	GroupCommits    prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -38,10 +39,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_activations_total", Help: "Vault files opened on demand (hibernated vaults woken)."}),
 		Hibernations:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_hibernations_total", Help: "Vaults closed for being idle or by LRU eviction."}),
 		Evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_evictions_total", Help: "LRU evictions asked for because MaxOpen was reached."}),
+		GroupCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_vault_group_commit_commands",
+			Help: "Commands made durable by one group commit (one fsync).", Buckets: []float64{2, 4, 8, 16, 32, 64, 128}}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions)
+			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits)
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,7 @@ type Vault struct {
 	addr    common.Address
 	m       *Manager
 	log     zerolog.Logger
-	mailbox chan func()
+	mailbox chan letter
 	quit    chan struct{}
 	done    chan struct{}
 
@@ -56,8 +57,9 @@ type Vault struct {
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]struct{}
-	forget   bool  // end the goroutine after this message (unborn failure, hibernation)
-	next     int64 // next alarm (unix ms), as last reported
+	forget   bool   // end the goroutine after this message (unborn failure, hibernation)
+	next     int64  // next alarm (unix ms), as last reported
+	batch    *batch // open group commit (see receive), else nil
 
 	// Read by the manager without the goroutine (hibernation, LRU).
 	lastActive atomic.Int64 // unix ms of the last real work posted
@@ -65,6 +67,7 @@ type Vault struct {
 	pins       atomic.Int32 // callers about to post (see Manager.acquire)
 	evicting   atomic.Bool  // an LRU eviction is queued
 	resending  bool
+	keys       sync.Map // session id → *ecdsa.PublicKey, for preverify
 }
 
 // Address returns the vault's account address.
@@ -75,7 +78,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 	v := &Vault{
 		id: id, addr: addr, m: m,
 		log:      m.cfg.Logger.With().Str("vault", addr.Hex()).Logger(),
-		mailbox:  make(chan func(), m.cfg.MailboxSize),
+		mailbox:  make(chan letter, m.cfg.MailboxSize),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		triggers: map[string]*trigger{},
@@ -129,7 +132,7 @@ func (v *Vault) hibernate(force bool) {
 		// Work arrived meanwhile: try again after it (never blocking on
 		// our own mailbox).
 		select {
-		case v.mailbox <- func() { v.hibernate(true) }:
+		case v.mailbox <- letter{fn: func() { v.hibernate(true) }}:
 			return
 		default:
 		}
@@ -145,16 +148,16 @@ func (v *Vault) run() {
 	defer v.shutdown()
 	for {
 		select {
-		case fn := <-v.mailbox:
-			fn()
+		case l := <-v.mailbox:
+			v.receive(l)
 			if v.forget {
 				return
 			}
 		case <-v.quit:
 			for {
 				select {
-				case fn := <-v.mailbox:
-					fn()
+				case l := <-v.mailbox:
+					v.receive(l)
 				default:
 					return
 				}
@@ -186,10 +189,30 @@ func (v *Vault) ended() bool {
 
 // do runs fn on the vault's goroutine and returns its error.
 func (v *Vault) do(ctx context.Context, fn func() error) error {
+	return v.ask(ctx, false, fn)
+}
+
+// doDurable is do for a command: fn may share its commit with the
+// commands queued behind it (see receive), and do returns only once that
+// commit is durable.
+func (v *Vault) doDurable(ctx context.Context, fn func() error) error {
+	return v.ask(ctx, true, fn)
+}
+
+func (v *Vault) ask(ctx context.Context, batch bool, fn func() error) error {
 	res := make(chan error, 1)
 	v.touch()
+	l := letter{batch: batch, fn: func() {
+		err := fn()
+		v.afterCommit(func(failed error) {
+			if failed != nil {
+				err = failed
+			}
+			res <- err
+		})
+	}}
 	select {
-	case v.mailbox <- func() { res <- fn() }:
+	case v.mailbox <- l:
 	case <-v.done:
 		return errClosed
 	case <-ctx.Done():
@@ -215,7 +238,7 @@ func (v *Vault) do(ctx context.Context, fn func() error) error {
 // or the vault is closing.
 func (v *Vault) post(ctx context.Context, fn func()) bool {
 	select {
-	case v.mailbox <- fn:
+	case v.mailbox <- letter{fn: fn}:
 		return true
 	case <-v.done:
 	case <-ctx.Done():
@@ -311,7 +334,10 @@ func (v *Vault) load(create bool) error {
 	if v.triggers, err = loadTriggers(v.conn); err != nil {
 		return err
 	}
-	v.sessions, err = loadSessions(v.conn, v.m.now())
+	sessions, err := loadSessions(v.conn, v.m.now())
+	for _, s := range sessions {
+		v.addSession(s)
+	}
 	return err
 }
 
@@ -360,7 +386,12 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 	}
 	if len(t.changes) > 0 {
 		v.version++
-		v.broadcast(v.diffFrame(v.version, t.now.UnixMilli(), t.changes))
+		frame := v.diffFrame(v.version, t.now.UnixMilli(), t.changes)
+		v.afterCommit(func(failed error) {
+			if failed == nil {
+				v.broadcast(frame)
+			}
+		})
 		v.m.metrics.Versions.Inc()
 	}
 	v.afterChange()
@@ -368,6 +399,13 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 }
 
 func (v *Vault) inTx(fn func() error) (err error) {
+	if v.batch != nil {
+		// Inside a group commit: a savepoint, so that a failing command
+		// rolls back alone and the others still commit.
+		release := sqlitex.Save(v.conn)
+		defer release(&err)
+		return fn()
+	}
 	end, err := sqlitex.ImmediateTransaction(v.conn)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -375,6 +413,8 @@ func (v *Vault) inTx(fn func() error) (err error) {
 	defer end(&err)
 	return fn()
 }
+
+const trimEvery = 32
 
 func (v *Vault) appendLog(t *tx) error {
 	if len(t.changes) == 0 {
@@ -391,6 +431,11 @@ func (v *Vault) appendLog(t *tx) error {
 	}
 	if err := sqlitex.Execute(v.conn, "UPDATE vault SET version = ? WHERE id = 1;", &sqlitex.ExecOptions{Args: []any{int64(next)}}); err != nil {
 		return fmt.Errorf("bump version: %w", err)
+	}
+	// Trimmed every trimEvery versions, not at each: the log holds between
+	// ChangeLogKeep and ChangeLogKeep+trimEvery-1 versions.
+	if next%trimEvery != 0 {
+		return nil
 	}
 	keep := int64(v.m.cfg.ChangeLogKeep)
 	if err := sqlitex.Execute(v.conn, "DELETE FROM changes WHERE version <= ?;", &sqlitex.ExecOptions{Args: []any{int64(next) - keep}}); err != nil {

@@ -100,19 +100,18 @@ func (c *Conn) readLoop() {
 			close(c.frames)
 			return
 		}
-		f, err := protocol.DecodeServerFrame(data)
-		if err != nil {
-			continue
-		}
-		select {
-		case c.frames <- f:
-		case <-c.closing:
-			// Closed by us while the buffer was full: stop reading.
-			c.mu.Lock()
-			c.readErr = net.ErrClosed
-			c.mu.Unlock()
-			close(c.frames)
-			return
+		frames, _ := protocol.DecodeServerMessage(data) // frames before a malformed one still count
+		for _, f := range frames {
+			select {
+			case c.frames <- f:
+			case <-c.closing:
+				// Closed by us while the buffer was full: stop reading.
+				c.mu.Lock()
+				c.readErr = net.ErrClosed
+				c.mu.Unlock()
+				close(c.frames)
+				return
+			}
 		}
 	}
 }

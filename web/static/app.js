@@ -72,7 +72,8 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${proto}://${location.host}/v1/ws`, "spells.v1");
   S.ws = ws;
-  ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
+  // One message may hold several frames, one per line (PROTOCOL.md §1).
+  ws.onmessage = (ev) => ev.data.split("\n").forEach((line) => onFrame(JSON.parse(line)));
   ws.onclose = (ev) => {
     setStatus(false, `disconnected (${ev.code}${ev.reason ? ": " + ev.reason : ""}); retrying…`);
     S.retry = Math.min(S.retry * 2, 10000);

@@ -1,0 +1,125 @@
+package vault
+
+import (
+	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// maxBatch bounds how many commands share one commit, so the first of
+// them is not held back for long behind a steady stream.
+const maxBatch = 128
+
+// letter is one message in a vault's mailbox.
+type letter struct {
+	fn func()
+	// batch marks a command: it may share one commit (one fsync) with the
+	// commands queued right behind it.
+	batch bool
+}
+
+// batch is an open group commit: the effects that must wait until the
+// commit is durable (replies to callers, diffs to subscribers), in order.
+type batch struct {
+	commands int
+	effects  []func(failed error)
+}
+
+// errCommit is what the callers of a group whose commit failed receive.
+var errCommit = protocol.Errorf(protocol.CodeUnavailable, "the vault could not save; retry")
+
+// commitFault, when set by a test, makes the next group commit fail.
+var commitFault func() error
+
+// receive runs one letter. A command with more commands queued behind it
+// opens a group commit: the queued commands run inside the same SQLite
+// transaction, each in its own savepoint (a refused command rolls back
+// alone), and one commit makes all of them durable. Nobody hears of any
+// of them (acks, diffs) before that commit. Each command still gets its
+// own version and diff, exactly as if it had committed alone.
+func (v *Vault) receive(l letter) {
+	if !l.batch || v.conn == nil || len(v.mailbox) == 0 || v.batch != nil {
+		l.fn()
+		return
+	}
+	if err := sqlitex.ExecuteTransient(v.conn, "BEGIN IMMEDIATE;", nil); err != nil {
+		v.log.Error().Err(err).Msg("begin group commit")
+		l.fn()
+		return
+	}
+	v.batch = &batch{commands: 1}
+	l.fn()
+	var next *letter
+	for n := 1; n < maxBatch && next == nil; n++ {
+		select {
+		case nl := <-v.mailbox:
+			if nl.batch {
+				v.batch.commands++
+				nl.fn()
+			} else {
+				next = &nl // not a command: it runs after the commit
+			}
+		default:
+			n = maxBatch
+		}
+	}
+	v.commitBatch()
+	if next != nil {
+		next.fn()
+	}
+}
+
+// afterCommit runs fn once what was just written is durable: at once
+// outside a group commit, else when the group commits (failed is nil) or
+// fails to (failed is the error to report).
+func (v *Vault) afterCommit(fn func(failed error)) {
+	if v.batch == nil {
+		fn(nil)
+		return
+	}
+	v.batch.effects = append(v.batch.effects, fn)
+}
+
+func (v *Vault) commitBatch() {
+	b := v.batch
+	v.batch = nil
+	var err error
+	if commitFault != nil {
+		err = commitFault()
+	}
+	if err == nil {
+		err = sqlitex.ExecuteTransient(v.conn, "COMMIT;", nil)
+	}
+	if err != nil {
+		v.log.Error().Err(err).Int("commands", b.commands).Msg("group commit failed; reloading the vault from its file")
+		if !v.conn.AutocommitEnabled() {
+			if rerr := sqlitex.ExecuteTransient(v.conn, "ROLLBACK;", nil); rerr != nil {
+				v.log.Error().Err(rerr).Msg("rollback group commit")
+			}
+		}
+		// Memory is ahead of the file now: end the goroutine, so the
+		// next use reopens the vault from what the file holds, and tell
+		// the subscribers their view is void.
+		v.forget = true
+		for s := range v.subs {
+			if g, ok := s.(goner); ok {
+				g.Gone()
+			}
+			v.dropSub(s)
+		}
+		for _, fn := range b.effects {
+			fn(errCommit)
+		}
+		return
+	}
+	v.m.metrics.GroupCommits.Observe(float64(b.commands))
+	for _, fn := range b.effects {
+		fn(nil)
+	}
+}
+
+// goner is implemented by subscribers that can be told their vault ended
+// under them (a failed group commit), so they reconnect and resume.
+type goner interface {
+	Gone()
+}
