@@ -20,7 +20,7 @@ func exec(conn *sqlite.Conn, query string, args ...any) error {
 
 func loadTriggers(conn *sqlite.Conn) (map[string]*trigger, error) {
 	out := map[string]*trigger{}
-	err := sqlitex.Execute(conn, `SELECT id, spec, status, fires, last_fired_at, state, created_at, updated_at FROM triggers;`,
+	err := sqlitex.ExecuteTransient(conn, `SELECT id, spec, status, fires, last_fired_at, state, created_at, updated_at FROM triggers;`,
 		&sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
 			t := &trigger{}
 			t.ID = s.ColumnText(0)
@@ -160,7 +160,7 @@ func (v *Vault) diffsSince(since uint64) (frames [][]byte, ok bool, err error) {
 
 func loadSessions(conn *sqlite.Conn, now time.Time) (map[string]*session, error) {
 	out := map[string]*session{}
-	err := sqlitex.Execute(conn, `SELECT id, delegate, expires_at, last_seq FROM sessions WHERE expires_at > ?;`,
+	err := sqlitex.ExecuteTransient(conn, `SELECT id, delegate, expires_at, last_seq FROM sessions WHERE expires_at > ?;`,
 		&sqlitex.ExecOptions{Args: []any{now.UnixMilli()}, ResultFunc: func(s *sqlite.Stmt) error {
 			key, err := protocol.ParseDelegateKey(s.ColumnText(1))
 			if err != nil {

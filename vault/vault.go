@@ -15,7 +15,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/rs/zerolog"
 	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitemigration"
 	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
@@ -289,28 +288,15 @@ func (v *Vault) openFile(ctx context.Context, create bool) error {
 		v.conn = nil
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
+	releaseMemory(conn)
 	return nil
-}
-
-func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
-	// FULL makes every committed transaction durable before it is
-	// acknowledged, also in WAL mode.
-	if err := sqlitex.ExecuteTransient(conn, "PRAGMA synchronous = FULL;", nil); err != nil {
-		return err
-	}
-	// A vault is small and one of thousands open: a 64 KiB page cache per
-	// connection instead of SQLite's 2 MiB default.
-	if err := sqlitex.ExecuteTransient(conn, "PRAGMA cache_size = -64;", nil); err != nil {
-		return err
-	}
-	return sqlitemigration.Migrate(ctx, conn, schema)
 }
 
 // load reads the vault's state into memory, creating the vault row when the
 // file is new.
 func (v *Vault) load(create bool) error {
 	found := false
-	err := sqlitex.Execute(v.conn, "SELECT owner, version FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
+	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
 		ResultFunc: func(s *sqlite.Stmt) error {
 			found = true
 			v.owner = common.HexToAddress(s.ColumnText(0))
