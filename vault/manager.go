@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -153,6 +152,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
+// scanWorkers is how many files the start-up scan opens at once. Opening a
+// vault waits on the disk (its WAL file is created) more than on the CPU,
+// so there are more workers than cores.
+const scanWorkers = 16
+
 // scan opens each file on a pool of workers, reports its alarm and leaves,
 // and closes it again. No vault goroutine runs yet, so each worker is the
 // only owner of the connection it opens.
@@ -160,7 +164,7 @@ func (m *Manager) scan(ctx context.Context, files []string) error {
 	work := make(chan string)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
-	for i := 0; i < max(2, runtime.NumCPU()); i++ {
+	for i := 0; i < scanWorkers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

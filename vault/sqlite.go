@@ -32,6 +32,16 @@ func init() {
 
 // prepareConn sets up a freshly opened vault connection and migrates it.
 func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
+	// Exclusive: the vault's goroutine is the file's only user, ever. In
+	// WAL mode this keeps the WAL index in memory instead of a -shm file
+	// created, mapped and locked at every activation, and it takes the
+	// file lock once instead of at every transaction.
+	if err := sqlitex.ExecuteTransient(conn, "PRAGMA locking_mode = EXCLUSIVE;", nil); err != nil {
+		return err
+	}
+	if err := sqlitex.ExecuteTransient(conn, "PRAGMA journal_mode = WAL;", nil); err != nil {
+		return err
+	}
 	// FULL makes every committed transaction durable before it is
 	// acknowledged, also in WAL mode.
 	if err := sqlitex.ExecuteTransient(conn, "PRAGMA synchronous = FULL;", nil); err != nil {
@@ -42,7 +52,23 @@ func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
 	if err := sqlitex.ExecuteTransient(conn, "PRAGMA cache_size = -64;", nil); err != nil {
 		return err
 	}
+	if current, err := schemaCurrent(conn); err != nil || current {
+		return err
+	}
 	return sqlitemigration.Migrate(ctx, conn, schema)
+}
+
+// schemaCurrent reports whether the file already is a vault at the latest
+// migration: one read instead of the migrator's transaction, on the path
+// of every activation.
+func schemaCurrent(conn *sqlite.Conn) (bool, error) {
+	current := false
+	err := sqlitex.ExecuteTransient(conn, "SELECT a.application_id, v.user_version FROM pragma_application_id() a, pragma_user_version() v;",
+		&sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
+			current = s.ColumnInt64(0) == appID && s.ColumnInt64(1) == int64(len(schema.Migrations))
+			return nil
+		}})
+	return current, err
 }
 
 // releaseMemory gives back the page cache filled while loading the state,

@@ -274,7 +274,7 @@ func (v *Vault) openFile(ctx context.Context, create bool) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
-	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenWAL|sqlite.OpenNoMutex)
+	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenNoMutex)
 	if err != nil {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
