@@ -57,10 +57,10 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "auto (console on a terminal, else json), json or console")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
-	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (3 file descriptors each); past it the least recently used idle vault is closed")
+	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (2 file descriptors each); past it the least recently used idle vault is closed")
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
-	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 3 per open vault minus 512 spare")
+	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 2 per open vault minus 512 spare")
 	fs.StringVar(&o.DebugListen, "debug-listen", "", "serve Go's pprof profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; empty: off")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {

@@ -203,7 +203,7 @@ func (n *node) connLimit() int {
 	if maxOpen <= 0 {
 		maxOpen = 2000
 	}
-	limit := int(rl.Cur) - 3*maxOpen - 512
+	limit := int(rl.Cur) - vault.FilesPerVault*maxOpen - 512
 	if limit < 64 {
 		limit = 64
 	}

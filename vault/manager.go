@@ -45,7 +45,7 @@ type Config struct {
 	// Hibernation: a vault with no subscriber, idle for IdleAfter and with
 	// nothing due within IdleAfter is closed (goroutine ended, file closed)
 	// and reopened on demand. MaxOpen bounds the open vaults (each holds
-	// three file descriptors); past it the least recently used vault
+	// FilesPerVault file descriptors); past it the least recently used vault
 	// without subscribers is closed.
 	IdleAfter time.Duration // default 2m
 	MaxOpen   int           // default 2000

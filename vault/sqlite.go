@@ -30,6 +30,10 @@ func init() {
 	}
 }
 
+// FilesPerVault is how many file descriptors an open vault holds: its
+// database file and its WAL (no -shm file in exclusive locking mode).
+const FilesPerVault = 2
+
 // prepareConn sets up a freshly opened vault connection and migrates it.
 func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
 	// Exclusive: the vault's goroutine is the file's only user, ever. In
