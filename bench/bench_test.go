@@ -32,10 +32,15 @@ func startNode(t *testing.T, extra ...string) *node {
 		_ = cmd.Wait()
 	})
 	ready := regexp.MustCompile(`open the dashboard at http://localhost:(\d+)/`)
+	debug := regexp.MustCompile(`pprof profiles served on (http://[0-9.:]+)/`)
 	port := make(chan string, 1)
+	debugURL := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			if m := debug.FindStringSubmatch(sc.Text()); m != nil {
+				debugURL <- m[1]
+			}
 			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				port <- m[1]
 			}
@@ -43,7 +48,12 @@ func startNode(t *testing.T, extra ...string) *node {
 	}()
 	select {
 	case p := <-port:
-		return newNode("http://127.0.0.1:"+p, "T")
+		n := newNode("http://127.0.0.1:"+p, "T")
+		select {
+		case n.debug = <-debugURL: // logged before ready, when asked for
+		default:
+		}
+		return n
 	case <-time.After(60 * time.Second):
 		t.Fatal("node did not start")
 	}
@@ -76,7 +86,10 @@ func (d *discard) Write(p []byte) (int, error) { d.n += len(p); return len(p), n
 // TestScenariosSmoke runs every scenario small and fast so the bench code
 // cannot rot. It checks the reports' shape and sanity, not speed.
 func TestScenariosSmoke(t *testing.T) {
-	n := startNode(t, "-idle-after", "1s")
+	n := startNode(t, "-idle-after", "1s", "-debug-listen", "127.0.0.1:0")
+	if n.debug == "" {
+		t.Fatal("the node did not log its pprof address")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -114,7 +127,10 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Fatalf("cold: %v", err)
 	}
 	checkReport(t, r, "activation_p50_ms", "activation_p99_ms")
-	if r.Results["vaults_open_hibernated"] != 0 || r.Results["activation_samples"] != 5 {
+	if _, ok := r.Results["node_heap_bytes_per_hibernated_vault"]; !ok {
+		t.Errorf("cold: no memory per hibernated vault: %v", r.Results)
+	}
+	if r.Results["vaults_open_hibernated"] != 0 || r.Results["activation_samples"] != 5 || r.Results["vaults_open_after_wake"] != 5 {
 		t.Errorf("cold: %v %v", r.Results, r.Notes)
 	}
 }

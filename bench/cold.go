@@ -21,7 +21,7 @@ type coldParams struct {
 // hibernated and per active vault comes from the node's resident memory.
 func cold(ctx context.Context, n *node, p coldParams) (*Report, error) {
 	r := newReport("cold", map[string]any{"vaults": p.Vaults, "wait": p.Wait.String()})
-	base, err := n.usage(ctx)
+	base, err := n.collected(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -37,42 +37,62 @@ func cold(ctx context.Context, n *node, p coldParams) (*Report, error) {
 	if waitMetricBelow(ctx, n, "spells_vaults_open", 1, p.Wait).IsZero() {
 		r.note("the node did not hibernate every vault within %s (is --idle-after short? other clients connected?)", p.Wait)
 	}
-	hib, _ := n.usage(ctx)
+	hib, err := n.collected(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var lat []time.Duration
+	var conns []*client.Conn // held open, so the woken vaults stay open
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for _, u := range users {
-		d, err := wake(ctx, n, u)
+		c, d, err := wake(ctx, n, u)
 		if err != nil {
 			return nil, err
 		}
+		conns = append(conns, c)
 		lat = append(lat, d)
 	}
-	active, _ := n.usage(ctx)
+	active, err := n.collected(ctx)
+	if err != nil {
+		return nil, err
+	}
+	per := float64(p.Vaults)
 	r.latencies("activation", lat)
 	r.set("vaults_open_hibernated", hib.all["spells_vaults_open"])
 	r.set("vaults_open_after_wake", active.all["spells_vaults_open"])
-	r.set("node_bytes_per_hibernated_vault", (hib.rss-base.rss)/float64(p.Vaults))
-	r.set("node_bytes_per_active_vault", (active.rss-hib.rss)/float64(p.Vaults))
-	r.note("memory per vault is the change in the node's resident memory divided by the vault count; it includes Go heap growth not yet returned")
+	r.set("node_heap_bytes_per_hibernated_vault", (hib.heap-base.heap)/per)
+	r.set("node_rss_bytes_per_active_vault", (active.rss-hib.rss)/per)
+	r.set("node_heap_bytes_per_active_vault", (active.heap-hib.heap)/per)
+	if n.debug == "" {
+		r.note("heap figures include garbage: pass -debug with the node's -debug-listen URL to collect first")
+	}
+	r.note("a hibernated vault costs only Go heap (its index entries, alarm, map slot); an active vault's resident memory includes its SQLite connection and one signed-in connection held open to keep it awake")
 	return r, nil
 }
 
 // wake resumes u's session on a new connection (opening the hibernated
-// vault), sends one command, and returns the resume→ready time.
-func wake(ctx context.Context, n *node, u *user) (time.Duration, error) {
+// vault), sends one command, and returns the open connection and the
+// resume→ready time.
+func wake(ctx context.Context, n *node, u *user) (*client.Conn, time.Duration, error) {
 	c, err := client.Dial(ctx, n.wsURL(), nil)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	defer c.Close()
 	t0 := time.Now()
 	if err := c.Resume(ctx, u.s, 0); err != nil {
-		return 0, fmt.Errorf("resume: %w", err)
+		c.Close()
+		return nil, 0, fmt.Errorf("resume: %w", err)
 	}
 	d := time.Since(t0)
 	if _, err := c.Command(ctx, u.s, protocol.OpTriggerList, struct{}{}); err != nil {
-		return 0, err
+		c.Close()
+		return nil, 0, err
 	}
-	return d, nil
+	return c, d, nil
 }
 
 func waitMetricBelow(ctx context.Context, n *node, name string, below float64, limit time.Duration) time.Time {

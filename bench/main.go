@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,7 @@ func run(ctx context.Context, args []string) error {
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet(scenario, flag.ContinueOnError)
 	base := fs.String("node", "http://127.0.0.1:8080", "the node's base URL")
+	debug := fs.String("debug", "", "the node's -debug-listen URL (http://127.0.0.1:6060): lets the bench force a garbage collection before reading memory")
 	token := fs.String("token", os.Getenv("SPELLS_SIGNAL_TOKEN"), "the node's signal ingest token")
 	out := fs.String("json", "", "also write the JSON report to this file")
 	var fp fanoutParams
@@ -68,6 +70,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	n := newNode(*base, *token)
+	n.debug = strings.TrimRight(*debug, "/")
 	var r *Report
 	var err error
 	switch scenario {

@@ -17,6 +17,7 @@ import (
 // node is the Spells node under test, reached over HTTP and WebSockets.
 type node struct {
 	base  string // http://host:port
+	debug string // the node's -debug-listen base URL, or empty
 	token string // signal ingest token
 	http  *http.Client
 }
@@ -87,6 +88,7 @@ func (n *node) metrics(ctx context.Context) (map[string]float64, error) {
 // usage is the node's process metrics at one moment.
 type usage struct {
 	rss, cpu float64
+	heap     float64 // live Go heap (after a collection when the debug listener is known)
 	at       time.Time
 	all      map[string]float64
 }
@@ -96,7 +98,27 @@ func (n *node) usage(ctx context.Context) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	return usage{rss: m["process_resident_memory_bytes"], cpu: m["process_cpu_seconds_total"], at: time.Now(), all: m}, nil
+	return usage{rss: m["process_resident_memory_bytes"], cpu: m["process_cpu_seconds_total"],
+		heap: m["go_memstats_heap_alloc_bytes"], at: time.Now(), all: m}, nil
+}
+
+// collected is usage right after a garbage collection on the node, forced
+// through its pprof listener (a heap profile with gc=1), so the heap
+// figure holds live objects only. Without the listener it is plain usage.
+func (n *node) collected(ctx context.Context) (usage, error) {
+	if n.debug != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.debug+"/debug/pprof/heap?gc=1", nil)
+		if err != nil {
+			return usage{}, err
+		}
+		resp, err := n.http.Do(req)
+		if err != nil {
+			return usage{}, fmt.Errorf("force a collection: %w", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return n.usage(ctx)
 }
 
 // addUsage reports the node's CPU and memory between two readings.

@@ -138,16 +138,16 @@ func (n *node) routes(reg *prometheus.Registry) http.Handler {
 func (n *node) serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.http.Serve(n.ln) }()
+	if n.opts.DebugListen != "" {
+		if err := n.startDebug(n.opts.DebugListen); err != nil {
+			n.log.Error().Err(err).Msg("pprof not served")
+		}
+	}
 	n.ready.Store(true)
 	n.log.Info().Str("dashboard", n.dashboardURL()).Strs("siwe_domains", n.opts.SIWEDomains).
 		Str("data", n.opts.DataDir).Bool("demo", n.opts.Demo).Msg("spells node ready: open the dashboard at " + n.dashboardURL())
 	if n.opts.SignalToken == "" {
 		n.log.Info().Msg("signal ingest disabled: POST /v1/signals answers 503 until the node runs with --signal-token")
-	}
-	if n.opts.DebugListen != "" {
-		if err := n.startDebug(n.opts.DebugListen); err != nil {
-			n.log.Error().Err(err).Msg("pprof not served")
-		}
 	}
 	var serveErr error
 	select {
