@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,13 @@ import (
 // startNode builds the server and runs it as a separate process on a free
 // loopback port, as the bench expects a node it drives from outside.
 func startNode(t *testing.T, extra ...string) *node {
+	n, _ := startNodeProc(t, extra...)
+	return n
+}
+
+// startNodeProc is startNode that also returns the process, for tests that
+// stop and restart the node.
+func startNodeProc(t *testing.T, extra ...string) (*node, *exec.Cmd) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spells")
 	build := exec.Command("go", "build", "-o", bin, "../server")
@@ -53,11 +61,11 @@ func startNode(t *testing.T, extra ...string) *node {
 		case n.debug = <-debugURL: // logged before ready, when asked for
 		default:
 		}
-		return n
+		return n, cmd
 	case <-time.After(60 * time.Second):
 		t.Fatal("node did not start")
 	}
-	return nil
+	return nil, nil
 }
 
 func checkReport(t *testing.T, r *Report, keys ...string) {
@@ -162,5 +170,51 @@ func TestBaselineSmoke(t *testing.T) {
 		if r.Results[k] != want {
 			t.Errorf("%s = %g, want %g", k, r.Results[k], want)
 		}
+	}
+}
+
+// TestCommandsSurviveRestart runs commands with -save, stops the node
+// (SIGINT, as an operator would), starts it again on the same data and
+// checks with verify that every acknowledged command is there.
+func TestCommandsSurviveRestart(t *testing.T) {
+	data := t.TempDir()
+	saved := filepath.Join(t.TempDir(), "acked.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, cmd := startNodeProc(t, "-data", data)
+	r, err := commands(ctx, n, commandsParams{Clients: 6, Duration: 500 * time.Millisecond, Save: saved})
+	if err != nil {
+		t.Fatalf("commands: %v", err)
+	}
+	if r.Results["acked_commands"] == 0 || r.Results["vaults_mismatched"] != 0 {
+		t.Fatalf("commands: %v %v", r.Results, r.Notes)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("node exit: %v", err)
+	}
+	n2 := startNode(t, "-data", data)
+	v, err := verify(ctx, n2, verifyParams{From: saved})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	checkReport(t, v, "vaults_checked", "acked_commands_checked")
+	if v.Results["vaults_checked"] != 6 || v.Results["vaults_mismatched"] != 0 || v.Results["acked_commands_checked"] != r.Results["acked_commands"] {
+		t.Fatalf("verify after restart: %v %v (commands acked %v)", v.Results, v.Notes, r.Results["acked_commands"])
+	}
+	// And verify does notice a vault that lacks a command.
+	b, _ := os.ReadFile(saved)
+	var sv savedVaults
+	if err := json.Unmarshal(b, &sv); err != nil {
+		t.Fatal(err)
+	}
+	sv.Vaults[0].Version++
+	if err := sv.write(saved); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = verify(ctx, n2, verifyParams{From: saved}); err != nil || v.Results["vaults_mismatched"] != 1 {
+		t.Fatalf("verify with one vault short: %v %v", v, err)
 	}
 }

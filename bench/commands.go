@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
@@ -15,6 +18,7 @@ type commandsParams struct {
 	Clients  int
 	Single   bool // every client on one vault (own sessions) instead of one vault each
 	Duration time.Duration
+	Save     string // write the vaults' keys and checked versions here, for verify after a restart
 }
 
 // commands: Clients connections each send signed trigger.update commands,
@@ -110,6 +114,17 @@ func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
 			mismatches++
 			r.note("vault %s: version grew by %d, %d commands acknowledged", o.s.Vault, v-start[i], acked[i].Load())
 		}
+	}
+	if p.Save != "" {
+		var saved savedVaults
+		for i, o := range owners {
+			saved.Vaults = append(saved.Vaults, savedVault{Key: hex.EncodeToString(crypto.FromECDSA(o.w.Key)),
+				Address: o.w.Address().Hex(), Version: start[i] + uint64(acked[i].Load()), Acked: acked[i].Load()})
+		}
+		if err := saved.write(p.Save); err != nil {
+			return nil, err
+		}
+		r.note("vault keys and versions saved to %s: restart the node, then run `verify -from %s`", p.Save, p.Save)
 	}
 	r.set("acked_commands", float64(total))
 	r.set("acked_per_s", float64(total)/took.Seconds())

@@ -3,9 +3,15 @@
 // it measured as a table and as JSON.
 //
 //	go run ./bench fanout      -node http://127.0.0.1:8080 -token T -vaults 10000 -connected 2000
-//	go run ./bench commands    -node http://127.0.0.1:8080 -clients 64 -duration 10s
+//	go run ./bench commands    -node http://127.0.0.1:8080 -clients 64 -duration 10s -save /tmp/acked.json
+//	  (restart the node)
+//	go run ./bench verify      -node http://127.0.0.1:8080 -from /tmp/acked.json
 //	go run ./bench connections -node http://127.0.0.1:8080 -conns 15000
-//	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000
+//	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000 -debug http://127.0.0.1:6060
+//	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
+//
+// -debug names the node's -debug-listen address: the bench then forces a
+// garbage collection on the node before reading its memory.
 //
 // The node's memory and CPU come from its /metrics (process metrics). Each
 // scenario's file says what it does; report.go prints the results.

@@ -22,7 +22,8 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold, baseline (see bench/doc.go)
+scenarios: fanout, commands, connections, cold, baseline (see bench/doc.go),
+and verify (after commands -save and a node restart)
 `
 
 func run(ctx context.Context, args []string) error {
@@ -42,6 +43,7 @@ func run(ctx context.Context, args []string) error {
 	var np connectionsParams
 	var kp coldParams
 	var bp baselineParams
+	var vp verifyParams
 	switch scenario {
 	case "fanout":
 		fs.IntVar(&fp.Vaults, "vaults", 10000, "vaults, each with a trigger on the bench signal")
@@ -52,6 +54,9 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
 		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")
 		fs.DurationVar(&cp.Duration, "duration", 10*time.Second, "how long to send")
+		fs.StringVar(&cp.Save, "save", "", "write the vaults' keys and checked versions to this file (for verify after a restart)")
+	case "verify":
+		fs.StringVar(&vp.From, "from", "", "the file written by commands -save")
 	case "connections":
 		fs.IntVar(&np.Conns, "conns", 1000, "signed idle sessions to hold")
 		fs.IntVar(&np.PerVault, "per-vault", 50, "sessions per vault")
@@ -84,6 +89,8 @@ func run(ctx context.Context, args []string) error {
 		r, err = cold(ctx, n, kp)
 	case "baseline":
 		r, err = baseline(ctx, n, bp)
+	case "verify":
+		r, err = verify(ctx, n, vp)
 	}
 	if err != nil {
 		return err
