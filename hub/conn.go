@@ -19,29 +19,43 @@ import (
 	"github.com/spells-dev/spells/vault"
 )
 
-// conn is one WebSocket session. serve runs the read loop on the HTTP
-// handler's goroutine and starts one writer goroutine; nothing else writes
-// to the socket. Send may be called from any goroutine (vaults, the signal
-// fan-out) and never blocks.
+// conn is one WebSocket session. The read loop runs on the HTTP handler's
+// goroutine. Everything else runs only while it has work: a worker while
+// frames wait to be handled, a writer while frames wait to be written, a
+// pinger for the length of a ping. An idle signed-in session is one parked
+// goroutine and a few small structs, not three goroutines and a 256-slot
+// channel. Send may be called from any goroutine (vaults, the signal
+// fan-out) and never blocks; only the writer writes to the socket.
 type conn struct {
 	h      *Hub
 	ws     *websocket.Conn
 	log    zerolog.Logger
-	send   chan []byte
 	nonce  string
 	limit  *rate.Limiter
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	signedIn atomic.Bool
-	bound    vault.Bound // read-loop only
+	bound    vault.Bound // worker only
 
-	// Live signal values are conflated per name: a dashboard needs the
-	// latest price, not a backlog, so signals never fill the queue.
-	sigMu      sync.Mutex
+	// Outgoing frames, under outMu. Vault frames queue in order, at most
+	// SendQueue of them. Live signal values are conflated per name: a
+	// dashboard needs the latest price, not a backlog, so signals never
+	// fill the queue.
+	outMu      sync.Mutex
+	queue      [][]byte
 	sigPending map[string][]byte
 	sigOrder   []string
-	sigReady   chan struct{}
+	writing    bool // a writer is running
+
+	// Incoming frames, in arrival order; the read loop stops reading
+	// while the worker is this far behind.
+	work    chan frameIn
+	working atomic.Bool // a worker is running
+	workers sync.WaitGroup
+
+	pinger *time.Timer
+	tasks  sync.WaitGroup // writers, pings and the closer
 
 	killOnce    sync.Once
 	closeCode   websocket.StatusCode
@@ -53,12 +67,10 @@ func newConn(h *Hub, ws *websocket.Conn, remote string) *conn {
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	return &conn{
 		h: h, ws: ws, ctx: ctx, cancel: cancel,
-		log:        h.log.With().Str("remote", remote).Logger(),
-		send:       make(chan []byte, h.cfg.SendQueue),
-		sigPending: map[string][]byte{},
-		sigReady:   make(chan struct{}, 1),
-		nonce:      h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
-		limit:      rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
+		log:   h.log.With().Str("remote", remote).Logger(),
+		work:  make(chan frameIn, 16),
+		nonce: h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
+		limit: rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
 	}
 }
 
@@ -66,16 +78,20 @@ func newConn(h *Hub, ws *websocket.Conn, remote string) *conn {
 // too slow: the connection is closed with CloseSlowConsumer and Send
 // returns false.
 func (c *conn) Send(frame []byte) bool {
+	c.outMu.Lock()
 	if c.ctx.Err() != nil {
+		c.outMu.Unlock()
 		return false
 	}
-	select {
-	case c.send <- frame:
-		return true
-	default:
+	if len(c.queue) >= c.h.cfg.SendQueue {
+		c.outMu.Unlock()
 		c.kill(protocol.CloseSlowConsumer, "slow consumer: reconnect and resume", "slow_consumer")
 		return false
 	}
+	c.queue = append(c.queue, frame)
+	c.startWriterLocked()
+	c.outMu.Unlock()
+	return true
 }
 
 // Gone is called by a vault that ended under this connection (a group
@@ -87,34 +103,51 @@ func (c *conn) Gone() {
 
 // Room is how many frames Send can queue now; vaults send a snapshot
 // instead of a catch-up that would not fit.
-func (c *conn) Room() int { return cap(c.send) - len(c.send) }
+func (c *conn) Room() int {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.h.cfg.SendQueue - len(c.queue)
+}
 
 // SendSignal hands the writer the newest frame of a signal, replacing one
 // not yet written. It never blocks.
 func (c *conn) SendSignal(name string, frame []byte) {
-	c.sigMu.Lock()
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	if c.sigPending == nil {
+		c.sigPending = map[string][]byte{}
+	}
 	if _, ok := c.sigPending[name]; !ok {
 		c.sigOrder = append(c.sigOrder, name)
 	}
 	c.sigPending[name] = frame
-	c.sigMu.Unlock()
-	select {
-	case c.sigReady <- struct{}{}:
-	default:
+	c.startWriterLocked()
+}
+
+// startWriterLocked starts the writer unless one runs. Callers hold outMu
+// and have checked that the connection is not killed, so the writer is
+// counted in tasks before serve waits for them.
+func (c *conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		c.tasks.Add(1)
+		go c.writeLoop()
 	}
 }
 
-// takeSignals returns the pending signal frames in arrival order.
-func (c *conn) takeSignals() [][]byte {
-	c.sigMu.Lock()
-	defer c.sigMu.Unlock()
-	out := make([][]byte, 0, len(c.sigOrder))
+// takeLocked returns the queued vault frames and the pending signal
+// frames (in arrival order), leaving both empty.
+func (c *conn) takeLocked() (frames, signals [][]byte) {
+	frames, c.queue = c.queue, nil
 	for _, name := range c.sigOrder {
-		out = append(out, c.sigPending[name])
+		signals = append(signals, c.sigPending[name])
 		delete(c.sigPending, name)
 	}
 	c.sigOrder = c.sigOrder[:0]
-	return out
+	return frames, signals
 }
 
 // kill ends the connection once, with code and reason sent to the client.
@@ -125,40 +158,34 @@ func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 		if metric != "client" && metric != "shutdown" {
 			c.log.Warn().Int("code", int(code)).Str("reason", metric).Msg("closing connection")
 		}
+		c.outMu.Lock()
 		c.cancel()
+		c.tasks.Add(1)
+		c.outMu.Unlock()
+		// The close handshake: the read loop reads the client's close
+		// frame, and its Read then ends.
+		go func() {
+			defer c.tasks.Done()
+			c.ws.Close(code, reason)
+		}()
 	})
 }
 
 func (c *conn) serve() {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
-	// Frames are handled on their own goroutine, so the read loop keeps
-	// reading (and answering heartbeats) while a vault is busy or opening.
-	work := make(chan frameIn, 16)
-	workerDone := make(chan struct{})
-	go func() {
-		defer close(workerDone)
-		for f := range work {
-			c.handle(f)
-		}
-	}()
-
 	timer := time.AfterFunc(c.h.cfg.SignInTimeout, func() {
 		if !c.signedIn.Load() {
 			c.kill(protocol.CloseSignInTimeout, "no sign-in in time", "signin_timeout")
 		}
 	})
+	c.pinger = time.AfterFunc(c.h.cfg.PingInterval, c.ping)
 	c.Send(mustJSON(protocol.Challenge{Type: protocol.TypeChallenge, Nonce: c.nonce, Domains: c.h.cfg.Domains,
 		ChainID: c.h.cfg.ChainID, Node: c.h.cfg.Node}))
-	c.readLoop(work)
-	close(work)
-	<-workerDone
+	c.readLoop()
+	c.workers.Wait() // every frame read gets its answer (or is dropped by a kill)
 	timer.Stop()
+	c.pinger.Stop()
 	c.kill(websocket.StatusNormalClosure, "", "client")
-	<-writerDone
+	c.tasks.Wait()
 	if c.bound.Vault != nil {
 		c.bound.Vault.Detach(c)
 	}
@@ -172,17 +199,65 @@ type frameIn struct {
 	limited bool
 }
 
-func (c *conn) readLoop(work chan<- frameIn) {
+// readLoop reads frames and hands them to the worker, so it keeps reading
+// (and answering heartbeats) while a vault is busy or opening.
+func (c *conn) readLoop() {
 	for {
 		// Not c.ctx: cancelling a Read drops the TCP connection at once,
-		// and a kill must still send its close code. The writer's Close
+		// and a kill must still send its close code. The closer's Close
 		// ends this Read instead.
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		work <- frameIn{data: data, binary: typ != websocket.MessageText, limited: !c.limit.Allow()}
+		c.work <- frameIn{data: data, binary: typ != websocket.MessageText, limited: !c.limit.Allow()}
+		if c.working.CompareAndSwap(false, true) {
+			c.workers.Add(1)
+			go c.workLoop()
+		}
+	}
+}
+
+// workLoop handles frames until none wait. A frame queued just as it
+// stops is seen either by its last look or by the read loop starting a
+// new worker.
+func (c *conn) workLoop() {
+	defer c.workers.Done()
+	for {
+		select {
+		case f := <-c.work:
+			c.handle(f)
+			continue
+		default:
+		}
+		c.working.Store(false)
+		if len(c.work) == 0 || !c.working.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// ping checks the client is there every PingInterval, on a goroutine of
+// its own for the length of the ping (the read loop reads the pong).
+func (c *conn) ping() {
+	c.outMu.Lock()
+	if c.ctx.Err() != nil {
+		c.outMu.Unlock()
+		return
+	}
+	c.tasks.Add(1)
+	c.outMu.Unlock()
+	defer c.tasks.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	switch {
+	case c.ctx.Err() != nil:
+	case err != nil:
+		c.kill(websocket.StatusGoingAway, "heartbeat lost", "heartbeat")
+	default:
+		c.pinger.Reset(c.h.cfg.PingInterval)
 	}
 }
 
@@ -321,69 +396,56 @@ func peekSeq(body string) uint64 {
 	return p.Seq
 }
 
+// writeLoop writes what is queued, vault frames first, until nothing is;
+// then it ends (the next Send starts another).
 func (c *conn) writeLoop() {
-	ping := time.NewTicker(c.h.cfg.PingInterval)
-	defer ping.Stop()
+	defer c.tasks.Done()
 	for {
-		select {
-		case <-c.ctx.Done():
-			c.ws.Close(c.closeCode, c.closeReason)
+		c.outMu.Lock()
+		frames, signals := c.takeLocked()
+		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 {
+			c.writing = false
+			c.outMu.Unlock()
 			return
-		case f := <-c.send:
-			if !c.writeOrClose(c.gather([][]byte{f})) {
+		}
+		c.outMu.Unlock()
+		for len(frames) > 0 {
+			n := gather(frames)
+			if !c.writeOrClose(frames[:n]) {
 				return
 			}
-		case <-c.sigReady:
-			if fs := c.takeSignals(); len(fs) > 0 && !c.writeOrClose(fs) {
-				return
-			}
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil && c.ctx.Err() == nil {
-				c.kill(websocket.StatusGoingAway, "heartbeat lost", "heartbeat")
-			}
+			frames = frames[n:]
+		}
+		if len(signals) > 0 && !c.writeOrClose(signals) {
+			return
 		}
 	}
 }
 
-// gatherBytes is where gather stops taking more frames for one message.
+// gatherBytes is where gather stops adding frames to one message.
 const gatherBytes = 32 << 10
 
-// gather adds to frames those queued behind them, up to about gatherBytes,
-// so they go out as one message in one write (PROTOCOL.md §1).
-func (c *conn) gather(frames [][]byte) [][]byte {
-	size := 0
-	for _, f := range frames {
-		size += len(f) + 1
+// gather returns how many of frames (at least one) go out as one message:
+// several frames in one write (PROTOCOL.md §1), up to about gatherBytes.
+func gather(frames [][]byte) int {
+	size, n := 0, 0
+	for n < len(frames) && (n == 0 || size+len(frames[n]) < gatherBytes) {
+		size += len(frames[n]) + 1
+		n++
 	}
-	for size < gatherBytes {
-		select {
-		case f := <-c.send:
-			frames = append(frames, f)
-			size += len(f) + 1
-		default:
-			return frames
-		}
-	}
-	return frames
+	return n
 }
 
 // writeOrClose writes frames as one message; false means the connection is
-// over (the write failed, or the connection was killed meanwhile and is
-// now closed).
+// over (the write failed, or it was killed meanwhile and the closer is
+// closing it).
 func (c *conn) writeOrClose(frames [][]byte) bool {
 	if err := c.write(frames); err != nil {
 		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
 		c.ws.CloseNow()
 		return false
 	}
-	if c.ctx.Err() != nil {
-		c.ws.Close(c.closeCode, c.closeReason)
-		return false
-	}
-	return true
+	return c.ctx.Err() == nil
 }
 
 func (c *conn) write(frames [][]byte) error {

@@ -71,7 +71,7 @@ func TestRefusalsAreLogged(t *testing.T) {
 
 func TestSocketWithoutSignInIsClosed(t *testing.T) {
 	opts := testOptions(t)
-	opts.hubTweak = func(c *hub.Config) { c.SignInTimeout = 100 * time.Millisecond }
+	opts.hubTweak = func(c *hub.Config) { c.SignInTimeout = time.Second } // room for a sign-in on a loaded -race run
 	tn := startNode(t, opts, nil)
 	w, _ := client.NewWallet()
 	s := tn.signIn(t, w) // connected before c, so it has lived longer when c is closed
