@@ -16,6 +16,9 @@ type letter struct {
 	// batch marks a command: it may share one commit (one fsync) with the
 	// commands queued right behind it.
 	batch bool
+	// noFile marks a letter that does not touch the file, so it does not
+	// wake a dozing vault (hibernate, doze, detach).
+	noFile bool
 }
 
 // batch is an open group commit: the effects that must wait until the
@@ -38,6 +41,9 @@ var commitFault func() error
 // of them (acks, diffs) before that commit. Each command still gets its
 // own version and diff, exactly as if it had committed alone.
 func (v *Vault) receive(l letter) {
+	if v.dozing && !l.noFile && !v.rewake() {
+		return
+	}
 	if !l.batch || v.conn == nil || len(v.mailbox) == 0 || v.batch != nil {
 		l.fn()
 		return

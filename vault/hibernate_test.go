@@ -161,3 +161,61 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 		t.Fatalf("%d vaults open, MaxOpen is 3", open)
 	}
 }
+
+// A vault with a dashboard cannot hibernate, but when idle it closes its
+// file (dozes) and reopens it for the next signal or command, with its
+// subscriber still attached.
+func TestDashboardVaultDozesAndWakesOnUse(t *testing.T) {
+	e := newHibernatingEnv(t)
+	e.latest["ETH/USD"] = 2600
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	u.sub.nextOf(t, protocol.TypeDiff)
+	version := u.state(t).Version
+	e.clock.Advance(3 * time.Minute)
+	waitFor(t, "the vault to doze", func() bool { return e.m.FilesOpen() == 0 })
+	if e.m.OpenVaults() != 1 || testutil.ToFloat64(e.m.metrics.Dozes) != 1 || testutil.ToFloat64(e.m.metrics.Dozing) != 1 {
+		t.Fatalf("open %d, dozes %g, dozing %g; want 1, 1, 1", e.m.OpenVaults(),
+			testutil.ToFloat64(e.m.metrics.Dozes), testutil.ToFloat64(e.m.metrics.Dozing))
+	}
+	// A crossing reaches it and its dashboard sees the firing.
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+		t.Fatalf("the crossing reached %d vaults, want 1", n)
+	}
+	if ch := u.sub.diffWith(t, "intent"); len(ch) != 1 {
+		t.Fatalf("dashboard got %d intent changes, want 1", len(ch))
+	}
+	if e.m.FilesOpen() != 1 || testutil.ToFloat64(e.m.metrics.Dozing) != 0 {
+		t.Fatalf("after waking: %d files open, %g dozing", e.m.FilesOpen(), testutil.ToFloat64(e.m.metrics.Dozing))
+	}
+	// And a command after another doze.
+	e.clock.Advance(3 * time.Minute)
+	waitFor(t, "the vault to doze again", func() bool { return e.m.FilesOpen() == 0 })
+	ack := u.mustCmd(t, protocol.OpTriggerPause, protocol.IDArgs{ID: u.state(t).Triggers[0].ID})
+	if ack.Version != version+2 {
+		t.Fatalf("pause acked at version %d, want %d", ack.Version, version+2)
+	}
+}
+
+// At MaxOpen, vaults whose dashboards are connected doze (least recently
+// used first) so that the open files stay bounded; each still answers.
+func TestEvictionDozesWatchedVaults(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 2}
+	e.start()
+	var users []*user
+	for i := 0; i < 5; i++ {
+		users = append(users, e.newUser())
+	}
+	waitFor(t, "open files down to MaxOpen", func() bool { return e.m.FilesOpen() <= 2 })
+	if e.m.OpenVaults() != 5 {
+		t.Fatalf("%d vaults running, want all 5 (each has a dashboard)", e.m.OpenVaults())
+	}
+	for _, u := range users {
+		u.create(t, protocol.TriggerSpec{Name: "t", Condition: below("X", 1), Action: swap})
+		if ch := u.sub.diffWith(t, "trigger"); len(ch) != 1 {
+			t.Fatalf("dashboard got %d trigger changes, want 1", len(ch))
+		}
+	}
+	waitFor(t, "open files down to MaxOpen again", func() bool { return e.m.FilesOpen() <= 2 })
+}

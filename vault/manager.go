@@ -97,6 +97,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	vaults map[string]*Vault
+	dozers int // vaults in vaults whose file is closed (dozing); under mu
 	closed bool
 	freed  chan struct{} // closed (and replaced) whenever a vault leaves vaults
 
@@ -243,7 +244,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		// waits rather than running the node out of file descriptors.
 		// With nothing that can close (every open vault has a dashboard),
 		// it goes over the limit.
-		if len(m.vaults) < m.cfg.MaxOpen || !m.evictLocked(len(m.vaults)-m.cfg.MaxOpen+1) {
+		if m.filesLocked() < m.cfg.MaxOpen || !m.evictLocked(m.filesLocked()-m.cfg.MaxOpen+1) {
 			break
 		}
 		freed := m.freed
@@ -310,10 +311,40 @@ func (m *Manager) dropLocked(v *Vault) {
 		return
 	}
 	delete(m.vaults, v.id)
+	if v.asleep.Load() {
+		m.dozers--
+		m.metrics.Dozing.Dec()
+	}
 	m.metrics.Open.Dec()
 	close(m.freed)
 	m.freed = make(chan struct{})
 }
+
+// dozed counts v as dozing (its file closed) or awake again. Waking can
+// take the node past MaxOpen files; then it asks others to close.
+func (m *Manager) dozed(v *Vault, asleep bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.vaults[v.id] != v {
+		return
+	}
+	if asleep {
+		m.dozers++
+		m.metrics.Dozing.Inc()
+		close(m.freed)
+		m.freed = make(chan struct{})
+		return
+	}
+	m.dozers--
+	m.metrics.Dozing.Dec()
+	if over := m.filesLocked() - m.cfg.MaxOpen; over > 0 {
+		m.evictLocked(over)
+	}
+}
+
+// filesLocked is how many vaults hold their file open (or are opening
+// it). m.mu is held.
+func (m *Manager) filesLocked() int { return len(m.vaults) - m.dozers }
 
 // retire removes v from the open vaults if nothing can still reach it: no
 // pin, nothing queued, no subscriber. It runs on v's goroutine.
@@ -393,53 +424,75 @@ func (m *Manager) janitor(ctx context.Context) {
 		}
 		cutoff := m.now().Add(-m.cfg.IdleAfter).UnixMilli()
 		m.mu.Lock()
-		idle := make([]*Vault, 0)
+		var idle, drowsy []*Vault
 		for _, v := range m.vaults {
-			if v.lastActive.Load() <= cutoff && v.subCount.Load() == 0 {
+			switch {
+			case v.lastActive.Load() > cutoff:
+			case v.subCount.Load() == 0:
 				idle = append(idle, v)
+			case !v.asleep.Load():
+				drowsy = append(drowsy, v)
 			}
 		}
 		m.mu.Unlock()
 		for _, v := range idle {
-			v.post(ctx, func() { v.hibernate(false) })
+			v.postNoFile(ctx, func() { v.hibernate(false) })
+		}
+		for _, v := range drowsy {
+			v.postNoFile(ctx, func() { v.doze(false) })
 		}
 		timer.Reset(every)
 	}
 }
 
-// evictLocked asks up to n of the least recently active vaults without
-// subscribers to close, and reports whether any vault is closing or can
-// close (so waiting for a slot makes sense). m.mu is held.
+// evictLocked asks up to n of the least recently active vaults with an
+// open file to close it: those without subscribers hibernate, and if they
+// are not enough, those with subscribers doze. It reports whether any
+// vault is closing or can close (so waiting for a slot makes sense).
+// m.mu is held.
 func (m *Manager) evictLocked(n int) bool {
-	cands := make([]*Vault, 0, n)
+	var idle, watched []*Vault
 	pending := 0
 	for _, v := range m.vaults {
 		switch {
-		case v.subCount.Load() > 0:
+		case v.asleep.Load():
 		case v.evicting.Load():
 			pending++
+		case v.subCount.Load() > 0:
+			watched = append(watched, v)
 		default:
-			cands = append(cands, v)
+			idle = append(idle, v)
 		}
 	}
 	if n -= pending; n <= 0 {
 		return true
 	}
-	if len(cands) > n {
-		sort.Slice(cands, func(i, j int) bool { return cands[i].lastActive.Load() < cands[j].lastActive.Load() })
-		cands = cands[:n]
+	byAge := func(vs []*Vault) {
+		sort.Slice(vs, func(i, j int) bool { return vs[i].lastActive.Load() < vs[j].lastActive.Load() })
 	}
-	for _, v := range cands {
-		v.evicting.Store(true)
-		m.metrics.Evictions.Inc()
-		go func() {
-			// Queued behind its pending work; it closes once that is done.
-			if !v.post(context.Background(), func() { v.hibernate(true) }) {
-				v.evicting.Store(false)
-			}
-		}()
+	asked := 0
+	ask := func(vs []*Vault, close func(v *Vault)) {
+		if len(vs) > n-asked {
+			byAge(vs)
+			vs = vs[:n-asked]
+		}
+		for _, v := range vs {
+			v.evicting.Store(true)
+			m.metrics.Evictions.Inc()
+			go func() {
+				// Queued behind its pending work; it closes once that is done.
+				if !v.postNoFile(context.Background(), func() { close(v) }) {
+					v.evicting.Store(false)
+				}
+			}()
+		}
+		asked += len(vs)
 	}
-	return pending+len(cands) > 0
+	ask(idle, func(v *Vault) { v.hibernate(true) })
+	if asked < n {
+		ask(watched, func(v *Vault) { v.doze(true) })
+	}
+	return pending+asked > 0
 }
 
 // Close stops the scheduler and closes every vault after it finishes the
@@ -466,6 +519,14 @@ func (m *Manager) Close() {
 	}
 	wg.Wait()
 	m.cfg.Logger.Info().Int("vaults", len(vs)).Msg("vaults closed")
+}
+
+// FilesOpen returns how many running vaults hold their file open (the
+// others doze).
+func (m *Manager) FilesOpen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.filesLocked()
 }
 
 // OpenVaults returns the number of running vaults.

@@ -19,6 +19,8 @@ type Metrics struct {
 	Hibernations    prometheus.Counter
 	Evictions       prometheus.Counter
 	GroupCommits    prometheus.Histogram
+	Dozes           prometheus.Counter
+	Dozing          prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -39,12 +41,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_activations_total", Help: "Vault files opened on demand (hibernated vaults woken)."}),
 		Hibernations:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_hibernations_total", Help: "Vaults closed for being idle or by LRU eviction."}),
 		Evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_evictions_total", Help: "LRU evictions asked for because MaxOpen was reached."}),
+		Dozing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vaults_dozing",
+			Help: "Running vaults (with dashboards) whose file is closed while idle; spells_vaults_open minus this is the open files' count."}),
+		Dozes: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_dozes_total",
+			Help: "Vaults with dashboards connected that closed their file while idle (they reopen it on the next use)."}),
 		GroupCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_vault_group_commit_commands",
 			Help: "Commands made durable by one group commit (one fsync).", Buckets: []float64{2, 4, 8, 16, 32, 64, 128}}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits)
+			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing)
 	}
 	return m
 }

@@ -34,6 +34,19 @@ func init() {
 // database file and its WAL (no -shm file in exclusive locking mode).
 const FilesPerVault = 2
 
+// openConn opens (creating it if needed) and prepares a vault file.
+func openConn(ctx context.Context, path string) (*sqlite.Conn, error) {
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenNoMutex)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareConn(ctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
 // prepareConn sets up a freshly opened vault connection and migrates it.
 func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
 	// Exclusive: the vault's goroutine is the file's only user, ever. In

@@ -59,12 +59,14 @@ type Vault struct {
 	forget   bool   // end the goroutine after this message (unborn failure, hibernation)
 	next     int64  // next alarm (unix ms), as last reported
 	batch    *batch // open group commit (see receive), else nil
+	dozing   bool   // file closed, state held in memory (see doze)
 
 	// Read by the manager without the goroutine (hibernation, LRU).
 	lastActive atomic.Int64 // unix ms of the last real work posted
 	subCount   atomic.Int32
 	pins       atomic.Int32 // callers about to post (see Manager.acquire)
-	evicting   atomic.Bool  // an LRU eviction is queued
+	evicting   atomic.Bool  // an LRU eviction (hibernate or doze) is queued
+	asleep     atomic.Bool  // dozing, for the manager
 	resending  bool
 	keys       sync.Map // session id → *ecdsa.PublicKey, for preverify
 }
@@ -111,7 +113,7 @@ func (v *Vault) dropSub(s Subscriber) {
 // nothing due soon (force: even if it was used recently or is due soon;
 // for LRU eviction). It runs on the goroutine.
 func (v *Vault) hibernate(force bool) {
-	if v.conn == nil || v.forget {
+	if (v.conn == nil && !v.dozing) || v.forget {
 		if v.evicting.Swap(false) { // unborn (mid sign-in) or already leaving
 			v.m.wakeWaiters()
 		}
@@ -131,7 +133,7 @@ func (v *Vault) hibernate(force bool) {
 		// Work arrived meanwhile: try again after it (never blocking on
 		// our own mailbox).
 		select {
-		case v.mailbox <- letter{fn: func() { v.hibernate(true) }}:
+		case v.mailbox <- letter{fn: func() { v.hibernate(true) }, noFile: true}:
 			return
 		default:
 		}
@@ -166,13 +168,19 @@ func (v *Vault) run() {
 }
 
 func (v *Vault) shutdown() {
-	if v.conn != nil {
-		if err := v.conn.Close(); err != nil {
-			v.log.Error().Err(err).Msg("close vault file")
-		}
-		v.conn = nil
-	}
+	v.closeFile()
 	v.m.vaultEnded(v)
+}
+
+// closeFile closes the vault's SQLite file if it is open.
+func (v *Vault) closeFile() {
+	if v.conn == nil {
+		return
+	}
+	if err := v.conn.Close(); err != nil {
+		v.log.Error().Err(err).Msg("close vault file")
+	}
+	v.conn = nil
 }
 
 // ended reports whether the goroutine has stopped or is stopping on its
@@ -245,6 +253,18 @@ func (v *Vault) post(ctx context.Context, fn func()) bool {
 	return false
 }
 
+// postNoFile is post for a letter that does not need the file (it does
+// not wake a dozing vault).
+func (v *Vault) postNoFile(ctx context.Context, fn func()) bool {
+	select {
+	case v.mailbox <- letter{fn: fn, noFile: true}:
+		return true
+	case <-v.done:
+	case <-ctx.Done():
+	}
+	return false
+}
+
 // close asks the goroutine to finish the queued work, close the file and
 // end, and waits for it.
 func (v *Vault) close() {
@@ -274,12 +294,8 @@ func (v *Vault) openFile(ctx context.Context, create bool) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
-	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenNoMutex)
+	conn, err := openConn(ctx, p)
 	if err != nil {
-		return fmt.Errorf("open vault %s: %w", v.id, err)
-	}
-	if err := prepareConn(ctx, conn); err != nil {
-		conn.Close()
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
 	v.conn = conn
@@ -563,7 +579,10 @@ func (v *Vault) attach(sub Subscriber, since *uint64) error {
 
 // Detach stops sending frames to sub. It is safe to call more than once.
 func (v *Vault) Detach(sub Subscriber) {
-	v.post(context.Background(), func() { v.dropSub(sub) })
+	select {
+	case v.mailbox <- letter{fn: func() { v.dropSub(sub) }, noFile: true}:
+	case <-v.done:
+	}
 }
 
 // State returns a snapshot of the vault (for tests and tools).
