@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -218,4 +220,40 @@ func TestEvictionDozesWatchedVaults(t *testing.T) {
 		}
 	}
 	waitFor(t, "open files down to MaxOpen again", func() bool { return e.m.FilesOpen() <= 2 })
+}
+
+// A node that crashed leaves committed transactions in a vault's WAL. The
+// start-up scan must see them (it reads cleanly closed files the cheap
+// way, and these the full way).
+func TestStartReadsTheWALACrashLeft(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	e.restart() // closed cleanly: the file is complete, with no WAL
+	u = e.signIn(u.w)
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	// Copy the vault's files while it is open: what a crash leaves. The
+	// trigger is only in the WAL.
+	crashed := t.TempDir()
+	src := u.v.path()
+	dst := pathFor(crashed, u.v.id)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(src + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if suffix == "-wal" && len(b) == 0 {
+			t.Fatal("the open vault has an empty WAL; the test needs one with the commits")
+		}
+		if err := os.WriteFile(dst+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e2 := &env{t: t, dir: crashed, clock: e.clock, latest: map[string]float64{}, nonces: e.nonces, idleAfter: time.Minute}
+	e2.start()
+	if n := e2.m.Interested("ETH/USD"); n != 1 {
+		t.Fatalf("after the crash the index holds %d vaults on ETH/USD, want 1", n)
+	}
 }

@@ -198,8 +198,22 @@ func (m *Manager) scanFile(ctx context.Context, f string) error {
 		return nil
 	}
 	v := newVault(m, common.HexToAddress(id))
-	if err := v.openFile(ctx, false); err != nil {
-		return err
+	conn, err := openSnapshot(f)
+	if err != nil {
+		return fmt.Errorf("scan vault %s: %w", id, err)
+	}
+	if conn == nil {
+		// A WAL left by a crash, or a file to migrate: the full open
+		// recovers or migrates it.
+		if err := v.openFile(ctx, false); err != nil {
+			return err
+		}
+	} else {
+		v.conn = conn
+		if err := v.load(false); err != nil {
+			v.closeFile()
+			return fmt.Errorf("scan vault %s: %w", id, err)
+		}
 	}
 	v.report()
 	if err := v.conn.Close(); err != nil {
