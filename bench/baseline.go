@@ -34,6 +34,14 @@ func baseline(ctx context.Context, n *node, p baselineParams) (*Report, error) {
 		return nil, fmt.Errorf("baseline db: %w", err)
 	}
 	defer db.Close(context.Background())
+	// The run's tables live in a schema of their own, so that two runs on
+	// one database (a bench run and the test suite, say) cannot see each
+	// other's rows. The database-wide load counters are still shared.
+	schema := pgx.Identifier{fmt.Sprintf("spells_bench_%d", rand.IntN(1e9))}.Sanitize()
+	if _, err := db.Exec(ctx, "CREATE SCHEMA "+schema+"; SET search_path TO "+schema); err != nil {
+		return nil, fmt.Errorf("baseline schema: %w", err)
+	}
+	defer db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 	if err := setupBaseline(ctx, db, sig, p.Users); err != nil {
 		return nil, err
 	}
