@@ -379,12 +379,18 @@ func (c *conn) command(f protocol.ClientFrame) {
 		c.refuse(protocol.Errorf(protocol.CodeNotSignedIn, "sign in or resume before sending commands"), seq)
 		return
 	}
-	ack, err := c.bound.Vault.Command(c.ctx, c.bound.Session, f.Body, f.Sig)
+	// Not waiting for the answer lets a client pipeline commands; the
+	// vault answers them in order, from its goroutine, once durable.
+	err := c.bound.Vault.CommandAsync(c.ctx, c.bound.Session, f.Body, f.Sig, func(ack protocol.Ack, err error) {
+		if err != nil {
+			c.refuse(err, seq)
+			return
+		}
+		c.Send(mustJSON(ack))
+	})
 	if err != nil {
 		c.refuse(err, seq)
-		return
 	}
-	c.Send(mustJSON(ack))
 }
 
 // peekSeq reads seq from an unverified body, only to label an error frame.

@@ -416,3 +416,52 @@ func TestDemoFeedPublishes(t *testing.T) {
 	a.until(t, "a demo price", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSignal && f.Name == "ETH/USD" })
 	_ = context.Background()
 }
+
+// Pipelined commands: a client sends many before the first is answered;
+// each gets its ack, in order, with one version each, the mirror applies
+// every diff without a gap, and a refused one in the middle changes
+// nothing.
+func TestPipelinedCommandsAnsweredInOrder(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	const n = 40
+	const bad = 17 // an invalid spec: refused, the others still apply
+	var seqs []uint64
+	for i := 0; i < n; i++ {
+		spec := dip(float64(2000 + i))
+		if i == bad {
+			spec.Condition.Op = "sideways"
+		}
+		f, seq, err := a.s.SignCommand(protocol.OpTriggerCreate, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.c.Send(ctxT(t), f); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	var last uint64
+	for i := 0; i < n; i++ {
+		f := a.until(t, "an answer", func(f protocol.ServerFrame) bool {
+			return f.Type == protocol.TypeAck || f.Type == protocol.TypeError
+		})
+		if f.Seq != seqs[i] {
+			t.Fatalf("answer %d is for seq %d, want %d (in order)", i, f.Seq, seqs[i])
+		}
+		if i == bad {
+			if f.Type != protocol.TypeError || f.Code != protocol.CodeInvalidTrigger {
+				t.Fatalf("answer %d: %s %s, want error invalid_trigger", i, f.Type, f.Code)
+			}
+			continue
+		}
+		if f.Type != protocol.TypeAck || f.Version <= last {
+			t.Fatalf("answer %d: %s at version %d after %d", i, f.Type, f.Version, last)
+		}
+		last = f.Version
+	}
+	a.untilVersion(t, last)
+	if len(a.mirror.Triggers) != n-1 {
+		t.Fatalf("mirror holds %d triggers, want %d", len(a.mirror.Triggers), n-1)
+	}
+}

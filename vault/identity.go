@@ -221,13 +221,43 @@ func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
 // any state is touched; a refused command changes nothing (not even the
 // session's last sequence number). Errors are *protocol.Error.
 func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (protocol.Ack, error) {
+	type answer struct {
+		ack protocol.Ack
+		err error
+	}
+	res := make(chan answer, 1)
+	if err := v.CommandAsync(ctx, sessionID, body, sig, func(a protocol.Ack, err error) { res <- answer{a, err} }); err != nil {
+		return protocol.Ack{}, err
+	}
+	select {
+	case a := <-res:
+		return a.ack, a.err
+	case <-v.done:
+		select { // the command may have been the last thing it ran
+		case a := <-res:
+			return a.ack, a.err
+		default:
+			return protocol.Ack{}, errClosed
+		}
+	case <-ctx.Done():
+		return protocol.Ack{}, ctx.Err()
+	}
+}
+
+// CommandAsync is Command without waiting, so a connection can have many
+// commands in flight (and one vault's queued commands share a commit). It
+// waits only while the vault's mailbox is full. reply runs on the vault's
+// goroutine once the ack is durable or the command is refused, in the
+// order the commands were queued; it must not block. If CommandAsync
+// returns an error the command was not queued and reply is never called.
+func (v *Vault) CommandAsync(ctx context.Context, sessionID, body, sig string, reply func(protocol.Ack, error)) error {
 	// The signature check, the costliest step, runs here on the caller's
 	// goroutine, so commands to one vault are verified on every core while
 	// the vault's goroutine does the rest. The goroutine uses the result
 	// only if the session still has the key it was checked against.
 	pre := v.preverify(sessionID, body, sig)
 	var ack protocol.Ack
-	err := v.doDurable(ctx, func() error {
+	return v.enqueue(ctx, true, func() error {
 		var err error
 		ack, err = v.command(sessionID, body, sig, pre)
 		if err != nil {
@@ -237,8 +267,7 @@ func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (proto
 		}
 		v.m.metrics.Commands.Inc()
 		return nil
-	})
-	return ack, err
+	}, func(err error) { reply(ack, err) })
 }
 
 // verified is a signature check made off the vault's goroutine: which key

@@ -196,34 +196,9 @@ func (v *Vault) ended() bool {
 
 // do runs fn on the vault's goroutine and returns its error.
 func (v *Vault) do(ctx context.Context, fn func() error) error {
-	return v.ask(ctx, false, fn)
-}
-
-// doDurable is do for a command: fn may share its commit with the
-// commands queued behind it (see receive), and do returns only once that
-// commit is durable.
-func (v *Vault) doDurable(ctx context.Context, fn func() error) error {
-	return v.ask(ctx, true, fn)
-}
-
-func (v *Vault) ask(ctx context.Context, batch bool, fn func() error) error {
 	res := make(chan error, 1)
-	v.touch()
-	l := letter{batch: batch, fn: func() {
-		err := fn()
-		v.afterCommit(func(failed error) {
-			if failed != nil {
-				err = failed
-			}
-			res <- err
-		})
-	}}
-	select {
-	case v.mailbox <- l:
-	case <-v.done:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := v.enqueue(ctx, false, fn, func(err error) { res <- err }); err != nil {
+		return err
 	}
 	select {
 	case err := <-res:
@@ -236,6 +211,31 @@ func (v *Vault) ask(ctx context.Context, batch bool, fn func() error) error {
 		default:
 			return errClosed
 		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue queues fn (waiting only while the mailbox is full) and calls
+// reply with its error on the vault's goroutine once what fn wrote is
+// durable. reply must not block. If enqueue returns an error, fn was not
+// queued and reply is never called.
+func (v *Vault) enqueue(ctx context.Context, batch bool, fn func() error, reply func(error)) error {
+	v.touch()
+	l := letter{batch: batch, fn: func() {
+		err := fn()
+		v.afterCommit(func(failed error) {
+			if failed != nil {
+				err = failed
+			}
+			reply(err)
+		})
+	}}
+	select {
+	case v.mailbox <- l:
+		return nil
+	case <-v.done:
+		return errClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
