@@ -111,7 +111,7 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 
 	for _, single := range []bool{false, true} {
-		r, err = commands(ctx, n, commandsParams{Clients: 3, Single: single, Duration: 300 * time.Millisecond})
+		r, err = commands(ctx, n, commandsParams{Clients: 3, Single: single, Duration: 300 * time.Millisecond, Window: 4})
 		if err != nil {
 			t.Fatalf("commands: %v", err)
 		}
@@ -182,7 +182,7 @@ func TestCommandsSurviveRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, cmd := startNodeProc(t, "-data", data)
-	r, err := commands(ctx, n, commandsParams{Clients: 6, Duration: 500 * time.Millisecond, Save: saved})
+	r, err := commands(ctx, n, commandsParams{Clients: 6, Duration: 500 * time.Millisecond, Window: 8, Save: saved})
 	if err != nil {
 		t.Fatalf("commands: %v", err)
 	}

@@ -18,6 +18,7 @@ type commandsParams struct {
 	Clients  int
 	Single   bool // every client on one vault (own sessions) instead of one vault each
 	Duration time.Duration
+	Window   int    // commands each client keeps in flight (1: wait for each ack)
 	Save     string // write the vaults' keys and checked versions here, for verify after a restart
 }
 
@@ -27,7 +28,10 @@ type commandsParams struct {
 // check afterwards is exact: each vault's version must have grown by the
 // number of commands acknowledged on it.
 func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
-	r := newReport("commands", map[string]any{"clients": p.Clients, "single_vault": p.Single, "duration": p.Duration.String()})
+	if p.Window < 1 {
+		p.Window = 1
+	}
+	r := newReport("commands", map[string]any{"clients": p.Clients, "single_vault": p.Single, "duration": p.Duration.String(), "window": p.Window})
 	vaults := p.Clients
 	if p.Single {
 		vaults = 1
@@ -82,18 +86,9 @@ func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			v := i % vaults
-			var mine []time.Duration
-			for k := 0; time.Now().Before(deadline); k++ {
-				spec := below("BENCH/CMD", float64(1+k))
-				t0 := time.Now()
-				_, err := u.c.Command(ctx, u.s, protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: triggerID[v], Spec: spec})
-				if err != nil {
-					refused.Add(1)
-					continue
-				}
-				mine = append(mine, time.Since(t0))
-				acked[v].Add(1)
-			}
+			mine, ok, bad := pipeline(ctx, u, triggerID[v], p.Window, deadline)
+			acked[v].Add(ok)
+			refused.Add(bad)
 			mu.Lock()
 			lat = append(lat, mine...)
 			mu.Unlock()
@@ -134,6 +129,71 @@ func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
 	r.latencies("ack", lat)
 	r.addUsage(before, after)
 	return r, nil
+}
+
+// pipeline sends signed trigger.update commands on u's connection until
+// deadline, keeping up to window of them unanswered, and returns the ack
+// latencies and the counts of acked and refused commands.
+func pipeline(ctx context.Context, u *user, triggerID string, window int, deadline time.Time) (lat []time.Duration, acked, refused int64) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make(chan struct{}, window)
+	var mu sync.Mutex
+	sent := map[uint64]time.Time{}
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		for {
+			f, err := u.c.Next(ctx)
+			if err != nil {
+				return
+			}
+			if f.Type != protocol.TypeAck && f.Type != protocol.TypeError {
+				continue
+			}
+			mu.Lock()
+			t0, ok := sent[f.Seq]
+			delete(sent, f.Seq)
+			mu.Unlock()
+			if !ok {
+				continue
+			}
+			if f.Type == protocol.TypeAck {
+				lat = append(lat, time.Since(t0))
+				acked++
+			} else {
+				refused++
+			}
+			<-slots
+		}
+	}()
+	for k := 0; time.Now().Before(deadline) && ctx.Err() == nil; k++ {
+		slots <- struct{}{}
+		f, seq, err := u.s.SignCommand(protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: triggerID, Spec: below("BENCH/CMD", float64(1+k))})
+		if err != nil {
+			break
+		}
+		mu.Lock()
+		sent[seq] = time.Now()
+		mu.Unlock()
+		if err := u.c.Send(ctx, f); err != nil {
+			break
+		}
+	}
+	// Wait for every answer (all slots back), then stop the reader.
+	for i := 0; i < window; i++ {
+		select {
+		case slots <- struct{}{}:
+		case <-received:
+			i = window
+		}
+	}
+	cancel()
+	<-received
+	mu.Lock()
+	refused += int64(len(sent)) // never answered
+	mu.Unlock()
+	return lat, acked, refused
 }
 
 // version signs w in on a fresh connection and returns its vault's version.

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
 		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")
 		fs.DurationVar(&cp.Duration, "duration", 10*time.Second, "how long to send")
+		fs.IntVar(&cp.Window, "window", 1, "commands each client keeps in flight (1: wait for each ack)")
 		fs.StringVar(&cp.Save, "save", "", "write the vaults' keys and checked versions to this file (for verify after a restart)")
 	case "verify":
 		fs.StringVar(&vp.From, "from", "", "the file written by commands -save")
