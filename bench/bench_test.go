@@ -160,13 +160,16 @@ func TestBaselineSmoke(t *testing.T) {
 		t.Skipf("PostgreSQL unreachable (%v); set SPELLS_BASELINE_DSN", err)
 	}
 	n := startNode(t)
-	r, err := baseline(ctx, n, baselineParams{Users: 8, DSN: dsn, Interval: time.Minute})
+	r, err := baseline(ctx, n, baselineParams{Users: 150, DSN: dsn, Interval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkReport(t, r, "crossing_baseline_sweep_ms", "crossing_spells_ms", "crossing_speedup_vs_scheduled", "quiet_baseline_db_rows_read")
-	for k, want := range map[string]float64{"crossing_baseline_fired": 8, "crossing_spells_intents": 8, "quiet_spells_vaults_woken": 0,
-		"quiet_spells_transactions": 0, "quiet_baseline_fired": 0} {
+	checkReport(t, r, "crossing_baseline_sweep_ms", "crossing_spells_ms", "crossing_speedup_vs_scheduled", "quiet_baseline_db_rows_read",
+		"few_spells_ms", "few_speedup_vs_sweep")
+	// 150 users: thresholds 1000 for users 0 and 100, 990 for the others.
+	for k, want := range map[string]float64{"quiet_spells_vaults_woken": 0, "quiet_spells_transactions": 0, "quiet_baseline_fired": 0,
+		"few_baseline_fired": 2, "few_spells_intents": 2, "few_spells_vaults_woken": 2,
+		"crossing_baseline_fired": 148, "crossing_spells_intents": 148} {
 		if r.Results[k] != want {
 			t.Errorf("%s = %g, want %g", k, r.Results[k], want)
 		}
