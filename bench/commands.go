@@ -167,8 +167,13 @@ func pipeline(ctx context.Context, u *user, triggerID string, window int, deadli
 			<-slots
 		}
 	}()
+send:
 	for k := 0; time.Now().Before(deadline) && ctx.Err() == nil; k++ {
-		slots <- struct{}{}
+		select {
+		case slots <- struct{}{}:
+		case <-received: // the connection ended (a slow consumer is closed, say)
+			break send
+		}
 		f, seq, err := u.s.SignCommand(protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: triggerID, Spec: below("BENCH/CMD", float64(1+k))})
 		if err != nil {
 			break

@@ -382,13 +382,15 @@ func (c *conn) command(f protocol.ClientFrame) {
 	// Not waiting for the answer lets a client pipeline commands; the
 	// vault answers them in order, from its goroutine, once durable.
 	err := c.bound.Vault.CommandAsync(c.ctx, c.bound.Session, f.Body, f.Sig, func(ack protocol.Ack, err error) {
-		if err != nil {
+		switch {
+		case c.ctx.Err() != nil: // closed meanwhile: nobody to answer
+		case err != nil:
 			c.refuse(err, seq)
-			return
+		default:
+			c.Send(mustJSON(ack))
 		}
-		c.Send(mustJSON(ack))
 	})
-	if err != nil {
+	if err != nil && c.ctx.Err() == nil {
 		c.refuse(err, seq)
 	}
 }

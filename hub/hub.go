@@ -36,7 +36,7 @@ type Config struct {
 	OriginPatterns []string
 
 	ReadLimit     int64         // bytes per frame (default 64 KiB)
-	SendQueue     int           // frames queued per connection (default 256)
+	SendQueue     int           // vault frames queued per connection at most (default 1024; memory is taken only while queued)
 	WriteTimeout  time.Duration // per frame (default 10s)
 	PingInterval  time.Duration // heartbeat (default 20s)
 	SignInTimeout time.Duration // to sign in after connecting (default 2m)
@@ -64,7 +64,7 @@ func (c *Config) setDefaults() {
 		c.ReadLimit = 64 << 10
 	}
 	if c.SendQueue <= 0 {
-		c.SendQueue = 256
+		c.SendQueue = 1024
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
