@@ -24,11 +24,11 @@ func (v *Vault) doze(force bool) {
 	if !force && v.m.now().UnixMilli()-v.lastActive.Load() < v.m.cfg.IdleAfter.Milliseconds() {
 		return
 	}
+	if !v.m.mayDoze(v) {
+		return
+	}
 	v.closeFile()
 	v.dozing = true
-	v.asleep.Store(true)
-	v.m.dozed(v, true)
-	v.m.metrics.Dozes.Inc()
 }
 
 // rewake reopens a dozing vault's file before a letter that needs it. If
@@ -50,8 +50,7 @@ func (v *Vault) rewake() bool {
 	}
 	v.conn = conn
 	v.dozing = false
-	v.asleep.Store(false)
-	v.m.dozed(v, false)
+	v.m.woke(v)
 	v.m.metrics.Activations.Inc()
 	return true
 }

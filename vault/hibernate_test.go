@@ -257,3 +257,40 @@ func TestStartReadsTheWALACrashLeft(t *testing.T) {
 		t.Fatalf("after the crash the index holds %d vaults on ETH/USD, want 1", n)
 	}
 }
+
+// A crossing that reaches more dozing vaults (dashboards connected, files
+// closed) than may have files open wakes them a few at a time, as for
+// hibernated ones: every firing lands and reaches its dashboard, and the
+// open files never pass MaxOpen.
+func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{"ETH/USD": 2600},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 3}
+	e.start()
+	var users []*user
+	for i := 0; i < 12; i++ {
+		u := e.newUser()
+		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		users = append(users, u)
+	}
+	waitFor(t, "the watched vaults to doze down to MaxOpen", func() bool { return e.m.FilesOpen() <= 3 })
+	e.m.mu.Lock()
+	e.m.peak = 0
+	e.m.mu.Unlock()
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 12 {
+		t.Fatalf("the crossing reached %d vaults, want 12", n)
+	}
+	for i, u := range users {
+		if ch := u.sub.diffWith(t, "intent"); len(ch) != 1 {
+			t.Fatalf("dashboard %d got %d intent changes, want 1", i, len(ch))
+		}
+		if u.sub.gone.Load() {
+			t.Fatalf("dashboard %d was told its vault ended", i)
+		}
+	}
+	e.m.mu.Lock()
+	peak := e.m.peak
+	e.m.mu.Unlock()
+	if peak > 3 || e.m.OpenVaults() != 12 {
+		t.Fatalf("files open peaked at %d (MaxOpen 3); %d vaults running (want 12)", peak, e.m.OpenVaults())
+	}
+}

@@ -98,6 +98,7 @@ type Manager struct {
 	mu     sync.Mutex
 	vaults map[string]*Vault
 	dozers int // vaults in vaults whose file is closed (dozing); under mu
+	peak   int // most files open at once so far (filesLocked); under mu
 	closed bool
 	freed  chan struct{} // closed (and replaced) whenever a vault leaves vaults
 
@@ -245,20 +246,31 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 			m.mu.Unlock()
 			return nil, errClosed
 		}
-		if v, ok := m.vaults[id]; ok && !v.ended() {
-			if pin {
-				v.pins.Add(1)
-			}
-			m.mu.Unlock()
-			return v, nil
-		} else if ok {
+		v, ok := m.vaults[id]
+		if ok && v.ended() {
 			m.dropLocked(v) // ending; vaultEnded will not find it again
+			ok = false
 		}
 		// At MaxOpen, close idle vaults and wait for a slot: a wake-up
+		// (opening a hibernated vault, or a delivery to a dozing one)
 		// waits rather than running the node out of file descriptors.
-		// With nothing that can close (every open vault has a dashboard),
-		// it goes over the limit.
-		if m.filesLocked() < m.cfg.MaxOpen || !m.evictLocked(m.filesLocked()-m.cfg.MaxOpen+1) {
+		// With nothing that can close, it goes over the limit.
+		needsFile := !ok || (pin && v.asleep.Load() && !v.reserved)
+		if !needsFile || m.filesLocked() < m.cfg.MaxOpen || !m.evictLocked(m.filesLocked()-m.cfg.MaxOpen+1) {
+			if ok {
+				if needsFile {
+					// Its slot is taken now; rewake will not count it again.
+					v.reserved = true
+					m.dozers--
+					m.metrics.Dozing.Dec()
+					m.peak = max(m.peak, m.filesLocked())
+				}
+				if pin {
+					v.pins.Add(1)
+				}
+				m.mu.Unlock()
+				return v, nil
+			}
 			break
 		}
 		freed := m.freed
@@ -278,6 +290,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	}
 	v := newVault(m, addr)
 	m.vaults[id] = v
+	m.peak = max(m.peak, m.filesLocked())
 	m.metrics.Open.Inc()
 	if pin {
 		v.pins.Add(1)
@@ -325,32 +338,54 @@ func (m *Manager) dropLocked(v *Vault) {
 		return
 	}
 	delete(m.vaults, v.id)
-	if v.asleep.Load() {
+	if v.asleep.Load() && !v.reserved {
 		m.dozers--
 		m.metrics.Dozing.Dec()
 	}
+	v.reserved = false
 	m.metrics.Open.Dec()
 	close(m.freed)
 	m.freed = make(chan struct{})
 }
 
-// dozed counts v as dozing (its file closed) or awake again. Waking can
-// take the node past MaxOpen files; then it asks others to close.
-func (m *Manager) dozed(v *Vault, asleep bool) {
+// mayDoze marks v as dozing unless a caller has pinned it (it is about to
+// post; under mu, so acquire either sees the pin's vault awake or takes a
+// file slot for waking it).
+func (m *Manager) mayDoze(v *Vault) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.vaults[v.id] != v || v.pins.Load() > 0 || len(v.mailbox) > 0 {
+		return false
+	}
+	v.asleep.Store(true)
+	m.dozers++
+	m.metrics.Dozing.Inc()
+	m.metrics.Dozes.Inc()
+	close(m.freed)
+	m.freed = make(chan struct{})
+	return true
+}
+
+// woke counts a dozing vault as holding its file again. Waking without a
+// slot taken by acquire (a command on a bound socket) can take the node
+// past MaxOpen files; then it asks others to close.
+func (m *Manager) woke(v *Vault) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v.asleep.Store(false)
 	if m.vaults[v.id] != v {
 		return
 	}
-	if asleep {
-		m.dozers++
-		m.metrics.Dozing.Inc()
+	if v.reserved { // acquire counted it already
+		v.reserved = false
+		// Evictable again: callers waiting for a slot may close it.
 		close(m.freed)
 		m.freed = make(chan struct{})
 		return
 	}
 	m.dozers--
 	m.metrics.Dozing.Dec()
+	m.peak = max(m.peak, m.filesLocked())
 	if over := m.filesLocked() - m.cfg.MaxOpen; over > 0 {
 		m.evictLocked(over)
 	}
@@ -469,6 +504,8 @@ func (m *Manager) evictLocked(n int) bool {
 	pending := 0
 	for _, v := range m.vaults {
 		switch {
+		case v.asleep.Load() && v.reserved:
+			pending++ // waking into a slot; evictable once awake
 		case v.asleep.Load():
 		case v.evicting.Load():
 			pending++

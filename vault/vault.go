@@ -67,6 +67,7 @@ type Vault struct {
 	pins       atomic.Int32 // callers about to post (see Manager.acquire)
 	evicting   atomic.Bool  // an LRU eviction (hibernate or doze) is queued
 	asleep     atomic.Bool  // dozing, for the manager
+	reserved   bool         // dozing, but a file slot is taken for its wake-up (Manager.mu)
 	resending  bool
 	keys       sync.Map // session id → *ecdsa.PublicKey, for preverify
 }
