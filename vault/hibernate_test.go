@@ -24,6 +24,15 @@ func (e *env) hibernateAll(t *testing.T, users ...*user) {
 	waitFor(t, "every vault to hibernate", func() bool { return e.m.OpenVaults() == 0 })
 }
 
+// newBoundedEnv is an env whose node keeps at most maxOpen vault files
+// open.
+func newBoundedEnv(t *testing.T, maxOpen int, latest map[string]float64) *env {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: latest,
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: maxOpen}
+	e.start()
+	return e
+}
+
 func newHibernatingEnv(t *testing.T) *env {
 	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), idleAfter: time.Minute}
@@ -110,9 +119,7 @@ func TestIndexRebuiltAtStartWithoutOpeningVaults(t *testing.T) {
 }
 
 func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 2}
-	e.start()
+	e := newBoundedEnv(t, 2, map[string]float64{})
 	var users []*user
 	for i := 0; i < 4; i++ {
 		u := e.newUser()
@@ -133,9 +140,7 @@ func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
 // thresholds of more hibernated vaults than may be open at once still
 // reaches every one of them; they are woken a few at a time, none is lost.
 func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{"ETH/USD": 2600},
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 3}
-	e.start()
+	e := newBoundedEnv(t, 3, map[string]float64{"ETH/USD": 2600})
 	var users []*user
 	for i := 0; i < 12; i++ {
 		u := e.newUser()
@@ -202,9 +207,7 @@ func TestDashboardVaultDozesAndWakesOnUse(t *testing.T) {
 // At MaxOpen, vaults whose dashboards are connected doze (least recently
 // used first) so that the open files stay bounded; each still answers.
 func TestEvictionDozesWatchedVaults(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 2}
-	e.start()
+	e := newBoundedEnv(t, 2, map[string]float64{})
 	var users []*user
 	for i := 0; i < 5; i++ {
 		users = append(users, e.newUser())
@@ -263,9 +266,7 @@ func TestStartReadsTheWALACrashLeft(t *testing.T) {
 // hibernated ones: every firing lands and reaches its dashboard, and the
 // open files never pass MaxOpen.
 func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{"ETH/USD": 2600},
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 3}
-	e.start()
+	e := newBoundedEnv(t, 3, map[string]float64{"ETH/USD": 2600})
 	var users []*user
 	for i := 0; i < 12; i++ {
 		u := e.newUser()
