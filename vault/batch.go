@@ -44,7 +44,7 @@ func (v *Vault) receive(l letter) {
 	if v.dozing && !l.noFile && !v.rewake() {
 		return
 	}
-	if !l.batch || v.conn == nil || len(v.mailbox) == 0 || v.batch != nil {
+	if !l.batch || v.conn == nil || len(v.mailbox) == 0 {
 		l.fn()
 		return
 	}
@@ -107,12 +107,7 @@ func (v *Vault) commitBatch() {
 		// next use reopens the vault from what the file holds, and tell
 		// the subscribers their view is void.
 		v.forget = true
-		for s := range v.subs {
-			if g, ok := s.(goner); ok {
-				g.Gone()
-			}
-			v.dropSub(s)
-		}
+		v.abandonSubs()
 		for _, fn := range b.effects {
 			fn(errCommit)
 		}
@@ -125,7 +120,19 @@ func (v *Vault) commitBatch() {
 }
 
 // goner is implemented by subscribers that can be told their vault ended
-// under them (a failed group commit), so they reconnect and resume.
+// under them (a failed group commit or reopen), so they reconnect and
+// resume.
 type goner interface {
 	Gone()
+}
+
+// abandonSubs tells every subscriber its vault is ending under it and
+// drops them all.
+func (v *Vault) abandonSubs() {
+	for s := range v.subs {
+		if g, ok := s.(goner); ok {
+			g.Gone()
+		}
+		v.dropSub(s)
+	}
 }

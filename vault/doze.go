@@ -39,12 +39,7 @@ func (v *Vault) rewake() bool {
 	conn, err := openConn(context.Background(), v.path())
 	if err != nil {
 		v.log.Error().Err(err).Msg("reopen dozing vault")
-		for s := range v.subs {
-			if g, ok := s.(goner); ok {
-				g.Gone()
-			}
-			v.dropSub(s)
-		}
+		v.abandonSubs()
 		v.forget = true
 		return false
 	}
