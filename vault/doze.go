@@ -14,8 +14,8 @@ import "context"
 // It runs on the goroutine.
 func (v *Vault) doze(force bool) {
 	defer func() {
-		if v.evicting.Swap(false) {
-			v.m.wakeWaiters()
+		if v.evicting.Load() {
+			v.m.evictionEnded(v)
 		}
 	}()
 	if v.conn == nil || v.forget || v.batch != nil || len(v.mailbox) > 0 {

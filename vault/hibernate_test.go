@@ -2,8 +2,10 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,34 +140,46 @@ func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
 
 // TestCrossingReachesEveryVaultBeyondMaxOpen: a tick that crosses the
 // thresholds of more hibernated vaults than may be open at once still
-// reaches every one of them; they are woken a few at a time, none is lost.
+// reaches every one of them; they are woken as others close (one at a time
+// at MaxOpen 3, in batches of MaxOpen/32 at 64), none is lost, and no more
+// than MaxOpen files are ever open.
 func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
-	e := newBoundedEnv(t, 3, map[string]float64{"ETH/USD": 2600})
-	var users []*user
-	for i := 0; i < 12; i++ {
-		u := e.newUser()
-		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
-		u.v.Detach(u.sub)
-		users = append(users, u)
-	}
-	e.restart() // every vault hibernated
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 12 {
-		t.Fatalf("the crossing reached %d vaults, want 12", n)
-	}
-	waitFor(t, "every vault to record its firing", func() bool {
-		return testutil.ToFloat64(e.m.metrics.Intents) == 12
-	})
-	for _, u := range users {
-		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st, _ := v.State(context.Background()); len(st.Intents) != 1 {
-			t.Fatalf("vault %s has %d intents", u.w.Address().Hex(), len(st.Intents))
-		}
-	}
-	if open := e.m.OpenVaults(); open > 3 {
-		t.Fatalf("%d vaults open, MaxOpen is 3", open)
+	for _, c := range []struct{ maxOpen, vaults int }{{3, 12}, {64, 100}} {
+		t.Run(fmt.Sprintf("%d of %d", c.maxOpen, c.vaults), func(t *testing.T) {
+			e := newBoundedEnv(t, c.maxOpen, map[string]float64{"ETH/USD": 2600})
+			var users []*user
+			for i := 0; i < c.vaults; i++ {
+				u := e.newUser()
+				u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+				u.v.Detach(u.sub)
+				users = append(users, u)
+			}
+			e.restart() // every vault hibernated
+			if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != c.vaults {
+				t.Fatalf("the crossing reached %d vaults, want %d", n, c.vaults)
+			}
+			waitFor(t, "every vault to record its firing", func() bool {
+				return testutil.ToFloat64(e.m.metrics.Intents) == float64(c.vaults)
+			})
+			e.m.mu.Lock()
+			peak := e.m.peak
+			e.m.mu.Unlock()
+			if peak > c.maxOpen {
+				t.Fatalf("files open peaked at %d, MaxOpen is %d", peak, c.maxOpen)
+			}
+			for _, u := range users {
+				v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st, _ := v.State(context.Background()); len(st.Intents) != 1 {
+					t.Fatalf("vault %s has %d intents", u.w.Address().Hex(), len(st.Intents))
+				}
+			}
+			if open := e.m.OpenVaults(); open > c.maxOpen {
+				t.Fatalf("%d vaults open, MaxOpen is %d", open, c.maxOpen)
+			}
+		})
 	}
 }
 
@@ -293,5 +307,56 @@ func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
 	e.m.mu.Unlock()
 	if peak > 3 || e.m.OpenVaults() != 12 {
 		t.Fatalf("files open peaked at %d (MaxOpen 3); %d vaults running (want 12)", peak, e.m.OpenVaults())
+	}
+}
+
+// TestClosingFileKeepsItsSlot: a vault evicted to make room still holds
+// its descriptors until its file is closed, so the slot it frees is counted
+// as taken until then; a burst of wake-ups cannot open files past MaxOpen
+// while evicted ones are still closing.
+func TestClosingFileKeepsItsSlot(t *testing.T) {
+	e := newBoundedEnv(t, 1, map[string]float64{"ETH/USD": 2600})
+	var users []*user
+	for i := 0; i < 3; i++ {
+		u := e.newUser()
+		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		u.v.Detach(u.sub)
+		users = append(users, u)
+	}
+	e.restart() // every vault hibernated, no vault goroutine running
+	var counted []int
+	var mu sync.Mutex
+	closeHook = func(v *Vault) {
+		if v.conn == nil {
+			return
+		}
+		mu.Lock()
+		counted = append(counted, e.m.FilesOpen())
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // a slow close: a wake-up must not take its slot meanwhile
+	}
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 3 {
+		t.Fatalf("the crossing reached %d vaults, want 3", n)
+	}
+	waitFor(t, "every vault to record its firing", func() bool {
+		return testutil.ToFloat64(e.m.metrics.Intents) == 3
+	})
+	e.m.Close()
+	closeHook = nil
+	e.m.mu.Lock()
+	peak := e.m.peak
+	e.m.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(counted) < 2 {
+		t.Fatalf("%d evictions closed a file, want at least 2", len(counted))
+	}
+	for i, n := range counted {
+		if n < 1 {
+			t.Fatalf("close %d: the closing file was not counted (%d files open)", i, n)
+		}
+	}
+	if peak > 1 {
+		t.Fatalf("files open peaked at %d, MaxOpen is 1", peak)
 	}
 }

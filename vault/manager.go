@@ -98,9 +98,17 @@ type Manager struct {
 	mu     sync.Mutex
 	vaults map[string]*Vault
 	dozers int // vaults in vaults whose file is closed (dozing); under mu
-	peak   int // most files open at once so far (filesLocked); under mu
-	closed bool
-	freed  chan struct{} // closed (and replaced) whenever a vault leaves vaults
+	// evicting counts vaults asked to close their file (Vault.evicting) and
+	// waking those dozing with a slot reserved for their wake-up
+	// (Vault.reserved): slots that will free up or become evictable
+	// without another scan. Under mu.
+	evicting, waking int
+	// closing counts retired vaults (gone from vaults) whose file is not
+	// closed yet: they still hold their descriptors. Under mu.
+	closing int
+	peak    int // most files open at once so far (filesLocked); under mu
+	closed  bool
+	freed   chan struct{} // closed (and replaced) whenever a vault leaves vaults
 
 	index *interestIndex
 
@@ -261,6 +269,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 				if needsFile {
 					// Its slot is taken now; rewake will not count it again.
 					v.reserved = true
+					m.waking++
 					m.dozers--
 					m.metrics.Dozing.Dec()
 					m.peak = max(m.peak, m.filesLocked())
@@ -342,7 +351,13 @@ func (m *Manager) dropLocked(v *Vault) {
 		m.dozers--
 		m.metrics.Dozing.Dec()
 	}
-	v.reserved = false
+	if v.reserved {
+		v.reserved = false
+		m.waking--
+	}
+	if v.evicting.Swap(false) {
+		m.evicting--
+	}
 	m.metrics.Open.Dec()
 	close(m.freed)
 	m.freed = make(chan struct{})
@@ -378,6 +393,7 @@ func (m *Manager) woke(v *Vault) {
 	}
 	if v.reserved { // acquire counted it already
 		v.reserved = false
+		m.waking--
 		// Evictable again: callers waiting for a slot may close it.
 		close(m.freed)
 		m.freed = make(chan struct{})
@@ -393,7 +409,7 @@ func (m *Manager) woke(v *Vault) {
 
 // filesLocked is how many vaults hold their file open (or are opening
 // it). m.mu is held.
-func (m *Manager) filesLocked() int { return len(m.vaults) - m.dozers }
+func (m *Manager) filesLocked() int { return len(m.vaults) - m.dozers + m.closing }
 
 // retire removes v from the open vaults if nothing can still reach it: no
 // pin, nothing queued, no subscriber. It runs on v's goroutine.
@@ -404,6 +420,11 @@ func (m *Manager) retire(v *Vault) bool {
 		return false
 	}
 	m.dropLocked(v)
+	if v.conn != nil {
+		// Its slot is free once shutdown has closed the file.
+		v.closingSlot = true
+		m.closing++
+	}
 	return true
 }
 
@@ -411,6 +432,12 @@ func (m *Manager) retire(v *Vault) bool {
 func (m *Manager) vaultEnded(v *Vault) {
 	m.mu.Lock()
 	m.dropLocked(v)
+	if v.closingSlot {
+		v.closingSlot = false
+		m.closing--
+		close(m.freed)
+		m.freed = make(chan struct{})
+	}
 	m.mu.Unlock()
 	// Its alarm and its index entries stay: a hibernated vault is still
 	// woken on time and by the signals it reacts to.
@@ -494,56 +521,68 @@ func (m *Manager) janitor(ctx context.Context) {
 	}
 }
 
-// evictLocked asks up to n of the least recently active vaults with an
-// open file to close it: those without subscribers hibernate, and if they
-// are not enough, those with subscribers doze. It reports whether any
-// vault is closing or can close (so waiting for a slot makes sense).
-// m.mu is held.
+// evictLocked makes sure at least n slots are on their way: counting the
+// evictions already queued, the files closing and the reserved wake-ups,
+// it asks more of the least recently active vaults with an open file to
+// close it (those without subscribers hibernate; if they are not enough,
+// those with subscribers doze). It asks in batches of MaxOpen/32, so that a
+// burst of wake-ups (a crossing reaching thousands of hibernated vaults)
+// has many files closing in parallel instead of one close at a time, and
+// scans the vaults once per batch. It reports whether any vault is closing
+// or can close (so waiting for a slot makes sense). m.mu is held.
 func (m *Manager) evictLocked(n int) bool {
+	pending := m.evicting + m.waking + m.closing
+	batch := max(1, m.cfg.MaxOpen/32)
+	if pending >= n && pending >= (batch+1)/2 {
+		return true
+	}
+	want := max(n, batch) - pending
 	var idle, watched []*Vault
-	pending := 0
 	for _, v := range m.vaults {
 		switch {
-		case v.asleep.Load() && v.reserved:
-			pending++ // waking into a slot; evictable once awake
-		case v.asleep.Load():
-		case v.evicting.Load():
-			pending++
+		case v.asleep.Load() || v.evicting.Load():
 		case v.subCount.Load() > 0:
 			watched = append(watched, v)
 		default:
 			idle = append(idle, v)
 		}
 	}
-	if n -= pending; n <= 0 {
-		return true
-	}
-	byAge := func(vs []*Vault) {
-		sort.Slice(vs, func(i, j int) bool { return vs[i].lastActive.Load() < vs[j].lastActive.Load() })
-	}
 	asked := 0
 	ask := func(vs []*Vault, close func(v *Vault)) {
-		if len(vs) > n-asked {
-			byAge(vs)
-			vs = vs[:n-asked]
+		if len(vs) > want-asked {
+			sort.Slice(vs, func(i, j int) bool { return vs[i].lastActive.Load() < vs[j].lastActive.Load() })
+			vs = vs[:want-asked]
 		}
 		for _, v := range vs {
 			v.evicting.Store(true)
+			m.evicting++
 			m.metrics.Evictions.Inc()
 			go func() {
 				// Queued behind its pending work; it closes once that is done.
 				if !v.postNoFile(context.Background(), func() { close(v) }) {
-					v.evicting.Store(false)
+					m.evictionEnded(v)
 				}
 			}()
 		}
 		asked += len(vs)
 	}
 	ask(idle, func(v *Vault) { v.hibernate(true) })
-	if asked < n {
+	if asked < want {
 		ask(watched, func(v *Vault) { v.doze(true) })
 	}
 	return pending+asked > 0
+}
+
+// evictionEnded records that v's queued eviction ran or gave up; callers
+// waiting for a slot look again.
+func (m *Manager) evictionEnded(v *Vault) {
+	m.mu.Lock()
+	if v.evicting.Swap(false) {
+		m.evicting--
+	}
+	close(m.freed)
+	m.freed = make(chan struct{})
+	m.mu.Unlock()
 }
 
 // Close stops the scheduler and closes every vault after it finishes the

@@ -62,14 +62,15 @@ type Vault struct {
 	dozing   bool   // file closed, state held in memory (see doze)
 
 	// Read by the manager without the goroutine (hibernation, LRU).
-	lastActive atomic.Int64 // unix ms of the last real work posted
-	subCount   atomic.Int32
-	pins       atomic.Int32 // callers about to post (see Manager.acquire)
-	evicting   atomic.Bool  // an LRU eviction (hibernate or doze) is queued
-	asleep     atomic.Bool  // dozing, for the manager
-	reserved   bool         // dozing, but a file slot is taken for its wake-up (Manager.mu)
-	resending  bool
-	keys       sync.Map // session id → *ecdsa.PublicKey, for preverify
+	lastActive  atomic.Int64 // unix ms of the last real work posted
+	subCount    atomic.Int32
+	pins        atomic.Int32 // callers about to post (see Manager.acquire)
+	evicting    atomic.Bool  // an LRU eviction (hibernate or doze) is queued
+	asleep      atomic.Bool  // dozing, for the manager
+	reserved    bool         // dozing, but a file slot is taken for its wake-up (Manager.mu)
+	closingSlot bool         // retired with its file still open: counted in Manager.closing (Manager.mu)
+	resending   bool
+	keys        sync.Map // session id → *ecdsa.PublicKey, for preverify
 }
 
 // Address returns the vault's account address.
@@ -115,8 +116,8 @@ func (v *Vault) dropSub(s Subscriber) {
 // for LRU eviction). It runs on the goroutine.
 func (v *Vault) hibernate(force bool) {
 	if (v.conn == nil && !v.dozing) || v.forget {
-		if v.evicting.Swap(false) { // unborn (mid sign-in) or already leaving
-			v.m.wakeWaiters()
+		if v.evicting.Load() { // unborn (mid sign-in) or already leaving
+			v.m.evictionEnded(v)
 		}
 		return
 	}
@@ -139,8 +140,8 @@ func (v *Vault) hibernate(force bool) {
 		default:
 		}
 	}
-	if v.evicting.Swap(false) {
-		v.m.wakeWaiters()
+	if v.evicting.Load() {
+		v.m.evictionEnded(v)
 	}
 }
 
@@ -169,9 +170,16 @@ func (v *Vault) run() {
 }
 
 func (v *Vault) shutdown() {
+	if closeHook != nil {
+		closeHook(v)
+	}
 	v.closeFile()
 	v.m.vaultEnded(v)
 }
+
+// closeHook, when set by a test, runs on a vault's goroutine as it ends,
+// before its file is closed.
+var closeHook func(v *Vault)
 
 // closeFile closes the vault's SQLite file if it is open.
 func (v *Vault) closeFile() {
