@@ -101,13 +101,16 @@ func TestScenariosSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	r, err := fanout(ctx, n, fanoutParams{Vaults: 12, Connected: 4, Ticks: 3, Gap: 10 * time.Millisecond})
+	r, err := fanout(ctx, n, fanoutParams{Vaults: 12, Connected: 4, Ticks: 3, Gap: 10 * time.Millisecond, Settle: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("fanout: %v", err)
 	}
-	checkReport(t, r, "price_p50_ms", "price_p99_ms", "firing_diff_p99_ms", "firing_all_intents_written_ms", "node_rss_mib")
+	checkReport(t, r, "price_p50_ms", "price_p99_ms", "firing_diff_p99_ms", "firing_all_intents_written_ms", "node_rss_mib", "settled_rss_mib")
 	if r.Results["firing_diff_samples"] != 4 {
 		t.Errorf("firing reached %g of 4 dashboards", r.Results["firing_diff_samples"])
+	}
+	if r.Results["settled_files_open"] != 0 || r.Results["settled_dashboards"] < 4 {
+		t.Errorf("settled with %g files open and %g dashboards (want 0 and 4): %v", r.Results["settled_files_open"], r.Results["settled_dashboards"], r.Notes)
 	}
 
 	for _, single := range []bool{false, true} {

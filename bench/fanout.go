@@ -14,6 +14,11 @@ import (
 type fanoutParams struct {
 	Vaults, Connected, Ticks int
 	Gap                      time.Duration
+	// Settle, when positive, is how long to wait after the firing for
+	// every vault to close its file (the connected ones doze, the others
+	// hibernate; the node's -idle-after decides when) before reading the
+	// node's memory with every dashboard still connected.
+	Settle time.Duration
 }
 
 // fanout: Vaults vaults each with a trigger "SIG below 1000"; Connected of
@@ -21,11 +26,17 @@ type fanoutParams struct {
 // and 2500, crossing nothing) measure publish→received for the live price;
 // then one tick at 900 fires every trigger (Vaults durable transactions)
 // and measures publish→diff on the dashboards and publish→all intents
-// written.
+// written. With Settle it then waits for the vaults to close their files
+// and reads the node's memory with every dashboard still connected: what
+// Connected active vaults cost at rest.
 func fanout(ctx context.Context, n *node, p fanoutParams) (*Report, error) {
 	r := newReport("fanout", map[string]any{"vaults": p.Vaults, "connected": p.Connected, "ticks": p.Ticks, "gap": p.Gap.String()})
 	sig := fmt.Sprintf("BENCH%d/USD", rand.IntN(1e9))
 	if err := n.publish(ctx, tick{Name: sig, Value: 2000, At: time.Now().UnixMilli()}); err != nil {
+		return nil, err
+	}
+	empty, err := n.collected(ctx)
+	if err != nil {
 		return nil, err
 	}
 	setupStart := time.Now()
@@ -89,6 +100,12 @@ wait:
 		r.note("not every vault wrote its intent within 60s")
 	}
 	after, _ := n.usage(ctx)
+	if p.Settle > 0 {
+		if err := settle(ctx, r, n, empty, p); err != nil {
+			stop()
+			return nil, err
+		}
+	}
 	stop()
 	wg.Wait()
 	fr.mu.Lock()
@@ -98,6 +115,38 @@ wait:
 	r.set("price_deliveries_per_s", float64(fr.delivered.Load())/priceDur.Seconds())
 	r.addUsage(before, after)
 	return r, nil
+}
+
+// settle waits for every vault file to be closed, then reports the node's
+// memory after a collection, against the empty node's.
+func settle(ctx context.Context, r *Report, n *node, empty usage, p fanoutParams) error {
+	deadline := time.Now().Add(p.Settle)
+	files := -1.0
+	for time.Now().Before(deadline) {
+		m, err := n.metrics(ctx)
+		if err != nil {
+			return err
+		}
+		if files = m["spells_vault_files_open"]; files == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if files != 0 {
+		r.note("%g vault files still open after %s: raise -settle or lower the node's -idle-after", files, p.Settle)
+	}
+	u, err := n.collected(ctx)
+	if err != nil {
+		return err
+	}
+	r.set("settled_files_open", files)
+	r.set("settled_dashboards", u.all["spells_ws_connections"])
+	r.set("settled_rss_mib", u.rss/(1<<20))
+	r.set("settled_heap_mib", u.heap/(1<<20))
+	r.set("settled_rss_bytes_per_active_vault", (u.rss-empty.rss)/float64(p.Connected))
+	r.set("settled_heap_bytes_per_active_vault", (u.heap-empty.heap)/float64(p.Connected))
+	r.note("settled: %d dashboards connected to their dozing vaults, %d vaults hibernated; per active vault is the growth over the empty node, divided by %d", p.Connected, p.Vaults-p.Connected, p.Connected)
+	return nil
 }
 
 // fanoutReader holds what the dashboards of a fanout run measure.

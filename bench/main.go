@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&fp.Connected, "connected", 2000, "vaults that keep a dashboard connection")
 		fs.IntVar(&fp.Ticks, "ticks", 50, "price-only ticks")
 		fs.DurationVar(&fp.Gap, "gap", 100*time.Millisecond, "time between ticks")
+		fs.DurationVar(&fp.Settle, "settle", 0, "after the firing, wait up to this long for every vault to close its file, then read the node's memory with the dashboards connected (0: skip)")
 	case "commands":
 		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
 		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")

@@ -29,6 +29,7 @@ func (v *Vault) doze(force bool) {
 	}
 	v.closeFile()
 	v.dozing = true
+	v.m.dozed()
 }
 
 // rewake reopens a dozing vault's file before a letter that needs it. If

@@ -272,7 +272,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 					m.waking++
 					m.dozers--
 					m.metrics.Dozing.Dec()
-					m.peak = max(m.peak, m.filesLocked())
+					m.filesGrewLocked()
 				}
 				if pin {
 					v.pins.Add(1)
@@ -299,7 +299,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	}
 	v := newVault(m, addr)
 	m.vaults[id] = v
-	m.peak = max(m.peak, m.filesLocked())
+	m.filesGrewLocked()
 	m.metrics.Open.Inc()
 	if pin {
 		v.pins.Add(1)
@@ -335,8 +335,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 // now. Without it they would wait for the janitor.
 func (m *Manager) wakeWaiters() {
 	m.mu.Lock()
-	close(m.freed)
-	m.freed = make(chan struct{})
+	m.slotsChangedLocked()
 	m.mu.Unlock()
 }
 
@@ -359,8 +358,7 @@ func (m *Manager) dropLocked(v *Vault) {
 		m.evicting--
 	}
 	m.metrics.Open.Dec()
-	close(m.freed)
-	m.freed = make(chan struct{})
+	m.slotsChangedLocked()
 }
 
 // mayDoze marks v as dozing unless a caller has pinned it (it is about to
@@ -374,11 +372,19 @@ func (m *Manager) mayDoze(v *Vault) bool {
 	}
 	v.asleep.Store(true)
 	m.dozers++
+	m.closing++ // until doze has closed the file (dozed)
 	m.metrics.Dozing.Inc()
 	m.metrics.Dozes.Inc()
-	close(m.freed)
-	m.freed = make(chan struct{})
 	return true
+}
+
+// dozed frees the slot of a vault that mayDoze let doze, now that its file
+// is closed.
+func (m *Manager) dozed() {
+	m.mu.Lock()
+	m.closing--
+	m.slotsChangedLocked()
+	m.mu.Unlock()
 }
 
 // woke counts a dozing vault as holding its file again. Waking without a
@@ -395,13 +401,12 @@ func (m *Manager) woke(v *Vault) {
 		v.reserved = false
 		m.waking--
 		// Evictable again: callers waiting for a slot may close it.
-		close(m.freed)
-		m.freed = make(chan struct{})
+		m.slotsChangedLocked()
 		return
 	}
 	m.dozers--
 	m.metrics.Dozing.Dec()
-	m.peak = max(m.peak, m.filesLocked())
+	m.filesGrewLocked()
 	if over := m.filesLocked() - m.cfg.MaxOpen; over > 0 {
 		m.evictLocked(over)
 	}
@@ -410,6 +415,29 @@ func (m *Manager) woke(v *Vault) {
 // filesLocked is how many vaults hold their file open (or are opening
 // it). m.mu is held.
 func (m *Manager) filesLocked() int { return len(m.vaults) - m.dozers + m.closing }
+
+// filesGrewLocked records a vault file opening (or about to). m.mu is
+// held.
+func (m *Manager) filesGrewLocked() {
+	n := m.filesLocked()
+	m.peak = max(m.peak, n)
+	m.metrics.FilesOpen.Set(float64(n))
+}
+
+// slotsChangedLocked records that files closed or became closable (or an
+// eviction gave up), and wakes the callers waiting for a slot to look
+// again. If the node is over MaxOpen (vaults woken by their own sockets
+// can take it there), it asks for more evictions: the ones counted on
+// before may have given up. m.mu is held.
+func (m *Manager) slotsChangedLocked() {
+	n := m.filesLocked()
+	m.metrics.FilesOpen.Set(float64(n))
+	if over := n - m.cfg.MaxOpen; over > 0 && !m.closed {
+		m.evictLocked(over)
+	}
+	close(m.freed)
+	m.freed = make(chan struct{})
+}
 
 // retire removes v from the open vaults if nothing can still reach it: no
 // pin, nothing queued, no subscriber. It runs on v's goroutine.
@@ -435,8 +463,7 @@ func (m *Manager) vaultEnded(v *Vault) {
 	if v.closingSlot {
 		v.closingSlot = false
 		m.closing--
-		close(m.freed)
-		m.freed = make(chan struct{})
+		m.slotsChangedLocked()
 	}
 	m.mu.Unlock()
 	// Its alarm and its index entries stay: a hibernated vault is still
@@ -580,8 +607,7 @@ func (m *Manager) evictionEnded(v *Vault) {
 	if v.evicting.Swap(false) {
 		m.evicting--
 	}
-	close(m.freed)
-	m.freed = make(chan struct{})
+	m.slotsChangedLocked()
 	m.mu.Unlock()
 }
 

@@ -21,6 +21,7 @@ type Metrics struct {
 	GroupCommits    prometheus.Histogram
 	Dozes           prometheus.Counter
 	Dozing          prometheus.Gauge
+	FilesOpen       prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -42,7 +43,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Hibernations:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_hibernations_total", Help: "Vaults closed for being idle or by LRU eviction."}),
 		Evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_evictions_total", Help: "LRU evictions asked for because MaxOpen was reached."}),
 		Dozing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vaults_dozing",
-			Help: "Running vaults (with dashboards) whose file is closed while idle; spells_vaults_open minus this is the open files' count."}),
+			Help: "Running vaults (with dashboards) whose file is closed while idle."}),
+		FilesOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vault_files_open",
+			Help: "Vault files open (or opening, or closing): what --max-open-vaults bounds; each holds 2 descriptors."}),
 		Dozes: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_dozes_total",
 			Help: "Vaults with dashboards connected that closed their file while idle (they reopen it on the next use)."}),
 		GroupCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_vault_group_commit_commands",
@@ -50,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing)
+			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen)
 	}
 	return m
 }
