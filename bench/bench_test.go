@@ -168,7 +168,11 @@ func TestBaselineSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, r, "crossing_baseline_sweep_ms", "crossing_spells_ms", "crossing_speedup_vs_scheduled", "quiet_baseline_db_rows_read",
-		"few_spells_ms", "few_speedup_vs_sweep")
+		"few_spells_ms", "few_speedup_vs_sweep", "crossing_spells_p50_ms", "crossing_spells_p99_ms", "crossing_scheduled_p99_ms",
+		"crossing_speedup_p50_vs_scheduled")
+	if p50, p99, all := r.Results["crossing_spells_p50_ms"], r.Results["crossing_spells_p99_ms"], r.Results["crossing_spells_ms"]; p50 > p99 || p99 > all {
+		t.Errorf("crossing reaction p50 %g, p99 %g, all %g ms: not in order", p50, p99, all)
+	}
 	// 150 users: thresholds 1000 for users 0 and 100, 990 for the others.
 	for k, want := range map[string]float64{"quiet_spells_vaults_woken": 0, "quiet_spells_transactions": 0, "quiet_baseline_fired": 0,
 		"few_baseline_fired": 2, "few_spells_intents": 2, "few_spells_vaults_woken": 2,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -93,9 +94,8 @@ wait:
 			break wait
 		}
 	}
-	allDone := waitMetric(ctx, n, "spells_intents_total", intents0+float64(p.Vaults), 60*time.Second)
-	if !allDone.IsZero() {
-		r.set("firing_all_intents_written_ms", float64(allDone.Sub(fireAt).Microseconds())/1000)
+	if all := waitMetricMarks(ctx, n, "spells_intents_total", intents0, float64(p.Vaults), []float64{1}, 60*time.Second)[0]; !all.IsZero() {
+		r.set("firing_all_intents_written_ms", float64(all.Sub(fireAt).Microseconds())/1000)
 	} else {
 		r.note("not every vault wrote its intent within 60s")
 	}
@@ -194,16 +194,27 @@ func hasIntent(f protocol.ServerFrame) bool {
 	return false
 }
 
-// waitMetric polls the node's metric until it reaches want, returning when
-// it did (zero time on timeout).
-func waitMetric(ctx context.Context, n *node, name string, want float64, limit time.Duration) time.Time {
+// waitMetricMarks polls the counter name, which starts at base, and
+// returns when it first reached base plus each fraction of n (a zero time
+// for the marks not reached within limit).
+func waitMetricMarks(ctx context.Context, n *node, name string, base, count float64, fracs []float64, limit time.Duration) []time.Time {
+	marks := make([]time.Time, len(fracs))
 	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
+	next := 0
+	for next < len(fracs) && time.Now().Before(deadline) {
 		m, err := n.metrics(ctx)
-		if err == nil && m[name] >= want {
-			return time.Now()
+		if err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
 		}
-		time.Sleep(5 * time.Millisecond)
+		now := time.Now()
+		for next < len(fracs) && m[name]-base >= math.Ceil(fracs[next]*count) {
+			marks[next] = now
+			next++
+		}
+		if next < len(fracs) {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
-	return time.Time{}
+	return marks
 }
