@@ -114,6 +114,7 @@ type Manager struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	lock   *os.File // the data directory's lock (lockDir), released by Close
 }
 
 // NewManager checks cfg and prepares the data directory.
@@ -125,8 +126,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "vaults"), 0o700); err != nil {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("vault manager: %w", err)
+	}
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{},
-		index: newInterestIndex(), freed: make(chan struct{})}, nil
+		index: newInterestIndex(), freed: make(chan struct{}), lock: lock}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
@@ -634,6 +639,12 @@ func (m *Manager) Close() {
 		}()
 	}
 	wg.Wait()
+	m.mu.Lock()
+	if m.lock != nil {
+		m.lock.Close()
+		m.lock = nil
+	}
+	m.mu.Unlock()
 	m.cfg.Logger.Info().Int("vaults", len(vs)).Msg("vaults closed")
 }
 

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +80,16 @@ func TestForeignFileRefused(t *testing.T) {
 	if err := m.Start(context.Background()); err == nil {
 		t.Fatal("a corrupt vault file was opened")
 	}
+}
+
+// TestSecondNodeOnTheSameDataIsRefused: vault files are opened without
+// SQLite's per-file locks, so the data directory's lock is what keeps a
+// second node from writing the same files.
+func TestSecondNodeOnTheSameDataIsRefused(t *testing.T) {
+	e := newEnv(t)
+	_, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces})
+	if err == nil || !strings.Contains(err.Error(), "in use by another node") {
+		t.Fatalf("a second manager on %s: err = %v, want in use by another node", e.dir, err)
+	}
+	e.restart() // the first one's Close released it
 }

@@ -39,7 +39,16 @@ const FilesPerVault = 2
 
 // openConn opens (creating it if needed) and prepares a vault file.
 func openConn(ctx context.Context, path string) (*sqlite.Conn, error) {
-	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenNoMutex)
+	flags := sqlite.OpenReadWrite | sqlite.OpenCreate | sqlite.OpenNoMutex
+	if vaultVFS != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		u := url.URL{Scheme: "file", Path: abs, RawQuery: "vfs=" + vaultVFS}
+		path, flags = u.String(), flags|sqlite.OpenURI
+	}
+	conn, err := sqlite.OpenConn(path, flags)
 	if err != nil {
 		return nil, err
 	}
