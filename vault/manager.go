@@ -36,7 +36,12 @@ type Config struct {
 	// from where the market is. Default: nothing known.
 	Latest func(signal string) (float64, bool)
 
-	MailboxSize     int // per vault (default 256)
+	// MailboxSize bounds a vault's queue (default 32). Every running vault
+	// allocates it, dashboards' vaults included; a sender waits when it is
+	// full. 32 measured as fast as 256 for pipelined commands into one
+	// vault (group commits then hold up to 33 commands) and saves 3.5 KB
+	// per running vault.
+	MailboxSize     int
 	ChangeLogKeep   int // versions kept for resume (default 1000)
 	EvaluationsKeep int // evaluation rows kept per vault (default 1000)
 	SnapshotRecent  int // intents and evaluations in a snapshot (default 100)
@@ -57,7 +62,7 @@ func (c *Config) setDefaults() {
 			*p = v
 		}
 	}
-	def(&c.MailboxSize, 256)
+	def(&c.MailboxSize, 32)
 	def(&c.ChangeLogKeep, 1000)
 	def(&c.EvaluationsKeep, 1000)
 	def(&c.SnapshotRecent, 100)
