@@ -35,6 +35,22 @@ func newBoundedEnv(t *testing.T, maxOpen int, latest map[string]float64) *env {
 	return e
 }
 
+// dippers signs in n users, each with a "dip" trigger (ETH/USD below
+// 2500); detached, their dashboards are gone and the vaults may hibernate.
+func (e *env) dippers(t *testing.T, n int, detached bool) []*user {
+	t.Helper()
+	users := make([]*user, 0, n)
+	for i := 0; i < n; i++ {
+		u := e.newUser()
+		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		if detached {
+			u.v.Detach(u.sub)
+		}
+		users = append(users, u)
+	}
+	return users
+}
+
 func newHibernatingEnv(t *testing.T) *env {
 	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), idleAfter: time.Minute}
@@ -147,13 +163,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 	for _, c := range []struct{ maxOpen, vaults int }{{3, 12}, {64, 100}} {
 		t.Run(fmt.Sprintf("%d of %d", c.maxOpen, c.vaults), func(t *testing.T) {
 			e := newBoundedEnv(t, c.maxOpen, map[string]float64{"ETH/USD": 2600})
-			var users []*user
-			for i := 0; i < c.vaults; i++ {
-				u := e.newUser()
-				u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
-				u.v.Detach(u.sub)
-				users = append(users, u)
-			}
+			users := e.dippers(t, c.vaults, true)
 			e.restart() // every vault hibernated
 			if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != c.vaults {
 				t.Fatalf("the crossing reached %d vaults, want %d", n, c.vaults)
@@ -281,12 +291,7 @@ func TestStartReadsTheWALACrashLeft(t *testing.T) {
 // open files never pass MaxOpen.
 func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
 	e := newBoundedEnv(t, 3, map[string]float64{"ETH/USD": 2600})
-	var users []*user
-	for i := 0; i < 12; i++ {
-		u := e.newUser()
-		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
-		users = append(users, u)
-	}
+	users := e.dippers(t, 12, false)
 	waitFor(t, "the watched vaults to doze down to MaxOpen", func() bool { return e.m.FilesOpen() <= 3 })
 	e.m.mu.Lock()
 	e.m.peak = 0
@@ -316,13 +321,7 @@ func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
 // while evicted ones are still closing.
 func TestClosingFileKeepsItsSlot(t *testing.T) {
 	e := newBoundedEnv(t, 1, map[string]float64{"ETH/USD": 2600})
-	var users []*user
-	for i := 0; i < 3; i++ {
-		u := e.newUser()
-		u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
-		u.v.Detach(u.sub)
-		users = append(users, u)
-	}
+	e.dippers(t, 3, true)
 	e.restart() // every vault hibernated, no vault goroutine running
 	var counted []int
 	var mu sync.Mutex
