@@ -340,9 +340,9 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 	return v, nil
 }
 
-// wakeWaiters makes callers waiting for an open slot look again: an
-// eviction gave up, or a vault lost its last subscriber and can be evicted
-// now. Without it they would wait for the janitor.
+// wakeWaiters makes callers waiting for an open slot look again: a vault
+// lost its last subscriber and can be evicted now. Without it they would
+// wait for the janitor.
 func (m *Manager) wakeWaiters() {
 	m.mu.Lock()
 	m.slotsChangedLocked()
