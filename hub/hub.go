@@ -161,7 +161,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "connection limit reached; retry later", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.wg.Done()
+	served := false
+	defer func() {
+		if !served {
+			h.wg.Done()
+		}
+	}()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above
@@ -181,8 +186,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	defer h.remove(c)
-	c.serve()
+	// The connection outlives this handler. Returning lets net/http free
+	// the upgrade request and its response (headers, a 2 KiB buffer) that
+	// it would otherwise keep for the socket's whole life; one goroutine
+	// serves the socket from here, as before.
+	served = true
+	go func() {
+		defer h.wg.Done()
+		defer h.remove(c)
+		c.serve()
+	}()
 }
 
 func (h *Hub) add(c *conn) bool {
