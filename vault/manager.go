@@ -39,8 +39,8 @@ type Config struct {
 	// MailboxSize bounds a vault's queue (default 32). Every running vault
 	// allocates it, dashboards' vaults included; a sender waits when it is
 	// full. 32 measured as fast as 256 for pipelined commands into one
-	// vault (group commits then hold up to 33 commands) and saves 3.5 KB
-	// per running vault.
+	// vault (a group commit keeps taking commands as they arrive, up to
+	// maxBatch) and saves 3.5 KB per running vault.
 	MailboxSize     int
 	ChangeLogKeep   int // versions kept for resume (default 1000)
 	EvaluationsKeep int // evaluation rows kept per vault (default 1000)
