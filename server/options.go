@@ -3,12 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
-	"github.com/spells-dev/spells/hub"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/vault"
 )
 
 // Options is the node's configuration. Every flag has an environment
@@ -57,7 +59,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "auto (console on a terminal, else json), json or console")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
-	fs.IntVar(&o.MaxOpen, "max-open-vaults", 2000, "vaults kept open at once (2 file descriptors each); past it the least recently used idle vault is closed")
+	fs.IntVar(&o.MaxOpen, "max-open-vaults", vault.DefaultMaxOpen, "vaults kept open at once (2 file descriptors each); past it the least recently used idle vault is closed")
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
 	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 2 per open vault minus 512 spare")

@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/spells-dev/spells/vault"
 )
 
 func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
@@ -14,7 +16,7 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 	if o.Listen != ":7000" || o.Demo || len(o.SIWEDomains) != 2 || o.SIWEDomains[1] != "b.example" || o.IdleAfter != 5*time.Minute {
 		t.Fatalf("options %+v", o)
 	}
-	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != 2000 {
+	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != vault.DefaultMaxOpen {
 		t.Fatalf("defaults %+v", o)
 	}
 	for _, bad := range [][]string{{"-chain-id", "0"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}} {

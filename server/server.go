@@ -201,7 +201,7 @@ func (n *node) connLimit() int {
 	}
 	maxOpen := n.opts.MaxOpen
 	if maxOpen <= 0 {
-		maxOpen = 2000
+		maxOpen = vault.DefaultMaxOpen
 	}
 	limit := int(rl.Cur) - vault.FilesPerVault*maxOpen - 512
 	if limit < 64 {
