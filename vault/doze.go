@@ -37,7 +37,7 @@ func (v *Vault) doze(force bool) {
 // the next use starts it afresh, and the letter is dropped: its caller
 // gets errClosed.
 func (v *Vault) rewake() bool {
-	conn, err := openConn(context.Background(), v.path())
+	conn, err := openConn(context.Background(), v.path(), false)
 	if err != nil {
 		v.log.Error().Err(err).Msg("reopen dozing vault")
 		v.abandonSubs()

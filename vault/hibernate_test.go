@@ -359,3 +359,27 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 		t.Fatalf("files open peaked at %d, MaxOpen is 1", peak)
 	}
 }
+
+// TestDozingVaultWhoseFileVanishedIsNotRecreated: a dozing vault holds its
+// state in memory, but its file is the truth; if the file is gone when the
+// vault must reopen it, the vault ends (its dashboard is told to
+// reconnect) instead of SQLite creating an empty file under it.
+func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
+	e := newHibernatingEnv(t)
+	e.latest["ETH/USD"] = 2600
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	e.clock.Advance(3 * time.Minute)
+	waitFor(t, "the vault to doze", func() bool { return e.m.FilesOpen() == 0 })
+	p := pathFor(e.dir, idOf(u.w.Address()))
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+		t.Fatalf("the crossing reached %d vaults, want 1", n)
+	}
+	waitFor(t, "the dashboard to be told its vault ended", u.sub.gone.Load)
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("the vault file was recreated (stat: %v)", err)
+	}
+}

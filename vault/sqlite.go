@@ -37,9 +37,13 @@ func init() {
 // database file and its WAL (no -shm file in exclusive locking mode).
 const FilesPerVault = 2
 
-// openConn opens (creating it if needed) and prepares a vault file.
-func openConn(ctx context.Context, path string) (*sqlite.Conn, error) {
-	flags := sqlite.OpenReadWrite | sqlite.OpenCreate | sqlite.OpenNoMutex
+// openConn opens and prepares a vault file; with create it creates a
+// missing one, without it a missing file is an error (and not created).
+func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, error) {
+	flags := sqlite.OpenReadWrite | sqlite.OpenNoMutex
+	if create {
+		flags |= sqlite.OpenCreate
+	}
 	if vaultVFS != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {

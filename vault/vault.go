@@ -295,15 +295,12 @@ func pathFor(dir, id string) string {
 // migrates it and loads the state into memory.
 func (v *Vault) openFile(ctx context.Context, create bool) error {
 	p := v.path()
-	if !create {
-		if _, err := os.Stat(p); err != nil {
-			return err
+	if create {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("open vault %s: %w", v.id, err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("open vault %s: %w", v.id, err)
-	}
-	conn, err := openConn(ctx, p)
+	conn, err := openConn(ctx, p, create)
 	if err != nil {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
