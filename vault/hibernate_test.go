@@ -367,8 +367,7 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 	e := newHibernatingEnv(t)
 	e.latest["ETH/USD"] = 2600
-	u := e.newUser()
-	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	u := e.dippers(t, 1, false)[0]
 	e.clock.Advance(3 * time.Minute)
 	waitFor(t, "the vault to doze", func() bool { return e.m.FilesOpen() == 0 })
 	p := pathFor(e.dir, idOf(u.w.Address()))
