@@ -64,13 +64,17 @@ func cold(ctx context.Context, n *node, p coldParams) (*Report, error) {
 	r.latencies("activation", lat)
 	r.set("vaults_open_hibernated", hib.all["spells_vaults_open"])
 	r.set("vaults_open_after_wake", active.all["spells_vaults_open"])
+	// Woken vaults with a connection doze again once idle for the node's
+	// --idle-after, and past --max-open-vaults the oldest doze: the
+	// per-active-vault figures count however many still hold their file.
+	r.set("vault_files_open_after_wake", active.all["spells_vault_files_open"])
 	r.set("node_heap_bytes_per_hibernated_vault", (hib.heap-base.heap)/per)
 	r.set("node_rss_bytes_per_active_vault", (active.rss-hib.rss)/per)
 	r.set("node_heap_bytes_per_active_vault", (active.heap-hib.heap)/per)
 	if n.debug == "" {
 		r.note("heap figures include garbage: pass -debug with the node's -debug-listen URL to collect first")
 	}
-	r.note("a hibernated vault costs only Go heap (its index entries, alarm, map slot); an active vault's resident memory includes its SQLite connection and one signed-in connection held open to keep it awake")
+	r.note("a hibernated vault costs only Go heap (its index entries, alarm, map slot); an active vault's resident memory includes one signed-in connection held open to keep it running, and its SQLite connection while its file is open (vault_files_open_after_wake of them at the reading)")
 	return r, nil
 }
 
