@@ -199,8 +199,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 func TestDashboardVaultDozesAndWakesOnUse(t *testing.T) {
 	e := newHibernatingEnv(t)
 	e.latest["ETH/USD"] = 2600
-	u := e.newUser()
-	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	u := e.dippers(t, 1, false)[0]
 	u.sub.nextOf(t, protocol.TypeDiff)
 	version := u.state(t).Version
 	e.clock.Advance(3 * time.Minute)
