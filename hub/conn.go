@@ -29,7 +29,7 @@ import (
 type conn struct {
 	h      *Hub
 	ws     *websocket.Conn
-	log    zerolog.Logger
+	remote string
 	nonce  string
 	limit  *rate.Limiter
 	ctx    context.Context
@@ -48,10 +48,13 @@ type conn struct {
 	sigOrder   []string
 	writing    bool // a writer is running
 
-	// Incoming frames, in arrival order; the read loop stops reading
-	// while the worker is this far behind.
-	work    chan frameIn
-	working atomic.Bool // a worker is running
+	// Incoming frames, in arrival order, under inMu; the read loop stops
+	// reading while the worker is maxPendingIn frames behind. The queue
+	// is dropped whenever it empties, so an idle session holds none.
+	inMu    sync.Mutex
+	in      []frameIn
+	inRoom  chan struct{} // closed when the worker takes a frame; made only while the read loop waits
+	working bool          // a worker is running
 	workers sync.WaitGroup
 
 	pinger *time.Timer
@@ -66,9 +69,7 @@ func newConn(h *Hub, ws *websocket.Conn, remote string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	return &conn{
-		h: h, ws: ws, ctx: ctx, cancel: cancel,
-		log:   h.log.With().Str("remote", remote).Logger(),
-		work:  make(chan frameIn, 16),
+		h: h, ws: ws, ctx: ctx, cancel: cancel, remote: remote,
 		nonce: h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
 		limit: rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
 	}
@@ -156,7 +157,7 @@ func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 		c.closeCode, c.closeReason = code, reason
 		c.h.cfg.Metrics.Disconnects.WithLabelValues(metric).Inc()
 		if metric != "client" && metric != "shutdown" {
-			c.log.Warn().Int("code", int(code)).Str("reason", metric).Msg("closing connection")
+			c.logAt(zerolog.WarnLevel).Int("code", int(code)).Str("reason", metric).Msg("closing connection")
 		}
 		c.outMu.Lock()
 		c.cancel()
@@ -211,31 +212,62 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
-		c.work <- frameIn{data: data, binary: typ != websocket.MessageText, limited: !c.limit.Allow()}
-		if c.working.CompareAndSwap(false, true) {
-			c.workers.Add(1)
-			go c.workLoop()
-		}
+		c.queueIn(frameIn{data: data, binary: typ != websocket.MessageText, limited: !c.limit.Allow()})
 	}
 }
 
-// workLoop handles frames until none wait. A frame queued just as it
-// stops is seen either by its last look or by the read loop starting a
-// new worker.
+// maxPendingIn is how many read frames may wait for the worker before the
+// read loop stops reading (and TCP pushes back on the client).
+const maxPendingIn = 16
+
+// queueIn hands f to the worker, starting one if none runs, after waiting
+// for room if the worker is maxPendingIn frames behind.
+func (c *conn) queueIn(f frameIn) {
+	c.inMu.Lock()
+	for len(c.in) >= maxPendingIn {
+		room := make(chan struct{})
+		c.inRoom = room
+		c.inMu.Unlock()
+		<-room
+		c.inMu.Lock()
+	}
+	c.in = append(c.in, f)
+	if !c.working {
+		c.working = true
+		c.workers.Add(1)
+		go c.workLoop()
+	}
+	c.inMu.Unlock()
+}
+
+// workLoop handles frames in order until none wait, then ends (the next
+// frame read starts another).
 func (c *conn) workLoop() {
 	defer c.workers.Done()
 	for {
-		select {
-		case f := <-c.work:
-			c.handle(f)
-			continue
-		default:
-		}
-		c.working.Store(false)
-		if len(c.work) == 0 || !c.working.CompareAndSwap(false, true) {
+		c.inMu.Lock()
+		if len(c.in) == 0 {
+			c.in, c.working = nil, false
+			c.inMu.Unlock()
 			return
 		}
+		f := c.in[0]
+		c.in[0] = frameIn{}
+		c.in = c.in[1:]
+		if c.inRoom != nil {
+			close(c.inRoom)
+			c.inRoom = nil
+		}
+		c.inMu.Unlock()
+		c.handle(f)
 	}
+}
+
+// logAt starts a log event about this connection. The logger is not kept
+// per connection: most sessions never log, and a derived zerolog logger
+// holds a 500-byte context buffer.
+func (c *conn) logAt(level zerolog.Level) *zerolog.Event {
+	return c.h.log.WithLevel(level).Str("remote", c.remote)
 }
 
 // ping checks the client is there every PingInterval, on a goroutine of
@@ -265,7 +297,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		c.h.cfg.Metrics.FrameErrors.WithLabelValues(string(protocol.CodeTooLarge)).Inc()
-		c.log.Info().Int64("limit", c.h.cfg.ReadLimit).Msg("frame too large; closed 1009")
+		c.logAt(zerolog.InfoLevel).Int64("limit", c.h.cfg.ReadLimit).Msg("frame too large; closed 1009")
 		c.kill(websocket.StatusMessageTooBig, "frame too large", "too_large")
 	case c.ctx.Err() != nil:
 	default:
@@ -302,10 +334,11 @@ func (c *conn) handle(in frameIn) {
 func (c *conn) refuse(err error, seq uint64) {
 	ef := protocol.NewErrorFrame(err, seq)
 	c.h.cfg.Metrics.FrameErrors.WithLabelValues(string(ef.Code)).Inc()
-	ev := c.log.Info()
+	level := zerolog.InfoLevel
 	if ef.Code == protocol.CodeInternal {
-		ev = c.log.Error()
+		level = zerolog.ErrorLevel
 	}
+	ev := c.logAt(level)
 	ev.Str("code", string(ef.Code)).Str("msg", ef.Message).Uint64("seq", seq).Msg("frame refused")
 	c.Send(mustJSON(ef))
 }
@@ -367,7 +400,7 @@ func (c *conn) bind(b vault.Bound, err error) {
 	}
 	c.bound = b
 	c.signedIn.Store(true)
-	c.log.Info().Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Msg("session bound")
+	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Msg("session bound")
 	if series := c.h.cfg.History.Snapshot(); len(series) > 0 {
 		c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: series}))
 	}

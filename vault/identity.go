@@ -108,7 +108,9 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 	if exp := msg.ExpirationTimeValue(); !exp.IsZero() && exp.Before(expires) {
 		expires = exp
 	}
-	s := &session{id: msg.Nonce, key: key, expiresAt: expires.UnixMilli()}
+	// Cloned: the nonce is a substring of the whole sign-in message, which
+	// the session would otherwise keep alive for its life.
+	s := &session{id: strings.Clone(msg.Nonce), key: key, expiresAt: expires.UnixMilli()}
 	err = v.write(func(t *tx) error {
 		if err := recordNonce(v.conn, msg.Nonce, now, cfg.NonceTTL); err != nil {
 			return err
