@@ -57,7 +57,8 @@ type conn struct {
 	working bool          // a worker is running
 	workers sync.WaitGroup
 
-	pinger *time.Timer
+	pinger      *time.Timer
+	signInTimer *time.Timer // until bound; worker only after serve starts
 	tasks  sync.WaitGroup // writers, pings and the closer
 
 	killOnce    sync.Once
@@ -173,7 +174,7 @@ func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 }
 
 func (c *conn) serve() {
-	timer := time.AfterFunc(c.h.cfg.SignInTimeout, func() {
+	c.signInTimer = time.AfterFunc(c.h.cfg.SignInTimeout, func() {
 		if !c.signedIn.Load() {
 			c.kill(protocol.CloseSignInTimeout, "no sign-in in time", "signin_timeout")
 		}
@@ -183,7 +184,9 @@ func (c *conn) serve() {
 		ChainID: c.h.cfg.ChainID, Node: c.h.cfg.Node}))
 	c.readLoop()
 	c.workers.Wait() // every frame read gets its answer (or is dropped by a kill)
-	timer.Stop()
+	if c.signInTimer != nil {
+		c.signInTimer.Stop()
+	}
 	c.pinger.Stop()
 	c.kill(websocket.StatusNormalClosure, "", "client")
 	c.tasks.Wait()
@@ -400,6 +403,10 @@ func (c *conn) bind(b vault.Bound, err error) {
 	}
 	c.bound = b
 	c.signedIn.Store(true)
+	// Neither is needed once bound (a second sign-in is refused), and an
+	// idle session should hold no more than it uses.
+	c.signInTimer.Stop()
+	c.signInTimer, c.nonce = nil, ""
 	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Msg("session bound")
 	if series := c.h.cfg.History.Snapshot(); len(series) > 0 {
 		c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: series}))

@@ -10,13 +10,17 @@ import (
 
 // Buffer sizes for an upgraded socket. net/http hands the hijacked
 // connection over with its own 4 KiB reader and writer, which coder/websocket
-// keeps for the socket's life: 8 KiB of every idle session. Frames here are
-// small (a price tick is about 90 bytes, a signed command about 530, a
-// firing's diff about 930); a larger one is read in more calls or written
-// in two.
+// keeps for the socket's life: 8 KiB of every idle session. Here the reader
+// holds only a frame header: a bufio.Reader reads a larger payload straight
+// into the message (an extra read system call per frame, lost in the noise
+// of the commands benchmark). The writer holds a whole price tick (about 90
+// bytes) or ack (about 80) so those go out in one write; a larger frame (a
+// diff, about 500 bytes, a firing's about 930) goes out in two. Together
+// that is 1.5 KiB less per idle session than 1 KiB / 1 KiB, measured as
+// 16.5 -> 15.0-15.4 KB per connection at 15,000 (BENCHMARKS.md).
 const (
-	socketReadBuffer  = 1 << 10
-	socketWriteBuffer = 1 << 10
+	socketReadBuffer  = 16
+	socketWriteBuffer = 512
 )
 
 // smallBuffers wraps a ResponseWriter so that hijacking it returns the
