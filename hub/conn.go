@@ -58,8 +58,8 @@ type conn struct {
 	workers sync.WaitGroup
 
 	pinger      *time.Timer
-	signInTimer *time.Timer // until bound; worker only after serve starts
-	tasks  sync.WaitGroup // writers, pings and the closer
+	signInTimer *time.Timer    // until bound; worker only after serve starts
+	tasks       sync.WaitGroup // writers, pings and the closer
 
 	killOnce    sync.Once
 	closeCode   websocket.StatusCode
