@@ -28,10 +28,20 @@ func init() {
 	// the call fails and connections simply keep the default.
 	tls := libc.NewTLS()
 	defer tls.Close()
-	va := libc.NewVaList(int32(0), int32(0))
+	sqliteConfig(tls, lib.SQLITE_CONFIG_LOOKASIDE, int32(0), int32(0))
+	// No up-front page cache block: SQLite gives every connection a bulk
+	// allocation for 20 pages at open (here about 70 KB, since the cache
+	// is capped at 64 KiB), big enough to be its own mapping that is
+	// mapped at every activation and unmapped at every close. A vault
+	// touches a handful of pages; they are allocated one by one instead.
+	sqliteConfig(tls, lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
+}
+
+func sqliteConfig(tls *libc.TLS, op int32, args ...any) {
+	va := libc.NewVaList(args...)
 	if va != 0 {
 		defer libc.Xfree(tls, va)
-		lib.Xsqlite3_config(tls, lib.SQLITE_CONFIG_LOOKASIDE, va)
+		lib.Xsqlite3_config(tls, op, va)
 	}
 }
 

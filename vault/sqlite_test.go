@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/spells-dev/spells/protocol"
+
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -47,5 +49,30 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 	snap.Close()
 	if err != nil || n != 1 {
 		t.Fatalf("the snapshot holds %d nonces (%v), want the 1 committed", n, err)
+	}
+}
+
+// BenchmarkReopenVaultFile measures what waking a hibernated vault costs
+// inside this package, run on the vault's own goroutine: opening its file
+// (pragmas, schema check, loading its trigger and sessions) and closing it
+// again (checkpoint, WAL truncation). The node-level figure is bench cold.
+func BenchmarkReopenVaultFile(b *testing.B) {
+	e := newEnv(b)
+	e.latest["ETH/USD"] = 2600
+	u := e.newUser()
+	u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	ctx := context.Background()
+	err := u.v.do(ctx, func() error {
+		u.v.closeFile()
+		for b.Loop() {
+			if err := u.v.openFile(ctx, false); err != nil {
+				return err
+			}
+			u.v.closeFile()
+		}
+		return u.v.openFile(ctx, false)
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
