@@ -68,7 +68,7 @@ func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareConn(ctx, conn); err != nil {
+	if err := prepareConn(ctx, conn, create); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -102,7 +102,8 @@ func openSnapshot(path string) (*sqlite.Conn, error) {
 }
 
 // prepareConn sets up a freshly opened vault connection and migrates it.
-func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
+// WAL mode is recorded in the file, so only a new file needs it set.
+func prepareConn(ctx context.Context, conn *sqlite.Conn, create bool) error {
 	// Exclusive: the vault's goroutine is the file's only user, ever. In
 	// WAL mode this keeps the WAL index in memory instead of a -shm file
 	// created, mapped and locked at every activation, and it takes the
@@ -110,8 +111,10 @@ func prepareConn(ctx context.Context, conn *sqlite.Conn) error {
 	if err := sqlitex.ExecuteTransient(conn, "PRAGMA locking_mode = EXCLUSIVE;", nil); err != nil {
 		return err
 	}
-	if err := sqlitex.ExecuteTransient(conn, "PRAGMA journal_mode = WAL;", nil); err != nil {
-		return err
+	if create {
+		if err := sqlitex.ExecuteTransient(conn, "PRAGMA journal_mode = WAL;", nil); err != nil {
+			return err
+		}
 	}
 	if err := keepWAL(conn); err != nil {
 		return err

@@ -2,9 +2,11 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/spells-dev/spells/protocol"
 
@@ -50,23 +52,57 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("the snapshot holds %d nonces (%v), want the 1 committed", n, err)
 	}
+
+	// Reopened (journal_mode is not set again on an existing file), the
+	// vault is still in WAL mode and commits into the kept WAL.
+	conn, err = openConn(context.Background(), path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mode := ""
+	if err := sqlitex.ExecuteTransient(conn, `PRAGMA journal_mode;`, &sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
+		mode = s.ColumnText(0)
+		return nil
+	}}); err != nil || mode != "wal" {
+		t.Fatalf("reopened vault: journal_mode %q (%v), want wal", mode, err)
+	}
+	if err := sqlitex.ExecuteTransient(conn, `INSERT INTO nonces (nonce, used_at) VALUES ('n2', 2);`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("reopened vault after a commit: WAL %v, %v; want the commit in the WAL", fi, err)
+	}
 }
 
 // BenchmarkReopenVaultFile measures what waking a hibernated vault costs
 // inside this package, run on the vault's own goroutine: opening its file
 // (pragmas, schema check, loading its trigger and sessions) and closing it
 // again (checkpoint, WAL truncation). The node-level figure is bench cold.
-func BenchmarkReopenVaultFile(b *testing.B) {
+func BenchmarkReopenVaultFile(b *testing.B) { benchmarkReopen(b, false) }
+
+// BenchmarkReopenVaultFileAndCommit adds what a resume writes after the
+// wake-up: one durable transaction recording a nonce.
+func BenchmarkReopenVaultFileAndCommit(b *testing.B) { benchmarkReopen(b, true) }
+
+func benchmarkReopen(b *testing.B, commit bool) {
 	e := newEnv(b)
 	e.latest["ETH/USD"] = 2600
 	u := e.newUser()
 	u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
 	ctx := context.Background()
+	n := 0
 	err := u.v.do(ctx, func() error {
 		u.v.closeFile()
 		for b.Loop() {
 			if err := u.v.openFile(ctx, false); err != nil {
 				return err
+			}
+			if commit {
+				n++
+				if err := u.v.write(func(*tx) error { return recordNonce(u.v.conn, fmt.Sprint("bench-", n), e.clock.Now(), time.Hour) }); err != nil {
+					return err
+				}
 			}
 			u.v.closeFile()
 		}
