@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ import (
 type conn struct {
 	h      *Hub
 	ws     *websocket.Conn
+	nc     net.Conn // under ws; the writer sets its write deadline
 	remote string
 	nonce  string
 	limit  *rate.Limiter
@@ -66,11 +68,11 @@ type conn struct {
 	closeReason string
 }
 
-func newConn(h *Hub, ws *websocket.Conn, remote string) *conn {
+func newConn(h *Hub, ws *websocket.Conn, nc net.Conn, remote string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	return &conn{
-		h: h, ws: ws, ctx: ctx, cancel: cancel, remote: remote,
+		h: h, ws: ws, nc: nc, ctx: ctx, cancel: cancel, remote: remote,
 		nonce: h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
 		limit: rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
 	}
@@ -446,17 +448,27 @@ func peekSeq(body string) uint64 {
 
 // writeLoop writes what is queued, vault frames first, until nothing is;
 // then it ends (the next Send starts another).
+//
+// Each round of writes runs under a deadline on the socket, cleared when
+// the writer ends so that a later ping or close is not cut short by it (a
+// writer that fails leaves it: the connection is closing).
+// Not a context per write: coder/websocket arms a context.AfterFunc for
+// every write given a cancellable context, and that with the context's
+// own timer was a sixth of the node's CPU in a price fan-out.
 func (c *conn) writeLoop() {
 	defer c.tasks.Done()
 	for {
 		c.outMu.Lock()
 		frames, signals := c.takeLocked()
 		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 {
+			// Cleared before another writer may start and set its own.
+			c.nc.SetWriteDeadline(time.Time{})
 			c.writing = false
 			c.outMu.Unlock()
 			return
 		}
 		c.outMu.Unlock()
+		c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 		for len(frames) > 0 {
 			n := gather(frames)
 			if !c.writeOrClose(frames[:n]) {
@@ -501,9 +513,7 @@ func (c *conn) write(frames [][]byte) error {
 	if len(frames) > 1 {
 		msg = bytes.Join(frames, []byte{protocol.FrameSeparator})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, msg); err != nil {
+	if err := c.ws.Write(context.Background(), websocket.MessageText, msg); err != nil {
 		return fmt.Errorf("write frame: %w", err)
 	}
 	c.h.cfg.Metrics.FramesSent.Add(float64(len(frames)))

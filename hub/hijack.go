@@ -27,7 +27,13 @@ const (
 // connection with smaller buffers. Bytes the client sent right behind the
 // upgrade request (already in net/http's reader) come first in the new
 // reader's buffer (TestFrameRightBehindTheUpgradeIsRead).
-type smallBuffers struct{ http.ResponseWriter }
+//
+// It also hands back the hijacked connection (in *conn), on which the
+// hub sets write deadlines.
+type smallBuffers struct {
+	http.ResponseWriter
+	conn *net.Conn
+}
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
@@ -38,6 +44,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	*w.conn = c
 	br := bufio.NewReaderSize(c, socketReadBuffer)
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending, _ := brw.Reader.Peek(n)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -167,7 +168,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.wg.Done()
 		}
 	}()
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	var nc net.Conn
+	ws, err := websocket.Accept(smallBuffers{w, &nc}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above
 	})
@@ -181,7 +183,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Metrics.Accepted.Inc()
-	c := newConn(h, ws, r.RemoteAddr)
+	c := newConn(h, ws, nc, r.RemoteAddr)
 	if !h.add(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return

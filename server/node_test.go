@@ -317,6 +317,44 @@ func TestSlowReaderIsDisconnectedAndResumes(t *testing.T) {
 	}
 }
 
+// TestStuckWriteTimesOut stops reading on one connection while its send
+// queue still has room: the node's write blocks on the full socket, and
+// after WriteTimeout the node drops the connection (metric write_timeout)
+// instead of holding a writer forever; the other tab keeps working.
+func TestStuckWriteTimesOut(t *testing.T) {
+	opts := testOptions(t)
+	opts.hubTweak = func(c *hub.Config) {
+		c.WriteTimeout, c.CommandRate, c.CommandBurst = 300*time.Millisecond, 1000, 1000
+	}
+	opts.wrapListener = smallSendBuffers
+	tn := startNode(t, opts, nil)
+	w, _ := client.NewWallet()
+	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sc.CloseNow)
+	if _, err := sc.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	writer := tn.signIn(t, w)
+	spec := dip(2500)
+	spec.Action.Params = []byte(`{"memo":"` + strings.Repeat("m", 4000) + `"}`)
+	timedOut := tn.n.hubMetrics.Disconnects.WithLabelValues("write_timeout")
+	overflowed := tn.n.hubMetrics.Disconnects.WithLabelValues("slow_consumer")
+	for created := 0; testutil.ToFloat64(timedOut) == 0; created++ {
+		if created == 250 { // a vault holds at most 256 triggers
+			t.Fatal("250 large diffs to a client that stopped reading did not time out a write")
+		}
+		writer.create(t, spec)
+	}
+	if n := testutil.ToFloat64(overflowed); n != 0 {
+		t.Fatalf("%g connections dropped for a full queue; want the write timeout to end it", n)
+	}
+	_, last := writer.create(t, spec)
+	writer.untilVersion(t, last)
+}
+
 // smallSendBuffers shrinks the kernel send buffer of accepted connections,
 // so a client that stops reading fills it after a few frames.
 func smallSendBuffers(ln net.Listener) net.Listener { return smallBufListener{ln} }
