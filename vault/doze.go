@@ -27,7 +27,7 @@ func (v *Vault) doze(force bool) {
 	if !v.m.mayDoze(v) {
 		return
 	}
-	v.closeFile()
+	v.closeFile(force)
 	v.dozing = true
 	v.m.dozed()
 }

@@ -381,3 +381,40 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 		t.Fatalf("the vault file was recreated (stat: %v)", err)
 	}
 }
+
+// TestEvictedVaultKeepsItsWALUntilAnIdleClose: an LRU eviction closes a
+// vault's file without checkpointing its small WAL (wake-ups waiting for
+// the slot do not wait for that checkpoint's fsyncs). The vault wakes with
+// everything it committed, and an ordinary idle close checkpoints the WAL
+// and truncates it again.
+func TestEvictedVaultKeepsItsWALUntilAnIdleClose(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 1, idleAfter: time.Minute}
+	e.start()
+	a := e.dippers(t, 1, true)[0]
+	a.state(t) // the detach has run
+	wal := a.v.path() + "-wal"
+	walSize := func() int64 {
+		fi, err := os.Stat(wal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	b := e.newUser() // the only file slot goes to b: a is evicted
+	waitFor(t, "a's eviction", a.v.ended)
+	if n := walSize(); n == 0 {
+		t.Fatal("the evicted vault's WAL was checkpointed and truncated; want it left for the next activation")
+	}
+	b.v.Detach(b.sub)
+	b.state(t)
+
+	a2 := e.signIn(a.w) // wakes a (evicting b)
+	if st := a2.state(t); len(st.Triggers) != 1 {
+		t.Fatalf("woken after an eviction, the vault holds %d triggers, want its 1", len(st.Triggers))
+	}
+	e.hibernateAll(t, a2)
+	if n := walSize(); n != 0 {
+		t.Fatalf("after an idle close the WAL holds %d bytes, want it checkpointed and truncated", n)
+	}
+}
