@@ -27,7 +27,7 @@ func (v *Vault) doze(force bool) {
 	if !v.m.mayDoze(v) {
 		return
 	}
-	v.closeFile(force)
+	v.closeFile()
 	v.dozing = true
 	v.m.dozed()
 }

@@ -236,7 +236,7 @@ func (m *Manager) scanFile(ctx context.Context, f string) error {
 	} else {
 		v.conn = conn
 		if err := v.load(false); err != nil {
-			v.closeFile(false)
+			v.closeFile()
 			return fmt.Errorf("scan vault %s: %w", id, err)
 		}
 	}

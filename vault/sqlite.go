@@ -174,27 +174,6 @@ func keepWAL(conn *sqlite.Conn) error {
 	return nil
 }
 
-// skipCheckpointOnClose makes conn's close leave its WAL as it is
-// (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE) instead of checkpointing it into the
-// database and truncating it.
-func skipCheckpointOnClose(conn *sqlite.Conn) error {
-	db, err := connHandle(conn)
-	if err != nil {
-		return err
-	}
-	tls := libc.NewTLS()
-	defer tls.Close()
-	va := libc.NewVaList(int32(1), uintptr(0))
-	if va == 0 {
-		return fmt.Errorf("skip the closing checkpoint: out of memory")
-	}
-	defer libc.Xfree(tls, va)
-	if rc := lib.Xsqlite3_db_config(tls, db, lib.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, va); rc != lib.SQLITE_OK {
-		return fmt.Errorf("skip the closing checkpoint: sqlite3_db_config returned %d", rc)
-	}
-	return nil
-}
-
 // connHandle returns conn's sqlite3 pointer. zombiezen.com/go/sqlite keeps
 // it unexported and offers no file controls, so it is read by reflection;
 // if a new zombiezen version renames the field, every vault open fails

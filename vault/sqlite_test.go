@@ -79,17 +79,13 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 // inside this package, run on the vault's own goroutine: opening its file
 // (pragmas, schema check, loading its trigger and sessions) and closing it
 // again (checkpoint, WAL truncation). The node-level figure is bench cold.
-func BenchmarkReopenVaultFile(b *testing.B) { benchmarkReopen(b, false, false) }
+func BenchmarkReopenVaultFile(b *testing.B) { benchmarkReopen(b, false) }
 
 // BenchmarkReopenVaultFileAndCommit adds what a resume writes after the
 // wake-up: one durable transaction recording a nonce.
-func BenchmarkReopenVaultFileAndCommit(b *testing.B) { benchmarkReopen(b, true, false) }
+func BenchmarkReopenVaultFileAndCommit(b *testing.B) { benchmarkReopen(b, true) }
 
-// BenchmarkReopenVaultFileAndCommitEvicted closes the file as an LRU
-// eviction does, leaving the small WAL for the next activation.
-func BenchmarkReopenVaultFileAndCommitEvicted(b *testing.B) { benchmarkReopen(b, true, true) }
-
-func benchmarkReopen(b *testing.B, commit, quick bool) {
+func benchmarkReopen(b *testing.B, commit bool) {
 	e := newEnv(b)
 	e.latest["ETH/USD"] = 2600
 	u := e.newUser()
@@ -97,7 +93,7 @@ func benchmarkReopen(b *testing.B, commit, quick bool) {
 	ctx := context.Background()
 	n := 0
 	err := u.v.do(ctx, func() error {
-		u.v.closeFile(false)
+		u.v.closeFile()
 		for b.Loop() {
 			if err := u.v.openFile(ctx, false); err != nil {
 				return err
@@ -108,7 +104,7 @@ func benchmarkReopen(b *testing.B, commit, quick bool) {
 					return err
 				}
 			}
-			u.v.closeFile(quick)
+			u.v.closeFile()
 		}
 		return u.v.openFile(ctx, false)
 	})

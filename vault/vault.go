@@ -57,7 +57,6 @@ type Vault struct {
 	sessions map[string]*session
 	subs     map[Subscriber]struct{}
 	forget   bool   // end the goroutine after this message (unborn failure, hibernation)
-	evicted  bool   // hibernating for an LRU eviction: close the file quickly
 	next     int64  // next alarm (unix ms), as last reported
 	batch    *batch // open group commit (see receive), else nil
 	dozing   bool   // file closed, state held in memory (see doze)
@@ -128,7 +127,7 @@ func (v *Vault) hibernate(force bool) {
 		return
 	}
 	if v.m.retire(v) {
-		v.forget, v.evicted = true, force
+		v.forget = true
 		v.m.metrics.Hibernations.Inc()
 		return
 	}
@@ -174,38 +173,18 @@ func (v *Vault) shutdown() {
 	if closeHook != nil {
 		closeHook(v)
 	}
-	v.closeFile(v.evicted)
+	v.closeFile()
 	v.m.vaultEnded(v)
 }
-
-// quickCloseWAL is the WAL size from which a quick close checkpoints
-// anyway: 64 pages (a new vault with a trigger holds 24). Measured with
-// BenchmarkReopenVaultFileAndCommitEvicted, recovering up to 16, 32 or 64
-// pages at the next open cost about the same.
-const quickCloseWAL = 64 * (4096 + 24)
 
 // closeHook, when set by a test, runs on a vault's goroutine as it ends,
 // before its file is closed.
 var closeHook func(v *Vault)
 
-// closeFile closes the vault's SQLite file if it is open. A quick close
-// (an LRU eviction: wake-ups are waiting for the slot) leaves a small WAL
-// as it is instead of checkpointing it into the database and truncating
-// it, which saves two fsyncs and an ftruncate; the next activation
-// recovers it (a few pages read) and appends to it without rewriting its
-// header, and the next ordinary close checkpoints it. A WAL of
-// quickCloseWAL bytes or more is checkpointed anyway, so recovery stays
-// cheap however often a vault is evicted.
-func (v *Vault) closeFile(quick bool) {
+// closeFile closes the vault's SQLite file if it is open.
+func (v *Vault) closeFile() {
 	if v.conn == nil {
 		return
-	}
-	if quick {
-		if fi, err := os.Stat(v.path() + "-wal"); err == nil && fi.Size() < quickCloseWAL {
-			if err := skipCheckpointOnClose(v.conn); err != nil {
-				v.log.Error().Err(err).Msg("quick close")
-			}
-		}
 	}
 	if err := v.conn.Close(); err != nil {
 		v.log.Error().Err(err).Msg("close vault file")
