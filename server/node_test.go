@@ -269,18 +269,8 @@ func TestSlowReaderIsDisconnectedAndResumes(t *testing.T) {
 	}
 	opts.wrapListener = smallSendBuffers
 	tn := startNode(t, opts, nil)
-	// A client that buffers one frame and then stops reading.
 	w, _ := client.NewWallet()
-	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sc.CloseNow)
-	ss, err := sc.SignIn(ctxT(t), w, client.SignInParams{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &session{c: sc, w: w, s: ss, mirror: client.NewMirror()}
+	slow := tn.stallingClient(t, w)
 	slow.until(t, "snapshot", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSnapshot })
 	seen := slow.mirror.Version
 
@@ -329,14 +319,7 @@ func TestStuckWriteTimesOut(t *testing.T) {
 	opts.wrapListener = smallSendBuffers
 	tn := startNode(t, opts, nil)
 	w, _ := client.NewWallet()
-	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sc.CloseNow)
-	if _, err := sc.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
-		t.Fatal(err)
-	}
+	tn.stallingClient(t, w)
 	writer := tn.signIn(t, w)
 	spec := dip(2500)
 	spec.Action.Params = []byte(`{"memo":"` + strings.Repeat("m", 4000) + `"}`)
@@ -353,6 +336,22 @@ func TestStuckWriteTimesOut(t *testing.T) {
 	}
 	_, last := writer.create(t, spec)
 	writer.untilVersion(t, last)
+}
+
+// stallingClient signs w in on a client that buffers one frame and then
+// stops reading until the test calls Next.
+func (tn *testNode) stallingClient(t *testing.T, w *client.Wallet) *session {
+	t.Helper()
+	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sc.CloseNow)
+	ss, err := sc.SignIn(ctxT(t), w, client.SignInParams{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &session{c: sc, w: w, s: ss, mirror: client.NewMirror()}
 }
 
 // smallSendBuffers shrinks the kernel send buffer of accepted connections,
