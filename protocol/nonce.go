@@ -10,8 +10,8 @@ import (
 )
 
 // NonceIssuer makes sign-in nonces that any holder of the same key can
-// check without shared state: 8 random bytes, the issue time (unix seconds,
-// 8 bytes) and a 12-byte HMAC-SHA256 tag over both, hex encoded (56
+// check without shared state: 8 random bytes, the issue time (unix
+// milliseconds, 8 bytes) and a 12-byte HMAC-SHA256 tag over both, hex encoded (56
 // characters, so valid as a SIWE nonce). The hub issues them; the vault
 // checks them and records each one it accepts, so a nonce is good once.
 // A NonceIssuer is safe for concurrent use.
@@ -32,7 +32,7 @@ func NewNonceIssuer(key []byte) *NonceIssuer {
 func (n *NonceIssuer) Issue(now time.Time) string {
 	buf := make([]byte, 16, 28)
 	_, _ = rand.Read(buf[:8])
-	binary.BigEndian.PutUint64(buf[8:16], uint64(now.Unix()))
+	binary.BigEndian.PutUint64(buf[8:16], uint64(now.UnixMilli()))
 	return hex.EncodeToString(append(buf, n.tag(buf)...))
 }
 
@@ -50,7 +50,7 @@ func (n *NonceIssuer) Check(nonce string, now time.Time, ttl time.Duration) (tim
 	if len(nonce) != NonceLen || err != nil || !hmac.Equal(raw[16:], n.tag(raw[:16])) {
 		return time.Time{}, Errorf(CodeNonceUnknown, "nonce was not issued by this node")
 	}
-	issued := time.Unix(int64(binary.BigEndian.Uint64(raw[8:16])), 0)
+	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16])))
 	if now.Sub(issued) > ttl || issued.After(now.Add(time.Minute)) {
 		return time.Time{}, Errorf(CodeNonceExpired, "nonce issued at %s is outside its %s lifetime", issued.UTC().Format(time.RFC3339), ttl)
 	}

@@ -84,7 +84,7 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 	if v.conn != nil && msg.Address != v.owner {
 		return nil, protocol.Errorf(protocol.CodeBadSignature, "signer %s is not this vault's owner", msg.Address.Hex())
 	}
-	if _, err := cfg.Nonces.Check(msg.Nonce, now, cfg.NonceTTL); err != nil {
+	if err := v.m.checkNonce(msg.Nonce, now); err != nil {
 		return nil, err
 	}
 	key, err := protocol.DelegateFromResources(msg.Resources)
@@ -186,7 +186,7 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	if r.Nonce != nonce {
 		return nil, nil, protocol.Errorf(protocol.CodeNonceUnknown, "resume nonce is not the one issued on this socket")
 	}
-	if _, err := cfg.Nonces.Check(r.Nonce, now, cfg.NonceTTL); err != nil {
+	if err := v.m.checkNonce(r.Nonce, now); err != nil {
 		return nil, nil, err
 	}
 	if used, err := nonceUsed(v.conn, r.Nonce); err != nil {
@@ -194,10 +194,28 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	} else if used {
 		return nil, nil, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
 	}
-	if err := v.write(func(*tx) error { return recordNonce(v.conn, r.Nonce, now, cfg.NonceTTL) }); err != nil {
+	if err := v.writeVolatile(func(*tx) error { return recordNonce(v.conn, r.Nonce, now, cfg.NonceTTL) }); err != nil {
 		return nil, nil, v.internal("record nonce", err)
 	}
 	return s, r.Since, nil
+}
+
+// checkNonce checks that nonce was issued by this node, is still young
+// enough and was issued since this run of the node started. The last rule
+// is what lets a resume record its nonce without waiting for the disk
+// (recordVolatile): a record can only be lost with the machine (power,
+// kernel), which also ends the node, and every nonce issued before that
+// is refused here, used or not. A client's socket did not outlive the
+// restart either, so none of them could still be used legitimately.
+func (m *Manager) checkNonce(nonce string, now time.Time) error {
+	issued, err := m.cfg.Nonces.Check(nonce, now, m.cfg.NonceTTL)
+	if err != nil {
+		return err
+	}
+	if issued.UnixMilli() < m.started {
+		return protocol.Errorf(protocol.CodeNonceExpired, "nonce was issued before this node last started; reconnect for a new one")
+	}
+	return nil
 }
 
 // addSession makes s usable, also to preverify.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 func TestFirstSignInCreatesVaultOwnedBySigner(t *testing.T) {
@@ -45,6 +47,7 @@ func TestSignInRefusals(t *testing.T) {
 		{name: "nonce never issued", code: protocol.CodeNonceUnknown, modify: func(p *client.SignInParams) { p.Nonce = other.Issue(t0) }},
 		{name: "nonce of another socket", code: protocol.CodeNonceUnknown, nonce: func(client.SignInParams) string { return e.nonces.Issue(t0) }},
 		{name: "nonce too old", code: protocol.CodeNonceExpired, modify: func(p *client.SignInParams) { p.Nonce = e.nonces.Issue(t0.Add(-time.Hour)) }},
+		{name: "nonce from before the node started", code: protocol.CodeNonceExpired, modify: func(p *client.SignInParams) { p.Nonce = e.nonces.Issue(t0.Add(-time.Millisecond)) }},
 		{name: "no delegate", code: protocol.CodeDelegateMissing, modify: func(p *client.SignInParams) { p.Delegate = nil }},
 		{name: "tampered text", code: protocol.CodeBadSignature, tamper: func(m, s string) (string, string) {
 			return strings.Replace(m, ".000Z", ".001Z", 1), s
@@ -248,6 +251,72 @@ func TestResume(t *testing.T) {
 	fb, _ := bad.SignResume(n2, 0)
 	_, err = u.v.Resume(context.Background(), fb.Body, fb.Sig, n2, newSub())
 	wantCode(t, err, protocol.CodeBadCmdSignature)
+}
+
+// A resume records its nonce without syncing (writeVolatile). The record
+// still reaches the file, the connection is durable again right after,
+// and a replay is refused even when the record is lost, as it could be
+// with the machine: a restarted node refuses every nonce issued before it.
+func TestResumeNonceRecordedWithoutSync(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	u.v.Detach(u.sub)
+	nonce := e.nonces.Issue(e.clock.Now())
+	f, _ := u.sess.SignResume(nonce, 0)
+	s := newSub()
+	if _, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
+		t.Fatal(err)
+	}
+	u.v.Detach(s)
+	err := u.v.do(context.Background(), func() error {
+		for pragma, want := range map[string]int64{"synchronous": 2, "wal_autocheckpoint": walAutoCheckpoint} {
+			var got int64
+			if err := sqlitex.ExecuteTransient(u.v.conn, "PRAGMA "+pragma+";", &sqlitex.ExecOptions{
+				ResultFunc: func(s *sqlite.Stmt) error { got = s.ColumnInt64(0); return nil }}); err != nil {
+				return err
+			}
+			if got != want {
+				t.Errorf("after the resume, PRAGMA %s = %d, want %d", pragma, got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hibernated and reopened: the record is in the file.
+	e.hibernateAll(t)
+	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	wantCode(t, err, protocol.CodeNonceReused)
+
+	// The machine lost the record: a node started after it refuses the
+	// nonce all the same, and a fresh one still resumes.
+	e.m.Close()
+	conn, err := sqlite.OpenConn(pathFor(e.dir, idOf(u.w.Address())), sqlite.OpenReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sqlitex.ExecuteTransient(conn, "DELETE FROM nonces WHERE nonce = ?;", &sqlitex.ExecOptions{Args: []any{nonce}})
+	if cerr := conn.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	e.clock.Advance(time.Millisecond)
+	e.start()
+	v, err = e.m.Vault(context.Background(), u.w.Address(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	wantCode(t, err, protocol.CodeNonceExpired)
+	fresh := e.nonces.Issue(e.clock.Now())
+	f2, _ := u.sess.SignResume(fresh, 0)
+	if _, err := v.Resume(context.Background(), f2.Body, f2.Sig, fresh, newSub()); err != nil {
+		t.Fatalf("a nonce issued after the restart: %v", err)
+	}
 }
 
 func TestResumeAfterTrimGetsSnapshot(t *testing.T) {

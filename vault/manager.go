@@ -105,6 +105,11 @@ type Manager struct {
 	cfg     Config
 	metrics *Metrics
 	alarms  *alarmQueue
+	// started is when this Manager took the data directory's lock: every
+	// socket of an earlier run of the node was closed before it, so no
+	// nonce issued before it can be used legitimately (checkNonce). Unix
+	// milliseconds, the resolution of a nonce's issue time.
+	started int64
 
 	mu     sync.Mutex
 	vaults map[string]*Vault
@@ -142,7 +147,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{},
-		index: newInterestIndex(), freed: make(chan struct{}), lock: lock}, nil
+		index: newInterestIndex(), freed: make(chan struct{}), lock: lock, started: cfg.Clock.Now().UnixMilli()}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }

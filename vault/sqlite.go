@@ -135,6 +135,24 @@ func prepareConn(ctx context.Context, conn *sqlite.Conn, create bool) error {
 	return sqlitemigration.Migrate(ctx, conn, schema)
 }
 
+// walAutoCheckpoint is SQLite's default automatic checkpoint (pages of
+// WAL), which vault connections keep.
+const walAutoCheckpoint = 1000
+
+// setDurable switches a connection between FULL (every commit synced, the
+// vault's normal mode) and OFF (no sync, and no automatic checkpoint) for
+// Vault.writeVolatile.
+func setDurable(conn *sqlite.Conn, on bool) error {
+	sync, ckpt := "OFF", "0"
+	if on {
+		sync, ckpt = "FULL", fmt.Sprint(walAutoCheckpoint)
+	}
+	if err := exec(conn, "PRAGMA synchronous = "+sync+";"); err != nil {
+		return err
+	}
+	return exec(conn, "PRAGMA wal_autocheckpoint = "+ckpt+";")
+}
+
 // keepWAL makes closing the connection truncate its WAL file to zero bytes
 // (after the closing checkpoint) instead of deleting it. Otherwise every
 // activation creates the WAL anew, which also costs an fsync of the

@@ -406,6 +406,42 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 	return nil
 }
 
+// writeVolatile is write for a record whose loss with the machine (power,
+// kernel) does no harm, the nonce of a resume (see checkNonce): its commit
+// does not wait for the disk. A durable one is two fsyncs (the WAL
+// header's, as the first commit after the WAL was emptied, and the
+// commit's), which measured half of a cold activation. The next durable
+// commit, or the checkpoint that closes the file, syncs it with the rest.
+// No checkpoint may run while syncing is off (it would copy into the
+// database pages of a WAL not yet on disk), so the automatic one is off
+// for that transaction too. Inside a group commit it is simply durable.
+func (v *Vault) writeVolatile(fn func(t *tx) error) error {
+	if v.batch != nil || v.conn == nil {
+		return v.write(fn)
+	}
+	if err := setDurable(v.conn, false); err != nil {
+		return v.restoreDurable(err)
+	}
+	err := v.write(fn)
+	if rerr := v.restoreDurable(nil); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// restoreDurable turns syncing back on after writeVolatile. If that fails,
+// the connection's durability is unknown: the vault ends (its subscribers
+// reconnect), and its next use opens the file afresh.
+func (v *Vault) restoreDurable(cause error) error {
+	if err := setDurable(v.conn, true); err != nil {
+		v.log.Error().Err(err).Msg("turn syncing back on; closing the vault")
+		v.forget = true
+		v.abandonSubs()
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
 func (v *Vault) inTx(fn func() error) (err error) {
 	if v.batch != nil {
 		// Inside a group commit: a savepoint, so that a failing command
