@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,7 @@ type env struct {
 
 	idleAfter time.Duration // default: long enough never to matter
 	maxOpen   int
+	log       zerolog.Logger // default: none
 }
 
 func newEnv(t testing.TB) *env {
@@ -42,7 +44,7 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		IdleAfter: e.idleAfter, MaxOpen: e.maxOpen})
+		IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {
 		e.t.Fatal(err)
 	}

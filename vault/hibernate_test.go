@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/protocol"
 )
@@ -380,4 +381,99 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Fatalf("the vault file was recreated (stat: %v)", err)
 	}
+}
+
+// TestReopenWaitsForTheClosingInstance: a vault that hibernates is gone
+// from the open vaults before its file is closed. A wake-up in between
+// must wait for that close instead of opening the same file a second time:
+// without SQLite's file locks (vaultVFS) the closing checkpoint would
+// truncate the WAL under the new connection ("disk I/O error", seen under
+// eviction churn by BenchmarkCrossingWakesHibernated).
+func TestReopenWaitsForTheClosingInstance(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+	u.v.Detach(u.sub)
+	u.state(t)
+	closing, release := make(chan struct{}), make(chan struct{})
+	closeHook = func(v *Vault) {
+		if v == u.v {
+			close(closing)
+			<-release
+		}
+	}
+	defer func() { closeHook = nil }()
+	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
+	<-closing                        // retired, its file still open
+	type result struct {
+		v   *Vault
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+		got <- result{v, err}
+	}()
+	select {
+	case r := <-got:
+		close(release)
+		t.Fatalf("the vault was opened again (%v) while its previous instance still had the file open", r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.v == u.v {
+		t.Fatal("got the retired instance back")
+	}
+	st, err := r.v.State(context.Background())
+	if err != nil || len(st.Triggers) != 1 {
+		t.Fatalf("reopened vault: %d triggers, %v", len(st.Triggers), err)
+	}
+}
+
+// BenchmarkCrossingWakesHibernated is the 1 % tick of the bench's baseline
+// inside this package: a tick crosses a trigger in each of k hibernated
+// vaults while the node is at its open-file limit with k idle vaults
+// holding files, so every wake-up also closes one of them. One op is one
+// tick, until all k intents are written; each tick is on its own signal
+// (one of ticks), so every op is a first crossing.
+func BenchmarkCrossingWakesHibernated(b *testing.B) {
+	const k, ticks = 300, 20
+	e := &env{t: b, dir: b.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: k,
+		log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
+	for s := 0; s < ticks; s++ {
+		e.latest[fmt.Sprint("S", s)] = 2600 // so the triggers start from a known value
+	}
+	e.start()
+	for i := 0; i < 2*k; i++ {
+		u := e.newUser()
+		if i < k { // the ones the ticks cross
+			for s := 0; s < ticks; s++ {
+				u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below(fmt.Sprint("S", s), 2500), Action: swap})
+			}
+		} else { // then k that are not crossed, and hold the files
+			u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		}
+		u.v.Detach(u.sub)
+	}
+	ctx := context.Background()
+	s := 0
+	for b.Loop() {
+		if s == ticks {
+			b.Fatalf("more than %d ticks: run it with -benchtime %dx or less", ticks, ticks)
+		}
+		before := testutil.ToFloat64(e.m.metrics.Intents)
+		if n := e.m.Signal(ctx, fmt.Sprint("S", s), 2400); n != k {
+			b.Fatalf("the tick reached %d vaults, want %d", n, k)
+		}
+		s++
+		for testutil.ToFloat64(e.m.metrics.Intents)-before < k {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*k), "µs/vault")
 }

@@ -113,7 +113,11 @@ type Manager struct {
 
 	mu     sync.Mutex
 	vaults map[string]*Vault
-	dozers int // vaults in vaults whose file is closed (dozing); under mu
+	// leaving holds the retired vaults (gone from vaults) whose file is
+	// not closed yet, by id: a new instance of one must not open its file
+	// before the old one has closed it. Under mu.
+	leaving map[string]*Vault
+	dozers  int // vaults in vaults whose file is closed (dozing); under mu
 	// evicting counts vaults asked to close their file (Vault.evicting) and
 	// waking those dozing with a slot reserved for their wake-up
 	// (Vault.reserved): slots that will free up or become evictable
@@ -146,7 +150,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
-	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{},
+	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		index: newInterestIndex(), freed: make(chan struct{}), lock: lock, started: cfg.Clock.Now().UnixMilli()}, nil
 }
 
@@ -279,6 +283,21 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		if ok && v.ended() {
 			m.dropLocked(v) // ending; vaultEnded will not find it again
 			ok = false
+		}
+		if !ok && m.leaving[id] != nil {
+			// Its previous instance is still closing the file: two
+			// connections on one file (without SQLite's locks, see
+			// vaultVFS) would corrupt it. Its close frees a slot, which
+			// wakes this wait.
+			freed := m.freed
+			m.mu.Unlock()
+			select {
+			case <-freed:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			m.mu.Lock()
+			continue
 		}
 		// At MaxOpen, close idle vaults and wait for a slot: a wake-up
 		// (opening a hibernated vault, or a delivery to a dozing one)
@@ -473,6 +492,7 @@ func (m *Manager) retire(v *Vault) bool {
 		// Its slot is free once shutdown has closed the file.
 		v.closingSlot = true
 		m.closing++
+		m.leaving[v.id] = v
 	}
 	return true
 }
@@ -484,6 +504,9 @@ func (m *Manager) vaultEnded(v *Vault) {
 	if v.closingSlot {
 		v.closingSlot = false
 		m.closing--
+		if m.leaving[v.id] == v {
+			delete(m.leaving, v.id)
+		}
 		m.slotsChangedLocked()
 	}
 	m.mu.Unlock()
