@@ -7,9 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
-	"sync/atomic"
-	"unsafe"
 
 	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
@@ -38,60 +35,7 @@ func init() {
 	// mapped at every activation and unmapped at every close. A vault
 	// touches a handful of pages; they are allocated one by one instead.
 	sqliteConfig(tls, lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
-	skipWALDirSync(tls)
 }
-
-// defaultOpenDirectory is SQLite's own openDirectory system call, which
-// openDirectory calls for every file but a WAL.
-var defaultOpenDirectory uintptr
-
-// skipWALDirSync stops SQLite from fsyncing a WAL's directory at the
-// first sync after every open. SQLite opens a WAL with O_CREAT and treats
-// it as just created, so every activation that writes paid a directory
-// fsync (measured here at 110 to 320 µs) although the file has been there
-// since the vault was created (keepWAL). openConn syncs the directory
-// itself on the one open that does create the WAL. It replaces the unix
-// VFS's "openDirectory" system call (sqlite3_vfs.xSetSystemCall, the
-// documented way to change it) with one that reports a WAL's directory as
-// not openable, which unixSync takes as "skip the directory sync".
-func skipWALDirSync(tls *libc.TLS) {
-	name, err := libc.CString("unix")
-	if err != nil {
-		return
-	}
-	defer libc.Xfree(tls, name)
-	vfs := lib.Xsqlite3_vfs_find(tls, name)
-	if vfs == 0 {
-		return
-	}
-	v := *(**lib.Tsqlite3_vfs)(unsafe.Pointer(&vfs)) // C memory, never moved
-	sysName, err := libc.CString("openDirectory")
-	if err != nil {
-		return
-	}
-	defer libc.Xfree(tls, sysName)
-	get := *(*func(*libc.TLS, uintptr, uintptr) uintptr)(unsafe.Pointer(&struct{ uintptr }{v.FxGetSystemCall}))
-	set := *(*func(*libc.TLS, uintptr, uintptr, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{v.FxSetSystemCall}))
-	if defaultOpenDirectory = get(tls, vfs, sysName); defaultOpenDirectory == 0 {
-		return
-	}
-	hook := openDirectory
-	set(tls, vfs, sysName, *(*uintptr)(unsafe.Pointer(&hook)))
-}
-
-// openDirectory is the replacement for SQLite's openDirectory system call
-// (see skipWALDirSync); its C signature is
-// int openDirectory(const char *zFilename, int *pFd).
-func openDirectory(tls *libc.TLS, zFilename, pFd uintptr) int32 {
-	if strings.HasSuffix(libc.GoString(zFilename), "-wal") {
-		walDirSyncsSkipped.Add(1)
-		return lib.SQLITE_CANTOPEN
-	}
-	return (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{defaultOpenDirectory})))(tls, zFilename, pFd)
-}
-
-// walDirSyncsSkipped counts the directory fsyncs openDirectory saved.
-var walDirSyncsSkipped atomic.Int64
 
 func sqliteConfig(tls *libc.TLS, op int32, args ...any) {
 	va := libc.NewVaList(args...)
@@ -112,9 +56,6 @@ func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, erro
 	if create {
 		flags |= sqlite.OpenCreate
 	}
-	_, err := os.Stat(path + "-wal")
-	walExisted := err == nil
-	dir := filepath.Dir(path)
 	if vaultVFS != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -131,32 +72,7 @@ func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, erro
 		conn.Close()
 		return nil, err
 	}
-	if !walExisted {
-		// SQLite created the WAL just now, and skips the directory
-		// sync that would make it durable (skipWALDirSync): do it
-		// before any commit in it is acknowledged. For a new vault this
-		// also makes the database file's own entry durable.
-		if err := syncDir(dir); err != nil {
-			conn.Close()
-			return nil, err
-		}
-	}
 	return conn, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // openSnapshot opens a vault file read-only as immutable, for the start-up
