@@ -289,14 +289,9 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 			// connections on one file (without SQLite's locks, see
 			// vaultVFS) would corrupt it. Its close frees a slot, which
 			// wakes this wait.
-			freed := m.freed
-			m.mu.Unlock()
-			select {
-			case <-freed:
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := m.waitFreedLocked(ctx); err != nil {
+				return nil, err
 			}
-			m.mu.Lock()
 			continue
 		}
 		// At MaxOpen, close idle vaults and wait for a slot: a wake-up
@@ -322,14 +317,9 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 			}
 			break
 		}
-		freed := m.freed
-		m.mu.Unlock()
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := m.waitFreedLocked(ctx); err != nil {
+			return nil, err
 		}
-		m.mu.Lock()
 	}
 	_, statErr := os.Stat(pathFor(m.cfg.Dir, id))
 	exists := statErr == nil
@@ -368,6 +358,21 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		}
 	}
 	return v, nil
+}
+
+// waitFreedLocked releases m.mu until a slot frees or a vault leaves (or
+// ctx ends, when it returns ctx's error with m.mu released), then takes
+// m.mu again.
+func (m *Manager) waitFreedLocked(ctx context.Context) error {
+	freed := m.freed
+	m.mu.Unlock()
+	select {
+	case <-freed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.mu.Lock()
+	return nil
 }
 
 // wakeWaiters makes callers waiting for an open slot look again: a vault
