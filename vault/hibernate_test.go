@@ -434,6 +434,39 @@ func TestReopenWaitsForTheClosingInstance(t *testing.T) {
 	}
 }
 
+// TestCloseWaitsForClosingVaults: Manager.Close releases the data
+// directory, so it must not return while a hibernating vault is still
+// closing its file.
+func TestCloseWaitsForClosingVaults(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	u.v.Detach(u.sub)
+	u.state(t)
+	closing, release := make(chan struct{}), make(chan struct{})
+	closeHook = func(v *Vault) {
+		if v == u.v {
+			close(closing)
+			<-release
+		}
+	}
+	defer func() { closeHook = nil }()
+	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
+	<-closing
+	closed := make(chan struct{})
+	go func() {
+		e.m.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		close(release)
+		t.Fatal("Close returned while a vault was still closing its file")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+}
+
 // BenchmarkCrossingWakesHibernated is the 1 % tick of the bench's baseline
 // inside this package: a tick crosses a trigger in each of k hibernated
 // vaults while the node is at its open-file limit with k idle vaults

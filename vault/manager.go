@@ -665,8 +665,14 @@ func (m *Manager) evictionEnded(v *Vault) {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
-	vs := make([]*Vault, 0, len(m.vaults))
+	vs := make([]*Vault, 0, len(m.vaults)+len(m.leaving))
 	for _, v := range m.vaults {
+		vs = append(vs, v)
+	}
+	// Retired vaults still closing their file are waited for too: the
+	// directory lock is released below, and the next Manager on it must
+	// not open a file that is still being closed.
+	for _, v := range m.leaving {
 		vs = append(vs, v)
 	}
 	m.mu.Unlock()
