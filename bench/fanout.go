@@ -194,7 +194,7 @@ func hasIntent(f protocol.ServerFrame) bool {
 	return false
 }
 
-// waitMetricMarks polls the counter name, which starts at base, and
+// waitMetricMarks polls the counter name (every n.poll), which starts at base, and
 // returns when it first reached base plus each fraction of n (a zero time
 // for the marks not reached within limit).
 func waitMetricMarks(ctx context.Context, n *node, name string, base, count float64, fracs []float64, limit time.Duration) []time.Time {
@@ -204,7 +204,7 @@ func waitMetricMarks(ctx context.Context, n *node, name string, base, count floa
 	for next < len(fracs) && time.Now().Before(deadline) {
 		m, err := n.metrics(ctx)
 		if err != nil {
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(n.poll)
 			continue
 		}
 		now := time.Now()
@@ -213,7 +213,7 @@ func waitMetricMarks(ctx context.Context, n *node, name string, base, count floa
 			next++
 		}
 		if next < len(fracs) {
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(n.poll)
 		}
 	}
 	return marks

@@ -20,11 +20,12 @@ type node struct {
 	debug string // the node's -debug-listen base URL, or empty
 	token string // signal ingest token
 	http  *http.Client
+	poll  time.Duration // pause between /metrics reads in waitMetricMarks
 }
 
 func newNode(base, token string) *node {
 	base = strings.TrimRight(base, "/")
-	return &node{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	return &node{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}, poll: 5 * time.Millisecond}
 }
 
 func (n *node) wsURL() string { return "ws" + strings.TrimPrefix(n.base, "http") + "/v1/ws" }
