@@ -383,6 +383,24 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 	}
 }
 
+// hibernateHeld lets the janitor hibernate u's vault and holds it in the
+// middle of that: retired, its file still open. The vault finishes
+// closing once release is closed.
+func (e *env) hibernateHeld(t *testing.T, u *user) (release chan struct{}) {
+	t.Helper()
+	closing, release := make(chan struct{}), make(chan struct{})
+	closeHook = func(v *Vault) {
+		if v == u.v {
+			close(closing)
+			<-release
+		}
+	}
+	t.Cleanup(func() { closeHook = nil })
+	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
+	<-closing
+	return release
+}
+
 // TestReopenWaitsForTheClosingInstance: a vault that hibernates is gone
 // from the open vaults before its file is closed. A wake-up in between
 // must wait for that close instead of opening the same file a second time:
@@ -395,16 +413,7 @@ func TestReopenWaitsForTheClosingInstance(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
 	u.v.Detach(u.sub)
 	u.state(t)
-	closing, release := make(chan struct{}), make(chan struct{})
-	closeHook = func(v *Vault) {
-		if v == u.v {
-			close(closing)
-			<-release
-		}
-	}
-	defer func() { closeHook = nil }()
-	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
-	<-closing                        // retired, its file still open
+	release := e.hibernateHeld(t, u)
 	type result struct {
 		v   *Vault
 		err error
@@ -442,16 +451,7 @@ func TestCloseWaitsForClosingVaults(t *testing.T) {
 	u := e.newUser()
 	u.v.Detach(u.sub)
 	u.state(t)
-	closing, release := make(chan struct{}), make(chan struct{})
-	closeHook = func(v *Vault) {
-		if v == u.v {
-			close(closing)
-			<-release
-		}
-	}
-	defer func() { closeHook = nil }()
-	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
-	<-closing
+	release := e.hibernateHeld(t, u)
 	closed := make(chan struct{})
 	go func() {
 		e.m.Close()

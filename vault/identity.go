@@ -203,7 +203,7 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 // checkNonce checks that nonce was issued by this node, is still young
 // enough and was issued since this run of the node started. The last rule
 // is what lets a resume record its nonce without waiting for the disk
-// (recordVolatile): a record can only be lost with the machine (power,
+// (Vault.writeVolatile): a record can only be lost with the machine (power,
 // kernel), which also ends the node, and every nonce issued before that
 // is refused here, used or not. A client's socket did not outlive the
 // restart either, so none of them could still be used legitimately.
