@@ -325,12 +325,13 @@ func TestStuckWriteTimesOut(t *testing.T) {
 	spec.Action.Params = []byte(`{"memo":"` + strings.Repeat("m", 4000) + `"}`)
 	timedOut := tn.n.hubMetrics.Disconnects.WithLabelValues("write_timeout")
 	overflowed := tn.n.hubMetrics.Disconnects.WithLabelValues("slow_consumer")
-	for created := 0; testutil.ToFloat64(timedOut) == 0; created++ {
-		if created == 250 { // a vault holds at most 256 triggers
-			t.Fatal("250 large diffs to a client that stopped reading did not time out a write")
-		}
+	// 30 diffs of 4 KB fill both sockets' small buffers, and are far from
+	// the send queue's limit; creating them can take less than
+	// WriteTimeout, so the test then waits for the timeout.
+	for range 30 {
 		writer.create(t, spec)
 	}
+	waitFor(t, "a write to the client that stopped reading to time out", func() bool { return testutil.ToFloat64(timedOut) > 0 })
 	if n := testutil.ToFloat64(overflowed); n != 0 {
 		t.Fatalf("%g connections dropped for a full queue; want the write timeout to end it", n)
 	}
@@ -342,7 +343,17 @@ func TestStuckWriteTimesOut(t *testing.T) {
 // stops reading until the test calls Next.
 func (tn *testNode) stallingClient(t *testing.T, w *client.Wallet) *session {
 	t.Helper()
-	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1})
+	// A small receive buffer too: on a host whose TCP autotuning lets a
+	// receive buffer grow to many megabytes, the diffs would otherwise
+	// all fit in it, and the node's writes would never block.
+	smallRcv := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		return c, err
+	}}}
+	sc, err := client.Dial(ctxT(t), tn.wsURL(), &client.DialOptions{Buffer: 1, HTTPClient: smallRcv})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,9 @@ type DialOptions struct {
 	Origin    string // sent as the Origin header when set
 	ReadLimit int64  // default 1 MiB
 	Buffer    int    // frames buffered from the server (default 4096)
+	// HTTPClient makes the upgrade request (default http.DefaultClient);
+	// tests use it to shape the socket.
+	HTTPClient *http.Client
 }
 
 // Conn is one WebSocket session with a node. A background goroutine reads
@@ -47,7 +50,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Conn, error) {
 	if opts.Origin != "" {
 		h.Set("Origin", opts.Origin)
 	}
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: h})
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: h, HTTPClient: opts.HTTPClient})
 	if err != nil {
 		if resp != nil {
 			return nil, &DialError{Status: resp.StatusCode, Err: err}
