@@ -40,15 +40,21 @@ func newAlarmQueue() *alarmQueue {
 	return &alarmQueue{idx: map[string]*alarmItem{}, wake: make(chan struct{}, 1)}
 }
 
-// set schedules id at unix ms at; 0 removes its alarm.
+// set schedules id at unix ms at; 0 removes its alarm. Every vault
+// reports its next alarm after each change and activation, so set wakes
+// run only when the timer must ring sooner: when this alarm became the
+// earliest. An alarm that moved later or went away at worst lets the timer
+// ring early, and run re-arms it then.
 func (q *alarmQueue) set(id string, at int64) {
 	q.mu.Lock()
 	it, ok := q.idx[id]
 	switch {
-	case at == 0 && ok:
+	case ok && it.at == at, !ok && at == 0:
+		q.mu.Unlock()
+		return
+	case at == 0:
 		heap.Remove(&q.h, it.pos)
 		delete(q.idx, id)
-	case at == 0:
 	case ok:
 		it.at = at
 		heap.Fix(&q.h, it.pos)
@@ -57,10 +63,13 @@ func (q *alarmQueue) set(id string, at int64) {
 		heap.Push(&q.h, it)
 		q.idx[id] = it
 	}
+	sooner := at != 0 && q.h[0] == it
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if sooner {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
