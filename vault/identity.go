@@ -99,10 +99,8 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 		v.log.Info().Msg("vault created")
 		v.m.metrics.VaultsCreated.Inc()
 	}
-	if used, err := nonceUsed(v.conn, msg.Nonce); err != nil {
-		return nil, v.internal("read nonces", err)
-	} else if used {
-		return nil, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+	if err := v.checkUnused(msg.Nonce); err != nil {
+		return nil, err
 	}
 	expires := now.Add(cfg.MaxSessionTTL)
 	if exp := msg.ExpirationTimeValue(); !exp.IsZero() && exp.Before(expires) {
@@ -164,7 +162,6 @@ func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscri
 }
 
 func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
-	cfg := v.m.cfg
 	now := v.m.now()
 	if v.conn == nil {
 		return nil, nil, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
@@ -189,24 +186,77 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	if err := v.m.checkNonce(r.Nonce, now); err != nil {
 		return nil, nil, err
 	}
-	if used, err := nonceUsed(v.conn, r.Nonce); err != nil {
-		return nil, nil, v.internal("read nonces", err)
-	} else if used {
-		return nil, nil, protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+	if err := v.checkUnused(r.Nonce); err != nil {
+		return nil, nil, err
 	}
-	if err := v.writeVolatile(func(*tx) error { return recordNonce(v.conn, r.Nonce, now, cfg.NonceTTL) }); err != nil {
-		return nil, nil, v.internal("record nonce", err)
+	// Recorded in memory, and in the file with the next batch of them or
+	// when the file closes (flushNonces): a resume writes nothing on its
+	// way. The record is lost only if the node ends before that, and a
+	// restarted node refuses every nonce issued before it (checkNonce).
+	if v.usedNonces == nil {
+		v.usedNonces = map[string]int64{}
+	}
+	v.usedNonces[strings.Clone(r.Nonce)] = now.UnixMilli()
+	if len(v.usedNonces) >= maxUnwrittenNonces {
+		v.flushNonces()
 	}
 	return s, r.Since, nil
 }
 
+// maxUnwrittenNonces is how many resume nonces a vault holds in memory
+// before it writes them to its file.
+const maxUnwrittenNonces = 64
+
+// checkUnused refuses a nonce this vault has already used, as recorded in
+// its file or in memory.
+func (v *Vault) checkUnused(nonce string) error {
+	used := false
+	if _, ok := v.usedNonces[nonce]; ok {
+		used = true
+	} else if inFile, err := nonceUsed(v.conn, nonce); err != nil {
+		return v.internal("read nonces", err)
+	} else {
+		used = inFile
+	}
+	if used {
+		return protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
+	}
+	return nil
+}
+
+// flushNonces writes the resume nonces held in memory to the nonces table,
+// without waiting for the disk (writeVolatile): the closing checkpoint, or
+// the next durable commit, syncs them. If that fails they stay in memory
+// while the vault runs, and the error is logged: a vault reopened after
+// such a failure could accept one of them again until it expires (5
+// minutes), on a socket that was issued it.
+func (v *Vault) flushNonces() {
+	if len(v.usedNonces) == 0 || v.conn == nil || v.batch != nil {
+		return
+	}
+	err := v.writeVolatile(func() error {
+		for nonce, at := range v.usedNonces {
+			if err := exec(v.conn, `INSERT OR IGNORE INTO nonces (nonce, used_at) VALUES (?, ?);`, nonce, at); err != nil {
+				return err
+			}
+		}
+		return trimNonces(v.conn, v.m.now(), v.m.cfg.NonceTTL)
+	})
+	if err != nil {
+		v.log.Error().Err(err).Int("nonces", len(v.usedNonces)).Msg("record used resume nonces")
+		return
+	}
+	v.usedNonces = nil
+}
+
 // checkNonce checks that nonce was issued by this node, is still young
 // enough and was issued since this run of the node started. The last rule
-// is what lets a resume record its nonce without waiting for the disk
-// (Vault.writeVolatile): a record can only be lost with the machine (power,
-// kernel), which also ends the node, and every nonce issued before that
-// is refused here, used or not. A client's socket did not outlive the
-// restart either, so none of them could still be used legitimately.
+// is what lets a resume hold its nonce in memory and write it later without
+// waiting for the disk (Vault.flushNonces): the record can only be lost
+// with the node (a crash, or the machine's), and every nonce issued before
+// the node started again is refused here, used or not. A client's socket
+// did not outlive the restart either, so none of them could still be used
+// legitimately.
 func (m *Manager) checkNonce(nonce string, now time.Time) error {
 	issued, err := m.cfg.Nonces.Check(nonce, now, m.cfg.NonceTTL)
 	if err != nil {

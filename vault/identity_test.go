@@ -253,10 +253,86 @@ func TestResume(t *testing.T) {
 	wantCode(t, err, protocol.CodeBadCmdSignature)
 }
 
-// A resume records its nonce without syncing (writeVolatile). The record
-// still reaches the file, the connection is durable again right after,
-// and a replay is refused even when the record is lost, as it could be
-// with the machine: a restarted node refuses every nonce issued before it.
+// A resume writes nothing: its nonce is held in the vault's memory, which
+// already refuses a replay, and written to the file with the next batch of
+// them or when the file closes, so a replay after a hibernation is refused
+// too. The socket's nonce can then not sign in either.
+func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
+	e := newHibernatingEnv(t)
+	u := e.newUser()
+	inFile := func(nonce string) bool {
+		t.Helper()
+		var used bool
+		if err := u.v.do(context.Background(), func() error {
+			var err error
+			used, err = nonceUsed(u.v.conn, nonce)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return used
+	}
+	resume := func(nonce string) (*protocol.ClientFrame, error) {
+		f, _ := u.sess.SignResume(nonce, 0)
+		s := newSub()
+		_, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s)
+		u.v.Detach(s) // so that it can hibernate
+		return &f, err
+	}
+	nonce := e.nonces.Issue(e.clock.Now())
+	f, err := resume(nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inFile(nonce) {
+		t.Fatal("the resume wrote its nonce to the file on its way")
+	}
+	_, err = u.v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	wantCode(t, err, protocol.CodeNonceReused)
+	p := e.params(u.w, mustDelegate(t))
+	p.Nonce = nonce
+	_, err = e.signInWith(u.w, p, newSub())
+	wantCode(t, err, protocol.CodeNonceReused)
+
+	// Enough of them (this one and maxUnwrittenNonces-1 more) are written
+	// at once, with the vault still open.
+	var batch []string
+	for range maxUnwrittenNonces - 1 {
+		n := e.nonces.Issue(e.clock.Now())
+		if _, err := resume(n); err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, n)
+	}
+	for _, n := range append(batch, nonce) {
+		if !inFile(n) {
+			t.Fatalf("nonce %s not in the file after %d resumes", n, maxUnwrittenNonces)
+		}
+	}
+
+	// One more, then the vault hibernates: its close writes it.
+	last := e.nonces.Issue(e.clock.Now())
+	fl, err := resume(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hibernateAll(t, u)
+	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.v = v
+	if !inFile(last) {
+		t.Fatal("the nonce was not written when the file closed")
+	}
+	_, err = v.Resume(context.Background(), fl.Body, fl.Sig, last, newSub())
+	wantCode(t, err, protocol.CodeNonceReused)
+}
+
+// A resume's nonce is written without syncing (flushNonces, writeVolatile).
+// The record still reaches the file, the connection is durable again right
+// after, and a replay is refused even when the record is lost, as it could
+// be with the node: a restarted node refuses every nonce issued before it.
 func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	e := newHibernatingEnv(t)
 	u := e.newUser()

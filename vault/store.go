@@ -188,5 +188,10 @@ func recordNonce(conn *sqlite.Conn, nonce string, now time.Time, ttl time.Durati
 	if err := exec(conn, `INSERT INTO nonces (nonce, used_at) VALUES (?, ?);`, nonce, now.UnixMilli()); err != nil {
 		return err
 	}
+	return trimNonces(conn, now, ttl)
+}
+
+// trimNonces forgets nonces too old to pass the issuer's lifetime check.
+func trimNonces(conn *sqlite.Conn, now time.Time, ttl time.Duration) error {
 	return exec(conn, `DELETE FROM nonces WHERE used_at < ?;`, now.Add(-2*ttl).UnixMilli())
 }

@@ -60,6 +60,9 @@ type Vault struct {
 	next     int64  // next alarm (unix ms), as last reported
 	batch    *batch // open group commit (see receive), else nil
 	dozing   bool   // file closed, state held in memory (see doze)
+	// usedNonces are resume nonces used since the nonces table was last
+	// written: nonce → unix ms of use (see Vault.resume, flushNonces).
+	usedNonces map[string]int64
 
 	// Read by the manager without the goroutine (hibernation, LRU).
 	lastActive  atomic.Int64 // unix ms of the last real work posted
@@ -181,11 +184,13 @@ func (v *Vault) shutdown() {
 // before its file is closed.
 var closeHook func(v *Vault)
 
-// closeFile closes the vault's SQLite file if it is open.
+// closeFile closes the vault's SQLite file if it is open, first writing
+// the resume nonces used since the last write.
 func (v *Vault) closeFile() {
 	if v.conn == nil {
 		return
 	}
+	v.flushNonces()
 	if err := v.conn.Close(); err != nil {
 		v.log.Error().Err(err).Msg("close vault file")
 	}
@@ -406,23 +411,20 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 	return nil
 }
 
-// writeVolatile is write for a record whose loss with the machine (power,
-// kernel) does no harm, the nonce of a resume (see checkNonce): its commit
-// does not wait for the disk. A durable one is two fsyncs (the WAL
-// header's, as the first commit after the WAL was emptied, and the
-// commit's), which measured half of a cold activation. The next durable
-// commit, or the checkpoint that closes the file, syncs it with the rest.
-// No checkpoint may run while syncing is off (it would copy into the
-// database pages of a WAL not yet on disk), so the automatic one is off
-// for that transaction too. Inside a group commit it is simply durable.
-func (v *Vault) writeVolatile(fn func(t *tx) error) error {
-	if v.batch != nil || v.conn == nil {
-		return v.write(fn)
-	}
+// writeVolatile runs fn in a transaction whose commit does not wait for
+// the disk, for records whose loss with the machine (power, kernel) does
+// no harm: the used resume nonces (see checkNonce). A durable commit is two
+// fsyncs (the WAL header's, as the first commit after the WAL was emptied,
+// and the commit's). The next durable commit, or the checkpoint that
+// closes the file, syncs it with the rest. No checkpoint may run while
+// syncing is off (it would copy into the database pages of a WAL not yet
+// on disk), so the automatic one is off for that transaction too. Not for
+// use inside a group commit (v.batch).
+func (v *Vault) writeVolatile(fn func() error) error {
 	if err := setDurable(v.conn, false); err != nil {
 		return v.restoreDurable(err)
 	}
-	err := v.write(fn)
+	err := v.inTx(fn)
 	if rerr := v.restoreDurable(nil); rerr != nil {
 		return errors.Join(err, rerr)
 	}
