@@ -255,6 +255,11 @@ func compareTick(ctx context.Context, r *Report, n *node, db *pgx.Conn, sig, nam
 		}
 	}
 	m1, _ := n.usage(ctx)
+	// The node's CPU from the tick to the reading after its last intent
+	// (or its mark): with the wall time, whether the tick was bound by the
+	// node's two cores or by waiting (the disk's syncs).
+	r.set(name+"_spells_node_cpu_ms", (m1.cpu-m0.cpu)*1000)
+	r.set(name+"_spells_node_wall_ms", float64(m1.at.Sub(t1).Microseconds())/1000)
 	r.set(name+"_spells_vaults_woken", m1.all["spells_signal_dispatch_total"]-m0.all["spells_signal_dispatch_total"])
 	r.set(name+"_spells_transactions", m1.all["spells_vault_versions_total"]-m0.all["spells_vault_versions_total"])
 	r.set(name+"_spells_intents", m1.all["spells_intents_total"]-m0.all["spells_intents_total"])

@@ -169,7 +169,7 @@ func TestBaselineSmoke(t *testing.T) {
 	}
 	checkReport(t, r, "crossing_baseline_sweep_ms", "crossing_spells_ms", "crossing_speedup_vs_scheduled", "quiet_baseline_db_rows_read",
 		"few_spells_ms", "few_speedup_vs_sweep", "crossing_spells_p50_ms", "crossing_spells_p99_ms", "crossing_scheduled_p99_ms",
-		"crossing_speedup_p50_vs_scheduled")
+		"crossing_speedup_p50_vs_scheduled", "crossing_spells_node_wall_ms", "crossing_spells_node_cpu_ms")
 	if p50, p99, all := r.Results["crossing_spells_p50_ms"], r.Results["crossing_spells_p99_ms"], r.Results["crossing_spells_ms"]; p50 > p99 || p99 > all {
 		t.Errorf("crossing reaction p50 %g, p99 %g, all %g ms: not in order", p50, p99, all)
 	}
