@@ -346,9 +346,8 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	u.v.Detach(s)
 	err := u.v.do(context.Background(), func() error {
 		for pragma, want := range map[string]int64{"synchronous": 2, "wal_autocheckpoint": walAutoCheckpoint} {
-			var got int64
-			if err := sqlitex.ExecuteTransient(u.v.conn, "PRAGMA "+pragma+";", &sqlitex.ExecOptions{
-				ResultFunc: func(s *sqlite.Stmt) error { got = s.ColumnInt64(0); return nil }}); err != nil {
+			got, err := pragmaInt(u.v.conn, pragma)
+			if err != nil {
 				return err
 			}
 			if got != want {

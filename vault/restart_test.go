@@ -2,11 +2,14 @@ package vault
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spells-dev/spells/protocol"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 func TestRestartKeepsStateAndVersions(t *testing.T) {
@@ -79,6 +82,43 @@ func TestForeignFileRefused(t *testing.T) {
 	defer m.Close()
 	if err := m.Start(context.Background()); err == nil {
 		t.Fatal("a corrupt vault file was opened")
+	}
+}
+
+// TestOtherApplicationsFileRefused: a SQLite file in a vault's place whose
+// application id is not a vault's is refused, not migrated into one.
+func TestOtherApplicationsFileRefused(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser()
+	e.m.Close()
+	p := pathFor(e.dir, idOf(u.w.Address()))
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p + "-wal")
+	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sqlitex.ExecuteScript(conn, "PRAGMA application_id = 42; CREATE TABLE notes (body TEXT);", nil)
+	if cerr := conn.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	m, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Start(context.Background()); err == nil {
+		t.Fatal("another application's SQLite file was opened as a vault")
+	}
+	conn, err = sqlite.OpenConn(p, sqlite.OpenReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if app, err := pragmaInt(conn, "application_id"); err != nil || app != 42 {
+		t.Fatalf("application_id %d (%v) after the refusal, want 42 untouched", app, err)
 	}
 }
 

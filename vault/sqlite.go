@@ -205,16 +205,24 @@ func connHandle(conn *sqlite.Conn) (uintptr, error) {
 }
 
 // schemaCurrent reports whether the file already is a vault at the latest
-// migration: one read instead of the migrator's transaction, on the path
-// of every activation.
+// migration: two header reads instead of the migrator's transaction, on
+// the path of every activation. (Two plain pragmas: one SELECT over the
+// pragma table functions took three times as long to prepare and run.)
 func schemaCurrent(conn *sqlite.Conn) (bool, error) {
-	current := false
-	err := sqlitex.ExecuteTransient(conn, "SELECT a.application_id, v.user_version FROM pragma_application_id() a, pragma_user_version() v;",
-		&sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
-			current = s.ColumnInt64(0) == appID && s.ColumnInt64(1) == int64(len(schema.Migrations))
-			return nil
-		}})
-	return current, err
+	app, err := pragmaInt(conn, "application_id")
+	if err != nil || app != appID {
+		return false, err
+	}
+	version, err := pragmaInt(conn, "user_version")
+	return version == int64(len(schema.Migrations)), err
+}
+
+// pragmaInt reads a pragma whose value is one integer.
+func pragmaInt(conn *sqlite.Conn, name string) (int64, error) {
+	var v int64
+	err := sqlitex.ExecuteTransient(conn, "PRAGMA "+name+";", &sqlitex.ExecOptions{
+		ResultFunc: func(s *sqlite.Stmt) error { v = s.ColumnInt64(0); return nil }})
+	return v, err
 }
 
 // releaseMemory gives back the page cache filled while loading the state,
