@@ -162,7 +162,10 @@ func TestBaselineSmoke(t *testing.T) {
 		}
 		t.Skipf("PostgreSQL unreachable (%v); set SPELLS_BASELINE_DSN", err)
 	}
-	n := startNode(t)
+	n := startNode(t, "-debug-listen", "127.0.0.1:0") // its ticks are timed from /debug/metrics
+	if n.debug == "" {
+		t.Fatal("the node did not log its debug listener")
+	}
 	r, err := baseline(ctx, n, baselineParams{Users: 150, DSN: dsn, Interval: time.Minute})
 	if err != nil {
 		t.Fatal(err)

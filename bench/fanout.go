@@ -202,7 +202,7 @@ func waitMetricMarks(ctx context.Context, n *node, name string, base, count floa
 	deadline := time.Now().Add(limit)
 	next := 0
 	for next < len(fracs) && time.Now().Before(deadline) {
-		m, err := n.metrics(ctx)
+		m, err := n.counters(ctx)
 		if err != nil {
 			time.Sleep(n.poll)
 			continue

@@ -456,6 +456,41 @@ func TestHealthReadyMetricsDashboard(t *testing.T) {
 	}
 }
 
+// The debug listener's /debug/metrics has the node's own metrics and not
+// the process's (what makes it cheap to poll); /metrics has both.
+func TestDebugMetricsLeaveOutTheProcessCollectors(t *testing.T) {
+	opts := testOptions(t)
+	opts.DebugListen = "127.0.0.1:0"
+	tn := startNode(t, opts, nil)
+	get := func(url string) string {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := new(strings.Builder)
+		_, _ = io_Copy(buf, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: HTTP %d", url, resp.StatusCode)
+		}
+		return buf.String()
+	}
+	all, own := get("http://"+tn.addr+"/metrics"), get("http://"+tn.n.debugAddr+"/debug/metrics")
+	for _, name := range []string{"spells_intents_total", "spells_ws_connections"} {
+		if !strings.Contains(all, name) || !strings.Contains(own, name) {
+			t.Errorf("%s missing from /metrics or /debug/metrics", name)
+		}
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
+		if !strings.Contains(all, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+		if strings.Contains(own, name) {
+			t.Errorf("/debug/metrics has %s", name)
+		}
+	}
+}
+
 func TestDemoFeedPublishes(t *testing.T) {
 	opts := testOptions(t)
 	opts.Demo, opts.DemoInterval = true, 10*time.Millisecond

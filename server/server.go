@@ -34,13 +34,16 @@ type node struct {
 	ln    net.Listener
 	http  *http.Server
 	debug *http.Server // pprof; nil unless -debug-listen
-	bus   *hub.MemoryBus
-	mgr   *vault.Manager
-	hub   *hub.Hub
-	demo  *demoFeed
-	ready atomic.Bool
+	// debugAddr is the debug listener's address (host:port), once listening.
+	debugAddr string
+	bus       *hub.MemoryBus
+	mgr       *vault.Manager
+	hub       *hub.Hub
+	demo      *demoFeed
+	ready     atomic.Bool
 
 	hubMetrics *hub.Metrics
+	metricsReg *prometheus.Registry // the node's own metrics (see build)
 }
 
 // run starts a node, calls started with its listen address once it serves,
@@ -84,8 +87,13 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 }
 
 func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	// The node's own metrics, and the process's (CPU, memory,
+	// descriptors, Go runtime) apart: /metrics serves both, the debug
+	// listener's /debug/metrics only the first, which is far cheaper to
+	// read (see startDebug).
+	reg, runtimeReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	runtimeReg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	n.metricsReg = reg
 	nonces := protocol.NewNonceIssuer(key)
 	history := hub.NewHistory(0)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
@@ -108,14 +116,14 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 		n.opts.hubTweak(&hcfg)
 	}
 	n.hub = hub.New(hcfg)
-	n.http = &http.Server{Handler: n.routes(reg), ReadHeaderTimeout: 10 * time.Second}
+	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
 	if n.opts.Demo {
 		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log)
 	}
 	return nil
 }
 
-func (n *node) routes(reg *prometheus.Registry) http.Handler {
+func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
 	mux.Handle("POST /v1/signals", n.signalsHandler())
@@ -127,7 +135,7 @@ func (n *node) routes(reg *prometheus.Registry) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.Handle("GET /", web.Handler())
 	return mux
 }
