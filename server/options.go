@@ -34,6 +34,7 @@ type Options struct {
 	CommandBurst int
 	MaxConns     int    // 0: derived from the descriptor limit
 	DebugListen  string // pprof listener; empty: off
+	ProcsPerCPU  int    // GOMAXPROCS is this many times the CPUs Go would use (unless GOMAXPROCS is set)
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -64,6 +65,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
 	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 2 per open vault minus 512 spare")
 	fs.StringVar(&o.DebugListen, "debug-listen", "", "serve Go's pprof profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; empty: off")
+	fs.IntVar(&o.ProcsPerCPU, "procs-per-cpu", 2, "Go processors (GOMAXPROCS) per CPU: vault files are written and synced with blocking system calls, each holding a processor while it waits; ignored when GOMAXPROCS is set")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err
@@ -80,6 +82,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.MaxOpen <= 0 || o.IdleAfter <= 0 {
 		return o, fmt.Errorf("-max-open-vaults and -idle-after must be positive")
+	}
+	if o.ProcsPerCPU <= 0 {
+		return o, fmt.Errorf("-procs-per-cpu must be positive")
 	}
 	if o.DemoInterval <= 0 {
 		return o, fmt.Errorf("-demo-interval must be positive")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,15 +17,31 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 	if o.Listen != ":7000" || o.Demo || len(o.SIWEDomains) != 2 || o.SIWEDomains[1] != "b.example" || o.IdleAfter != 5*time.Minute {
 		t.Fatalf("options %+v", o)
 	}
-	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != vault.DefaultMaxOpen {
+	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != vault.DefaultMaxOpen || o.ProcsPerCPU != 2 {
 		t.Fatalf("defaults %+v", o)
 	}
-	for _, bad := range [][]string{{"-chain-id", "0"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}} {
+	for _, bad := range [][]string{{"-chain-id", "0"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}, {"-procs-per-cpu", "0"}} {
 		if _, err := parseOptions(bad, func(string) string { return "" }); err == nil {
 			t.Errorf("accepted %v", bad)
 		}
 	}
 	if _, err := parseOptions(nil, func(k string) string { return map[string]string{"SPELLS_CHAIN_ID": "x"}[k] }); err == nil {
 		t.Error("accepted SPELLS_CHAIN_ID=x")
+	}
+}
+
+// setProcs doubles (or multiplies) what the runtime chose, and leaves a
+// GOMAXPROCS set in the environment alone.
+func TestSetProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	if got := setProcs(2, true); got != before || runtime.GOMAXPROCS(0) != before {
+		t.Fatalf("with GOMAXPROCS in the environment: %d (runtime %d), want %d untouched", got, runtime.GOMAXPROCS(0), before)
+	}
+	if got := setProcs(1, false); got != before || runtime.GOMAXPROCS(0) != before {
+		t.Fatalf("one per CPU: %d, want %d", got, before)
+	}
+	if got := setProcs(2, false); got != 2*before || runtime.GOMAXPROCS(0) != 2*before {
+		t.Fatalf("two per CPU: %d (runtime %d), want %d", got, runtime.GOMAXPROCS(0), 2*before)
 	}
 }
