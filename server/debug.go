@@ -31,7 +31,8 @@ func (n *node) startDebug(addr string) error {
 	// The node's own counters without the process and Go runtime
 	// collectors: what the bench polls while it times a tick.
 	mux.Handle("/debug/metrics", promhttp.HandlerFor(n.metricsReg, promhttp.HandlerOpts{}))
-	n.debug, n.debugAddr = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln.Addr().String()
+	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.debugAddr.Store(ln.Addr().String())
 	go func() {
 		if err := n.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error().Err(err).Msg("debug server")

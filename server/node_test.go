@@ -475,7 +475,9 @@ func TestDebugMetricsLeaveOutTheProcessCollectors(t *testing.T) {
 		}
 		return buf.String()
 	}
-	all, own := get("http://"+tn.addr+"/metrics"), get("http://"+tn.n.debugAddr+"/debug/metrics")
+	var debugAddr string
+	waitFor(t, "the debug listener", func() bool { debugAddr, _ = tn.n.debugAddr.Load().(string); return debugAddr != "" })
+	all, own := get("http://"+tn.addr+"/metrics"), get("http://"+debugAddr+"/debug/metrics")
 	for _, name := range []string{"spells_intents_total", "spells_ws_connections"} {
 		if !strings.Contains(all, name) || !strings.Contains(own, name) {
 			t.Errorf("%s missing from /metrics or /debug/metrics", name)

@@ -35,8 +35,9 @@ type node struct {
 	ln    net.Listener
 	http  *http.Server
 	debug *http.Server // pprof; nil unless -debug-listen
-	// debugAddr is the debug listener's address (host:port), once listening.
-	debugAddr string
+	// debugAddr is the debug listener's address (host:port, a string)
+	// once it listens; serve starts it.
+	debugAddr atomic.Value
 	bus       *hub.MemoryBus
 	mgr       *vault.Manager
 	hub       *hub.Hub
