@@ -75,13 +75,20 @@ func TestForeignFileRefused(t *testing.T) {
 	if err := writeFile(pathFor(e.dir, idOf(u.w.Address())), []byte("this is not a database, just text........................................................................................")); err != nil {
 		t.Fatal(err)
 	}
+	e.startRefused(t, "a corrupt vault file")
+}
+
+// startRefused starts a Manager on e's directory (its own is closed) and
+// fails the test unless Start refuses what is there.
+func (e *env) startRefused(t *testing.T, what string) {
+	t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces, Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	if err := m.Start(context.Background()); err == nil {
-		t.Fatal("a corrupt vault file was opened")
+		t.Fatalf("%s was opened as a vault", what)
 	}
 }
 
@@ -104,14 +111,7 @@ func TestOtherApplicationsFileRefused(t *testing.T) {
 	if cerr := conn.Close(); err != nil || cerr != nil {
 		t.Fatal(err, cerr)
 	}
-	m, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if err := m.Start(context.Background()); err == nil {
-		t.Fatal("another application's SQLite file was opened as a vault")
-	}
+	e.startRefused(t, "another application's SQLite file")
 	conn, err = sqlite.OpenConn(p, sqlite.OpenReadOnly)
 	if err != nil {
 		t.Fatal(err)
