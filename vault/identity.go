@@ -210,13 +210,12 @@ const maxUnwrittenNonces = 64
 // checkUnused refuses a nonce this vault has already used, as recorded in
 // its file or in memory.
 func (v *Vault) checkUnused(nonce string) error {
-	used := false
-	if _, ok := v.usedNonces[nonce]; ok {
-		used = true
-	} else if inFile, err := nonceUsed(v.conn, nonce); err != nil {
-		return v.internal("read nonces", err)
-	} else {
-		used = inFile
+	_, used := v.usedNonces[nonce]
+	if !used {
+		var err error
+		if used, err = nonceUsed(v.conn, nonce); err != nil {
+			return v.internal("read nonces", err)
+		}
 	}
 	if used {
 		return protocol.Errorf(protocol.CodeNonceReused, "nonce was already used")
