@@ -29,13 +29,21 @@ type env struct {
 
 	idleAfter time.Duration // default: long enough never to matter
 	maxOpen   int
+	evalKeep  int            // EvaluationsKeep; 0: the default
 	log       zerolog.Logger // default: none
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with set applied to the env before its manager
+// starts (limits, initial signal values).
+func newEnvWith(t testing.TB, set func(*env)) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))}
+	if set != nil {
+		set(e)
+	}
 	e.start()
 	return e
 }
@@ -44,7 +52,7 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
+		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {
 		e.t.Fatal(err)
 	}

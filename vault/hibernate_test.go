@@ -30,10 +30,7 @@ func (e *env) hibernateAll(t *testing.T, users ...*user) {
 // newBoundedEnv is an env whose node keeps at most maxOpen vault files
 // open.
 func newBoundedEnv(t *testing.T, maxOpen int, latest map[string]float64) *env {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: latest,
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: maxOpen}
-	e.start()
-	return e
+	return newEnvWith(t, func(e *env) { e.maxOpen, e.latest = maxOpen, latest })
 }
 
 // dippers signs in n users, each with a "dip" trigger (ETH/USD below

@@ -43,7 +43,7 @@ type Config struct {
 	// maxBatch) and saves 3.5 KB per running vault.
 	MailboxSize     int
 	ChangeLogKeep   int // versions kept for resume (default 1000)
-	EvaluationsKeep int // evaluation rows kept per vault (default 1000)
+	EvaluationsKeep int // evaluation rows kept per vault (default 1000; trimmed every 32 rows)
 	SnapshotRecent  int // intents and evaluations in a snapshot (default 100)
 	MaxTriggers     int // per vault (default 256)
 

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -254,5 +257,47 @@ func TestOneOffAtFiresOnce(t *testing.T) {
 	e.clock.Advance(time.Hour)
 	if n := firedCount(t, u); n != 1 {
 		t.Fatalf("%d intents, want 1", n)
+	}
+}
+
+// TestEvaluationLogTrimmed: the evaluation log keeps the newest
+// EvaluationsKeep rows, trimmed every trimEvery rows, so it never holds
+// fewer than keep once it had them, nor more than keep+trimEvery-1.
+func TestEvaluationLogTrimmed(t *testing.T) {
+	e := newEnvWith(t, func(e *env) { e.evalKeep, e.latest["X"] = 5, 15 })
+	u := e.newUser()
+	u.create(t, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
+	deferred := false
+	for i := 0; ; i++ {
+		e.signal(t, u, "X", float64(5+10*(i%2))) // crosses down, then up, ...
+		var count, lo, hi int64
+		if err := u.v.do(context.Background(), func() error {
+			return sqlitex.ExecuteTransient(u.v.conn, "SELECT COUNT(*), MIN(id), MAX(id) FROM evaluations;", &sqlitex.ExecOptions{
+				ResultFunc: func(s *sqlite.Stmt) error {
+					count, lo, hi = s.ColumnInt64(0), s.ColumnInt64(1), s.ColumnInt64(2)
+					return nil
+				}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if hi < 5 {
+			continue
+		}
+		if count < 5 || count > 5+trimEvery-1 || hi-lo+1 != count {
+			t.Fatalf("after evaluation %d the log holds %d rows (%d..%d), want the newest 5 to %d", hi, count, lo, hi, 5+trimEvery-1)
+		}
+		if hi%trimEvery == 0 && count != 5 {
+			t.Fatalf("evaluation %d should have trimmed the log to 5 rows, it holds %d", hi, count)
+		}
+		deferred = deferred || count > 5
+		if hi > 3*trimEvery {
+			break
+		}
+		if i > 10*trimEvery {
+			t.Fatalf("%d signals made only %d evaluations", i, hi)
+		}
+	}
+	if !deferred {
+		t.Fatal("the log was trimmed at every evaluation, want every trimEvery")
 	}
 }
