@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,10 +51,7 @@ func (e *env) dippers(t *testing.T, n int, detached bool) []*user {
 }
 
 func newHibernatingEnv(t *testing.T) *env {
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
-		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), idleAfter: time.Minute}
-	e.start()
-	return e
+	return newEnvWith(t, func(e *env) { e.idleAfter = time.Minute })
 }
 
 func TestIdleVaultHibernatesAndWakesOnACrossing(t *testing.T) {
@@ -508,4 +506,48 @@ func BenchmarkCrossingWakesHibernated(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*k), "µs/vault")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*k), "cpu-µs/vault")
+}
+
+// TestJanitorPacesItsCloses: the janitor does not ask every idle vault
+// to close at once (a burst of checkpoints and syncs that starves
+// wake-ups); at most janitorParallel files are closing at any time, and
+// all of them still close.
+func TestJanitorPacesItsCloses(t *testing.T) {
+	e := newHibernatingEnv(t)
+	n := 3 * janitorParallel
+	for _, u := range e.dippers(t, n, true) {
+		u.state(t) // the detach has run: the vault may hibernate
+	}
+	entered, release := make(chan struct{}, n), make(chan struct{})
+	var inflight, peak atomic.Int32
+	closeHook = func(v *Vault) {
+		in := inflight.Add(1)
+		for p := peak.Load(); in > p && !peak.CompareAndSwap(p, in); p = peak.Load() {
+		}
+		entered <- struct{}{}
+		<-release
+		inflight.Add(-1)
+	}
+	waiting := make(chan struct{}, n)
+	slotWaitHook = func() { waiting <- struct{}{} }
+	t.Cleanup(func() { closeHook, slotWaitHook = nil, nil })
+	e.clock.Advance(3 * time.Minute) // every vault is idle
+	for i := 0; i < n; i++ {
+		if i >= janitorParallel {
+			select {
+			case <-waiting:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%d files closing and the janitor did not wait for one to finish", i)
+			}
+			release <- struct{}{} // one close ends, so the next may start
+		}
+		<-entered
+	}
+	for i := 0; i < janitorParallel; i++ {
+		release <- struct{}{}
+	}
+	waitFor(t, "every vault to hibernate", func() bool { return e.m.OpenVaults() == 0 })
+	if p := peak.Load(); p != janitorParallel {
+		t.Fatalf("%d files were closing at once, want %d", p, janitorParallel)
+	}
 }
