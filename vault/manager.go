@@ -574,9 +574,9 @@ func (m *Manager) Signal(ctx context.Context, name string, value float64) int {
 // sweep). Short sweeps and one close at a time spread that work out
 // (`cold -vaults 2000`, alternated: p99 5.9-8.4 ms in seven runs with
 // four at a time, 5.1-6.4 ms in four with one, 6.6-10.5 ms in seven
-// before). Evictions at MaxOpen,
-// which a wake-up waits for, are not paced, so a janitor that falls
-// behind only leaves the least recently used files to them.
+// before). Evictions at MaxOpen, which a wake-up waits for, are not
+// paced, so a janitor that falls behind only leaves the least recently
+// used files to them.
 const (
 	janitorEvery    = time.Second
 	janitorParallel = 1
