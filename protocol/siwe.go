@@ -96,6 +96,11 @@ func parseMessage(text string) (*Message, error) {
 	}
 	m.Domain = strings.TrimSuffix(header, siweHeader)
 	if scheme, rest, ok := strings.Cut(m.Domain, "://"); ok {
+		// "://" with nothing before it names no scheme: refused, or the
+		// text would not render back to the bytes that were signed.
+		if !schemeRe.MatchString(scheme) {
+			return nil, fmt.Errorf("scheme %q is not a URI scheme", truncate(scheme, 50))
+		}
 		m.Scheme, m.Domain = scheme, rest
 	}
 	addr, _ := r.next()
