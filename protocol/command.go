@@ -30,7 +30,7 @@ type Command struct {
 func ParseCommand(body string) (Command, error) {
 	var c Command
 	if err := json.Unmarshal([]byte(body), &c); err != nil {
-		return Command{}, Errorf(CodeBadCommand, "command body is not valid JSON: %v", err)
+		return Command{}, Errorf(CodeBadCommand, "command body: %s", DescribeJSONError(err))
 	}
 	if c.Vault == "" || c.Session == "" || c.Op == "" || c.Seq == 0 {
 		return Command{}, Errorf(CodeBadCommand, "command body needs vault, session, seq > 0 and op")
@@ -62,7 +62,7 @@ type Resume struct {
 func ParseResume(body string) (Resume, error) {
 	var r Resume
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
-		return Resume{}, Errorf(CodeBadCommand, "resume body is not valid JSON: %v", err)
+		return Resume{}, Errorf(CodeBadCommand, "resume body: %s", DescribeJSONError(err))
 	}
 	if r.Vault == "" || r.Session == "" || r.Nonce == "" {
 		return Resume{}, Errorf(CodeBadCommand, "resume body needs vault, session and nonce")

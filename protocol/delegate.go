@@ -46,11 +46,11 @@ func DelegateFromResources(resources []string) (*ecdsa.PublicKey, error) {
 func ParseDelegateKey(enc string) (*ecdsa.PublicKey, error) {
 	raw, err := b64.DecodeString(enc)
 	if err != nil {
-		return nil, Errorf(CodeDelegateMissing, "delegate key is not base64url: %v", err)
+		return nil, Errorf(CodeDelegateMissing, "delegate key is not base64url without padding")
 	}
 	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 	if err != nil {
-		return nil, Errorf(CodeDelegateMissing, "delegate key is not a P-256 point: %v", err)
+		return nil, Errorf(CodeDelegateMissing, "delegate key is not an uncompressed P-256 point (65 bytes, 0x04 || X || Y)")
 	}
 	return pub, nil
 }

@@ -1,6 +1,9 @@
 package protocol
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Code is a machine-readable error code carried in an error frame. Clients
 // switch on it; the message is for people. Every code is listed in
@@ -61,6 +64,17 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// AsError returns the first *Error in err's chain (errors.As), or nil. Code
+// that reads a wire code from an error uses it, so an *Error keeps its code
+// however many times it was wrapped on its way.
+func AsError(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
+}
 
 // Errorf returns an *Error with code c and a formatted message.
 func Errorf(c Code, format string, args ...any) *Error {

@@ -20,7 +20,7 @@ func DecodeHexSignature(s string) ([]byte, error) {
 	}
 	b, err := hex.DecodeString(s[2:])
 	if err != nil {
-		return nil, Errorf(CodeBadSignature, "signature is not hex: %v", err)
+		return nil, Errorf(CodeBadSignature, "signature is not hex")
 	}
 	return b, nil
 }
@@ -51,7 +51,7 @@ func RecoverPersonal(msg, sig []byte) (common.Address, error) {
 	}
 	pub, err := crypto.SigToPub(accounts.TextHash(msg), norm)
 	if err != nil {
-		return common.Address{}, Errorf(CodeBadSignature, "signature does not recover a key: %v", err)
+		return common.Address{}, Errorf(CodeBadSignature, "signature does not recover a public key")
 	}
 	addr := crypto.PubkeyToAddress(*pub)
 	if (addr == common.Address{}) {

@@ -46,7 +46,7 @@ type ClientFrame struct {
 func DecodeClientFrame(data []byte) (ClientFrame, error) {
 	var f ClientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
-		return ClientFrame{}, Errorf(CodeBadFrame, "frame is not valid JSON of the expected shape: %v", err)
+		return ClientFrame{}, Errorf(CodeBadFrame, "frame: %s", DescribeJSONError(err))
 	}
 	switch f.Type {
 	case TypeSignIn, TypeResume, TypeCmd:
@@ -119,11 +119,11 @@ type ErrorFrame struct {
 	Seq     uint64 `json:"seq,omitempty"`
 }
 
-// NewErrorFrame builds the frame for err: an *Error keeps its code, anything
-// else becomes CodeInternal with a generic message (details stay in logs).
+// NewErrorFrame builds the frame for err: an *Error anywhere in err's chain
+// keeps its code, anything else becomes CodeInternal with a generic message (details stay in logs).
 func NewErrorFrame(err error, seq uint64) ErrorFrame {
-	pe, ok := err.(*Error)
-	if !ok {
+	pe := AsError(err)
+	if pe == nil {
 		pe = &Error{Code: CodeInternal, Message: "internal error"}
 	}
 	return ErrorFrame{Type: TypeError, Code: pe.Code, Message: pe.Message, Retry: Retryable(pe.Code), Seq: seq}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -109,5 +110,38 @@ func TestDecodeServerMessage(t *testing.T) {
 		if _, err := DecodeServerMessage([]byte(bad)); err == nil {
 			t.Errorf("%q: decoded, want an error", bad)
 		}
+	}
+}
+
+// TestJSONErrorsInOwnWords: what a client sees about a body it got wrong
+// names JSON fields and kinds, never Go's types or struct fields.
+func TestJSONErrorsInOwnWords(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"vault":"0xA","session":"s","seq":"1","op":"x"}`:    `command body: field "seq" must be an integer, not a string`,
+		`{"vault":"0xA","session":"s","seq":1e+303,"op":"x"}`: `command body: field "seq" is out of range (1e+303)`,
+		`{"vault":"0xA","session":"s","seq":-1,"op":"x"}`:     `command body: field "seq" is out of range (-1)`,
+		`[1]`:     `command body: it must be an object, not a list`,
+		`{"seq":`: `command body: it ends before the JSON value does`,
+		`{"seq"}`: `command body: it is not valid JSON (at byte 7)`,
+	} {
+		_, err := ParseCommand(body)
+		if pe := AsError(err); pe == nil || pe.Code != CodeBadCommand || pe.Message != want {
+			t.Errorf("%s: %v, want bad_command %q", body, err, want)
+		}
+	}
+	_, err := DecodeClientFrame([]byte(`{"type":"cmd","body":3}`))
+	if pe := AsError(err); pe == nil || pe.Message != `frame: field "body" must be a string, not a number` {
+		t.Errorf("frame with a numeric body: %v", err)
+	}
+}
+
+// TestWrappedErrorKeepsItsCode: a code is read with errors.As, so an
+// *Error wrapped on its way (fmt.Errorf %w) still reaches the client with
+// its own code, not as internal.
+func TestWrappedErrorKeepsItsCode(t *testing.T) {
+	err := fmt.Errorf("open vault 0xabc: %w", Errorf(CodeUnavailable, "vault is closing; retry"))
+	f := NewErrorFrame(err, 3)
+	if f.Code != CodeUnavailable || !f.Retry || f.Message != "vault is closing; retry" {
+		t.Fatalf("wrapped unavailable became %+v", f)
 	}
 }

@@ -211,8 +211,7 @@ func (u *user) state(t testing.TB) protocol.State {
 
 func wantCode(t testing.TB, err error, code protocol.Code) {
 	t.Helper()
-	pe, ok := err.(*protocol.Error)
-	if !ok || pe.Code != code {
+	if pe := protocol.AsError(err); pe == nil || pe.Code != code {
 		t.Fatalf("err = %v, want code %s", err, code)
 	}
 }

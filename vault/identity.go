@@ -396,7 +396,7 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 		return exec(v.conn, `UPDATE sessions SET last_seq = ? WHERE id = ?;`, int64(cmd.Seq), s.id)
 	})
 	if err != nil {
-		if _, ok := err.(*protocol.Error); ok {
+		if protocol.AsError(err) != nil {
 			return protocol.Ack{}, err
 		}
 		return protocol.Ack{}, v.internal("apply "+cmd.Op, err)
@@ -422,7 +422,7 @@ func truncateID(s string) string {
 }
 
 func codeOf(err error) string {
-	if pe, ok := err.(*protocol.Error); ok {
+	if pe := protocol.AsError(err); pe != nil {
 		return string(pe.Code)
 	}
 	return string(protocol.CodeInternal)

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -178,6 +179,19 @@ func TestCommandRefusals(t *testing.T) {
 	wantCode(t, err, protocol.CodeBadCommand)
 	_, err = u.cmd(t, protocol.OpTriggerPause, protocol.IDArgs{ID: "t_missing"})
 	wantCode(t, err, protocol.CodeNotFound)
+	// Arguments are checked for every op, in the project's own words.
+	for op, args := range map[string]string{
+		protocol.OpTriggerList:       `{"foo":1}`,
+		protocol.OpTriggerList + " ": `[1]`,
+		protocol.OpTriggerCreate:     `{"name":"x","condition":{"signal":"ETH/USD","op":"below","threshold":1e999},"action":{"kind":"swap"}}`,
+		protocol.OpTriggerPause:      `{"id":7}`,
+	} {
+		_, err = u.cmd(t, strings.TrimSpace(op), json.RawMessage(args))
+		wantCode(t, err, protocol.CodeBadCommand)
+		if m := err.Error(); strings.Contains(m, "Go ") || strings.Contains(m, "json:") || strings.Contains(m, "unmarshal") {
+			t.Errorf("%s %s: the refusal shows a Go decoder message: %s", op, args, m)
+		}
+	}
 	if got := u.state(t); got.Version != base.Version || len(got.Triggers) != 1 {
 		t.Fatalf("refused commands changed the vault: version %d→%d, %d triggers", base.Version, got.Version, len(got.Triggers))
 	}

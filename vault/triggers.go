@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -265,6 +266,12 @@ func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 		}
 		return v.changeTrigger(t, cmd.Op, a.ID)
 	case protocol.OpTriggerList:
+		// No arguments: absent, or an empty object.
+		if len(cmd.Args) > 0 {
+			if err := decodeArgs(cmd.Args, &struct{}{}); err != nil {
+				return nil, err
+			}
+		}
 		return map[string]any{"triggers": v.sortedTriggers()}, nil
 	default:
 		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", truncateID(cmd.Op))
@@ -275,10 +282,13 @@ func decodeArgs(raw json.RawMessage, into any) error {
 	if len(raw) == 0 {
 		return protocol.Errorf(protocol.CodeBadCommand, "args are missing")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	if raw[0] != '{' {
+		return protocol.Errorf(protocol.CodeBadCommand, "args must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(into); err != nil {
-		return protocol.Errorf(protocol.CodeBadCommand, "args: %v", err)
+		return protocol.Errorf(protocol.CodeBadCommand, "args: %s", protocol.DescribeJSONError(err))
 	}
 	return nil
 }
