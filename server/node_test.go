@@ -411,6 +411,16 @@ func TestSignalIngest(t *testing.T) {
 		{`{"name":"bad name!","value":1}`, "Bearer " + testToken, http.StatusBadRequest},
 		{`{"signals":[{"name":"OK","value":1},{"name":"","value":2}]}`, "Bearer " + testToken, http.StatusBadRequest},
 		{`{}`, "Bearer " + testToken, http.StatusBadRequest},
+		// A value that is missing, null, not a number or not finite is
+		// refused, never read as 0.
+		{`{"name":"NOVALUE"}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":null}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":"2500"}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":1e999}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"signals":[{"name":"NOVALUE","value":1},{"name":"NOVALUE"}]}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":1,"at":1e+303}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":1}{"name":"NOVALUE","value":2}`, "Bearer " + testToken, http.StatusBadRequest},
+		{`{"name":"NOVALUE","value":1,"colour":"red"}`, "Bearer " + testToken, http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+tn.addr+"/v1/signals", strings.NewReader(c.body))
@@ -421,17 +431,33 @@ func TestSignalIngest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		var msg strings.Builder
+		io_Copy(&msg, resp)
 		if resp.StatusCode != c.want {
 			t.Errorf("%s (%s): %d, want %d", c.body, c.auth, resp.StatusCode, c.want)
+		}
+		// Refusals are in the project's words, not Go's decoder's.
+		if m := msg.String(); strings.Contains(m, "Go ") || strings.Contains(m, "json:") || strings.Contains(m, "unmarshal") {
+			t.Errorf("%s: the refusal shows a Go decoder message: %s", c.body, m)
 		}
 	}
 	waitFor(t, "the accepted signals in the history", func() bool {
 		v, ok := tn.n.hub.History().Latest("BTC/USD")
 		return ok && v == 2
 	})
-	if _, ok := tn.n.hub.History().Latest("OK"); ok {
-		t.Fatal("a refused batch was partly published")
+	for _, name := range []string{"OK", "NOVALUE"} {
+		if _, ok := tn.n.hub.History().Latest(name); ok {
+			t.Fatalf("a refused request published %s", name)
+		}
+	}
+	// Reading the ingest endpoint is not a thing: 405, naming POST.
+	resp, err := http.Get("http://" + tn.addr + "/v1/signals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost {
+		t.Fatalf("GET /v1/signals: %d (Allow %q), want 405 (Allow POST)", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 	opts2 := testOptions(t)
 	opts2.SignalToken = ""

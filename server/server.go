@@ -148,6 +148,10 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
 	mux.Handle("POST /v1/signals", n.signalsHandler())
+	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !n.ready.Load() {

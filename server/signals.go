@@ -9,15 +9,27 @@ import (
 	"strings"
 
 	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/protocol"
 )
 
 // maxSignalBody bounds a POST /v1/signals body.
 const maxSignalBody = 64 << 10
 
-// signalsRequest is either one signal or {"signals": [...]}.
+// signalIn is one signal as a client sends it. Value is a pointer so that
+// a missing or null value is refused instead of read as 0.
+type signalIn struct {
+	Name  string   `json:"name"`
+	Value *float64 `json:"value"`
+	At    int64    `json:"at"`
+}
+
+// signalsRequest is either one signal or {"signals": [...]} (not
+// embedding signalIn, so that decoder errors name JSON fields only).
 type signalsRequest struct {
-	hub.Signal
-	Signals []hub.Signal `json:"signals"`
+	Name    string     `json:"name"`
+	Value   *float64   `json:"value"`
+	At      int64      `json:"at"`
+	Signals []signalIn `json:"signals"`
 }
 
 // signalsHandler is POST /v1/signals: authenticated by a bearer token,
@@ -55,24 +67,32 @@ func decodeSignals(body io.Reader, nowMs int64) ([]hub.Signal, error) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("body must be a JSON signal or {\"signals\": [...]}: %v", err)
+		return nil, fmt.Errorf("the body must be one signal {\"name\", \"value\", \"at\"} or {\"signals\": [...]}: %s", protocol.DescribeJSONError(err))
 	}
-	sigs := req.Signals
-	if req.Name != "" {
-		if len(sigs) > 0 {
-			return nil, fmt.Errorf("send one signal or a \"signals\" list, not both")
-		}
-		sigs = []hub.Signal{req.Signal}
+	if dec.More() {
+		return nil, fmt.Errorf("the body holds more than one JSON value")
 	}
-	if len(sigs) == 0 {
+	single := signalIn{Name: req.Name, Value: req.Value, At: req.At}
+	one := single != (signalIn{})
+	switch {
+	case one && req.Signals != nil:
+		return nil, fmt.Errorf("send one signal or a \"signals\" list, not both")
+	case one:
+		req.Signals = []signalIn{single}
+	case len(req.Signals) == 0:
 		return nil, fmt.Errorf("no signals in the request")
 	}
-	for i := range sigs {
+	sigs := make([]hub.Signal, len(req.Signals))
+	for i, in := range req.Signals {
+		if in.Value == nil {
+			return nil, fmt.Errorf("signal %d (%q): value is missing; it must be a finite number", i, in.Name)
+		}
+		sigs[i] = hub.Signal{Name: in.Name, Value: *in.Value, At: in.At}
 		if sigs[i].At == 0 {
 			sigs[i].At = nowMs
 		}
 		if err := sigs[i].Validate(); err != nil {
-			return nil, fmt.Errorf("signal %d (%q): %v", i, sigs[i].Name, err)
+			return nil, fmt.Errorf("signal %d (%q): %v", i, in.Name, err)
 		}
 	}
 	return sigs, nil
