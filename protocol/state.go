@@ -92,6 +92,7 @@ const (
 	OutcomeUpdated  = "updated"  // the condition's inputs changed; nothing fired
 	OutcomeCooldown = "cooldown" // it would have fired, but the cooldown holds it
 	OutcomeExpired  = "expired"  // the trigger reached its expiry
+	OutcomeFailed   = "failed"   // its outcome could not be recorded (the node logged why); the trigger kept its state
 )
 
 // Evaluation records one evaluation of a trigger that changed something.

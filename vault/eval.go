@@ -50,6 +50,7 @@ func evaluate(t *trigger, ev event) outcome {
 			out.detail = fmt.Sprintf("cooldown until %s", time.UnixMilli(n.LastFiredAt+n.CooldownMs).UTC().Format(time.RFC3339))
 		} else {
 			n.Fires++
+			n.firedTotal++
 			n.LastFiredAt = now
 			out.fired, out.kind = true, protocol.OutcomeFired
 			if n.MaxFires > 0 && n.Fires >= n.MaxFires {
@@ -132,7 +133,10 @@ func (e *evaluator) threshold(c *protocol.Condition, ls *leafState) (value, edge
 }
 
 // handle evaluates every trigger affected by ev and records, in one
-// transaction, the evaluations, firings and intents it causes.
+// transaction, the evaluations, firings and intents it causes. Each
+// trigger's outcome is written in a savepoint of its own: one that cannot
+// be written rolls back alone and is recorded as a failed evaluation, so it
+// never takes the other triggers' firings with it.
 func (v *Vault) handle(ev event) error {
 	if v.conn == nil {
 		return nil
@@ -151,14 +155,15 @@ func (v *Vault) handle(ev event) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	return v.write(func(t *tx) error {
+	_, err := v.write(func(t *tx) error {
 		for _, o := range outs {
-			if err := v.record(t, ev, o); err != nil {
-				return err
+			if err := t.isolate(v.conn, func() error { return v.record(t, ev, o) }); err != nil {
+				v.recordFailure(t, ev, o.next.ID, err)
 			}
 		}
 		return nil
 	})
+	return err
 }
 
 // record writes one trigger's outcome: the trigger, an evaluation when
@@ -170,26 +175,43 @@ func (v *Vault) record(t *tx, ev event, o outcome) error {
 	if o.kind == "" {
 		return nil
 	}
-	e := protocol.Evaluation{TriggerID: o.next.ID, At: ev.now.UnixMilli(), Cause: ev.cause, Outcome: o.kind, Detail: o.detail}
+	if err := v.putEvaluation(t, ev, o.next.ID, o.kind, o.detail); err != nil {
+		return err
+	}
+	if !o.fired {
+		return nil
+	}
+	in := protocol.Intent{ID: newID("i_"), TriggerID: o.next.ID, IdempotencyKey: fmt.Sprintf("%s/%d", o.next.ID, o.next.firedTotal),
+		Action: o.next.Action, Status: "pending", CreatedAt: ev.now.UnixMilli()}
+	if err := insertIntent(v.conn, in); err != nil {
+		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
+	}
+	t.then(v.m.metrics.Intents.Inc)
+	return t.put(protocol.KindIntent, in.ID, in)
+}
+
+// putEvaluation writes an evaluation row and records it in the diff.
+func (v *Vault) putEvaluation(t *tx, ev event, trigger, kind, detail string) error {
+	e := protocol.Evaluation{TriggerID: trigger, At: ev.now.UnixMilli(), Cause: ev.cause, Outcome: kind, Detail: detail}
 	if ev.hasValue {
 		val := ev.value
 		e.Value = &val
 	}
 	if err := insertEvaluation(v.conn, &e, v.m.cfg.EvaluationsKeep); err != nil {
-		return err
+		return fmt.Errorf("record evaluation: %w", err)
 	}
-	if err := t.put(protocol.KindEvaluation, fmt.Sprint(e.ID), e); err != nil {
-		return err
+	t.then(v.m.metrics.Evaluations.WithLabelValues(kind).Inc)
+	return t.put(protocol.KindEvaluation, fmt.Sprint(e.ID), e)
+}
+
+// recordFailure logs and counts an outcome that could not be written, and
+// shows it to the owner as a failed evaluation. The trigger keeps its state
+// from before the event, so a later crossing evaluates it again.
+func (v *Vault) recordFailure(t *tx, ev event, trigger string, cause error) {
+	v.m.metrics.EvaluationFailures.Inc()
+	v.log.Error().Err(cause).Str("trigger", trigger).Str("cause", ev.cause).Msg("trigger evaluation could not be recorded; the other triggers' outcomes are kept")
+	detail := "this evaluation could not be recorded (the node logged why); the trigger is evaluated again on the next event"
+	if err := t.isolate(v.conn, func() error { return v.putEvaluation(t, ev, trigger, protocol.OutcomeFailed, detail) }); err != nil {
+		v.log.Error().Err(err).Str("trigger", trigger).Msg("record failed evaluation")
 	}
-	v.m.metrics.Evaluations.WithLabelValues(o.kind).Inc()
-	if !o.fired {
-		return nil
-	}
-	in := protocol.Intent{ID: newID("i_"), TriggerID: o.next.ID, IdempotencyKey: fmt.Sprintf("%s/%d", o.next.ID, o.next.Fires),
-		Action: o.next.Action, Status: "pending", CreatedAt: ev.now.UnixMilli()}
-	if err := insertIntent(v.conn, in); err != nil {
-		return err
-	}
-	v.m.metrics.Intents.Inc()
-	return t.put(protocol.KindIntent, in.ID, in)
 }

@@ -109,7 +109,7 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 	// Cloned: the nonce is a substring of the whole sign-in message, which
 	// the session would otherwise keep alive for its life.
 	s := &session{id: strings.Clone(msg.Nonce), key: key, expiresAt: expires.UnixMilli()}
-	err = v.write(func(t *tx) error {
+	_, err = v.write(func(t *tx) error {
 		if err := recordNonce(v.conn, msg.Nonce, now, cfg.NonceTTL); err != nil {
 			return err
 		}
@@ -387,7 +387,7 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.lastSeq)
 	}
 	var result any
-	err = v.write(func(t *tx) error {
+	version, err := v.write(func(t *tx) error {
 		var err error
 		if result, err = v.apply(t, cmd); err != nil {
 			return err
@@ -402,7 +402,7 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 		return protocol.Ack{}, v.internal("apply "+cmd.Op, err)
 	}
 	raw, _ := json.Marshal(result)
-	return protocol.Ack{Type: protocol.TypeAck, Seq: cmd.Seq, Version: v.version, Result: raw}, nil
+	return protocol.Ack{Type: protocol.TypeAck, Seq: cmd.Seq, Version: version, Result: raw}, nil
 }
 
 func (v *Vault) internal(what string, err error) error {

@@ -11,17 +11,20 @@ type Metrics struct {
 	CommandsRefused *prometheus.CounterVec
 	AuthFailures    *prometheus.CounterVec
 	Evaluations     *prometheus.CounterVec
-	Intents         prometheus.Counter
-	Alarms          prometheus.Counter
-	SignalDispatch  prometheus.Counter
-	SlowSubscribers prometheus.Counter
-	Activations     prometheus.Counter
-	Hibernations    prometheus.Counter
-	Evictions       prometheus.Counter
-	GroupCommits    prometheus.Histogram
-	Dozes           prometheus.Counter
-	Dozing          prometheus.Gauge
-	FilesOpen       prometheus.Gauge
+	// EvaluationFailures counts trigger outcomes that could not be written
+	// (recorded as failed evaluations; the other triggers' outcomes commit).
+	EvaluationFailures prometheus.Counter
+	Intents            prometheus.Counter
+	Alarms             prometheus.Counter
+	SignalDispatch     prometheus.Counter
+	SlowSubscribers    prometheus.Counter
+	Activations        prometheus.Counter
+	Hibernations       prometheus.Counter
+	Evictions          prometheus.Counter
+	GroupCommits       prometheus.Histogram
+	Dozes              prometheus.Counter
+	Dozing             prometheus.Gauge
+	FilesOpen          prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -35,6 +38,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommandsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_commands_refused_total", Help: "Commands refused, by error code."}, []string{"code"}),
 		AuthFailures:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_auth_failures_total", Help: "Refused sign-ins and resumes, by error code."}, []string{"code"}),
 		Evaluations:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_evaluations_total", Help: "Recorded trigger evaluations, by outcome."}, []string{"outcome"}),
+		EvaluationFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_evaluation_failures_total",
+			Help: "Trigger outcomes that could not be recorded (each shown to the owner as a failed evaluation)."}),
 		Intents:         prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_intents_total", Help: "Intents recorded by firings."}),
 		Alarms:          prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_alarms_total", Help: "Alarms that woke a vault."}),
 		SignalDispatch:  prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_signal_dispatch_total", Help: "Signal values delivered to interested vaults."}),
@@ -53,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen)
+			m.Evaluations, m.EvaluationFailures, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen)
 	}
 	return m
 }

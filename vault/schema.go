@@ -62,5 +62,11 @@ var schema = sqlitemigration.Schema{
 			nonce   TEXT PRIMARY KEY,
 			used_at INTEGER NOT NULL
 		);`,
+		// A trigger's firings over its whole life: trigger.update starts
+		// fires again, and the idempotency key <trigger>/<n> must never
+		// repeat. Existing triggers start above every key they used (each
+		// firing wrote one intent, and n never exceeded their count).
+		`ALTER TABLE triggers ADD COLUMN fired_total INTEGER NOT NULL DEFAULT 0;
+		UPDATE triggers SET fired_total = (SELECT COUNT(*) FROM intents WHERE intents.trigger_id = triggers.id);`,
 	},
 }

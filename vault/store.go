@@ -20,7 +20,7 @@ func exec(conn *sqlite.Conn, query string, args ...any) error {
 
 func loadTriggers(conn *sqlite.Conn) (map[string]*trigger, error) {
 	out := map[string]*trigger{}
-	err := sqlitex.ExecuteTransient(conn, `SELECT id, spec, status, fires, last_fired_at, state, created_at, updated_at FROM triggers;`,
+	err := sqlitex.ExecuteTransient(conn, `SELECT id, spec, status, fires, last_fired_at, state, created_at, updated_at, fired_total FROM triggers;`,
 		&sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
 			t := &trigger{}
 			t.ID = s.ColumnText(0)
@@ -33,7 +33,7 @@ func loadTriggers(conn *sqlite.Conn) (map[string]*trigger, error) {
 			if err := json.Unmarshal([]byte(s.ColumnText(5)), &t.state); err != nil {
 				return fmt.Errorf("trigger %s state: %w", t.ID, err)
 			}
-			t.CreatedAt, t.UpdatedAt = s.ColumnInt64(6), s.ColumnInt64(7)
+			t.CreatedAt, t.UpdatedAt, t.firedTotal = s.ColumnInt64(6), s.ColumnInt64(7), s.ColumnInt64(8)
 			t.NextDueAt = t.scheduleDue()
 			out[t.ID] = t
 			return nil
@@ -53,9 +53,9 @@ func saveTrigger(conn *sqlite.Conn, t *trigger) error {
 	if err != nil {
 		return err
 	}
-	return exec(conn, `INSERT OR REPLACE INTO triggers (id, spec, status, fires, last_fired_at, state, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?);`,
-		t.ID, string(spec), t.Status, t.Fires, t.LastFiredAt, string(state), t.CreatedAt, t.UpdatedAt)
+	return exec(conn, `INSERT OR REPLACE INTO triggers (id, spec, status, fires, last_fired_at, state, created_at, updated_at, fired_total)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);`,
+		t.ID, string(spec), t.Status, t.Fires, t.LastFiredAt, string(state), t.CreatedAt, t.UpdatedAt, t.firedTotal)
 }
 
 func deleteTrigger(conn *sqlite.Conn, id string) error {

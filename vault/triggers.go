@@ -17,6 +17,10 @@ import (
 type trigger struct {
 	protocol.Trigger
 	state triggerState
+	// firedTotal counts the trigger's firings over its whole life (Fires
+	// starts again at an update); the n of its intents' idempotency key
+	// <id>/<n>, so no key repeats.
+	firedTotal int64
 }
 
 // triggerState is the per-leaf memory of a condition, leaves numbered in

@@ -73,7 +73,11 @@ type Vault struct {
 	reserved    bool         // dozing, but a file slot is taken for its wake-up (Manager.mu)
 	closingSlot bool         // retired with its file still open: counted in Manager.closing (Manager.mu)
 	resending   bool
-	keys        sync.Map // session id → *ecdsa.PublicKey, for preverify
+	// evaluated is the last value of each signal the vault evaluated
+	// (goroutine only): the index offering it again (afterChange) would
+	// change nothing, or fail the same way again.
+	evaluated map[string]float64
+	keys      sync.Map // session id → *ecdsa.PublicKey, for preverify
 }
 
 // Address returns the vault's account address.
@@ -377,13 +381,31 @@ func (t *tx) del(kind, id string) {
 
 func (t *tx) then(fn func()) { t.onCommit = append(t.onCommit, fn) }
 
+// isolate runs fn in a savepoint of the open transaction. If fn fails, what
+// it wrote is rolled back alone and the changes and commit effects it
+// recorded on t are dropped, so the rest of the transaction still commits.
+func (t *tx) isolate(conn *sqlite.Conn, fn func() error) (err error) {
+	changes, effects := len(t.changes), len(t.onCommit)
+	release := sqlitex.Save(conn)
+	defer func() {
+		if err != nil {
+			t.changes, t.onCommit = t.changes[:changes], t.onCommit[:effects]
+		}
+		release(&err)
+	}()
+	return fn()
+}
+
 // write runs fn in one immediate transaction. If fn recorded changes, the
 // version is bumped and the change log appended in the same transaction.
 // After commit the in-memory updates run and the diff is pushed to every
-// subscriber. On error nothing is written and memory is untouched.
-func (v *Vault) write(fn func(t *tx) error) (err error) {
+// subscriber. It returns the version the transaction produced (the
+// vault's version if it changed nothing), before anything that runs after
+// it (afterChange may evaluate a signal and commit the next). On error
+// nothing is written and memory is untouched.
+func (v *Vault) write(fn func(t *tx) error) (uint64, error) {
 	if v.conn == nil {
-		return errors.New("vault has no file")
+		return 0, errors.New("vault has no file")
 	}
 	t := &tx{now: v.m.now()}
 	if err := v.inTx(func() error {
@@ -392,7 +414,7 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 		}
 		return v.appendLog(t)
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	for _, f := range t.onCommit {
 		f()
@@ -407,8 +429,9 @@ func (v *Vault) write(fn func(t *tx) error) (err error) {
 		})
 		v.m.metrics.Versions.Inc()
 	}
+	version := v.version
 	v.afterChange()
-	return nil
+	return version, nil
 }
 
 // writeVolatile runs fn in a transaction whose commit does not wait for
@@ -524,7 +547,9 @@ func (v *Vault) afterChange() {
 	}
 	v.resending = true
 	for name, value := range resend {
-		v.signal(name, value)
+		if last, ok := v.evaluated[name]; !ok || last != value {
+			v.signal(name, value)
+		}
 	}
 	v.resending = false
 }
@@ -558,6 +583,10 @@ func (v *Vault) report() map[string]float64 {
 
 // signal evaluates the vault's triggers on a signal value.
 func (v *Vault) signal(name string, value float64) {
+	if v.evaluated == nil {
+		v.evaluated = map[string]float64{}
+	}
+	v.evaluated[name] = value
 	if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: v.m.now()}); err != nil {
 		v.log.Error().Err(err).Str("signal", name).Msg("signal evaluation")
 	}
