@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
@@ -360,19 +359,9 @@ func (c *conn) signIn(f protocol.ClientFrame) {
 	if c.alreadyBound() {
 		return
 	}
-	// Parsed here only to route to the vault; the vault parses and
-	// verifies everything itself.
-	msg, err := protocol.ParseMessage(f.Message)
-	if err != nil {
-		c.refuse(err, 0)
-		return
-	}
-	v, err := c.h.cfg.Manager.Vault(c.ctx, msg.Address, true)
-	if err != nil {
-		c.refuse(err, 0)
-		return
-	}
-	b, err := v.SignIn(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since, Sub: c})
+	// The vault layer verifies everything itself; the hub only passes on
+	// the nonce it issued on this socket.
+	b, err := c.h.cfg.Manager.SignIn(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since, Sub: c})
 	c.bind(b, err)
 }
 
@@ -380,21 +369,7 @@ func (c *conn) resume(f protocol.ClientFrame) {
 	if c.alreadyBound() {
 		return
 	}
-	r, err := protocol.ParseResume(f.Body)
-	if err != nil {
-		c.refuse(err, 0)
-		return
-	}
-	if !common.IsHexAddress(r.Vault) {
-		c.refuse(protocol.Errorf(protocol.CodeWrongVault, "vault %q is not an address", r.Vault), 0)
-		return
-	}
-	v, err := c.h.cfg.Manager.Vault(c.ctx, common.HexToAddress(r.Vault), false)
-	if err != nil {
-		c.refuse(err, 0)
-		return
-	}
-	b, err := v.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
+	b, err := c.h.cfg.Manager.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
 	c.bind(b, err)
 }
 

@@ -119,9 +119,8 @@ func (h *Hub) History() *History { return h.cfg.History }
 func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
-	// No deadline: a crossing must reach every vault it crosses (vaults
-	// being opened make the bus wait; publishers then wait on the bus).
-	h.cfg.Manager.Signal(context.Background(), s.Name, s.Value)
+	// Never waits: crossed vaults get the value in their inbox.
+	h.cfg.Manager.Signal(s.Name, s.Value)
 	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
 	h.mu.Lock()
 	conns := make([]*conn, 0, len(h.conns))

@@ -12,43 +12,47 @@ type Code string
 
 // Error codes. Keep this list, codeRetry and PROTOCOL.md in step.
 const (
-	CodeBadFrame        Code = "bad_frame"          // not a JSON object with a string "type"
-	CodeUnknownType     Code = "unknown_type"       // a frame type this server does not know
-	CodeTooLarge        Code = "too_large"          // frame above the read limit (socket closed 1009)
-	CodeNotSignedIn     Code = "not_signed_in"      // command or resume before a session is bound
-	CodeAlreadySignedIn Code = "already_signed_in"  // a second signin/resume on one socket
-	CodeSIWEMalformed   Code = "siwe_malformed"     // the SIWE text does not parse
-	CodeSIWEDomain      Code = "siwe_domain"        // domain is not one this node serves
-	CodeSIWEURI         Code = "siwe_uri"           // URI does not belong to the domain
-	CodeSIWEChain       Code = "siwe_chain"         // chain id is not the configured one
-	CodeSIWEExpired     Code = "siwe_expired"       // Expiration Time has passed
-	CodeSIWENotYetValid Code = "siwe_not_yet_valid" // Not Before is in the future
-	CodeSIWEIssuedAt    Code = "siwe_issued_at"     // Issued At is in the future
-	CodeNonceUnknown    Code = "nonce_unknown"      // nonce was not issued by this node or not for this socket
-	CodeNonceExpired    Code = "nonce_expired"      // nonce is older than its lifetime
-	CodeNonceReused     Code = "nonce_reused"       // nonce was already used with this vault
-	CodeBadSignature    Code = "bad_signature"      // wallet signature malformed or from another key
-	CodeDelegateMissing Code = "delegate_missing"   // no usable delegate key in the SIWE Resources
-	CodeBadCmdSignature Code = "bad_cmd_signature"  // delegate signature does not verify over body
-	CodeBadCommand      Code = "bad_command"        // body is not a well-formed command
-	CodeBadSeq          Code = "bad_seq"            // seq not above the last one accepted (replay or reorder)
-	CodeWrongVault      Code = "wrong_vault"        // command names another vault than the session's
-	CodeSessionUnknown  Code = "session_unknown"    // the vault has no such session
-	CodeSessionExpired  Code = "session_expired"    // the session's expiry has passed: sign in again
-	CodeUnknownOp       Code = "unknown_op"         // op is not a known operation
-	CodeInvalidTrigger  Code = "invalid_trigger"    // trigger definition refused
-	CodeNotFound        Code = "not_found"          // no trigger with that id
-	CodeRateLimited     Code = "rate_limited"       // too many commands from this connection
-	CodeUnavailable     Code = "unavailable"        // node shutting down or vault closing
-	CodeInternal        Code = "internal"           // a server fault; logged with details
-	CodeSignInTimeout   Code = "signin_timeout"     // no sign-in within the allowed time
-	CodeSlowConsumer    Code = "slow_consumer"      // client did not read fast enough
+	CodeBadFrame         Code = "bad_frame"          // not a JSON object with a string "type"
+	CodeUnknownType      Code = "unknown_type"       // a frame type this server does not know
+	CodeTooLarge         Code = "too_large"          // frame above the read limit (socket closed 1009)
+	CodeNotSignedIn      Code = "not_signed_in"      // command or resume before a session is bound
+	CodeAlreadySignedIn  Code = "already_signed_in"  // a second signin/resume on one socket
+	CodeSIWEMalformed    Code = "siwe_malformed"     // the SIWE text does not parse
+	CodeSIWEDomain       Code = "siwe_domain"        // domain is not one this node serves
+	CodeSIWEURI          Code = "siwe_uri"           // URI does not belong to the domain
+	CodeSIWEChain        Code = "siwe_chain"         // chain id is not the configured one
+	CodeSIWEExpired      Code = "siwe_expired"       // Expiration Time has passed
+	CodeSIWENotYetValid  Code = "siwe_not_yet_valid" // Not Before is in the future
+	CodeSIWEIssuedAt     Code = "siwe_issued_at"     // Issued At is in the future
+	CodeNonceUnknown     Code = "nonce_unknown"      // nonce was not issued by this node or not for this socket
+	CodeNonceExpired     Code = "nonce_expired"      // nonce is older than its lifetime
+	CodeNonceReused      Code = "nonce_reused"       // nonce was already used with this vault
+	CodeBadSignature     Code = "bad_signature"      // wallet signature malformed or from another key
+	CodeDelegateMissing  Code = "delegate_missing"   // no usable delegate key in the SIWE Resources
+	CodeBadCmdSignature  Code = "bad_cmd_signature"  // delegate signature does not verify over body
+	CodeBadCommand       Code = "bad_command"        // body is not a well-formed command
+	CodeBadSeq           Code = "bad_seq"            // seq not above the last one accepted (replay or reorder)
+	CodeWrongVault       Code = "wrong_vault"        // command names another vault than the session's
+	CodeSessionUnknown   Code = "session_unknown"    // the vault has no such session
+	CodeSessionExpired   Code = "session_expired"    // the session's expiry has passed: sign in again
+	CodeUnknownOp        Code = "unknown_op"         // op is not a known operation
+	CodeInvalidTrigger   Code = "invalid_trigger"    // trigger definition refused
+	CodeNotFound         Code = "not_found"          // no trigger with that id
+	CodeRateLimited      Code = "rate_limited"       // too many commands from this connection
+	CodeUnavailable      Code = "unavailable"        // node shutting down or vault closing
+	CodeStorageFull      Code = "storage_full"       // the node's disk is full; nothing was written
+	CodeVaultQuarantined Code = "vault_quarantined"  // the vault's file could not be read and was set aside
+	CodeVaultRolledBack  Code = "vault_rolled_back"  // the vault is at a version below the one the client holds: it lost data
+	CodeInternal         Code = "internal"           // a server fault; logged with details
+	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
+	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough
 )
 
 // codeRetry says whether sending the same thing again later can succeed.
 var codeRetry = map[Code]bool{
 	CodeRateLimited:  true,
 	CodeUnavailable:  true,
+	CodeStorageFull:  true,
 	CodeInternal:     true,
 	CodeSlowConsumer: true,
 }

@@ -35,6 +35,9 @@ type Options struct {
 	MaxConns     int    // 0: derived from the descriptor limit
 	DebugListen  string // pprof listener; empty: off
 	ProcsPerCPU  int    // GOMAXPROCS is this many times the CPUs Go would use (unless GOMAXPROCS is set)
+	// ShutdownTimeout bounds a graceful shutdown: closing sockets, then
+	// vaults; past it the node exits anyway.
+	ShutdownTimeout time.Duration
 
 	// hubTweak lets tests change hub settings that have no flag.
 	hubTweak func(*hub.Config)
@@ -66,6 +69,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 2 per open vault minus 512 spare")
 	fs.StringVar(&o.DebugListen, "debug-listen", "", "serve Go's pprof profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; empty: off")
 	fs.IntVar(&o.ProcsPerCPU, "procs-per-cpu", 2, "Go processors (GOMAXPROCS) per CPU: vault files are written and synced with blocking system calls, each holding a processor while it waits; ignored when GOMAXPROCS is set")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "longest a shutdown (SIGINT/SIGTERM) waits for sockets and vaults to close before the node exits anyway")
 	fs.DurationVar(&o.IdleAfter, "idle-after", 2*time.Minute, "close (hibernate) a vault with no dashboard connected after this long idle")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, err
@@ -85,6 +89,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.ProcsPerCPU <= 0 {
 		return o, fmt.Errorf("-procs-per-cpu must be positive")
+	}
+	if o.ShutdownTimeout <= 0 {
+		return o, fmt.Errorf("-shutdown-timeout must be positive")
 	}
 	if o.DemoInterval <= 0 {
 		return o, fmt.Errorf("-demo-interval must be positive")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,6 +86,9 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 15 * time.Second
+	}
 	key, err := nodeKey(opts.DataDir)
 	if err != nil {
 		return nil, err
@@ -124,7 +128,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 		return err
 	}
 	if err := mgr.Start(ctx); err != nil {
-		mgr.Close()
+		mgr.Close(context.Background())
 		return err
 	}
 	n.mgr, n.bus = mgr, hub.NewMemoryBus(0)
@@ -153,16 +157,27 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !n.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.Handle("GET /", web.Handler())
 	return mux
+}
+
+// readyz is GET /readyz: 200 while the node serves, 503 while it starts,
+// stops, or its disk is full; the body says which, and how many vaults are
+// quarantined (they do not make the node unready: every other vault
+// serves).
+func (n *node) readyz(w http.ResponseWriter, _ *http.Request) {
+	status, code := "ready", http.StatusOK
+	switch {
+	case !n.ready.Load():
+		status, code = "not_serving", http.StatusServiceUnavailable
+	case n.mgr.StorageFull():
+		status, code = "storage_full", http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "vaults_quarantined": n.mgr.Quarantined()})
 }
 
 // serve runs the HTTP server until ctx ends, then shuts down in order:
@@ -188,8 +203,8 @@ func (n *node) serve(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 	n.ready.Store(false)
-	n.log.Info().Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	n.log.Info().Dur("within", n.opts.ShutdownTimeout).Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
 	defer cancel()
 	if err := n.hub.Shutdown(sctx); err != nil {
 		n.log.Warn().Err(err).Msg("websockets did not all close in time")
@@ -200,7 +215,7 @@ func (n *node) serve(ctx context.Context) error {
 	if n.debug != nil {
 		n.debug.Close()
 	}
-	n.stopParts()
+	n.stopParts(sctx)
 	n.log.Info().Msg("stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
@@ -208,12 +223,17 @@ func (n *node) serve(ctx context.Context) error {
 	return nil
 }
 
-func (n *node) stopParts() {
+// stopParts stops the demo feed and the bus, then closes the vaults,
+// giving up waiting on them when ctx ends (what they acknowledged is
+// durable; an unclosed file is recovered at the next start).
+func (n *node) stopParts(ctx context.Context) {
 	if n.demo != nil {
 		n.demo.stop()
 	}
 	n.bus.Close()
-	n.mgr.Close()
+	if err := n.mgr.Close(ctx); err != nil {
+		n.log.Warn().Err(err).Msg("shutdown ran out of time")
+	}
 }
 
 func (n *node) dashboardURL() string {

@@ -19,6 +19,16 @@ type letter struct {
 	// noFile marks a letter that does not touch the file, so it does not
 	// wake a dozing vault (hibernate, doze, detach).
 	noFile bool
+	// pinned marks the letter of a caller that pinned the vault
+	// (Manager.acquire); taking it unpins the vault.
+	pinned bool
+}
+
+// take accounts for a letter leaving the mailbox.
+func (v *Vault) take(l letter) {
+	if l.pinned {
+		v.pins.Add(-1)
+	}
 }
 
 // batch is an open group commit: the effects that must wait until the
@@ -41,7 +51,8 @@ var commitFault func() error
 // of them (acks, diffs) before that commit. Each command still gets its
 // own version and diff, exactly as if it had committed alone.
 func (v *Vault) receive(l letter) {
-	if v.dozing && !l.noFile && !v.rewake() {
+	v.take(l)
+	if v.dozingNow() && !l.noFile && !v.rewake() {
 		return
 	}
 	if !l.batch || v.conn == nil || len(v.mailbox) == 0 {
@@ -59,6 +70,7 @@ func (v *Vault) receive(l letter) {
 	for n := 1; n < maxBatch && next == nil; n++ {
 		select {
 		case nl := <-v.mailbox:
+			v.take(nl)
 			if nl.batch {
 				v.batch.commands++
 				nl.fn()
@@ -70,7 +82,10 @@ func (v *Vault) receive(l letter) {
 		}
 	}
 	v.commitBatch()
-	if next != nil {
+	if next != nil && !v.forget {
+		if v.dozingNow() && !next.noFile && !v.rewake() {
+			return
+		}
 		next.fn()
 	}
 }
@@ -97,19 +112,21 @@ func (v *Vault) commitBatch() {
 		err = sqlitex.ExecuteTransient(v.conn, "COMMIT;", nil)
 	}
 	if err != nil {
-		v.log.Error().Err(err).Int("commands", b.commands).Msg("group commit failed; reloading the vault from its file")
 		if !v.conn.AutocommitEnabled() {
 			if rerr := sqlitex.ExecuteTransient(v.conn, "ROLLBACK;", nil); rerr != nil {
 				v.log.Error().Err(rerr).Msg("rollback group commit")
 			}
 		}
+		failed := v.fault("group commit failed; reloading the vault from its file", err)
+		if protocol.AsError(failed).Code == protocol.CodeInternal {
+			failed = errCommit
+		}
 		// Memory is ahead of the file now: end the goroutine, so the
 		// next use reopens the vault from what the file holds, and tell
 		// the subscribers their view is void.
-		v.forget = true
-		v.abandonSubs()
+		v.end(failed)
 		for _, fn := range b.effects {
-			fn(errCommit)
+			fn(failed)
 		}
 		return
 	}
@@ -124,6 +141,20 @@ func (v *Vault) commitBatch() {
 // resume.
 type goner interface {
 	Gone()
+}
+
+// end ends the instance for a reason of its own (a failed commit, a
+// damaged file): its subscribers are told to reconnect, requests from now
+// on reach a new instance, and callers still waiting on this one get
+// failure.
+func (v *Vault) end(failure error) {
+	if v.forget {
+		return
+	}
+	v.failure = failure
+	v.forget = true
+	v.abandonSubs()
+	v.m.abandon(v)
 }
 
 // abandonSubs tells every subscriber its vault is ending under it and

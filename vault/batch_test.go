@@ -118,7 +118,7 @@ func TestGroupCommitSharesOneCommitAndKeepsEachVersion(t *testing.T) {
 	}
 	// And all of it is on disk.
 	e.restart()
-	v2, err := e.m.Vault(context.Background(), users[0].w.Address(), false)
+	v2, err := e.m.Vault(context.Background(), users[0].w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestGroupCommitFailureAnswersEveryoneAndReloads(t *testing.T) {
 	}
 	waitFor(t, "the vault to end", v.ended)
 	// The next use reopens it from the file, which has none of the group.
-	v2, err := e.m.Vault(context.Background(), users[0].w.Address(), false)
+	v2, err := e.m.Vault(context.Background(), users[0].w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 	u := e.newUser()
 	id := u.create(t, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
 	e.cross(t, u)
-	e.m.Close()
+	e.m.Close(context.Background())
 	// Rewrite the file as the first schema left it: no fired_total, and
 	// the trigger's fires reset by an update.
 	p := pathFor(e.dir, idOf(u.w.Address()))
@@ -175,7 +175,7 @@ func TestAckNamesItsCommandsVersion(t *testing.T) {
 	e := newEnv(t)
 	e.latest["X"] = 15 // what the new trigger starts from
 	u := e.newUser()
-	e.m.Signal(context.Background(), "X", 5) // the index's latest value: it crosses
+	e.m.Signal("X", 5) // the index's latest value: it crosses
 	before := u.state(t).Version
 	ack := u.mustCmd(t, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
 	st := u.state(t)

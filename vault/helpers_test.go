@@ -60,13 +60,13 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	e.m = m
-	e.t.Cleanup(m.Close)
+	e.t.Cleanup(func() { m.Close(context.Background()) })
 }
 
 // restart closes the manager and starts a new one on the same files.
 func (e *env) restart() {
 	e.t.Helper()
-	e.m.Close()
+	e.m.Close(context.Background())
 	e.start()
 }
 
@@ -138,11 +138,7 @@ func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s *sub) (Bound
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	v, err := e.m.Vault(context.Background(), w.Address(), true)
-	if err != nil {
-		return Bound{}, err
-	}
-	return v.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: p.Nonce, Sub: s})
+	return e.m.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: p.Nonce, Sub: s})
 }
 
 func (e *env) newUser() *user {

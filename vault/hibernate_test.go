@@ -68,13 +68,13 @@ func TestIdleVaultHibernatesAndWakesOnACrossing(t *testing.T) {
 	}
 	e.hibernateAll(t, u)
 	woken := testutil.ToFloat64(e.m.metrics.Activations)
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2550); n != 0 || e.m.OpenVaults() != 0 {
+	if n := e.m.Signal("ETH/USD", 2550); n != 0 || e.m.OpenVaults() != 0 {
 		t.Fatalf("a tick that crosses nothing reached %d vaults, %d open", n, e.m.OpenVaults())
 	}
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+	if n := e.m.Signal("ETH/USD", 2400); n != 1 {
 		t.Fatalf("the crossing reached %d vaults, want 1", n)
 	}
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	v, err := e.m.Vault(context.Background(), u.w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestAlarmWakesAHibernatedVault(t *testing.T) {
 	e.hibernateAll(t, u)
 	e.clock.Advance(time.Hour)
 	waitFor(t, "the alarm to fire in the woken vault", func() bool {
-		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+		v, err := e.m.Vault(context.Background(), u.w.Address())
 		if err != nil {
 			return false
 		}
@@ -120,11 +120,11 @@ func TestIndexRebuiltAtStartWithoutOpeningVaults(t *testing.T) {
 		t.Fatalf("index holds %d vaults on ETH/USD after restart, want 5", n)
 	}
 	// 2250 crosses the thresholds 2500, 2400 and 2300 only.
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2250); n != 3 {
+	if n := e.m.Signal("ETH/USD", 2250); n != 3 {
 		t.Fatalf("2250 reached %d vaults, want 3", n)
 	}
 	for i, u := range users {
-		v, _ := e.m.Vault(context.Background(), u.w.Address(), false)
+		v, _ := e.m.Vault(context.Background(), u.w.Address())
 		st, _ := v.State(context.Background())
 		if want := map[bool]int{true: 1, false: 0}[i < 3]; len(st.Intents) != want {
 			t.Fatalf("vault %d: %d intents, want %d", i, len(st.Intents), want)
@@ -143,7 +143,7 @@ func TestLRUEvictionKeepsOpenVaultsBounded(t *testing.T) {
 	}
 	e.restart()
 	for _, u := range users {
-		if _, err := e.m.Vault(context.Background(), u.w.Address(), false); err != nil {
+		if _, err := e.m.Vault(context.Background(), u.w.Address()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +161,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 			e := newBoundedEnv(t, c.maxOpen, map[string]float64{"ETH/USD": 2600})
 			users := e.dippers(t, c.vaults, true)
 			e.restart() // every vault hibernated
-			if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != c.vaults {
+			if n := e.m.Signal("ETH/USD", 2400); n != c.vaults {
 				t.Fatalf("the crossing reached %d vaults, want %d", n, c.vaults)
 			}
 			waitFor(t, "every vault to record its firing", func() bool {
@@ -174,7 +174,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 				t.Fatalf("files open peaked at %d, MaxOpen is %d", peak, c.maxOpen)
 			}
 			for _, u := range users {
-				v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+				v, err := e.m.Vault(context.Background(), u.w.Address())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -205,7 +205,7 @@ func TestDashboardVaultDozesAndWakesOnUse(t *testing.T) {
 			testutil.ToFloat64(e.m.metrics.Dozes), testutil.ToFloat64(e.m.metrics.Dozing))
 	}
 	// A crossing reaches it and its dashboard sees the firing.
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+	if n := e.m.Signal("ETH/USD", 2400); n != 1 {
 		t.Fatalf("the crossing reached %d vaults, want 1", n)
 	}
 	if ch := u.sub.diffWith(t, "intent"); len(ch) != 1 {
@@ -291,7 +291,7 @@ func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
 	e.m.mu.Lock()
 	e.m.peak = 0
 	e.m.mu.Unlock()
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 12 {
+	if n := e.m.Signal("ETH/USD", 2400); n != 12 {
 		t.Fatalf("the crossing reached %d vaults, want 12", n)
 	}
 	for i, u := range users {
@@ -329,13 +329,13 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 		mu.Unlock()
 		time.Sleep(5 * time.Millisecond) // a slow close: a wake-up must not take its slot meanwhile
 	}
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 3 {
+	if n := e.m.Signal("ETH/USD", 2400); n != 3 {
 		t.Fatalf("the crossing reached %d vaults, want 3", n)
 	}
 	waitFor(t, "every vault to record its firing", func() bool {
 		return testutil.ToFloat64(e.m.metrics.Intents) == 3
 	})
-	e.m.Close()
+	e.m.Close(context.Background())
 	closeHook = nil
 	e.m.mu.Lock()
 	peak := e.m.peak
@@ -369,7 +369,7 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2400); n != 1 {
+	if n := e.m.Signal("ETH/USD", 2400); n != 1 {
 		t.Fatalf("the crossing reached %d vaults, want 1", n)
 	}
 	waitFor(t, "the dashboard to be told its vault ended", u.sub.gone.Load)
@@ -415,7 +415,7 @@ func TestReopenWaitsForTheClosingInstance(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+		v, err := e.m.Vault(context.Background(), u.w.Address())
 		got <- result{v, err}
 	}()
 	select {
@@ -449,7 +449,7 @@ func TestCloseWaitsForClosingVaults(t *testing.T) {
 	release := e.hibernateHeld(t, u)
 	closed := make(chan struct{})
 	go func() {
-		e.m.Close()
+		e.m.Close(context.Background())
 		close(closed)
 	}()
 	select {
@@ -488,7 +488,6 @@ func BenchmarkCrossingWakesHibernated(b *testing.B) {
 		}
 		u.v.Detach(u.sub)
 	}
-	ctx := context.Background()
 	s := 0
 	cpu0 := cpuTime()
 	for b.Loop() {
@@ -496,7 +495,7 @@ func BenchmarkCrossingWakesHibernated(b *testing.B) {
 			b.Fatalf("more than %d ticks: run it with -benchtime %dx or less", ticks, ticks)
 		}
 		before := testutil.ToFloat64(e.m.metrics.Intents)
-		if n := e.m.Signal(ctx, fmt.Sprint("S", s), 2400); n != k {
+		if n := e.m.Signal(fmt.Sprint("S", s), 2400); n != k {
 			b.Fatalf("the tick reached %d vaults, want %d", n, k)
 		}
 		s++

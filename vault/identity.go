@@ -3,11 +3,8 @@ package vault
 import (
 	"context"
 	"crypto/ecdsa"
-	"encoding/json"
 	"strings"
 	"time"
-
-	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/spells-dev/spells/protocol"
 )
@@ -38,20 +35,44 @@ type Bound struct {
 	Session string
 }
 
-// SignIn verifies a SIWE sign-in against the vault's own configuration and
-// records, creates the session, sends sub the ready frame and the state,
-// and subscribes it. The first sign-in of an address creates its vault.
-// Errors are *protocol.Error; nothing is written on error.
-func (v *Vault) SignIn(ctx context.Context, req SignInRequest) (Bound, error) {
+// verifySignIn is the half of a sign-in's checks that needs no vault
+// state: the text parses, the wallet signature recovers the address it
+// names, the domain, URI, chain and times match this node, and the nonce
+// was issued by this node, is younger than NonceTTL and was issued since it
+// started. It runs on the caller's goroutine, so a refused sign-in costs
+// no vault, file or slot. The vault checks the rest (admit).
+func (m *Manager) verifySignIn(req SignInRequest) (*protocol.Message, error) {
+	msg, err := protocol.ParseMessage(req.Message)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := protocol.DecodeHexSignature(req.Signature)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	if err := msg.Verify(sig, protocol.VerifyOptions{Domains: m.cfg.Domains, ChainID: m.cfg.ChainID,
+		Now: now, MaxFutureIssuedAt: time.Minute}); err != nil {
+		return nil, err
+	}
+	if err := m.checkNonce(msg.Nonce, now); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// signIn completes a sign-in verified by verifySignIn, on the vault's
+// goroutine (the caller pinned it): it records the session, sends sub the
+// ready frame and the state, and subscribes it. The first sign-in of an
+// address creates the vault's file. Errors are *protocol.Error; nothing is
+// written on error.
+func (v *Vault) signIn(ctx context.Context, msg *protocol.Message, req SignInRequest) (Bound, error) {
 	var b Bound
-	err := v.do(ctx, func() error {
-		s, err := v.signIn(ctx, req)
+	err := v.doPinned(ctx, func() error {
+		s, err := v.admit(msg, req)
 		if err != nil {
 			v.m.metrics.AuthFailures.WithLabelValues(codeOf(err)).Inc()
 			v.log.Info().Err(err).Msg("sign-in refused")
-			if v.conn == nil {
-				v.forget = true // an unborn vault that failed its first sign-in
-			}
 			return err
 		}
 		b = Bound{Vault: v, Session: s.id}
@@ -63,44 +84,38 @@ func (v *Vault) SignIn(ctx context.Context, req SignInRequest) (Bound, error) {
 	return b, err
 }
 
-func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error) {
+// admit makes the vault's own checks of a verified sign-in, in this order:
+// the signer is the vault's owner, the vault never saw the nonce, the nonce
+// is the one the hub issued on this socket, the message names one delegate
+// key, and a since the client holds is not above the vault's version. Then
+// it creates the vault's file if it has none and records the nonce and
+// the session in one transaction.
+func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*session, error) {
 	cfg := v.m.cfg
 	now := v.m.now()
-	msg, err := protocol.ParseMessage(req.Message)
-	if err != nil {
-		return nil, err
-	}
 	if msg.Address != v.addr {
 		return nil, protocol.Errorf(protocol.CodeBadSignature, "message is for %s, not this vault", msg.Address.Hex())
 	}
-	sig, err := protocol.DecodeHexSignature(req.Signature)
-	if err != nil {
-		return nil, err
-	}
-	if err := msg.Verify(sig, protocol.VerifyOptions{Domains: cfg.Domains, ChainID: cfg.ChainID, Nonce: req.Nonce,
-		Now: now, MaxFutureIssuedAt: time.Minute}); err != nil {
-		return nil, err
-	}
-	if v.conn != nil && msg.Address != v.owner {
+	if v.born && msg.Address != v.owner {
 		return nil, protocol.Errorf(protocol.CodeBadSignature, "signer %s is not this vault's owner", msg.Address.Hex())
 	}
-	if err := v.m.checkNonce(msg.Nonce, now); err != nil {
+	if err := v.checkUnused(msg.Nonce); err != nil {
 		return nil, err
+	}
+	if msg.Nonce != req.Nonce {
+		return nil, protocol.Errorf(protocol.CodeNonceUnknown, "nonce %q is not the one issued on this socket", truncateID(msg.Nonce))
 	}
 	key, err := protocol.DelegateFromResources(msg.Resources)
 	if err != nil {
 		return nil, err
 	}
-	if v.conn == nil {
-		if err := v.openFile(ctx, true); err != nil {
-			v.log.Error().Err(err).Msg("create vault file")
-			return nil, protocol.Errorf(protocol.CodeInternal, "could not create the vault")
-		}
-		v.log.Info().Msg("vault created")
-		v.m.metrics.VaultsCreated.Inc()
-	}
-	if err := v.checkUnused(msg.Nonce); err != nil {
+	if err := v.checkSince(req.Since); err != nil {
 		return nil, err
+	}
+	if !v.born {
+		if err := v.create(); err != nil {
+			return nil, err
+		}
 	}
 	expires := now.Add(cfg.MaxSessionTTL)
 	if exp := msg.ExpirationTimeValue(); !exp.IsZero() && exp.Before(expires) {
@@ -120,32 +135,74 @@ func (v *Vault) signIn(ctx context.Context, req SignInRequest) (*session, error)
 			s.id, protocol.EncodeDelegateKey(key), now.UnixMilli(), s.expiresAt)
 	})
 	if err != nil {
-		return nil, v.internal("record session", err)
+		return nil, v.fault("record session", err)
 	}
 	v.addSession(s)
 	v.log.Info().Str("session", s.id).Time("expires", expires).Msg("signed in")
 	return s, nil
 }
 
-// bind sends the ready frame and the state to sub and subscribes it.
+// create makes the file of an unborn vault (atomically, file.go) and opens
+// it.
+func (v *Vault) create() error {
+	err := v.createFile()
+	if err == nil {
+		err = v.openFile()
+	}
+	if err != nil {
+		return v.fault("create vault", err)
+	}
+	v.m.opened(v)
+	v.log.Info().Msg("vault created")
+	v.m.metrics.VaultsCreated.Inc()
+	return nil
+}
+
+// checkSince refuses a client that holds a version above the vault's: the
+// vault lost acknowledged changes (SQLite drops what follows a damaged
+// frame of a write-ahead log after a crash), and a quiet snapshot would
+// hide that from its owner.
+func (v *Vault) checkSince(since *uint64) error {
+	if since == nil || *since <= v.version {
+		return nil
+	}
+	v.m.metrics.Rollbacks.Inc()
+	v.log.Error().Uint64("client_version", *since).Uint64("vault_version", v.version).
+		Msg("a client holds a newer version than the vault: the vault lost acknowledged changes")
+	return protocol.Errorf(protocol.CodeVaultRolledBack,
+		"this vault is at version %d but you hold version %d: it lost the changes after %d (its file was damaged); resume without since to get its state",
+		v.version, *since, v.version)
+}
+
+// bind sends the ready frame and the state to sub and subscribes it. The
+// state is read first, so a client is never told ready by a vault that
+// then cannot show it.
 func (v *Vault) bind(s *session, since *uint64, sub Subscriber) error {
+	frames, err := v.catchUp(sub, since)
+	if err != nil {
+		return v.fault("read the state for a new subscriber", err)
+	}
 	ready := protocol.Ready{Type: protocol.TypeReady, Vault: v.addr.Hex(), Owner: v.owner.Hex(), Session: s.id,
 		LastSeq: s.lastSeq, Version: v.version, ExpiresAt: s.expiresAt}
 	if !sub.Send(mustJSON(ready)) {
 		return nil
 	}
-	if err := v.attach(sub, since); err != nil {
-		return v.internal("attach", err)
+	for _, f := range frames {
+		if !sub.Send(f) {
+			return nil
+		}
 	}
+	v.addSub(sub)
 	return nil
 }
 
-// Resume re-binds a connection to an existing session: body is a
-// protocol.Resume signed by the session's delegate key, naming the fresh
-// nonce of this socket. Errors are *protocol.Error.
-func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscriber) (Bound, error) {
+// resumeSession re-binds a connection to an existing session, on the
+// vault's goroutine (the caller pinned it): body is a protocol.Resume
+// signed by the session's delegate key, naming the fresh nonce of this
+// socket. Errors are *protocol.Error.
+func (v *Vault) resumeSession(ctx context.Context, body, sig, nonce string, sub Subscriber) (Bound, error) {
 	var b Bound
-	err := v.do(ctx, func() error {
+	err := v.doPinned(ctx, func() error {
 		s, since, err := v.resume(body, sig, nonce)
 		if err != nil {
 			v.m.metrics.AuthFailures.WithLabelValues(codeOf(err)).Inc()
@@ -161,9 +218,13 @@ func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscri
 	return b, err
 }
 
+// resume checks, in order: the session is live, the signature verifies
+// with its key, the body names this vault, the vault never saw the nonce,
+// the nonce is this socket's, and since is not above the vault's version.
+// (Manager.Resume checked that this node issued the nonce recently.)
 func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	now := v.m.now()
-	if v.conn == nil {
+	if !v.born {
 		return nil, nil, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
 	}
 	r, err := protocol.ParseResume(body)
@@ -178,15 +239,15 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 		return nil, nil, err
 	}
 	if !sameAddress(r.Vault, v.addr) {
-		return nil, nil, protocol.Errorf(protocol.CodeWrongVault, "resume is for vault %q, not this one", r.Vault)
+		return nil, nil, protocol.Errorf(protocol.CodeWrongVault, "resume is for vault %q, not this one", truncateID(r.Vault))
+	}
+	if err := v.checkUnused(r.Nonce); err != nil {
+		return nil, nil, err
 	}
 	if r.Nonce != nonce {
 		return nil, nil, protocol.Errorf(protocol.CodeNonceUnknown, "resume nonce is not the one issued on this socket")
 	}
-	if err := v.m.checkNonce(r.Nonce, now); err != nil {
-		return nil, nil, err
-	}
-	if err := v.checkUnused(r.Nonce); err != nil {
+	if err := v.checkSince(r.Since); err != nil {
 		return nil, nil, err
 	}
 	// Recorded in memory, and in the file with the next batch of them or
@@ -211,10 +272,10 @@ const maxUnwrittenNonces = 64
 // its file or in memory.
 func (v *Vault) checkUnused(nonce string) error {
 	_, used := v.usedNonces[nonce]
-	if !used {
+	if !used && v.born {
 		var err error
 		if used, err = nonceUsed(v.conn, nonce); err != nil {
-			return v.internal("read nonces", err)
+			return v.fault("read nonces", err)
 		}
 	}
 	if used {
@@ -283,147 +344,4 @@ func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
 			time.UnixMilli(s.expiresAt).UTC().Format(time.RFC3339))
 	}
 	return s, nil
-}
-
-// Command authenticates and applies one signed command for the session the
-// connection is bound to. It returns the ack frame. Every check runs before
-// any state is touched; a refused command changes nothing (not even the
-// session's last sequence number). Errors are *protocol.Error.
-func (v *Vault) Command(ctx context.Context, sessionID, body, sig string) (protocol.Ack, error) {
-	type answer struct {
-		ack protocol.Ack
-		err error
-	}
-	res := make(chan answer, 1)
-	if err := v.CommandAsync(ctx, sessionID, body, sig, func(a protocol.Ack, err error) { res <- answer{a, err} }); err != nil {
-		return protocol.Ack{}, err
-	}
-	select {
-	case a := <-res:
-		return a.ack, a.err
-	case <-v.done:
-		select { // the command may have been the last thing it ran
-		case a := <-res:
-			return a.ack, a.err
-		default:
-			return protocol.Ack{}, errClosed
-		}
-	case <-ctx.Done():
-		return protocol.Ack{}, ctx.Err()
-	}
-}
-
-// CommandAsync is Command without waiting, so a connection can have many
-// commands in flight (and one vault's queued commands share a commit). It
-// waits only while the vault's mailbox is full. reply runs on the vault's
-// goroutine once the ack is durable or the command is refused, in the
-// order the commands were queued; it must not block. If CommandAsync
-// returns an error the command was not queued and reply is never called.
-func (v *Vault) CommandAsync(ctx context.Context, sessionID, body, sig string, reply func(protocol.Ack, error)) error {
-	// The signature check, the costliest step, runs here on the caller's
-	// goroutine, so commands to one vault are verified on every core while
-	// the vault's goroutine does the rest. The goroutine uses the result
-	// only if the session still has the key it was checked against.
-	pre := v.preverify(sessionID, body, sig)
-	var ack protocol.Ack
-	return v.enqueue(ctx, true, func() error {
-		var err error
-		ack, err = v.command(sessionID, body, sig, pre)
-		if err != nil {
-			v.m.metrics.CommandsRefused.WithLabelValues(codeOf(err)).Inc()
-			v.log.Info().Err(err).Str("session", truncateID(sessionID)).Msg("command refused")
-			return err
-		}
-		v.m.metrics.Commands.Inc()
-		return nil
-	}, func(err error) { reply(ack, err) })
-}
-
-// verified is a signature check made off the vault's goroutine: which key
-// it used and what it found.
-type verified struct {
-	key *ecdsa.PublicKey
-	err error
-}
-
-// preverify checks sig over body with the key the session has now (as
-// published by the goroutine). It returns a zero verified when the session
-// is unknown here; the goroutine then decides.
-func (v *Vault) preverify(sessionID, body, sig string) verified {
-	k, ok := v.keys.Load(sessionID)
-	if !ok {
-		return verified{}
-	}
-	key := k.(*ecdsa.PublicKey)
-	return verified{key: key, err: protocol.VerifyBody(key, body, sig)}
-}
-
-func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack, error) {
-	now := v.m.now()
-	if v.conn == nil {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
-	}
-	s, err := v.liveSession(sessionID, now)
-	if err != nil {
-		return protocol.Ack{}, err
-	}
-	if pre.key != s.key {
-		pre.err = protocol.VerifyBody(s.key, body, sig)
-	}
-	if pre.err != nil {
-		return protocol.Ack{}, pre.err
-	}
-	cmd, err := protocol.ParseCommand(body)
-	if err != nil {
-		return protocol.Ack{}, err
-	}
-	if !sameAddress(cmd.Vault, v.addr) {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeWrongVault, "command is for vault %q, not this one", truncateID(cmd.Vault))
-	}
-	if cmd.Session != s.id {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "command names session %q, not this connection's", truncateID(cmd.Session))
-	}
-	if cmd.Seq <= s.lastSeq {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.lastSeq)
-	}
-	var result any
-	version, err := v.write(func(t *tx) error {
-		var err error
-		if result, err = v.apply(t, cmd); err != nil {
-			return err
-		}
-		t.then(func() { s.lastSeq = cmd.Seq })
-		return exec(v.conn, `UPDATE sessions SET last_seq = ? WHERE id = ?;`, int64(cmd.Seq), s.id)
-	})
-	if err != nil {
-		if protocol.AsError(err) != nil {
-			return protocol.Ack{}, err
-		}
-		return protocol.Ack{}, v.internal("apply "+cmd.Op, err)
-	}
-	raw, _ := json.Marshal(result)
-	return protocol.Ack{Type: protocol.TypeAck, Seq: cmd.Seq, Version: version, Result: raw}, nil
-}
-
-func (v *Vault) internal(what string, err error) error {
-	v.log.Error().Err(err).Msg(what)
-	return protocol.Errorf(protocol.CodeInternal, "internal error")
-}
-
-func sameAddress(s string, a common.Address) bool {
-	return common.IsHexAddress(s) && strings.HasPrefix(s, "0x") && common.HexToAddress(s) == a
-}
-
-func truncateID(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
-}
-
-func codeOf(err error) string {
-	if pe := protocol.AsError(err); pe != nil {
-		return string(pe.Code)
-	}
-	return string(protocol.CodeInternal)
 }

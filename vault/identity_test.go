@@ -89,11 +89,7 @@ func TestSignInRefusals(t *testing.T) {
 				if c.nonce != nil {
 					expect = c.nonce(p)
 				}
-				v, err := e.m.Vault(context.Background(), w.Address(), true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, err = v.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: expect, Sub: newSub()})
+				_, err = e.m.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: expect, Sub: newSub()})
 				wantCode(t, err, c.code)
 				if who == "new" {
 					if _, err := os.Stat(pathFor(e.dir, idOf(w.Address()))); !os.IsNotExist(err) {
@@ -116,8 +112,7 @@ func TestSignInHighSTwinRefused(t *testing.T) {
 	msg, sig, _ := w.SignIn(p)
 	raw, _ := protocol.DecodeHexSignature(sig)
 	twin := highSTwin(raw)
-	v, _ := e.m.Vault(context.Background(), w.Address(), true)
-	_, err := v.SignIn(context.Background(), SignInRequest{Message: msg, Signature: "0x" + hexOf(twin), Nonce: p.Nonce, Sub: newSub()})
+	_, err := e.m.SignIn(context.Background(), SignInRequest{Message: msg, Signature: "0x" + hexOf(twin), Nonce: p.Nonce, Sub: newSub()})
 	wantCode(t, err, protocol.CodeBadSignature)
 }
 
@@ -205,7 +200,7 @@ func TestReplayRefusedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.restart()
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	v, err := e.m.Vault(context.Background(), u.w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +240,7 @@ func TestResume(t *testing.T) {
 	nonce := e.nonces.Issue(e.clock.Now())
 	f, _ := u.sess.SignResume(nonce, since)
 	s := newSub()
-	if _, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
+	if _, err := e.m.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
 		t.Fatal(err)
 	}
 	if r := s.next(t); r.Type != protocol.TypeReady || r.LastSeq != u.sess.Seq {
@@ -257,13 +252,13 @@ func TestResume(t *testing.T) {
 		}
 	}
 	// The same resume again: its nonce is spent.
-	_, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	_, err := e.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
 	wantCode(t, err, protocol.CodeNonceReused)
 	// A resume signed by another key.
 	n2 := e.nonces.Issue(e.clock.Now())
 	bad := &client.Session{Vault: u.sess.Vault, ID: u.sess.ID, Delegate: mustDelegate(t)}
 	fb, _ := bad.SignResume(n2, 0)
-	_, err = u.v.Resume(context.Background(), fb.Body, fb.Sig, n2, newSub())
+	_, err = e.m.Resume(context.Background(), fb.Body, fb.Sig, n2, newSub())
 	wantCode(t, err, protocol.CodeBadCmdSignature)
 }
 
@@ -289,7 +284,7 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	resume := func(nonce string) (*protocol.ClientFrame, error) {
 		f, _ := u.sess.SignResume(nonce, 0)
 		s := newSub()
-		_, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s)
+		_, err := e.m.Resume(context.Background(), f.Body, f.Sig, nonce, s)
 		u.v.Detach(s) // so that it can hibernate
 		return &f, err
 	}
@@ -301,7 +296,7 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	if inFile(nonce) {
 		t.Fatal("the resume wrote its nonce to the file on its way")
 	}
-	_, err = u.v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	_, err = e.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
 	wantCode(t, err, protocol.CodeNonceReused)
 	p := e.params(u.w, mustDelegate(t))
 	p.Nonce = nonce
@@ -331,7 +326,7 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.hibernateAll(t, u)
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	v, err := e.m.Vault(context.Background(), u.w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +334,7 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	if !inFile(last) {
 		t.Fatal("the nonce was not written when the file closed")
 	}
-	_, err = v.Resume(context.Background(), fl.Body, fl.Sig, last, newSub())
+	_, err = e.m.Resume(context.Background(), fl.Body, fl.Sig, last, newSub())
 	wantCode(t, err, protocol.CodeNonceReused)
 }
 
@@ -354,7 +349,7 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	nonce := e.nonces.Issue(e.clock.Now())
 	f, _ := u.sess.SignResume(nonce, 0)
 	s := newSub()
-	if _, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
+	if _, err := e.m.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
 		t.Fatal(err)
 	}
 	u.v.Detach(s)
@@ -375,16 +370,12 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	}
 	// Hibernated and reopened: the record is in the file.
 	e.hibernateAll(t)
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	_, err = e.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
 	wantCode(t, err, protocol.CodeNonceReused)
 
 	// The machine lost the record: a node started after it refuses the
 	// nonce all the same, and a fresh one still resumes.
-	e.m.Close()
+	e.m.Close(context.Background())
 	conn, err := sqlite.OpenConn(pathFor(e.dir, idOf(u.w.Address())), sqlite.OpenReadWrite)
 	if err != nil {
 		t.Fatal(err)
@@ -395,15 +386,11 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	}
 	e.clock.Advance(time.Millisecond)
 	e.start()
-	v, err = e.m.Vault(context.Background(), u.w.Address(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = v.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+	_, err = e.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
 	wantCode(t, err, protocol.CodeNonceExpired)
 	fresh := e.nonces.Issue(e.clock.Now())
 	f2, _ := u.sess.SignResume(fresh, 0)
-	if _, err := v.Resume(context.Background(), f2.Body, f2.Sig, fresh, newSub()); err != nil {
+	if _, err := e.m.Resume(context.Background(), f2.Body, f2.Sig, fresh, newSub()); err != nil {
 		t.Fatalf("a nonce issued after the restart: %v", err)
 	}
 }
@@ -417,7 +404,7 @@ func TestResumeAfterTrimGetsSnapshot(t *testing.T) {
 	nonce := e.nonces.Issue(e.clock.Now())
 	f, _ := u.sess.SignResume(nonce, 1)
 	s := newSub()
-	if _, err := u.v.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
+	if _, err := e.m.Resume(context.Background(), f.Body, f.Sig, nonce, s); err != nil {
 		t.Fatal(err)
 	}
 	s.nextOf(t, protocol.TypeReady)

@@ -25,6 +25,14 @@ type Metrics struct {
 	Dozes              prometheus.Counter
 	Dozing             prometheus.Gauge
 	FilesOpen          prometheus.Gauge
+
+	LifeErrors  prometheus.Counter // transitions the vault life machine does not allow (life.go); always 0
+	Quarantined prometheus.Gauge
+	Quarantines prometheus.Counter
+	StorageFull prometheus.Gauge
+	Rollbacks   prometheus.Counter
+	SignalsShed *prometheus.CounterVec
+	SignalLag   prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -56,9 +64,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GroupCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_vault_group_commit_commands",
 			Help: "Commands made durable by one group commit (one fsync).", Buckets: []float64{2, 4, 8, 16, 32, 64, 128}}),
 	}
+	m.LifeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_life_errors_total",
+		Help: "Vault life transitions the state machine does not allow (a bug if not 0)."})
+	m.Quarantined = prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vaults_quarantined",
+		Help: "Vaults whose file could not be read and was moved to the quarantine folder."})
+	m.Quarantines = prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_quarantines_total",
+		Help: "Vault files quarantined since the node started."})
+	m.StorageFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_storage_full",
+		Help: "1 while the data directory's disk was last found full (writes refused with storage_full)."})
+	m.Rollbacks = prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_rollbacks_detected_total",
+		Help: "Clients that held a version above their vault's: the vault lost acknowledged changes."})
+	m.SignalsShed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_signal_values_shed_total",
+		Help: "Signal values and alarms dropped before a vault evaluated them, by reason (vault_behind: its inbox was full)."}, []string{"reason"})
+	m.SignalLag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_signal_evaluation_lag_seconds",
+		Help:    "Time from the node receiving a signal value to a vault evaluating it.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}})
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
-			m.Evaluations, m.EvaluationFailures, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen)
+			m.Evaluations, m.EvaluationFailures, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen,
+			m.LifeErrors, m.Quarantined, m.Quarantines, m.StorageFull, m.Rollbacks, m.SignalsShed, m.SignalLag)
 	}
 	return m
 }

@@ -2,14 +2,11 @@ package vault
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spells-dev/spells/protocol"
-	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 func TestRestartKeepsStateAndVersions(t *testing.T) {
@@ -20,7 +17,7 @@ func TestRestartKeepsStateAndVersions(t *testing.T) {
 	e.signal(t, u, "ETH/USD", 2400)
 	before := u.state(t)
 	e.restart()
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	v, err := e.m.Vault(context.Background(), u.w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +29,7 @@ func TestRestartKeepsStateAndVersions(t *testing.T) {
 		t.Fatalf("after restart %+v, before %+v", after, before)
 	}
 	// The trigger remembers it is below: no new firing without a crossing.
-	e.m.Signal(context.Background(), "ETH/USD", 2300)
+	e.m.Signal("ETH/USD", 2300)
 	if st, _ := v.State(context.Background()); len(st.Intents) != 1 {
 		t.Fatalf("fired again after restart without a crossing: %d intents", len(st.Intents))
 	}
@@ -48,10 +45,10 @@ func TestMissedAlarmFiresOnceAfterRestart(t *testing.T) {
 	e := newEnv(t)
 	u := e.newUser()
 	u.create(t, protocol.TriggerSpec{Name: "dca", Condition: protocol.Condition{EveryMs: time.Hour.Milliseconds()}, Action: swap})
-	e.m.Close()
+	e.m.Close(context.Background())
 	e.clock.Advance(3 * time.Hour)
 	e.start()
-	v, err := e.m.Vault(context.Background(), u.w.Address(), false)
+	v, err := e.m.Vault(context.Background(), u.w.Address())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,60 +62,6 @@ func TestMissedAlarmFiresOnceAfterRestart(t *testing.T) {
 	}
 	if len(st.Intents) != 1 {
 		t.Fatalf("%d intents after restart, want exactly 1", len(st.Intents))
-	}
-}
-
-func TestForeignFileRefused(t *testing.T) {
-	e := newEnv(t)
-	u := e.newUser()
-	e.m.Close()
-	if err := writeFile(pathFor(e.dir, idOf(u.w.Address())), []byte("this is not a database, just text........................................................................................")); err != nil {
-		t.Fatal(err)
-	}
-	e.startRefused(t, "a corrupt vault file")
-}
-
-// startRefused starts a Manager on e's directory (its own is closed) and
-// fails the test unless Start refuses what is there.
-func (e *env) startRefused(t *testing.T, what string) {
-	t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if err := m.Start(context.Background()); err == nil {
-		t.Fatalf("%s was opened as a vault", what)
-	}
-}
-
-// TestOtherApplicationsFileRefused: a SQLite file in a vault's place whose
-// application id is not a vault's is refused, not migrated into one.
-func TestOtherApplicationsFileRefused(t *testing.T) {
-	e := newEnv(t)
-	u := e.newUser()
-	e.m.Close()
-	p := pathFor(e.dir, idOf(u.w.Address()))
-	if err := os.Remove(p); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(p + "-wal")
-	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite|sqlite.OpenCreate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = sqlitex.ExecuteScript(conn, "PRAGMA application_id = 42; CREATE TABLE notes (body TEXT);", nil)
-	if cerr := conn.Close(); err != nil || cerr != nil {
-		t.Fatal(err, cerr)
-	}
-	e.startRefused(t, "another application's SQLite file")
-	conn, err = sqlite.OpenConn(p, sqlite.OpenReadOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if app, err := pragmaInt(conn, "application_id"); err != nil || app != 42 {
-		t.Fatalf("application_id %d (%v) after the refusal, want 42 untouched", app, err)
 	}
 }
 

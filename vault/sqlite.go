@@ -51,7 +51,8 @@ const FilesPerVault = 2
 
 // openConn opens and prepares a vault file; with create it creates a
 // missing one, without it a missing file is an error (and not created).
-func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, error) {
+// Preparing it may migrate it, which is never interrupted (file.go).
+func openConn(path string, create bool) (*sqlite.Conn, error) {
 	flags := sqlite.OpenReadWrite | sqlite.OpenNoMutex
 	if create {
 		flags |= sqlite.OpenCreate
@@ -68,7 +69,7 @@ func openConn(ctx context.Context, path string, create bool) (*sqlite.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareConn(ctx, conn, create); err != nil {
+	if err := prepareConn(conn, create); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -102,8 +103,10 @@ func openSnapshot(path string) (*sqlite.Conn, error) {
 }
 
 // prepareConn sets up a freshly opened vault connection and migrates it.
-// WAL mode is recorded in the file, so only a new file needs it set.
-func prepareConn(ctx context.Context, conn *sqlite.Conn, create bool) error {
+// WAL mode is recorded in the file, so only a new file needs it set. An
+// existing file is migrated only if it is a vault of an older schema: an
+// empty or foreign file is damage, never turned into a fresh vault.
+func prepareConn(conn *sqlite.Conn, create bool) error {
 	// Exclusive: the vault's goroutine is the file's only user, ever. In
 	// WAL mode this keeps the WAL index in memory instead of a -shm file
 	// created, mapped and locked at every activation, and it takes the
@@ -129,10 +132,21 @@ func prepareConn(ctx context.Context, conn *sqlite.Conn, create bool) error {
 	if err := sqlitex.ExecuteTransient(conn, "PRAGMA cache_size = -64;", nil); err != nil {
 		return err
 	}
-	if current, err := schemaCurrent(conn); err != nil || current {
+	app, version, err := schemaVersion(conn)
+	switch {
+	case err != nil:
 		return err
+	case app == appID && version == int64(len(schema.Migrations)):
+		return nil
+	case create && app == 0 && version == 0:
+	case app != appID:
+		return damaged("not a vault file (application id %#x)", app)
+	case version <= 0:
+		return damaged("a vault file without a schema (version %d)", version)
+	case version > int64(len(schema.Migrations)):
+		return fmt.Errorf("the vault file has schema version %d, newer than this node's %d: run a newer node", version, len(schema.Migrations))
 	}
-	return sqlitemigration.Migrate(ctx, conn, schema)
+	return sqlitemigration.Migrate(context.Background(), conn, schema)
 }
 
 // walAutoCheckpoint is SQLite's default automatic checkpoint (pages of
@@ -209,12 +223,17 @@ func connHandle(conn *sqlite.Conn) (uintptr, error) {
 // the path of every activation. (Two plain pragmas: one SELECT over the
 // pragma table functions took three times as long to prepare and run.)
 func schemaCurrent(conn *sqlite.Conn) (bool, error) {
-	app, err := pragmaInt(conn, "application_id")
-	if err != nil || app != appID {
-		return false, err
+	app, version, err := schemaVersion(conn)
+	return app == appID && version == int64(len(schema.Migrations)), err
+}
+
+// schemaVersion reads a file's application id and schema version.
+func schemaVersion(conn *sqlite.Conn) (app, version int64, err error) {
+	if app, err = pragmaInt(conn, "application_id"); err != nil {
+		return 0, 0, err
 	}
-	version, err := pragmaInt(conn, "user_version")
-	return version == int64(len(schema.Migrations)), err
+	version, err = pragmaInt(conn, "user_version")
+	return app, version, err
 }
 
 // pragmaInt reads a pragma whose value is one integer.

@@ -19,7 +19,7 @@ import (
 // start-up scan read the vault as an immutable snapshot.
 func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v.db")
-	conn, err := openConn(context.Background(), path, true)
+	conn, err := openConn(path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 
 	// Reopened (journal_mode is not set again on an existing file), the
 	// vault is still in WAL mode and commits into the kept WAL.
-	conn, err = openConn(context.Background(), path, false)
+	conn, err = openConn(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func benchmarkReopen(b *testing.B, write func(v *Vault, fn func(*tx) error) erro
 	err := u.v.do(ctx, func() error {
 		u.v.closeFile()
 		for b.Loop() {
-			if err := u.v.openFile(ctx, false); err != nil {
+			if err := u.v.openFile(); err != nil {
 				return err
 			}
 			if write != nil {
@@ -115,7 +115,7 @@ func benchmarkReopen(b *testing.B, write func(v *Vault, fn func(*tx) error) erro
 			}
 			u.v.closeFile()
 		}
-		return u.v.openFile(ctx, false)
+		return u.v.openFile()
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -87,7 +87,7 @@ func TestTriggerCRUD(t *testing.T) {
 func (e *env) signal(t testing.TB, u *user, name string, v float64) {
 	t.Helper()
 	e.latest[name] = v
-	e.m.Signal(context.Background(), name, v)
+	e.m.Signal(name, v)
 	u.state(t) // the mailbox is FIFO: once this returns, the signal was handled
 }
 
@@ -147,10 +147,10 @@ func TestSignalsReachOnlyInterestedVaults(t *testing.T) {
 	a, b := e.newUser(), e.newUser()
 	a.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
 	b.create(t, protocol.TriggerSpec{Name: "btc", Condition: above("BTC/USD", 100000), Action: swap})
-	if n := e.m.Signal(context.Background(), "ETH/USD", 2600); n != 1 {
+	if n := e.m.Signal("ETH/USD", 2600); n != 1 {
 		t.Fatalf("ETH/USD dispatched to %d vaults, want 1", n)
 	}
-	if n := e.m.Signal(context.Background(), "SOL/USD", 10); n != 0 {
+	if n := e.m.Signal("SOL/USD", 10); n != 0 {
 		t.Fatalf("SOL/USD dispatched to %d vaults, want 0", n)
 	}
 	vb := b.state(t).Version

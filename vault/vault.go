@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -37,47 +36,52 @@ type roomer interface {
 // errClosed is returned for requests to a vault that is shutting down.
 var errClosed = protocol.Errorf(protocol.CodeUnavailable, "vault is closing; retry")
 
-// Vault is one user's actor. Its exported methods may be called from any
-// goroutine: each posts a closure to the mailbox and waits for the vault's
-// goroutine to run it. Every field below the mailbox is owned by that
-// goroutine alone.
+// errUnavailable is returned when a vault's file could not be opened for
+// a reason that may pass (the node logged it).
+var errUnavailable = protocol.Errorf(protocol.CodeUnavailable, "the vault could not be opened just now; retry")
+
+// Vault is one user's actor: one instance of it on this node (life.go).
+// Its exported methods may be called from any goroutine: each posts a
+// closure to the mailbox and waits for the vault's goroutine to run it.
+// Every field from conn to evaluated is owned by that goroutine alone.
 type Vault struct {
 	id      string // lowercase 0x address: file name and map key
 	addr    common.Address
 	m       *Manager
 	log     zerolog.Logger
 	mailbox chan letter
+	in      inbox         // signal values and alarms, pushed under Manager.mu (inbox.go)
+	inWake  chan struct{} // a push happened
 	quit    chan struct{}
 	done    chan struct{}
+	// failure is why the goroutine ended on its own, for callers that
+	// were waiting on it; written before done is closed.
+	failure error
 
-	conn     *sqlite.Conn // nil until the first successful sign-in creates the file
+	conn     *sqlite.Conn // nil while unborn or dozing
+	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]struct{}
-	forget   bool   // end the goroutine after this message (unborn failure, hibernation)
+	forget   bool   // end the goroutine after this letter (hibernation, a fault)
 	next     int64  // next alarm (unix ms), as last reported
 	batch    *batch // open group commit (see receive), else nil
-	dozing   bool   // file closed, state held in memory (see doze)
 	// usedNonces are resume nonces used since the nonces table was last
 	// written: nonce → unix ms of use (see Vault.resume, flushNonces).
 	usedNonces map[string]int64
-
-	// Read by the manager without the goroutine (hibernation, LRU).
-	lastActive  atomic.Int64 // unix ms of the last real work posted
-	subCount    atomic.Int32
-	pins        atomic.Int32 // callers about to post (see Manager.acquire)
-	evicting    atomic.Bool  // an LRU eviction (hibernate or doze) is queued
-	asleep      atomic.Bool  // dozing, for the manager
-	reserved    bool         // dozing, but a file slot is taken for its wake-up (Manager.mu)
-	closingSlot bool         // retired with its file still open: counted in Manager.closing (Manager.mu)
-	resending   bool
-	// evaluated is the last value of each signal the vault evaluated
-	// (goroutine only): the index offering it again (afterChange) would
-	// change nothing, or fail the same way again.
+	resending  bool
+	// evaluated is the last value of each signal the vault evaluated: the
+	// index offering it again (afterChange) would change nothing, or fail
+	// the same way again.
 	evaluated map[string]float64
-	keys      sync.Map // session id → *ecdsa.PublicKey, for preverify
+
+	life       life         // under Manager.mu (life.go)
+	lastActive atomic.Int64 // unix ms of the last real work posted
+	subCount   atomic.Int32
+	pins       atomic.Int32 // callers between acquire and their pinned letter
+	keys       sync.Map     // session id → *ecdsa.PublicKey, for preverify
 }
 
 // Address returns the vault's account address.
@@ -89,6 +93,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		id: id, addr: addr, m: m,
 		log:      m.cfg.Logger.With().Str("vault", addr.Hex()).Logger(),
 		mailbox:  make(chan letter, m.cfg.MailboxSize),
+		inWake:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		triggers: map[string]*trigger{},
@@ -114,56 +119,35 @@ func (v *Vault) dropSub(s Subscriber) {
 	delete(v.subs, s)
 	v.subCount.Store(int32(len(v.subs)))
 	if len(v.subs) == 0 {
-		v.m.wakeWaiters() // evictable now
+		v.m.evictable() // it may hibernate now
 	}
 }
 
-// hibernate closes the vault if it has no subscriber and is idle with
-// nothing due soon (force: even if it was used recently or is due soon;
-// for LRU eviction). It runs on the goroutine.
-func (v *Vault) hibernate(force bool) {
-	if (v.conn == nil && !v.dozing) || v.forget {
-		if v.evicting.Load() { // unborn (mid sign-in) or already leaving
-			v.m.evictionEnded(v)
-		}
-		return
-	}
-	now := v.m.now().UnixMilli()
-	idle := v.m.cfg.IdleAfter.Milliseconds()
-	if !force && (now-v.lastActive.Load() < idle || (v.next > 0 && v.next-now < idle)) {
-		return
-	}
-	if v.m.retire(v) {
-		v.forget = true
-		v.m.metrics.Hibernations.Inc()
-		return
-	}
-	if force && len(v.mailbox) > 0 {
-		// Work arrived meanwhile: try again after it (never blocking on
-		// our own mailbox).
-		select {
-		case v.mailbox <- letter{fn: func() { v.hibernate(true) }, noFile: true}:
-			return
-		default:
-		}
-	}
-	if v.evicting.Load() {
-		v.m.evictionEnded(v)
-	}
+// busyLocked reports whether something is on its way to v: a pinned
+// caller, a letter or an event. Manager.mu is held (events are pushed
+// under it).
+func (v *Vault) busyLocked() bool {
+	return v.pins.Load() > 0 || len(v.mailbox) > 0 || v.in.len() > 0
 }
 
-// run is the vault's goroutine.
-func (v *Vault) run() {
+// run is the vault's goroutine. An instance of a vault that has a file
+// opens it first; an unborn one waits for the sign-in that creates it.
+// Events (signals, alarms) queued before a letter are handled before it.
+func (v *Vault) run(hasFile bool) {
 	defer close(v.done)
 	defer v.shutdown()
-	for {
+	if hasFile && !v.openExisting() {
+		return
+	}
+	for !v.forget {
 		select {
 		case l := <-v.mailbox:
+			v.drainInbox()
 			v.receive(l)
-			if v.forget {
-				return
-			}
+		case <-v.inWake:
+			v.drainInbox()
 		case <-v.quit:
+			v.drainInbox()
 			for {
 				select {
 				case l := <-v.mailbox:
@@ -173,7 +157,25 @@ func (v *Vault) run() {
 				}
 			}
 		}
+		if !v.born && !v.forget {
+			v.forget = v.m.retireUnborn(v)
+		}
 	}
+}
+
+// openExisting opens the file of a vault that has one, for a new instance.
+// A file that cannot be read is quarantined; any other failure ends the
+// instance, and its next use tries again.
+func (v *Vault) openExisting() bool {
+	if err := v.openFile(); err != nil {
+		v.failure = v.fault("open vault", err)
+		v.forget = true
+		v.m.abandon(v)
+		return false
+	}
+	v.m.opened(v)
+	v.afterChange()
+	return true
 }
 
 func (v *Vault) shutdown() {
@@ -181,7 +183,7 @@ func (v *Vault) shutdown() {
 		closeHook(v)
 	}
 	v.closeFile()
-	v.m.vaultEnded(v)
+	v.m.ended(v)
 }
 
 // closeHook, when set by a test, runs on a vault's goroutine as it ends,
@@ -201,8 +203,7 @@ func (v *Vault) closeFile() {
 	v.conn = nil
 }
 
-// ended reports whether the goroutine has stopped or is stopping on its
-// own (an unborn vault whose first sign-in failed).
+// ended reports whether the goroutine has stopped.
 func (v *Vault) ended() bool {
 	select {
 	case <-v.done:
@@ -212,10 +213,20 @@ func (v *Vault) ended() bool {
 	}
 }
 
-// do runs fn on the vault's goroutine and returns its error.
-func (v *Vault) do(ctx context.Context, fn func() error) error {
+// do runs fn on the vault's goroutine and returns its error. The letter
+// is queued whatever happens to ctx (a vault's work is not its caller's
+// to cancel); ctx bounds only the wait for the answer.
+func (v *Vault) do(ctx context.Context, fn func() error) error { return v.doLetter(ctx, false, fn) }
+
+// doPinned is do for the letter of a caller that pinned the vault
+// (Manager.acquire with pin): taking the letter unpins it.
+func (v *Vault) doPinned(ctx context.Context, fn func() error) error {
+	return v.doLetter(ctx, true, fn)
+}
+
+func (v *Vault) doLetter(ctx context.Context, pinned bool, fn func() error) error {
 	res := make(chan error, 1)
-	if err := v.enqueue(ctx, false, fn, func(err error) { res <- err }); err != nil {
+	if err := v.queue(context.Background(), letter{pinned: pinned, fn: v.replyAfterCommit(fn, func(err error) { res <- err })}); err != nil {
 		return err
 	}
 	select {
@@ -227,20 +238,25 @@ func (v *Vault) do(ctx context.Context, fn func() error) error {
 		case err := <-res:
 			return err
 		default:
-			return errClosed
+			return v.endedErr()
 		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// enqueue queues fn (waiting only while the mailbox is full) and calls
-// reply with its error on the vault's goroutine once what fn wrote is
-// durable. reply must not block. If enqueue returns an error, fn was not
-// queued and reply is never called.
-func (v *Vault) enqueue(ctx context.Context, batch bool, fn func() error, reply func(error)) error {
-	v.touch()
-	l := letter{batch: batch, fn: func() {
+// endedErr is what a caller of an instance that has ended is told.
+func (v *Vault) endedErr() error {
+	if v.failure != nil {
+		return v.failure
+	}
+	return errClosed
+}
+
+// replyAfterCommit wraps fn so that reply gets its error once what fn
+// wrote is durable (at the end of a group commit, if fn ran in one).
+func (v *Vault) replyAfterCommit(fn func() error, reply func(error)) func() {
+	return func() {
 		err := fn()
 		v.afterCommit(func(failed error) {
 			if failed != nil {
@@ -248,31 +264,42 @@ func (v *Vault) enqueue(ctx context.Context, batch bool, fn func() error, reply 
 			}
 			reply(err)
 		})
-	}}
+	}
+}
+
+// enqueue queues a command's fn (waiting only while the mailbox is full,
+// or until ctx ends: a command not yet queued is not applied) and calls
+// reply with its error on the vault's goroutine once what fn wrote is
+// durable. reply must not block. If enqueue returns an error, fn was not
+// queued and reply is never called.
+func (v *Vault) enqueue(ctx context.Context, batch bool, fn func() error, reply func(error)) error {
+	return v.queue(ctx, letter{batch: batch, fn: v.replyAfterCommit(fn, reply)})
+}
+
+// queue puts l in the mailbox, waiting while it is full; it fails if the
+// goroutine has ended or, for a letter that is not pinned, if ctx ends
+// first. A pinned letter is always queued: the instance waits for it.
+func (v *Vault) queue(ctx context.Context, l letter) error {
+	v.touch()
+	if l.pinned {
+		ctx = context.Background()
+	}
 	select {
 	case v.mailbox <- l:
 		return nil
 	case <-v.done:
-		return errClosed
+		if l.pinned {
+			v.pins.Add(-1)
+		}
+		return v.endedErr()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// post queues fn without waiting for it to run. It gives up when ctx ends
-// or the vault is closing.
-func (v *Vault) post(ctx context.Context, fn func()) bool {
-	select {
-	case v.mailbox <- letter{fn: fn}:
-		return true
-	case <-v.done:
-	case <-ctx.Done():
-	}
-	return false
-}
-
-// postNoFile is post for a letter that does not need the file (it does
-// not wake a dozing vault).
+// postNoFile queues fn, a letter that does not need the file (it does not
+// wake a dozing vault), without waiting for it to run. It gives up when
+// ctx ends or the vault has ended.
 func (v *Vault) postNoFile(ctx context.Context, fn func()) bool {
 	select {
 	case v.mailbox <- letter{fn: fn, noFile: true}:
@@ -284,78 +311,19 @@ func (v *Vault) postNoFile(ctx context.Context, fn func()) bool {
 }
 
 // close asks the goroutine to finish the queued work, close the file and
-// end, and waits for it.
+// end. It does not wait (Manager.Close waits on done).
 func (v *Vault) close() {
 	select {
 	case <-v.quit:
 	default:
 		close(v.quit)
 	}
-	<-v.done
 }
 
 func (v *Vault) path() string { return pathFor(v.m.cfg.Dir, v.id) }
 
 func pathFor(dir, id string) string {
 	return filepath.Join(dir, "vaults", id[2:4], id+".db")
-}
-
-// openFile opens (and with create, creates) the vault's SQLite file,
-// migrates it and loads the state into memory.
-func (v *Vault) openFile(ctx context.Context, create bool) error {
-	p := v.path()
-	if create {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return fmt.Errorf("open vault %s: %w", v.id, err)
-		}
-	}
-	conn, err := openConn(ctx, p, create)
-	if err != nil {
-		return fmt.Errorf("open vault %s: %w", v.id, err)
-	}
-	v.conn = conn
-	if err := v.load(create); err != nil {
-		conn.Close()
-		v.conn = nil
-		return fmt.Errorf("open vault %s: %w", v.id, err)
-	}
-	releaseMemory(conn)
-	return nil
-}
-
-// load reads the vault's state into memory, creating the vault row when the
-// file is new.
-func (v *Vault) load(create bool) error {
-	found := false
-	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
-		ResultFunc: func(s *sqlite.Stmt) error {
-			found = true
-			v.owner = common.HexToAddress(s.ColumnText(0))
-			v.version = uint64(s.ColumnInt64(1))
-			return nil
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if !found {
-		if !create {
-			return errors.New("file has no vault row")
-		}
-		v.owner = v.addr
-		if err := sqlitex.Execute(v.conn, "INSERT INTO vault (id, address, owner, version, created_at) VALUES (1, ?, ?, 0, ?);",
-			&sqlitex.ExecOptions{Args: []any{v.addr.Hex(), v.owner.Hex(), v.m.now().UnixMilli()}}); err != nil {
-			return err
-		}
-	}
-	if v.triggers, err = loadTriggers(v.conn); err != nil {
-		return err
-	}
-	sessions, err := loadSessions(v.conn, v.m.now())
-	for _, s := range sessions {
-		v.addSession(s)
-	}
-	return err
 }
 
 // tx collects the changes of one state transition: the rows are written
@@ -460,8 +428,7 @@ func (v *Vault) writeVolatile(fn func() error) error {
 func (v *Vault) restoreDurable(cause error) error {
 	if err := setDurable(v.conn, true); err != nil {
 		v.log.Error().Err(err).Msg("turn syncing back on; closing the vault")
-		v.forget = true
-		v.abandonSubs()
+		v.end(errUnavailable)
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -588,7 +555,7 @@ func (v *Vault) signal(name string, value float64) {
 	}
 	v.evaluated[name] = value
 	if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: v.m.now()}); err != nil {
-		v.log.Error().Err(err).Str("signal", name).Msg("signal evaluation")
+		v.fault("signal evaluation ("+name+")", err)
 	}
 }
 
@@ -618,36 +585,28 @@ func (v *Vault) sortedTriggers() []protocol.Trigger {
 	return out
 }
 
-// attach sends sub what it needs to be current (the diffs after since, or a
-// snapshot when since is absent or older than the change log) and adds it
-// to the subscribers. Running on the goroutine makes this gap-free.
-func (v *Vault) attach(sub Subscriber, since *uint64) error {
+// catchUp returns the frames that make a new subscriber current: the
+// diffs after since, or a snapshot when since is absent, older than the
+// change log, or more diffs than sub can queue next to the ready frame.
+// Running on the goroutine makes what follows them gap-free.
+func (v *Vault) catchUp(sub Subscriber, since *uint64) ([][]byte, error) {
 	if since != nil && *since <= v.version {
 		frames, ok, err := v.diffsSince(*since)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if r, bounded := sub.(roomer); ok && bounded && len(frames) > r.Room() {
+		if r, bounded := sub.(roomer); ok && bounded && len(frames) > r.Room()-1 {
 			ok = false // too many to queue at once: one snapshot instead
 		}
 		if ok {
-			for _, f := range frames {
-				if !sub.Send(f) {
-					return nil
-				}
-			}
-			v.addSub(sub)
-			return nil
+			return frames, nil
 		}
 	}
 	st, err := v.snapshot()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if sub.Send(mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})) {
-		v.addSub(sub)
-	}
-	return nil
+	return [][]byte{mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})}, nil
 }
 
 // Detach stops sending frames to sub. It is safe to call more than once.

@@ -120,9 +120,20 @@ func (s *Session) SignCommandSeq(seq uint64, op string, args any) (protocol.Clie
 	return protocol.ClientFrame{Type: protocol.TypeCmd, Body: body, Sig: sig}, seq, nil
 }
 
-// SignResume builds the resume frame for a fresh challenge nonce.
+// SignResume signs a resume frame for this session with a socket's
+// challenge nonce, asking for the diffs after since.
 func (s *Session) SignResume(nonce string, since uint64) (protocol.ClientFrame, error) {
-	body, err := protocol.MarshalBody(protocol.Resume{Vault: s.Vault, Session: s.ID, Nonce: nonce, Since: &since})
+	return s.signResume(protocol.Resume{Vault: s.Vault, Session: s.ID, Nonce: nonce, Since: &since})
+}
+
+// SignResumeSnapshot signs a resume frame that asks for a snapshot
+// instead of diffs (no since).
+func (s *Session) SignResumeSnapshot(nonce string) (protocol.ClientFrame, error) {
+	return s.signResume(protocol.Resume{Vault: s.Vault, Session: s.ID, Nonce: nonce})
+}
+
+func (s *Session) signResume(r protocol.Resume) (protocol.ClientFrame, error) {
+	body, err := protocol.MarshalBody(r)
 	if err != nil {
 		return protocol.ClientFrame{}, err
 	}

@@ -1,0 +1,176 @@
+package vault
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// The signal path never waits on a vault. A signal value that crosses a
+// vault's threshold, or an alarm that comes due, is an event pushed into
+// the vault's inbox, never into its mailbox (which a sender may have to
+// wait on): the push is a slice append under Manager.mu. A running
+// instance is woken by a non-blocking send and handles its events before
+// its next letter. A vault with no running instance (hibernated, or its
+// previous instance still closing) has its events held in
+// Manager.waiting, and one waker goroutine starts instances for them in
+// turn, waiting for file slots itself; the events move into the new
+// instance as it is registered, under the same lock, so none is lost or
+// reordered.
+
+// inboxEvent is a signal value (signal set) or an alarm (signal empty).
+type inboxEvent struct {
+	signal   string
+	value    float64
+	received time.Time // when the node received it: the lag to evaluation is measured from here
+}
+
+// inbox holds a vault's events in arrival order, at most InboxSize: past
+// it the oldest are shed (and counted), so a vault that cannot keep up is
+// handed the newest values instead of a growing backlog.
+type inbox struct {
+	mu     sync.Mutex
+	events []inboxEvent
+}
+
+func (b *inbox) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.events)
+}
+
+// push appends ev and reports how many events it shed to keep within max.
+func (b *inbox) push(ev inboxEvent, max int) (shed int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.events) >= max {
+		shed = len(b.events) - max + 1
+		b.events = append(b.events[:0], b.events[shed:]...)
+	}
+	b.events = append(b.events, ev)
+	return shed
+}
+
+// take returns the events and empties the inbox.
+func (b *inbox) take() []inboxEvent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	evs := b.events
+	b.events = nil
+	return evs
+}
+
+// postLocked hands ev to vault id: into its running instance's inbox, or
+// held for the waker to start one. m.mu is held.
+func (m *Manager) postLocked(id string, ev inboxEvent) {
+	if v := m.vaults[id]; v != nil {
+		m.shed(v.in.push(ev, m.cfg.InboxSize))
+		select {
+		case v.inWake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if m.closed {
+		return
+	}
+	w := m.waiting[id]
+	if w == nil {
+		w = &inbox{}
+		m.waiting[id] = w
+		m.wakeQ = append(m.wakeQ, id)
+		select {
+		case m.wakeUp <- struct{}{}:
+		default:
+		}
+	}
+	m.shed(w.push(ev, m.cfg.InboxSize))
+}
+
+func (m *Manager) shed(n int) {
+	if n > 0 {
+		m.metrics.SignalsShed.WithLabelValues("vault_behind").Add(float64(n))
+	}
+}
+
+// moveWaitingLocked moves the events held for v's vault into v's inbox.
+// m.mu is held.
+func (m *Manager) moveWaitingLocked(v *Vault) {
+	w := m.waiting[v.id]
+	if w == nil {
+		return
+	}
+	delete(m.waiting, v.id)
+	for _, ev := range w.take() {
+		m.shed(v.in.push(ev, m.cfg.InboxSize))
+	}
+	select {
+	case v.inWake <- struct{}{}:
+	default:
+	}
+}
+
+// waker starts an instance for each vault that has events waiting and
+// none running, one after the other: starting one may wait for a file
+// slot (MaxOpen), and this goroutine is the one that waits, never the
+// signal path. The instance opens its file on its own goroutine, so many
+// open in parallel.
+func (m *Manager) waker(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		var id string
+		if len(m.wakeQ) > 0 {
+			id = m.wakeQ[0]
+			m.wakeQ[0] = ""
+			m.wakeQ = m.wakeQ[1:]
+			if len(m.wakeQ) == 0 {
+				m.wakeQ = nil
+			}
+		}
+		m.mu.Unlock()
+		if id == "" {
+			select {
+			case <-m.wakeUp:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if _, err := m.acquire(ctx, common.HexToAddress(id), false, false); err != nil {
+			m.mu.Lock()
+			dropped := 0
+			if w := m.waiting[id]; w != nil && m.vaults[id] == nil {
+				dropped = len(w.take())
+				delete(m.waiting, id)
+			}
+			m.mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			m.cfg.Logger.Error().Err(err).Str("vault", id).Int("events", dropped).Msg("wake vault: its signals and alarms were dropped")
+		}
+	}
+}
+
+// drainInbox handles the events queued for the vault, in order. A dozing
+// vault reopens its file first.
+func (v *Vault) drainInbox() {
+	evs := v.in.take()
+	for i, ev := range evs {
+		if v.forget || (v.dozingNow() && !v.rewake()) {
+			v.m.shed(len(evs) - i)
+			return
+		}
+		if ev.signal == "" {
+			if err := v.handle(event{cause: "alarm", now: v.m.now()}); err != nil {
+				v.fault("alarm evaluation", err)
+			}
+			v.afterChange() // re-arm even when nothing changed
+			continue
+		}
+		v.m.metrics.SignalLag.Observe(time.Since(ev.received).Seconds())
+		v.signal(ev.signal, ev.value)
+	}
+}

@@ -1,0 +1,394 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// life is where one instance of a vault stands in its life on this node.
+// Every change of it goes through Manager.setLifeLocked, which keeps the
+// counts, the gauges, the routing maps and the callers waiting for a file
+// slot in step (ARCHITECTURE.md draws the machine). An instance is one run
+// of a vault's goroutine; a hibernated vault has none, only its file, its
+// alarm in the node's heap and its leaves in the interest index.
+//
+//	none ──► unborn ──► open            (a first sign-in creates the file)
+//	none ──► opening ─► open            (a hibernated vault is woken)
+//	open ──► evicting ─► open            (the eviction found work and gave up)
+//	open, evicting ──► dozingOff ──► dozing ──► waking ──► open
+//	open, evicting ──► closing ──► gone  (hibernation: the file closes as the goroutine ends)
+//	unborn, opening, dozing, waking ──► ending ──► gone (no file to close)
+//
+// Any state may end in gone when the goroutine stops (a failed commit, the
+// node closing). Quarantine is not a state of an instance but of the vault:
+// its file was moved aside and no instance is started for it again (see
+// quarantine.go). Moving a vault to another node will add states here.
+type life uint8
+
+const (
+	none      life = iota // not yet registered
+	unborn                // no file yet: its first letter, a verified sign-in, creates it
+	opening               // its goroutine is opening the file
+	open                  // file open
+	evicting              // open, asked to close its file to free a slot (hibernate or doze)
+	dozingOff             // closing its file, keeping its goroutine, state and subscribers
+	dozing                // file closed; goroutine, state and subscribers kept
+	waking                // dozing, with a slot taken to reopen its file
+	closing               // hibernating: out of routing, goroutine ending, file still open
+	ending                // out of routing, goroutine ending, no file
+	gone                  // its goroutine has ended
+	numLives
+)
+
+var lifeNames = [numLives]string{"none", "unborn", "opening", "open", "evicting", "dozing_off", "dozing", "waking", "closing", "ending", "gone"}
+
+func (l life) String() string {
+	if l < numLives {
+		return lifeNames[l]
+	}
+	return fmt.Sprintf("life(%d)", uint8(l))
+}
+
+// holdsFile reports whether an instance in this state holds a vault file's
+// descriptors, or is about to: what MaxOpen bounds.
+func (l life) holdsFile() bool {
+	switch l {
+	case unborn, opening, open, evicting, dozingOff, waking, closing:
+		return true
+	}
+	return false
+}
+
+// routed reports whether the instance is the one requests for its vault
+// reach (in Manager.vaults).
+func (l life) routed() bool { return l >= unborn && l <= waking }
+
+// leaving reports whether the instance is retired but its goroutine still
+// runs (in Manager.leaving): a new instance must wait for it.
+func (l life) leaving() bool { return l == closing || l == ending }
+
+// lifeMoves lists the allowed transitions. Besides these, every state
+// may end in gone, and every routed state may be abandoned (ending, or
+// closing when it holds a file).
+var lifeMoves = map[life][]life{
+	none:      {unborn, opening},
+	unborn:    {open, ending},
+	opening:   {open, ending},
+	open:      {evicting, dozingOff, closing},
+	evicting:  {open, dozingOff, closing},
+	dozingOff: {dozing},
+	dozing:    {waking, ending},
+	waking:    {open, ending},
+	closing:   {},
+	ending:    {},
+}
+
+func lifeAllowed(from, to life) bool {
+	switch {
+	case to == gone && from != none:
+		return true
+	case from.routed() && (to == ending || to == closing && from.holdsFile()):
+		return true // an instance that ends for a reason of its own (Manager.abandon)
+	}
+	for _, l := range lifeMoves[from] {
+		if l == to {
+			return true
+		}
+	}
+	return false
+}
+
+// setLifeLocked moves v to state to. It keeps in step, in one place:
+// the per-state counts and the files held (what MaxOpen bounds), the
+// gauges, the routing maps (vaults for routed states, leaving for retired
+// ones), and the callers waiting for a slot or for a retired instance to
+// end. A transition the machine does not allow is logged and counted
+// (spells_vault_life_errors_total) and made anyway. m.mu is held.
+func (m *Manager) setLifeLocked(v *Vault, to life) {
+	from := v.life
+	if from == to {
+		return
+	}
+	if !lifeAllowed(from, to) {
+		m.metrics.LifeErrors.Inc()
+		m.cfg.Logger.Error().Str("vault", v.addr.Hex()).Stringer("from", from).Stringer("to", to).Msg("vault life: transition not allowed")
+	}
+	v.life = to
+	if from != none {
+		m.count[from]--
+	}
+	if to != gone {
+		m.count[to]++
+	}
+	switch {
+	case to.routed():
+		m.vaults[v.id] = v
+	case m.vaults[v.id] == v:
+		delete(m.vaults, v.id)
+	}
+	switch {
+	case to.leaving():
+		m.leaving[v.id] = v
+	case m.leaving[v.id] == v:
+		delete(m.leaving, v.id)
+		m.broadcastLocked() // a new instance may start now
+	}
+	if from.holdsFile() != to.holdsFile() {
+		if to.holdsFile() {
+			m.files++
+			m.peak = max(m.peak, m.files+m.reserved)
+		} else {
+			m.files--
+		}
+	}
+	m.metrics.Open.Set(float64(len(m.vaults)))
+	m.metrics.Dozing.Set(float64(m.count[dozing]))
+	m.metrics.FilesOpen.Set(float64(m.files + m.reserved))
+	switch to {
+	case opening, waking:
+		// (counted when the file is open)
+	case evicting:
+		m.metrics.Evictions.Inc()
+	case dozingOff:
+		m.metrics.Dozes.Inc()
+	case closing:
+		m.metrics.Hibernations.Inc()
+	case open:
+		if from == opening || from == waking {
+			m.metrics.Activations.Inc()
+		}
+	}
+	// Waiters look again when a file closes, or when an instance becomes
+	// one that can be evicted (a file opened, an eviction gave up).
+	if len(m.slotWaiters) > 0 && (from.holdsFile() && !to.holdsFile() || to == open) {
+		m.slotsChangedLocked()
+	}
+}
+
+// slotWaiter is a caller waiting for a file slot; granted is closed when
+// one is reserved for it.
+type slotWaiter struct {
+	granted chan struct{}
+	done    bool // granted or given up; under m.mu
+}
+
+// takeSlotLocked reserves a file slot for a caller about to start an
+// instance or reopen a dozing one's file, waiting (FIFO, with evictions
+// asked for) while MaxOpen are held. The reservation becomes the
+// instance's when it enters a state that holds a file (useSlotLocked).
+// With nothing that can close, it reserves one over the limit rather than
+// wait for ever. It returns with m.mu held, or with ctx's (or done's)
+// error and m.mu held.
+func (m *Manager) takeSlotLocked(ctx context.Context, done <-chan struct{}) error {
+	if len(m.slotWaiters) == 0 && m.files+m.reserved < m.cfg.MaxOpen {
+		m.reserveLocked()
+		return nil
+	}
+	w := &slotWaiter{granted: make(chan struct{})}
+	m.slotWaiters = append(m.slotWaiters, w)
+	if !m.evictLocked(m.files + m.reserved + len(m.slotWaiters) - m.cfg.MaxOpen) {
+		m.grantLocked(true)
+	}
+	m.mu.Unlock()
+	var err error
+	select {
+	case <-w.granted:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-done:
+		err = errClosed
+	}
+	m.mu.Lock()
+	if err == nil {
+		return nil
+	}
+	if w.done { // granted meanwhile: hand it on
+		m.reserved--
+		m.grantLocked(false)
+		return err
+	}
+	w.done = true
+	for i, x := range m.slotWaiters {
+		if x == w {
+			m.slotWaiters = append(m.slotWaiters[:i], m.slotWaiters[i+1:]...)
+			break
+		}
+	}
+	return err
+}
+
+func (m *Manager) reserveLocked() {
+	m.reserved++
+	m.peak = max(m.peak, m.files+m.reserved)
+	m.metrics.FilesOpen.Set(float64(m.files + m.reserved))
+}
+
+// useSlotLocked moves v into a state that holds a file with the slot
+// reserved for it by takeSlotLocked.
+func (m *Manager) useSlotLocked(v *Vault, to life) {
+	m.reserved--
+	m.setLifeLocked(v, to)
+}
+
+// releaseSlotLocked gives back a slot reserved by takeSlotLocked that
+// will not be used.
+func (m *Manager) releaseSlotLocked() {
+	m.reserved--
+	m.metrics.FilesOpen.Set(float64(m.files + m.reserved))
+	m.slotsChangedLocked()
+}
+
+// grantLocked reserves slots for the callers waiting first, as many as are
+// free (or one over the limit when over is set and nothing can free one).
+func (m *Manager) grantLocked(over bool) {
+	for len(m.slotWaiters) > 0 && (over || m.files+m.reserved < m.cfg.MaxOpen) {
+		w := m.slotWaiters[0]
+		m.slotWaiters = m.slotWaiters[1:]
+		w.done = true
+		m.reserveLocked()
+		close(w.granted)
+		over = false
+	}
+}
+
+// slotsChangedLocked runs when files closed or one became closable again:
+// it grants freed slots to the callers waiting, asks for evictions while
+// they still wait (or the node is over MaxOpen), and, if nothing can close
+// at all, lets the first waiter over the limit. m.mu is held.
+func (m *Manager) slotsChangedLocked() {
+	m.grantLocked(false)
+	need := m.files + m.reserved + len(m.slotWaiters) - m.cfg.MaxOpen
+	if need > 0 && !m.closed && !m.evictLocked(need) {
+		m.grantLocked(true)
+	}
+}
+
+// broadcastLocked wakes the callers waiting for a retired instance to end.
+func (m *Manager) broadcastLocked() {
+	close(m.freed)
+	m.freed = make(chan struct{})
+}
+
+// waitLeavingLocked releases m.mu until a retired instance ends (or ctx
+// does), then takes it again.
+func (m *Manager) waitLeavingLocked(ctx context.Context) error {
+	freed := m.freed
+	m.mu.Unlock()
+	defer m.mu.Lock()
+	select {
+	case <-freed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// evictLocked makes sure at least n slots are on their way to being
+// freed: counting the files already closing, it asks more of the least
+// recently active open vaults to close theirs (those without subscribers
+// hibernate; if they are not enough, those with subscribers doze). It asks
+// in batches of MaxOpen/32, so that a burst of wake-ups (a crossing that
+// reaches thousands of hibernated vaults) has many files closing in
+// parallel, and scans the vaults once per batch. It reports whether any
+// file is closing or was asked to (so waiting for a slot makes sense).
+// m.mu is held.
+func (m *Manager) evictLocked(n int) bool {
+	pending := m.count[evicting] + m.count[dozingOff] + m.count[closing]
+	// Instances still opening a file become evictable once it is open
+	// (setLifeLocked asks again then): waiting for them makes sense too.
+	soon := m.count[unborn] + m.count[opening] + m.count[waking]
+	batch := max(1, m.cfg.MaxOpen/32)
+	if n <= 0 || (pending >= n && pending >= (batch+1)/2) {
+		return pending+soon > 0 || n <= 0
+	}
+	want := max(n, batch) - pending
+	var idle, watched []*Vault
+	for _, v := range m.vaults {
+		if v.life != open {
+			continue // (an eviction queues behind the work it has)
+		}
+		if v.subCount.Load() > 0 {
+			watched = append(watched, v)
+		} else {
+			idle = append(idle, v)
+		}
+	}
+	asked := 0
+	ask := func(vs []*Vault, close func(v *Vault)) {
+		if len(vs) > want-asked {
+			sort.Slice(vs, func(i, j int) bool { return vs[i].lastActive.Load() < vs[j].lastActive.Load() })
+			vs = vs[:want-asked]
+		}
+		for _, v := range vs {
+			m.setLifeLocked(v, evicting)
+			go func() {
+				// Queued behind its pending work; it closes once that is done.
+				if !v.postNoFile(context.Background(), func() { close(v) }) {
+					m.evictionEnded(v)
+				}
+			}()
+		}
+		asked += len(vs)
+	}
+	ask(idle, func(v *Vault) { v.hibernate(true) })
+	if asked < want {
+		ask(watched, func(v *Vault) { v.doze(true) })
+	}
+	return pending+asked+soon > 0
+}
+
+// evictionEnded records that v's eviction did not close its file (work
+// arrived, or the vault ended first): it is open again, and evictable.
+func (m *Manager) evictionEnded(v *Vault) {
+	m.mu.Lock()
+	if v.life == evicting {
+		m.setLifeLocked(v, open)
+	}
+	m.mu.Unlock()
+}
+
+// checkLifeLocked verifies the manager's bookkeeping against its
+// instances: the counts, the files held, the routing maps. Tests call it
+// after randomized operations; it returns the first difference found.
+// m.mu is held.
+func (m *Manager) checkLifeLocked() error {
+	var count [numLives]int
+	files := 0
+	for id, v := range m.vaults {
+		if v.id != id || !v.life.routed() {
+			return fmt.Errorf("vaults[%s] is %s", id, v.life)
+		}
+		count[v.life]++
+		if v.life.holdsFile() {
+			files++
+		}
+	}
+	for id, v := range m.leaving {
+		if v.id != id || !v.life.leaving() {
+			return fmt.Errorf("leaving[%s] is %s", id, v.life)
+		}
+		if m.vaults[id] == v {
+			return fmt.Errorf("%s is both routed and leaving", id)
+		}
+		count[v.life]++
+		if v.life.holdsFile() {
+			files++
+		}
+	}
+	for l := unborn; l < gone; l++ {
+		if count[l] != m.count[l] {
+			return fmt.Errorf("%d instances %s, counted %d", count[l], l, m.count[l])
+		}
+	}
+	if files != m.files {
+		return fmt.Errorf("%d instances hold files, counted %d", files, m.files)
+	}
+	if m.reserved < 0 {
+		return fmt.Errorf("%d slots reserved", m.reserved)
+	}
+	if len(m.slotWaiters) > 0 && m.files+m.reserved < m.cfg.MaxOpen {
+		return fmt.Errorf("%d callers wait for a slot while %d of %d are taken", len(m.slotWaiters), m.files+m.reserved, m.cfg.MaxOpen)
+	}
+	return nil
+}
