@@ -29,7 +29,9 @@ func startNodeProc(t *testing.T, extra ...string) (*node, *exec.Cmd) {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
 	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false",
-		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000"}, extra...)
+		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000",
+		// The load comes from one address: no per-address limits.
+		"-max-pending-per-ip", "0", "-signin-rate-per-ip", "0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

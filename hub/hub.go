@@ -49,6 +49,16 @@ type Config struct {
 	// The server derives it from the process's descriptor limit.
 	MaxConnections int
 
+	// Limits per source address (IPv4 address, IPv6 /64) on what costs
+	// the node before a socket signs in. MaxPendingPerAddress bounds its
+	// sockets not yet signed in (more are refused with HTTP 429; default
+	// 64, negative: no limit). SignInRate and SignInBurst bound its
+	// sign-in and resume attempts (more get rate_limited; default 10 per
+	// second, burst 20; negative: no limit).
+	MaxPendingPerAddress int
+	SignInRate           float64
+	SignInBurst          int
+
 	Clock   vault.Clock
 	Logger  zerolog.Logger
 	Metrics *Metrics
@@ -82,6 +92,15 @@ func (c *Config) setDefaults() {
 	if c.CommandBurst <= 0 {
 		c.CommandBurst = 100
 	}
+	if c.MaxPendingPerAddress == 0 {
+		c.MaxPendingPerAddress = 64
+	}
+	if c.SignInRate == 0 {
+		c.SignInRate = 10
+	}
+	if c.SignInBurst == 0 {
+		c.SignInBurst = 20
+	}
 	if c.Clock == nil {
 		c.Clock = vault.RealClock{}
 	}
@@ -94,9 +113,11 @@ func (c *Config) setDefaults() {
 // New, mount it as an http.Handler, and call Shutdown to close every
 // connection with "going away".
 type Hub struct {
-	cfg   Config
-	log   zerolog.Logger
-	unsub func()
+	cfg    Config
+	log    zerolog.Logger
+	unsub  func()
+	limits *addrLimits
+	fan    *fanout
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -107,7 +128,9 @@ type Hub struct {
 // New creates a Hub and subscribes it to the bus.
 func New(cfg Config) *Hub {
 	cfg.setDefaults()
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{},
+		limits: newAddrLimits(max(0, cfg.MaxPendingPerAddress), max(0, cfg.SignInRate), max(0, cfg.SignInBurst))}
+	h.fan = startFanout(h)
 	h.unsub = cfg.Bus.Subscribe(h.onSignal)
 	return h
 }
@@ -115,12 +138,91 @@ func New(cfg Config) *Hub {
 // History returns the hub's signal history.
 func (h *Hub) History() *History { return h.cfg.History }
 
-// onSignal runs on the bus goroutine for every signal.
+// onSignal runs on the bus goroutine for every signal. It never waits:
+// the crossed vaults get the value in their inbox, and the dashboards'
+// frames go to the fan-out goroutine, so the next signal's evaluation
+// never waits behind this one's fan-out.
 func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
-	// Never waits: crossed vaults get the value in their inbox.
-	h.cfg.Manager.Signal(s.Name, s.Value)
+	h.cfg.Manager.SignalReceived(s.Name, s.Value, s.Received)
+	h.fan.put(s)
+}
+
+// fanout hands live signal frames to every signed-in connection, on a
+// goroutine of its own. A signal whose previous value has not been handed
+// out yet is conflated to its latest value (counted): a dashboard wants
+// the newest price, never a queue of old ones.
+type fanout struct {
+	h       *Hub
+	mu      sync.Mutex
+	pending map[string]Signal
+	order   []string
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startFanout(h *Hub) *fanout {
+	f := &fanout{h: h, pending: map[string]Signal{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go f.run()
+	return f
+}
+
+func (f *fanout) put(s Signal) {
+	f.mu.Lock()
+	if _, ok := f.pending[s.Name]; ok {
+		f.h.cfg.Metrics.FanoutConflated.Inc()
+	} else {
+		f.order = append(f.order, s.Name)
+	}
+	f.pending[s.Name] = s
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fanout) take() []Signal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Signal, 0, len(f.order))
+	for _, name := range f.order {
+		out = append(out, f.pending[name])
+		delete(f.pending, name)
+	}
+	f.order = f.order[:0]
+	return out
+}
+
+func (f *fanout) run() {
+	defer close(f.done)
+	for {
+		select {
+		case <-f.wake:
+		case <-f.stop:
+			return
+		}
+		for _, s := range f.take() {
+			f.h.pushSignal(s)
+		}
+	}
+}
+
+// close stops the fan-out goroutine and waits for it.
+func (f *fanout) close() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.done
+}
+
+// pushSignal queues one signal frame to every signed-in connection (each
+// conflates it with an unwritten one of the same signal).
+func (h *Hub) pushSignal(s Signal) {
 	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
 	h.mu.Lock()
 	conns := make([]*conn, 0, len(h.conns))
@@ -133,6 +235,9 @@ func (h *Hub) onSignal(s Signal) {
 			c.SendSignal(s.Name, frame)
 			h.cfg.Metrics.SignalsPushed.Inc()
 		}
+	}
+	if !s.Received.IsZero() {
+		h.cfg.Metrics.FanoutLag.Observe(time.Since(s.Received).Seconds())
 	}
 }
 
@@ -156,7 +261,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if full {
-		h.cfg.Metrics.Refused.Inc()
+		h.cfg.Metrics.Refused.WithLabelValues("connection_limit").Inc()
 		h.log.Warn().Int("limit", h.cfg.MaxConnections).Str("remote", r.RemoteAddr).Msg("websocket refused: connection limit reached")
 		http.Error(w, "connection limit reached; retry later", http.StatusServiceUnavailable)
 		return
@@ -165,6 +270,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if !served {
 			h.wg.Done()
+		}
+	}()
+	key := addrKey(r.RemoteAddr)
+	if !h.limits.admit(key) {
+		h.cfg.Metrics.Refused.WithLabelValues("per_address").Inc()
+		h.log.Warn().Int("limit", h.cfg.MaxPendingPerAddress).Str("remote", r.RemoteAddr).Msg("websocket refused: too many sockets from this address have not signed in")
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many connections from your address have not signed in yet; sign in on them or retry later", http.StatusTooManyRequests)
+		return
+	}
+	counted := true
+	defer func() {
+		if counted {
+			h.limits.authenticated(key)
 		}
 	}()
 	var nc net.Conn
@@ -182,11 +301,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Metrics.Accepted.Inc()
-	c := newConn(h, ws, nc, r.RemoteAddr)
+	c := newConn(h, ws, nc, r.RemoteAddr, key)
 	if !h.add(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
+	counted = false // the connection stops counting it (conn.authenticated)
 	// The connection outlives this handler. Returning lets net/http free
 	// the upgrade request and its response (headers, a 2 KiB buffer) that
 	// it would otherwise keep for the socket's whole life; one goroutine
@@ -254,6 +374,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	h.unsub()
+	h.fan.close()
 	done := make(chan struct{})
 	go func() {
 		h.wg.Wait()

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// TestMemoryBusDeliversInOrder: every value is delivered, in order,
+// while fewer than the backlog wait; Publish never waits.
 func TestMemoryBusDeliversInOrder(t *testing.T) {
-	b := NewMemoryBus(4)
+	b := NewMemoryBus(64, nil)
 	defer b.Close()
 	got := make(chan Signal, 100)
 	unsub := b.Subscribe(func(s Signal) { got <- s })
@@ -25,8 +30,8 @@ func TestMemoryBusDeliversInOrder(t *testing.T) {
 	for i := 1; i <= 50; i++ {
 		select {
 		case s := <-got:
-			if s.Value != float64(i) {
-				t.Fatalf("signal %d arrived as %g", i, s.Value)
+			if s.Value != float64(i) || s.Received.IsZero() {
+				t.Fatalf("signal %d arrived as %+v", i, s)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("signal %d not delivered", i)
@@ -42,6 +47,74 @@ func TestMemoryBusDeliversInOrder(t *testing.T) {
 	}
 	if err := b.Publish(context.Background(), Signal{Name: "X", Value: 1, At: 1}); !errors.Is(err, ErrBusClosed) {
 		t.Fatalf("publish after close: %v", err)
+	}
+}
+
+// TestMemoryBusConflatesPastItsBacklog: with the delivery goroutine held
+// up, publishing never waits; past the backlog each signal keeps only its
+// newest waiting value (counted), so what is delivered is in order, ends
+// with the newest value of every signal, and is bounded.
+func TestMemoryBusConflatesPastItsBacklog(t *testing.T) {
+	conflated := prometheus.NewCounter(prometheus.CounterOpts{Name: "c"})
+	b := NewMemoryBus(8, conflated)
+	defer b.Close()
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	var got []Signal
+	var mu sync.Mutex
+	b.Subscribe(func(s Signal) {
+		select {
+		case held <- struct{}{}:
+			<-hold
+		default:
+		}
+		mu.Lock()
+		got = append(got, s)
+		mu.Unlock()
+	})
+	b.Publish(context.Background(), Signal{Name: "X", Value: 0, At: 1})
+	<-held // the goroutine is inside the handler
+	for i := 1; i <= 1000; i++ {
+		for _, name := range []string{"X", "Y"} {
+			if err := b.Publish(context.Background(), Signal{Name: name, Value: float64(i), At: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(hold)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		last := Signal{}
+		if n > 0 {
+			last = got[n-1]
+		}
+		mu.Unlock()
+		if last.Value == 1000 && n > 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the newest values were not delivered: %d delivered, last %+v", n, last)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) > 8+2+1 {
+		t.Fatalf("%d values delivered, want at most the backlog", len(got))
+	}
+	seen := map[string]float64{}
+	for _, s := range got {
+		if s.Value < seen[s.Name] {
+			t.Fatalf("%s went back from %g to %g", s.Name, seen[s.Name], s.Value)
+		}
+		seen[s.Name] = s.Value
+	}
+	if seen["X"] != 1000 || seen["Y"] != 1000 {
+		t.Fatalf("newest delivered %v, want 1000 for both", seen)
+	}
+	if c := testutil.ToFloat64(conflated); int(c)+len(got) != 2001 {
+		t.Fatalf("%g conflated + %d delivered, want 2001 published", c, len(got))
 	}
 }
 

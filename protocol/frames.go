@@ -110,18 +110,19 @@ type Ack struct {
 	Result  json.RawMessage `json:"result,omitempty"`
 }
 
-// ErrorFrame reports a refusal. Seq is set when it answers a command.
+// ErrorFrame reports a refusal. Seq is set when it answers a command: the
+// command's seq as sent, 0 included.
 type ErrorFrame struct {
-	Type    string `json:"type"`
-	Code    Code   `json:"code"`
-	Message string `json:"message"`
-	Retry   bool   `json:"retry"`
-	Seq     uint64 `json:"seq,omitempty"`
+	Type    string  `json:"type"`
+	Code    Code    `json:"code"`
+	Message string  `json:"message"`
+	Retry   bool    `json:"retry"`
+	Seq     *uint64 `json:"seq,omitempty"`
 }
 
 // NewErrorFrame builds the frame for err: an *Error anywhere in err's chain
 // keeps its code, anything else becomes CodeInternal with a generic message (details stay in logs).
-func NewErrorFrame(err error, seq uint64) ErrorFrame {
+func NewErrorFrame(err error, seq *uint64) ErrorFrame {
 	pe := AsError(err)
 	if pe == nil {
 		pe = &Error{Code: CodeInternal, Message: "internal error"}

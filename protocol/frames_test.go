@@ -42,8 +42,9 @@ func TestParseCommand(t *testing.T) {
 }
 
 func TestNewErrorFrameHidesInternalDetail(t *testing.T) {
-	f := NewErrorFrame(errString("disk on fire at /var/secret"), 7)
-	if f.Code != CodeInternal || f.Message != "internal error" || !f.Retry || f.Seq != 7 {
+	seven := uint64(7)
+	f := NewErrorFrame(errString("disk on fire at /var/secret"), &seven)
+	if f.Code != CodeInternal || f.Message != "internal error" || !f.Retry || *f.Seq != 7 {
 		t.Fatalf("got %+v", f)
 	}
 }
@@ -140,7 +141,7 @@ func TestJSONErrorsInOwnWords(t *testing.T) {
 // its own code, not as internal.
 func TestWrappedErrorKeepsItsCode(t *testing.T) {
 	err := fmt.Errorf("open vault 0xabc: %w", Errorf(CodeUnavailable, "vault is closing; retry"))
-	f := NewErrorFrame(err, 3)
+	f := NewErrorFrame(err, nil)
 	if f.Code != CodeUnavailable || !f.Retry || f.Message != "vault is closing; retry" {
 		t.Fatalf("wrapped unavailable became %+v", f)
 	}

@@ -230,15 +230,22 @@ func TestCommandFloodIsRateLimited(t *testing.T) {
 	a := tn.signIn(t, nil)
 	ctx := ctxT(t)
 	const n = 40
+	unanswered := map[uint64]bool{}
 	for i := 0; i < n; i++ {
-		f, _, _ := a.s.SignCommand(protocol.OpTriggerCreate, dip(float64(1000+i)))
+		f, seq, _ := a.s.SignCommand(protocol.OpTriggerCreate, dip(float64(1000+i)))
 		if err := a.c.Send(ctx, f); err != nil {
 			t.Fatal(err)
 		}
+		unanswered[seq] = true
 	}
 	acked, limited := 0, 0
 	for acked+limited < n {
 		f := a.until(t, "answers", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeAck || f.Type == protocol.TypeError })
+		// Every answer, refusals included, names its command's seq.
+		if !unanswered[f.Seq] {
+			t.Fatalf("answer %+v names seq %d: not one sent, or answered twice", f, f.Seq)
+		}
+		delete(unanswered, f.Seq)
 		switch {
 		case f.Type == protocol.TypeAck:
 			acked++

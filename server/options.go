@@ -32,9 +32,13 @@ type Options struct {
 	IdleAfter    time.Duration
 	CommandRate  float64
 	CommandBurst int
-	MaxConns     int    // 0: derived from the descriptor limit
-	DebugListen  string // pprof listener; empty: off
-	ProcsPerCPU  int    // GOMAXPROCS is this many times the CPUs Go would use (unless GOMAXPROCS is set)
+	MaxConns     int // 0: derived from the descriptor limit
+	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
+	MaxPendingPerIP  int
+	SignInRatePerIP  float64
+	SignInBurstPerIP int
+	DebugListen      string // pprof listener; empty: off
+	ProcsPerCPU      int    // GOMAXPROCS is this many times the CPUs Go would use (unless GOMAXPROCS is set)
 	// ShutdownTimeout bounds a graceful shutdown: closing sockets, then
 	// vaults; past it the node exits anyway.
 	ShutdownTimeout time.Duration
@@ -66,6 +70,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.MaxOpen, "max-open-vaults", vault.DefaultMaxOpen, "vaults kept open at once (2 file descriptors each); past it the least recently used idle vault is closed")
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
+	fs.IntVar(&o.MaxPendingPerIP, "max-pending-per-ip", 64, "WebSockets from one address (IPv6: one /64) that have not signed in yet; more are refused with HTTP 429 (0: no limit)")
+	fs.Float64Var(&o.SignInRatePerIP, "signin-rate-per-ip", 10, "sign-in and resume attempts per second from one address; more get rate_limited (0: no limit)")
+	fs.IntVar(&o.SignInBurstPerIP, "signin-burst-per-ip", 20, "burst allowed above --signin-rate-per-ip")
 	fs.IntVar(&o.MaxConns, "max-connections", 0, "WebSockets accepted at once; 0: the descriptor limit minus 2 per open vault minus 512 spare")
 	fs.StringVar(&o.DebugListen, "debug-listen", "", "serve Go's pprof profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; empty: off")
 	fs.IntVar(&o.ProcsPerCPU, "procs-per-cpu", 2, "Go processors (GOMAXPROCS) per CPU: vault files are written and synced with blocking system calls, each holding a processor while it waits; ignored when GOMAXPROCS is set")
@@ -89,6 +96,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.ProcsPerCPU <= 0 {
 		return o, fmt.Errorf("-procs-per-cpu must be positive")
+	}
+	if o.MaxPendingPerIP < 0 || o.SignInRatePerIP < 0 || o.SignInBurstPerIP < 0 {
+		return o, fmt.Errorf("-max-pending-per-ip, -signin-rate-per-ip and -signin-burst-per-ip must not be negative")
 	}
 	if o.ShutdownTimeout <= 0 {
 		return o, fmt.Errorf("-shutdown-timeout must be positive")

@@ -131,7 +131,7 @@ func TestConnectionLimitRefusesCleanly(t *testing.T) {
 	if !errors.As(err, &de) || de.Status != http.StatusServiceUnavailable {
 		t.Fatalf("third connection: %v, want HTTP 503", err)
 	}
-	if got := testutil.ToFloat64(tn.n.hubMetrics.Refused); got != 1 {
+	if got := testutil.ToFloat64(tn.n.hubMetrics.Refused.WithLabelValues("connection_limit")); got != 1 {
 		t.Fatalf("spells_ws_refused_total = %g", got)
 	}
 	a.CloseNow()

@@ -131,12 +131,13 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 		mgr.Close(context.Background())
 		return err
 	}
-	n.mgr, n.bus = mgr, hub.NewMemoryBus(0)
+	n.hubMetrics = hub.NewMetrics(reg)
+	n.mgr, n.bus = mgr, hub.NewMemoryBus(0, n.hubMetrics.BusConflated)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: n.opts.ChainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
-		Logger: n.log.With().Str("part", "hub").Logger(), Metrics: hub.NewMetrics(reg)}
-	n.hubMetrics = hcfg.Metrics
+		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),
+		SignInBurst: orNoLimit(n.opts.SignInBurstPerIP), Logger: n.log.With().Str("part", "hub").Logger(), Metrics: n.hubMetrics}
 	if n.opts.hubTweak != nil {
 		n.opts.hubTweak(&hcfg)
 	}
@@ -146,6 +147,15 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log)
 	}
 	return nil
+}
+
+// orNoLimit maps a limit flag's 0 ("no limit") to the hub's -1 (its 0
+// means "the default").
+func orNoLimit[T int | float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 func (n *node) routes(metrics prometheus.Gatherer) http.Handler {

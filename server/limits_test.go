@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
+)
+
+// fromAddr returns dial options whose sockets come from the loopback
+// address ip (anything in 127.0.0.0/8 reaches the node).
+func fromAddr(ip string) *client.DialOptions {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &client.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}}
+}
+
+// TestPendingSocketsLimitedPerAddress: an address holds at most
+// --max-pending-per-ip sockets that have not signed in; one more gets HTTP
+// 429 (counted), other addresses are not affected, and a socket that
+// signs in no longer counts.
+func TestPendingSocketsLimitedPerAddress(t *testing.T) {
+	opts := testOptions(t)
+	opts.MaxPendingPerIP = 3
+	tn := startNode(t, opts, nil)
+	var held []*client.Conn
+	for i := 0; i < 3; i++ {
+		c, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.7"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.CloseNow)
+		held = append(held, c)
+	}
+	_, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.7"))
+	var de *client.DialError
+	if !errors.As(err, &de) || de.Status != http.StatusTooManyRequests {
+		t.Fatalf("fourth pending socket: %v, want HTTP 429", err)
+	}
+	if got := testutil.ToFloat64(tn.n.hubMetrics.Refused.WithLabelValues("per_address")); got != 1 {
+		t.Fatalf("spells_ws_refused_total{reason=per_address} = %g, want 1", got)
+	}
+	other, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.8"))
+	if err != nil {
+		t.Fatalf("another address was refused: %v", err)
+	}
+	other.CloseNow()
+	w, _ := client.NewWallet()
+	if _, err := held[0].SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a signed-in socket to stop counting", func() bool {
+		c, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.7"))
+		if err != nil {
+			return false
+		}
+		c.CloseNow()
+		return true
+	})
+}
+
+// TestSignInAttemptsLimitedPerAddress: sign-in attempts from one address
+// beyond --signin-rate-per-ip (burst --signin-burst-per-ip) get a
+// retryable rate_limited error, counted, while another address signs in
+// at once.
+func TestSignInAttemptsLimitedPerAddress(t *testing.T) {
+	opts := testOptions(t)
+	opts.SignInRatePerIP, opts.SignInBurstPerIP = 0.5, 3
+	tn := startNode(t, opts, nil)
+	limited := 0
+	for i := 0; i < 6; i++ {
+		c, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.9"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := client.NewWallet()
+		_, err = c.SignIn(ctxT(t), w, client.SignInParams{}, nil)
+		c.CloseNow()
+		if pe := protocol.AsError(err); pe != nil && pe.Code == protocol.CodeRateLimited && protocol.Retryable(pe.Code) {
+			limited++
+		} else if err != nil {
+			t.Fatalf("sign-in %d: %v", i, err)
+		}
+	}
+	if limited != 3 {
+		t.Fatalf("%d of 6 sign-ins rate limited, want 3 (burst 3)", limited)
+	}
+	if got := testutil.ToFloat64(tn.n.hubMetrics.SignInsLimited); got != 3 {
+		t.Fatalf("spells_signin_rate_limited_total = %g, want 3", got)
+	}
+	c, err := client.Dial(ctxT(t), tn.wsURL(), fromAddr("127.0.0.10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	w, _ := client.NewWallet()
+	if _, err := c.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+}
+
+// TestErrorsEchoTheCommandsSeq: a refused command's error carries the seq
+// it was sent with, 0 included; a refusal of a frame that is no command
+// carries none.
+func TestErrorsEchoTheCommandsSeq(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	f, _, _ := a.s.SignCommandSeq(0, protocol.OpTriggerList, struct{}{})
+	raw := rawAnswer(t, tn, a, f)
+	if !strings.Contains(raw, `"code":"bad_command"`) || !strings.Contains(raw, `"seq":0`) {
+		t.Fatalf("seq 0: %s, want bad_command with \"seq\":0", raw)
+	}
+	raw = rawAnswer(t, tn, a, protocol.ClientFrame{Type: protocol.TypeSignIn, Message: "x"})
+	if !strings.Contains(raw, `"code":"already_signed_in"`) || strings.Contains(raw, `"seq"`) {
+		t.Fatalf("a second sign-in: %s, want already_signed_in without seq", raw)
+	}
+}
+
+// rawAnswer sends f on a fresh socket resumed into a's session and
+// returns the first error frame as the node wrote it.
+func rawAnswer(t *testing.T, tn *testNode, a *session, f protocol.ClientFrame) string {
+	t.Helper()
+	ws, _, err := websocket.Dial(ctxT(t), tn.wsURL(), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ctx := ctxT(t)
+	_, ch, _ := ws.Read(ctx)
+	challenge, _ := protocol.DecodeServerFrame(ch)
+	resume, _ := a.s.SignResumeSnapshot(challenge.Nonce)
+	for _, out := range []protocol.ClientFrame{resume, f} {
+		b, _ := json.Marshal(out)
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		_, msg, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(msg), "\n") {
+			if strings.Contains(line, `"type":"error"`) {
+				return line
+			}
+		}
+	}
+}
+
+// TestSignalsFrameAlwaysFollowsReady: a dashboard gets the signals frame
+// after ready even when the node has no history yet (an empty series).
+func TestSignalsFrameAlwaysFollowsReady(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	c := tn.dial(t)
+	w, _ := client.NewWallet()
+	if _, err := c.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		f, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("no signals frame: %v", err)
+		}
+		if f.Type == protocol.TypeSignals {
+			if len(f.Series) != 0 {
+				t.Fatalf("series %v on a node without signals", f.Series)
+			}
+			return
+		}
+	}
+}
