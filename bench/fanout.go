@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,14 @@ wait:
 	r.latencies("firing_diff", fr.fireLat)
 	fr.mu.Unlock()
 	r.set("price_deliveries_per_s", float64(fr.delivered.Load())/priceDur.Seconds())
+	if sent := float64(p.Ticks * p.Connected); sent > 0 {
+		// A dashboard gets the newest price, not every tick: what the
+		// node conflated away, here and in its own counters.
+		r.set("price_ticks_delivered_fraction", float64(fr.delivered.Load())/sent)
+	}
+	for _, name := range []string{"spells_signals_conflated_total", "spells_signal_fanout_conflated_total"} {
+		r.set("node_"+strings.TrimPrefix(strings.TrimSuffix(name, "_total"), "spells_"), after.all[name]-before.all[name])
+	}
 	r.addUsage(before, after)
 	return r, nil
 }

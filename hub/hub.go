@@ -220,9 +220,15 @@ func (f *fanout) close() {
 	<-f.done
 }
 
+// fanoutHook, when set by a test, runs before each signal's fan-out.
+var fanoutHook func()
+
 // pushSignal queues one signal frame to every signed-in connection (each
 // conflates it with an unwritten one of the same signal).
 func (h *Hub) pushSignal(s Signal) {
+	if fanoutHook != nil {
+		fanoutHook()
+	}
 	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
 	h.mu.Lock()
 	conns := make([]*conn, 0, len(h.conns))
