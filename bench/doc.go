@@ -10,6 +10,11 @@
 //	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000 -debug http://127.0.0.1:6060
 //	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
 //
+// The bench's clients all come from one address, so the node it drives
+// must run without the limits per source address:
+//
+//	go run ./server -signal-token T -demo=false -max-pending-per-ip 0 -signin-rate-per-ip 0 -command-rate 100000 -command-burst 100000
+//
 // -debug names the node's -debug-listen address: the bench then forces a
 // garbage collection on the node before reading its memory, and polls the
 // node's counters from /debug/metrics there instead of /metrics.

@@ -117,7 +117,7 @@ func (c *conn) ping() {
 // writer that fails leaves it: the connection is closing).
 // Not a context per write: coder/websocket arms a context.AfterFunc for
 // every write given a cancellable context, and that with the context's
-// own timer was a sixth of the node's CPU in a price fan-out.
+// own timer was a large share of the node's CPU in a price fan-out.
 func (c *conn) writeLoop() {
 	defer c.tasks.Done()
 	for {

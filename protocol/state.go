@@ -21,15 +21,16 @@ const (
 	StatusDone    = "done"    // it fired MaxFires times
 )
 
-// TriggerSpec is what a client sends to create or replace a trigger.
+// TriggerSpec is what a client sends to create or replace a trigger. The
+// server always writes every field of an entity, zero values included.
 type TriggerSpec struct {
 	Name       string    `json:"name"`
 	Condition  Condition `json:"condition"`
 	Action     Action    `json:"action"`
-	CooldownMs int64     `json:"cooldownMs,omitempty"`
-	MaxFires   int64     `json:"maxFires,omitempty"`  // 0: unlimited
-	ExpiresAt  int64     `json:"expiresAt,omitempty"` // unix ms; 0: never
-	Paused     bool      `json:"paused,omitempty"`
+	CooldownMs int64     `json:"cooldownMs"`
+	MaxFires   int64     `json:"maxFires"`  // 0: unlimited
+	ExpiresAt  int64     `json:"expiresAt"` // unix ms; 0: never
+	Paused     bool      `json:"paused"`
 }
 
 // Trigger is a stored trigger with its status and counters.
@@ -38,8 +39,8 @@ type Trigger struct {
 	TriggerSpec
 	Status      string `json:"status"`
 	Fires       int64  `json:"fires"`
-	LastFiredAt int64  `json:"lastFiredAt,omitempty"`
-	NextDueAt   int64  `json:"nextDueAt,omitempty"`
+	LastFiredAt int64  `json:"lastFiredAt"`
+	NextDueAt   int64  `json:"nextDueAt"`
 	CreatedAt   int64  `json:"createdAt"`
 	UpdatedAt   int64  `json:"updatedAt"`
 }
@@ -76,7 +77,9 @@ type Action struct {
 }
 
 // Intent is an action recorded by a firing, in the same transaction.
-// IdempotencyKey is unique per vault: trigger id and fire number.
+// IdempotencyKey is unique per vault: the trigger's id and the number of
+// the firing over the trigger's whole life (an update does not start it
+// again).
 type Intent struct {
 	ID             string `json:"id"`
 	TriggerID      string `json:"triggerId"`
@@ -103,7 +106,7 @@ type Evaluation struct {
 	Cause     string   `json:"cause"` // "signal:ETH/USD", "alarm", "command"
 	Value     *float64 `json:"value,omitempty"`
 	Outcome   string   `json:"outcome"`
-	Detail    string   `json:"detail,omitempty"`
+	Detail    string   `json:"detail"`
 }
 
 // Change kinds and operations inside a Diff.

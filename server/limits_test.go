@@ -181,3 +181,33 @@ func TestSignalsFrameAlwaysFollowsReady(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedSignInIsNonceReused: a captured sign-in sent again on
+// another socket is refused as what it is, a replay (nonce_reused), not as
+// a nonce of another socket: the vault checks its record before the
+// socket's nonce.
+func TestReplayedSignInIsNonceReused(t *testing.T) {
+	opts := testOptions(t)
+	tn := startNode(t, opts, nil)
+	c := tn.dial(t)
+	w, _ := client.NewWallet()
+	d, _ := protocol.NewDelegate()
+	p := client.SignInParams{Domain: c.Challenge.Domains[0], ChainID: 1, Nonce: c.Challenge.Nonce, Delegate: d, IssuedAt: time.Now()}
+	msg, sig, _ := w.SignIn(p)
+	frame := protocol.ClientFrame{Type: protocol.TypeSignIn, Message: msg, Signature: sig}
+	if err := c.Send(ctxT(t), frame); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Next(ctxT(t)); err != nil { // ready
+		t.Fatal(err)
+	}
+	replay := tn.dial(t)
+	if err := replay.Send(ctxT(t), frame); err != nil {
+		t.Fatal(err)
+	}
+	f, err := replay.Next(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, f.Err(), protocol.CodeNonceReused)
+}

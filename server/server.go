@@ -68,10 +68,9 @@ func run(ctx context.Context, opts Options, started func(addr string)) error {
 // CPUs it may use), unless the GOMAXPROCS variable set it, and returns the
 // setting. SQLite (modernc, no cgo) writes and syncs vault files with
 // blocking system calls, and a goroutine in one holds its processor until
-// the runtime hands the processor on: on two cores, with two processors, a
-// tick that woke 1,000 vaults used 1.3 of the cores; with four, 1.6, and it
-// ended 20 % sooner. The live price's tail at 10,000 dashboards lost by it
-// (BENCHMARKS.md, sixth session).
+// the runtime hands the processor on, so more processors than cores let
+// other vaults run meanwhile: wake-ups and firings end sooner, and the
+// live price's tail is slower (BENCHMARKS.md has the trade).
 func setProcs(perCPU int, fromEnv bool) int {
 	n := runtime.GOMAXPROCS(0)
 	if fromEnv || perCPU <= 1 {

@@ -38,9 +38,9 @@ type Config struct {
 
 	// MailboxSize bounds a vault's queue (default 32). Every running vault
 	// allocates it, dashboards' vaults included; a sender waits when it is
-	// full. 32 measured as fast as 256 for pipelined commands into one
-	// vault (a group commit keeps taking commands as they arrive, up to
-	// maxBatch) and saves 3.5 KB per running vault.
+	// full. A small mailbox costs pipelined commands nothing (a group
+	// commit keeps taking commands as they arrive, up to maxBatch) and
+	// saves memory in every running vault.
 	MailboxSize     int
 	ChangeLogKeep   int // versions kept for resume (default 1000)
 	EvaluationsKeep int // evaluation rows kept per vault (default 1000; trimmed every 32 rows)

@@ -170,12 +170,11 @@ func setDurable(conn *sqlite.Conn, on bool) error {
 // keepWAL makes closing the connection truncate its WAL file to zero bytes
 // (after the closing checkpoint) instead of deleting it. Otherwise every
 // activation creates the WAL anew, which also costs an fsync of the
-// directory at the first commit, and every close unlinks it: in a
-// single-threaded loop of open, one transaction and close, keeping it made
-// the loop 25 % faster and took 14 % off its CPU; in the node's profile of
-// cold activations, creating the WAL was a quarter of all CPU. An empty
-// WAL still marks a cleanly closed vault (openSnapshot relies on that):
-// SQLite only truncates once the checkpoint has completed and synced.
+// directory at the first commit, and every close unlinks it; in profiles
+// of cold activations that was a large share of the CPU (BENCHMARKS.md).
+// An empty WAL still marks a cleanly closed vault (openSnapshot relies on
+// that): SQLite only truncates once the checkpoint has completed and
+// synced.
 func keepWAL(conn *sqlite.Conn) error {
 	if err := sqlitex.ExecuteTransient(conn, "PRAGMA journal_size_limit = 0;", nil); err != nil {
 		return err

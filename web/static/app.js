@@ -108,8 +108,39 @@ async function onFrame(f) {
   }
 }
 
+// notice shows a message that stays until the page is reloaded: what the
+// vault or the node says about the user's data, not about one click.
+function notice(text) {
+  const n = $("#notice");
+  n.textContent = text;
+  n.classList.remove("hidden");
+}
+
 function onError(f) {
   const text = `${f.code}: ${f.message}`;
+  if (f.code === "vault_rolled_back") {
+    // The vault no longer has the version this page showed: it lost
+    // changes it had acknowledged. Say so, then show it as it is (a
+    // refused resume leaves this socket's nonce unused).
+    notice("This vault lost data: the node has an older version than this page had seen, so changes it had " +
+      `confirmed are gone (${f.message}). What is shown now is what the vault holds.`);
+    S.loaded = false;
+    resume();
+    return;
+  }
+  if (f.code === "vault_quarantined") {
+    notice("This vault's file could not be read, so the node set it aside and does not serve it. Nothing was " +
+      "replaced or deleted: ask the node's operator to restore it (the node's log names the file).");
+    setStatus(false, "vault unavailable");
+    show(false);
+    return;
+  }
+  if (f.code === "storage_full") {
+    const where = f.seq ? "#cmd-error" : "#signin-error";
+    if (f.seq) S.pending.delete(f.seq);
+    $(where).textContent = "The node's disk is full, so nothing was saved. Try again in a while. (storage_full)";
+    return;
+  }
   if (!S.loaded && ["session_unknown", "session_expired", "nonce_reused", "bad_cmd_signature", "wrong_vault"].includes(f.code)) {
     // The stored session cannot be resumed: forget it and sign in again.
     S.session = null;
