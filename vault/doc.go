@@ -10,14 +10,22 @@
 // exactly the diffs after it.
 //
 // Where to read:
-//   - manager.go: the Manager opens, creates and closes vaults on a node,
-//     keeps the signal interest index, and runs the alarm scheduler
-//     (alarms.go) that wakes vaults on time.
-//   - identity.go: the Fortress checks. The vault itself verifies every
-//     sign-in (SIWE + EIP-191), resume and command (P-256 delegate
-//     signature, sequence number, vault and session binding).
+//   - manager.go: the Manager opens, creates and closes vaults on a node and
+//     routes sign-ins, resumes, signals and alarms to them; life.go is a
+//     vault's life on the node as one state machine (the file slots, the
+//     evictions, the invariant tests check); inbox.go is how signals and
+//     alarms reach vaults without ever waiting on one; scan.go is the
+//     start-up scan; janitor.go hibernates and dozes idle vaults.
+//   - vault.go: the actor, its mailbox and its transactions; file.go opens
+//     and (atomically) creates its file; doze.go closes it when idle;
+//     batch.go is the group commit.
+//   - identity.go and command.go: the Fortress checks. The vault itself
+//     verifies every sign-in (SIWE + EIP-191), resume and command (P-256
+//     delegate signature, sequence number, vault and session binding).
 //   - triggers.go and eval.go: trigger validation, CRUD, and evaluation of
 //     conditions on signals and alarms, recording evaluations and intents.
+//   - quarantine.go: what a damaged file or a full disk does (one vault can
+//     never take the node down).
 //   - store.go and schema.go: the SQL.
 //   - clock.go: time is injected, so tests move a FakeClock instead of
 //     sleeping.

@@ -215,3 +215,58 @@ func (v *Vault) recordFailure(t *tx, ev event, trigger string, cause error) {
 		v.log.Error().Err(err).Str("trigger", trigger).Msg("record failed evaluation")
 	}
 }
+
+// afterChange tells the manager when to wake the vault next and which
+// signal thresholds it reacts to. If the index knows a newer value than
+// one of the thresholds has seen, the vault evaluates it now.
+func (v *Vault) afterChange() {
+	resend := v.report()
+	if v.resending {
+		return
+	}
+	v.resending = true
+	for name, value := range resend {
+		if last, ok := v.evaluated[name]; !ok || last != value {
+			v.signal(name, value)
+		}
+	}
+	v.resending = false
+}
+
+// report gives the manager the vault's next alarm and its threshold
+// leaves, and returns the signal values the index says it has not seen.
+func (v *Vault) report() map[string]float64 {
+	var next int64
+	var leaves []leaf
+	for _, t := range v.triggers {
+		if due := t.wakeAt(); due > 0 && (next == 0 || due < next) {
+			next = due
+		}
+		if t.Status != protocol.StatusActive {
+			continue
+		}
+		i := 0
+		walkLeaves(&t.Condition, func(c *protocol.Condition) {
+			if c.Signal != "" {
+				ls := t.state.Leaves[i]
+				leaves = append(leaves, leaf{vault: v.id, trigger: t.ID, n: i, signal: c.Signal, op: c.Op,
+					thr: *c.Threshold, known: ls.Known, met: ls.Met})
+			}
+			i++
+		})
+	}
+	v.next = next
+	v.m.setAlarm(v, next)
+	return v.m.index.set(v.id, leaves)
+}
+
+// signal evaluates the vault's triggers on a signal value.
+func (v *Vault) signal(name string, value float64) {
+	if v.evaluated == nil {
+		v.evaluated = map[string]float64{}
+	}
+	v.evaluated[name] = value
+	if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: v.m.now()}); err != nil {
+		v.fault("signal evaluation ("+name+")", err)
+	}
+}

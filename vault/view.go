@@ -1,0 +1,109 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// What a vault shows its subscribers: diffs as they commit, a snapshot
+// or the missed diffs to a new subscriber.
+
+func (v *Vault) diffFrame(version uint64, at int64, changes []protocol.Change) []byte {
+	return mustJSON(protocol.Diff{Type: protocol.TypeDiff, Vault: v.addr.Hex(), Version: version, At: at, Changes: changes})
+}
+
+func mustJSON(x any) []byte {
+	b, err := json.Marshal(x)
+	if err != nil {
+		panic(fmt.Sprintf("encode frame: %v", err)) // frames are plain structs; this cannot fail
+	}
+	return b
+}
+
+// broadcast sends frame to every subscriber, dropping those that cannot
+// keep up.
+func (v *Vault) broadcast(frame []byte) {
+	for s := range v.subs {
+		if !s.Send(frame) {
+			v.dropSub(s)
+			v.m.metrics.SlowSubscribers.Inc()
+			v.log.Warn().Msg("subscriber queue full; dropped (it resumes from its version)")
+		}
+	}
+}
+
+// snapshot builds the whole state at the current version.
+func (v *Vault) snapshot() (protocol.State, error) {
+	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version,
+		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
+	var err error
+	if st.Intents, err = recentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
+		return st, err
+	}
+	st.Evaluations, err = recentEvaluations(v.conn, v.m.cfg.SnapshotRecent)
+	return st, err
+}
+
+func (v *Vault) sortedTriggers() []protocol.Trigger {
+	out := make([]protocol.Trigger, 0, len(v.triggers))
+	for _, t := range v.triggers {
+		out = append(out, t.Trigger)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// catchUp returns the frames that make a new subscriber current: the
+// diffs after since, or a snapshot when since is absent, older than the
+// change log, or more diffs than sub can queue next to the ready frame.
+// Running on the goroutine makes what follows them gap-free.
+func (v *Vault) catchUp(sub Subscriber, since *uint64) ([][]byte, error) {
+	if since != nil && *since <= v.version {
+		frames, ok, err := v.diffsSince(*since)
+		if err != nil {
+			return nil, err
+		}
+		if r, bounded := sub.(roomer); ok && bounded && len(frames) > r.Room()-1 {
+			ok = false // too many to queue at once: one snapshot instead
+		}
+		if ok {
+			return frames, nil
+		}
+	}
+	st, err := v.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})}, nil
+}
+
+// Detach stops sending frames to sub. It is safe to call more than once.
+func (v *Vault) Detach(sub Subscriber) {
+	select {
+	case v.mailbox <- letter{fn: func() { v.dropSub(sub) }, noFile: true}:
+	case <-v.done:
+	}
+}
+
+// State returns a snapshot of the vault (for tests and tools).
+func (v *Vault) State(ctx context.Context) (protocol.State, error) {
+	var st protocol.State
+	err := v.do(ctx, func() error {
+		if v.conn == nil {
+			return protocol.Errorf(protocol.CodeNotFound, "vault has no file yet")
+		}
+		var err error
+		st, err = v.snapshot()
+		return err
+	})
+	return st, err
+}
