@@ -284,25 +284,30 @@ func (m *Manager) waitLeavingLocked(ctx context.Context) error {
 	}
 }
 
-// evictLocked makes sure at least n slots are on their way to being
-// freed: counting the files already closing, it asks more of the least
-// recently active open vaults to close theirs (those without subscribers
-// hibernate; if they are not enough, those with subscribers doze). It asks
-// in batches of MaxOpen/32, so that a burst of wake-ups (a crossing that
-// reaches thousands of hibernated vaults) has many files closing in
-// parallel, and scans the vaults once per batch. It reports whether any
-// file is closing or was asked to (so waiting for a slot makes sense).
-// m.mu is held.
+// evictLocked makes sure evictions are on their way for n more slots: it
+// keeps between one and two batches of MaxOpen/32 in flight (never asking
+// for fewer than a batch, so a burst of wake-ups has many files closing in
+// parallel, and never more than two however many callers wait, so that a
+// crossing that wakes thousands of vaults at once scans the vaults once
+// per batch, not once per freed slot). It asks the least recently active
+// open vaults (those without subscribers hibernate; if they are not
+// enough, those with subscribers doze). It reports whether any file is
+// closing, asked to, or about to become evictable (so waiting for a slot
+// makes sense). m.mu is held.
 func (m *Manager) evictLocked(n int) bool {
+	if n <= 0 {
+		return true
+	}
 	pending := m.count[evicting] + m.count[dozingOff] + m.count[closing]
 	// Instances still opening a file become evictable once it is open
 	// (setLifeLocked asks again then): waiting for them makes sense too.
 	soon := m.count[unborn] + m.count[opening] + m.count[waking]
 	batch := max(1, m.cfg.MaxOpen/32)
-	if n <= 0 || (pending >= n && pending >= (batch+1)/2) {
-		return pending+soon > 0 || n <= 0
+	target := max(batch, min(n, 2*batch))
+	if pending > 0 && 2*pending >= target {
+		return true
 	}
-	want := max(n, batch) - pending
+	want := target - pending
 	var idle, watched []*Vault
 	for _, v := range m.vaults {
 		if v.life != open {
