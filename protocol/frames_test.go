@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -144,5 +146,25 @@ func TestWrappedErrorKeepsItsCode(t *testing.T) {
 	f := NewErrorFrame(err, nil)
 	if f.Code != CodeUnavailable || !f.Retry || f.Message != "vault is closing; retry" {
 		t.Fatalf("wrapped unavailable became %+v", f)
+	}
+}
+
+// TestEntitiesOmitOnlyTheListedZeroFields: the fields PROTOCOL.md lists
+// as left out at their zero value are, and every other field is written.
+func TestEntitiesOmitOnlyTheListedZeroFields(t *testing.T) {
+	b, _ := json.Marshal(Trigger{ID: "t_1"})
+	for _, f := range []string{`"cooldownMs"`, `"maxFires"`, `"expiresAt"`, `"paused"`, `"lastFiredAt"`, `"nextDueAt"`} {
+		if strings.Contains(string(b), f) {
+			t.Errorf("a zero trigger carries %s: %s", f, b)
+		}
+	}
+	for _, f := range []string{`"id"`, `"name"`, `"condition"`, `"action"`, `"status"`, `"fires":0`, `"createdAt":0`, `"updatedAt":0`} {
+		if !strings.Contains(string(b), f) {
+			t.Errorf("a trigger without %s: %s", f, b)
+		}
+	}
+	b, _ = json.Marshal(Evaluation{ID: 1})
+	if strings.Contains(string(b), `"detail"`) || strings.Contains(string(b), `"value"`) || !strings.Contains(string(b), `"outcome"`) {
+		t.Errorf("evaluation %s: want detail and value only when set", b)
 	}
 }

@@ -22,15 +22,18 @@ const (
 )
 
 // TriggerSpec is what a client sends to create or replace a trigger. The
-// server always writes every field of an entity, zero values included.
+// server leaves out an entity's optional fields that hold their zero
+// value (PROTOCOL.md lists which): every diff is written to the change log
+// and to every dashboard, and the zeros cost the commands benchmark about
+// 5 % (BENCHMARKS.md).
 type TriggerSpec struct {
 	Name       string    `json:"name"`
 	Condition  Condition `json:"condition"`
 	Action     Action    `json:"action"`
-	CooldownMs int64     `json:"cooldownMs"`
-	MaxFires   int64     `json:"maxFires"`  // 0: unlimited
-	ExpiresAt  int64     `json:"expiresAt"` // unix ms; 0: never
-	Paused     bool      `json:"paused"`
+	CooldownMs int64     `json:"cooldownMs,omitempty"`
+	MaxFires   int64     `json:"maxFires,omitempty"`  // 0: unlimited
+	ExpiresAt  int64     `json:"expiresAt,omitempty"` // unix ms; 0: never
+	Paused     bool      `json:"paused,omitempty"`
 }
 
 // Trigger is a stored trigger with its status and counters.
@@ -39,8 +42,8 @@ type Trigger struct {
 	TriggerSpec
 	Status      string `json:"status"`
 	Fires       int64  `json:"fires"`
-	LastFiredAt int64  `json:"lastFiredAt"`
-	NextDueAt   int64  `json:"nextDueAt"`
+	LastFiredAt int64  `json:"lastFiredAt,omitempty"`
+	NextDueAt   int64  `json:"nextDueAt,omitempty"`
 	CreatedAt   int64  `json:"createdAt"`
 	UpdatedAt   int64  `json:"updatedAt"`
 }
@@ -106,7 +109,7 @@ type Evaluation struct {
 	Cause     string   `json:"cause"` // "signal:ETH/USD", "alarm", "command"
 	Value     *float64 `json:"value,omitempty"`
 	Outcome   string   `json:"outcome"`
-	Detail    string   `json:"detail"`
+	Detail    string   `json:"detail,omitempty"`
 }
 
 // Change kinds and operations inside a Diff.

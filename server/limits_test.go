@@ -211,3 +211,24 @@ func TestReplayedSignInIsNonceReused(t *testing.T) {
 	}
 	wantCode(t, f.Err(), protocol.CodeNonceReused)
 }
+
+// TestNonceFromBeforeARestartIsExpired: a resume naming a nonce the node
+// issued before it last started is refused as nonce_expired (reconnect for
+// a new one), before any vault is opened.
+func TestNonceFromBeforeARestartIsExpired(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	old := tn.dial(t).Challenge.Nonce
+	time.Sleep(2 * time.Millisecond) // nonces carry their issue time in milliseconds
+	tn = tn.restart()
+	c := tn.dial(t)
+	f, _ := a.s.SignResumeSnapshot(old)
+	if err := c.Send(ctxT(t), f); err != nil {
+		t.Fatal(err)
+	}
+	fr, err := c.Next(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, fr.Err(), protocol.CodeNonceExpired)
+}

@@ -327,8 +327,9 @@ func (m *Manager) SignIn(ctx context.Context, req SignInRequest) (Bound, error) 
 }
 
 // Resume binds sub to an existing session of the vault the signed body
-// names (see Vault.resume). A nonce this node did not issue recently is
-// refused before any vault is opened.
+// names (see Vault.resume). A nonce this node did not issue recently, or a
+// session id that is no sign-in nonce of this node, is refused before any
+// vault is opened.
 func (m *Manager) Resume(ctx context.Context, body, sig, nonce string, sub Subscriber) (Bound, error) {
 	r, err := protocol.ParseResume(body)
 	if err == nil && !common.IsHexAddress(r.Vault) {
@@ -336,6 +337,14 @@ func (m *Manager) Resume(ctx context.Context, body, sig, nonce string, sub Subsc
 	}
 	if err == nil {
 		err = m.checkNonce(r.Nonce, m.now())
+	}
+	if err == nil {
+		// A session's id is the nonce of the sign-in that made it, issued
+		// here at most NonceTTL before a session of at most MaxSessionTTL:
+		// anything else names no session, and opens no vault.
+		if _, serr := m.cfg.Nonces.Check(r.Session, m.now(), m.cfg.NonceTTL+m.cfg.MaxSessionTTL); serr != nil {
+			err = protocol.Errorf(protocol.CodeSessionUnknown, "this node has no session %q", truncateID(r.Session))
+		}
 	}
 	if err != nil {
 		m.metrics.AuthFailures.WithLabelValues(codeOf(err)).Inc()
