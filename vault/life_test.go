@@ -344,3 +344,24 @@ func (e *env) lifeCounts() string {
 	}
 	return out
 }
+
+// TestCloseIsBoundedByItsContext: Manager.Close waits for vaults to finish
+// their queued work and close, but no longer than its context: a vault
+// stuck in a letter cannot hold a shutdown for ever. (What it had
+// acknowledged is durable; its file is recovered at the next start.)
+func TestCloseIsBoundedByItsContext(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser()
+	release := holdVault(t, u.v)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	err := e.m.Close(ctx)
+	if err == nil {
+		t.Fatal("Close reported every vault closed while one was stuck")
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Fatalf("Close took %s with a 200ms context", d)
+	}
+}
