@@ -68,7 +68,7 @@ func (v *Vault) doze(force bool) {
 		return
 	}
 	v.closeFile()
-	v.m.dozed(v)
+	v.m.setLife(v, dozing)
 }
 
 // dozingNow reports whether the vault's state is loaded but its file

@@ -440,10 +440,12 @@ func (m *Manager) mayDoze(v *Vault) bool {
 	return true
 }
 
-// dozed records that a dozing vault's file is closed.
-func (m *Manager) dozed(v *Vault) {
+// setLife is setLifeLocked for a caller that does not hold m.mu: the
+// goroutine of v recording where it got to (dozed: its file is closed;
+// ended: it has stopped).
+func (m *Manager) setLife(v *Vault, to life) {
 	m.mu.Lock()
-	m.setLifeLocked(v, dozing)
+	m.setLifeLocked(v, to)
 	m.mu.Unlock()
 }
 
@@ -458,15 +460,6 @@ func (m *Manager) wakeSlot(v *Vault) error {
 	}
 	m.useSlotLocked(v, waking)
 	return nil
-}
-
-// ended records that v's goroutine has stopped and its file is closed.
-func (m *Manager) ended(v *Vault) {
-	m.mu.Lock()
-	m.setLifeLocked(v, gone)
-	m.mu.Unlock()
-	// Its alarm and its index entries stay: a hibernated vault is still
-	// woken on time and by the signals it reacts to.
 }
 
 func (m *Manager) setAlarm(v *Vault, at int64) { m.alarms.set(v.id, at) }

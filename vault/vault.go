@@ -177,7 +177,9 @@ func (v *Vault) shutdown() {
 		closeHook(v)
 	}
 	v.closeFile()
-	v.m.ended(v)
+	// Its alarm and its index entries stay: a hibernated vault is still
+	// woken on time and by the signals it reacts to.
+	v.m.setLife(v, gone)
 }
 
 // closeHook, when set by a test, runs on a vault's goroutine as it ends,
