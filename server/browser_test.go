@@ -122,3 +122,68 @@ func TestDashboardTour(t *testing.T) {
 		t.Fatalf("vault address shown as %q", who)
 	}
 }
+
+// TestDashboardSaysTheVaultLostData: a dashboard that held a version the
+// vault no longer has (its file was rolled back while the node was down)
+// says so plainly, then shows the vault as it is.
+func TestDashboardSaysTheVaultLostData(t *testing.T) {
+	ctx := browser(t)
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	err := chromedp.Do(within(t, ctx),
+		chromedp.Navigate("http://"+tn.addr+"/"),
+		chromedp.WaitVisible(`#btn-burner`),
+		chromedp.Click(`#btn-burner`),
+		chromedp.WaitVisible(`.signal[data-name="ETH/USD"]`),
+		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#create button[type=submit]`),
+		chromedp.WaitVisible(`#triggers tbody tr`),
+	)
+	if err != nil {
+		t.Fatalf("sign in and create: %v", err)
+	}
+	id := strings.ToLower(text(t, ctx, `#who`))
+	file := tn.opts.DataDir + "/vaults/" + id[2:4] + "/" + id + ".db"
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	older, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn = tn.restart()
+	for _, th := range []string{"2400", "2300"} {
+		if err := chromedp.Do(within(t, ctx),
+			chromedp.WaitVisible(`#status.on`),
+			chromedp.SetValue(`#create input[name=threshold]`, th),
+			chromedp.Click(`#create button[type=submit]`),
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "three triggers on the page", func() bool {
+		return strings.Count(text(t, ctx, `#triggers tbody`), "ETH/USD") == 3
+	})
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(file + "-wal")
+	if err := os.WriteFile(file, older, 0o600); err != nil { // what a damaged WAL leaves: an older vault
+		t.Fatal(err)
+	}
+	tn = tn.restart()
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#notice`)); err != nil {
+		t.Fatalf("no notice after the rollback: %v", err)
+	}
+	if n := text(t, ctx, `#notice`); !strings.Contains(n, "This vault lost data") {
+		t.Fatalf("the notice says %q", n)
+	}
+	waitFor(t, "the vault as it is", func() bool {
+		return strings.Count(text(t, ctx, `#triggers tbody`), "ETH/USD") == 1
+	})
+	if out := os.Getenv("SPELLS_SCREENSHOT"); out != "" {
+		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(strings.TrimSuffix(out, ".png")+"-lost-data.png", png, 0o644)
+		}
+	}
+}

@@ -122,8 +122,8 @@ function onError(f) {
     // The vault no longer has the version this page showed: it lost
     // changes it had acknowledged. Say so, then show it as it is (a
     // refused resume leaves this socket's nonce unused).
-    notice("This vault lost data: the node has an older version than this page had seen, so changes it had " +
-      `confirmed are gone (${f.message}). What is shown now is what the vault holds.`);
+    notice(`This vault lost data: this page had seen version ${S.version}, and the node's copy of the vault is ` +
+      "older, so changes it had confirmed are gone. What is shown below is what the vault holds now. (vault_rolled_back)");
     S.loaded = false;
     resume();
     return;
