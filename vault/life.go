@@ -146,14 +146,16 @@ func (m *Manager) setLifeLocked(v *Vault, to life) {
 	m.metrics.Dozing.Set(float64(m.count[dozing]))
 	m.metrics.FilesOpen.Set(float64(m.files + m.reserved))
 	switch to {
-	case opening, waking:
-		// (counted when the file is open)
 	case evicting:
 		m.metrics.Evictions.Inc()
 	case dozingOff:
 		m.metrics.Dozes.Inc()
 	case closing:
 		m.metrics.Hibernations.Inc()
+	case ending:
+		if from == dozing { // a dozing vault that lost its dashboards hibernates
+			m.metrics.Hibernations.Inc()
+		}
 	case open:
 		if from == opening || from == waking {
 			m.metrics.Activations.Inc()
