@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -139,6 +140,9 @@ func (m *Manager) waker(ctx context.Context) {
 			}
 		}
 		if _, err := m.acquire(ctx, common.HexToAddress(id), false, false); err != nil {
+			if errors.Is(err, ErrNoVault) {
+				m.forget(id) // its file is gone: nothing will wake it again
+			}
 			m.mu.Lock()
 			dropped := 0
 			if w := m.waiting[id]; w != nil && m.vaults[id] == nil {
@@ -173,4 +177,12 @@ func (v *Vault) drainInbox() {
 		v.m.metrics.SignalLag.Observe(time.Since(ev.received).Seconds())
 		v.signal(ev.signal, ev.value)
 	}
+}
+
+// forget drops what the node keeps of vault id while it hibernates (its
+// alarm and its threshold leaves), for a vault whose file is gone or was
+// quarantined: no signal or alarm should try to wake it again.
+func (m *Manager) forget(id string) {
+	m.alarms.set(id, 0)
+	m.index.set(id, nil)
 }

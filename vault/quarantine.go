@@ -119,6 +119,7 @@ func (m *Manager) quarantine(id string, cause error) {
 		moved = src
 		m.cfg.Logger.Error().Err(err).Str("vault", id).Msg("could not move the damaged vault file aside; it is refused until the node restarts")
 	}
+	m.forget(id)
 	m.mu.Lock()
 	m.quarantined[id] = moved
 	n := len(m.quarantined)

@@ -139,6 +139,9 @@ func TestDamagedVaultFilesAreQuarantined(t *testing.T) {
 	if n := e.m.Quarantined(); n != len(victims) {
 		t.Fatalf("%d vaults quarantined, want %d", n, len(victims))
 	}
+	if n := e.m.Interested("X"); n != 0 {
+		t.Fatalf("the index still holds %d quarantined vaults: crossings would try to wake them", n)
+	}
 	if g := testutil.ToFloat64(e.m.metrics.Quarantined); g != float64(len(victims)) {
 		t.Fatalf("spells_vaults_quarantined = %g, want %d", g, len(victims))
 	}
