@@ -102,7 +102,9 @@ type Diff struct {
 }
 
 // Ack confirms the command with sequence number Seq was applied and is
-// durable; Version is the vault version after it (unchanged for reads).
+// durable; Version is the version the command produced (the vault's
+// version at the time, for a command that changes nothing), never one
+// committed after it.
 type Ack struct {
 	Type    string          `json:"type"`
 	Seq     uint64          `json:"seq"`
