@@ -53,6 +53,12 @@ func (m *Manager) verifySignIn(req SignInRequest) (*protocol.Message, error) {
 	now := m.now()
 	if err := msg.Verify(sig, protocol.VerifyOptions{Domains: m.cfg.Domains, ChainID: m.cfg.ChainID,
 		Now: now, MaxFutureIssuedAt: time.Minute}); err != nil {
+		if pe := protocol.AsError(err); pe != nil && pe.Code == protocol.CodeSIWEDomain {
+			// Most often a node behind a mapped port or a proxy: say
+			// what it serves and how its operator changes that.
+			return nil, protocol.Errorf(protocol.CodeSIWEDomain, "domain %q is not served here; this node serves %s "+
+				"(its operator sets them with --siwe-domains or SPELLS_SIWE_DOMAINS)", truncateID(msg.Domain), strings.Join(m.cfg.Domains, ", "))
+		}
 		return nil, err
 	}
 	if err := m.checkNonce(msg.Nonce, now); err != nil {
