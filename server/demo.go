@@ -55,7 +55,7 @@ func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.
 			}
 		}
 	}()
-	log.Info().Dur("every", every).Msg("demo feed on: random-walk ETH/USD, BTC/USD, SOL/USD (turn off with --demo=false)")
+	log.Info().Str("every", every.String()).Msg("demo feed on: random-walk ETH/USD, BTC/USD, SOL/USD (turn off with --demo=false)")
 	return d
 }
 
