@@ -45,7 +45,8 @@ type conn struct {
 	queue      [][]byte
 	sigPending map[string][]byte
 	sigOrder   []string
-	writing    bool // a writer is running
+	writing    bool   // a writer is running
+	closeAfter string // close with CloseSessionEnded and this reason once the queue is written
 
 	// Incoming frames, under inMu (read.go).
 	inMu    sync.Mutex
@@ -168,6 +169,8 @@ func (c *conn) handle(in frameIn) {
 		c.resume(f)
 	case protocol.TypeCmd:
 		c.command(f, seq)
+	case protocol.TypeRevoke:
+		c.revoke(f)
 	}
 }
 
@@ -223,6 +226,29 @@ func (c *conn) resume(f protocol.ClientFrame) {
 	}
 	b, err := c.h.cfg.Manager.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
 	c.bind(b, err)
+}
+
+// revoke asks the vault to end every one of its sessions, on the owner's
+// signature; it is sent on a socket that has not signed in (its nonce is
+// in the signed message).
+func (c *conn) revoke(f protocol.ClientFrame) {
+	if c.alreadyBound() || !c.signInAllowed() {
+		return
+	}
+	msg, err := protocol.ParseMessage(f.Message)
+	if err != nil {
+		c.refuse(err, nil)
+		return
+	}
+	n, err := c.h.cfg.Manager.Revoke(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce})
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.refuse(err, nil)
+		}
+		return
+	}
+	c.logAt(zerolog.InfoLevel).Str("vault", msg.Address.Hex()).Int("sessions", n).Msg("every session revoked")
+	c.Send(mustJSON(protocol.Revoked{Type: protocol.TypeRevoked, Vault: msg.Address.Hex(), Sessions: n}))
 }
 
 func (c *conn) bind(b vault.Bound, err error) {

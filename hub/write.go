@@ -37,6 +37,21 @@ func (c *conn) Send(frame []byte) bool {
 	return true
 }
 
+// Ended is called by a vault whose session this connection is bound to
+// ended (signed out, or every session revoked): once the frames queued
+// for it are written (the answer to the command that ended it among
+// them), the connection is closed with CloseSessionEnded.
+func (c *conn) Ended(reason string) {
+	c.outMu.Lock()
+	if c.ctx.Err() != nil || c.closeAfter != "" {
+		c.outMu.Unlock()
+		return
+	}
+	c.closeAfter = "session ended (" + reason + "): sign in again"
+	c.startWriterLocked()
+	c.outMu.Unlock()
+}
+
 // Room is how many frames Send can queue now; vaults send a snapshot
 // instead of a catch-up that would not fit.
 func (c *conn) Room() int {
@@ -127,7 +142,11 @@ func (c *conn) writeLoop() {
 			// Cleared before another writer may start and set its own.
 			c.nc.SetWriteDeadline(time.Time{})
 			c.writing = false
+			closeAfter := c.closeAfter
 			c.outMu.Unlock()
+			if closeAfter != "" && c.ctx.Err() == nil {
+				c.kill(protocol.CloseSessionEnded, closeAfter, "session_ended")
+			}
 			return
 		}
 		c.outMu.Unlock()

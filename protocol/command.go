@@ -13,7 +13,19 @@ const (
 	OpTriggerResume = "trigger.resume" // args: {"id"}
 	OpTriggerDelete = "trigger.delete" // args: {"id"}
 	OpTriggerList   = "trigger.list"   // args: {}; result: {"triggers": [...]}
+	OpActivityList  = "activity.list"  // args: ActivityArgs; result: {"evaluations": [...]} or {"intents": [...]}
+	OpSessionEnd    = "session.end"    // args: {}; ends the sending session (sign out); result: {"ended": id}
 )
+
+// ActivityArgs page through a vault's older evaluations or intents, newest
+// first: those before Before (an evaluation id, or an intent id), at most
+// Limit (1 to 100, default 50), of one trigger if Trigger is set.
+type ActivityArgs struct {
+	Kind    string `json:"kind"` // "evaluation" or "intent"
+	Before  string `json:"before,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
+}
 
 // Command is the body of a cmd frame. The client serialises it once to a
 // string, signs the UTF-8 bytes of that string with its delegate key, and

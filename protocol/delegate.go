@@ -42,6 +42,25 @@ func DelegateFromResources(resources []string) (*ecdsa.PublicKey, error) {
 	return found, nil
 }
 
+// RevokeResource, named in the SIWE Resources of a revoke (and no delegate
+// key with it), asks the vault to end every one of its sessions.
+const RevokeResource = "urn:spells:revoke:sessions"
+
+// IsRevoke reports whether resources ask for a revoke: exactly the revoke
+// resource and no delegate key.
+func IsRevoke(resources []string) bool {
+	revoke := false
+	for _, r := range resources {
+		switch {
+		case r == RevokeResource:
+			revoke = true
+		case strings.HasPrefix(r, DelegateResourcePrefix):
+			return false
+		}
+	}
+	return revoke
+}
+
 // ParseDelegateKey decodes a base64url uncompressed P-256 public key.
 func ParseDelegateKey(enc string) (*ecdsa.PublicKey, error) {
 	raw, err := b64.DecodeString(enc)

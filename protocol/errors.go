@@ -90,4 +90,5 @@ func Errorf(c Code, format string, args ...any) *Error {
 const (
 	CloseSignInTimeout = 4001 // no sign-in within the allowed time
 	CloseSlowConsumer  = 4002 // the client's queue overflowed: reconnect and resume
+	CloseSessionEnded  = 4003 // the session was ended (signed out, or every session revoked): sign in again
 )

@@ -14,6 +14,7 @@ const (
 	TypeSignIn = "signin" // SIWE message + wallet signature
 	TypeResume = "resume" // delegate-signed resume of an existing session
 	TypeCmd    = "cmd"    // delegate-signed command
+	TypeRevoke = "revoke" // owner-signed end of every session of a vault
 )
 
 // Frame types sent by the server.
@@ -26,11 +27,13 @@ const (
 	TypeError     = "error"     // something was refused
 	TypeSignal    = "signal"    // a live signal value (market data)
 	TypeSignals   = "signals"   // recent history of every signal, sent after ready
+	TypeRevoked   = "revoked"   // the vault ended every session (answers revoke)
 )
 
 // ClientFrame is any frame a client sends. Only the fields of its Type are
-// used: signin uses Message, Signature and Since; resume and cmd use Body and
-// Sig, where Body is the exact string the delegate key signed.
+// used: signin uses Message, Signature and Since; revoke uses Message and
+// Signature; resume and cmd use Body and Sig, where Body is the exact
+// string the delegate key signed.
 type ClientFrame struct {
 	Type      string  `json:"type"`
 	Message   string  `json:"message,omitempty"`
@@ -49,7 +52,7 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 		return ClientFrame{}, Errorf(CodeBadFrame, "frame: %s", DescribeJSONError(err))
 	}
 	switch f.Type {
-	case TypeSignIn, TypeResume, TypeCmd:
+	case TypeSignIn, TypeResume, TypeCmd, TypeRevoke:
 		return f, nil
 	case "":
 		return ClientFrame{}, Errorf(CodeBadFrame, "frame has no \"type\"")
@@ -132,6 +135,14 @@ func NewErrorFrame(err error, seq *uint64) ErrorFrame {
 	return ErrorFrame{Type: TypeError, Code: pe.Code, Message: pe.Message, Retry: Retryable(pe.Code), Seq: seq}
 }
 
+// Revoked answers a revoke: the vault ended Sessions sessions, and closed
+// their sockets with CloseSessionEnded.
+type Revoked struct {
+	Type     string `json:"type"`
+	Vault    string `json:"vault"`
+	Sessions int    `json:"sessions"`
+}
+
 // SignalFrame is one live signal value.
 type SignalFrame struct {
 	Type  string  `json:"type"`
@@ -177,6 +188,7 @@ type ServerFrame struct {
 	Name      string             `json:"name,omitempty"`
 	Value     float64            `json:"value,omitempty"`
 	Series    map[string][]Point `json:"series,omitempty"`
+	Sessions  int                `json:"sessions,omitempty"`
 }
 
 // A server message holds one or more frames separated by FrameSeparator

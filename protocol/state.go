@@ -99,6 +99,14 @@ const (
 	OutcomeCooldown = "cooldown" // it would have fired, but the cooldown holds it
 	OutcomeExpired  = "expired"  // the trigger reached its expiry
 	OutcomeFailed   = "failed"   // its outcome could not be recorded (the node logged why); the trigger kept its state
+
+	// Outcomes of the commands that change a trigger (cause "command"; the
+	// detail holds the trigger's name).
+	OutcomeCreated = "created"
+	OutcomeEdited  = "edited"
+	OutcomePaused  = "paused"
+	OutcomeResumed = "resumed"
+	OutcomeDeleted = "deleted"
 )
 
 // Evaluation records one evaluation of a trigger that changed something.

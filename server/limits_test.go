@@ -232,3 +232,40 @@ func TestNonceFromBeforeARestartIsExpired(t *testing.T) {
 	}
 	wantCode(t, fr.Err(), protocol.CodeNonceExpired)
 }
+
+// TestSignOutAndSignOutEverywhere: session.end closes every socket of the
+// sending session with 4003 after its answer, and only those; a revoke
+// signed by the owner's wallet, sent on a fresh socket, closes every
+// other session's sockets with 4003, and their keys are refused after.
+func TestSignOutAndSignOutEverywhere(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	a := tn.signIn(t, nil)
+	tab := tn.dial(t) // a second tab of a's session
+	if err := tab.Resume(ctxT(t), a.s, 0); err != nil {
+		t.Fatal(err)
+	}
+	other := tn.signIn(t, a.w) // another session of the same vault
+	if _, err := a.cmd(t, protocol.OpSessionEnd, struct{}{}); err != nil {
+		t.Fatalf("session.end: %v", err)
+	}
+	for _, c := range []*client.Conn{a.c, tab} {
+		waitFor(t, "the session's sockets to close", func() bool { return c.Err() != nil })
+		if code := websocket.CloseStatus(c.Err()); code != protocol.CloseSessionEnded {
+			t.Fatalf("a signed-out socket closed with %d (%v), want 4003", code, c.Err())
+		}
+	}
+	if _, err := other.cmd(t, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatalf("the other session was ended too: %v", err)
+	}
+	fresh := tn.dial(t)
+	n, err := fresh.Revoke(ctxT(t), a.w, client.SignInParams{IssuedAt: time.Now()})
+	if err != nil || n != 1 {
+		t.Fatalf("revoke: %d sessions, %v; want 1", n, err)
+	}
+	waitFor(t, "the revoked session's socket to close", func() bool { return other.c.Err() != nil })
+	if code := websocket.CloseStatus(other.c.Err()); code != protocol.CloseSessionEnded {
+		t.Fatalf("a revoked socket closed with %d, want 4003", code)
+	}
+	again := tn.dial(t)
+	wantCode(t, again.Resume(ctxT(t), other.s, 0), protocol.CodeSessionUnknown)
+}

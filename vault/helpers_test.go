@@ -132,7 +132,7 @@ func (e *env) params(w *client.Wallet, d *protocol.Delegate) client.SignInParams
 }
 
 // signIn signs w in with p (nonce is p.Nonce) and returns the error.
-func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s *sub) (Bound, error) {
+func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s Subscriber) (Bound, error) {
 	e.t.Helper()
 	msg, sig, err := w.SignIn(p)
 	if err != nil {

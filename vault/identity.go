@@ -198,7 +198,7 @@ func (v *Vault) bind(s *session, since *uint64, sub Subscriber) error {
 			return nil
 		}
 	}
-	v.addSub(sub)
+	v.addSub(sub, s.id)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package vault
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -96,13 +97,9 @@ func recentIntents(conn *sqlite.Conn, n int) ([]protocol.Intent, error) {
 	err := sqlitex.Execute(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM
 		(SELECT rowid AS r, * FROM intents ORDER BY rowid DESC LIMIT ?) ORDER BY r;`,
 		&sqlitex.ExecOptions{Args: []any{n}, ResultFunc: func(s *sqlite.Stmt) error {
-			in := protocol.Intent{ID: s.ColumnText(0), TriggerID: s.ColumnText(1), IdempotencyKey: s.ColumnText(2),
-				Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5)}
-			if err := json.Unmarshal([]byte(s.ColumnText(3)), &in.Action); err != nil {
-				return fmt.Errorf("intent %s action: %w", in.ID, err)
-			}
+			in, err := intentRow(s)
 			out = append(out, in)
-			return nil
+			return err
 		}})
 	if err != nil {
 		return nil, fmt.Errorf("read intents: %w", err)
@@ -115,19 +112,36 @@ func recentEvaluations(conn *sqlite.Conn, n int) ([]protocol.Evaluation, error) 
 	err := sqlitex.Execute(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM
 		(SELECT * FROM evaluations ORDER BY id DESC LIMIT ?) ORDER BY id;`,
 		&sqlitex.ExecOptions{Args: []any{n}, ResultFunc: func(s *sqlite.Stmt) error {
-			e := protocol.Evaluation{ID: s.ColumnInt64(0), TriggerID: s.ColumnText(1), At: s.ColumnInt64(2),
-				Cause: s.ColumnText(3), Outcome: s.ColumnText(5), Detail: s.ColumnText(6)}
-			if s.ColumnType(4) != sqlite.TypeNull {
-				val := s.ColumnFloat(4)
-				e.Value = &val
-			}
-			out = append(out, e)
+			out = append(out, evaluationRow(s))
 			return nil
 		}})
 	if err != nil {
 		return nil, fmt.Errorf("read evaluations: %w", err)
 	}
 	return out, nil
+}
+
+// intentRow reads an intent from columns id, trigger_id, idem_key,
+// action, status, created_at.
+func intentRow(s *sqlite.Stmt) (protocol.Intent, error) {
+	in := protocol.Intent{ID: s.ColumnText(0), TriggerID: s.ColumnText(1), IdempotencyKey: s.ColumnText(2),
+		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5)}
+	if err := json.Unmarshal([]byte(s.ColumnText(3)), &in.Action); err != nil {
+		return in, fmt.Errorf("intent %s action: %w", in.ID, err)
+	}
+	return in, nil
+}
+
+// evaluationRow reads an evaluation from columns id, trigger_id, at,
+// cause, value, outcome, detail.
+func evaluationRow(s *sqlite.Stmt) protocol.Evaluation {
+	e := protocol.Evaluation{ID: s.ColumnInt64(0), TriggerID: s.ColumnText(1), At: s.ColumnInt64(2),
+		Cause: s.ColumnText(3), Outcome: s.ColumnText(5), Detail: s.ColumnText(6)}
+	if s.ColumnType(4) != sqlite.TypeNull {
+		val := s.ColumnFloat(4)
+		e.Value = &val
+	}
+	return e
 }
 
 // diffsSince returns the diff frames after version since. ok is false when
@@ -200,4 +214,41 @@ func recordNonce(conn *sqlite.Conn, nonce string, now time.Time, ttl time.Durati
 // trimNonces forgets nonces too old to pass the issuer's lifetime check.
 func trimNonces(conn *sqlite.Conn, now time.Time, ttl time.Duration) error {
 	return exec(conn, `DELETE FROM nonces WHERE used_at < ?;`, now.Add(-2*ttl).UnixMilli())
+}
+
+// olderEvaluations returns up to n evaluations with an id below before (0:
+// the newest), of trigger if it is set, newest first.
+func olderEvaluations(conn *sqlite.Conn, before int64, trigger string, n int) ([]protocol.Evaluation, error) {
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	out := []protocol.Evaluation{}
+	err := sqlitex.Execute(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM evaluations
+		WHERE id < ? AND (? = '' OR trigger_id = ?) ORDER BY id DESC LIMIT ?;`,
+		&sqlitex.ExecOptions{Args: []any{before, trigger, trigger, n}, ResultFunc: func(s *sqlite.Stmt) error {
+			out = append(out, evaluationRow(s))
+			return nil
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("read evaluations: %w", err)
+	}
+	return out, nil
+}
+
+// olderIntents returns up to n intents recorded before the intent with id
+// before (empty: the newest), of trigger if it is set, newest first.
+func olderIntents(conn *sqlite.Conn, before, trigger string, n int) ([]protocol.Intent, error) {
+	out := []protocol.Intent{}
+	err := sqlitex.Execute(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM intents
+		WHERE rowid < COALESCE((SELECT rowid FROM intents WHERE id = ?), 9223372036854775807)
+		AND (? = '' OR trigger_id = ?) ORDER BY rowid DESC LIMIT ?;`,
+		&sqlitex.ExecOptions{Args: []any{before, trigger, trigger, n}, ResultFunc: func(s *sqlite.Stmt) error {
+			in, err := intentRow(s)
+			out = append(out, in)
+			return err
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("read intents: %w", err)
+	}
+	return out, nil
 }

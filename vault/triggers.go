@@ -251,6 +251,52 @@ func newID(prefix string) string {
 // apply runs one authenticated command inside a write transaction.
 func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 	switch cmd.Op {
+	case protocol.OpTriggerCreate, protocol.OpTriggerUpdate, protocol.OpTriggerPause, protocol.OpTriggerResume, protocol.OpTriggerDelete:
+		tr, err := v.applyTrigger(t, cmd)
+		if err != nil {
+			return nil, err
+		}
+		// The owner's own changes are in the activity too.
+		ev := event{cause: "command", now: t.now}
+		if err := v.putEvaluation(t, ev, tr.ID, commandOutcomes[cmd.Op], tr.Name); err != nil {
+			return nil, err
+		}
+		return map[string]string{"id": tr.ID}, nil
+	case protocol.OpTriggerList:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return map[string]any{"triggers": v.sortedTriggers()}, nil
+	case protocol.OpActivityList:
+		var a protocol.ActivityArgs
+		if err := decodeArgs(cmd.Args, &a); err != nil {
+			return nil, err
+		}
+		return v.activity(a)
+	case protocol.OpSessionEnd:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return v.endSession(t, cmd.Session)
+	default:
+		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", truncateID(cmd.Op))
+	}
+}
+
+// commandOutcomes names what each trigger command did, for its entry in
+// the activity.
+var commandOutcomes = map[string]string{
+	protocol.OpTriggerCreate: protocol.OutcomeCreated,
+	protocol.OpTriggerUpdate: protocol.OutcomeEdited,
+	protocol.OpTriggerPause:  protocol.OutcomePaused,
+	protocol.OpTriggerResume: protocol.OutcomeResumed,
+	protocol.OpTriggerDelete: protocol.OutcomeDeleted,
+}
+
+// applyTrigger runs a trigger command and returns the trigger it changed
+// (as it was, for a delete).
+func (v *Vault) applyTrigger(t *tx, cmd protocol.Command) (*trigger, error) {
+	switch cmd.Op {
 	case protocol.OpTriggerCreate:
 		var spec protocol.TriggerSpec
 		if err := decodeArgs(cmd.Args, &spec); err != nil {
@@ -263,23 +309,21 @@ func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return v.updateTrigger(t, a)
-	case protocol.OpTriggerPause, protocol.OpTriggerResume, protocol.OpTriggerDelete:
+	default:
 		var a protocol.IDArgs
 		if err := decodeArgs(cmd.Args, &a); err != nil {
 			return nil, err
 		}
 		return v.changeTrigger(t, cmd.Op, a.ID)
-	case protocol.OpTriggerList:
-		// No arguments: absent, or an empty object.
-		if len(cmd.Args) > 0 {
-			if err := decodeArgs(cmd.Args, &struct{}{}); err != nil {
-				return nil, err
-			}
-		}
-		return map[string]any{"triggers": v.sortedTriggers()}, nil
-	default:
-		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", truncateID(cmd.Op))
 	}
+}
+
+// decodeNoArgs accepts absent args or an empty object.
+func decodeNoArgs(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	return decodeArgs(raw, &struct{}{})
 }
 
 func decodeArgs(raw json.RawMessage, into any) error {
@@ -297,7 +341,7 @@ func decodeArgs(raw json.RawMessage, into any) error {
 	return nil
 }
 
-func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (any, error) {
+func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (*trigger, error) {
 	if err := validateSpec(&spec, t.now); err != nil {
 		return nil, err
 	}
@@ -314,10 +358,10 @@ func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (any, error) {
 	if err := v.putTrigger(t, tr); err != nil {
 		return nil, err
 	}
-	return map[string]string{"id": tr.ID}, nil
+	return tr, nil
 }
 
-func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (any, error) {
+func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (*trigger, error) {
 	old, ok := v.triggers[a.ID]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", truncateID(a.ID))
@@ -334,10 +378,10 @@ func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (any, error) {
 	tr.Fires, tr.LastFiredAt, tr.UpdatedAt = 0, 0, t.now.UnixMilli()
 	tr.state = initialState(&tr.Condition, t.now, v.m.latest)
 	tr.NextDueAt = tr.scheduleDue()
-	return map[string]string{"id": tr.ID}, v.putTrigger(t, tr)
+	return tr, v.putTrigger(t, tr)
 }
 
-func (v *Vault) changeTrigger(t *tx, op, id string) (any, error) {
+func (v *Vault) changeTrigger(t *tx, op, id string) (*trigger, error) {
 	old, ok := v.triggers[id]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", truncateID(id))
@@ -348,7 +392,7 @@ func (v *Vault) changeTrigger(t *tx, op, id string) (any, error) {
 		}
 		t.del(protocol.KindTrigger, id)
 		t.then(func() { delete(v.triggers, id) })
-		return map[string]string{"id": id}, nil
+		return old, nil
 	}
 	tr := old.clone()
 	switch {
@@ -370,7 +414,7 @@ func (v *Vault) changeTrigger(t *tx, op, id string) (any, error) {
 		return nil, protocol.Errorf(protocol.CodeInvalidTrigger, "trigger %s is %s; cannot %s", id, tr.Status, strings.TrimPrefix(op, "trigger."))
 	}
 	tr.UpdatedAt = t.now.UnixMilli()
-	return map[string]string{"id": id}, v.putTrigger(t, tr)
+	return tr, v.putTrigger(t, tr)
 }
 
 // putTrigger writes tr and records the change; memory follows on commit.

@@ -236,6 +236,7 @@ func TestExpiryAlarm(t *testing.T) {
 	e := newEnv(t)
 	u := e.newUser()
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap, ExpiresAt: t0.Add(time.Hour).UnixMilli()})
+	u.sub.diffWith(t, protocol.KindEvaluation) // the creation's own entry
 	e.clock.Advance(time.Hour)
 	ch := u.sub.diffWith(t, protocol.KindEvaluation)
 	var ev protocol.Evaluation

@@ -58,10 +58,10 @@ type Vault struct {
 	version  uint64
 	triggers map[string]*trigger
 	sessions map[string]*session
-	subs     map[Subscriber]struct{}
-	forget   bool   // end the goroutine after this letter (hibernation, a fault)
-	next     int64  // next alarm (unix ms), as last reported
-	batch    *batch // open group commit (see receive), else nil
+	subs     map[Subscriber]string // → the session it is bound to
+	forget   bool                  // end the goroutine after this letter (hibernation, a fault)
+	next     int64                 // next alarm (unix ms), as last reported
+	batch    *batch                // open group commit (see receive), else nil
 	// usedNonces are resume nonces used since the nonces table was last
 	// written: nonce → unix ms of use (see Vault.resume, flushNonces).
 	usedNonces map[string]int64
@@ -92,7 +92,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		done:     make(chan struct{}),
 		triggers: map[string]*trigger{},
 		sessions: map[string]*session{},
-		subs:     map[Subscriber]struct{}{},
+		subs:     map[Subscriber]string{},
 	}
 	v.touch()
 	return v
@@ -101,8 +101,8 @@ func newVault(m *Manager, addr common.Address) *Vault {
 // touch marks the vault as used now (for hibernation and LRU).
 func (v *Vault) touch() { v.lastActive.Store(v.m.now().UnixMilli()) }
 
-func (v *Vault) addSub(s Subscriber) {
-	v.subs[s] = struct{}{}
+func (v *Vault) addSub(s Subscriber, session string) {
+	v.subs[s] = session
 	v.subCount.Store(int32(len(v.subs)))
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/spells-dev/spells/protocol"
 )
@@ -106,4 +107,32 @@ func (v *Vault) State(ctx context.Context) (protocol.State, error) {
 		return err
 	})
 	return st, err
+}
+
+// activity is activity.list: a page of older evaluations or intents,
+// newest first.
+func (v *Vault) activity(a protocol.ActivityArgs) (any, error) {
+	if a.Limit == 0 {
+		a.Limit = 50
+	}
+	if a.Limit < 1 || a.Limit > 100 {
+		return nil, protocol.Errorf(protocol.CodeBadCommand, "limit must be 1 to 100")
+	}
+	switch a.Kind {
+	case protocol.KindEvaluation:
+		var before int64
+		if a.Before != "" {
+			n, err := strconv.ParseInt(a.Before, 10, 64)
+			if err != nil || n <= 0 {
+				return nil, protocol.Errorf(protocol.CodeBadCommand, "before must be an evaluation id")
+			}
+			before = n
+		}
+		evs, err := olderEvaluations(v.conn, before, a.Trigger, a.Limit)
+		return map[string]any{"evaluations": evs}, err
+	case protocol.KindIntent:
+		ins, err := olderIntents(v.conn, a.Before, a.Trigger, a.Limit)
+		return map[string]any{"intents": ins}, err
+	}
+	return nil, protocol.Errorf(protocol.CodeBadCommand, "kind must be %q or %q", protocol.KindEvaluation, protocol.KindIntent)
 }

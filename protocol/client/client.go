@@ -220,6 +220,43 @@ func (c *Conn) SignIn(ctx context.Context, w *Wallet, p SignInParams, since *uin
 	return &Session{Vault: ready.Vault, ID: ready.Session, Delegate: p.Delegate, Seq: ready.LastSeq}, nil
 }
 
+// Revoke ends every session of w's vault, signed with w (the vault's
+// owner): a sign-in message that names protocol.RevokeResource and no
+// delegate key, with this socket's nonce. The socket must not be signed
+// in. It returns how many sessions ended.
+func (c *Conn) Revoke(ctx context.Context, w *Wallet, p SignInParams) (int, error) {
+	p.Nonce, p.Delegate = c.Challenge.Nonce, nil
+	if p.Domain == "" && len(c.Challenge.Domains) > 0 {
+		p.Domain = c.Challenge.Domains[0]
+	}
+	if p.ChainID == 0 {
+		p.ChainID = c.Challenge.ChainID
+	}
+	if p.Statement == "" {
+		p.Statement = "Sign out of every Spells session of this vault."
+	}
+	m := w.Message(p)
+	m.Resources = []string{protocol.RevokeResource}
+	text := m.String()
+	sig, err := w.Sign(text)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.Send(ctx, protocol.ClientFrame{Type: protocol.TypeRevoke, Message: text, Signature: sig}); err != nil {
+		return 0, err
+	}
+	f, err := c.await(ctx, func(f protocol.ServerFrame) bool {
+		return f.Type == protocol.TypeRevoked || (f.Type == protocol.TypeError && f.Seq == 0)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if e := f.Err(); e != nil {
+		return 0, e
+	}
+	return f.Sessions, nil
+}
+
 // Resume binds this connection to an existing session, receiving the diffs
 // after since (or a snapshot if the node's log no longer reaches back).
 func (c *Conn) Resume(ctx context.Context, s *Session, since uint64) error {
