@@ -1,6 +1,13 @@
 package hub
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/spells-dev/spells/protocol"
@@ -14,6 +21,7 @@ type History struct {
 	mu     sync.RWMutex
 	n      int
 	series map[string][]protocol.Point
+	gen    uint64 // values added so far, for savers to see a change
 }
 
 // NewHistory keeps up to n points per signal (default 300).
@@ -33,6 +41,90 @@ func (h *History) Add(s Signal) {
 		pts = append(pts[:0:0], pts[len(pts)-h.n:]...)
 	}
 	h.series[s.Name] = pts
+	h.gen++
+}
+
+// Gen counts the values added so far.
+func (h *History) Gen() uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.gen
+}
+
+// historyFile is the file WriteFile writes and ReadFile reads.
+type historyFile struct {
+	Series map[string][]protocol.Point `json:"series"`
+}
+
+// WriteFile saves every series to path, whole or not at all (a temporary
+// file synced, then renamed), so the node's charts survive a restart.
+// Signals are market data: they live in a file of their own, never in a
+// vault.
+func (h *History) WriteFile(path string) error {
+	b, err := json.Marshal(historyFile{Series: h.Snapshot()})
+	if err != nil {
+		return fmt.Errorf("save signal history: %w", err)
+	}
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err == nil {
+		_, err = f.Write(b)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save signal history: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ReadFile loads what WriteFile saved, keeping the valid points (a name no
+// trigger could use, or a value that is not finite, is left out) and at
+// most n per signal. A missing file is no error: nothing was saved yet.
+func (h *History) ReadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read signal history: %w", err)
+	}
+	var f historyFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("read signal history %s: %s", path, protocol.DescribeJSONError(err))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, pts := range f.Series {
+		if !signalNameRe.MatchString(name) {
+			continue
+		}
+		kept := make([]protocol.Point, 0, min(len(pts), h.n))
+		for _, p := range pts {
+			if !math.IsNaN(p.Value) && !math.IsInf(p.Value, 0) && p.At > 0 {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) > h.n {
+			kept = kept[len(kept)-h.n:]
+		}
+		if len(kept) > 0 {
+			h.series[name] = kept
+		}
+	}
+	return nil
 }
 
 // Latest returns the newest value of name.

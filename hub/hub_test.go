@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -169,5 +170,40 @@ func TestOriginAllowed(t *testing.T) {
 		if got := h.originAllowed("node.local:8080", origin); got != want {
 			t.Errorf("origin %q: allowed %v, want %v", origin, got, want)
 		}
+	}
+}
+
+// TestHistorySurvivesARestart: what WriteFile saved, ReadFile loads,
+// leaving out what no trigger could use; a damaged file is an error and
+// loads nothing.
+func TestHistorySurvivesARestart(t *testing.T) {
+	p := t.TempDir() + "/signals.json"
+	h := NewHistory(3)
+	for i := 1; i <= 5; i++ {
+		h.Add(Signal{Name: "X", Value: float64(i), At: int64(i)})
+	}
+	if err := h.WriteFile(p); err != nil {
+		t.Fatal(err)
+	}
+	h2 := NewHistory(2)
+	if err := h2.ReadFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if pts := h2.Snapshot()["X"]; len(pts) != 2 || pts[1].Value != 5 {
+		t.Fatalf("loaded %+v, want the last 2 of 3,4,5", pts)
+	}
+	if err := os.WriteFile(p, []byte(`{"series":{"bad name!":[{"value":1,"at":1}],"Y":[{"value":1,"at":0}]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h3 := NewHistory(0)
+	if err := h3.ReadFile(p); err != nil || len(h3.Snapshot()) != 0 {
+		t.Fatalf("loaded %v (%v), want nothing usable", h3.Snapshot(), err)
+	}
+	os.WriteFile(p, []byte(`{"series":`), 0o600)
+	if err := NewHistory(0).ReadFile(p); err == nil {
+		t.Fatal("a damaged file loaded without an error")
+	}
+	if err := NewHistory(0).ReadFile(p + ".missing"); err != nil {
+		t.Fatalf("a missing file: %v", err)
 	}
 }

@@ -269,3 +269,41 @@ func TestSignOutAndSignOutEverywhere(t *testing.T) {
 	again := tn.dial(t)
 	wantCode(t, again.Resume(ctxT(t), other.s, 0), protocol.CodeSessionUnknown)
 }
+
+// TestSignalHistorySurvivesARestart: the node keeps recent signal points
+// in a file of its own, so charts are there again after a restart, for a
+// page that has not signed in (GET /v1/history) and for a dashboard (the
+// signals frame).
+func TestSignalHistorySurvivesARestart(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2501)
+	waitFor(t, "the value in the history", func() bool { _, ok := tn.n.hub.History().Latest("ETH/USD"); return ok })
+	tn = tn.restart()
+	resp, err := http.Get("http://" + tn.addr + "/v1/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Series map[string][]protocol.Point }
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if err != nil || len(body.Series["ETH/USD"]) != 1 || body.Series["ETH/USD"][0].Value != 2501 {
+		t.Fatalf("GET /v1/history after a restart: %+v, %v", body, err)
+	}
+	c := tn.dial(t)
+	w, _ := client.NewWallet()
+	if _, err := c.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := c.Next(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == protocol.TypeSignals {
+			if pts := f.Series["ETH/USD"]; len(pts) != 1 || pts[0].Value != 2501 {
+				t.Fatalf("signals frame after a restart: %v", f.Series)
+			}
+			return
+		}
+	}
+}

@@ -476,7 +476,8 @@ func TestSignalIngest(t *testing.T) {
 
 func TestHealthReadyMetricsDashboard(t *testing.T) {
 	tn := startNode(t, testOptions(t), nil)
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": `"status":"ready"`, "/metrics": "spells_ws_connections", "/": "<title>Spells"} {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": `"status":"ready"`, "/metrics": "spells_ws_connections", "/": "<title>Spells",
+		"/favicon.ico": "<svg", "/v1/history": `"series"`} {
 		resp, err := http.Get("http://" + tn.addr + path)
 		if err != nil {
 			t.Fatal(err)

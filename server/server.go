@@ -40,6 +40,7 @@ type node struct {
 	// once it listens; serve starts it.
 	debugAddr atomic.Value
 	bus       *hub.MemoryBus
+	history   *historySaver
 	mgr       *vault.Manager
 	hub       *hub.Hub
 	demo      *demoFeed
@@ -120,6 +121,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 	n.metricsReg = reg
 	nonces := protocol.NewNonceIssuer(key)
 	history := hub.NewHistory(0)
+	loadHistory(history, n.opts.DataDir, n.log)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
 		Nonces: nonces, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
@@ -141,6 +143,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 		n.opts.hubTweak(&hcfg)
 	}
 	n.hub = hub.New(hcfg)
+	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
 	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
 	if n.opts.Demo {
 		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log)
@@ -160,6 +163,8 @@ func orNoLimit[T int | float64](v T) T {
 func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
+	mux.Handle("GET /v1/history", historyHandler(n.hub.History()))
+	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
@@ -240,6 +245,7 @@ func (n *node) stopParts(ctx context.Context) {
 		n.demo.stop()
 	}
 	n.bus.Close()
+	n.history.close()
 	if err := n.mgr.Close(ctx); err != nil {
 		n.log.Warn().Err(err).Msg("shutdown ran out of time")
 	}
