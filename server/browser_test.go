@@ -90,7 +90,7 @@ func TestDashboardTour(t *testing.T) {
 		chromedp.WaitVisible(`#btn-burner`),
 		chromedp.Click(`#btn-burner`),
 		chromedp.WaitVisible(`#vault`),
-		chromedp.WaitVisible(`.signal[data-name="ETH/USD"]`),
+		chromedp.WaitVisible(`#signal-tabs button[data-name="ETH/USD"]`),
 		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#create button[type=submit]`),
 		chromedp.WaitVisible(`#triggers tbody tr`),
@@ -115,7 +115,8 @@ func TestDashboardTour(t *testing.T) {
 	if !strings.Contains(intents, "swap") || !strings.Contains(intents, "Buy the dip") {
 		t.Fatalf("intents feed: %q", intents)
 	}
-	if !strings.Contains(rows, "ETH/USD below 2,500") || !strings.Contains(rows, "active") {
+	// It fired its one time (the default is to fire once), so it is done.
+	if !strings.Contains(rows, "ETH/USD below 2,500") || !strings.Contains(rows, "done") || !strings.Contains(rows, "1 of 1") {
 		t.Fatalf("after reload the trigger table shows %q", rows)
 	}
 	if !strings.HasPrefix(who, "0x") {
@@ -134,7 +135,7 @@ func TestDashboardSaysTheVaultLostData(t *testing.T) {
 		chromedp.Navigate("http://"+tn.addr+"/"),
 		chromedp.WaitVisible(`#btn-burner`),
 		chromedp.Click(`#btn-burner`),
-		chromedp.WaitVisible(`.signal[data-name="ETH/USD"]`),
+		chromedp.WaitVisible(`#signal-tabs button[data-name="ETH/USD"]`),
 		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#create button[type=submit]`),
 		chromedp.WaitVisible(`#triggers tbody tr`),

@@ -3,6 +3,13 @@
 // browser), holds a per-session P-256 delegate key in WebCrypto (not
 // extractable, kept in IndexedDB so a reload resumes the session), signs
 // every command with it, and mirrors the vault from snapshot + diffs.
+//
+// Nothing a user does is lost: a command is signed once, kept in this
+// tab's outbox (sessionStorage) until the vault answers it, sent as soon as
+// the socket is live, and sent again after a reconnect unless the vault's
+// ready frame says it already took it (lastSeq), so it arrives once.
+
+import uPlot from "./vendor/uplot-1.6.32/uPlot.esm.js";
 
 const { ethers } = window;
 const $ = (sel) => document.querySelector(sel);
@@ -34,14 +41,51 @@ const keyPut = (id, v) => idbDo("readwrite", (s) => s.put(v, id));
 const keyGet = (id) => idbDo("readonly", (s) => s.get(id));
 
 const fmtTime = (ms) => ms ? new Date(ms).toLocaleTimeString() : "—";
+const fmtDateTime = (ms) => ms ? new Date(ms).toLocaleString() : "—";
 const fmtNum = (v) => Number(v).toLocaleString(undefined, { maximumFractionDigits: 4 });
 function el(tag, attrs = {}, ...kids) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const k of kids) e.append(k);
+  for (const k of kids) if (k !== null && k !== undefined && k !== false) e.append(k);
   return e;
+}
+const shortAddr = (a) => a ? `${a.slice(0, 6)}…${a.slice(-4)}` : "";
+
+// ---- what an error means, in words ----------------------------------------
+
+// Each code a user can meet: what happened, and what to do.
+const WORDS = {
+  rate_limited: ["Too many requests at once.", "Wait a few seconds and try again."],
+  storage_full: ["The node's disk is full, so nothing was saved.", "Try again later; the node's operator has to make room."],
+  unavailable: ["The node or your vault was busy or restarting, so this was not applied.", "Try again in a moment."],
+  internal: ["The node hit an error (its log has the details), so this was not applied.", "Try again; tell the node's operator if it keeps happening."],
+  invalid_trigger: ["The vault refused this trigger.", "Change what the message names and save again."],
+  not_found: ["That trigger no longer exists.", "It was deleted, perhaps in another tab."],
+  bad_command: ["The vault could not read this request.", "Reload the page; if it keeps happening, this dashboard has a bug."],
+  bad_seq: ["The vault already took a newer command from this session.", "It was sent again with a fresh number."],
+  session_unknown: ["This session no longer exists (it signed out, was revoked, or the vault was reset).", "Sign in again."],
+  session_expired: ["Your session expired.", "Sign in again."],
+  siwe_domain: ["This node does not accept sign-ins for this address bar's host.", "Open the dashboard at a host the node serves, or ask its operator to add this one."],
+  siwe_chain: ["The node expects another chain id.", "Switch the wallet's network and try again."],
+  siwe_expired: ["The sign-in message expired before it arrived.", "Try again."],
+  siwe_issued_at: ["The sign-in message is dated in the future: this computer's clock is ahead.", "Fix the clock and try again."],
+  nonce_expired: ["The sign-in took too long (or the node restarted meanwhile).", "Try again."],
+  nonce_reused: ["This sign-in was already used.", "Try again."],
+  nonce_unknown: ["The sign-in did not match this connection.", "Try again."],
+  bad_signature: ["The signature did not come from this vault's owner.", "Sign with the account that owns the vault."],
+  delegate_missing: ["The sign-in named no key for this browser.", "Reload the page and sign in again."],
+  vault_quarantined: ["This vault's file could not be read, so the node set it aside.", "Ask the node's operator to restore it (the node's log names the file)."],
+  vault_rolled_back: ["The vault is older than what this page had seen.", "What it holds now is shown."],
+  not_signed_in: ["This page is not signed in.", "Sign in first."],
+};
+
+function explain(f) {
+  const [what, todo] = WORDS[f.code] || ["Something went wrong.", "Try again."];
+  const detail = f.code === "invalid_trigger" || f.code === "siwe_domain" || f.code === "bad_signature" ? ` (${f.message})` : "";
+  return `${what}${detail} ${todo} [${f.code}]`;
 }
 
 // ---- state ---------------------------------------------------------------
@@ -49,7 +93,8 @@ function el(tag, attrs = {}, ...kids) {
 const S = {
   ws: null,
   challenge: null,
-  session: JSON.parse(localStorage.getItem("spells.session") || "null"), // {vault, id, seq, version}
+  conn: "connecting", // connecting | open | resuming | live | reconnecting
+  session: JSON.parse(localStorage.getItem("spells.session") || "null"), // {vault, id, seq}
   delegate: null, // CryptoKeyPair
   triggers: new Map(),
   intents: [],
@@ -57,14 +102,22 @@ const S = {
   version: 0,
   loaded: false,
   signals: new Map(), // name -> [{value, at}]
-  pending: new Map(), // seq -> description
+  chartSignal: null,
+  outbox: JSON.parse(sessionStorage.getItem("spells.outbox") || "[]"), // [{seq, op, label, body, sig, sent}]
   retry: 500,
+  editing: null, // the id of the trigger the form edits
+  olderDone: { intent: false, evaluation: false },
 };
 
 function saveSession() {
-  if (S.session) S.session.version = S.version;
+  if (S.session) {
+    // The highest seq any tab of this session used, so tabs do not reuse one.
+    const stored = JSON.parse(localStorage.getItem("spells.session") || "null");
+    if (stored && stored.id === S.session.id) S.session.seq = Math.max(S.session.seq, stored.seq || 0);
+  }
   localStorage.setItem("spells.session", JSON.stringify(S.session));
 }
+const saveOutbox = () => sessionStorage.setItem("spells.outbox", JSON.stringify(S.outbox));
 
 // ---- connection ----------------------------------------------------------
 
@@ -75,49 +128,71 @@ function connect() {
   // One message may hold several frames, one per line (PROTOCOL.md §1).
   ws.onmessage = (ev) => ev.data.split("\n").forEach((line) => onFrame(JSON.parse(line)));
   ws.onclose = (ev) => {
-    setStatus(false, `disconnected (${ev.code}${ev.reason ? ": " + ev.reason : ""}); retrying…`);
-    S.retry = Math.min(S.retry * 2, 10000);
+    if (S.ws !== ws) return;
+    if (ev.code === 4003) {
+      signedOut(S.signingOut ? "Signed out." : "This session has ended: it was signed out in another tab, or every session was revoked. Sign in again.",
+        S.signingOut);
+      S.signingOut = false;
+      S.retry = 250; // nothing is wrong with the node: a new socket at once
+    }
+    setConn(S.session ? "reconnecting" : "connecting", ev);
     setTimeout(connect, S.retry);
+    S.retry = Math.min(S.retry * 2, 8000);
   };
   ws.onopen = () => { S.retry = 500; };
 }
 
-function send(frame) { S.ws.send(JSON.stringify(frame)); }
+function setConn(state, closeEvent) {
+  S.conn = state;
+  const s = $("#status");
+  const texts = {
+    connecting: "connecting…", open: "connected: sign in", resuming: "resuming your session…", live: "live",
+    reconnecting: `disconnected${closeEvent && closeEvent.code ? ` (${closeEvent.code})` : ""}: reconnecting…`,
+  };
+  s.textContent = texts[state];
+  s.className = "status " + (state === "live" || state === "open" ? "on" : state === "reconnecting" ? "off" : "wait");
+  for (const b of ["#btn-burner", "#btn-wallet"]) $(b).disabled = state !== "open";
+  renderPending();
+}
+
+const send = (frame) => S.ws.send(JSON.stringify(frame));
 
 async function onFrame(f) {
   switch (f.type) {
     case "challenge":
       S.challenge = f;
       if (S.session && await resume()) return;
-      setStatus(true, "connected — sign in");
+      setConn("open");
       return;
-    case "ready":
-      S.session = { vault: f.vault, id: f.session, seq: Math.max(f.lastSeq, S.session?.seq || 0), version: S.version };
-      saveSession();
-      if (S.newDelegate) { await keyPut(f.session, S.newDelegate); S.newDelegate = null; }
-      setStatus(true, "live");
-      $("#who").textContent = f.vault;
-      show(true);
-      return;
+    case "ready": return onReady(f);
     case "snapshot": applySnapshot(f.state); return;
     case "diff": applyDiff(f); return;
-    case "ack": S.pending.delete(f.seq); $("#cmd-error").textContent = ""; return;
-    case "error": return onError(f);
-    case "signals": for (const [n, pts] of Object.entries(f.series)) { S.signals.set(n, pts); } renderSignals(); return;
+    case "ack": return onAnswer(f, null);
+    case "error": return f.seq !== undefined ? onAnswer(f, f) : onError(f);
+    case "signals": for (const [n, pts] of Object.entries(f.series)) S.signals.set(n, pts); renderSignals(); return;
     case "signal": addPoint(f.name, { value: f.value, at: f.at }); return;
   }
 }
 
-// notice shows a message that stays until the page is reloaded: what the
-// vault or the node says about the user's data, not about one click.
-function notice(text) {
-  const n = $("#notice");
-  n.textContent = text;
-  n.classList.remove("hidden");
+function onReady(f) {
+  const seq = Math.max(f.lastSeq, S.session && S.session.id === f.session ? S.session.seq : 0);
+  S.session = { vault: f.vault, id: f.session, seq };
+  saveSession();
+  if (S.newDelegate) { keyPut(f.session, S.newDelegate); S.newDelegate = null; }
+  setConn("live");
+  $("#who").textContent = f.vault;
+  $("#who").title = "your vault: " + f.vault;
+  show(true);
+  // What the vault took already (seq ≤ lastSeq) arrived; the rest goes now.
+  const done = S.outbox.filter((c) => c.seq <= f.lastSeq);
+  S.outbox = S.outbox.filter((c) => c.seq > f.lastSeq);
+  for (const c of S.outbox) c.sent = false; // what the last socket took, this one sends
+  for (const c of done) toast(`${c.label}: done`);
+  saveOutbox();
+  flushOutbox();
 }
 
 function onError(f) {
-  const text = `${f.code}: ${f.message}`;
   if (f.code === "vault_rolled_back") {
     // The vault no longer has the version this page showed: it lost
     // changes it had acknowledged. Say so, then show it as it is (a
@@ -130,78 +205,108 @@ function onError(f) {
   }
   if (f.code === "vault_quarantined") {
     notice("This vault's file could not be read, so the node set it aside and does not serve it. Nothing was " +
-      "replaced or deleted: ask the node's operator to restore it (the node's log names the file).");
-    setStatus(false, "vault unavailable");
+      "replaced or deleted: ask the node's operator to restore it (the node's log names the file). (vault_quarantined)");
+    setConn("open");
     show(false);
     return;
   }
-  if (f.code === "storage_full") {
-    const where = f.seq ? "#cmd-error" : "#signin-error";
-    if (f.seq) S.pending.delete(f.seq);
-    $(where).textContent = "The node's disk is full, so nothing was saved. Try again in a while. (storage_full)";
-    return;
-  }
-  if (!S.loaded && ["session_unknown", "session_expired", "nonce_reused", "bad_cmd_signature", "wrong_vault"].includes(f.code)) {
+  if (!S.loaded && S.session && ["session_unknown", "session_expired", "nonce_reused", "bad_cmd_signature", "wrong_vault"].includes(f.code)) {
     // The stored session cannot be resumed: forget it and sign in again.
-    S.session = null;
-    saveSession();
-    setStatus(true, "session ended — sign in again");
-    show(false);
+    signedOut(explain(f));
+    setConn("open");
     return;
   }
-  if (f.seq) { S.pending.delete(f.seq); $("#cmd-error").textContent = text; return; }
-  $("#signin-error").textContent = text;
+  $("#signin-error").textContent = explain(f);
 }
 
-function setStatus(on, text) {
-  const s = $("#status");
-  s.textContent = text;
-  s.className = "status " + (on ? "on" : "off");
+function signedOut(why, fine) {
+  S.session = null;
+  S.outbox = [];
+  saveSession();
+  saveOutbox();
+  S.loaded = false;
+  show(false);
+  const m = $("#signin-error");
+  m.textContent = why || "";
+  m.className = fine ? "hint" : "error";
 }
 
 function show(signedIn) {
   $("#signin").classList.toggle("hidden", signedIn);
   $("#vault").classList.toggle("hidden", !signedIn);
   $("#activity-card").classList.toggle("hidden", !signedIn);
+  $("#account").classList.toggle("hidden", !signedIn);
+  if (!signedIn) $("#who").textContent = "";
+  renderBurner();
 }
 
-// ---- sign-in, resume, commands --------------------------------------------
+// notice shows a message that stays until the page is reloaded: what the
+// vault or the node says about the user's data, not about one click.
+function notice(text, info) {
+  const n = $("#notice");
+  n.textContent = text;
+  n.classList.toggle("info", !!info);
+  n.classList.remove("hidden");
+}
 
-function siweMessage(address, nonce, chainId, delegateRes) {
+let toastTimer;
+function toast(text) {
+  const e = $("#cmd-error");
+  e.textContent = "";
+  const p = $("#pending");
+  p.dataset.toast = text;
+  renderPending();
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { delete p.dataset.toast; renderPending(); }, 4000);
+}
+
+// ---- sign-in, resume, sign-out --------------------------------------------
+
+function siweMessage(address, nonce, chainId, resource, statement) {
   const now = new Date();
   const exp = new Date(now.getTime() + 24 * 3600 * 1000);
   return `${location.host} wants you to sign in with your Ethereum account:\n${address}\n\n` +
-    `Sign in to your Spells vault.\n\n` +
+    `${statement}\n\n` +
     `URI: ${location.origin}\nVersion: 1\nChain ID: ${chainId}\nNonce: ${nonce}\n` +
     `Issued At: ${now.toISOString()}\nExpiration Time: ${exp.toISOString()}\n` +
-    `Resources:\n- ${delegateRes}`;
+    `Resources:\n- ${resource}`;
+}
+
+function burnerKey() { return localStorage.getItem("spells.burner"); }
+
+// signer returns the address and a personal_sign function of the burner
+// key or the browser wallet.
+async function signer(useBurner) {
+  if (useBurner) {
+    let pk = burnerKey();
+    if (!pk) { pk = ethers.Wallet.createRandom().privateKey; localStorage.setItem("spells.burner", pk); }
+    const w = new ethers.Wallet(pk);
+    return { address: w.address, sign: (text) => w.signMessage(text), burner: true };
+  }
+  if (!window.ethereum) throw new Error("no browser wallet found; use a burner key");
+  const [acct] = await window.ethereum.request({ method: "eth_requestAccounts" });
+  return {
+    address: ethers.getAddress(acct), burner: false,
+    sign: (text) => window.ethereum.request({ method: "personal_sign", params: [ethers.hexlify(enc.encode(text)), acct] }),
+  };
 }
 
 async function signIn(useBurner) {
   $("#signin-error").textContent = "";
+  $("#signin-error").className = "error";
   try {
     const delegate = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
     const raw = await crypto.subtle.exportKey("raw", delegate.publicKey);
-    const res = "urn:spells:delegate:p256:" + b64url(raw);
-    let address, sign;
-    if (useBurner) {
-      let pk = localStorage.getItem("spells.burner");
-      if (!pk) { pk = ethers.Wallet.createRandom().privateKey; localStorage.setItem("spells.burner", pk); }
-      const w = new ethers.Wallet(pk);
-      address = w.address;
-      sign = (text) => w.signMessage(text);
-    } else {
-      if (!window.ethereum) throw new Error("no browser wallet found; use a burner key");
-      const [acct] = await window.ethereum.request({ method: "eth_requestAccounts" });
-      address = ethers.getAddress(acct);
-      sign = (text) => window.ethereum.request({ method: "personal_sign", params: [ethers.hexlify(enc.encode(text)), acct] });
-    }
-    const text = siweMessage(address, S.challenge.nonce, S.challenge.chainId, res);
-    const signature = await sign(text);
+    const who = await signer(useBurner);
+    localStorage.setItem("spells.signer", who.burner ? "burner" : "wallet");
+    const text = siweMessage(who.address, S.challenge.nonce, S.challenge.chainId, "urn:spells:delegate:p256:" + b64url(raw),
+      "Sign in to your Spells vault.");
+    const signature = await who.sign(text);
     S.delegate = delegate;
     S.newDelegate = delegate; // stored under the session id once ready names it
     S.version = 0; S.loaded = false;
     send({ type: "signin", message: text, signature });
+    renderBurner();
   } catch (e) {
     $("#signin-error").textContent = e.message || String(e);
   }
@@ -214,24 +319,113 @@ async function signBody(body) {
 
 async function resume() {
   const kp = await keyGet(S.session.id).catch(() => null);
-  if (!kp) { S.session = null; saveSession(); return false; }
+  if (!kp) { signedOut(); return false; }
   S.delegate = kp;
   // With a mirror in memory, ask for what was missed; a fresh page gets a snapshot.
   const r = { vault: S.session.vault, session: S.session.id, nonce: S.challenge.nonce };
   if (S.loaded) r.since = S.version;
   const body = JSON.stringify(r);
   send({ type: "resume", body, sig: await signBody(body) });
-  setStatus(true, "resuming…");
+  setConn("resuming");
   return true;
 }
 
-async function command(op, args) {
-  if (!S.session) return;
+// Sign out: the session ends itself (session.end); the vault closes every
+// socket of it with 4003, which ends the page's session (connect).
+function signOut() {
+  S.signingOut = true;
+  command("session.end", {}, "Sign out");
+}
+
+// Sign out everywhere: the owner's wallet (or burner key) signs a revoke,
+// sent on a socket of its own (it carries that socket's nonce).
+async function signOutEverywhere() {
+  $("#cmd-error").textContent = "";
+  S.signingOut = true; // this tab's own session ends with the others
+  try {
+    const who = await signer(localStorage.getItem("spells.signer") !== "wallet");
+    if (S.session && who.address.toLowerCase() !== S.session.vault.toLowerCase()) {
+      throw new Error("the signing account is not this vault's owner");
+    }
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/v1/ws`, "spells.v1");
+    const answer = await new Promise((resolve, reject) => {
+      ws.onerror = () => reject(new Error("could not reach the node"));
+      ws.onmessage = async (ev) => {
+        for (const f of ev.data.split("\n").map((l) => JSON.parse(l))) {
+          if (f.type === "challenge") {
+            const text = siweMessage(who.address, f.nonce, f.chainId, "urn:spells:revoke:sessions",
+              "Sign out of every Spells session of this vault.");
+            ws.send(JSON.stringify({ type: "revoke", message: text, signature: await who.sign(text) }));
+          } else if (f.type === "revoked") resolve(f);
+          else if (f.type === "error") reject(new Error(explain(f)));
+        }
+      };
+    });
+    ws.close();
+    signedOut("", true);
+    notice(`Signed out everywhere: ${answer.sessions} session${answer.sessions === 1 ? "" : "s"} of this vault ended.`, true);
+  } catch (e) {
+    S.signingOut = false;
+    $("#cmd-error").textContent = e.message || String(e);
+  }
+}
+
+// ---- commands and the outbox -----------------------------------------------
+
+// command signs op with args as the session's next command and sends it
+// when the socket is live (at once, or after the reconnect).
+async function command(op, args, label) {
+  if (!S.session || !S.delegate) return;
+  saveSession(); // picks up a higher seq another tab used
   const seq = ++S.session.seq;
   saveSession();
   const body = JSON.stringify({ vault: S.session.vault, session: S.session.id, seq, op, args });
-  S.pending.set(seq, op);
-  send({ type: "cmd", body, sig: await signBody(body) });
+  const c = { seq, op, label, body, sig: await signBody(body), sent: false, args };
+  S.outbox.push(c);
+  saveOutbox();
+  flushOutbox();
+  if (S.loaded) renderVault(); // its buttons show it pending
+}
+
+function flushOutbox() {
+  if (S.conn !== "live" || S.ws.readyState !== WebSocket.OPEN) { renderPending(); return; }
+  for (const c of S.outbox) {
+    if (!c.sent) { send({ type: "cmd", body: c.body, sig: c.sig }); c.sent = true; }
+  }
+  saveOutbox();
+  renderPending();
+}
+
+async function onAnswer(f, err) {
+  const i = S.outbox.findIndex((c) => c.seq === f.seq);
+  const c = i >= 0 ? S.outbox[i] : null;
+  if (i >= 0) S.outbox.splice(i, 1);
+  if (err && err.code === "bad_seq" && c) {
+    // Another tab of this session used the number: sign it again.
+    const m = /last accepted (\d+)/.exec(err.message);
+    if (m) S.session.seq = Math.max(S.session.seq, Number(m[1]));
+    saveOutbox();
+    return command(c.op, c.args, c.label);
+  }
+  saveOutbox();
+  if (err) $("#cmd-error").textContent = `${c ? c.label + ": " : ""}${explain(err)}`;
+  else if (c) {
+    if (c.op === "activity.list") return onOlder(c, f.result);
+    toast(`${c.label}: done`);
+    $("#cmd-error").textContent = "";
+  }
+  renderPending();
+}
+
+function renderPending() {
+  const p = $("#pending");
+  const waiting = S.outbox.filter((c) => c.op !== "activity.list");
+  const items = waiting.map((c) => el("li", {}, `${c.label}: ${S.conn === "live" ? "sent, waiting for the vault…" : "waiting for the connection; it will be sent when the node is back"}`));
+  if (p.dataset.toast) items.push(el("li", { class: "done" }, p.dataset.toast));
+  p.replaceChildren(el("ul", {}, ...items));
+  p.classList.toggle("hidden", items.length === 0);
+  $("#btn-create").textContent = S.editing ? "Save changes" : S.conn === "live" ? "Create" : "Create (will be sent when reconnected)";
 }
 
 // ---- mirror of the vault -------------------------------------------------
@@ -242,7 +436,7 @@ function applySnapshot(st) {
   S.evaluations = st.evaluations.slice().reverse();
   S.version = st.version;
   S.loaded = true;
-  saveSession();
+  S.olderDone = { intent: false, evaluation: false };
   renderVault();
 }
 
@@ -253,45 +447,99 @@ function applyDiff(d) {
     if (c.kind === "intent") S.intents.unshift({ ...c.data, fresh: true });
     if (c.kind === "evaluation") S.evaluations.unshift({ ...c.data, fresh: true });
   }
-  S.intents.length = Math.min(S.intents.length, 100);
-  S.evaluations.length = Math.min(S.evaluations.length, 100);
   S.version = d.version;
-  saveSession();
   renderVault();
+}
+
+// onOlder adds a page of older entries (activity.list) below the others.
+function onOlder(c, result) {
+  const kind = c.args.kind;
+  const rows = kind === "intent" ? result.intents : result.evaluations;
+  const list = kind === "intent" ? S.intents : S.evaluations;
+  const seen = new Set(list.map((x) => String(x.id)));
+  for (const r of rows) if (!seen.has(String(r.id))) list.push(r);
+  if (rows.length < c.args.limit) S.olderDone[kind] = true;
+  renderActivity();
+}
+
+function loadOlder(kind) {
+  const list = kind === "intent" ? S.intents : S.evaluations;
+  const args = { kind, limit: 50 };
+  if (list.length) args.before = String(list[list.length - 1].id);
+  const tr = $("#filter-trigger").value;
+  if (tr) args.trigger = tr;
+  command("activity.list", args, `Load older ${kind === "intent" ? "intents" : "entries"}`);
 }
 
 // ---- rendering -----------------------------------------------------------
 
+const UNITS = [[86400000, "d"], [3600000, "h"], [60000, "min"], [1000, "s"]];
+function fmtDuration(ms) {
+  for (const [u, name] of UNITS) if (ms >= u && ms % u === 0) return `${ms / u} ${name}`;
+  return `${ms / 1000} s`;
+}
+
 function describe(c) {
-  if (c.all) return "all(" + c.all.map(describe).join(", ") + ")";
-  if (c.any) return "any(" + c.any.map(describe).join(", ") + ")";
-  if (c.everyMs) return `every ${c.everyMs / 1000}s`;
-  if (c.atMs) return `at ${new Date(c.atMs).toLocaleString()}`;
+  if (c.all) return "all of (" + c.all.map(describe).join("; ") + ")";
+  if (c.any) return "any of (" + c.any.map(describe).join("; ") + ")";
+  if (c.everyMs) return `every ${fmtDuration(c.everyMs)}`;
+  if (c.atMs) return `once at ${fmtDateTime(c.atMs)}`;
   return `${c.signal} ${c.op} ${fmtNum(c.threshold)}`;
 }
 
+const nameOf = (id) => S.triggers.get(id)?.name || id;
+
 function renderVault() {
-  $("#version").textContent = `version ${S.version}`;
+  $("#version").textContent = `vault version ${S.version}`;
   const tb = $("#triggers tbody");
-  tb.replaceChildren(...[...S.triggers.values()].map((t) => el("tr", { "data-id": t.id },
-    el("td", {}, t.name),
-    el("td", {}, describe(t.condition), el("span", { class: "muted" }, ` → ${t.action.kind}`)),
-    el("td", {}, el("span", { class: "badge " + t.status }, t.status)),
-    el("td", {}, String(t.fires) + (t.maxFires ? ` / ${t.maxFires}` : "")),
-    el("td", {}, fmtTime(t.lastFiredAt)),
-    el("td", {},
-      t.status === "active" ? el("button", { class: "small", onclick: () => command("trigger.pause", { id: t.id }) }, "pause") : "",
-      t.status === "paused" ? el("button", { class: "small", onclick: () => command("trigger.resume", { id: t.id }) }, "resume") : "",
-      " ",
-      el("button", { class: "small", onclick: () => command("trigger.delete", { id: t.id }) }, "delete")))));
-  const name = (id) => S.triggers.get(id)?.name || id;
-  $("#intents").replaceChildren(...S.intents.map((i) => el("li", { class: i.fresh ? "new" : "" },
-    `${fmtTime(i.createdAt)} `, el("b", {}, i.action.kind), ` from “${name(i.triggerId)}” `, el("span", { class: "muted" }, i.idempotencyKey))));
-  $("#evaluations").replaceChildren(...S.evaluations.map((e) => el("li", { class: e.fresh ? "new" : "" },
-    `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome), ` “${name(e.triggerId)}” `,
-    el("span", { class: "muted" }, `${e.cause}${e.value !== undefined ? " @ " + fmtNum(e.value) : ""} ${e.detail || ""}`))));
-  for (const x of [...S.intents, ...S.evaluations]) delete x.fresh;
+  const pend = (id, op) => S.outbox.some((c) => c.args && c.args.id === id && c.op === op);
+  tb.replaceChildren(...[...S.triggers.values()].map((t) => el("tr", { "data-id": t.id, class: S.editing === t.id ? "editing" : "" },
+    el("td", { class: "name", title: t.name, "data-label": "name" }, t.name),
+    el("td", { class: "cond", "data-label": "when" }, describe(t.condition), el("span", { class: "muted" }, ` → ${t.action.kind}`),
+      t.cooldownMs ? el("span", { class: "muted" }, `, cooldown ${fmtDuration(t.cooldownMs)}`) : null,
+      t.expiresAt ? el("span", { class: "muted" }, `, expires ${fmtDateTime(t.expiresAt)}`) : null),
+    el("td", { "data-label": "status" }, el("span", { class: "badge " + t.status }, t.status)),
+    el("td", { "data-label": "fires" }, String(t.fires || 0) + (t.maxFires ? ` of ${t.maxFires}` : " (no limit)")),
+    el("td", { "data-label": "last fired" }, fmtTime(t.lastFiredAt)),
+    el("td", { class: "actions" },
+      el("button", { class: "small secondary", onclick: () => editTrigger(t.id) }, "edit"),
+      t.status === "active" ? el("button", { class: "small secondary", disabled: pend(t.id, "trigger.pause"), onclick: () => command("trigger.pause", { id: t.id }, `Pause “${t.name}”`) }, pend(t.id, "trigger.pause") ? "pausing…" : "pause") : null,
+      t.status === "paused" ? el("button", { class: "small secondary", disabled: pend(t.id, "trigger.resume"), onclick: () => command("trigger.resume", { id: t.id }, `Resume “${t.name}”`) }, pend(t.id, "trigger.resume") ? "resuming…" : "resume") : null,
+      el("button", { class: "small danger", disabled: pend(t.id, "trigger.delete"), onclick: () => { if (confirm(`Delete “${t.name}”?`)) command("trigger.delete", { id: t.id }, `Delete “${t.name}”`); } }, pend(t.id, "trigger.delete") ? "deleting…" : "delete")))));
+  $("#no-triggers").classList.toggle("hidden", S.triggers.size > 0);
+  const sel = $("#filter-trigger");
+  const cur = sel.value;
+  sel.replaceChildren(el("option", { value: "" }, "every trigger"),
+    ...[...S.triggers.values()].map((t) => el("option", { value: t.id }, t.name)));
+  sel.value = S.triggers.has(cur) ? cur : "";
+  renderActivity();
+  renderSignals();
+  renderPending();
 }
+
+const COMMAND_WORDS = { created: "You created", edited: "You edited", paused: "You paused", resumed: "You resumed", deleted: "You deleted" };
+
+function renderActivity() {
+  const kind = $("#filter-kind").value, trig = $("#filter-trigger").value;
+  const evs = S.evaluations.filter((e) => (!trig || e.triggerId === trig) && (
+    kind === "all" || (kind === "fired" && e.outcome === "fired") || (kind === "command" && e.cause === "command") ||
+    (kind === "signal" && e.cause !== "command") || (kind === "failed" && e.outcome === "failed")));
+  const ins = S.intents.filter((i) => (!trig || i.triggerId === trig) && kind !== "command" && kind !== "failed");
+  $("#intents").replaceChildren(...ins.map((i) => el("li", { class: i.fresh ? "new" : "", title: `idempotency key ${i.idempotencyKey}` },
+    `${fmtTime(i.createdAt)} `, el("b", {}, i.action.kind), ` for “${nameOf(i.triggerId)}” `,
+    el("span", { class: "badge " + i.status }, i.status))));
+  $("#evaluations").replaceChildren(...evs.map((e) => e.cause === "command"
+    ? el("li", { class: e.fresh ? "new" : "" }, `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome),
+      ` ${COMMAND_WORDS[e.outcome] || e.outcome} “${e.detail || nameOf(e.triggerId)}”`)
+    : el("li", { class: e.fresh ? "new" : "" }, `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome),
+      ` “${nameOf(e.triggerId)}” `,
+      el("span", { class: "muted" }, `${e.cause === "alarm" ? "on schedule" : e.cause.replace("signal:", "")}${e.value !== undefined ? " at " + fmtNum(e.value) : ""}${e.detail ? ": " + e.detail : ""}`))));
+  for (const x of [...S.intents, ...S.evaluations]) delete x.fresh;
+  $("#older-intents").disabled = S.olderDone.intent;
+  $("#older-evaluations").disabled = S.olderDone.evaluation;
+}
+
+// ---- live signals and the chart ---------------------------------------------
 
 function addPoint(name, p) {
   const pts = S.signals.get(name) || [];
@@ -301,67 +549,384 @@ function addPoint(name, p) {
   renderSignals();
 }
 
+// thresholds lists the thresholds of the vault's active and paused
+// triggers on signal name.
+function thresholds(name) {
+  const out = [];
+  const walk = (c, t) => {
+    if (c.all || c.any) return (c.all || c.any).forEach((x) => walk(x, t));
+    if (c.signal === name) out.push({ value: c.threshold, label: `${t.name} (${c.op}${t.status === "active" ? "" : ", paused"})`, paused: t.status !== "active" });
+  };
+  for (const t of S.triggers.values()) if (t.status === "active" || t.status === "paused") walk(t.condition, t);
+  return out;
+}
+
+let plot = null, plotFor = null;
 function renderSignals() {
-  const list = $("#signal-list");
-  for (const [name, pts] of S.signals) {
-    let card = list.querySelector(`[data-name="${CSS.escape(name)}"]`);
-    if (!card) {
-      card = el("div", { class: "signal", "data-name": name }, el("div", { class: "name" }, name),
-        el("div", { class: "value" }), el("canvas", { width: 240, height: 40 }));
-      list.append(card);
-      const opt = el("option", { value: name }, name);
-      $("#create select[name=signal]").append(opt);
-    }
-    const last = pts[pts.length - 1];
-    card.querySelector(".value").textContent = last ? fmtNum(last.value) : "—";
-    spark(card.querySelector("canvas"), pts);
+  const names = [...S.signals.keys()].sort();
+  if (!S.chartSignal && names.length) S.chartSignal = names.includes("ETH/USD") ? "ETH/USD" : names[0];
+  const tabs = $("#signal-tabs");
+  if (tabs.childElementCount !== names.length) {
+    tabs.replaceChildren(...names.map((n) => el("button", { type: "button", role: "tab", "data-name": n, onclick: () => { S.chartSignal = n; renderSignals(); } }, n)));
+    fillSignalSelects(names);
   }
-  const f = $("#create");
-  if (!f.threshold.value && f.signal.value && S.signals.get(f.signal.value)?.length) {
-    const pts = S.signals.get(f.signal.value);
-    f.threshold.value = (pts[pts.length - 1].value * 0.999).toFixed(2);
+  for (const b of tabs.children) b.setAttribute("aria-selected", b.dataset.name === S.chartSignal);
+  const pts = S.signals.get(S.chartSignal) || [];
+  const last = pts[pts.length - 1];
+  $("#price-name").textContent = S.chartSignal || "no signal yet";
+  $("#price-value").textContent = last ? fmtNum(last.value) : "—";
+  $("#price-at").textContent = last ? `at ${fmtTime(last.at)}` : "";
+  drawChart(pts, thresholds(S.chartSignal));
+  prefillThreshold();
+}
+
+function drawChart(pts, lines) {
+  const box = $("#chart");
+  const data = [pts.map((p) => p.at / 1000), pts.map((p) => p.value)];
+  const width = Math.max(240, box.clientWidth);
+  const opts = {
+    width, height: 220,
+    scales: {
+      // At least the last five minutes, so a few points do not stretch
+      // over a span of milliseconds (or of years, for one point).
+      x: { time: true },
+      y: {
+        range: (u, lo, hi) => {
+          const vs = [lo, hi, ...(u._lines || []).map((l) => l.value)].filter((v) => Number.isFinite(v));
+          if (!vs.length) return [0, 1];
+          let a = Math.min(...vs), b = Math.max(...vs);
+          const pad = (b - a) * 0.08 || Math.abs(a) * 0.01 || 1;
+          return [a - pad, b + pad];
+        },
+      },
+    },
+    axes: [
+      { stroke: "#8a90a2", grid: { stroke: "#262a36" }, ticks: { stroke: "#262a36" } },
+      { stroke: "#8a90a2", grid: { stroke: "#262a36" }, ticks: { stroke: "#262a36" }, size: 70, values: (u, vs) => vs.map(fmtNum) },
+    ],
+    series: [{}, { label: S.chartSignal || "", stroke: "#8b7cf6", width: 1.5 }],
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false } },
+    hooks: {
+      draw: [(u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.font = `${11 * devicePixelRatio}px system-ui`;
+        ctx.textAlign = "left";
+        ctx.textBaseline = "bottom";
+        for (const l of u._lines || []) {
+          const y = u.valToPos(l.value, "y", true);
+          if (!Number.isFinite(y)) continue;
+          ctx.strokeStyle = l.paused ? "#8a90a2" : "#f0c36a";
+          ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+          ctx.lineWidth = devicePixelRatio;
+          ctx.beginPath(); ctx.moveTo(u.bbox.left, y); ctx.lineTo(u.bbox.left + u.bbox.width, y); ctx.stroke();
+          ctx.fillStyle = ctx.strokeStyle;
+          const label = l.label.length > 48 ? l.label.slice(0, 47) + "…" : l.label;
+          ctx.fillText(`${label} ${fmtNum(l.value)}`, u.bbox.left + 6 * devicePixelRatio, y - 3 * devicePixelRatio);
+        }
+        ctx.restore();
+      }],
+    },
+  };
+  if (!plot || plotFor !== S.chartSignal) {
+    if (plot) plot.destroy();
+    box.replaceChildren();
+    plot = new uPlot({ ...opts, hooks: { ...opts.hooks, init: [(u) => { u._lines = lines; }] } }, data, box);
+    plotFor = S.chartSignal;
+  }
+  plot._lines = lines;
+  plot.setData(data); // rescales (the thresholds are in its range) and redraws
+  const xs = data[0];
+  if (xs.length) {
+    // At least the last five minutes, so a few points do not stretch over
+    // a span of milliseconds, or one point over years.
+    plot.setScale("x", { min: Math.min(xs[0], xs[xs.length - 1] - 300), max: xs[xs.length - 1] + 1 });
   }
 }
 
-function spark(canvas, pts) {
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (pts.length < 2) return;
-  const vs = pts.map((p) => p.value);
-  const lo = Math.min(...vs), hi = Math.max(...vs), span = hi - lo || 1;
-  ctx.strokeStyle = "#8b7cf6"; ctx.lineWidth = 1.5; ctx.beginPath();
-  pts.forEach((p, i) => {
-    const x = (i / (pts.length - 1)) * canvas.width;
-    const y = canvas.height - ((p.value - lo) / span) * (canvas.height - 4) - 2;
-    if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
-  });
-  ctx.stroke();
+new ResizeObserver(() => { if (plot) plot.setSize({ width: Math.max(240, $("#chart").clientWidth), height: 220 }); }).observe($("#chart"));
+
+// Before sign-in the page reads the recent history over HTTP (signals are
+// public market data) and reads it again every few seconds; signed in, the
+// live frames keep it current.
+async function pollHistory() {
+  if (S.conn !== "live") {
+    try {
+      const r = await fetch("/v1/history", { cache: "no-store" });
+      if (r.ok) {
+        const { series } = await r.json();
+        for (const [n, pts] of Object.entries(series)) S.signals.set(n, pts);
+        renderSignals();
+      }
+    } catch (_) { /* the node is down: the status says so */ }
+  }
+  setTimeout(pollHistory, 5000);
 }
+
+// ---- the trigger form --------------------------------------------------------
+
+const form = $("#create");
+const F = (name) => form.elements.namedItem(name); // not form.name or form.action: those are the form's own
+const DAY = 86400000;
+
+function fillSignalSelects(names) {
+  for (const s of form.querySelectorAll("select[data-role=signal]")) {
+    const cur = s.value;
+    s.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    s.value = names.includes(cur) ? cur : S.chartSignal;
+  }
+}
+
+// leafEditor builds the inputs of one leaf condition of kind (signal,
+// every, at), named with prefix.
+function leafEditor(kind, prefix) {
+  const names = [...S.signals.keys()].sort();
+  const field = (label, input, key, hint) => el("div", { class: "field" }, el("label", {}, label, input), hint ? el("p", { class: "hint" }, hint) : null,
+    el("p", { class: "msg", "data-for": prefix + key }));
+  if (kind === "signal") {
+    return [
+      field("Signal ", el("select", { name: prefix + "signal", "data-role": "signal", onchange: () => { resetPrefill(); prefillThreshold(); } },
+        ...names.map((n) => el("option", { value: n, selected: n === S.chartSignal }, n))), "signal"),
+      field("Direction ", el("select", { name: prefix + "op" }, el("option", { value: "below" }, "falls below"), el("option", { value: "above" }, "rises above")), "op"),
+      field("Threshold ", el("input", { name: prefix + "threshold", type: "number", step: "any", inputmode: "decimal", "data-role": "threshold", oninput: (e) => { e.target.dataset.touched = "1"; } }), "threshold"),
+    ];
+  }
+  if (kind === "every") {
+    return [field("Every ", el("div", { class: "with-unit" },
+      el("input", { name: prefix + "every", type: "number", min: "1", step: "any", value: "1" }),
+      el("select", { name: prefix + "everyUnit", "aria-label": "interval unit" }, el("option", { value: "1000" }, "seconds"), el("option", { value: "60000" }, "minutes"),
+        el("option", { value: "3600000", selected: true }, "hours"), el("option", { value: String(DAY) }, "days"))), "every", "from now, up to 366 days")];
+  }
+  return [field("At ", el("input", { name: prefix + "at", type: "datetime-local" }), "at", "in the future, your local time")];
+}
+
+function renderForm() {
+  const kind = F("kind").value;
+  const main = $("#leaf-main");
+  const compound = kind === "all" || kind === "any";
+  main.replaceChildren(...(compound ? [] : leafEditor(kind, "")));
+  $("#parts").classList.toggle("hidden", !compound);
+  if (compound && !$("#part-list").childElementCount) { addPart("signal"); addPart("every"); }
+  prefillThreshold();
+}
+
+let partN = 0;
+function addPart(kind) {
+  const n = partN++;
+  const prefix = `p${n}.`;
+  const part = el("div", { class: "part", "data-prefix": prefix });
+  const kindSel = el("select", { name: prefix + "kind", "aria-label": "condition kind", onchange: () => { part.replaceChildren(kindField, ...leafEditor(kindSel.value, prefix), remove); prefillThreshold(); } },
+    el("option", { value: "signal" }, "a signal crosses"), el("option", { value: "every" }, "every interval"), el("option", { value: "at" }, "once, at a time"));
+  kindSel.value = kind;
+  const kindField = el("div", { class: "field" }, el("label", {}, "Condition ", kindSel));
+  const remove = el("button", { type: "button", class: "secondary small", onclick: () => { part.remove(); } }, "remove");
+  part.append(kindField, ...leafEditor(kind, prefix), remove);
+  $("#part-list").append(part);
+  return part;
+}
+
+// The threshold starts just below the current price, once: never over
+// what a user typed.
+function resetPrefill() { for (const i of form.querySelectorAll("input[data-role=threshold]")) delete i.dataset.touched; }
+function prefillThreshold() {
+  for (const i of form.querySelectorAll("input[data-role=threshold]")) {
+    if (i.dataset.touched || i.value !== "") continue;
+    const sig = form.querySelector(`select[name="${i.name.replace("threshold", "signal")}"]`);
+    const pts = sig && S.signals.get(sig.value);
+    if (pts && pts.length) { i.value = (pts[pts.length - 1].value * 0.999).toFixed(2); i.dataset.touched = "prefilled"; }
+  }
+}
+
+// readLeaf reads one leaf condition; errs collects what is wrong, by field.
+function readLeaf(kind, prefix, errs, warns) {
+  const v = (k) => form.elements[prefix + k]?.value ?? "";
+  if (kind === "signal") {
+    const raw = v("threshold").trim();
+    const th = Number(raw);
+    if (!v("signal")) errs[prefix + "signal"] = "choose a signal (none has been published yet)";
+    if (raw === "") errs[prefix + "threshold"] = "enter the threshold the signal must cross";
+    else if (!Number.isFinite(th)) errs[prefix + "threshold"] = "the threshold must be a number";
+    else {
+      const pts = S.signals.get(v("signal")) || [];
+      const now = pts.length ? pts[pts.length - 1].value : null;
+      if (now !== null && now > 0 && (th <= 0 || th > now * 10 || th < now / 10)) {
+        warns[prefix + "threshold"] = `far from the current ${v("signal")} (${fmtNum(now)}): it may never be crossed`;
+      }
+    }
+    return { signal: v("signal"), op: v("op"), threshold: th };
+  }
+  if (kind === "every") {
+    const ms = Math.round(Number(v("every")) * Number(v("everyUnit")));
+    if (!Number.isFinite(ms) || ms < 1000 || ms > 366 * DAY) errs[prefix + "every"] = "an interval from 1 second to 366 days";
+    return { everyMs: ms };
+  }
+  const at = v("at") ? new Date(v("at")).getTime() : NaN;
+  if (!Number.isFinite(at)) errs[prefix + "at"] = "choose a date and time";
+  else if (at <= Date.now()) errs[prefix + "at"] = "the time must be in the future";
+  return { atMs: at };
+}
+
+// readSpec builds the trigger spec from the form, checking what the vault
+// checks; it returns null and shows the messages when something is wrong.
+function readSpec() {
+  const errs = {}, warns = {};
+  const name = F("name").value.trim();
+  if (!name) errs.name = "give the trigger a name";
+  else if (name.length > 100) errs.name = "at most 100 characters";
+  const kind = F("kind").value;
+  let condition;
+  if (kind === "all" || kind === "any") {
+    const parts = [...$("#part-list").children].map((p) => readLeaf(form.elements[p.dataset.prefix + "kind"].value, p.dataset.prefix, errs, warns));
+    if (!parts.length) errs.parts = "add at least one condition";
+    if (parts.length > 16) errs.parts = "at most 16 conditions";
+    condition = { [kind]: parts };
+  } else {
+    condition = readLeaf(kind, "", errs, warns);
+  }
+  const cooldown = Number(F("cooldown").value || 0) * Number(F("cooldownUnit").value);
+  if (!Number.isFinite(cooldown) || cooldown < 0) errs.cooldown = "a cooldown of 0 or more";
+  const maxFires = Number(F("maxFires").value || 0);
+  if (!Number.isInteger(maxFires) || maxFires < 0) errs.maxFires = "a whole number, 0 or more";
+  let expiresAt = 0;
+  if (F("expires").value) {
+    expiresAt = new Date(F("expires").value).getTime();
+    if (!(expiresAt > Date.now())) errs.expires = "the expiry must be in the future";
+  }
+  for (const m of form.querySelectorAll(".msg")) {
+    const k = m.dataset.for;
+    m.textContent = errs[k] || warns[k] || "";
+    m.classList.toggle("warn", !errs[k] && !!warns[k]);
+    const input = form.elements[k];
+    if (input && input.setAttribute) input.setAttribute("aria-invalid", errs[k] ? "true" : "false");
+  }
+  if (Object.keys(errs).length) return null;
+  const spec = { name, condition, action: { kind: F("action").value }, cooldownMs: Math.round(cooldown), maxFires };
+  if (expiresAt) spec.expiresAt = expiresAt;
+  if (F("paused").checked) spec.paused = true;
+  return spec;
+}
+
+function resetForm() {
+  S.editing = null;
+  const signal = form.querySelector("select[data-role=signal]")?.value;
+  form.reset();
+  $("#part-list").replaceChildren();
+  $("#form-title").textContent = "New trigger";
+  $("#btn-cancel-edit").classList.add("hidden");
+  $("#edit-hint").classList.add("hidden");
+  renderForm();
+  const s = form.querySelector("select[data-role=signal]");
+  if (s && signal) s.value = signal;
+  resetPrefill();
+  prefillThreshold();
+  for (const m of form.querySelectorAll(".msg")) m.textContent = "";
+  renderVault();
+}
+
+// editTrigger fills the form with a trigger, to save it with trigger.update.
+function editTrigger(id) {
+  const t = S.triggers.get(id);
+  if (!t) return;
+  S.editing = id;
+  F("name").value = t.name;
+  const c = t.condition;
+  const kind = c.all ? "all" : c.any ? "any" : c.everyMs ? "every" : c.atMs ? "at" : "signal";
+  F("kind").value = kind;
+  $("#part-list").replaceChildren();
+  renderForm();
+  const fill = (leaf, prefix) => {
+    const set = (k, v) => { const e = form.elements[prefix + k]; if (e) { e.value = v; e.dataset.touched = "1"; } };
+    if (leaf.everyMs) {
+      const [u] = UNITS.find(([u]) => leaf.everyMs % u === 0) || [1000];
+      set("every", leaf.everyMs / u); set("everyUnit", String(u === 86400000 ? DAY : u));
+    } else if (leaf.atMs) {
+      set("at", new Date(leaf.atMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16));
+    } else { set("signal", leaf.signal); set("op", leaf.op); set("threshold", leaf.threshold); }
+  };
+  if (kind === "all" || kind === "any") {
+    $("#part-list").replaceChildren();
+    for (const leaf of c[kind]) fill(leaf, addPart(leaf.everyMs ? "every" : leaf.atMs ? "at" : "signal").dataset.prefix);
+  } else fill(c, "");
+  F("action").value = t.action.kind;
+  const cd = t.cooldownMs || 0;
+  const unit = cd % 3600000 === 0 && cd ? 3600000 : cd % 60000 === 0 ? 60000 : 1000;
+  F("cooldownUnit").value = String(unit);
+  F("cooldown").value = cd / unit;
+  F("maxFires").value = t.maxFires || 0;
+  F("expires").value = t.expiresAt ? new Date(t.expiresAt - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16) : "";
+  F("paused").checked = t.status === "paused";
+  $("#form-title").textContent = `Edit “${t.name}”`;
+  $("#btn-cancel-edit").classList.remove("hidden");
+  $("#edit-hint").classList.remove("hidden");
+  renderVault();
+  form.scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+form.onsubmit = (e) => {
+  e.preventDefault();
+  const spec = readSpec();
+  if (!spec) return;
+  if (S.editing) command("trigger.update", { id: S.editing, spec }, `Save “${spec.name}”`);
+  else command("trigger.create", spec, `Create “${spec.name}”`);
+  resetForm();
+};
+F("kind").onchange = () => { $("#part-list").replaceChildren(); renderForm(); };
+$("#btn-add-part").onclick = () => addPart("signal");
+$("#btn-cancel-edit").onclick = resetForm;
+F("maxFires").oninput = () => {
+  $("#max-hint").textContent = Number(F("maxFires").value) === 0 ? "0: no limit; it fires on every crossing" : "then the trigger is done; 0: no limit";
+};
+
+// ---- the burner key ------------------------------------------------------------
+
+function renderBurner() {
+  const has = !!burnerKey();
+  const other = location.hostname === "localhost" ? `http://127.0.0.1:${location.port}` : `http://localhost:${location.port}`;
+  $("#burner-where").textContent = (has
+    ? `This browser holds a burner key for ${location.origin}; using it again opens the same vault. `
+    : `A burner key is a throwaway Ethereum key that this page makes and keeps in this browser's storage for ${location.origin}. `) +
+    `Anyone with this browser profile can use it, and clearing the site's data deletes it: show it and keep a copy if the vault matters. ` +
+    `Each address has its own storage, so ${other} holds another key, and shows another vault.`;
+  $("#btn-export").classList.toggle("hidden", !has);
+  $("#btn-burner").textContent = has ? "Use this browser's burner key" : "Make a burner key and sign in";
+}
+
+$("#btn-export").onclick = () => {
+  const box = $("#export-box");
+  box.classList.toggle("hidden");
+  $("#export-key").value = burnerKey() || "";
+  $("#export-key").select();
+};
+$("#btn-import").onclick = () => $("#import-box").classList.toggle("hidden");
+$("#import-box").onsubmit = (e) => {
+  e.preventDefault();
+  const v = $("#import-key").value.trim();
+  if (!/^0x[0-9a-fA-F]{64}$/.test(v)) { $("#import-error").textContent = "a private key is 0x and 64 hex digits"; return; }
+  try { new ethers.Wallet(v); } catch (err) { $("#import-error").textContent = "not a valid key: " + err.message; return; }
+  if (burnerKey() && burnerKey() !== v && !confirm("Replace this browser's burner key? Keep a copy of it first if its vault matters.")) return;
+  localStorage.setItem("spells.burner", v);
+  $("#import-error").textContent = "";
+  $("#import-box").classList.add("hidden");
+  $("#import-key").value = "";
+  renderBurner();
+  signIn(true);
+};
 
 // ---- wiring --------------------------------------------------------------
 
 $("#btn-wallet").onclick = () => signIn(false);
 $("#btn-burner").onclick = () => signIn(true);
 if (!window.ethereum) $("#btn-wallet").classList.add("hidden");
-$("#burner-hint").textContent = localStorage.getItem("spells.burner")
-  ? "This browser holds a burner key; using it again opens the same vault." : "";
+$("#btn-signout").onclick = signOut;
+$("#btn-signout-all").onclick = signOutEverywhere;
+$("#filter-kind").onchange = renderActivity;
+$("#filter-trigger").onchange = renderActivity;
+$("#older-intents").onclick = () => loadOlder("intent");
+$("#older-evaluations").onclick = () => loadOlder("evaluation");
 
-$("#create").kind.onchange = (e) => {
-  const sig = e.target.value === "signal";
-  $("#create .when-signal").classList.toggle("hidden", !sig);
-  $("#create .when-every").classList.toggle("hidden", sig);
-};
-$("#create").signal.onchange = () => { $("#create").threshold.value = ""; renderSignals(); };
-$("#create").onsubmit = (e) => {
-  e.preventDefault();
-  const f = e.target;
-  const condition = f.kind.value === "signal"
-    ? { signal: f.signal.value, op: f.op.value, threshold: Number(f.threshold.value) }
-    : { everyMs: Number(f.every.value) * 1000 };
-  const spec = { name: f.name.value, condition, action: { kind: f.action.value, params: {} } };
-  if (f.cooldown.value) spec.cooldownMs = Number(f.cooldown.value) * 1000;
-  if (f.maxFires.value) spec.maxFires = Number(f.maxFires.value);
-  command("trigger.create", spec);
-};
-
+renderBurner();
+renderForm();
+setConn("connecting");
 connect();
+pollHistory();
