@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,9 +37,12 @@ func browser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	// Only now (the browser runs) listen: the page's console and exceptions are printed when the test fails.
+	// Only now (the browser runs) listen: the page's console is printed
+	// when the test fails, and an exception or a warning or error the
+	// dashboard's own code wrote fails it. The browser's log of refused
+	// connections (a node stopped on purpose) is only printed.
 	var mu sync.Mutex
-	var console []string
+	var console, faults []string
 	go func() {
 		for m, err := range chromedp.Console(ctx) {
 			if err != nil {
@@ -46,19 +50,41 @@ func browser(t *testing.T) context.Context {
 			}
 			mu.Lock()
 			console = append(console, m.String())
+			if pageFault(m) {
+				faults = append(faults, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line+1))
+			}
 			mu.Unlock()
 		}
 	}()
 	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range faults {
+			t.Errorf("the page wrote %s", f)
+		}
 		if t.Failed() {
-			mu.Lock()
-			defer mu.Unlock()
 			for _, l := range console {
 				t.Log("browser console:", l)
 			}
 		}
 	})
 	return ctx
+}
+
+// pageFault tells whether a console message is a defect of the page: an
+// uncaught exception, or a warning or error from the console API or from
+// the rendering engine (such as an input given a value it cannot parse).
+// Network entries (a refused WebSocket while the node is down) are not.
+func pageFault(m chromedp.ConsoleMessage) bool {
+	switch {
+	case m.IsException():
+		return true
+	case m.Type != chromedp.ConsoleWarning && m.Type != chromedp.ConsoleError:
+		return false
+	case m.Source == "network":
+		return false
+	}
+	return true
 }
 
 // within bounds one step of a browser test.

@@ -69,7 +69,17 @@ func (s *shots) take(step string) {
 
 // dispatch fires event on the element sel (a select whose value was set).
 func dispatch(sel, event string) chromedp.Action[chromedp.Void] {
-	ev := chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector(%q).dispatchEvent(new Event(%q))`, sel, event))
+	return script(fmt.Sprintf(`document.querySelector(%q).dispatchEvent(new Event(%q))`, sel, event))
+}
+
+// empty empties the input sel as a user's delete key would (SetValue with
+// "" passes the page an undefined value).
+func empty(sel string) chromedp.Action[chromedp.Void] {
+	return script(fmt.Sprintf(`(document.querySelector(%q).value = "") === ""`, sel))
+}
+
+func script(js string) chromedp.Action[chromedp.Void] {
+	ev := chromedp.Evaluate[bool](js)
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := ev(ctx, t)
 		return err
@@ -106,7 +116,7 @@ func TestDashboardFlows(t *testing.T) {
 
 	// The form says what is wrong, next to the field, and sends nothing.
 	do("an empty threshold and a negative cooldown",
-		chromedp.SetValue(`#create input[name=threshold]`, ""), chromedp.SetValue(`#create input[name=cooldown]`, "-5"),
+		empty(`#create input[name=threshold]`), chromedp.SetValue(`#create input[name=cooldown]`, "-5"),
 		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`.msg[data-for=threshold]`))
 	if m := text(t, ctx, `.msg[data-for=threshold]`); !strings.Contains(m, "enter the threshold") {
 		t.Fatalf("threshold message %q", m)
@@ -198,10 +208,7 @@ func TestDashboardFlows(t *testing.T) {
 		t.Fatalf("the shown burner key %q (%v)", shown, err)
 	}
 	other, _ := client.NewWallet()
-	do("answer the page's questions yes", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, t)
-		return err
-	}))
+	do("answer the page's questions yes", script(`window.confirm = () => true; true`))
 	do("use a saved key", chromedp.WaitVisible(`#btn-burner:not([disabled])`), chromedp.Click(`#btn-import`),
 		chromedp.SetValue(`#import-key`, fmt.Sprintf("0x%x", crypto.FromECDSA(other.Key))), chromedp.Click(`#import-box button`),
 		chromedp.WaitVisible(`#vault`), chromedp.WaitVisible(`#no-triggers`))
