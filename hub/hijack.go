@@ -17,7 +17,7 @@ import (
 // bytes) or ack (about 80) so those go out in one write; a larger frame (a
 // diff, about 500 bytes, a firing's about 930) goes out in two. Together
 // that is 1.5 KiB less per idle session than 1 KiB / 1 KiB (BENCHMARKS.md,
-// memory per connection).
+// "Choices in the code").
 const (
 	socketReadBuffer  = 16
 	socketWriteBuffer = 512

@@ -17,8 +17,8 @@ import (
 
 // A node keeps thousands of SQLite connections open, one per vault, and
 // each one's fixed memory is multiplied by that count. These settings are
-// the ones that measurably shrink it (see BENCHMARKS.md, "memory per
-// vault").
+// the ones that measurably shrink it (see BENCHMARKS.md, "Choices in the
+// code").
 
 func init() {
 	// No lookaside buffers: SQLite's default gives every connection 40
