@@ -113,6 +113,9 @@ func TestDashboardFlows(t *testing.T) {
 	}
 	sh.take("before-sign-in")
 	do("sign in", chromedp.Click(`#btn-burner`), chromedp.WaitVisible(`#vault`), chromedp.WaitVisible(`#status.on`))
+	if m := text(t, ctx, `#no-intents`); !strings.Contains(m, "When a trigger fires") {
+		t.Fatalf("an empty vault's intents say %q", m)
+	}
 
 	// The form says what is wrong, next to the field, and sends nothing.
 	do("an empty threshold and a negative cooldown",

@@ -535,6 +535,12 @@ function renderActivity() {
       ` “${nameOf(e.triggerId)}” `,
       el("span", { class: "muted" }, `${e.cause === "alarm" ? "on schedule" : e.cause.replace("signal:", "")}${e.value !== undefined ? " at " + fmtNum(e.value) : ""}${e.detail ? ": " + e.detail : ""}`))));
   for (const x of [...S.intents, ...S.evaluations]) delete x.fresh;
+  const none = (id, shown, any, empty) => {
+    $(id).classList.toggle("hidden", shown > 0);
+    $(id).textContent = any ? "None that match the filter." : empty;
+  };
+  none("#no-intents", ins.length, S.intents.length, "None yet. When a trigger fires, the action it asks for (swap, transfer, call or notify) is recorded here with its status.");
+  none("#no-evaluations", evs.length, S.evaluations.length, "None yet. Every evaluation of a trigger, and every change you make, appears here.");
   $("#older-intents").disabled = S.olderDone.intent;
   $("#older-evaluations").disabled = S.olderDone.evaluation;
 }
@@ -587,8 +593,6 @@ function drawChart(pts, lines) {
   const opts = {
     width, height: 220,
     scales: {
-      // At least the last five minutes, so a few points do not stretch
-      // over a span of milliseconds (or of years, for one point).
       x: { time: true },
       y: {
         range: (u, lo, hi) => {
@@ -601,7 +605,11 @@ function drawChart(pts, lines) {
       },
     },
     axes: [
-      { stroke: "#8a90a2", grid: { stroke: "#262a36" }, ticks: { stroke: "#262a36" } },
+      // Whole minutes (or more) apart, labelled hours:minutes: a few
+      // minutes of points get a handful of labels that never overlap.
+      { stroke: "#8a90a2", grid: { stroke: "#262a36" }, ticks: { stroke: "#262a36" }, space: 70,
+        incrs: [60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400],
+        values: (u, vs) => vs.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) },
       { stroke: "#8a90a2", grid: { stroke: "#262a36" }, ticks: { stroke: "#262a36" }, size: 70, values: (u, vs) => vs.map(fmtNum) },
     ],
     series: [{}, { label: S.chartSignal || "", stroke: "#8b7cf6", width: 1.5 }],
