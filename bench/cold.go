@@ -35,7 +35,9 @@ func cold(ctx context.Context, n *node, p coldParams) (*Report, error) {
 	// Wait until the node has closed every vault (run it without other
 	// clients, with a short --idle-after).
 	if waitMetricBelow(ctx, n, "spells_vaults_open", 1, p.Wait).IsZero() {
-		r.note("the node did not hibernate every vault within %s (is --idle-after short? other clients connected?)", p.Wait)
+		m, _ := n.metrics(ctx)
+		r.note("the node did not hibernate every vault within %s (is --idle-after short? other clients connected?): %g vaults running, %g of them dozing, %g files open, %g WebSocket connections",
+			p.Wait, m["spells_vaults_open"], m["spells_vaults_dozing"], m["spells_vault_files_open"], m["spells_ws_connections"])
 	}
 	hib, err := n.collected(ctx)
 	if err != nil {
