@@ -103,14 +103,10 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
-// TestDashboardTour drives the embedded dashboard in Chromium as a person
-// would: sign in with a burner key, create a trigger, see it fire when the
-// price crosses, reload and find the session resumed.
-func TestDashboardTour(t *testing.T) {
-	ctx := browser(t)
-	tn := startNode(t, testOptions(t), nil)
-	tn.mustPublish(t, "ETH/USD", 2600)
-	url := "http://" + tn.addr + "/"
+// signInAndCreate opens the dashboard at url, signs in with a new burner
+// key and creates the form's trigger below 2,500.
+func signInAndCreate(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
 	err := chromedp.Do(within(t, ctx),
 		chromedp.Navigate(url),
 		chromedp.WaitVisible(`#btn-burner`),
@@ -124,6 +120,17 @@ func TestDashboardTour(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sign in and create: %v", err)
 	}
+}
+
+// TestDashboardTour drives the embedded dashboard in Chromium as a person
+// would: sign in with a burner key, create a trigger, see it fire when the
+// price crosses, reload and find the session resumed.
+func TestDashboardTour(t *testing.T) {
+	ctx := browser(t)
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	url := "http://" + tn.addr + "/"
+	signInAndCreate(t, ctx, url)
 	tn.mustPublish(t, "ETH/USD", 2400)
 	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#intents li`)); err != nil {
 		t.Fatalf("no intent shown after the crossing: %v", err)
@@ -157,18 +164,7 @@ func TestDashboardSaysTheVaultLostData(t *testing.T) {
 	ctx := browser(t)
 	tn := startNode(t, testOptions(t), nil)
 	tn.mustPublish(t, "ETH/USD", 2600)
-	err := chromedp.Do(within(t, ctx),
-		chromedp.Navigate("http://"+tn.addr+"/"),
-		chromedp.WaitVisible(`#btn-burner`),
-		chromedp.Click(`#btn-burner`),
-		chromedp.WaitVisible(`#signal-tabs button[data-name="ETH/USD"]`),
-		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
-		chromedp.Click(`#create button[type=submit]`),
-		chromedp.WaitVisible(`#triggers tbody tr`),
-	)
-	if err != nil {
-		t.Fatalf("sign in and create: %v", err)
-	}
+	signInAndCreate(t, ctx, "http://"+tn.addr+"/")
 	id := strings.ToLower(text(t, ctx, `#who`))
 	file := tn.opts.DataDir + "/vaults/" + id[2:4] + "/" + id + ".db"
 	if err := tn.shutdown(); err != nil {

@@ -93,28 +93,38 @@ func insertEvaluation(conn *sqlite.Conn, e *protocol.Evaluation, keep int) error
 }
 
 func recentIntents(conn *sqlite.Conn, n int) ([]protocol.Intent, error) {
+	return readIntents(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM
+		(SELECT rowid AS r, * FROM intents ORDER BY rowid DESC LIMIT ?) ORDER BY r;`, n)
+}
+
+func recentEvaluations(conn *sqlite.Conn, n int) ([]protocol.Evaluation, error) {
+	return readEvaluations(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM
+		(SELECT * FROM evaluations ORDER BY id DESC LIMIT ?) ORDER BY id;`, n)
+}
+
+// readIntents runs query, whose columns are intentRow's, and collects its
+// rows.
+func readIntents(conn *sqlite.Conn, query string, args ...any) ([]protocol.Intent, error) {
 	out := []protocol.Intent{}
-	err := sqlitex.Execute(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM
-		(SELECT rowid AS r, * FROM intents ORDER BY rowid DESC LIMIT ?) ORDER BY r;`,
-		&sqlitex.ExecOptions{Args: []any{n}, ResultFunc: func(s *sqlite.Stmt) error {
-			in, err := intentRow(s)
-			out = append(out, in)
-			return err
-		}})
+	err := sqlitex.Execute(conn, query, &sqlitex.ExecOptions{Args: args, ResultFunc: func(s *sqlite.Stmt) error {
+		in, err := intentRow(s)
+		out = append(out, in)
+		return err
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("read intents: %w", err)
 	}
 	return out, nil
 }
 
-func recentEvaluations(conn *sqlite.Conn, n int) ([]protocol.Evaluation, error) {
+// readEvaluations runs query, whose columns are evaluationRow's, and
+// collects its rows.
+func readEvaluations(conn *sqlite.Conn, query string, args ...any) ([]protocol.Evaluation, error) {
 	out := []protocol.Evaluation{}
-	err := sqlitex.Execute(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM
-		(SELECT * FROM evaluations ORDER BY id DESC LIMIT ?) ORDER BY id;`,
-		&sqlitex.ExecOptions{Args: []any{n}, ResultFunc: func(s *sqlite.Stmt) error {
-			out = append(out, evaluationRow(s))
-			return nil
-		}})
+	err := sqlitex.Execute(conn, query, &sqlitex.ExecOptions{Args: args, ResultFunc: func(s *sqlite.Stmt) error {
+		out = append(out, evaluationRow(s))
+		return nil
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("read evaluations: %w", err)
 	}
@@ -222,33 +232,14 @@ func olderEvaluations(conn *sqlite.Conn, before int64, trigger string, n int) ([
 	if before <= 0 {
 		before = math.MaxInt64
 	}
-	out := []protocol.Evaluation{}
-	err := sqlitex.Execute(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM evaluations
-		WHERE id < ? AND (? = '' OR trigger_id = ?) ORDER BY id DESC LIMIT ?;`,
-		&sqlitex.ExecOptions{Args: []any{before, trigger, trigger, n}, ResultFunc: func(s *sqlite.Stmt) error {
-			out = append(out, evaluationRow(s))
-			return nil
-		}})
-	if err != nil {
-		return nil, fmt.Errorf("read evaluations: %w", err)
-	}
-	return out, nil
+	return readEvaluations(conn, `SELECT id, trigger_id, at, cause, value, outcome, detail FROM evaluations
+		WHERE id < ? AND (? = '' OR trigger_id = ?) ORDER BY id DESC LIMIT ?;`, before, trigger, trigger, n)
 }
 
 // olderIntents returns up to n intents recorded before the intent with id
 // before (empty: the newest), of trigger if it is set, newest first.
 func olderIntents(conn *sqlite.Conn, before, trigger string, n int) ([]protocol.Intent, error) {
-	out := []protocol.Intent{}
-	err := sqlitex.Execute(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM intents
+	return readIntents(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM intents
 		WHERE rowid < COALESCE((SELECT rowid FROM intents WHERE id = ?), 9223372036854775807)
-		AND (? = '' OR trigger_id = ?) ORDER BY rowid DESC LIMIT ?;`,
-		&sqlitex.ExecOptions{Args: []any{before, trigger, trigger, n}, ResultFunc: func(s *sqlite.Stmt) error {
-			in, err := intentRow(s)
-			out = append(out, in)
-			return err
-		}})
-	if err != nil {
-		return nil, fmt.Errorf("read intents: %w", err)
-	}
-	return out, nil
+		AND (? = '' OR trigger_id = ?) ORDER BY rowid DESC LIMIT ?;`, before, trigger, trigger, n)
 }
