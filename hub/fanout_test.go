@@ -32,7 +32,11 @@ func (f frames) Send(b []byte) bool {
 func TestEvaluationDoesNotWaitForTheFanout(t *testing.T) {
 	ctx := context.Background()
 	nonces := protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))
-	mgr, err := vault.NewManager(vault.Config{Dir: t.TempDir(), Domains: []string{"localhost:8080"}, Nonces: nonces})
+	kek, _, err := vault.GenerateKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := vault.NewManager(vault.Config{Dir: t.TempDir(), Domains: []string{"localhost:8080"}, Nonces: nonces, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}

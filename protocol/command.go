@@ -15,6 +15,7 @@ const (
 	OpTriggerList   = "trigger.list"   // args: {}; result: {"triggers": [...]}
 	OpActivityList  = "activity.list"  // args: ActivityArgs; result: {"evaluations": [...]} or {"intents": [...]}
 	OpSessionEnd    = "session.end"    // args: {}; ends the sending session (sign out); result: {"ended": id}
+	OpKeyRotate     = "key.rotate"     // args: {}; replaces the vault's session key; result: {"sessionKey": address}
 )
 
 // ActivityArgs page through a vault's older evaluations or intents, newest

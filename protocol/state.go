@@ -8,9 +8,18 @@ type State struct {
 	Vault       string       `json:"vault"`
 	Owner       string       `json:"owner"`
 	Version     uint64       `json:"version"`
+	Account     *Account     `json:"account,omitempty"`
 	Triggers    []Trigger    `json:"triggers"`
 	Intents     []Intent     `json:"intents"`
 	Evaluations []Evaluation `json:"evaluations"`
+}
+
+// Account is what a vault shows of its keys: the address of the session
+// key it signs transactions with (never the key itself), and when that key
+// was made. It is absent only while the vault's keys cannot be read.
+type Account struct {
+	SessionKey   string `json:"sessionKey"`
+	KeyCreatedAt int64  `json:"keyCreatedAt"`
 }
 
 // Trigger statuses.
@@ -125,6 +134,7 @@ const (
 	KindTrigger    = "trigger"
 	KindIntent     = "intent"
 	KindEvaluation = "evaluation"
+	KindAccount    = "account" // id "account"; data: Account
 	ChangePut      = "put"
 	ChangeDelete   = "delete"
 )

@@ -17,22 +17,27 @@ import (
 // variable (SPELLS_ + the flag name in upper case, dashes as underscores);
 // a flag on the command line wins.
 type Options struct {
-	Listen       string
-	DataDir      string
-	Origins      []string
-	SIWEDomains  []string // empty: localhost, 127.0.0.1 and [::1] on the listen port
-	ChainID      uint64
-	SignalToken  string
-	Demo         bool
-	DemoInterval time.Duration
-	LogFormat    string // auto, json, console
-	LogLevel     string
-	Node         string
-	MaxOpen      int
-	IdleAfter    time.Duration
-	CommandRate  float64
-	CommandBurst int
-	MaxConns     int // 0: derived from the descriptor limit
+	Listen  string
+	DataDir string
+	// MasterKeyFile holds the key-encryption key that wraps every vault's
+	// data key; MasterKey (environment only: SPELLS_MASTER_KEY) is the key
+	// itself. Neither: a dev key in the data directory (masterkey.go).
+	MasterKeyFile string
+	MasterKey     string
+	Origins       []string
+	SIWEDomains   []string // empty: localhost, 127.0.0.1 and [::1] on the listen port
+	ChainID       uint64
+	SignalToken   string
+	Demo          bool
+	DemoInterval  time.Duration
+	LogFormat     string // auto, json, console
+	LogLevel      string
+	Node          string
+	MaxOpen       int
+	IdleAfter     time.Duration
+	CommandRate   float64
+	CommandBurst  int
+	MaxConns      int // 0: derived from the descriptor limit
 	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
 	MaxPendingPerIP  int
 	SignInRatePerIP  float64
@@ -58,6 +63,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	var origins, domains string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address to listen on")
 	fs.StringVar(&o.DataDir, "data", "./data", "data directory (vault files, node key)")
+	fs.StringVar(&o.MasterKeyFile, "master-key-file", "", "file holding the key-encryption key (64 hex characters) that seals the vaults' session keys; the key itself may instead be given in SPELLS_MASTER_KEY; neither: a dev key is generated in the data directory, with a warning")
 	fs.StringVar(&origins, "origins", "", "extra allowed WebSocket origins, comma separated host patterns (the node's own host is always allowed)")
 	fs.StringVar(&domains, "siwe-domains", "", "SIWE domains accepted at sign-in, comma separated (default localhost, 127.0.0.1 and [::1] on the listen port)")
 	fs.Uint64Var(&o.ChainID, "chain-id", 1, "SIWE chain id accepted at sign-in")
@@ -85,6 +91,10 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("%w\n\n%s", err, usage(fs))
 	}
 	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
+	o.MasterKey = getenv("SPELLS_MASTER_KEY")
+	if o.MasterKey != "" && o.MasterKeyFile != "" {
+		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
+	}
 	if o.ChainID == 0 {
 		return o, fmt.Errorf("-chain-id must be positive")
 	}

@@ -93,6 +93,10 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 	if err != nil {
 		return nil, err
 	}
+	kek, err := masterKey(opts, log)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -104,14 +108,14 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 		opts.SIWEDomains = defaultDomains(ln.Addr())
 	}
 	n := &node{opts: opts, log: log, ln: ln}
-	if err := n.build(ctx, key, clock); err != nil {
+	if err := n.build(ctx, key, kek, clock); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
+func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vault.Clock) error {
 	// The node's own metrics, and the process's (CPU, memory,
 	// descriptors, Go runtime) apart: /metrics serves both, the debug
 	// listener's /debug/metrics only the first, which is far cheaper to
@@ -123,7 +127,7 @@ func (n *node) build(ctx context.Context, key []byte, clock vault.Clock) error {
 	history := hub.NewHistory(0)
 	loadHistory(history, n.opts.DataDir, n.log)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
-		Nonces: nonces, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+		Nonces: nonces, KEK: kek, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
 		return err

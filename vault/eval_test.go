@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"fmt"
+	"github.com/ethereum/go-ethereum/common"
 	"os"
 	"path/filepath"
 	"testing"
@@ -137,7 +138,7 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 	}
 	for _, q := range []string{
 		fmt.Sprintf(`ATTACH DATABASE '%s' AS cur;`, p),
-		`INSERT INTO main.vault SELECT * FROM cur.vault;`,
+		`INSERT INTO main.vault SELECT id, address, owner, version, created_at FROM cur.vault;`,
 		`INSERT INTO main.sessions SELECT * FROM cur.sessions;`,
 		`INSERT INTO main.intents SELECT * FROM cur.intents;`,
 		`INSERT INTO main.changes SELECT * FROM cur.changes;`,
@@ -164,6 +165,10 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 	e.cross(t, u)
 	if got := intentKeys(t, u); fmt.Sprint(got) != fmt.Sprint([]string{id + "/1", id + "/2"}) {
 		t.Fatalf("intent keys after the migration %v, want %s/1 then %s/2", got, id, id)
+	}
+	// A file from before vaults held keys gets its keys when opened.
+	if st := u.state(t); st.Account == nil || !common.IsHexAddress(st.Account.SessionKey) {
+		t.Fatalf("account after the migration %+v, want a session key", st.Account)
 	}
 }
 

@@ -72,6 +72,9 @@ func (v *Vault) createFile() (err error) {
 	}
 	err = sqlitex.Execute(conn, "INSERT INTO vault (id, address, owner, version, created_at) VALUES (1, ?, ?, 0, ?);",
 		&sqlitex.ExecOptions{Args: []any{v.addr.Hex(), v.addr.Hex(), v.m.now().UnixMilli()}})
+	if err == nil {
+		err = v.createKeys(conn)
+	}
 	// The closing checkpoint copies everything into the database file and
 	// syncs it (synchronous=FULL), then empties the WAL.
 	if cerr := conn.Close(); err == nil {
@@ -122,6 +125,9 @@ func (v *Vault) load() error {
 	}
 	if !found {
 		return damaged("the file has no vault row")
+	}
+	if err := v.loadKeys(); err != nil {
+		return err
 	}
 	if v.triggers, err = loadTriggers(v.conn); err != nil {
 		return err

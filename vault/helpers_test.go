@@ -37,6 +37,17 @@ func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 
 // newEnvWith is newEnv with set applied to the env before its manager
 // starts (limits, initial signal values).
+// testKEK is the key-encryption key of the tests' managers.
+var testKEK = mustKEK("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+
+func mustKEK(hex string) *KEK {
+	k, err := ParseKEK(hex)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 func newEnvWith(t testing.TB, set func(*env)) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
@@ -50,7 +61,7 @@ func newEnvWith(t testing.TB, set func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, Clock: e.clock,
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
 		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {

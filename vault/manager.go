@@ -24,6 +24,7 @@ type Config struct {
 	Domains []string              // SIWE domains this node serves
 	ChainID uint64                // SIWE chain id (default 1)
 	Nonces  *protocol.NonceIssuer // the node's nonce key, shared with the hub
+	KEK     *KEK                  // the node's key-encryption key: it wraps every vault's data key (keys.go)
 
 	NonceTTL      time.Duration // lifetime of a sign-in nonce (default 5m)
 	MaxSessionTTL time.Duration // longest session, whatever the SIWE expiry (default 24h)
@@ -150,8 +151,8 @@ type Manager struct {
 
 // NewManager checks cfg and prepares the data directory.
 func NewManager(cfg Config) (*Manager, error) {
-	if cfg.Dir == "" || cfg.Nonces == nil {
-		return nil, errors.New("vault manager: Dir and Nonces are required")
+	if cfg.Dir == "" || cfg.Nonces == nil || cfg.KEK == nil {
+		return nil, errors.New("vault manager: Dir, Nonces and KEK are required")
 	}
 	cfg.setDefaults()
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "vaults"), 0o700); err != nil {
@@ -159,6 +160,10 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	lock, err := lockDir(cfg.Dir)
 	if err != nil {
+		return nil, fmt.Errorf("vault manager: %w", err)
+	}
+	if err := checkKEK(cfg.Dir, cfg.KEK); err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), index: newInterestIndex(),

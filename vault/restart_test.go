@@ -70,7 +70,7 @@ func TestMissedAlarmFiresOnceAfterRestart(t *testing.T) {
 // second node from writing the same files.
 func TestSecondNodeOnTheSameDataIsRefused(t *testing.T) {
 	e := newEnv(t)
-	_, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces})
+	_, err := NewManager(Config{Dir: e.dir, Nonces: e.nonces, KEK: testKEK})
 	if err == nil || !strings.Contains(err.Error(), "in use by another node") {
 		t.Fatalf("a second manager on %s: err = %v, want in use by another node", e.dir, err)
 	}

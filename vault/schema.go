@@ -68,5 +68,17 @@ var schema = sqlitemigration.Schema{
 		// firing wrote one intent, and n never exceeded their count).
 		`ALTER TABLE triggers ADD COLUMN fired_total INTEGER NOT NULL DEFAULT 0;
 		UPDATE triggers SET fired_total = (SELECT COUNT(*) FROM intents WHERE intents.trigger_id = triggers.id);`,
+		// The vault's keys (keys.go): its data key wrapped by the node's
+		// key-encryption key, and its session keys sealed by the data key;
+		// the current one has retired_at 0.
+		`ALTER TABLE vault ADD COLUMN data_key BLOB;
+		ALTER TABLE vault ADD COLUMN kek_id TEXT;
+		CREATE TABLE session_keys (
+			id         INTEGER PRIMARY KEY,
+			address    TEXT NOT NULL,
+			sealed     BLOB NOT NULL,
+			created_at INTEGER NOT NULL,
+			retired_at INTEGER NOT NULL DEFAULT 0
+		);`,
 	},
 }

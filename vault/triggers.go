@@ -278,6 +278,11 @@ func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return v.endSession(t, cmd.Session)
+	case protocol.OpKeyRotate:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return v.rotateKey(t)
 	default:
 		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", truncateID(cmd.Op))
 	}

@@ -56,6 +56,7 @@ type Vault struct {
 	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
+	ring     keyring // the vault's keys, sealed (keys.go)
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]string // → the session it is bound to
@@ -161,7 +162,11 @@ func (v *Vault) run(hasFile bool) {
 // A file that cannot be read is quarantined; any other failure ends the
 // instance, and its next use tries again.
 func (v *Vault) openExisting() bool {
-	if err := v.openFile(); err != nil {
+	err := v.openFile()
+	if err == nil {
+		err = v.ensureKeys()
+	}
+	if err != nil {
 		v.failure = v.fault("open vault", err)
 		v.forget = true
 		v.m.abandon(v)

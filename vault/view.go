@@ -39,7 +39,7 @@ func (v *Vault) broadcast(frame []byte) {
 
 // snapshot builds the whole state at the current version.
 func (v *Vault) snapshot() (protocol.State, error) {
-	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version,
+	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version, Account: v.account(),
 		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
 	var err error
 	if st.Intents, err = recentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
