@@ -1,0 +1,110 @@
+// Package chain connects a Spells node to an EVM chain: the embedded dev
+// chain (a go-ethereum node in the process, its state in the data
+// directory, blocks on an interval, JSON-RPC on loopback, the delegation
+// framework and a demo market deployed at first start), or any node over
+// JSON-RPC. Both are served to the vaults by one Client (vault.Chain).
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// Client is a connection to a chain whose id was checked. It is safe for
+// concurrent use.
+type Client struct {
+	*ethclient.Client
+	id uint64
+}
+
+// ID is the chain's id.
+func (c *Client) ID() uint64 { return c.id }
+
+// ErrChainID is returned by Dial when the node serves another chain than
+// the one asked for.
+var ErrChainID = errors.New("chain id mismatch")
+
+// Dial connects to a JSON-RPC node (http, https, ws, wss or an IPC path)
+// and reads its chain id; want, if not 0, is the id it must have. It gives
+// up after timeout.
+func Dial(ctx context.Context, url string, want uint64, timeout time.Duration) (*Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rc, err := rpc.DialContext(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("chain %s: %w", redact(url), err)
+	}
+	c, err := attach(ctx, rc, want)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("chain %s: %w", redact(url), err)
+	}
+	return c, nil
+}
+
+func attach(ctx context.Context, rc *rpc.Client, want uint64) (*Client, error) {
+	ec := ethclient.NewClient(rc)
+	id, err := ec.ChainID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read its chain id: %w", err)
+	}
+	if !id.IsUint64() {
+		return nil, fmt.Errorf("chain id %s is out of range", id)
+	}
+	if want != 0 && id.Uint64() != want {
+		return nil, fmt.Errorf("%w: the node serves chain %d, the configuration names %d", ErrChainID, id.Uint64(), want)
+	}
+	return &Client{Client: ec, id: id.Uint64()}, nil
+}
+
+// redact drops what could be a credential from an RPC URL (user
+// information, and the path and query, where providers put API keys).
+func redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i] + "/…"
+	}
+	return scheme + "://" + rest
+}
+
+// IsNotFound reports whether err means "no such receipt yet": go-ethereum
+// answers ethereum.NotFound, or, while it indexes transactions, an error
+// saying so (go-ethereum issues 28703, 29956).
+func IsNotFound(err error) bool {
+	return errors.Is(err, ethereum.NotFound) || (err != nil && strings.Contains(err.Error(), "indexing is in progress"))
+}
+
+// WaitMined polls for the receipt of hash until it exists or ctx ends.
+func WaitMined(ctx context.Context, c *Client, hash common.Hash, every time.Duration) (*types.Receipt, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		r, err := c.TransactionReceipt(ctx, hash)
+		if err == nil {
+			return r, nil
+		}
+		if !IsNotFound(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("transaction %s not mined: %w", hash.Hex(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,364 @@
+package chain
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/eth"
+	"github.com/ethereum/go-ethereum/eth/catalyst"
+	"github.com/ethereum/go-ethereum/eth/ethconfig"
+	"github.com/ethereum/go-ethereum/eth/filters"
+	"github.com/ethereum/go-ethereum/node"
+	"github.com/ethereum/go-ethereum/p2p"
+	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// DevChainID is the embedded dev chain's id (go-ethereum's dev mode).
+const DevChainID = 1337
+
+// DevConfig configures the embedded dev chain.
+type DevConfig struct {
+	Dir string // its own directory (the node keeps it under data/chain)
+	// BlockInterval is the time between blocks (at least a second: block
+	// times are whole seconds); 0 makes blocks only when Mine is called
+	// (tests).
+	BlockInterval time.Duration
+	// RPCListen is the loopback address of its JSON-RPC server (HTTP, the
+	// eth, net and web3 APIs); empty: none.
+	RPCListen string
+	// CORS lists the browser origins allowed to call the JSON-RPC server.
+	CORS   []string
+	Logger zerolog.Logger
+}
+
+// Dev is the embedded dev chain: a go-ethereum node in the process, every
+// fork through Osaka (EIP-7702 included), its chain in the data directory,
+// sealed by a simulated beacon.
+type Dev struct {
+	cfg    DevConfig
+	stack  *node.Node
+	eth    *eth.Ethereum
+	beacon *catalyst.SimulatedBeacon
+	client *Client
+	faucet *ecdsa.PrivateKey
+	info   protocol.ChainInfo
+	rpcURL string
+
+	// Every block is sealed by the miner goroutine (the simulated beacon
+	// is not safe for concurrent sealing): on each tick of the interval,
+	// and when Mine or Fork ask.
+	asks     chan func()
+	stop     chan struct{}
+	minerEnd chan struct{}
+
+	mu sync.Mutex // the faucet's account: one sender at a time
+}
+
+const devGasLimit = 60_000_000
+
+// StartDev starts the dev chain in cfg.Dir, creating it (and deploying the
+// contracts, see Deploy) on first start. A clean Close keeps every block;
+// after a crash the blocks since the last write to disk are lost, which a
+// vault sees as a reorg.
+func StartDev(ctx context.Context, cfg DevConfig) (*Dev, error) {
+	if cfg.BlockInterval < 0 || (cfg.BlockInterval > 0 && cfg.BlockInterval < time.Second) {
+		return nil, fmt.Errorf("dev chain: the block interval is at least 1s (block times are whole seconds), not %s", cfg.BlockInterval)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dev chain: %w", err)
+	}
+	faucet, err := devKey(filepath.Join(cfg.Dir, "faucet.key"))
+	if err != nil {
+		return nil, fmt.Errorf("dev chain: %w", err)
+	}
+	d := &Dev{cfg: cfg, faucet: faucet, asks: make(chan func()), stop: make(chan struct{}), minerEnd: make(chan struct{})}
+	if err := d.start(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.loadOrDeploy(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dev) start() error {
+	ncfg := node.Config{
+		Name:    "spells-dev",
+		DataDir: filepath.Join(d.cfg.Dir, "geth"),
+		P2P:     p2p.Config{NoDiscovery: true, MaxPeers: 0, ListenAddr: ""},
+		// Accounts are never unlocked in this node; keys stay in Spells.
+		UseLightweightKDF: true,
+	}
+	if d.cfg.RPCListen != "" {
+		host, port, err := net.SplitHostPort(d.cfg.RPCListen)
+		if err != nil {
+			return fmt.Errorf("dev chain RPC address %q: %w", d.cfg.RPCListen, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("dev chain RPC address %q: the dev chain serves JSON-RPC on loopback only", d.cfg.RPCListen)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("dev chain RPC port %q: %w", port, err)
+		}
+		ncfg.HTTPHost, ncfg.HTTPPort = host, p
+		ncfg.HTTPModules = []string{"eth", "net", "web3"}
+		ncfg.HTTPVirtualHosts = []string{"localhost", "127.0.0.1", "[::1]", host}
+		ncfg.HTTPCors = d.cfg.CORS
+	}
+	stack, err := node.New(&ncfg)
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	d.stack = stack
+	faucet := crypto.PubkeyToAddress(d.faucet.PublicKey)
+	ecfg := ethconfig.Defaults
+	ecfg.NetworkId = DevChainID
+	ecfg.Genesis = core.DeveloperGenesisBlock(devGasLimit, &faucet)
+	ecfg.SyncMode = ethconfig.FullSync
+	// The hash scheme without pruning writes each block's state as it
+	// goes, so an abrupt exit loses only the last few seconds.
+	ecfg.StateScheme, ecfg.NoPruning = "hash", true
+	// No log index: loading it costs seconds at every start, and a search
+	// of a chain this small without it costs little.
+	ecfg.LogNoHistory = true
+	ecfg.Miner.GasCeil = devGasLimit
+	ecfg.Miner.PendingFeeRecipient = faucet
+	backend, err := eth.New(stack, &ecfg)
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	d.eth = backend
+	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(filters.NewFilterSystem(backend.APIBackend, filters.Config{}))}})
+	if err := stack.Start(); err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	// Period 0: the beacon seals only when asked, by d.miner.
+	beacon, err := catalyst.NewSimulatedBeacon(0, faucet, backend)
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	d.beacon = beacon
+	go d.miner()
+	c, err := attach(context.Background(), stack.Attach(), DevChainID)
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	d.client = c
+	if ep := stack.HTTPEndpoint(); d.cfg.RPCListen != "" && ep != "" {
+		d.rpcURL = ep
+	}
+	return nil
+}
+
+// devKey reads a hex secp256k1 key from p, generating it on first use.
+func devKey(p string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(p)
+	if err == nil {
+		k, err := crypto.HexToECDSA(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(p, []byte(hex.EncodeToString(crypto.FromECDSA(k))+"\n")); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func writeFileSync(p string, b []byte) error {
+	tmp := p + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// loadOrDeploy reads the deployment recorded in the chain's directory, or
+// deploys the contracts when there is none or the chain lost them (a crash
+// before its blocks reached the disk).
+func (d *Dev) loadOrDeploy(ctx context.Context) error {
+	p := filepath.Join(d.cfg.Dir, "deployment.json")
+	if b, err := os.ReadFile(p); err == nil {
+		var info protocol.ChainInfo
+		if err := json.Unmarshal(b, &info); err != nil {
+			return fmt.Errorf("dev chain: %s: %w", p, err)
+		}
+		if err := Verify(ctx, d.client, info); err == nil {
+			d.setInfo(info)
+			return nil
+		} else {
+			d.cfg.Logger.Warn().Err(err).Msg("dev chain: the recorded contracts are gone (blocks lost in a crash); deploying them again")
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	d.mu.Lock()
+	info, err := Deploy(ctx, d.client, d.faucet, d.Mine)
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	if err := writeFileSync(p, append(b, '\n')); err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	d.setInfo(info)
+	d.cfg.Logger.Info().Dur("took", time.Since(start)).Str("delegation_manager", info.DelegationManager).
+		Str("pool", info.Pool.Address).Msg("dev chain: contracts deployed")
+	return nil
+}
+
+func (d *Dev) setInfo(info protocol.ChainInfo) {
+	info.Dev, info.RPC = true, d.rpcURL
+	d.info = info
+}
+
+// Client is the in-process connection to the chain.
+func (d *Dev) Client() *Client { return d.client }
+
+// Info describes the chain and its contracts.
+func (d *Dev) Info() protocol.ChainInfo { return d.info }
+
+// RPCURL is the loopback JSON-RPC URL, if it serves one.
+func (d *Dev) RPCURL() string { return d.rpcURL }
+
+// miner seals a block at every tick of the interval and runs what Mine
+// and Fork ask, one at a time.
+func (d *Dev) miner() {
+	defer close(d.minerEnd)
+	var tick <-chan time.Time
+	if d.cfg.BlockInterval > 0 {
+		t := time.NewTicker(d.cfg.BlockInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick:
+			d.beacon.Commit()
+		case f := <-d.asks:
+			f()
+		}
+	}
+}
+
+// ask runs f on the miner goroutine and waits for it; false if the chain
+// is closed.
+func (d *Dev) ask(f func()) bool {
+	done := make(chan struct{})
+	select {
+	case d.asks <- func() { f(); close(done) }:
+		<-done
+		return true
+	case <-d.minerEnd:
+		return false
+	}
+}
+
+// Mine seals a block now, with whatever transactions are pending.
+func (d *Dev) Mine() { d.ask(func() { d.beacon.Commit() }) }
+
+// Fork makes the block with hash parent the head: the blocks after it are
+// dropped (their transactions go back to the pool) and the next block
+// builds on it, so a reorg can be staged. It fails while transactions are
+// pending.
+func (d *Dev) Fork(parent common.Hash) error {
+	err := errors.New("dev chain closed")
+	d.ask(func() { err = d.beacon.Fork(parent) })
+	return err
+}
+
+// Faucet is the dev chain's funded account.
+func (d *Dev) Faucet() common.Address { return crypto.PubkeyToAddress(d.faucet.PublicKey) }
+
+// Fund sends wei of native currency and, for each demo token named in
+// tokens (by symbol), that many of its smallest units from the faucet to
+// the account, and waits until it is mined.
+func (d *Dev) Fund(ctx context.Context, to common.Address, wei *big.Int, tokens map[string]*big.Int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, err := newSender(ctx, d.client, d.faucet)
+	if err != nil {
+		return fmt.Errorf("faucet: %w", err)
+	}
+	if wei != nil && wei.Sign() > 0 {
+		if _, err := s.send(ctx, "fund", &to, wei, nil, 0); err != nil {
+			return fmt.Errorf("faucet: %w", err)
+		}
+	}
+	for _, t := range d.info.Tokens {
+		if n := tokens[t.Symbol]; n != nil && n.Sign() > 0 {
+			if err := s.call(ctx, contracts.DemoToken, common.HexToAddress(t.Address), 0, "mint", to, n); err != nil {
+				return fmt.Errorf("faucet: %w", err)
+			}
+		}
+	}
+	return s.settle(ctx, d.Mine)
+}
+
+// Close stops block production and the node, writing its state to disk.
+func (d *Dev) Close() error {
+	var err error
+	if d.client != nil {
+		d.client.Close()
+	}
+	if d.beacon != nil {
+		close(d.stop)
+		<-d.minerEnd
+		d.beacon = nil
+	}
+	if d.stack != nil {
+		err = errors.Join(err, d.stack.Close())
+	}
+	return err
+}

@@ -1,0 +1,163 @@
+package chain
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/vault"
+)
+
+var _ vault.Chain = (*Client)(nil)
+
+func startDev(t *testing.T, dir string) *Dev {
+	t.Helper()
+	d, err := StartDev(context.Background(), DevConfig{Dir: dir, RPCListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// callView calls a view method and returns its first result.
+func callView(t *testing.T, c *Client, name string, at common.Address, method string, args ...any) any {
+	t.Helper()
+	abi := contracts.MustGet(name).ABI
+	data, err := abi.Pack(method, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.CallContract(context.Background(), ethereum.CallMsg{To: &at, Data: data}, nil)
+	if err != nil {
+		t.Fatalf("%s.%s: %v", name, method, err)
+	}
+	res, err := abi.Unpack(method, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0]
+}
+
+// TestDevChain: the dev chain deploys the delegation framework and the
+// demo market at first start, funds accounts from its faucet, serves
+// JSON-RPC on loopback, and keeps its blocks and contracts across a
+// restart.
+func TestDevChain(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	start := time.Now()
+	d := startDev(t, dir)
+	t.Logf("first start with deployment: %s", time.Since(start))
+	info := d.Info()
+	if !info.Dev || info.ChainID != DevChainID || info.Pool == nil || len(info.Tokens) != 2 || len(info.Enforcers) != len(contracts.Enforcers) {
+		t.Fatalf("info %+v", info)
+	}
+	pool := common.HexToAddress(info.Pool.Address)
+	price := callView(t, d.Client(), contracts.ConstantProductPool, pool, "price").(*big.Int)
+	if want := Units(2500); price.Cmp(want) != 0 {
+		t.Fatalf("pool price %s, want %s", price, want)
+	}
+	someone := crypto.PubkeyToAddress(mustKey(t).PublicKey)
+	if err := d.Fund(ctx, someone, Ether, map[string]*big.Int{"dETH": Units(10)}); err != nil {
+		t.Fatal(err)
+	}
+	bal, err := d.Client().BalanceAt(ctx, someone, nil)
+	if err != nil || bal.Cmp(Ether) != 0 {
+		t.Fatalf("funded balance %v (%v), want 1 ether", bal, err)
+	}
+	token := common.HexToAddress(info.Tokens[0].Address)
+	if got := callView(t, d.Client(), contracts.DemoToken, token, "balanceOf", someone).(*big.Int); got.Cmp(Units(10)) != 0 {
+		t.Fatalf("funded token balance %s, want 10 units", got)
+	}
+	// The loopback JSON-RPC serves the same chain, and a client naming
+	// another chain id is refused.
+	if d.RPCURL() == "" {
+		t.Fatal("no RPC URL")
+	}
+	rc, err := Dial(ctx, d.RPCURL(), DevChainID, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := rc.BalanceAt(ctx, someone, nil); err != nil || b.Cmp(Ether) != 0 {
+		t.Fatalf("over JSON-RPC: balance %v (%v)", b, err)
+	}
+	rc.Close()
+	if _, err := Dial(ctx, d.RPCURL(), 1, 5*time.Second); !errors.Is(err, ErrChainID) {
+		t.Fatalf("dial naming chain 1: err = %v, want %v", err, ErrChainID)
+	}
+	head, _ := d.Client().BlockNumber(ctx)
+	t.Logf("funded and dialled: %s", time.Since(start))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("closed: %s", time.Since(start))
+	d = startDev(t, dir)
+	t.Logf("restarted: %s", time.Since(start))
+	defer d.Close()
+	if d.Info().Pool.Address != info.Pool.Address {
+		t.Fatalf("after a restart the pool is %s, was %s (redeployed?)", d.Info().Pool.Address, info.Pool.Address)
+	}
+	if n, _ := d.Client().BlockNumber(ctx); n < head {
+		t.Fatalf("after a restart the head is %d, was %d", n, head)
+	}
+	if b, _ := d.Client().BalanceAt(ctx, someone, nil); b.Cmp(Ether) != 0 {
+		t.Fatalf("after a restart the balance is %s", b)
+	}
+}
+
+func mustKey(t *testing.T) *ecdsa.PrivateKey {
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestTraderMovesThePoolPrice: the demo trader's swaps move the pool's
+// price step by step, by about 0.2 % each, and leave it near its start.
+func TestTraderMovesThePoolPrice(t *testing.T) {
+	ctx := context.Background()
+	d := startDev(t, t.TempDir())
+	defer d.Close()
+	tr, err := d.NewTrader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, err := tr.Price(ctx)
+	if err != nil || p0 != 2500 {
+		t.Fatalf("start price %v (%v), want 2500", p0, err)
+	}
+	moved, p := 0, p0
+	for i := 0; i < 30; i++ {
+		if err := tr.Step(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		d.Mine()
+		next, err := tr.Price(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step := next/p - 1; step > 0.02 || step < -0.02 {
+			t.Fatalf("one step moved the price %.2f%%", step*100)
+		}
+		if next != p {
+			moved++
+		}
+		p = next
+	}
+	if moved < 25 || p < 2000 || p > 3000 {
+		t.Fatalf("the price moved in %d of 30 steps, to %.2f", moved, p)
+	}
+	// A second trader on the same chain (a restart) is already funded.
+	if _, err := d.NewTrader(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
