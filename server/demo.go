@@ -9,12 +9,16 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/vault"
 )
 
-// demoFeed publishes random-walk prices through the same bus as real
-// signals, so a new user sees triggers fire at once.
+// demoFeed publishes prices through the same bus as real signals, so a
+// new user sees triggers fire at once: random walks, and, on the dev
+// chain, ETH/USD as the dev pool's own price, which a demo trader moves
+// with a swap every tick (a trigger that fires swaps on the market it
+// watched).
 type demoFeed struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -25,7 +29,13 @@ var demoStart = []struct {
 	price float64
 }{{"ETH/USD", 2600}, {"BTC/USD", 65000}, {"SOL/USD", 150}}
 
-func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.Logger) *demoFeed {
+// market is the dev pool as the demo feed sees it (chain.Trader).
+type market interface {
+	Price(ctx context.Context) (float64, error)
+	Step(ctx context.Context, price float64) error
+}
+
+func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.Logger, pool market) *demoFeed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &demoFeed{cancel: cancel}
 	d.wg.Add(1)
@@ -44,6 +54,19 @@ func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.
 				// within seconds to minutes.
 				prices[i] *= math.Exp(rand.NormFloat64() * 0.002)
 				v := math.Round(prices[i]*100) / 100
+				if pool != nil && s.name == chain.DemoPriceSignal {
+					p, err := pool.Price(ctx)
+					if err != nil {
+						if ctx.Err() == nil {
+							log.Warn().Err(err).Msg("demo feed: read the dev pool's price")
+						}
+						continue
+					}
+					v = math.Round(p*100) / 100
+					if err := pool.Step(ctx, p); err != nil && ctx.Err() == nil {
+						log.Warn().Err(err).Msg("demo trader: swap")
+					}
+				}
 				if err := bus.Publish(ctx, hub.Signal{Name: s.name, Value: v, At: now}); err != nil && ctx.Err() == nil {
 					log.Warn().Err(err).Msg("demo feed publish")
 				}
@@ -55,7 +78,11 @@ func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.
 			}
 		}
 	}()
-	log.Info().Str("every", every.String()).Msg("demo feed on: random-walk ETH/USD, BTC/USD, SOL/USD (turn off with --demo=false)")
+	what := "random-walk ETH/USD, BTC/USD, SOL/USD"
+	if pool != nil {
+		what = "ETH/USD from the dev chain's pool (a demo trader swaps every tick), random-walk BTC/USD, SOL/USD"
+	}
+	log.Info().Str("every", every.String()).Msg("demo feed on: " + what + " (turn off with --demo=false)")
 	return d
 }
 

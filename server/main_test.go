@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 		// chromedp's allocator and the HTTP client's idle connections end
 		// asynchronously after the tests that use them.
 		goleak.IgnoreAnyFunction("github.com/chromedp/chromedp.(*ExecAllocator).Allocate.func3"),
+		// go-ethereum starts these once per process, with the first chain.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 	)
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 // TestMainProcess runs the daemon as a process: it logs where the
 // dashboard is, serves, and on SIGINT shuts down and exits 0.
 func TestMainProcess(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-listen", "127.0.0.1:0", "-data", t.TempDir(), "-log-format", "json")
+	cmd := exec.Command(os.Args[0], "-listen", "127.0.0.1:0", "-data", t.TempDir(), "-log-format", "json", "-dev-chain-rpc", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "SPELLS_TEST_RUN_MAIN=1", "SPELLS_DEMO=false")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -26,18 +26,25 @@ type Options struct {
 	MasterKey     string
 	Origins       []string
 	SIWEDomains   []string // empty: localhost, 127.0.0.1 and [::1] on the listen port
-	ChainID       uint64
-	SignalToken   string
-	Demo          bool
-	DemoInterval  time.Duration
-	LogFormat     string // auto, json, console
-	LogLevel      string
-	Node          string
-	MaxOpen       int
-	IdleAfter     time.Duration
-	CommandRate   float64
-	CommandBurst  int
-	MaxConns      int // 0: derived from the descriptor limit
+	ChainID       uint64   // 0: the chain's own
+	// ChainRPC is the chain the node executes on: "dev" (the embedded dev
+	// chain), "none", or a JSON-RPC URL; ChainDeployment names the file
+	// of contract addresses on that chain (as GET /v1/chain shows them).
+	ChainRPC              string
+	ChainDeployment       string
+	DevChainBlockInterval time.Duration
+	DevChainRPC           string // loopback address of the dev chain's JSON-RPC; empty: none
+	SignalToken           string
+	Demo                  bool
+	DemoInterval          time.Duration
+	LogFormat             string // auto, json, console
+	LogLevel              string
+	Node                  string
+	MaxOpen               int
+	IdleAfter             time.Duration
+	CommandRate           float64
+	CommandBurst          int
+	MaxConns              int // 0: derived from the descriptor limit
 	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
 	MaxPendingPerIP  int
 	SignInRatePerIP  float64
@@ -66,7 +73,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.MasterKeyFile, "master-key-file", "", "file holding the key-encryption key (64 hex characters) that seals the vaults' session keys; the key itself may instead be given in SPELLS_MASTER_KEY; neither: a dev key is generated in the data directory, with a warning")
 	fs.StringVar(&origins, "origins", "", "extra allowed WebSocket origins, comma separated host patterns (the node's own host is always allowed)")
 	fs.StringVar(&domains, "siwe-domains", "", "SIWE domains accepted at sign-in, comma separated (default localhost, 127.0.0.1 and [::1] on the listen port)")
-	fs.Uint64Var(&o.ChainID, "chain-id", 1, "SIWE chain id accepted at sign-in")
+	fs.Uint64Var(&o.ChainID, "chain-id", 0, "the chain id sign-ins name; 0: the chain's own (the node refuses to start if the chain has another)")
+	fs.StringVar(&o.ChainRPC, "chain-rpc", chainDev, "the chain intents execute on: dev (the embedded dev chain, its data in <data>/chain), none (intents are recorded, never executed), or a JSON-RPC URL (http, https, ws, wss or an IPC path)")
+	fs.StringVar(&o.ChainDeployment, "chain-deployment", "", "with a JSON-RPC chain: a JSON file naming the delegation framework's contracts and the tokens on it (the shape GET /v1/chain serves)")
+	fs.DurationVar(&o.DevChainBlockInterval, "dev-chain-block-interval", time.Second, "time between the dev chain's blocks (at least 1s)")
+	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
 	fs.DurationVar(&o.DemoInterval, "demo-interval", time.Second, "time between demo price ticks")
@@ -95,8 +106,11 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if o.MasterKey != "" && o.MasterKeyFile != "" {
 		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
 	}
-	if o.ChainID == 0 {
-		return o, fmt.Errorf("-chain-id must be positive")
+	if o.DevChainBlockInterval < time.Second {
+		return o, fmt.Errorf("-dev-chain-block-interval must be at least 1s (block times are whole seconds)")
+	}
+	if o.ChainDeployment != "" && (o.ChainRPC == chainDev || o.ChainRPC == chainNone) {
+		return o, fmt.Errorf("-chain-deployment goes with a JSON-RPC -chain-rpc; the dev chain deploys its own contracts")
 	}
 	if o.CommandRate <= 0 || o.CommandBurst <= 0 {
 		return o, fmt.Errorf("-command-rate and -command-burst must be positive")

@@ -17,10 +17,10 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 	if o.Listen != ":7000" || o.Demo || len(o.SIWEDomains) != 2 || o.SIWEDomains[1] != "b.example" || o.IdleAfter != 5*time.Minute {
 		t.Fatalf("options %+v", o)
 	}
-	if o.DataDir != "./data" || o.ChainID != 1 || o.SignalToken != "" || o.MaxOpen != vault.DefaultMaxOpen || o.ProcsPerCPU != 2 {
+	if o.DataDir != "./data" || o.ChainID != 0 || o.ChainRPC != chainDev || o.DevChainBlockInterval != time.Second || o.DevChainRPC != "127.0.0.1:8545" || o.SignalToken != "" || o.MaxOpen != vault.DefaultMaxOpen || o.ProcsPerCPU != 2 {
 		t.Fatalf("defaults %+v", o)
 	}
-	for _, bad := range [][]string{{"-chain-id", "0"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}, {"-procs-per-cpu", "0"}} {
+	for _, bad := range [][]string{{"-dev-chain-block-interval", "500ms"}, {"-chain-deployment", "x.json"}, {"-nope"}, {"-demo-interval", "0s"}, {"-max-open-vaults", "0"}, {"-procs-per-cpu", "0"}} {
 		if _, err := parseOptions(bad, func(string) string { return "" }); err == nil {
 			t.Errorf("accepted %v", bad)
 		}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,6 +45,7 @@ type node struct {
 	mgr       *vault.Manager
 	hub       *hub.Hub
 	demo      *demoFeed
+	chain     *nodeChain
 	ready     atomic.Bool
 
 	hubMetrics *hub.Metrics
@@ -116,6 +118,20 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 }
 
 func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vault.Clock) error {
+	origins := make([]string, 0, len(n.opts.SIWEDomains))
+	for _, d := range n.opts.SIWEDomains {
+		origins = append(origins, "http://"+d)
+	}
+	ch, err := startChain(ctx, n.opts, append(origins, n.opts.Origins...), n.log.With().Str("part", "chain").Logger())
+	if err != nil {
+		return err
+	}
+	n.chain = ch
+	chainID := ch.id(n.opts)
+	var keyMade func(owner, key common.Address)
+	if ch.faucet != nil {
+		keyMade = ch.faucet.keyMade
+	}
 	// The node's own metrics, and the process's (CPU, memory,
 	// descriptors, Go runtime) apart: /metrics serves both, the debug
 	// listener's /debug/metrics only the first, which is far cheaper to
@@ -126,20 +142,22 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	nonces := protocol.NewNonceIssuer(key)
 	history := hub.NewHistory(0)
 	loadHistory(history, n.opts.DataDir, n.log)
-	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: n.opts.ChainID,
-		Nonces: nonces, KEK: kek, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID,
+		Nonces: nonces, KEK: kek, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
+		ch.close()
 		return err
 	}
 	if err := mgr.Start(ctx); err != nil {
 		mgr.Close(context.Background())
+		ch.close()
 		return err
 	}
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr, n.bus = mgr, hub.NewMemoryBus(0, n.hubMetrics.BusConflated)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
-		ChainID: n.opts.ChainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
+		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),
 		SignInBurst: orNoLimit(n.opts.SignInBurstPerIP), Logger: n.log.With().Str("part", "hub").Logger(), Metrics: n.hubMetrics}
@@ -150,7 +168,16 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
 	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
 	if n.opts.Demo {
-		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log)
+		var pool market
+		if ch.dev != nil {
+			t, err := ch.dev.NewTrader(ctx)
+			if err != nil {
+				n.log.Warn().Err(err).Msg("no demo trader; ETH/USD is a random walk")
+			} else {
+				pool = t
+			}
+		}
+		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log, pool)
 	}
 	return nil
 }
@@ -168,6 +195,7 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
 	mux.Handle("GET /v1/history", historyHandler(n.hub.History()))
+	mux.Handle("GET /v1/chain", n.chain.handler(n))
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
@@ -253,6 +281,7 @@ func (n *node) stopParts(ctx context.Context) {
 	if err := n.mgr.Close(ctx); err != nil {
 		n.log.Warn().Err(err).Msg("shutdown ran out of time")
 	}
+	n.chain.close()
 }
 
 func (n *node) dashboardURL() string {

@@ -159,6 +159,7 @@ func (v *Vault) create() error {
 		return v.fault("create vault", err)
 	}
 	v.m.opened(v)
+	v.keyMade()
 	v.log.Info().Msg("vault created")
 	v.m.metrics.VaultsCreated.Inc()
 	return nil

@@ -184,6 +184,13 @@ type keyring struct {
 // node cannot unseal it.
 var errKeyUnavailable = protocol.Errorf(protocol.CodeKeyUnavailable, "this node cannot unseal the vault's session key (its key-encryption key is not the one that sealed it)")
 
+// keyMade tells the node of the vault's new session key.
+func (v *Vault) keyMade() {
+	if v.m.cfg.KeyMade != nil && v.ring.sealed != nil {
+		v.m.cfg.KeyMade(v.owner, v.ring.address)
+	}
+}
+
 // account is what the vault shows of its keys.
 func (v *Vault) account() *protocol.Account {
 	if v.ring.sealed == nil {
@@ -300,6 +307,7 @@ func (v *Vault) ensureKeys() error {
 		if err := v.loadKeys(); err != nil {
 			return err
 		}
+		t.then(v.keyMade)
 		return t.put(protocol.KindAccount, protocol.KindAccount, v.account())
 	})
 	if err != nil {
@@ -343,7 +351,10 @@ func (v *Vault) rotateKey(t *tx) (any, error) {
 	}
 	next := v.ring
 	v.ring = old // memory changes only after commit
-	t.then(func() { v.ring = next })
+	t.then(func() {
+		v.ring = next
+		v.keyMade()
+	})
 	acct := &protocol.Account{SessionKey: next.address.Hex(), KeyCreatedAt: next.keyCreated}
 	if err := t.put(protocol.KindAccount, protocol.KindAccount, acct); err != nil {
 		return nil, err

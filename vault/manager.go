@@ -37,6 +37,12 @@ type Config struct {
 	// from where the market is. Default: nothing known.
 	Latest func(signal string) (float64, bool)
 
+	// KeyMade, if set, is told of every new session key once it is
+	// stored: at a vault's creation and at each rotation (the dev chain's
+	// faucet funds it). It runs on the vault's goroutine and must not
+	// block.
+	KeyMade func(owner, sessionKey common.Address)
+
 	// MailboxSize bounds a vault's queue (default 32). Every running vault
 	// allocates it, dashboards' vaults included; a sender waits when it is
 	// full. A small mailbox costs pipelined commands nothing (a group

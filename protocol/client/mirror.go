@@ -15,6 +15,7 @@ type Mirror struct {
 	Triggers    map[string]protocol.Trigger
 	Intents     map[string]protocol.Intent
 	Evaluations map[string]protocol.Evaluation
+	Account     *protocol.Account
 	Loaded      bool
 }
 
@@ -28,7 +29,7 @@ func (m *Mirror) Apply(f protocol.ServerFrame) error {
 	switch f.Type {
 	case protocol.TypeSnapshot:
 		*m = *NewMirror()
-		m.Version, m.Loaded = f.State.Version, true
+		m.Version, m.Loaded, m.Account = f.State.Version, true, f.State.Account
 		for _, t := range f.State.Triggers {
 			m.Triggers[t.ID] = t
 		}
@@ -65,6 +66,11 @@ func (m *Mirror) change(ch protocol.Change) error {
 		err = put(m.Intents, ch, del)
 	case protocol.KindEvaluation:
 		err = put(m.Evaluations, ch, del)
+	case protocol.KindAccount:
+		var a protocol.Account
+		if err = json.Unmarshal(ch.Data, &a); err == nil {
+			m.Account = &a
+		}
 	}
 	return err
 }

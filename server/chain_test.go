@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/chain/gethtest"
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/protocol"
+)
+
+func getChainInfo(t *testing.T, tn *testNode) (int, protocol.ChainInfo) {
+	t.Helper()
+	resp, err := http.Get("http://" + tn.addr + "/v1/chain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info protocol.ChainInfo
+	_ = json.NewDecoder(resp.Body).Decode(&info)
+	return resp.StatusCode, info
+}
+
+func tokenBalance(t *testing.T, c *chain.Client, token, who common.Address) *big.Int {
+	t.Helper()
+	abi := contracts.MustGet(contracts.DemoToken).ABI
+	data, _ := abi.Pack("balanceOf", who)
+	out, err := c.CallContract(context.Background(), ethereum.CallMsg{To: &token, Data: data}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return new(big.Int).SetBytes(out)
+}
+
+// TestNodeOnTheDevChain: by default a node runs the embedded dev chain:
+// sign-ins name its chain id, GET /v1/chain describes its contracts, and
+// the faucet funds a new vault's owner and session key. A restart keeps
+// the chain; a -chain-id that is not the dev chain's is refused.
+func TestNodeOnTheDevChain(t *testing.T) {
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval = chainDev, 0, "127.0.0.1:0", 1e9
+	tn := startNode(t, o, nil)
+	code, info := getChainInfo(t, tn)
+	if code != http.StatusOK || !info.Dev || info.ChainID != chain.DevChainID || info.RPC == "" || info.Pool == nil {
+		t.Fatalf("GET /v1/chain: %d %+v", code, info)
+	}
+	c := tn.dial(t)
+	if c.Challenge.ChainID != chain.DevChainID {
+		t.Fatalf("challenge names chain %d", c.Challenge.ChainID)
+	}
+	c.CloseNow()
+	s := tn.signIn(t, nil)
+	if s.mirror.Account == nil || !common.IsHexAddress(s.mirror.Account.SessionKey) {
+		t.Fatalf("account %+v", s.mirror.Account)
+	}
+	key := common.HexToAddress(s.mirror.Account.SessionKey)
+	cl := tn.n.chain.client
+	dETH := common.HexToAddress(info.Tokens[0].Address)
+	waitFor(t, "the faucet to fund the vault", func() bool {
+		kb, _ := cl.BalanceAt(context.Background(), key, nil)
+		return kb != nil && kb.Cmp(faucetKeyWei) == 0 && tokenBalance(t, cl, dETH, s.w.Address()).Cmp(faucetTokens["dETH"]) == 0
+	})
+	tn = tn.restart()
+	if _, again := getChainInfo(t, tn); again.Pool == nil || again.Pool.Address != info.Pool.Address {
+		t.Fatalf("after a restart the pool is %+v, was %s", again.Pool, info.Pool.Address)
+	}
+	if tokenBalance(t, tn.n.chain.client, dETH, s.w.Address()).Sign() == 0 {
+		t.Fatal("the owner's tokens are gone after a restart")
+	}
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	o.ChainID = 5
+	if err := tryNode(t, o); !errors.Is(err, chain.ErrChainID) {
+		t.Fatalf("-chain-id 5 on the dev chain: err = %v, want %v", err, chain.ErrChainID)
+	}
+}
+
+// TestNodeWithoutAChain: -chain-rpc none serves everything but execution.
+func TestNodeWithoutAChain(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	if code, _ := getChainInfo(t, tn); code != http.StatusNotFound {
+		t.Fatalf("GET /v1/chain without a chain: %d, want 404", code)
+	}
+}
+
+// TestNodeOnGeth: a node pointed at a real geth --dev over JSON-RPC checks
+// the chain id and the deployment file at start.
+func TestNodeOnGeth(t *testing.T) {
+	g := gethtest.Start(t)
+	ctx := context.Background()
+	c, err := chain.Dial(ctx, g.URL, gethtest.ChainID, 5e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := chain.Deploy(ctx, c, gethtest.DevKey, nil)
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "deployment.json")
+	b, _ := json.Marshal(info)
+	os.WriteFile(file, b, 0o600)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.ChainDeployment = g.URL, 0, file
+	tn := startNode(t, o, nil)
+	code, got := getChainInfo(t, tn)
+	if code != http.StatusOK || got.Dev || got.ChainID != gethtest.ChainID || got.DelegationManager != info.DelegationManager {
+		t.Fatalf("GET /v1/chain: %d %+v", code, got)
+	}
+	if ch := tn.dial(t).Challenge.ChainID; ch != gethtest.ChainID {
+		t.Fatalf("challenge names chain %d", ch)
+	}
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	wrong := o
+	wrong.ChainID = 1
+	if err := tryNode(t, wrong); !errors.Is(err, chain.ErrChainID) {
+		t.Fatalf("-chain-id 1 against geth --dev: err = %v", err)
+	}
+	info.ChainID = 10
+	b, _ = json.Marshal(info)
+	os.WriteFile(file, b, 0o600)
+	if err := tryNode(t, o); !errors.Is(err, chain.ErrChainID) {
+		t.Fatalf("a deployment for chain 10: err = %v", err)
+	}
+	os.WriteFile(file, []byte(`{"chainId":1337,"surprise":1}`), 0o600)
+	if err := tryNode(t, o); err == nil {
+		t.Fatal("a deployment file with an unknown field was accepted")
+	}
+	down := o
+	down.ChainRPC = "http://127.0.0.1:1"
+	if err := tryNode(t, down); err == nil {
+		t.Fatal("a chain that does not answer was accepted")
+	}
+}
