@@ -21,8 +21,8 @@ import (
 const (
 	// DemoPriceSignal is the signal under which the node publishes the
 	// dev pool's price of dETH in dUSD.
-	DemoPriceSignal = "ETH/USD"
-	demoPrice       = 2500
+	DemoPriceSignal  = "ETH/USD"
+	demoPrice        = 2500
 	demoETHLiquidity = 1_000
 )
 
@@ -162,7 +162,9 @@ func Deploy(ctx context.Context, c *Client, key *ecdsa.PrivateKey, mine func()) 
 		return protocol.ChainInfo{}, fmt.Errorf("deploy: %w", err)
 	}
 	info := protocol.ChainInfo{ChainID: c.ID(), Enforcers: map[string]string{}}
-	fail := func(err error) (protocol.ChainInfo, error) { return protocol.ChainInfo{}, fmt.Errorf("deploy: %w", err) }
+	fail := func(err error) (protocol.ChainInfo, error) {
+		return protocol.ChainInfo{}, fmt.Errorf("deploy: %w", err)
+	}
 	manager, err := s.create(ctx, contracts.DelegationManager, s.from)
 	if err != nil {
 		return fail(err)

@@ -70,7 +70,9 @@ func (d *Dev) NewTrader(ctx context.Context) (*Trader, error) {
 }
 
 // Price reads the pool's price of dETH in dUSD at the newest block.
-func (t *Trader) Price(ctx context.Context) (float64, error) { return PoolPrice(ctx, t.d.client, t.pool) }
+func (t *Trader) Price(ctx context.Context) (float64, error) {
+	return PoolPrice(ctx, t.d.client, t.pool)
+}
 
 // PoolPrice reads a ConstantProductPool's price of token0 in token1.
 func PoolPrice(ctx context.Context, c *Client, pool common.Address) (float64, error) {

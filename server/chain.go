@@ -144,8 +144,8 @@ type faucet struct {
 
 // What the faucet gives.
 var (
-	faucetOwnerWei = chain.Ether                                                             // gas for setting up the smart account
-	faucetKeyWei   = chain.Ether                                                             // the session key's gas money
+	faucetOwnerWei = chain.Ether                                                               // gas for setting up the smart account
+	faucetKeyWei   = chain.Ether                                                               // the session key's gas money
 	faucetTokens   = map[string]*big.Int{"dETH": chain.Units(10), "dUSD": chain.Units(25_000)} // the owner's demo portfolio
 )
 
