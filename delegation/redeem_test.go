@@ -1,0 +1,193 @@
+package delegation
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"math/big"
+	"strings"
+	"testing"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/holiman/uint256"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/contracts"
+)
+
+type world struct {
+	t     *testing.T
+	d     *chain.Dev
+	c     *chain.Client
+	dom   Domain
+	owner *ecdsa.PrivateKey
+	key   *ecdsa.PrivateKey // the vault's session key
+	dUSD  common.Address
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	d, err := chain.StartDev(context.Background(), chain.DevConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	w := &world{t: t, d: d, c: d.Client(), dom: Domain{ChainID: d.Client().ID(), Manager: common.HexToAddress(d.Info().DelegationManager)},
+		dUSD: common.HexToAddress(d.Info().Tokens[1].Address)}
+	w.owner, _ = crypto.GenerateKey()
+	w.key, _ = crypto.GenerateKey()
+	ctx := context.Background()
+	if err := d.Fund(ctx, addr(w.owner), chain.Ether, map[string]*big.Int{"dUSD": chain.Units(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Fund(ctx, addr(w.key), chain.Ether, nil); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func addr(k *ecdsa.PrivateKey) common.Address { return crypto.PubkeyToAddress(k.PublicKey) }
+
+// send signs and sends a transaction and mines it, returning its receipt.
+func (w *world) send(key *ecdsa.PrivateKey, inner types.TxData) *types.Receipt {
+	w.t.Helper()
+	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(new(big.Int).SetUint64(w.c.ID())), inner)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.c.SendTransaction(context.Background(), tx); err != nil {
+		w.t.Fatal(err)
+	}
+	w.d.Mine()
+	r, err := w.c.TransactionReceipt(context.Background(), tx.Hash())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r
+}
+
+// upgrade makes the owner's address a smart account: an EIP-7702
+// authorization, by the owner, to the DeleGator.
+func (w *world) upgrade() {
+	w.t.Helper()
+	ctx := context.Background()
+	nonce, _ := w.c.NonceAt(ctx, addr(w.owner), nil)
+	auth, err := types.SignSetCode(w.owner, types.SetCodeAuthorization{ChainID: *uint256.NewInt(w.c.ID()),
+		Address: common.HexToAddress(w.d.Info().DeleGator), Nonce: nonce + 1})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	r := w.send(w.owner, &types.SetCodeTx{ChainID: uint256.NewInt(w.c.ID()), Nonce: nonce, GasTipCap: uint256.NewInt(1e9),
+		GasFeeCap: uint256.NewInt(1e11), Gas: 200_000, To: addr(w.owner), Value: new(uint256.Int), AuthList: []types.SetCodeAuthorization{auth}})
+	if r.Status != types.ReceiptStatusSuccessful {
+		w.t.Fatal("the 7702 authorization reverted")
+	}
+	code, _ := w.c.CodeAt(ctx, addr(w.owner), nil)
+	if want := append([]byte{0xef, 0x01, 0x00}, common.HexToAddress(w.d.Info().DeleGator).Bytes()...); string(code) != string(want) {
+		w.t.Fatalf("the owner's code is %x, want %x", code, want)
+	}
+}
+
+// redeemData is DelegationManager.redeemDelegations for one single call.
+func redeemData(t *testing.T, d Delegation, target common.Address, data []byte) []byte {
+	t.Helper()
+	ctx, err := PermissionContext(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := contracts.MustGet(contracts.DelegationManager).ABI.Pack("redeemDelegations",
+		[][]byte{ctx}, [][32]byte{{}}, [][]byte{SingleCall(target, nil, data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDelegationRedeemsOnTheDevChain: a delegation this package hashes,
+// signs and encodes is the one the DelegationManager checks: its hash is
+// the contract's getDelegationHash, and after the owner's 7702 upgrade the
+// session key moves the owner's tokens within the caveats and is refused,
+// with the enforcer's reason, outside them.
+func TestDelegationRedeemsOnTheDevChain(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.upgrade()
+	enf := w.d.Info().Enforcers
+	transfer := contracts.MustGet(contracts.DemoToken).ABI.Methods["transfer"].ID
+	d := Delegation{Delegate: addr(w.key), Delegator: addr(w.owner), Authority: RootAuthority, Salt: (*hexutil.Big)(big.NewInt(7)),
+		Caveats: []Caveat{
+			{Enforcer: common.HexToAddress(enf[contracts.AllowedTargetsEnforcer]), Terms: w.dUSD.Bytes()},
+			{Enforcer: common.HexToAddress(enf[contracts.AllowedMethodsEnforcer]), Terms: transfer},
+			{Enforcer: common.HexToAddress(enf[contracts.ValueLteEnforcer]), Terms: common.LeftPadBytes(nil, 32)},
+		}}
+	if err := d.SignWith(w.dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, w.owner) }); err != nil {
+		t.Fatal(err)
+	}
+	if who, err := d.Signer(w.dom); err != nil || who != addr(w.owner) {
+		t.Fatalf("signer %s (%v), want the owner", who.Hex(), err)
+	}
+	// The contract's own hash of the delegation.
+	mgr := contracts.MustGet(contracts.DelegationManager).ABI
+	call, err := mgr.Pack("getDelegationHash", abiDelegationOf(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.c.CallContract(ctx, ethereum.CallMsg{To: &w.dom.Manager, Data: call}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := d.Hash(); common.BytesToHash(out) != h {
+		t.Fatalf("hash %s, the contract says %x", h.Hex(), out)
+	}
+	// Within the caveats: 100 dUSD from the owner to a stranger.
+	stranger := common.HexToAddress("0x00000000000000000000000000000000000a11ce")
+	erc20 := contracts.MustGet(contracts.DemoToken).ABI
+	pay, _ := erc20.Pack("transfer", stranger, chain.Units(100))
+	nonce, _ := w.c.NonceAt(ctx, addr(w.key), nil)
+	data := redeemData(t, d, w.dUSD, pay)
+	gas, err := w.c.EstimateGas(ctx, ethereum.CallMsg{From: addr(w.key), To: &w.dom.Manager, Data: data})
+	if err != nil {
+		t.Fatalf("estimate a redemption within the caveats: %v", err)
+	}
+	r := w.send(w.key, &types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(w.c.ID()), Nonce: nonce, GasTipCap: big.NewInt(1e9),
+		GasFeeCap: big.NewInt(1e11), Gas: gas * 2, To: &w.dom.Manager, Data: data})
+	if r.Status != types.ReceiptStatusSuccessful {
+		t.Fatal("the redemption reverted")
+	}
+	bal, _ := erc20.Pack("balanceOf", stranger)
+	got, _ := w.c.CallContract(ctx, ethereum.CallMsg{To: &w.dUSD, Data: bal}, nil)
+	if new(big.Int).SetBytes(got).Cmp(chain.Units(100)) != 0 {
+		t.Fatalf("the stranger holds %s, want 100 dUSD", new(big.Int).SetBytes(got))
+	}
+	// Outside them: another target, another method, a tampered caveat.
+	dETH := common.HexToAddress(w.d.Info().Tokens[0].Address)
+	_, err = w.c.EstimateGas(ctx, ethereum.CallMsg{From: addr(w.key), To: &w.dom.Manager, Data: redeemData(t, d, dETH, pay)})
+	if err == nil || !strings.Contains(err.Error(), "AllowedTargetsEnforcer:target-address-not-allowed") {
+		t.Fatalf("another target: %v", err)
+	}
+	approve, _ := erc20.Pack("approve", stranger, chain.Units(1))
+	_, err = w.c.EstimateGas(ctx, ethereum.CallMsg{From: addr(w.key), To: &w.dom.Manager, Data: redeemData(t, d, w.dUSD, approve)})
+	if err == nil || !strings.Contains(err.Error(), "AllowedMethodsEnforcer:method-not-allowed") {
+		t.Fatalf("another method: %v", err)
+	}
+	tampered := d
+	tampered.Caveats = d.Caveats[:2]
+	if who, _ := tampered.Signer(w.dom); who == addr(w.owner) {
+		t.Fatal("a delegation with a caveat removed still recovers the owner")
+	}
+	_, err = w.c.EstimateGas(ctx, ethereum.CallMsg{From: addr(w.key), To: &w.dom.Manager, Data: redeemData(t, tampered, w.dUSD, pay)})
+	if err == nil {
+		t.Fatal("a tampered delegation was redeemed")
+	}
+}
+
+func abiDelegationOf(d Delegation) abiDelegation {
+	cs := make([]abiCaveat, len(d.Caveats))
+	for i, c := range d.Caveats {
+		cs[i] = abiCaveat{Enforcer: c.Enforcer, Terms: c.Terms, Args: c.Args}
+	}
+	return abiDelegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs, Salt: d.Salt.ToInt(), Signature: d.Signature}
+}
