@@ -3,6 +3,8 @@ package delegation
 import (
 	"context"
 	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -190,4 +192,80 @@ func abiDelegationOf(d Delegation) abiDelegation {
 		cs[i] = abiCaveat{Enforcer: c.Enforcer, Terms: c.Terms, Args: c.Args}
 	}
 	return abiDelegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs, Salt: d.Salt.ToInt(), Signature: d.Signature}
+}
+
+// TestRulesMatchTheEnforcers: every caveat Rules writes is read back by
+// the enforcer's own getTermsInfo as the same rule, and ReadRules reads it
+// back whole; unknown enforcers and malformed terms are refused.
+func TestRulesMatchTheEnforcers(t *testing.T) {
+	w := newWorld(t)
+	enf := ParseEnforcers(w.d.Info().Enforcers)
+	r := Rules{Targets: []common.Address{w.dUSD, w.dom.Manager}, Methods: []string{"0xa9059cbb", "0x095ea7b3"},
+		MaxValue: big.NewInt(5), MaxCalls: 9, NotBefore: 1_800_000_000, NotAfter: 1_900_000_000,
+		Token:  &TokenPeriod{Token: w.dUSD, Period: Period{Amount: chain.Units(300), Duration: 86400, Start: 1_800_000_001}},
+		Native: &Period{Amount: chain.Ether, Duration: 3600, Start: 1_800_000_002}}
+	cs, err := r.Caveats(enf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		contracts.AllowedTargetsEnforcer:            fmt.Sprint([]common.Address{w.dUSD, w.dom.Manager}),
+		contracts.AllowedMethodsEnforcer:            "[[169 5 156 187] [9 94 167 179]]",
+		contracts.ValueLteEnforcer:                  "5",
+		contracts.LimitedCallsEnforcer:              "9",
+		contracts.TimestampEnforcer:                 "1800000000 1900000000",
+		contracts.ERC20PeriodTransferEnforcer:       fmt.Sprint(w.dUSD, " ", chain.Units(300), " 86400 1800000001"),
+		contracts.NativeTokenPeriodTransferEnforcer: fmt.Sprint(chain.Ether, " 3600 1800000002"),
+	}
+	if len(cs) != len(want) {
+		t.Fatalf("%d caveats, want %d", len(cs), len(want))
+	}
+	for _, c := range cs {
+		name := enf.name(c.Enforcer)
+		a := contracts.MustGet(name).ABI
+		data, _ := a.Pack("getTermsInfo", []byte(c.Terms))
+		out, err := w.c.CallContract(context.Background(), ethereum.CallMsg{To: &c.Enforcer, Data: data}, nil)
+		if err != nil {
+			t.Fatalf("%s.getTermsInfo: %v", name, err)
+		}
+		vals, err := a.Unpack("getTermsInfo", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Trim(fmt.Sprint(vals), "[]")
+		if name == contracts.AllowedTargetsEnforcer || name == contracts.AllowedMethodsEnforcer {
+			got = fmt.Sprint(vals[0])
+		}
+		if got != want[name] {
+			t.Errorf("%s reads %s, want %s", name, got, want[name])
+		}
+	}
+	back, err := ReadRules(cs, enf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustJSON(t, back), mustJSON(t, r); a != b {
+		t.Fatalf("read back\n %s\nwant\n %s", a, b)
+	}
+	stranger := append([]Caveat{}, cs...)
+	stranger[0].Enforcer = common.HexToAddress("0x1234")
+	if _, err := ReadRules(stranger, enf); err == nil || !strings.Contains(err.Error(), "not one this node knows") {
+		t.Fatalf("an unknown enforcer: %v", err)
+	}
+	short := append([]Caveat{}, cs...)
+	short[2].Terms = short[2].Terms[:31]
+	if _, err := ReadRules(short, enf); err == nil || !strings.Contains(err.Error(), "terms are 31 bytes") {
+		t.Fatalf("short terms: %v", err)
+	}
+	if _, err := ReadRules(append(cs, cs[0]), enf); err == nil || !strings.Contains(err.Error(), "a second") {
+		t.Fatalf("a caveat twice: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, x any) string {
+	b, err := json.Marshal(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
