@@ -8,7 +8,8 @@
 #
 # The node runs as an unprivileged user (65532) and keeps everything in
 # /data, a volume it owns: the vault files, node.key (the secret that keys
-# sign-in nonces) and LOCK. .dockerignore sends only the binary and the
+# sign-in nonces), the dev chain (chain/) and LOCK; without
+# SPELLS_MASTER_KEY_FILE it keeps a dev key-encryption key there too. .dockerignore sends only the binary and the
 # empty data folder into the build, never ./data or a key.
 FROM scratch
 COPY spells /spells
