@@ -224,6 +224,29 @@ func TestDashboardFlows(t *testing.T) {
 	if who := text(t, ctx, `#who`); who != vaultAddr {
 		t.Fatalf("the burner key opened %s, not its vault %s", who, vaultAddr)
 	}
+	// The header names the vault's session key (its address only); the
+	// owner rotates it.
+	keyOf := func() string {
+		v, err := tn.n.mgr.Vault(ctxT(t), common.HexToAddress(vaultAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := v.State(ctxT(t))
+		if err != nil || st.Account == nil {
+			t.Fatalf("the vault's account %+v (%v)", st.Account, err)
+		}
+		return st.Account.SessionKey
+	}
+	before := keyOf()
+	if shown := text(t, ctx, `#session-key`); shown != "session key "+before[:6]+"…"+before[len(before)-4:] {
+		t.Fatalf("the header shows %q for session key %s", shown, before)
+	}
+	do("rotate the session key", chromedp.Click(`#btn-rotate`),
+		chromedp.WaitVisible(`//span[@id="session-key" and not(contains(., "`+before[len(before)-4:]+`"))]`))
+	after := keyOf()
+	if after == before || text(t, ctx, `#session-key`) != "session key "+after[:6]+"…"+after[len(after)-4:] {
+		t.Fatalf("after rotating, the vault's key is %s (was %s) and the header shows %q", after, before, text(t, ctx, `#session-key`))
+	}
 	do("no older entries than these", chromedp.Click(`#older-evaluations`), chromedp.WaitVisible(`#older-evaluations[disabled]`))
 	do("sign out everywhere", chromedp.Click(`#btn-signout-all`), chromedp.WaitVisible(`#notice`), chromedp.WaitVisible(`#signin`))
 	if n := text(t, ctx, `#notice`); !strings.Contains(n, "Signed out everywhere") {

@@ -96,6 +96,7 @@ const S = {
   conn: "connecting", // connecting | open | resuming | live | reconnecting
   session: JSON.parse(localStorage.getItem("spells.session") || "null"), // {vault, id, seq}
   delegate: null, // CryptoKeyPair
+  account: null, // {sessionKey, keyCreatedAt}: the address the vault signs with
   triggers: new Map(),
   intents: [],
   evaluations: [],
@@ -435,6 +436,7 @@ function applySnapshot(st) {
   S.intents = st.intents.slice().reverse();
   S.evaluations = st.evaluations.slice().reverse();
   S.version = st.version;
+  S.account = st.account || null;
   S.loaded = true;
   S.olderDone = { intent: false, evaluation: false };
   renderVault();
@@ -446,6 +448,7 @@ function applyDiff(d) {
     if (c.kind === "trigger") { if (c.op === "delete") S.triggers.delete(c.id); else S.triggers.set(c.id, c.data); }
     if (c.kind === "intent") S.intents.unshift({ ...c.data, fresh: true });
     if (c.kind === "evaluation") S.evaluations.unshift({ ...c.data, fresh: true });
+    if (c.kind === "account") S.account = c.data;
   }
   S.version = d.version;
   renderVault();
@@ -491,6 +494,9 @@ const nameOf = (id) => S.triggers.get(id)?.name || id;
 
 function renderVault() {
   $("#version").textContent = `vault version ${S.version}`;
+  const key = S.account ? S.account.sessionKey : "";
+  $("#session-key").textContent = key ? `session key ${shortAddr(key)}` : "";
+  $("#session-key").title = key ? `the key this vault signs its transactions with: ${key} (it never leaves the vault)` : "";
   const tb = $("#triggers tbody");
   const pend = (id, op) => S.outbox.some((c) => c.args && c.args.id === id && c.op === op);
   tb.replaceChildren(...[...S.triggers.values()].map((t) => el("tr", { "data-id": t.id, class: S.editing === t.id ? "editing" : "" },
@@ -868,7 +874,7 @@ function editTrigger(id) {
   $("#btn-cancel-edit").classList.remove("hidden");
   $("#edit-hint").classList.remove("hidden");
   renderVault();
-  form.scrollIntoView({ behavior: "smooth", block: "start" });
+  form.scrollIntoView({ behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth", block: "start" });
 }
 
 form.onsubmit = (e) => {
@@ -928,6 +934,10 @@ $("#btn-burner").onclick = () => signIn(true);
 if (!window.ethereum) $("#btn-wallet").classList.add("hidden");
 $("#btn-signout").onclick = signOut;
 $("#btn-signout-all").onclick = signOutEverywhere;
+$("#btn-rotate").onclick = () => {
+  if (confirm("Make a new session key for this vault? Grants made to the current key stop serving; you grant the new one."))
+    command("key.rotate", {}, "Rotate the session key");
+};
 $("#filter-kind").onchange = renderActivity;
 $("#filter-trigger").onchange = renderActivity;
 $("#older-intents").onclick = () => loadOlder("intent");
