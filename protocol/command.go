@@ -16,6 +16,8 @@ const (
 	OpActivityList  = "activity.list"  // args: ActivityArgs; result: {"evaluations": [...]} or {"intents": [...]}
 	OpSessionEnd    = "session.end"    // args: {}; ends the sending session (sign out); result: {"ended": id}
 	OpKeyRotate     = "key.rotate"     // args: {}; replaces the vault's session key; result: {"sessionKey": address}
+	OpGrantAdd      = "grant.add"      // args: GrantArgs; result: {"id"}
+	OpGrantRevoke   = "grant.revoke"   // args: {"id"}; result: {"id"}
 )
 
 // ActivityArgs page through a vault's older evaluations or intents, newest

@@ -44,6 +44,8 @@ const (
 	CodeVaultQuarantined Code = "vault_quarantined"  // the vault's file could not be read and was set aside
 	CodeVaultRolledBack  Code = "vault_rolled_back"  // the vault is at a version below the one the client holds: it lost data
 	CodeKeyUnavailable   Code = "key_unavailable"    // the node cannot unseal the vault's session key (another key-encryption key sealed it)
+	CodeInvalidGrant     Code = "invalid_grant"      // a grant refused: its signer, delegate, chain, caveats or validity (the message names which)
+	CodeNoChain          Code = "no_chain"           // the node runs without a chain (or without the delegation framework on it)
 	CodeInternal         Code = "internal"           // a server fault; logged with details
 	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
 	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough

@@ -9,6 +9,7 @@ type State struct {
 	Owner       string       `json:"owner"`
 	Version     uint64       `json:"version"`
 	Account     *Account     `json:"account,omitempty"`
+	Grants      []Grant      `json:"grants"`
 	Triggers    []Trigger    `json:"triggers"`
 	Intents     []Intent     `json:"intents"`
 	Evaluations []Evaluation `json:"evaluations"`
@@ -20,6 +21,38 @@ type State struct {
 type Account struct {
 	SessionKey   string `json:"sessionKey"`
 	KeyCreatedAt int64  `json:"keyCreatedAt"`
+}
+
+// Grant statuses.
+const (
+	GrantActive  = "active"
+	GrantRevoked = "revoked" // by the owner, in the vault
+)
+
+// Grant is a set of delegations the owner signed to the vault's session
+// key (MetaMask Delegation Framework, ERC-7710), as the vault verified and
+// stored them. Its ID is its first delegation's hash.
+type Grant struct {
+	ID          string            `json:"id"`
+	Status      string            `json:"status"`
+	SessionKey  string            `json:"sessionKey"` // the delegate every delegation names
+	Delegations []GrantDelegation `json:"delegations"`
+	CreatedAt   int64             `json:"createdAt"`
+	RevokedAt   int64             `json:"revokedAt,omitempty"`
+}
+
+// GrantDelegation is one delegation of a grant: its hash (its id
+// on-chain) and the rules its caveats set, as the vault reads them.
+type GrantDelegation struct {
+	Hash  string          `json:"hash"`
+	Rules json.RawMessage `json:"rules"`
+}
+
+// GrantArgs are the arguments of grant.add: the signed delegations, each
+// in the framework's JSON shape (delegate, delegator, authority, caveats
+// of enforcer/terms/args, salt, signature).
+type GrantArgs struct {
+	Delegations []json.RawMessage `json:"delegations"`
 }
 
 // Trigger statuses.
@@ -135,6 +168,7 @@ const (
 	KindIntent     = "intent"
 	KindEvaluation = "evaluation"
 	KindAccount    = "account" // id "account"; data: Account
+	KindGrant      = "grant"
 	ChangePut      = "put"
 	ChangeDelete   = "delete"
 )

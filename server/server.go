@@ -128,6 +128,10 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	}
 	n.chain = ch
 	chainID := ch.id(n.opts)
+	var chainInfo *protocol.ChainInfo
+	if ch.client != nil {
+		chainInfo = &ch.info
+	}
 	var keyMade func(owner, key common.Address)
 	if ch.faucet != nil {
 		keyMade = ch.faucet.keyMade
@@ -143,7 +147,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	history := hub.NewHistory(0)
 	loadHistory(history, n.opts.DataDir, n.log)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID,
-		Nonces: nonces, KEK: kek, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+		Nonces: nonces, KEK: kek, Chain: chainInfo, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
 		ch.close()

@@ -31,6 +31,7 @@ type env struct {
 	maxOpen   int
 	evalKeep  int            // EvaluationsKeep; 0: the default
 	log       zerolog.Logger // default: none
+	chain     *protocol.ChainInfo
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -61,7 +62,7 @@ func newEnvWith(t testing.TB, set func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Clock: e.clock,
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
 		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {

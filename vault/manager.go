@@ -25,6 +25,9 @@ type Config struct {
 	ChainID uint64                // SIWE chain id (default 1)
 	Nonces  *protocol.NonceIssuer // the node's nonce key, shared with the hub
 	KEK     *KEK                  // the node's key-encryption key: it wraps every vault's data key (keys.go)
+	// Chain describes the chain intents execute on and its contracts;
+	// nil: none (grants are refused with no_chain).
+	Chain *protocol.ChainInfo
 
 	NonceTTL      time.Duration // lifetime of a sign-in nonce (default 5m)
 	MaxSessionTTL time.Duration // longest session, whatever the SIWE expiry (default 24h)

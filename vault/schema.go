@@ -80,5 +80,20 @@ var schema = sqlitemigration.Schema{
 			created_at INTEGER NOT NULL,
 			retired_at INTEGER NOT NULL DEFAULT 0
 		);`,
+		// Grants (grants.go): the signed delegations as the owner sent
+		// them, and each delegation's hash and rules.
+		`CREATE TABLE grants (
+			id          TEXT PRIMARY KEY,
+			status      TEXT NOT NULL,
+			session_key TEXT NOT NULL,
+			delegations TEXT NOT NULL,
+			created_at  INTEGER NOT NULL,
+			revoked_at  INTEGER NOT NULL DEFAULT 0
+		);
+		CREATE TABLE grant_delegations (
+			hash     TEXT PRIMARY KEY,
+			grant_id TEXT NOT NULL,
+			rules    TEXT NOT NULL
+		);`,
 	},
 }

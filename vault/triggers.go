@@ -283,6 +283,10 @@ func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return v.rotateKey(t)
+	case protocol.OpGrantAdd:
+		return v.addGrant(t, cmd.Args)
+	case protocol.OpGrantRevoke:
+		return v.revokeGrant(t, cmd.Args)
 	default:
 		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", truncateID(cmd.Op))
 	}

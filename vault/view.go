@@ -42,6 +42,9 @@ func (v *Vault) snapshot() (protocol.State, error) {
 	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version, Account: v.account(),
 		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
 	var err error
+	if st.Grants, err = loadGrants(v.conn, ""); err != nil {
+		return st, err
+	}
 	if st.Intents, err = recentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
 		return st, err
 	}
