@@ -28,7 +28,7 @@ func startNodeProc(t *testing.T, extra ...string) (*node, *exec.Cmd) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
-	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false",
+	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false", "-chain-rpc", "none",
 		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000",
 		// The load comes from one address: no per-address limits.
 		"-max-pending-per-ip", "0", "-signin-rate-per-ip", "0"}, extra...)
