@@ -111,9 +111,64 @@ type Condition struct {
 	Any       []Condition `json:"any,omitempty"`
 }
 
-// Action kinds an intent can carry. Executing them is a later capability;
-// today a firing records the intent.
+// Action kinds an intent can carry: swap, transfer and call execute on
+// the chain under a grant; notify only records the intent.
 var ActionKinds = []string{"swap", "transfer", "call", "notify"}
+
+// SwapParams are a swap's: sell Amount of Sell for Buy through the
+// chain's pool, receiving at least the quote less SlippageBps (basis
+// points, default 100) when the intent is signed. Tokens are named by
+// symbol (GET /v1/chain) or address; Amount is in whole units ("1.5").
+type SwapParams struct {
+	Sell        string `json:"sell"`
+	Buy         string `json:"buy"`
+	Amount      string `json:"amount"`
+	SlippageBps int    `json:"slippageBps,omitempty"`
+}
+
+// TransferParams are a transfer's: Amount (whole units) of Token (a symbol,
+// an address, or "native") to To.
+type TransferParams struct {
+	Token  string `json:"token"`
+	To     string `json:"to"`
+	Amount string `json:"amount"`
+}
+
+// CallParams are a call's: Data (hex calldata) to Target with Value (wei,
+// decimal; default 0).
+type CallParams struct {
+	Target string `json:"target"`
+	Data   string `json:"data,omitempty"`
+	Value  string `json:"value,omitempty"`
+}
+
+// Intent statuses (PROTOCOL.md has the life of an intent).
+const (
+	IntentPending   = "pending"   // recorded by a firing; not signed yet
+	IntentSigned    = "signed"    // its transaction is signed and stored; being sent
+	IntentSubmitted = "submitted" // the chain's node took the transaction
+	IntentIncluded  = "included"  // in a block, waiting for confirmations
+	IntentConfirmed = "confirmed" // enough blocks on top
+	IntentReverted  = "reverted"  // included, and it reverted (Detail: the reason)
+	IntentRefused   = "refused"   // the vault's policy refused it before signing (Detail: the rule)
+	IntentFailed    = "failed"    // it could not be sent (Detail: why)
+	IntentDone      = "done"      // nothing to execute (notify)
+)
+
+// IntentTx is the transaction an intent executes with.
+type IntentTx struct {
+	From     string   `json:"from"` // the session key
+	To       string   `json:"to"`   // the DelegationManager
+	Nonce    uint64   `json:"nonce"`
+	Hash     string   `json:"hash"`   // the newest one sent
+	Hashes   []string `json:"hashes"` // every hash tried, oldest first (a fee bump makes a new one)
+	Gas      uint64   `json:"gas"`
+	FeeCap   string   `json:"maxFeePerGas"`
+	Tip      string   `json:"maxPriorityFeePerGas"`
+	Block    uint64   `json:"block,omitempty"`
+	GasUsed  uint64   `json:"gasUsed,omitempty"`
+	Confirms uint64   `json:"confirmations,omitempty"`
+}
 
 // Action is what a firing trigger wants done.
 type Action struct {
@@ -126,12 +181,15 @@ type Action struct {
 // the firing over the trigger's whole life (an update does not start it
 // again).
 type Intent struct {
-	ID             string `json:"id"`
-	TriggerID      string `json:"triggerId"`
-	IdempotencyKey string `json:"idempotencyKey"`
-	Action         Action `json:"action"`
-	Status         string `json:"status"`
-	CreatedAt      int64  `json:"createdAt"`
+	ID             string    `json:"id"`
+	TriggerID      string    `json:"triggerId"`
+	IdempotencyKey string    `json:"idempotencyKey"`
+	Action         Action    `json:"action"`
+	Status         string    `json:"status"`
+	Detail         string    `json:"detail,omitempty"` // why it was refused, failed or reverted
+	Tx             *IntentTx `json:"tx,omitempty"`
+	CreatedAt      int64     `json:"createdAt"`
+	UpdatedAt      int64     `json:"updatedAt,omitempty"`
 }
 
 // Evaluation outcomes.

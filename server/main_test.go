@@ -24,8 +24,11 @@ func TestMain(m *testing.M) {
 		// chromedp's allocator and the HTTP client's idle connections end
 		// asynchronously after the tests that use them.
 		goleak.IgnoreAnyFunction("github.com/chromedp/chromedp.(*ExecAllocator).Allocate.func3"),
-		// go-ethereum starts these once per process, with the first chain.
+		// go-ethereum starts the first once per process, with the first
+		// chain; the second (its in-memory node database's) outlives a
+		// closed dev chain.
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 	)

@@ -34,6 +34,8 @@ type Options struct {
 	ChainDeployment       string
 	DevChainBlockInterval time.Duration
 	DevChainRPC           string // loopback address of the dev chain's JSON-RPC; empty: none
+	Confirmations         int
+	ChainPoll             time.Duration
 	SignalToken           string
 	Demo                  bool
 	DemoInterval          time.Duration
@@ -77,6 +79,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ChainRPC, "chain-rpc", chainDev, "the chain intents execute on: dev (the embedded dev chain, its data in <data>/chain), none (intents are recorded, never executed), or a JSON-RPC URL (http, https, ws, wss or an IPC path)")
 	fs.StringVar(&o.ChainDeployment, "chain-deployment", "", "with a JSON-RPC chain: a JSON file naming the delegation framework's contracts and the tokens on it (the shape GET /v1/chain serves)")
 	fs.DurationVar(&o.DevChainBlockInterval, "dev-chain-block-interval", time.Second, "time between the dev chain's blocks (at least 1s)")
+	fs.IntVar(&o.Confirmations, "confirmations", 2, "blocks an intent's transaction needs, its own included, before it is confirmed")
+	fs.DurationVar(&o.ChainPoll, "chain-poll", time.Second, "how often the chain watcher looks for a new block")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
@@ -105,6 +109,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	o.MasterKey = getenv("SPELLS_MASTER_KEY")
 	if o.MasterKey != "" && o.MasterKeyFile != "" {
 		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
+	}
+	if o.Confirmations < 1 || o.ChainPoll <= 0 {
+		return o, fmt.Errorf("-confirmations must be at least 1 and -chain-poll positive")
 	}
 	if o.DevChainBlockInterval < time.Second {
 		return o, fmt.Errorf("-dev-chain-block-interval must be at least 1s (block times are whole seconds)")

@@ -186,7 +186,10 @@ func (v *Vault) record(t *tx, ev event, o outcome) error {
 	if err := insertIntent(v.conn, in); err != nil {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}
-	t.then(v.m.metrics.Intents.Inc)
+	t.then(func() {
+		v.m.metrics.Intents.Inc()
+		v.fresh = append(v.fresh, in)
+	})
 	return t.put(protocol.KindIntent, in.ID, in)
 }
 
@@ -269,4 +272,15 @@ func (v *Vault) signal(name string, value float64) {
 	if err := v.handle(event{cause: "signal:" + name, signal: name, value: value, hasValue: true, now: v.m.now()}); err != nil {
 		v.fault("signal evaluation ("+name+")", err)
 	}
+	v.startFresh()
+}
+
+// startFresh starts the intents the last evaluations recorded.
+func (v *Vault) startFresh() {
+	for len(v.fresh) > 0 && !v.forget && v.conn != nil {
+		in := v.fresh[0]
+		v.fresh = v.fresh[1:]
+		v.startIntent(in)
+	}
+	v.fresh = nil
 }

@@ -140,7 +140,7 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 		fmt.Sprintf(`ATTACH DATABASE '%s' AS cur;`, p),
 		`INSERT INTO main.vault SELECT id, address, owner, version, created_at FROM cur.vault;`,
 		`INSERT INTO main.sessions SELECT * FROM cur.sessions;`,
-		`INSERT INTO main.intents SELECT * FROM cur.intents;`,
+		`INSERT INTO main.intents SELECT id, trigger_id, idem_key, action, status, created_at FROM cur.intents;`,
 		`INSERT INTO main.changes SELECT * FROM cur.changes;`,
 		`INSERT INTO main.triggers SELECT id, spec, status, 0, 0, state, created_at, updated_at FROM cur.triggers;`,
 		`DETACH DATABASE cur;`,

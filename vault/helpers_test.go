@@ -32,6 +32,7 @@ type env struct {
 	evalKeep  int            // EvaluationsKeep; 0: the default
 	log       zerolog.Logger // default: none
 	chain     *protocol.ChainInfo
+	client    Chain // with chain: intents execute
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -62,7 +63,7 @@ func newEnvWith(t testing.TB, set func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Clock: e.clock,
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
 		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {
@@ -265,4 +266,11 @@ func (s *sub) diffWith(t testing.TB, kind string) []protocol.Change {
 	}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-ethereum starts the first once per process, with the first
+		// chain; the second (its in-memory node database's) outlives a
+		// closed dev chain.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"))
+}

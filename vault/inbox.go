@@ -21,8 +21,10 @@ import (
 // instance as it is registered, under the same lock, so none is lost or
 // reordered.
 
-// inboxEvent is a signal value (signal set) or an alarm (signal empty).
+// inboxEvent is a signal value (signal set), a chain result (exec set) or
+// an alarm (neither).
 type inboxEvent struct {
+	exec     *execEvent
 	signal   string
 	value    float64
 	received time.Time // when the node received it: the lag to evaluation is measured from here
@@ -167,11 +169,16 @@ func (v *Vault) drainInbox() {
 			v.m.shed(len(evs) - i)
 			return
 		}
+		if ev.exec != nil {
+			v.onExec(ev.exec)
+			continue
+		}
 		if ev.signal == "" {
 			if err := v.handle(event{cause: "alarm", now: v.m.now()}); err != nil {
 				v.fault("alarm evaluation", err)
 			}
 			v.afterChange() // re-arm even when nothing changed
+			v.startFresh()
 			continue
 		}
 		v.m.metrics.SignalLag.Observe(time.Since(ev.received).Seconds())

@@ -26,8 +26,15 @@ type Config struct {
 	Nonces  *protocol.NonceIssuer // the node's nonce key, shared with the hub
 	KEK     *KEK                  // the node's key-encryption key: it wraps every vault's data key (keys.go)
 	// Chain describes the chain intents execute on and its contracts;
-	// nil: none (grants are refused with no_chain).
-	Chain *protocol.ChainInfo
+	// nil: none (grants are refused with no_chain). Client is the
+	// connection to it; nil: intents are recorded and never executed.
+	Chain  *protocol.ChainInfo
+	Client Chain
+	// Confirmations is the blocks an intent's transaction needs (its own
+	// included) to be confirmed (default 2); PollEvery is how often the
+	// watcher looks for a new block (default 1s).
+	Confirmations int
+	PollEvery     time.Duration
 
 	NonceTTL      time.Duration // lifetime of a sign-in nonce (default 5m)
 	MaxSessionTTL time.Duration // longest session, whatever the SIWE expiry (default 24h)
@@ -84,6 +91,10 @@ func (c *Config) setDefaults() {
 	def(&c.MaxTriggers, 256)
 	def(&c.MaxOpen, DefaultMaxOpen)
 	def(&c.InboxSize, 256)
+	def(&c.Confirmations, 2)
+	if c.PollEvery <= 0 {
+		c.PollEvery = time.Second
+	}
 	if c.IdleAfter <= 0 {
 		c.IdleAfter = 2 * time.Minute
 	}
@@ -153,9 +164,13 @@ type Manager struct {
 	unscanned   map[string]bool   // files the start-up scan could not read for a passing reason
 	storage     storageState      // whether the disk was last found full (quarantine.go)
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	lock   *os.File // the data directory's lock (lockDir), released by Close
+	exec *executor // nil without a chain client (executor.go)
+	// resumeAtStart are the vaults the start-up scan found with intents
+	// that have not ended: Start wakes them to carry those on.
+	resumeAtStart []string
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	lock          *os.File // the data directory's lock (lockDir), released by Close
 }
 
 // NewManager checks cfg and prepares the data directory.
@@ -197,6 +212,17 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	if m.cfg.Client != nil && m.cfg.Chain != nil {
+		m.exec = newExecutor(m, m.cfg.Client)
+		m.exec.run(actx, &m.wg)
+		m.mu.Lock()
+		ids := m.resumeAtStart
+		m.resumeAtStart = nil
+		m.mu.Unlock()
+		for _, id := range ids {
+			m.postExec(id, &execEvent{kind: "resume"})
+		}
+	}
 	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()

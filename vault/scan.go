@@ -120,6 +120,11 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 		}
 	}
 	v.report()
+	if m.cfg.Client != nil && hasOpenIntents(v.conn) {
+		m.mu.Lock()
+		m.resumeAtStart = append(m.resumeAtStart, v.id)
+		m.mu.Unlock()
+	}
 	if err := v.conn.Close(); err != nil {
 		// What it holds is read, and stays in its WAL: the next open
 		// checkpoints it again.

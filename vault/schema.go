@@ -95,5 +95,30 @@ var schema = sqlitemigration.Schema{
 			grant_id TEXT NOT NULL,
 			rules    TEXT NOT NULL
 		);`,
+		// Execution (exec.go): an intent's transaction (tx, JSON as shown)
+		// and why it ended (detail); every signed transaction it sent
+		// (intent_txs, the raw bytes to send again); the session key's
+		// next nonce; what the vault used of each delegation (actions.go).
+		`ALTER TABLE intents ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+		ALTER TABLE intents ADD COLUMN tx TEXT NOT NULL DEFAULT '';
+		ALTER TABLE intents ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+		ALTER TABLE vault ADD COLUMN next_nonce INTEGER NOT NULL DEFAULT 0;
+		CREATE TABLE intent_txs (
+			hash      TEXT PRIMARY KEY,
+			intent_id TEXT NOT NULL,
+			raw       BLOB NOT NULL,
+			sent_at   INTEGER NOT NULL DEFAULT 0
+		);
+		CREATE INDEX intent_txs_intent ON intent_txs (intent_id);
+		CREATE TABLE grant_calls (
+			hash  TEXT PRIMARY KEY,
+			calls INTEGER NOT NULL
+		);
+		CREATE TABLE grant_spend (
+			hash   TEXT NOT NULL,
+			period INTEGER NOT NULL,
+			spent  TEXT NOT NULL,
+			PRIMARY KEY (hash, period)
+		);`,
 	},
 }

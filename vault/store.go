@@ -93,7 +93,7 @@ func insertEvaluation(conn *sqlite.Conn, e *protocol.Evaluation, keep int) error
 }
 
 func recentIntents(conn *sqlite.Conn, n int) ([]protocol.Intent, error) {
-	return readIntents(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM
+	return readIntents(conn, `SELECT `+intentColumns+` FROM
 		(SELECT rowid AS r, * FROM intents ORDER BY rowid DESC LIMIT ?) ORDER BY r;`, n)
 }
 
@@ -131,13 +131,21 @@ func readEvaluations(conn *sqlite.Conn, query string, args ...any) ([]protocol.E
 	return out, nil
 }
 
-// intentRow reads an intent from columns id, trigger_id, idem_key,
-// action, status, created_at.
+// intentColumns are intentRow's columns, in its order.
+const intentColumns = `id, trigger_id, idem_key, action, status, created_at, detail, tx, updated_at`
+
+// intentRow reads an intent from the columns intentColumns names.
 func intentRow(s *sqlite.Stmt) (protocol.Intent, error) {
 	in := protocol.Intent{ID: s.ColumnText(0), TriggerID: s.ColumnText(1), IdempotencyKey: s.ColumnText(2),
-		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5)}
+		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5), Detail: s.ColumnText(6), UpdatedAt: s.ColumnInt64(8)}
 	if err := json.Unmarshal([]byte(s.ColumnText(3)), &in.Action); err != nil {
 		return in, fmt.Errorf("intent %s action: %w", in.ID, err)
+	}
+	if tx := s.ColumnText(7); tx != "" {
+		in.Tx = &protocol.IntentTx{}
+		if err := json.Unmarshal([]byte(tx), in.Tx); err != nil {
+			return in, fmt.Errorf("intent %s tx: %w", in.ID, err)
+		}
 	}
 	return in, nil
 }
@@ -239,7 +247,7 @@ func olderEvaluations(conn *sqlite.Conn, before int64, trigger string, n int) ([
 // olderIntents returns up to n intents recorded before the intent with id
 // before (empty: the newest), of trigger if it is set, newest first.
 func olderIntents(conn *sqlite.Conn, before, trigger string, n int) ([]protocol.Intent, error) {
-	return readIntents(conn, `SELECT id, trigger_id, idem_key, action, status, created_at FROM intents
+	return readIntents(conn, `SELECT `+intentColumns+` FROM intents
 		WHERE rowid < COALESCE((SELECT rowid FROM intents WHERE id = ?), 9223372036854775807)
 		AND (? = '' OR trigger_id = ?) ORDER BY rowid DESC LIMIT ?;`, before, trigger, trigger, n)
 }

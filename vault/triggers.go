@@ -354,6 +354,9 @@ func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (*trigger, error
 	if err := validateSpec(&spec, t.now); err != nil {
 		return nil, err
 	}
+	if err := v.checkAction(spec.Action, t.now.UnixMilli()); err != nil {
+		return nil, err
+	}
 	if len(v.triggers) >= v.m.cfg.MaxTriggers {
 		return nil, invalid("this vault already has %d triggers, the limit", v.m.cfg.MaxTriggers)
 	}
@@ -376,6 +379,9 @@ func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (*trigger, error) {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", truncateID(a.ID))
 	}
 	if err := validateSpec(&a.Spec, t.now); err != nil {
+		return nil, err
+	}
+	if err := v.checkAction(a.Spec.Action, t.now.UnixMilli()); err != nil {
 		return nil, err
 	}
 	tr := old.clone()

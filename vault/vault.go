@@ -67,6 +67,8 @@ type Vault struct {
 	// written: nonce → unix ms of use (see Vault.resume, flushNonces).
 	usedNonces map[string]int64
 	resending  bool
+	fresh      []protocol.Intent // recorded by the evaluation that just ran; started after it (exec.go)
+	tries      map[string]int    // intent → chain calls retried, for the backoff
 	// evaluated is the last value of each signal the vault evaluated: the
 	// index offering it again (afterChange) would change nothing, or fail
 	// the same way again.
@@ -174,6 +176,8 @@ func (v *Vault) openExisting() bool {
 	}
 	v.m.opened(v)
 	v.afterChange()
+	v.startFresh()
+	v.resumeIntents()
 	return true
 }
 

@@ -1,0 +1,447 @@
+package vault
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// An intent's life on the vault's goroutine (ARCHITECTURE.md, "The life
+// of an intent"): pending → signed → submitted → included → confirmed, or
+// reverted, refused or failed. Every step is one vault transaction and a
+// pushed diff; every chain call runs on the node's executor and comes back
+// as an event. The vault owns its session key's nonce, and the signed
+// transaction is stored before it is sent, so a crash between the two
+// sends the same bytes again, never a second transaction.
+
+// executes reports whether this node executes intents.
+func (v *Vault) executes() bool { return v.m.exec != nil && v.m.cfg.Chain != nil }
+
+func (v *Vault) loadIntent(id string) (protocol.Intent, bool, error) {
+	ins, err := readIntents(v.conn, `SELECT `+intentColumns+` FROM intents WHERE id = ?;`, id)
+	if err != nil || len(ins) == 0 {
+		return protocol.Intent{}, false, err
+	}
+	return ins[0], true, nil
+}
+
+// putIntent writes an intent's status, detail and transaction.
+func (v *Vault) putIntent(t *tx, in protocol.Intent) error {
+	in.UpdatedAt = t.now.UnixMilli()
+	txJSON := ""
+	if in.Tx != nil {
+		b, _ := json.Marshal(in.Tx)
+		txJSON = string(b)
+	}
+	if err := exec(v.conn, `UPDATE intents SET status = ?, detail = ?, tx = ?, updated_at = ? WHERE id = ?;`,
+		in.Status, in.Detail, txJSON, in.UpdatedAt, in.ID); err != nil {
+		return err
+	}
+	return t.put(protocol.KindIntent, in.ID, in)
+}
+
+// settle ends an intent with status and detail.
+func (v *Vault) settle(in protocol.Intent, status, detail string) {
+	in.Status, in.Detail = status, detail
+	if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+		v.fault("record intent "+in.ID, err)
+		return
+	}
+	v.log.Info().Str("intent", in.ID).Str("status", status).Str("detail", detail).Msg("intent " + status)
+}
+
+// later posts a retry of the intent's current step after d.
+func (v *Vault) later(id string, d time.Duration) {
+	m, vid := v.m, v.id
+	time.AfterFunc(d, func() { m.postExec(vid, &execEvent{kind: "retry", intent: id}) })
+}
+
+// resumeIntents picks up, when the vault opens, every intent that has not
+// ended: a pending one is prepared, a signed one sent again (the same
+// bytes), and the transactions of a submitted or included one followed.
+func (v *Vault) resumeIntents() {
+	if !v.executes() {
+		return
+	}
+	ins, err := readIntents(v.conn, `SELECT `+intentColumns+` FROM intents WHERE status IN (?, ?, ?, ?);`,
+		protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded)
+	if err != nil {
+		v.fault("read open intents", err)
+		return
+	}
+	for _, in := range ins {
+		v.step(in)
+	}
+}
+
+// step takes the intent's next step from where it is.
+func (v *Vault) step(in protocol.Intent) {
+	switch in.Status {
+	case protocol.IntentPending:
+		v.prepare(in)
+	case protocol.IntentSigned:
+		v.send(in)
+	case protocol.IntentSubmitted, protocol.IntentIncluded:
+		v.m.exec.track(v.id, in.ID, hashesOf(in))
+	}
+}
+
+func hashesOf(in protocol.Intent) []common.Hash {
+	if in.Tx == nil {
+		return nil
+	}
+	out := make([]common.Hash, len(in.Tx.Hashes))
+	for i, h := range in.Tx.Hashes {
+		out[i] = common.HexToHash(h)
+	}
+	return out
+}
+
+// hasOpenIntents reports whether the vault has intents that have not
+// ended (so the node wakes it at start to carry them on).
+func hasOpenIntents(conn *sqlite.Conn) bool {
+	found := false
+	_ = sqlitex.Execute(conn, `SELECT 1 FROM intents WHERE status IN (?, ?, ?, ?) LIMIT 1;`, &sqlitex.ExecOptions{
+		Args:       []any{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded},
+		ResultFunc: func(*sqlite.Stmt) error { found = true; return nil }})
+	return found
+}
+
+// startIntent is called after a firing's commit for its new intent.
+func (v *Vault) startIntent(in protocol.Intent) {
+	if in.Action.Kind == "notify" {
+		v.settle(in, protocol.IntentDone, "nothing to execute")
+		return
+	}
+	if v.executes() {
+		v.prepare(in)
+	}
+}
+
+// prepare checks the intent against the grants (refusing it, naming the
+// rule) and asks the executor to simulate it and read what signing needs.
+func (v *Vault) prepare(in protocol.Intent) {
+	act, err := v.resolve(in.Action)
+	if err != nil {
+		v.settle(in, protocol.IntentFailed, "its action cannot execute: "+messageOf(err))
+		return
+	}
+	if err := v.plan(act, v.m.now().UnixMilli()); err != nil {
+		if r, ok := err.(refusal); ok {
+			v.settle(in, protocol.IntentRefused, r.Error())
+			return
+		}
+		v.fault("plan intent "+in.ID, err)
+		return
+	}
+	if v.ring.sealed == nil {
+		v.settle(in, protocol.IntentFailed, errKeyUnavailable.Error())
+		return
+	}
+	c, from, owner := v.m.exec.c, v.ring.address, v.owner
+	manager := common.HexToAddress(v.m.cfg.Chain.DelegationManager)
+	id := in.ID
+	if !v.m.exec.submit(v.id, func(ctx context.Context) *execEvent {
+		p, err := prepareCall(ctx, c, act, from, owner, manager)
+		return &execEvent{kind: "prepared", intent: id, prep: p, err: err}
+	}) {
+		v.later(id, time.Second)
+	}
+}
+
+func messageOf(err error) string {
+	if pe := protocol.AsError(err); pe != nil {
+		return pe.Message
+	}
+	return err.Error()
+}
+
+// prepareCall runs off the vault: it quotes a swap, builds the
+// redemption, simulates it (estimating its gas) and reads the fees, the
+// session key's nonce and balance.
+func prepareCall(ctx context.Context, c Chain, act *action, from, owner, manager common.Address) (*prepared, error) {
+	if sp := act.swap; sp != nil {
+		pool := contracts.MustGet(contracts.ConstantProductPool).ABI
+		q, _ := pool.Pack("getAmountOut", sp.sell, sp.amount)
+		out, err := c.CallContract(ctx, ethereum.CallMsg{To: &sp.pool, Data: q}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("quote the swap: %w", err)
+		}
+		quote := new(big.Int).SetBytes(out)
+		minOut := new(big.Int).Div(new(big.Int).Mul(quote, big.NewInt(10_000-sp.slippageBps)), big.NewInt(10_000))
+		data, _ := pool.Pack("swap", sp.sell, minOut, owner)
+		act.steps[1].data = data
+	}
+	ctxs := make([][]byte, len(act.steps))
+	modes := make([][32]byte, len(act.steps))
+	execs := make([][]byte, len(act.steps))
+	for i, st := range act.steps {
+		pc, err := delegation.PermissionContext(st.deleg)
+		if err != nil {
+			return nil, err
+		}
+		ctxs[i], execs[i] = pc, delegation.SingleCall(st.target, st.value, st.data)
+	}
+	data, err := contracts.MustGet(contracts.DelegationManager).ABI.Pack("redeemDelegations", ctxs, modes, execs)
+	if err != nil {
+		return nil, err
+	}
+	gas, err := c.EstimateGas(ctx, ethereum.CallMsg{From: from, To: &manager, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	tip, err := c.SuggestGasTipCap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	head, err := c.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := c.NonceAt(ctx, from, nil)
+	if err != nil {
+		return nil, err
+	}
+	bal, err := c.BalanceAt(ctx, from, nil)
+	if err != nil {
+		return nil, err
+	}
+	feeCap := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
+	return &prepared{data: data, gas: gas + gas/4, tip: tip, feeCap: feeCap, chainNonce: nonce, balance: bal}, nil
+}
+
+// onExec handles a chain result for one of the vault's intents.
+func (v *Vault) onExec(ev *execEvent) {
+	if v.conn == nil || !v.executes() {
+		return
+	}
+	if ev.kind == "resume" {
+		return // opening the vault resumed its intents (openExisting)
+	}
+	in, ok, err := v.loadIntent(ev.intent)
+	if err != nil {
+		v.fault("read intent "+ev.intent, err)
+		return
+	}
+	if !ok {
+		return
+	}
+	switch ev.kind {
+	case "retry":
+		v.step(in)
+	case "prepared":
+		if in.Status == protocol.IntentPending {
+			v.onPrepared(in, ev)
+		}
+	case "sent":
+		if in.Status == protocol.IntentSigned || in.Status == protocol.IntentSubmitted {
+			v.onSent(in, ev)
+		}
+	case "receipt":
+		if in.Status == protocol.IntentSubmitted || in.Status == protocol.IntentIncluded {
+			v.onReceipt(in, ev)
+		}
+	}
+}
+
+// backoff is how long an intent waits before trying a chain call again.
+func backoff(n int) time.Duration {
+	d := time.Second << min(n, 5)
+	return min(d, 30*time.Second)
+}
+
+func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
+	if ev.err != nil {
+		if reverted(ev.err) {
+			v.settle(in, protocol.IntentFailed, "the simulation refused it: "+revertText(ev.err))
+			return
+		}
+		v.log.Warn().Err(ev.err).Str("intent", in.ID).Msg("prepare intent: the chain did not answer; trying again")
+		v.later(in.ID, backoff(v.retries(in.ID)))
+		return
+	}
+	p := ev.prep
+	need := new(big.Int).Mul(new(big.Int).SetUint64(p.gas), p.feeCap)
+	if p.balance.Cmp(need) < 0 {
+		v.settle(in, protocol.IntentFailed, fmt.Sprintf("the session key %s holds %s wei; this transaction may cost up to %s wei in gas: send it gas money, then fire again",
+			v.ring.address.Hex(), p.balance, need))
+		return
+	}
+	act, err := v.resolve(in.Action)
+	if err != nil {
+		v.settle(in, protocol.IntentFailed, "its action cannot execute: "+messageOf(err))
+		return
+	}
+	nonce := max(v.nextNonce(), p.chainNonce)
+	manager := common.HexToAddress(v.m.cfg.Chain.DelegationManager)
+	unsigned := types.NewTx(&types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(v.m.cfg.Chain.ChainID), Nonce: nonce,
+		GasTipCap: p.tip, GasFeeCap: p.feeCap, Gas: p.gas, To: &manager, Data: p.data})
+	var signed *types.Transaction
+	if err := v.withSessionKey(func(k *ecdsa.PrivateKey) error {
+		var err error
+		signed, err = types.SignTx(unsigned, types.LatestSignerForChainID(unsigned.ChainId()), k)
+		return err
+	}); err != nil {
+		v.settle(in, protocol.IntentFailed, "sign: "+messageOf(err))
+		return
+	}
+	raw, _ := signed.MarshalBinary()
+	refused := ""
+	_, err = v.write(func(t *tx) error {
+		// The grants' counters are checked again and reserved in the same
+		// transaction that stores the signed transaction.
+		if err := v.plan(act, t.now.UnixMilli()); err != nil {
+			if r, ok := err.(refusal); ok {
+				refused = r.Error()
+				in.Status, in.Detail = protocol.IntentRefused, refused
+				return v.putIntent(t, in)
+			}
+			return err
+		}
+		if err := v.reserve(act, t.now.UnixMilli()); err != nil {
+			return err
+		}
+		if err := exec(v.conn, `UPDATE vault SET next_nonce = ? WHERE id = 1;`, int64(nonce+1)); err != nil {
+			return err
+		}
+		if err := exec(v.conn, `INSERT INTO intent_txs (hash, intent_id, raw, sent_at) VALUES (?, ?, ?, 0);`,
+			signed.Hash().Hex(), in.ID, raw); err != nil {
+			return err
+		}
+		in.Status, in.Detail = protocol.IntentSigned, ""
+		in.Tx = &protocol.IntentTx{From: v.ring.address.Hex(), To: manager.Hex(), Nonce: nonce, Hash: signed.Hash().Hex(),
+			Hashes: []string{signed.Hash().Hex()}, Gas: p.gas, FeeCap: p.feeCap.String(), Tip: p.tip.String()}
+		return v.putIntent(t, in)
+	})
+	if err != nil {
+		v.fault("record signed intent "+in.ID, err)
+		return
+	}
+	if refused != "" {
+		return
+	}
+	v.log.Info().Str("intent", in.ID).Uint64("nonce", nonce).Str("tx", signed.Hash().Hex()).Msg("intent signed")
+	v.send(in)
+}
+
+func (v *Vault) nextNonce() uint64 {
+	var n uint64
+	_ = sqlitex.Execute(v.conn, `SELECT next_nonce FROM vault WHERE id = 1;`, &sqlitex.ExecOptions{
+		ResultFunc: func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil }})
+	return n
+}
+
+// retries counts the chain calls an intent retried, for its backoff.
+func (v *Vault) retries(id string) int {
+	if v.tries == nil {
+		v.tries = map[string]int{}
+	}
+	v.tries[id]++
+	return v.tries[id]
+}
+
+// send sends the intent's newest signed transaction (the stored bytes).
+func (v *Vault) send(in protocol.Intent) {
+	if in.Tx == nil {
+		return
+	}
+	var raw []byte
+	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
+		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
+		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
+		return
+	}
+	tx := new(types.Transaction)
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		v.fault("decode the signed transaction of intent "+in.ID, err)
+		return
+	}
+	c, id := v.m.exec.c, in.ID
+	if !v.m.exec.submit(v.id, func(ctx context.Context) *execEvent {
+		err := c.SendTransaction(ctx, tx)
+		return &execEvent{kind: "sent", intent: id, hash: tx.Hash(), err: err}
+	}) {
+		v.later(id, time.Second)
+	}
+}
+
+// alreadySent is a send error that means the node has (or had) it.
+func alreadySent(err error) bool {
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "already known") || strings.Contains(s, "nonce too low") || strings.Contains(s, "already imported")
+}
+
+func (v *Vault) onSent(in protocol.Intent, ev *execEvent) {
+	if ev.err != nil && !alreadySent(ev.err) {
+		if reverted(ev.err) {
+			v.settle(in, protocol.IntentFailed, "the chain's node refused the transaction: "+ev.err.Error())
+			return
+		}
+		v.log.Warn().Err(ev.err).Str("intent", in.ID).Msg("send intent: the chain did not take it; sending the same transaction again")
+		v.later(in.ID, backoff(v.retries(in.ID)))
+		return
+	}
+	delete(v.tries, in.ID)
+	_ = exec(v.conn, `UPDATE intent_txs SET sent_at = ? WHERE hash = ?;`, v.m.now().UnixMilli(), ev.hash.Hex())
+	if in.Status == protocol.IntentSigned {
+		in.Status = protocol.IntentSubmitted
+		if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+			v.fault("record submitted intent "+in.ID, err)
+			return
+		}
+	}
+	v.m.exec.track(v.id, in.ID, hashesOf(in))
+}
+
+func (v *Vault) onReceipt(in protocol.Intent, ev *execEvent) {
+	r := ev.receipt
+	if r == nil {
+		if in.Status == protocol.IntentIncluded && in.Tx.Hash == ev.hash.Hex() {
+			// Its block left the chain: a reorg. The same transaction is
+			// valid again; send it.
+			in.Status, in.Detail = protocol.IntentSubmitted, fmt.Sprintf("its block %d left the chain (a reorg); sent again", in.Tx.Block)
+			in.Tx.Block, in.Tx.Confirms, in.Tx.GasUsed = 0, 0, 0
+			if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+				v.fault("record reorged intent "+in.ID, err)
+				return
+			}
+			v.log.Warn().Str("intent", in.ID).Msg("intent's block left the chain; sending it again")
+			v.send(in)
+		}
+		return
+	}
+	in.Tx.Hash, in.Tx.Block, in.Tx.GasUsed = ev.hash.Hex(), r.BlockNumber.Uint64(), r.GasUsed
+	if ev.head >= in.Tx.Block {
+		in.Tx.Confirms = ev.head - in.Tx.Block + 1
+	}
+	switch {
+	case r.Status != types.ReceiptStatusSuccessful:
+		in.Status, in.Detail = protocol.IntentReverted, ev.reason
+	case in.Tx.Confirms >= uint64(v.m.cfg.Confirmations):
+		in.Status, in.Detail = protocol.IntentConfirmed, ""
+	default:
+		in.Status = protocol.IntentIncluded
+	}
+	if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+		v.fault("record intent receipt "+in.ID, err)
+		return
+	}
+	if in.Status == protocol.IntentConfirmed || in.Status == protocol.IntentReverted {
+		v.m.exec.untrack(hashesOf(in))
+		v.log.Info().Str("intent", in.ID).Str("status", in.Status).Uint64("block", in.Tx.Block).Str("detail", in.Detail).Msg("intent " + in.Status)
+	}
+}
