@@ -370,6 +370,9 @@ func (v *Vault) plan(a *action, nowMs int64) error {
 				}
 			}
 			rule, spend := allows(st, gd.rules, u, now)
+			if skipPolicy {
+				rule = ""
+			}
 			if rule != "" {
 				if best == "" || strings.HasPrefix(best, "allowed targets") {
 					best = rule

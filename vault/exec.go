@@ -28,6 +28,15 @@ import (
 // transaction is stored before it is sent, so a crash between the two
 // sends the same bytes again, never a second transaction.
 
+// Test hooks: afterSign, when set, runs once an intent's signed
+// transaction is stored, before it is sent (a crash there); skipPolicy
+// makes the vault pick a delegation without checking its rules, so a test
+// sees the chain refuse what the vault would have.
+var (
+	afterSign  func(v *Vault) bool // true: stop there
+	skipPolicy bool
+)
+
 // executes reports whether this node executes intents.
 func (v *Vault) executes() bool { return v.m.exec != nil && v.m.cfg.Chain != nil }
 
@@ -335,6 +344,9 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 		return
 	}
 	v.log.Info().Str("intent", in.ID).Uint64("nonce", nonce).Str("tx", signed.Hash().Hex()).Msg("intent signed")
+	if afterSign != nil && afterSign(v) {
+		return
+	}
 	v.send(in)
 }
 

@@ -233,3 +233,124 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 		t.Fatal("a refused intent sent a transaction")
 	}
 }
+
+// funded signs in a new user, funds its session key (unless noGas) and
+// its address, upgrades it and returns it with its session key.
+func (ce *chainEnv) funded(t *testing.T, gas bool) (*user, common.Address) {
+	t.Helper()
+	ctx := context.Background()
+	u := ce.newUser()
+	key := common.HexToAddress(u.state(t).Account.SessionKey)
+	if gas {
+		if err := ce.d.Fund(ctx, key, chain.Ether, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ce.d.Fund(ctx, u.w.Address(), chain.Ether, map[string]*big.Int{"dETH": chain.Units(10), "dUSD": chain.Units(10_000)}); err != nil {
+		t.Fatal(err)
+	}
+	ce.upgrade(t, u.w.Key)
+	return u, key
+}
+
+// TestIntentFaults: a call that reverts is refused by the simulation, with
+// its reason, and nothing is sent; a session key without gas money fails
+// clearly once, not in a loop; and what the vault would refuse, the chain
+// refuses too (the vault's check skipped).
+func TestIntentFaults(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	pool, dUSD := common.HexToAddress(ce.info.Pool.Address), ce.token("dUSD")
+	stranger := common.HexToAddress("0x00000000000000000000000000000000000a11ce")
+
+	t.Run("reverting call", func(t *testing.T) {
+		u, key := ce.funded(t, true)
+		ce.grant(t, u, delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}})
+		// A swap with nothing paid in: the pool reverts.
+		data, _ := contracts.MustGet(contracts.ConstantProductPool).ABI.Pack("swap", ce.token("dETH"), big.NewInt(1), u.w.Address())
+		u.create(t, protocol.TriggerSpec{Name: "bad call", Condition: below("X", 10),
+			Action: actionOf("call", protocol.CallParams{Target: pool.Hex(), Data: hexutil.Encode(data)})})
+		ce.cross(t, u)
+		in := waitIntent(t, u)
+		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "ConstantProductPool:no-input") || in.Tx != nil {
+			t.Fatalf("a reverting call: %s %q", in.Status, in.Detail)
+		}
+		if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 0 {
+			t.Fatal("a call the simulation refused was sent")
+		}
+	})
+	t.Run("no gas money", func(t *testing.T) {
+		u, _ := ce.funded(t, false)
+		ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(100), Duration: 3600, Start: 1}}})
+		u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
+			Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "5"})})
+		ce.cross(t, u)
+		in := waitIntent(t, u)
+		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "gas money") {
+			t.Fatalf("no gas money: %s %q", in.Status, in.Detail)
+		}
+	})
+	t.Run("the chain refuses what the vault would", func(t *testing.T) {
+		u, key := ce.funded(t, true)
+		ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(100), Duration: 3600, Start: 1}}})
+		u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
+			Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "60"})})
+		ce.cross(t, u) // 60 of the period's 100
+		if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+			t.Fatalf("first transfer: %s %q", in.Status, in.Detail)
+		}
+		ce.cross(t, u) // 120 > 100: the vault refuses
+		if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "per period") {
+			t.Fatalf("second transfer: %s %q", in.Status, in.Detail)
+		}
+		skipPolicy = true
+		defer func() { skipPolicy = false }()
+		ce.cross(t, u) // the same, past the vault's check: the enforcer refuses
+		in := waitIntent(t, u)
+		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "ERC20PeriodTransferEnforcer") {
+			t.Fatalf("past the vault's check: %s %q", in.Status, in.Detail)
+		}
+		if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
+			t.Fatalf("the session key sent %d transactions, want the first transfer only", n)
+		}
+	})
+}
+
+// TestIntentResentAfterACrash: a vault that stops after storing an
+// intent's signed transaction and before sending it sends those same
+// bytes when it opens again: one transaction, with the stored hash.
+func TestIntentResentAfterACrash(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	stranger := common.HexToAddress("0x00000000000000000000000000000000000a11ce")
+	dUSD := ce.token("dUSD")
+	ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(100), Duration: 3600, Start: 1}}})
+	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
+		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "7"})})
+	stopped := make(chan struct{})
+	afterSign = func(v *Vault) bool {
+		afterSign = nil
+		v.end(errUnavailable) // the vault ends here, as in a crash
+		close(stopped)
+		return true
+	}
+	t.Cleanup(func() { afterSign = nil })
+	ce.signal(t, u, "X", 15)
+	ce.m.Signal("X", 5)
+	<-stopped
+	ce.restart()
+	u = ce.signIn(u.w)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) != 1 || in.Tx.Hash != in.Tx.Hashes[0] {
+		t.Fatalf("after the crash: %s %q %+v", in.Status, in.Detail, in.Tx)
+	}
+	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
+		t.Fatalf("the session key sent %d transactions, want 1", n)
+	}
+	if got := ce.balance(t, dUSD, stranger); got.Cmp(chain.Units(7)) != 0 {
+		t.Fatalf("the stranger holds %s", got)
+	}
+}
