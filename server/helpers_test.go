@@ -31,7 +31,7 @@ type testNode struct {
 func testOptions(t testing.TB) Options {
 	// No chain unless a test asks for one: most tests exercise the node
 	// without executing (chain_test.go runs the dev chain).
-	return Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ChainID: 1, ChainRPC: chainNone, Confirmations: 2, ChainPoll: time.Second, SignalToken: testToken,
+	return Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ChainID: 1, ChainRPC: chainNone, Confirmations: 2, ChainPoll: time.Second, FeeBumpAfter: 30 * time.Second, SignalToken: testToken,
 		DemoInterval: time.Second, LogFormat: "json", LogLevel: "error"}
 }
 

@@ -36,6 +36,7 @@ type Options struct {
 	DevChainRPC           string // loopback address of the dev chain's JSON-RPC; empty: none
 	Confirmations         int
 	ChainPoll             time.Duration
+	FeeBumpAfter          time.Duration
 	SignalToken           string
 	Demo                  bool
 	DemoInterval          time.Duration
@@ -81,6 +82,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.DurationVar(&o.DevChainBlockInterval, "dev-chain-block-interval", time.Second, "time between the dev chain's blocks (at least 1s)")
 	fs.IntVar(&o.Confirmations, "confirmations", 2, "blocks an intent's transaction needs, its own included, before it is confirmed")
 	fs.DurationVar(&o.ChainPoll, "chain-poll", time.Second, "how often the chain watcher looks for a new block")
+	fs.DurationVar(&o.FeeBumpAfter, "fee-bump-after", 30*time.Second, "how long a sent transaction may wait for a block before the vault replaces it with higher fees (same nonce, fees raised at least 12.5 %)")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
@@ -110,8 +112,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if o.MasterKey != "" && o.MasterKeyFile != "" {
 		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
 	}
-	if o.Confirmations < 1 || o.ChainPoll <= 0 {
-		return o, fmt.Errorf("-confirmations must be at least 1 and -chain-poll positive")
+	if o.Confirmations < 1 || o.ChainPoll <= 0 || o.FeeBumpAfter <= 0 {
+		return o, fmt.Errorf("-confirmations must be at least 1, -chain-poll and -fee-bump-after positive")
 	}
 	if o.DevChainBlockInterval < time.Second {
 		return o, fmt.Errorf("-dev-chain-block-interval must be at least 1s (block times are whole seconds)")

@@ -149,7 +149,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	history := hub.NewHistory(0)
 	loadHistory(history, n.opts.DataDir, n.log)
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID,
-		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
 		ch.close()

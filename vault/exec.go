@@ -35,6 +35,7 @@ import (
 var (
 	afterSign  func(v *Vault) bool // true: stop there
 	skipPolicy bool
+	priceHook  func(p *prepared) // changes the fees a first transaction is signed with
 )
 
 // executes reports whether this node executes intents.
@@ -267,10 +268,90 @@ func (v *Vault) onExec(ev *execEvent) {
 	}
 }
 
+// retryBase is the first pause before a chain call is tried again; it
+// doubles up to 30 s.
+var retryBase = time.Second
+
 // backoff is how long an intent waits before trying a chain call again.
 func backoff(n int) time.Duration {
-	d := time.Second << min(n, 5)
+	d := retryBase << min(n, 5)
 	return min(d, 30*time.Second)
+}
+
+// maxBumps bounds the fee raises of one intent's transaction.
+const maxBumps = 10
+
+// bump replaces the intent's stuck transaction: the same nonce and call,
+// both fees raised by an eighth (a node takes a replacement from +10 %),
+// stored before it is sent, and every hash followed.
+func (v *Vault) bump(in protocol.Intent, ev *execEvent) {
+	if len(in.Tx.Hashes) > maxBumps {
+		return
+	}
+	var raw []byte
+	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
+		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
+		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
+		return
+	}
+	old := new(types.Transaction)
+	if err := old.UnmarshalBinary(raw); err != nil {
+		v.fault("decode the signed transaction of intent "+in.ID, err)
+		return
+	}
+	raise := func(x *big.Int) *big.Int {
+		return new(big.Int).Add(new(big.Int).Div(new(big.Int).Mul(x, big.NewInt(9)), big.NewInt(8)), big.NewInt(1))
+	}
+	// At least an eighth more than before, and at least what the chain
+	// asks for now.
+	tip, feeCap := raise(old.GasTipCap()), raise(old.GasFeeCap())
+	if ev.tip != nil && ev.tip.Cmp(tip) > 0 {
+		tip = ev.tip
+	}
+	if ev.baseFee != nil {
+		if want := new(big.Int).Add(tip, new(big.Int).Mul(ev.baseFee, big.NewInt(2))); want.Cmp(feeCap) > 0 {
+			feeCap = want
+		}
+	}
+	if feeCap.Cmp(tip) < 0 {
+		feeCap = new(big.Int).Set(tip)
+	}
+	unsigned := types.NewTx(&types.DynamicFeeTx{ChainID: old.ChainId(), Nonce: old.Nonce(), GasTipCap: tip, GasFeeCap: feeCap,
+		Gas: old.Gas(), To: old.To(), Value: old.Value(), Data: old.Data()})
+	var signed *types.Transaction
+	if err := v.withSessionKey(func(k *ecdsa.PrivateKey) error {
+		var err error
+		signed, err = types.SignTx(unsigned, types.LatestSignerForChainID(unsigned.ChainId()), k)
+		return err
+	}); err != nil {
+		v.settle(in, protocol.IntentFailed, "sign a replacement: "+messageOf(err))
+		return
+	}
+	nraw, _ := signed.MarshalBinary()
+	in.Tx.Hash, in.Tx.Hashes = signed.Hash().Hex(), append(in.Tx.Hashes, signed.Hash().Hex())
+	in.Tx.Tip, in.Tx.FeeCap = tip.String(), feeCap.String()
+	in.Detail = fmt.Sprintf("no block took it within %s: replaced with higher fees (%d hashes tried)", v.m.cfg.BumpAfter, len(in.Tx.Hashes))
+	if _, err := v.write(func(t *tx) error {
+		if err := exec(v.conn, `INSERT INTO intent_txs (hash, intent_id, raw, sent_at) VALUES (?, ?, ?, 0);`, signed.Hash().Hex(), in.ID, nraw); err != nil {
+			return err
+		}
+		return v.putIntent(t, in)
+	}); err != nil {
+		v.fault("record the replacement of intent "+in.ID, err)
+		return
+	}
+	v.log.Info().Str("intent", in.ID).Str("tx", signed.Hash().Hex()).Str("tip", tip.String()).Msg("intent stuck; fee raised")
+	v.m.exec.track(v.id, in.ID, hashesOf(in))
+	v.send(in)
+}
+
+// sentAt is when the intent's newest transaction was last sent (unix ms,
+// wall clock), 0 if never.
+func (v *Vault) sentAt(hash string) int64 {
+	var at int64
+	_ = sqlitex.Execute(v.conn, `SELECT sent_at FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{hash},
+		ResultFunc: func(s *sqlite.Stmt) error { at = s.ColumnInt64(0); return nil }})
+	return at
 }
 
 func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
@@ -284,6 +365,9 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 		return
 	}
 	p := ev.prep
+	if priceHook != nil {
+		priceHook(p)
+	}
 	need := new(big.Int).Mul(new(big.Int).SetUint64(p.gas), p.feeCap)
 	if p.balance.Cmp(need) < 0 {
 		v.settle(in, protocol.IntentFailed, fmt.Sprintf("the session key %s holds %s wei; this transaction may cost up to %s wei in gas: send it gas money, then fire again",
@@ -408,13 +492,23 @@ func (v *Vault) onSent(in protocol.Intent, ev *execEvent) {
 		return
 	}
 	delete(v.tries, in.ID)
-	_ = exec(v.conn, `UPDATE intent_txs SET sent_at = ? WHERE hash = ?;`, v.m.now().UnixMilli(), ev.hash.Hex())
+	markSent := func() error {
+		return exec(v.conn, `UPDATE intent_txs SET sent_at = ? WHERE hash = ?;`, time.Now().UnixMilli(), ev.hash.Hex())
+	}
 	if in.Status == protocol.IntentSigned {
 		in.Status = protocol.IntentSubmitted
-		if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+		if _, err := v.write(func(t *tx) error {
+			if err := markSent(); err != nil {
+				return err
+			}
+			return v.putIntent(t, in)
+		}); err != nil {
 			v.fault("record submitted intent "+in.ID, err)
 			return
 		}
+	} else if err := markSent(); err != nil {
+		v.fault("record a sent transaction of intent "+in.ID, err)
+		return
 	}
 	v.m.exec.track(v.id, in.ID, hashesOf(in))
 }
@@ -433,6 +527,12 @@ func (v *Vault) onReceipt(in protocol.Intent, ev *execEvent) {
 			}
 			v.log.Warn().Str("intent", in.ID).Msg("intent's block left the chain; sending it again")
 			v.send(in)
+			return
+		}
+		if in.Status == protocol.IntentSubmitted && in.Tx.Hash == ev.hash.Hex() {
+			if at := v.sentAt(in.Tx.Hash); at > 0 && time.Since(time.UnixMilli(at)) >= v.m.cfg.BumpAfter {
+				v.bump(in, ev)
+			}
 		}
 		return
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,11 +28,16 @@ import (
 // a block every 100 ms while the test runs.
 type chainEnv struct {
 	*env
-	d    *chain.Dev
-	info protocol.ChainInfo
+	d     *chain.Dev
+	info  protocol.ChainInfo
+	pause atomic.Bool // no blocks while set
 }
 
-func newChainEnv(t *testing.T) *chainEnv {
+func newChainEnv(t *testing.T) *chainEnv { return newChainEnvWith(t, nil) }
+
+// newChainEnvWith is newChainEnv with the vaults' chain wrapped by wrap
+// and the env changed by set.
+func newChainEnvWith(t *testing.T, wrap func(Chain) Chain, set ...func(*env)) *chainEnv {
 	t.Helper()
 	d, err := chain.StartDev(context.Background(), chain.DevConfig{Dir: t.TempDir()})
 	if err != nil {
@@ -38,6 +45,7 @@ func newChainEnv(t *testing.T) *chainEnv {
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	ce := &chainEnv{d: d, info: d.Info()}
 	go func() {
 		defer close(done)
 		for {
@@ -45,15 +53,21 @@ func newChainEnv(t *testing.T) *chainEnv {
 			case <-stop:
 				return
 			case <-time.After(100 * time.Millisecond):
-				d.Mine()
+				if !ce.pause.Load() {
+					d.Mine()
+				}
 			}
 		}
 	}()
-	info := d.Info()
-	ce := &chainEnv{d: d, info: info}
 	ce.env = newEnvWith(t, func(e *env) {
 		e.clock = NewFakeClock(time.Now())
 		e.chain, e.client = &ce.info, d.Client()
+		if wrap != nil {
+			e.client = wrap(d.Client())
+		}
+		for _, f := range set {
+			f(e)
+		}
 	})
 	t.Cleanup(func() { close(stop); <-done; d.Close() })
 	return ce
@@ -352,5 +366,170 @@ func TestIntentResentAfterACrash(t *testing.T) {
 	}
 	if got := ce.balance(t, dUSD, stranger); got.Cmp(chain.Units(7)) != 0 {
 		t.Fatalf("the stranger holds %s", got)
+	}
+}
+
+// flaky is a chain whose calls fail, as a node that is down does, while
+// down is set.
+type flaky struct {
+	Chain
+	down  atomic.Bool
+	tries atomic.Int32
+}
+
+var errDown = errors.New("dial tcp 127.0.0.1:8545: connect: connection refused")
+
+func (f *flaky) EstimateGas(ctx context.Context, call ethereum.CallMsg) (uint64, error) {
+	if f.down.Load() {
+		f.tries.Add(1)
+		return 0, errDown
+	}
+	return f.Chain.EstimateGas(ctx, call)
+}
+
+func (f *flaky) SendTransaction(ctx context.Context, tx *types.Transaction) error {
+	if f.down.Load() {
+		f.tries.Add(1)
+		return errDown
+	}
+	return f.Chain.SendTransaction(ctx, tx)
+}
+
+func (f *flaky) TransactionByHash(ctx context.Context, h common.Hash) (*types.Transaction, bool, error) {
+	return f.Chain.(interface {
+		TransactionByHash(context.Context, common.Hash) (*types.Transaction, bool, error)
+	}).TransactionByHash(ctx, h)
+}
+
+// payTrigger grants a period allowance of dUSD and creates a trigger that
+// pays amount of it to a stranger.
+func (ce *chainEnv) payTrigger(t *testing.T, u *user, amount string) common.Address {
+	t.Helper()
+	stranger := common.BytesToAddress(crypto.Keccak256([]byte(u.w.Address().Hex()))[:20])
+	ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dUSD"),
+		Period: delegation.Period{Amount: chain.Units(1000), Duration: 3600, Start: 1}}})
+	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
+		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: amount})})
+	return stranger
+}
+
+// TestIntentWaitsOutAChainThatIsDown: while the chain's node does not
+// answer, the intent waits and tries again with backoff; once it answers,
+// one transaction is sent and confirmed.
+func TestIntentWaitsOutAChainThatIsDown(t *testing.T) {
+	retryBase = 50 * time.Millisecond
+	t.Cleanup(func() { retryBase = time.Second })
+	var f *flaky
+	ce := newChainEnvWith(t, func(c Chain) Chain { f = &flaky{Chain: c}; return f })
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	stranger := ce.payTrigger(t, u, "3")
+	f.down.Store(true)
+	ce.cross(t, u)
+	waitFor(t, "a few tries", func() bool { return f.tries.Load() >= 3 })
+	if st := u.state(t); st.Intents[len(st.Intents)-1].Status != protocol.IntentPending {
+		t.Fatalf("while the chain is down the intent is %s", st.Intents[len(st.Intents)-1].Status)
+	}
+	f.down.Store(false)
+	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		t.Fatalf("after the chain came back: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := ce.d.Client().NonceAt(context.Background(), key, nil); n != 1 {
+		t.Fatalf("%d transactions sent, want 1", n)
+	}
+	if got := ce.balance(t, ce.token("dUSD"), stranger); got.Cmp(chain.Units(3)) != 0 {
+		t.Fatalf("the stranger holds %s", got)
+	}
+}
+
+// TestStuckIntentIsReplaced: a transaction no block takes (its tip below
+// what the chain mines) is replaced after BumpAfter with the same nonce
+// and higher fees; every hash is recorded and one transaction is mined.
+func TestStuckIntentIsReplaced(t *testing.T) {
+	ce := newChainEnv(t)
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	ce.payTrigger(t, u, "2")
+	priceHook = func(p *prepared) { p.tip = big.NewInt(1) }
+	t.Cleanup(func() { priceHook = nil })
+	ce.cross(t, u)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) < 2 || in.Tx.Hash == in.Tx.Hashes[0] {
+		t.Fatalf("a stuck intent: %s %q %+v", in.Status, in.Detail, in.Tx)
+	}
+	if n, _ := ce.d.Client().NonceAt(context.Background(), key, nil); n != 1 {
+		t.Fatalf("%d transactions mined, want 1", n)
+	}
+	if tip, _ := new(big.Int).SetString(in.Tx.Tip, 10); tip.Cmp(big.NewInt(1)) <= 0 {
+		t.Fatalf("the replacement's tip is %s", in.Tx.Tip)
+	}
+}
+
+// TestIntentOfAHibernatedVaultCompletes: the watcher wakes a vault that
+// hibernated while its transaction waited for a block, as an alarm does,
+// and the intent is confirmed without the owner coming back.
+func TestIntentOfAHibernatedVaultCompletes(t *testing.T) {
+	ce := newChainEnvWith(t, nil, func(e *env) { e.idleAfter = time.Minute })
+	ce.latest["X"] = 15
+	u, _ := ce.funded(t, true)
+	ce.payTrigger(t, u, "1")
+	ce.pause.Store(true)
+	ce.cross(t, u)
+	waitFor(t, "the intent to be submitted", func() bool {
+		st := u.state(t)
+		return st.Intents[len(st.Intents)-1].Status == protocol.IntentSubmitted
+	})
+	ce.hibernateAll(t, u)
+	ce.pause.Store(false)
+	waitFor(t, "the watcher to wake the vault", func() bool { return ce.m.OpenVaults() > 0 })
+	u = ce.signIn(u.w)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentConfirmed {
+		t.Fatalf("after hibernating: %s %q", in.Status, in.Detail)
+	}
+}
+
+// TestIntentSurvivesAReorg: when the block holding an intent's transaction
+// leaves the chain, the vault notices (its receipt is gone), sends the same
+// transaction again, and confirms it in the new chain: paid once.
+func TestIntentSurvivesAReorg(t *testing.T) {
+	ce := newChainEnvWith(t, nil, func(e *env) { e.confirmations = 5 })
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	stranger := ce.payTrigger(t, u, "4")
+	ce.cross(t, u)
+	var block uint64
+	waitFor(t, "the intent to be included", func() bool {
+		st := u.state(t)
+		in := st.Intents[len(st.Intents)-1]
+		if in.Status == protocol.IntentIncluded {
+			block = in.Tx.Block
+			return true
+		}
+		return false
+	})
+	ce.pause.Store(true)
+	parent, err := ce.d.Client().HeaderByNumber(ctx, new(big.Int).SetUint64(block-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.d.Fork(parent.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the vault to see its block go", func() bool {
+		st := u.state(t)
+		in := st.Intents[len(st.Intents)-1]
+		return in.Status == protocol.IntentSubmitted && strings.Contains(in.Detail, "reorg")
+	})
+	ce.pause.Store(false)
+	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		t.Fatalf("after the reorg: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
+		t.Fatalf("%d transactions, want 1", n)
+	}
+	if got := ce.balance(t, ce.token("dUSD"), stranger); got.Cmp(chain.Units(4)) != 0 {
+		t.Fatalf("the stranger holds %s, want 4 dUSD", got)
 	}
 }

@@ -32,6 +32,9 @@ type execEvent struct {
 	receipt *types.Receipt
 	head    uint64
 	reason  string // a revert's reason
+	// What a transaction needs now to be mined (for a replacement): the
+	// suggested tip and the head's base fee.
+	tip, baseFee *big.Int
 
 	err error
 }
@@ -155,6 +158,16 @@ func (e *executor) watch(ctx context.Context) {
 			hs[h] = f
 		}
 		e.mu.Unlock()
+		if len(hs) == 0 {
+			continue
+		}
+		var tip, baseFee *big.Int
+		if hd, err := e.c.HeaderByNumber(ctx, nil); err == nil {
+			baseFee = hd.BaseFee
+		}
+		if t, err := e.c.SuggestGasTipCap(ctx); err == nil {
+			tip = t
+		}
 		for h, f := range hs {
 			r, err := e.c.TransactionReceipt(ctx, h)
 			if err != nil && !notFound(err) {
@@ -163,7 +176,7 @@ func (e *executor) watch(ctx context.Context) {
 				}
 				continue
 			}
-			ev := &execEvent{kind: "receipt", intent: f.intent, hash: h, receipt: r, head: head}
+			ev := &execEvent{kind: "receipt", intent: f.intent, hash: h, receipt: r, head: head, tip: tip, baseFee: baseFee}
 			if r != nil && r.Status != types.ReceiptStatusSuccessful {
 				ev.reason = e.revertReason(ctx, h, r)
 			}

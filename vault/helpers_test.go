@@ -33,6 +33,8 @@ type env struct {
 	log       zerolog.Logger // default: none
 	chain     *protocol.ChainInfo
 	client    Chain // with chain: intents execute
+	// confirmations of an intent's transaction; 0: the default
+	confirmations int
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -63,7 +65,7 @@ func newEnvWith(t testing.TB, set func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, Clock: e.clock,
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
 		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
 	if err != nil {

@@ -35,6 +35,9 @@ type Config struct {
 	// watcher looks for a new block (default 1s).
 	Confirmations int
 	PollEvery     time.Duration
+	// BumpAfter is how long a sent transaction may wait for a block before
+	// it is replaced with higher fees (default 30s).
+	BumpAfter time.Duration
 
 	NonceTTL      time.Duration // lifetime of a sign-in nonce (default 5m)
 	MaxSessionTTL time.Duration // longest session, whatever the SIWE expiry (default 24h)
@@ -94,6 +97,9 @@ func (c *Config) setDefaults() {
 	def(&c.Confirmations, 2)
 	if c.PollEvery <= 0 {
 		c.PollEvery = time.Second
+	}
+	if c.BumpAfter <= 0 {
+		c.BumpAfter = 30 * time.Second
 	}
 	if c.IdleAfter <= 0 {
 		c.IdleAfter = 2 * time.Minute
