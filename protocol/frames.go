@@ -28,6 +28,7 @@ const (
 	TypeSignal    = "signal"    // a live signal value (market data)
 	TypeSignals   = "signals"   // recent history of every signal, sent after ready
 	TypeRevoked   = "revoked"   // the vault ended every session (answers revoke)
+	TypePortfolio = "portfolio" // the account's balances at a block (not versioned: chain state)
 )
 
 // ClientFrame is any frame a client sends. Only the fields of its Type are
@@ -189,6 +190,28 @@ type ServerFrame struct {
 	Value     float64            `json:"value,omitempty"`
 	Series    map[string][]Point `json:"series,omitempty"`
 	Sessions  int                `json:"sessions,omitempty"`
+	Block     uint64             `json:"block,omitempty"`
+	Account   *Holdings          `json:"account,omitempty"`
+	Key       *Holdings          `json:"sessionKey,omitempty"`
+}
+
+// Holdings are an address's balances in smallest units (decimal
+// strings): the native currency and each of the chain's tokens by symbol.
+type Holdings struct {
+	Address string            `json:"address"`
+	Native  string            `json:"native"`
+	Tokens  map[string]string `json:"tokens,omitempty"`
+}
+
+// PortfolioFrame is a portfolio frame: the owner's account and the
+// session key's gas money at Block, sent to a vault's dashboards when a
+// block changes them (and to a new one after its snapshot).
+type PortfolioFrame struct {
+	Type    string    `json:"type"`
+	Vault   string    `json:"vault"`
+	Block   uint64    `json:"block"`
+	Account *Holdings `json:"account"`
+	Key     *Holdings `json:"sessionKey"`
 }
 
 // A server message holds one or more frames separated by FrameSeparator

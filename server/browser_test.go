@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -211,6 +212,34 @@ func TestDashboardSaysTheVaultLostData(t *testing.T) {
 	if out := os.Getenv("SPELLS_SCREENSHOT"); out != "" {
 		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
 			_ = os.WriteFile(strings.TrimSuffix(out, ".png")+"-lost-data.png", png, 0o644)
+		}
+	}
+}
+
+// TestDashboardShowsBalances: on the dev chain, a burner key's first
+// sign-in is funded by the faucet, and the page shows the owner's balances
+// and the session key's gas money as the chain holds them.
+func TestDashboardShowsBalances(t *testing.T) {
+	ctx := browser(t)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll = chainDev, 0, "", time.Second, 200*time.Millisecond
+	tn := startNode(t, o, nil)
+	err := chromedp.Do(within(t, ctx),
+		chromedp.Navigate("http://"+tn.addr+"/"),
+		chromedp.WaitVisible(`#btn-burner:not([disabled])`),
+		chromedp.Click(`#btn-burner`),
+		chromedp.WaitVisible(`#vault`),
+		chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "10 dETH")]`),
+	)
+	if err != nil {
+		t.Fatalf("no balances shown: %v (balances: %q)", err, text(t, ctx, `#balances`))
+	}
+	if got := text(t, ctx, `#balances`); !strings.Contains(got, "25,000 dUSD") || !strings.Contains(got, "holds 1 ETH for gas") {
+		t.Fatalf("balances %q", got)
+	}
+	if out := os.Getenv("SPELLS_SCREENSHOTS"); out != "" {
+		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(filepath.Join(out, "balances.png"), png, 0o644)
 		}
 	}
 }

@@ -121,6 +121,30 @@ func hashesOf(in protocol.Intent) []common.Hash {
 	return out
 }
 
+// showPortfolio pushes a portfolio frame to the vault's dashboards when
+// it differs from the last one (the block number aside).
+func (v *Vault) showPortfolio(f []byte) {
+	if len(v.subs) == 0 || samePortfolio(f, v.portfolio) {
+		return
+	}
+	v.portfolio = f
+	v.broadcast(f)
+}
+
+func samePortfolio(a, b []byte) bool {
+	if b == nil {
+		return false
+	}
+	var x, y protocol.PortfolioFrame
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	x.Block, y.Block = 0, 0
+	ax, _ := json.Marshal(x)
+	by, _ := json.Marshal(y)
+	return string(ax) == string(by)
+}
+
 // hasOpenIntents reports whether the vault has intents that have not
 // ended (so the node wakes it at start to carry them on).
 func hasOpenIntents(conn *sqlite.Conn) bool {

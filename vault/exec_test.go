@@ -533,3 +533,60 @@ func TestIntentSurvivesAReorg(t *testing.T) {
 		t.Fatalf("the stranger holds %s, want 4 dUSD", got)
 	}
 }
+
+// TestPortfolioFollowsTheChain: a vault's dashboard gets the owner's and
+// the session key's balances, and a new portfolio frame when a block
+// changes them (after a swap), none when it does not.
+func TestPortfolioFollowsTheChain(t *testing.T) {
+	ce := newChainEnv(t)
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	next := func(what string, cond func(protocol.ServerFrame) bool) protocol.ServerFrame {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case b := <-u.sub.ch:
+				f, err := protocol.DecodeServerFrame(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Type == protocol.TypePortfolio && cond(f) {
+					return f
+				}
+			case <-deadline:
+				t.Fatalf("no portfolio frame: %s", what)
+			}
+		}
+	}
+	f := next("the funded account", func(f protocol.ServerFrame) bool { return f.Account.Tokens["dETH"] == chain.Units(10).String() })
+	if f.Account == nil || f.Account.Tokens["dETH"] != chain.Units(10).String() || f.Key == nil || f.Key.Address != key.Hex() {
+		t.Fatalf("first portfolio: account %+v key %+v", f.Account, f.Key)
+	}
+	ce.grant(t, u,
+		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
+		delegation.Rules{Targets: []common.Address{common.HexToAddress(ce.info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}})
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})})
+	ce.cross(t, u)
+	f = next("after the swap", func(f protocol.ServerFrame) bool { return f.Account.Tokens["dETH"] == chain.Units(9).String() })
+	if f.Account.Tokens["dUSD"] == chain.Units(10_000).String() {
+		t.Fatal("the dUSD balance did not move with the swap")
+	}
+	// Blocks that change nothing send nothing. (The session key paid gas
+	// in the swap's block; its confirmation blocks change no balance.)
+	waitIntent(t, u)
+	for len(u.sub.ch) > 0 {
+		<-u.sub.ch
+	}
+	start, _ := ce.d.Client().BlockNumber(context.Background())
+	waitFor(t, "six more blocks", func() bool {
+		n, _ := ce.d.Client().BlockNumber(context.Background())
+		return n >= start+6
+	})
+	u.state(t) // the events of those blocks that reached the vault were handled
+	for len(u.sub.ch) > 0 {
+		if f, _ := protocol.DecodeServerFrame(<-u.sub.ch); f.Type == protocol.TypePortfolio {
+			t.Fatalf("a portfolio frame at block %d, where nothing changed", f.Block)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/big"
 	"strings"
@@ -11,6 +12,9 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/protocol"
 )
 
 // The node's side of execution: a pool of workers that make the chain
@@ -35,6 +39,8 @@ type execEvent struct {
 	// What a transaction needs now to be mined (for a replacement): the
 	// suggested tip and the head's base fee.
 	tip, baseFee *big.Int
+	// portfolio: the frame to show, if it changed
+	portfolio []byte
 
 	err error
 }
@@ -152,6 +158,7 @@ func (e *executor) watch(ctx context.Context) {
 			continue
 		}
 		last = head
+		e.portfolios(ctx, head)
 		e.mu.Lock()
 		hs := make(map[common.Hash]followed, len(e.follow))
 		for h, f := range e.follow {
@@ -182,6 +189,58 @@ func (e *executor) watch(ctx context.Context) {
 			}
 			e.m.postExec(f.vault, ev)
 		}
+	}
+}
+
+// maxPortfolios bounds the vaults whose balances are read at one block.
+const maxPortfolios = 256
+
+// portfolios reads, for each vault with a dashboard open (up to
+// maxPortfolios), its owner's balances and its session key's, and posts
+// them; the vault pushes them when they changed.
+func (e *executor) portfolios(ctx context.Context, head uint64) {
+	type who struct {
+		id         string
+		owner, key common.Address
+	}
+	var ws []who
+	e.m.mu.Lock()
+	for id, v := range e.m.vaults {
+		if v.subCount.Load() == 0 || len(ws) >= maxPortfolios {
+			continue
+		}
+		if k := v.keyAddr.Load(); k != nil {
+			ws = append(ws, who{id, v.addr, *k})
+		}
+	}
+	e.m.mu.Unlock()
+	tokens := e.m.cfg.Chain.Tokens
+	erc20 := contracts.MustGet(contracts.DemoToken).ABI
+	block := new(big.Int).SetUint64(head)
+	for _, w := range ws {
+		acct := &protocol.Holdings{Address: w.owner.Hex(), Tokens: map[string]string{}}
+		key := &protocol.Holdings{Address: w.key.Hex()}
+		nat, err := e.c.BalanceAt(ctx, w.owner, block)
+		if err != nil {
+			continue
+		}
+		acct.Native = nat.String()
+		kb, err := e.c.BalanceAt(ctx, w.key, block)
+		if err != nil {
+			continue
+		}
+		key.Native = kb.String()
+		for _, t := range tokens {
+			data, _ := erc20.Pack("balanceOf", w.owner)
+			to := common.HexToAddress(t.Address)
+			out, err := e.c.CallContract(ctx, ethereum.CallMsg{To: &to, Data: data}, block)
+			if err != nil {
+				continue
+			}
+			acct.Tokens[t.Symbol] = new(big.Int).SetBytes(out).String()
+		}
+		f, _ := json.Marshal(protocol.PortfolioFrame{Type: protocol.TypePortfolio, Vault: w.owner.Hex(), Block: head, Account: acct, Key: key})
+		e.m.postExec(w.id, &execEvent{kind: "portfolio", portfolio: f})
 	}
 }
 

@@ -165,6 +165,10 @@ func (m *Manager) waker(ctx context.Context) {
 func (v *Vault) drainInbox() {
 	evs := v.in.take()
 	for i, ev := range evs {
+		if ev.exec != nil && ev.exec.kind == "portfolio" {
+			v.showPortfolio(ev.exec.portfolio) // chain state: no file needed
+			continue
+		}
 		if v.forget || (v.dozingNow() && !v.rewake()) {
 			v.m.shed(len(evs) - i)
 			return

@@ -184,6 +184,15 @@ type keyring struct {
 // node cannot unseal it.
 var errKeyUnavailable = protocol.Errorf(protocol.CodeKeyUnavailable, "this node cannot unseal the vault's session key (its key-encryption key is not the one that sealed it)")
 
+// publishKey makes the session key's address readable off the vault's
+// goroutine.
+func (v *Vault) publishKey() {
+	if v.ring.sealed != nil {
+		a := v.ring.address
+		v.keyAddr.Store(&a)
+	}
+}
+
 // keyMade tells the node of the vault's new session key.
 func (v *Vault) keyMade() {
 	if v.m.cfg.KeyMade != nil && v.ring.sealed != nil {
@@ -261,6 +270,7 @@ func (v *Vault) createKeys(conn *sqlite.Conn) error {
 
 // loadKeys reads the vault's key state.
 func (v *Vault) loadKeys() error {
+	defer v.publishKey()
 	v.ring = keyring{}
 	err := sqlitex.ExecuteTransient(v.conn, `SELECT data_key, kek_id FROM vault WHERE id = 1;`, &sqlitex.ExecOptions{
 		ResultFunc: func(s *sqlite.Stmt) error {
@@ -353,6 +363,7 @@ func (v *Vault) rotateKey(t *tx) (any, error) {
 	v.ring = old // memory changes only after commit
 	t.then(func() {
 		v.ring = next
+		v.publishKey()
 		v.keyMade()
 	})
 	acct := &protocol.Account{SessionKey: next.address.Hex(), KeyCreatedAt: next.keyCreated}

@@ -77,8 +77,10 @@ type Vault struct {
 	life       life         // under Manager.mu (life.go)
 	lastActive atomic.Int64 // unix ms of the last real work posted
 	subCount   atomic.Int32
-	pins       atomic.Int32 // callers between acquire and their pinned letter
-	keys       sync.Map     // session id → *ecdsa.PublicKey, for preverify
+	pins       atomic.Int32                   // callers between acquire and their pinned letter
+	keys       sync.Map                       // session id → *ecdsa.PublicKey, for preverify
+	keyAddr    atomic.Pointer[common.Address] // the session key's address, for the watcher (executor.go)
+	portfolio  []byte                         // the last portfolio frame pushed (the goroutine's)
 }
 
 // Address returns the vault's account address.

@@ -80,6 +80,9 @@ func (v *Vault) catchUp(sub Subscriber, since *uint64) ([][]byte, error) {
 			ok = false // too many to queue at once: one snapshot instead
 		}
 		if ok {
+			if v.portfolio != nil {
+				frames = append(frames, v.portfolio)
+			}
 			return frames, nil
 		}
 	}
@@ -87,7 +90,11 @@ func (v *Vault) catchUp(sub Subscriber, since *uint64) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return [][]byte{mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})}, nil
+	frames := [][]byte{mustJSON(protocol.Snapshot{Type: protocol.TypeSnapshot, State: st})}
+	if v.portfolio != nil {
+		frames = append(frames, v.portfolio)
+	}
+	return frames, nil
 }
 
 // Detach stops sending frames to sub. It is safe to call more than once.

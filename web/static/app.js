@@ -97,6 +97,7 @@ const S = {
   session: JSON.parse(localStorage.getItem("spells.session") || "null"), // {vault, id, seq}
   delegate: null, // CryptoKeyPair
   account: null, // {sessionKey, keyCreatedAt}: the address the vault signs with
+  portfolio: null, // the newest portfolio frame
   triggers: new Map(),
   intents: [],
   evaluations: [],
@@ -172,7 +173,29 @@ async function onFrame(f) {
     case "error": return f.seq !== undefined ? onAnswer(f, f) : onError(f);
     case "signals": for (const [n, pts] of Object.entries(f.series)) S.signals.set(n, pts); renderSignals(); return;
     case "signal": addPoint(f.name, { value: f.value, at: f.at }); return;
+    case "portfolio": S.portfolio = f; renderPortfolio(); return;
   }
+}
+
+// fmtUnits writes an amount in smallest units (a decimal string) as whole
+// units of 18 decimals, to at most 4 places.
+function fmtUnits(s) {
+  const n = BigInt(s || "0");
+  const whole = n / 10n ** 18n;
+  const frac = Number((n % 10n ** 18n) / 10n ** 14n) / 10000;
+  return fmtNum(Number(whole) + frac);
+}
+
+// The owner's balances and the session key's gas money, as the chain
+// holds them at the newest block (portfolio frames, sent when they change).
+function renderPortfolio() {
+  const p = S.portfolio;
+  $("#balances").classList.toggle("hidden", !p || !S.session);
+  if (!p) return;
+  const toks = Object.entries(p.account.tokens || {}).map(([sym, v]) => `${fmtUnits(v)} ${sym}`);
+  $("#balances-account").textContent = [...toks, `${fmtUnits(p.account.native)} ETH`].join(" · ");
+  $("#balances-key").textContent = `The session key ${shortAddr(p.sessionKey.address)} holds ${fmtUnits(p.sessionKey.native)} ETH for gas.`;
+  $("#balances-block").textContent = `block ${p.block}`;
 }
 
 function onReady(f) {
@@ -222,6 +245,8 @@ function onError(f) {
 
 function signedOut(why, fine) {
   S.session = null;
+  S.portfolio = null;
+  renderPortfolio();
   S.outbox = [];
   saveSession();
   saveOutbox();
