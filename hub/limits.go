@@ -43,6 +43,10 @@ func newAddrLimits(maxPending int, perSecond float64, burst int) *addrLimits {
 	return l
 }
 
+// SourceKey is the address a remote "host:port" is counted under by the
+// limits per source address: the IPv4 address, or the IPv6 /64.
+func SourceKey(remote string) netip.Prefix { return addrKey(remote) }
+
 // addrKey is the address a remote "host:port" is counted under.
 func addrKey(remote string) netip.Prefix {
 	host, _, err := net.SplitHostPort(remote)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum"
@@ -143,5 +145,51 @@ func TestNodeOnGeth(t *testing.T) {
 	down.ChainRPC = "http://127.0.0.1:1"
 	if err := tryNode(t, down); err == nil {
 		t.Fatal("a chain that does not answer was accepted")
+	}
+}
+
+func relayCall(t *testing.T, tn *testNode, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post("http://"+tn.addr+"/v1/chain/rpc", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// TestChainRelay: the dashboard's narrow door to the chain relays the
+// methods it needs, refuses others and batches, and limits each address.
+func TestChainRelay(t *testing.T) {
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC = chainDev, 0, ""
+	tn := startNode(t, o, nil)
+	if code, out := relayCall(t, tn, `{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}`); code != 200 || out["result"] != "0x539" {
+		t.Fatalf("eth_chainId: %d %v", code, out)
+	}
+	if _, out := relayCall(t, tn, `{"jsonrpc":"2.0","id":2,"method":"admin_peers","params":[]}`); !strings.Contains(fmt.Sprint(out["error"]), "does not relay admin_peers") {
+		t.Fatalf("admin_peers: %v", out)
+	}
+	if _, out := relayCall(t, tn, `[{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}]`); !strings.Contains(fmt.Sprint(out["error"]), "batches") {
+		t.Fatalf("a batch: %v", out)
+	}
+	limited := false
+	for i := 0; i < 60 && !limited; i++ {
+		code, _ := relayCall(t, tn, `{"jsonrpc":"2.0","id":4,"method":"eth_blockNumber","params":[]}`)
+		limited = code == http.StatusTooManyRequests
+	}
+	if !limited {
+		t.Fatal("60 requests at once from one address were all relayed")
+	}
+	plain := startNode(t, testOptions(t), nil)
+	resp, err := http.Post("http://"+plain.addr+"/v1/chain/rpc", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("a node without a chain answers the relay with %d", resp.StatusCode)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/protocol"
@@ -202,6 +204,9 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.Handle("GET /v1/ws", n.hub)
 	mux.Handle("GET /v1/history", historyHandler(n.hub.History()))
 	mux.Handle("GET /v1/chain", n.chain.handler(n))
+	if n.chain.dev != nil || n.opts.ChainRelay {
+		mux.Handle("POST /v1/chain/rpc", &relay{nc: n.chain, n: n, addrs: map[netip.Prefix]*rate.Limiter{}, swept: time.Now()})
+	}
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/spells-dev/spells/hub"
+)
+
+// The chain relay (POST /v1/chain/rpc): a narrow JSON-RPC door to the
+// node's chain for the dashboard, which signs the owner's own transactions
+// (the EIP-7702 setup, disabling a delegation) in the browser and needs a
+// nonce, fees and a way to send them. It forwards one request at a time,
+// of the methods below only, rate-limited per source address. On by
+// default on the dev chain; a JSON-RPC chain's node is the operator's, so
+// relaying to it needs -chain-relay.
+
+var relayMethods = map[string]bool{
+	"eth_chainId": true, "net_version": true, "eth_blockNumber": true, "eth_getBalance": true, "eth_getCode": true,
+	"eth_getTransactionCount": true, "eth_call": true, "eth_estimateGas": true, "eth_gasPrice": true,
+	"eth_maxPriorityFeePerGas": true, "eth_feeHistory": true, "eth_getBlockByNumber": true,
+	"eth_getTransactionReceipt": true, "eth_getTransactionByHash": true, "eth_sendRawTransaction": true,
+}
+
+const (
+	relayMaxBody = 128 << 10
+	relayRate    = 20 // requests per second per source address
+	relayBurst   = 40
+)
+
+type relay struct {
+	nc *nodeChain
+	n  *node
+
+	mu    sync.Mutex
+	addrs map[netip.Prefix]*rate.Limiter
+	swept time.Time
+}
+
+func (r *relay) allow(remote string) bool {
+	k := hub.SourceKey(remote)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if now.Sub(r.swept) > time.Minute {
+		for a, l := range r.addrs {
+			if l.TokensAt(now) >= relayBurst {
+				delete(r.addrs, a)
+			}
+		}
+		r.swept = now
+	}
+	l := r.addrs[k]
+	if l == nil {
+		l = rate.NewLimiter(relayRate, relayBurst)
+		r.addrs[k] = l
+	}
+	return l.AllowN(now, 1)
+}
+
+type rpcRequest struct {
+	JSONRPC string            `json:"jsonrpc"`
+	ID      json.RawMessage   `json:"id"`
+	Method  string            `json:"method"`
+	Params  []json.RawMessage `json:"params"`
+}
+
+type rpcError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.nc.client == nil {
+		r.n.httpError(w, req, http.StatusNotFound, "no_chain", "this node runs without a chain (-chain-rpc none)")
+		return
+	}
+	if !r.allow(req.RemoteAddr) {
+		w.Header().Set("Retry-After", "1")
+		r.n.httpError(w, req, http.StatusTooManyRequests, "rate_limited", "more than 20 chain requests a second from this address")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, relayMaxBody))
+	if err != nil {
+		r.n.httpError(w, req, http.StatusRequestEntityTooLarge, "too_large", "a chain request is at most 128 KiB")
+		return
+	}
+	var rq rpcRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&rq); err != nil || rq.Method == "" {
+		r.answer(w, nil, nil, &rpcError{Code: -32700, Message: "the body is not one JSON-RPC request (batches are not relayed)"})
+		return
+	}
+	if !relayMethods[rq.Method] {
+		r.answer(w, rq.ID, nil, &rpcError{Code: -32601, Message: "the node does not relay " + rq.Method})
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
+	defer cancel()
+	params := make([]any, len(rq.Params))
+	for i, p := range rq.Params {
+		params[i] = p
+	}
+	var result json.RawMessage
+	if err := r.nc.client.Client.Client().CallContext(ctx, &result, rq.Method, params...); err != nil {
+		e := &rpcError{Code: -32000, Message: err.Error()}
+		if de, ok := err.(interface{ ErrorData() any }); ok {
+			e.Data = de.ErrorData()
+		}
+		r.answer(w, rq.ID, nil, e)
+		return
+	}
+	r.answer(w, rq.ID, result, nil)
+}
+
+func (r *relay) answer(w http.ResponseWriter, id json.RawMessage, result json.RawMessage, e *rpcError) {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	out := map[string]any{"jsonrpc": "2.0", "id": id}
+	if e != nil {
+		out["error"] = e
+	} else {
+		out["result"] = result
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
