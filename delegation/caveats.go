@@ -224,3 +224,41 @@ func ReadRules(cs []Caveat, e Enforcers) (Rules, error) {
 	}
 	return r, nil
 }
+
+// RulesView is Rules as a client reads them: amounts as decimal strings
+// (a JSON number loses precision above 2^53).
+type RulesView struct {
+	Targets   []common.Address `json:"targets,omitempty"`
+	Methods   []string         `json:"methods,omitempty"`
+	MaxValue  string           `json:"maxValue,omitempty"`
+	MaxCalls  uint64           `json:"maxCalls,omitempty"`
+	NotBefore uint64           `json:"notBefore,omitempty"`
+	NotAfter  uint64           `json:"notAfter,omitempty"`
+	Token     *PeriodView      `json:"token,omitempty"`
+	Native    *PeriodView      `json:"native,omitempty"`
+}
+
+// PeriodView is a Period (of a token, if Token is set) as a client reads
+// it.
+type PeriodView struct {
+	Token    *common.Address `json:"token,omitempty"`
+	Amount   string          `json:"amount"`
+	Duration uint64          `json:"duration"`
+	Start    uint64          `json:"start"`
+}
+
+// View returns r as clients are shown it.
+func (r Rules) View() RulesView {
+	v := RulesView{Targets: r.Targets, Methods: r.Methods, MaxCalls: r.MaxCalls, NotBefore: r.NotBefore, NotAfter: r.NotAfter}
+	if r.MaxValue != nil {
+		v.MaxValue = r.MaxValue.String()
+	}
+	if p := r.Token; p != nil {
+		tok := p.Token
+		v.Token = &PeriodView{Token: &tok, Amount: p.Amount.String(), Duration: p.Duration, Start: p.Start}
+	}
+	if p := r.Native; p != nil {
+		v.Native = &PeriodView{Amount: p.Amount.String(), Duration: p.Duration, Start: p.Start}
+	}
+	return v
+}

@@ -243,3 +243,43 @@ func TestDashboardShowsBalances(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardExecutesASwap: on the dev chain, in Chromium, a burner key
+// signs in, sets up its smart account and grants the default limits in
+// one click, creates a swap trigger, and when the price crosses sees the
+// intent go to confirmed with its transaction, and its balances move.
+func TestDashboardExecutesASwap(t *testing.T) {
+	ctx := browser(t)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll, o.Confirmations = chainDev, 0, "", time.Second, 200*time.Millisecond, 1
+	tn := startNode(t, o, nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(within(t, ctx), actions...); err != nil {
+			t.Fatalf("%s: %v\nbalances %q\ngrants %q %q\nintents %q", what, err, text(t, ctx, `#balances`), text(t, ctx, `#grants-card`), text(t, ctx, `#grant-msg`), text(t, ctx, `#intents`))
+		}
+	}
+	step("sign in and be funded", chromedp.Navigate("http://"+tn.addr+"/"), chromedp.WaitVisible(`#btn-burner:not([disabled])`),
+		chromedp.Click(`#btn-burner`), chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "10 dETH")]`))
+	step("set up and grant", chromedp.Click(`#btn-grant`), chromedp.WaitVisible(`#grants li[data-status=active]`))
+	if g := text(t, ctx, `#grants`); !strings.Contains(g, "spend up to 5 dETH a day") || !strings.Contains(g, "call the pool") {
+		t.Fatalf("grants shown as %q", g)
+	}
+	step("create a swap trigger", chromedp.WaitVisible(`#p-amount`), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`))
+	tn.mustPublish(t, "ETH/USD", 2400)
+	step("the swap confirms", chromedp.WaitVisible(`#intents li[data-status=confirmed]`))
+	if in := text(t, ctx, `#intents`); !strings.Contains(in, "tx 0x") || !strings.Contains(in, "block") {
+		t.Fatalf("the intent shows %q", in)
+	}
+	step("the balances move", chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "24,750 dUSD")]`))
+	if b := text(t, ctx, `#balances-account`); strings.Contains(b, " 10 dETH") {
+		t.Fatalf("after buying dETH the balances read %q", b)
+	}
+	if out := os.Getenv("SPELLS_SCREENSHOTS"); out != "" {
+		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(filepath.Join(out, "swap-confirmed.png"), png, 0o644)
+		}
+	}
+}

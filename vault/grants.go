@@ -89,7 +89,7 @@ func (v *Vault) checkGrant(a protocol.GrantArgs, nowMs int64) (protocol.Grant, e
 			return protocol.Grant{}, invalidGrant("delegation %d is given twice", i)
 		}
 		seen[h] = true
-		rb, _ := json.Marshal(rules)
+		rb, _ := json.Marshal(rules.View())
 		g.Delegations = append(g.Delegations, protocol.GrantDelegation{Hash: h.Hex(), Rules: rb})
 	}
 	g.ID = g.Delegations[0].Hash

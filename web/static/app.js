@@ -98,6 +98,8 @@ const S = {
   delegate: null, // CryptoKeyPair
   account: null, // {sessionKey, keyCreatedAt}: the address the vault signs with
   portfolio: null, // the newest portfolio frame
+  chain: null, // GET /v1/chain: the chain and its contracts, if the node has one
+  grants: new Map(),
   triggers: new Map(),
   intents: [],
   evaluations: [],
@@ -462,6 +464,7 @@ function applySnapshot(st) {
   S.evaluations = st.evaluations.slice().reverse();
   S.version = st.version;
   S.account = st.account || null;
+  S.grants = new Map((st.grants || []).map((g) => [g.id, g]));
   S.loaded = true;
   S.olderDone = { intent: false, evaluation: false };
   renderVault();
@@ -471,7 +474,11 @@ function applyDiff(d) {
   if (d.version !== S.version + 1) { console.warn("diff out of order; reconnecting", d.version, S.version); S.ws.close(); return; }
   for (const c of d.changes) {
     if (c.kind === "trigger") { if (c.op === "delete") S.triggers.delete(c.id); else S.triggers.set(c.id, c.data); }
-    if (c.kind === "intent") S.intents.unshift({ ...c.data, fresh: true });
+    if (c.kind === "intent") {
+      const i = S.intents.findIndex((x) => x.id === c.id);
+      if (i >= 0) S.intents[i] = { ...c.data, fresh: true }; else S.intents.unshift({ ...c.data, fresh: true });
+    }
+    if (c.kind === "grant") S.grants.set(c.id, c.data);
     if (c.kind === "evaluation") S.evaluations.unshift({ ...c.data, fresh: true });
     if (c.kind === "account") S.account = c.data;
   }
@@ -522,6 +529,7 @@ function renderVault() {
   const key = S.account ? S.account.sessionKey : "";
   $("#session-key").textContent = key ? `session key ${shortAddr(key)}` : "";
   $("#session-key").title = key ? `the key this vault signs its transactions with: ${key} (it never leaves the vault)` : "";
+  renderGrants();
   const tb = $("#triggers tbody");
   const pend = (id, op) => S.outbox.some((c) => c.args && c.args.id === id && c.op === op);
   tb.replaceChildren(...[...S.triggers.values()].map((t) => el("tr", { "data-id": t.id, class: S.editing === t.id ? "editing" : "" },
@@ -556,9 +564,12 @@ function renderActivity() {
     kind === "all" || (kind === "fired" && e.outcome === "fired") || (kind === "command" && e.cause === "command") ||
     (kind === "signal" && e.cause !== "command") || (kind === "failed" && e.outcome === "failed")));
   const ins = S.intents.filter((i) => (!trig || i.triggerId === trig) && kind !== "command" && kind !== "failed");
-  $("#intents").replaceChildren(...ins.map((i) => el("li", { class: i.fresh ? "new" : "", title: `idempotency key ${i.idempotencyKey}` },
+  $("#intents").replaceChildren(...ins.map((i) => el("li", { class: i.fresh ? "new" : "", title: `idempotency key ${i.idempotencyKey}`, "data-status": i.status },
     `${fmtTime(i.createdAt)} `, el("b", {}, i.action.kind), ` for “${nameOf(i.triggerId)}” `,
-    el("span", { class: "badge " + i.status }, i.status))));
+    el("span", { class: "badge " + i.status }, i.status),
+    i.tx ? el("span", { class: "muted", title: (i.tx.hashes || []).join("\n") },
+      ` tx ${shortAddr(i.tx.hash)}${i.tx.block ? `, block ${i.tx.block}` : ""}${i.tx.confirmations ? `, ${i.tx.confirmations} deep` : ""}`) : null,
+    i.detail ? el("div", { class: "detail" }, i.detail) : null)));
   $("#evaluations").replaceChildren(...evs.map((e) => e.cause === "command"
     ? el("li", { class: e.fresh ? "new" : "" }, `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome),
       ` ${COMMAND_WORDS[e.outcome] || e.outcome} “${e.detail || nameOf(e.triggerId)}”`)
@@ -839,8 +850,11 @@ function readSpec() {
     const input = form.elements[k];
     if (input && input.setAttribute) input.setAttribute("aria-invalid", errs[k] ? "true" : "false");
   }
+  const params = readParams(F("action").value, errs);
+  for (const m of form.querySelectorAll(".msg[data-for=params]")) m.textContent = errs.params || "";
   if (Object.keys(errs).length) return null;
   const spec = { name, condition, action: { kind: F("action").value }, cooldownMs: Math.round(cooldown), maxFires };
+  if (params) spec.action.params = params;
   if (expiresAt) spec.expiresAt = expiresAt;
   if (F("paused").checked) spec.paused = true;
   return spec;
@@ -888,6 +902,7 @@ function editTrigger(id) {
     for (const leaf of c[kind]) fill(leaf, addPart(leaf.everyMs ? "every" : leaf.atMs ? "at" : "signal").dataset.prefix);
   } else fill(c, "");
   F("action").value = t.action.kind;
+  renderParams(t.action.params);
   const cd = t.cooldownMs || 0;
   const unit = cd % 3600000 === 0 && cd ? 3600000 : cd % 60000 === 0 ? 60000 : 1000;
   F("cooldownUnit").value = String(unit);
@@ -958,7 +973,197 @@ $("#btn-wallet").onclick = () => signIn(false);
 $("#btn-burner").onclick = () => signIn(true);
 if (!window.ethereum) $("#btn-wallet").classList.add("hidden");
 $("#btn-signout").onclick = signOut;
+// ---- the chain: action parameters, the smart account, grants ----------------
+
+const DAY_S = 86400;
+const pad32 = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 32);
+const pad16 = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 16);
+const SWAP_SELECTOR = ethers.id("swap(address,uint256,address)").slice(0, 10);
+
+async function loadChain() {
+  try {
+    const r = await fetch("/v1/chain", { cache: "no-store" });
+    S.chain = r.ok ? await r.json() : null;
+  } catch { S.chain = null; }
+  renderParams();
+  renderGrants();
+}
+
+const tokenOptions = (sel, withNative) => [...(S.chain ? S.chain.tokens : []).map((t) =>
+  el("option", { value: t.symbol, selected: t.symbol === sel }, t.symbol)),
+...(withNative ? [el("option", { value: "native", selected: sel === "native" }, "ETH (native)")] : [])];
+
+function paramField(label, input, hint) {
+  return el("div", { class: "field" }, el("label", { for: input.id }, label), input, hint ? el("p", { class: "hint" }, hint) : null);
+}
+
+// renderParams shows the fields of the chosen action's parameters (only on
+// a node with a chain: without one nothing executes).
+function renderParams(p) {
+  const box = $("#action-params");
+  const kind = F("action").value;
+  box.classList.toggle("hidden", !S.chain || kind === "notify");
+  if (!S.chain || kind === "notify") { box.replaceChildren(); return; }
+  p = p || {};
+  const input = (name, value, attrs) => el("input", { id: "p-" + name, name: "p-" + name, value: value ?? "", ...attrs });
+  const select = (name, opts) => el("select", { id: "p-" + name, name: "p-" + name }, ...opts);
+  let fields;
+  if (kind === "swap") {
+    fields = [paramField("Sell", select("sell", tokenOptions(p.sell || "dUSD"))), paramField("for", select("buy", tokenOptions(p.buy || "dETH"))),
+      paramField("Amount", input("amount", p.amount || "250", { inputmode: "decimal" }), "of the token sold"),
+      paramField("Slippage", input("slippage", p.slippageBps ? p.slippageBps / 100 : "1", { inputmode: "decimal" }), "% below the pool's quote at most")];
+  } else if (kind === "transfer") {
+    fields = [paramField("Token", select("token", tokenOptions(p.token || "dUSD", true))),
+      paramField("To", input("to", p.to || "", { placeholder: "0x…", spellcheck: "false" })),
+      paramField("Amount", input("amount", p.amount || "10", { inputmode: "decimal" }))];
+  } else {
+    fields = [paramField("Target", input("target", p.target || "", { placeholder: "0x…", spellcheck: "false" })),
+      paramField("Calldata", input("data", p.data || "0x", { spellcheck: "false" })),
+      paramField("Value", input("value", p.value || "0", { inputmode: "numeric" }), "wei")];
+  }
+  box.replaceChildren(...fields, el("p", { class: "msg", "data-for": "params" }));
+}
+
+// readParams reads the action's parameters, or records what is wrong.
+function readParams(kind, errs) {
+  if (!S.chain || kind === "notify") return undefined;
+  const v = (n) => (form.elements["p-" + n] || {}).value?.trim() ?? "";
+  const amountOK = (a) => /^\d+(\.\d{1,18})?$/.test(a) && Number(a) > 0;
+  if (kind === "swap") {
+    const slippage = Number(v("slippage"));
+    if (!amountOK(v("amount"))) errs.params = "the amount is a positive number";
+    else if (v("sell") === v("buy")) errs.params = "sell one token for the other";
+    else if (!(slippage > 0 && slippage <= 50)) errs.params = "slippage is more than 0 and at most 50 %";
+    return { sell: v("sell"), buy: v("buy"), amount: v("amount"), slippageBps: Math.round(slippage * 100) };
+  }
+  if (kind === "transfer") {
+    if (!ethers.isAddress(v("to"))) errs.params = "send to an address (0x and 40 hex digits)";
+    else if (!amountOK(v("amount"))) errs.params = "the amount is a positive number";
+    return { token: v("token"), to: v("to"), amount: v("amount") };
+  }
+  if (!ethers.isAddress(v("target"))) errs.params = "call an address (0x and 40 hex digits)";
+  else if (!/^0x([0-9a-fA-F]{2})*$/.test(v("data"))) errs.params = "calldata is 0x and hex bytes";
+  else if (!/^\d+$/.test(v("value"))) errs.params = "the value is a whole number of wei";
+  return { target: v("target"), data: v("data"), value: v("value") };
+}
+
+// The default grant a burner key makes: three delegations to the vault's
+// session key, each valid for 30 days: spend up to 5 dETH and up to 10,000
+// dUSD a day (transfers of those tokens only), and call the pool's swap
+// (up to 1,000 times).
+function defaultRules() {
+  const c = S.chain, now = Math.floor(Date.now() / 1000);
+  const tok = (sym) => c.tokens.find((t) => t.symbol === sym);
+  const until = now + 30 * DAY_S;
+  const window = { enforcer: c.enforcers.TimestampEnforcer, terms: ethers.concat([pad16(0), pad16(until)]) };
+  const period = (t, units) => ({ enforcer: c.enforcers.ERC20PeriodTransferEnforcer,
+    terms: ethers.concat([t.address, pad32(ethers.parseUnits(units, t.decimals)), pad32(DAY_S), pad32(now - 60)]) });
+  const out = [];
+  for (const [sym, units] of [["dETH", "5"], ["dUSD", "10000"]]) {
+    const t = tok(sym);
+    if (t) out.push({ what: `spend up to ${fmtNum(units)} ${sym} a day`, caveats: [period(t, units), window] });
+  }
+  if (c.pool) {
+    out.push({ what: "call the pool's swap", caveats: [
+      { enforcer: c.enforcers.AllowedTargetsEnforcer, terms: c.pool.address },
+      { enforcer: c.enforcers.AllowedMethodsEnforcer, terms: SWAP_SELECTOR },
+      { enforcer: c.enforcers.LimitedCallsEnforcer, terms: pad32(1000) }, window] });
+  }
+  return out;
+}
+
+function chainProvider() {
+  return new ethers.JsonRpcProvider(location.origin + "/v1/chain/rpc", S.chain.chainId, { staticNetwork: true, batchMaxCount: 1 });
+}
+
+// setUpAndGrant turns the burner key's address into a smart account
+// (EIP-7702, to the framework's DeleGator) if it is not one yet, then signs
+// the default delegations to the vault's session key and adds them.
+async function setUpAndGrant() {
+  const msg = $("#grant-msg");
+  const btn = $("#btn-grant");
+  btn.disabled = true;
+  msg.className = "msg";
+  try {
+    const c = S.chain;
+    if (!burnerKey() || !S.account) throw new Error("this needs the burner key this vault signed in with");
+    const provider = chainProvider();
+    const w = new ethers.Wallet(burnerKey(), provider);
+    if (w.address.toLowerCase() !== S.session.vault.toLowerCase()) throw new Error("the burner key here is not this vault's owner");
+    const code = await provider.getCode(w.address);
+    const want = ("0xef0100" + c.deleGator.slice(2)).toLowerCase();
+    if (code.toLowerCase() !== want) {
+      msg.textContent = "Making your address a smart account (an EIP-7702 authorization)…";
+      const nonce = await provider.getTransactionCount(w.address);
+      const auth = await w.authorize({ address: c.deleGator, nonce: nonce + 1, chainId: c.chainId });
+      const tx = await w.sendTransaction({ type: 4, to: w.address, authorizationList: [auth], nonce, gasLimit: 200000 });
+      await tx.wait();
+    }
+    msg.textContent = "Signing the grant…";
+    const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
+    const types = { Delegation: [{ name: "delegate", type: "address" }, { name: "delegator", type: "address" },
+      { name: "authority", type: "bytes32" }, { name: "caveats", type: "Caveat[]" }, { name: "salt", type: "uint256" }],
+    Caveat: [{ name: "enforcer", type: "address" }, { name: "terms", type: "bytes" }] };
+    const delegations = [];
+    for (const r of defaultRules()) {
+      const d = { delegate: S.account.sessionKey, delegator: w.address, authority: "0x" + "f".repeat(64), // ROOT_AUTHORITY: the owner's own delegation
+        caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
+        salt: BigInt(ethers.hexlify(ethers.randomBytes(16))) };
+      const signature = await w.signTypedData(domain, types, d);
+      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), salt: ethers.toBeHex(d.salt), signature });
+    }
+    msg.textContent = "";
+    command("grant.add", { delegations }, "Grant the default limits");
+  } catch (e) {
+    msg.className = "msg error";
+    msg.textContent = "Could not set up the grant: " + (e.shortMessage || e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function describeRules(r) {
+  const sym = (a) => (S.chain?.tokens.find((t) => t.address.toLowerCase() === String(a).toLowerCase()) || {}).symbol || shortAddr(a);
+  const per = (s) => s === DAY_S ? "day" : s === 3600 ? "hour" : fmtDuration(s * 1000);
+  const parts = [];
+  if (r.token) parts.push(`spend up to ${fmtUnits(r.token.amount)} ${sym(r.token.token)} a ${per(r.token.duration)}`);
+  if (r.native) parts.push(`spend up to ${fmtUnits(r.native.amount)} ETH a ${per(r.native.duration)}`);
+  if (r.targets) parts.push(`call ${r.targets.map((a) => (S.chain?.pool && a.toLowerCase() === S.chain.pool.address.toLowerCase()) ? "the pool" : sym(a)).join(", ")}`);
+  if (r.methods) parts.push(`methods ${r.methods.map((m) => m === SWAP_SELECTOR ? "swap" : m).join(", ")}`);
+  if (r.maxValue !== undefined) parts.push(`value ≤ ${r.maxValue} wei a call`);
+  if (r.maxCalls) parts.push(`at most ${r.maxCalls} calls`);
+  if (r.notAfter) parts.push(`until ${new Date(r.notAfter * 1000).toLocaleDateString()}`);
+  return parts.join("; ");
+}
+
+function renderGrants() {
+  const card = $("#grants-card");
+  card.classList.toggle("hidden", !S.chain || !S.session || !S.loaded);
+  if (!S.chain) return;
+  $("#btn-grant").classList.toggle("hidden", !burnerKey() || !S.session || burnerAddress() !== S.session.vault.toLowerCase());
+  $("#grant-what").textContent = "Default limits: " + defaultRules().map((r) => r.what).join(", ") + "; for 30 days.";
+  const gs = [...S.grants.values()];
+  const granted = gs.some((g) => g.status === "active" && S.account && g.sessionKey === S.account.sessionKey);
+  $("#account-state").textContent = granted ? "granted" : "no grant to the current key yet";
+  $("#btn-grant").textContent = granted ? "Grant the default limits again" : "Set up my smart account and grant the default limits";
+  $("#grants").replaceChildren(...gs.map((g) => el("li", { "data-status": g.status },
+    el("span", { class: "badge " + (g.status === "active" ? "active" : "paused") }, g.status), " ",
+    el("span", {}, g.delegations.map((d) => describeRules(d.rules)).join(" · ")), " ",
+    el("span", { class: "muted", title: g.id }, `to key ${shortAddr(g.sessionKey)}`), " ",
+    g.status === "active" ? el("button", { class: "small danger", onclick: () => {
+      if (confirm("Revoke this grant? Your vault stops using it at once.")) command("grant.revoke", { id: g.id }, "Revoke a grant");
+    } }, "revoke") : null)));
+}
+
+function burnerAddress() {
+  const pk = burnerKey();
+  return pk ? new ethers.Wallet(pk).address.toLowerCase() : "";
+}
+
 $("#btn-signout-all").onclick = signOutEverywhere;
+$("#btn-grant").onclick = setUpAndGrant;
+F("action").addEventListener("change", () => renderParams());
+loadChain();
 $("#btn-rotate").onclick = () => {
   if (confirm("Make a new session key for this vault? Grants made to the current key stop serving; you grant the new one."))
     command("key.rotate", {}, "Rotate the session key");
