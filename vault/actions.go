@@ -370,7 +370,7 @@ func (v *Vault) plan(a *action, nowMs int64) error {
 				}
 			}
 			rule, spend := allows(st, gd.rules, u, now)
-			if skipPolicy {
+			if skipPolicy.Load() {
 				rule = ""
 			}
 			if rule != "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -32,10 +33,11 @@ import (
 // transaction is stored, before it is sent (a crash there); skipPolicy
 // makes the vault pick a delegation without checking its rules, so a test
 // sees the chain refuse what the vault would have.
+// They are atomic: a test sets them while other vaults run.
 var (
-	afterSign  func(v *Vault) bool // true: stop there
-	skipPolicy bool
-	priceHook  func(p *prepared) // changes the fees a first transaction is signed with
+	afterSign  atomic.Pointer[func(v *Vault) bool] // true: stop there
+	skipPolicy atomic.Bool
+	priceHook  atomic.Pointer[func(p *prepared)] // changes the fees a first transaction is signed with
 )
 
 // executes reports whether this node executes intents.
@@ -294,11 +296,14 @@ func (v *Vault) onExec(ev *execEvent) {
 
 // retryBase is the first pause before a chain call is tried again; it
 // doubles up to 30 s.
-var retryBase = time.Second
+// (A test shortens it.)
+var retryBase atomic.Int64
+
+func init() { retryBase.Store(int64(time.Second)) }
 
 // backoff is how long an intent waits before trying a chain call again.
 func backoff(n int) time.Duration {
-	d := retryBase << min(n, 5)
+	d := time.Duration(retryBase.Load()) << min(n, 5)
 	return min(d, 30*time.Second)
 }
 
@@ -389,8 +394,8 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 		return
 	}
 	p := ev.prep
-	if priceHook != nil {
-		priceHook(p)
+	if h := priceHook.Load(); h != nil {
+		(*h)(p)
 	}
 	need := new(big.Int).Mul(new(big.Int).SetUint64(p.gas), p.feeCap)
 	if p.balance.Cmp(need) < 0 {
@@ -452,7 +457,7 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 		return
 	}
 	v.log.Info().Str("intent", in.ID).Uint64("nonce", nonce).Str("tx", signed.Hash().Hex()).Msg("intent signed")
-	if afterSign != nil && afterSign(v) {
+	if h := afterSign.Load(); h != nil && (*h)(v) {
 		return
 	}
 	v.send(in)

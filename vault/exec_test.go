@@ -318,8 +318,8 @@ func TestIntentFaults(t *testing.T) {
 		if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "per period") {
 			t.Fatalf("second transfer: %s %q", in.Status, in.Detail)
 		}
-		skipPolicy = true
-		defer func() { skipPolicy = false }()
+		skipPolicy.Store(true)
+		defer skipPolicy.Store(false)
 		ce.cross(t, u) // the same, past the vault's check: the enforcer refuses
 		in := waitIntent(t, u)
 		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "ERC20PeriodTransferEnforcer") {
@@ -345,13 +345,14 @@ func TestIntentResentAfterACrash(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
 		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "7"})})
 	stopped := make(chan struct{})
-	afterSign = func(v *Vault) bool {
-		afterSign = nil
+	stop := func(v *Vault) bool {
+		afterSign.Store(nil)
 		v.end(errUnavailable) // the vault ends here, as in a crash
 		close(stopped)
 		return true
 	}
-	t.Cleanup(func() { afterSign = nil })
+	afterSign.Store(&stop)
+	t.Cleanup(func() { afterSign.Store(nil) })
 	ce.signal(t, u, "X", 15)
 	ce.m.Signal("X", 5)
 	<-stopped
@@ -417,8 +418,8 @@ func (ce *chainEnv) payTrigger(t *testing.T, u *user, amount string) common.Addr
 // answer, the intent waits and tries again with backoff; once it answers,
 // one transaction is sent and confirmed.
 func TestIntentWaitsOutAChainThatIsDown(t *testing.T) {
-	retryBase = 50 * time.Millisecond
-	t.Cleanup(func() { retryBase = time.Second })
+	retryBase.Store(int64(50 * time.Millisecond))
+	t.Cleanup(func() { retryBase.Store(int64(time.Second)) })
 	var f *flaky
 	ce := newChainEnvWith(t, func(c Chain) Chain { f = &flaky{Chain: c}; return f })
 	ce.latest["X"] = 15
@@ -450,8 +451,9 @@ func TestStuckIntentIsReplaced(t *testing.T) {
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
 	ce.payTrigger(t, u, "2")
-	priceHook = func(p *prepared) { p.tip = big.NewInt(1) }
-	t.Cleanup(func() { priceHook = nil })
+	low := func(p *prepared) { p.tip = big.NewInt(1) }
+	priceHook.Store(&low)
+	t.Cleanup(func() { priceHook.Store(nil) })
 	ce.cross(t, u)
 	in := waitIntent(t, u)
 	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) < 2 || in.Tx.Hash == in.Tx.Hashes[0] {
