@@ -233,3 +233,19 @@ func TestCommandsSurviveRestart(t *testing.T) {
 		t.Fatalf("verify with one vault short: %v %v", v, err)
 	}
 }
+
+// TestExecuteSmoke runs the execute scenario small against a node on its
+// dev chain: every swap is confirmed, and the report has its figures.
+func TestExecuteSmoke(t *testing.T) {
+	n := startNode(t, "-chain-rpc", "dev", "-dev-chain-rpc", "127.0.0.1:0", "-chain-poll", "200ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := execute(ctx, n, executeParams{Vaults: 3, Amount: "10", Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("execute: %v", err)
+	}
+	checkReport(t, r, "confirmed_per_s", "signal_to_confirmed_p50_ms", "node_cpu_ms_per_intent", "floor_cpu_ms", "cpu_per_intent_over_floor")
+	if r.Results["confirmed"] != 3 {
+		t.Errorf("%g of 3 swaps confirmed: %v", r.Results["confirmed"], r.Results)
+	}
+}

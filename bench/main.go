@@ -22,7 +22,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold, baseline (see bench/doc.go),
+scenarios: fanout, commands, connections, cold, baseline, execute (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string) error {
 	var kp coldParams
 	var bp baselineParams
 	var vp verifyParams
+	var ep executeParams
 	switch scenario {
 	case "fanout":
 		fs.IntVar(&fp.Vaults, "vaults", 10000, "vaults, each with a trigger on the bench signal")
@@ -60,6 +61,10 @@ func run(ctx context.Context, args []string) error {
 		fs.StringVar(&cp.Save, "save", "", "write the vaults' keys and checked versions to this file (for verify after a restart)")
 	case "verify":
 		fs.StringVar(&vp.From, "from", "", "the file written by commands -save")
+	case "execute":
+		fs.IntVar(&ep.Vaults, "vaults", 50, "vaults, each firing one swap on the dev chain")
+		fs.StringVar(&ep.Amount, "amount", "10", "dUSD each swap sells")
+		fs.DurationVar(&ep.Timeout, "timeout", 2*time.Minute, "how long to wait for the intents to end")
 	case "connections":
 		fs.IntVar(&np.Conns, "conns", 1000, "signed idle sessions to hold")
 		fs.IntVar(&np.PerVault, "per-vault", 50, "sessions per vault")
@@ -95,6 +100,8 @@ func run(ctx context.Context, args []string) error {
 		r, err = baseline(ctx, n, bp)
 	case "verify":
 		r, err = verify(ctx, n, vp)
+	case "execute":
+		r, err = execute(ctx, n, ep)
 	}
 	if err != nil {
 		return err

@@ -11,9 +11,10 @@ import (
 
 // user is one wallet signed in to its vault over one connection.
 type user struct {
-	w *client.Wallet
-	c *client.Conn
-	s *client.Session
+	w     *client.Wallet
+	c     *client.Conn
+	s     *client.Session
+	state *protocol.State // the snapshot at sign-in
 }
 
 // signIn connects w and signs in, reading frames up to the snapshot.
@@ -34,7 +35,7 @@ func signIn(ctx context.Context, n *node, w *client.Wallet) (*user, error) {
 			return nil, err
 		}
 		if f.Type == protocol.TypeSnapshot {
-			return &user{w: w, c: c, s: s}, nil
+			return &user{w: w, c: c, s: s, state: f.State}, nil
 		}
 	}
 }

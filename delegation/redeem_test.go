@@ -14,7 +14,6 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/holiman/uint256"
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
@@ -75,21 +74,13 @@ func (w *world) send(key *ecdsa.PrivateKey, inner types.TxData) *types.Receipt {
 // authorization, by the owner, to the DeleGator.
 func (w *world) upgrade() {
 	w.t.Helper()
-	ctx := context.Background()
-	nonce, _ := w.c.NonceAt(ctx, addr(w.owner), nil)
-	auth, err := types.SignSetCode(w.owner, types.SetCodeAuthorization{ChainID: *uint256.NewInt(w.c.ID()),
-		Address: common.HexToAddress(w.d.Info().DeleGator), Nonce: nonce + 1})
-	if err != nil {
+	deleGator := common.HexToAddress(w.d.Info().DeleGator)
+	if err := chain.Upgrade(context.Background(), w.c, w.owner, deleGator, w.d.Mine); err != nil {
 		w.t.Fatal(err)
 	}
-	r := w.send(w.owner, &types.SetCodeTx{ChainID: uint256.NewInt(w.c.ID()), Nonce: nonce, GasTipCap: uint256.NewInt(1e9),
-		GasFeeCap: uint256.NewInt(1e11), Gas: 200_000, To: addr(w.owner), Value: new(uint256.Int), AuthList: []types.SetCodeAuthorization{auth}})
-	if r.Status != types.ReceiptStatusSuccessful {
-		w.t.Fatal("the 7702 authorization reverted")
-	}
-	code, _ := w.c.CodeAt(ctx, addr(w.owner), nil)
-	if want := append([]byte{0xef, 0x01, 0x00}, common.HexToAddress(w.d.Info().DeleGator).Bytes()...); string(code) != string(want) {
-		w.t.Fatalf("the owner's code is %x, want %x", code, want)
+	code, _ := w.c.CodeAt(context.Background(), addr(w.owner), nil)
+	if string(code) != string(chain.DelegatedCode(deleGator)) {
+		w.t.Fatalf("the owner's code is %x, want %x", code, chain.DelegatedCode(deleGator))
 	}
 }
 

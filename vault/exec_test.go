@@ -16,7 +16,6 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/holiman/uint256"
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
@@ -96,26 +95,8 @@ func (ce *chainEnv) balance(t *testing.T, token, who common.Address) *big.Int {
 // DeleGator), as the dashboard does for a burner key.
 func (ce *chainEnv) upgrade(t *testing.T, owner *ecdsa.PrivateKey) {
 	t.Helper()
-	c := ce.d.Client()
-	ctx := context.Background()
-	from := crypto.PubkeyToAddress(owner.PublicKey)
-	nonce, _ := c.NonceAt(ctx, from, nil)
-	auth, err := types.SignSetCode(owner, types.SetCodeAuthorization{ChainID: *uint256.NewInt(c.ID()),
-		Address: common.HexToAddress(ce.info.DeleGator), Nonce: nonce + 1})
-	if err != nil {
+	if err := chain.Upgrade(context.Background(), ce.d.Client(), owner, common.HexToAddress(ce.info.DeleGator), nil); err != nil {
 		t.Fatal(err)
-	}
-	tx, err := types.SignNewTx(owner, types.LatestSignerForChainID(new(big.Int).SetUint64(c.ID())), &types.SetCodeTx{
-		ChainID: uint256.NewInt(c.ID()), Nonce: nonce, GasTipCap: uint256.NewInt(1e9), GasFeeCap: uint256.NewInt(1e11),
-		Gas: 200_000, To: from, Value: new(uint256.Int), AuthList: []types.SetCodeAuthorization{auth}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SendTransaction(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := chain.WaitMined(ctx, c, tx.Hash(), 50*time.Millisecond); err != nil || r.Status != 1 {
-		t.Fatalf("7702 upgrade: %v", err)
 	}
 }
 

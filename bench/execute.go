@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// execute: many vaults, each with a swap trigger under its owner's grant,
+// fire on one crossing of the bench signal; the bench times each intent
+// from the crossing to its confirmation, and reports the node's CPU per
+// executed intent against a floor measured here in the same run (signing
+// one transaction, plus one durable SQLite transaction as a vault writes
+// it). The node must run the dev chain (the default) with its demo feed
+// off; its faucet funds the vaults.
+
+type executeParams struct {
+	Vaults  int
+	Amount  string
+	Timeout time.Duration
+}
+
+const execSignal = "BENCH/EXEC"
+
+func getChainInfo(ctx context.Context, n *node) (protocol.ChainInfo, error) {
+	var info protocol.ChainInfo
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.base+"/v1/chain", nil)
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return info, fmt.Errorf("GET /v1/chain: %s (the node needs a chain: run it with the dev chain, the default)", resp.Status)
+	}
+	return info, json.NewDecoder(resp.Body).Decode(&info)
+}
+
+func execute(ctx context.Context, n *node, p executeParams) (*Report, error) {
+	r := newReport("execute", map[string]any{"vaults": p.Vaults, "amount": p.Amount})
+	info, err := getChainInfo(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Dev || info.RPC == "" || info.Pool == nil {
+		return nil, errors.New("execute needs the node's dev chain with its JSON-RPC on (-dev-chain-rpc): its faucet funds the vaults")
+	}
+	rc, err := chain.Dial(ctx, info.RPC, info.ChainID, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if err := n.publish(ctx, tick{Name: execSignal, Value: 2000}); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	users, err := newUsers(ctx, n, p.Vaults, p.Vaults, func(ctx context.Context, u *user) error {
+		return setUpExecution(ctx, rc, info, u, p.Amount)
+	})
+	defer closeAll(users)
+	if err != nil {
+		return nil, err
+	}
+	r.set("setup_s", time.Since(start).Seconds())
+	floor, err := measureFloor(info.ChainID)
+	if err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	r.set("floor_cpu_ms", floor*1000)
+	before, err := n.usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := n.publish(ctx, tick{Name: execSignal, Value: 500}); err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	ended := map[string]int{}
+	var wg sync.WaitGroup
+	wctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	for _, u := range users {
+		wg.Add(1)
+		go func(u *user) {
+			defer wg.Done()
+			status := waitEnded(wctx, u)
+			mu.Lock()
+			defer mu.Unlock()
+			ended[status]++
+			if status == protocol.IntentConfirmed {
+				lat = append(lat, time.Since(t0))
+			}
+		}(u)
+	}
+	wg.Wait()
+	after, _ := n.usage(ctx)
+	confirmed := len(lat)
+	r.set("confirmed", float64(confirmed))
+	for s, c := range ended {
+		if s != protocol.IntentConfirmed {
+			r.set("ended_"+s, float64(c))
+		}
+	}
+	if confirmed == 0 {
+		return r, fmt.Errorf("no intent was confirmed within %s (%v)", p.Timeout, ended)
+	}
+	r.latencies("signal_to_confirmed", lat)
+	last := lat[0]
+	for _, d := range lat {
+		last = max(last, d)
+	}
+	r.set("confirmed_per_s", float64(confirmed)/last.Seconds())
+	cpu := (after.cpu - before.cpu) / float64(confirmed)
+	r.set("node_cpu_ms_per_intent", cpu*1000)
+	r.set("cpu_per_intent_over_floor", cpu/floor)
+	r.addUsage(before, after)
+	r.note("the node's CPU includes the dev chain in its process (simulating, mining and indexing each transaction) and its watcher; blocks every -dev-chain-block-interval and -confirmations bound the latency")
+	return r, nil
+}
+
+// setUpExecution waits for the faucet to fund the vault's owner and
+// session key, makes the owner a smart account, grants the vault a dUSD
+// allowance and the pool's swap, and creates the swap trigger.
+func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainInfo, u *user, amount string) error {
+	if u.state == nil || u.state.Account == nil {
+		return errors.New("the snapshot shows no session key")
+	}
+	key := common.HexToAddress(u.state.Account.SessionKey)
+	owner := u.w.Address()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ob, err1 := rc.BalanceAt(ctx, owner, nil)
+		kb, err2 := rc.BalanceAt(ctx, key, nil)
+		if err1 == nil && err2 == nil && ob.Sign() > 0 && kb.Sign() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the faucet did not fund the vault within 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := chain.Upgrade(ctx, rc, u.w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+		return err
+	}
+	var usd common.Address
+	for _, t := range info.Tokens {
+		if t.Symbol == "dUSD" {
+			usd = common.HexToAddress(t.Address)
+		}
+	}
+	swapSel := contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID
+	rules := []delegation.Rules{
+		{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(10_000), Duration: 86400, Start: 1}}},
+		{Targets: []common.Address{common.HexToAddress(info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}},
+	}
+	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
+	var args protocol.GrantArgs
+	for i, rl := range rules {
+		cs, err := rl.Caveats(delegation.ParseEnforcers(info.Enforcers))
+		if err != nil {
+			return err
+		}
+		d := delegation.Delegation{Delegate: key, Delegator: owner, Authority: delegation.RootAuthority, Caveats: cs,
+			Salt: (*hexutil.Big)(big.NewInt(int64(i + 1)))}
+		if err := d.SignWith(dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, u.w.Key) }); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(d)
+		args.Delegations = append(args.Delegations, b)
+	}
+	if _, err := u.c.Command(ctx, u.s, protocol.OpGrantAdd, args); err != nil {
+		return fmt.Errorf("grant: %w", err)
+	}
+	thr := 1000.0
+	spec := protocol.TriggerSpec{Name: "bench swap", Condition: protocol.Condition{Signal: execSignal, Op: protocol.OpBelow, Threshold: &thr},
+		Action: protocol.Action{Kind: "swap", Params: []byte(fmt.Sprintf(`{"sell":"dUSD","buy":"dETH","amount":%q,"slippageBps":500}`, amount))}}
+	if _, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, spec); err != nil {
+		return fmt.Errorf("trigger: %w", err)
+	}
+	return nil
+}
+
+// waitEnded reads u's frames until its intent ends and returns the status.
+func waitEnded(ctx context.Context, u *user) string {
+	for {
+		f, err := u.c.Next(ctx)
+		if err != nil {
+			return "timed_out"
+		}
+		if f.Type != protocol.TypeDiff {
+			continue
+		}
+		for _, c := range f.Changes {
+			if c.Kind != protocol.KindIntent {
+				continue
+			}
+			var in protocol.Intent
+			if json.Unmarshal(c.Data, &in) != nil {
+				continue
+			}
+			switch in.Status {
+			case protocol.IntentConfirmed, protocol.IntentReverted, protocol.IntentRefused, protocol.IntentFailed:
+				return in.Status
+			}
+		}
+	}
+}
+
+// measureFloor times, in this process, what executing an intent cannot
+// cost less than: signing one transaction, and one durable SQLite
+// transaction (WAL, synchronous=FULL, as a vault writes). It returns CPU
+// seconds per operation.
+func measureFloor(chainID uint64) (float64, error) {
+	dir, err := os.MkdirTemp("", "spells-floor")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	conn, err := sqlite.OpenConn(filepath.Join(dir, "floor.db"), sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	for _, q := range []string{"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", "CREATE TABLE t (id INTEGER PRIMARY KEY, raw BLOB);"} {
+		if err := sqlitex.ExecuteTransient(conn, q, nil); err != nil {
+			return 0, err
+		}
+	}
+	key, _ := crypto.GenerateKey()
+	signer := types.LatestSignerForChainID(new(big.Int).SetUint64(chainID))
+	to := common.HexToAddress("0x1")
+	const n = 200
+	c0 := cpuNow()
+	for i := 0; i < n; i++ {
+		tx, err := types.SignNewTx(key, signer, &types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(chainID), Nonce: uint64(i),
+			GasTipCap: big.NewInt(1), GasFeeCap: big.NewInt(2), Gas: 300_000, To: &to, Data: make([]byte, 1500)})
+		if err != nil {
+			return 0, err
+		}
+		raw, _ := tx.MarshalBinary()
+		if err := sqlitex.Execute(conn, "BEGIN IMMEDIATE;", nil); err != nil {
+			return 0, err
+		}
+		if err := sqlitex.Execute(conn, "INSERT INTO t (raw) VALUES (?);", &sqlitex.ExecOptions{Args: []any{raw}}); err != nil {
+			return 0, err
+		}
+		if err := sqlitex.Execute(conn, "COMMIT;", nil); err != nil {
+			return 0, err
+		}
+	}
+	return (cpuNow() - c0) / n, nil
+}
+
+func cpuNow() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
