@@ -15,6 +15,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"zombiezen.com/go/sqlite"
@@ -183,7 +184,7 @@ func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainIn
 			return err
 		}
 		d := delegation.Delegation{Delegate: key, Delegator: owner, Authority: delegation.RootAuthority, Caveats: cs,
-			Salt: (*hexutil.Big)(big.NewInt(int64(i + 1)))}
+			Salt: (*math.HexOrDecimal256)(big.NewInt(int64(i + 1)))}
 		if err := d.SignWith(dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, u.w.Key) }); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -114,4 +115,32 @@ func load() {
 		loaded[raw.ContractName] = &Contract{Name: raw.ContractName, Source: raw.Source, License: raw.License,
 			ABI: parsed, Bytecode: common.FromHex(raw.Bytecode)}
 	}
+}
+
+// ErrorName names a custom error from revert data (its 4-byte selector),
+// as "Contract.Error(args)", searching every contract here; "" if none
+// matches or data is a plain Error(string) revert.
+func ErrorName(data []byte) string {
+	if len(data) < 4 {
+		return ""
+	}
+	loadOnce.Do(load)
+	names := make([]string, 0, len(loaded))
+	for n := range loaded {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, e := range loaded[n].ABI.Errors {
+			if string(e.ID[:4]) != string(data[:4]) {
+				continue
+			}
+			args, err := e.Inputs.Unpack(data[4:])
+			if err != nil || len(args) == 0 {
+				return n + "." + e.Name + "()"
+			}
+			return fmt.Sprintf("%s.%s%v", n, e.Name, args)
+		}
+	}
+	return ""
 }

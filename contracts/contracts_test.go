@@ -28,3 +28,14 @@ func TestArtifacts(t *testing.T) {
 		t.Error("Get of an unknown contract did not fail")
 	}
 }
+
+// TestErrorName: a custom error's selector is named from the ABIs.
+func TestErrorName(t *testing.T) {
+	e := MustGet(DelegationManager).ABI.Errors["CannotUseADisabledDelegation"]
+	if got := ErrorName(e.ID[:4]); got != "DelegationManager.CannotUseADisabledDelegation()" {
+		t.Fatalf("named %q", got)
+	}
+	if got := ErrorName([]byte{1, 2, 3, 4}); got != "" {
+		t.Fatalf("an unknown selector named %q", got)
+	}
+}

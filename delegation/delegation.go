@@ -32,12 +32,12 @@ type Caveat struct {
 
 // Delegation is a signed permission from Delegator to Delegate.
 type Delegation struct {
-	Delegate  common.Address `json:"delegate"`
-	Delegator common.Address `json:"delegator"`
-	Authority common.Hash    `json:"authority"`
-	Caveats   []Caveat       `json:"caveats"`
-	Salt      *hexutil.Big   `json:"salt"`
-	Signature hexutil.Bytes  `json:"signature"`
+	Delegate  common.Address        `json:"delegate"`
+	Delegator common.Address        `json:"delegator"`
+	Authority common.Hash           `json:"authority"`
+	Caveats   []Caveat              `json:"caveats"`
+	Salt      *math.HexOrDecimal256 `json:"salt"` // hex (leading zeros allowed) or decimal
+	Signature hexutil.Bytes         `json:"signature"`
 }
 
 // Domain is where a delegation is valid: the chain and its
@@ -64,7 +64,7 @@ func (d Delegation) TypedData(dom Domain) apitypes.TypedData {
 	}
 	salt := new(big.Int)
 	if d.Salt != nil {
-		salt = d.Salt.ToInt()
+		salt = (*big.Int)(d.Salt)
 	}
 	return apitypes.TypedData{
 		Types:       typedTypes,
@@ -177,7 +177,7 @@ func PermissionContext(chain ...Delegation) ([]byte, error) {
 		}
 		salt := new(big.Int)
 		if d.Salt != nil {
-			salt = d.Salt.ToInt()
+			salt = (*big.Int)(d.Salt)
 		}
 		out[i] = abiDelegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs, Salt: salt, Signature: d.Signature}
 	}

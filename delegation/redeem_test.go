@@ -11,7 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
@@ -110,7 +110,7 @@ func TestDelegationRedeemsOnTheDevChain(t *testing.T) {
 	w.upgrade()
 	enf := w.d.Info().Enforcers
 	transfer := contracts.MustGet(contracts.DemoToken).ABI.Methods["transfer"].ID
-	d := Delegation{Delegate: addr(w.key), Delegator: addr(w.owner), Authority: RootAuthority, Salt: (*hexutil.Big)(big.NewInt(7)),
+	d := Delegation{Delegate: addr(w.key), Delegator: addr(w.owner), Authority: RootAuthority, Salt: (*math.HexOrDecimal256)(big.NewInt(7)),
 		Caveats: []Caveat{
 			{Enforcer: common.HexToAddress(enf[contracts.AllowedTargetsEnforcer]), Terms: w.dUSD.Bytes()},
 			{Enforcer: common.HexToAddress(enf[contracts.AllowedMethodsEnforcer]), Terms: transfer},
@@ -182,7 +182,7 @@ func abiDelegationOf(d Delegation) abiDelegation {
 	for i, c := range d.Caveats {
 		cs[i] = abiCaveat{Enforcer: c.Enforcer, Terms: c.Terms, Args: c.Args}
 	}
-	return abiDelegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs, Salt: d.Salt.ToInt(), Signature: d.Signature}
+	return abiDelegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs, Salt: (*big.Int)(d.Salt), Signature: d.Signature}
 }
 
 // TestRulesMatchTheEnforcers: every caveat Rules writes is read back by
@@ -259,4 +259,15 @@ func mustJSON(t *testing.T, x any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSaltForms: a salt may come as hex with leading zeros (as browser
+// libraries write it) or as decimal.
+func TestSaltForms(t *testing.T) {
+	for _, in := range []string{`"0x0abc"`, `"2748"`, `"0xabc"`} {
+		var d Delegation
+		if err := json.Unmarshal([]byte(`{"salt":`+in+`}`), &d); err != nil || (*big.Int)(d.Salt).Int64() != 2748 {
+			t.Errorf("salt %s: %v %v", in, d.Salt, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/contracts"
 )
 
 // browser starts headless Chromium for a test. Without Chromium the test
@@ -254,10 +259,15 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll, o.Confirmations = chainDev, 0, "", time.Second, 200*time.Millisecond, 1
 	tn := startNode(t, o, nil)
 	tn.mustPublish(t, "ETH/USD", 2600)
+	// Each step waits for blocks (one a second) on 2 cores shared with the
+	// browser: a minute each.
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(within(t, ctx), actions...); err != nil {
-			t.Fatalf("%s: %v\nbalances %q\ngrants %q %q\nintents %q", what, err, text(t, ctx, `#balances`), text(t, ctx, `#grants-card`), text(t, ctx, `#grant-msg`), text(t, ctx, `#intents`))
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nbalances %q\ngrants %q %q\nintents %q\npending %q %q", what, err, text(t, ctx, `#balances`), text(t, ctx, `#grants-card`),
+				text(t, ctx, `#grant-msg`), text(t, ctx, `#intents`), text(t, ctx, `#pending`), text(t, ctx, `#cmd-error`))
 		}
 	}
 	step("sign in and be funded", chromedp.Navigate("http://"+tn.addr+"/"), chromedp.WaitVisible(`#btn-burner:not([disabled])`),
@@ -280,6 +290,24 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	if out := os.Getenv("SPELLS_SCREENSHOTS"); out != "" {
 		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
 			_ = os.WriteFile(filepath.Join(out, "swap-confirmed.png"), png, 0o644)
+		}
+	}
+	// Revoking stops the vault using the grant and disables its
+	// delegations on-chain.
+	step("revoke", script(`window.confirm = () => true; true`), chromedp.Click(`#grants li[data-status=active] button`),
+		chromedp.WaitVisible(`#grants li[data-status=revoked]`), chromedp.WaitVisible(`//p[@id="grant-msg" and contains(., "Disabled on-chain too (3 delegations)")]`))
+	st, err := tn.n.mgr.Vault(ctxT(t), common.HexToAddress(text(t, ctx, `#who`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := st.State(ctxT(t))
+	mgr := common.HexToAddress(tn.n.chain.info.DelegationManager)
+	abi := contracts.MustGet(contracts.DelegationManager).ABI
+	for _, d := range state.Grants[0].Delegations {
+		data, _ := abi.Pack("disabledDelegations", common.HexToHash(d.Hash))
+		out, err := tn.n.chain.client.CallContract(ctxT(t), ethereum.CallMsg{To: &mgr, Data: data}, nil)
+		if err != nil || new(big.Int).SetBytes(out).Sign() == 0 {
+			t.Fatalf("delegation %s is not disabled on-chain (%v)", d.Hash, err)
 		}
 	}
 }

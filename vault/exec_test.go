@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
@@ -27,9 +28,10 @@ import (
 // a block every 100 ms while the test runs.
 type chainEnv struct {
 	*env
-	d     *chain.Dev
-	info  protocol.ChainInfo
-	pause atomic.Bool // no blocks while set
+	d       *chain.Dev
+	info    protocol.ChainInfo
+	pause   atomic.Bool             // no blocks while set
+	granted []delegation.Delegation // payTrigger's
 }
 
 func newChainEnv(t *testing.T) *chainEnv { return newChainEnvWith(t, nil) }
@@ -100,24 +102,28 @@ func (ce *chainEnv) upgrade(t *testing.T, owner *ecdsa.PrivateKey) {
 	}
 }
 
-// grant signs and adds a grant of the given rules, one delegation each.
-func (ce *chainEnv) grant(t *testing.T, u *user, rules ...delegation.Rules) {
+// grant signs and adds a grant of the given rules, one delegation each,
+// and returns the delegations.
+func (ce *chainEnv) grant(t *testing.T, u *user, rules ...delegation.Rules) []delegation.Delegation {
 	t.Helper()
 	key := common.HexToAddress(u.state(t).Account.SessionKey)
 	dom := delegation.Domain{ChainID: ce.info.ChainID, Manager: common.HexToAddress(ce.info.DelegationManager)}
 	var a protocol.GrantArgs
+	var out []delegation.Delegation
 	for i, r := range rules {
 		cs, err := r.Caveats(delegation.ParseEnforcers(ce.info.Enforcers))
 		if err != nil {
 			t.Fatal(err)
 		}
 		d := delegation.Delegation{Delegate: key, Delegator: u.w.Address(), Authority: delegation.RootAuthority, Caveats: cs,
-			Salt: (*hexutil.Big)(big.NewInt(time.Now().UnixNano() + int64(i)))}
+			Salt: (*math.HexOrDecimal256)(big.NewInt(time.Now().UnixNano() + int64(i)))}
 		sign(t, &d, u.w.Key, dom)
 		b, _ := json.Marshal(d)
 		a.Delegations = append(a.Delegations, b)
+		out = append(out, d)
 	}
 	u.mustCmd(t, protocol.OpGrantAdd, a)
+	return out
 }
 
 // waitIntent waits until the trigger's newest intent reaches an ended
@@ -388,7 +394,7 @@ func (f *flaky) TransactionByHash(ctx context.Context, h common.Hash) (*types.Tr
 func (ce *chainEnv) payTrigger(t *testing.T, u *user, amount string) common.Address {
 	t.Helper()
 	stranger := common.BytesToAddress(crypto.Keccak256([]byte(u.w.Address().Hex()))[:20])
-	ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dUSD"),
+	ce.granted = ce.grant(t, u, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dUSD"),
 		Period: delegation.Period{Amount: chain.Units(1000), Duration: 3600, Start: 1}}})
 	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
 		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: amount})})
@@ -571,5 +577,58 @@ func TestPortfolioFollowsTheChain(t *testing.T) {
 		if f, _ := protocol.DecodeServerFrame(<-u.sub.ch); f.Type == protocol.TypePortfolio {
 			t.Fatalf("a portfolio frame at block %d, where nothing changed", f.Block)
 		}
+	}
+}
+
+// TestDisabledOnChain: a delegation its owner disabled on-chain
+// (DelegationManager.disableDelegation, the owner's own transaction) is
+// refused by the chain when the vault simulates the intent, and the
+// intent fails naming the manager's error; nothing is sent.
+func TestDisabledOnChain(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	ce.payTrigger(t, u, "1")
+	mgr := common.HexToAddress(ce.info.DelegationManager)
+	d := ce.granted[0]
+	type abiCaveat struct {
+		Enforcer common.Address
+		Terms    []byte
+		Args     []byte
+	}
+	type abiDelegation struct {
+		Delegate, Delegator common.Address
+		Authority           [32]byte
+		Caveats             []abiCaveat
+		Salt                *big.Int
+		Signature           []byte
+	}
+	cs := make([]abiCaveat, len(d.Caveats))
+	for i, c := range d.Caveats {
+		cs[i] = abiCaveat{c.Enforcer, c.Terms, []byte{}}
+	}
+	data, err := contracts.MustGet(contracts.DelegationManager).ABI.Pack("disableDelegation",
+		abiDelegation{d.Delegate, d.Delegator, d.Authority, cs, (*big.Int)(d.Salt), d.Signature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ce.d.Client()
+	nonce, _ := c.PendingNonceAt(ctx, u.w.Address())
+	tx, _ := types.SignNewTx(u.w.Key, types.LatestSignerForChainID(new(big.Int).SetUint64(c.ID())), &types.DynamicFeeTx{
+		ChainID: new(big.Int).SetUint64(c.ID()), Nonce: nonce, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(1e11), Gas: 300_000, To: &mgr, Data: data})
+	if err := c.SendTransaction(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := chain.WaitMined(ctx, c, tx.Hash(), 50*time.Millisecond); err != nil || r.Status != 1 {
+		t.Fatalf("disableDelegation: %v", err)
+	}
+	ce.cross(t, u)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "CannotUseADisabledDelegation") {
+		t.Fatalf("after disabling on-chain: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := c.NonceAt(ctx, key, nil); n != 0 {
+		t.Fatal("a transaction was sent for a disabled delegation")
 	}
 }

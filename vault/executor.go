@@ -276,11 +276,21 @@ func notFound(err error) bool {
 	return errors.Is(err, ethereum.NotFound) || (err != nil && strings.Contains(err.Error(), "indexing is in progress"))
 }
 
-// revertText is the readable part of a revert error.
+// revertText is the readable part of a revert error. A custom error
+// (a 4-byte selector and its arguments in the error's data) is named from
+// the ABIs of the contracts the node knows.
 func revertText(err error) string {
 	s := err.Error()
 	if i := strings.Index(s, "execution reverted"); i >= 0 {
 		s = s[i:]
+	}
+	var de interface{ ErrorData() any }
+	if errors.As(err, &de) {
+		if hexData, ok := de.ErrorData().(string); ok {
+			if name := contracts.ErrorName(common.FromHex(hexData)); name != "" {
+				return "execution reverted: " + name
+			}
+		}
 	}
 	return s
 }

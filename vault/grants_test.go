@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/spells-dev/spells/contracts"
@@ -40,7 +40,7 @@ func grantFor(t *testing.T, u *user, signer *ecdsa.PrivateKey, dom delegation.Do
 		t.Fatal(err)
 	}
 	d := delegation.Delegation{Delegate: common.HexToAddress(st.Account.SessionKey), Delegator: u.w.Address(),
-		Authority: delegation.RootAuthority, Caveats: cs, Salt: (*hexutil.Big)(big.NewInt(int64(notAfter)))}
+		Authority: delegation.RootAuthority, Caveats: cs, Salt: (*math.HexOrDecimal256)(big.NewInt(int64(notAfter)))}
 	sign(t, &d, signer, dom)
 	return d
 }

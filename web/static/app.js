@@ -63,6 +63,9 @@ const WORDS = {
   unavailable: ["The node or your vault was busy or restarting, so this was not applied.", "Try again in a moment."],
   internal: ["The node hit an error (its log has the details), so this was not applied.", "Try again; tell the node's operator if it keeps happening."],
   invalid_trigger: ["The vault refused this trigger.", "Change what the message names and save again."],
+  invalid_grant: ["The vault refused this grant.", "Sign it again; the message says what was wrong."],
+  no_chain: ["This node runs without a chain.", "Grants and execution need a node with one."],
+  key_unavailable: ["This node cannot unseal your vault's key.", "Ask the node's operator: it runs with another key-encryption key."],
   not_found: ["That trigger no longer exists.", "It was deleted, perhaps in another tab."],
   bad_command: ["The vault could not read this request.", "Reload the page; if it keeps happening, this dashboard has a bug."],
   bad_seq: ["The vault already took a newer command from this session.", "It was sent again with a fresh number."],
@@ -84,7 +87,7 @@ const WORDS = {
 
 function explain(f) {
   const [what, todo] = WORDS[f.code] || ["Something went wrong.", "Try again."];
-  const detail = f.code === "invalid_trigger" || f.code === "siwe_domain" || f.code === "bad_signature" ? ` (${f.message})` : "";
+  const detail = ["invalid_trigger", "invalid_grant", "siwe_domain", "bad_signature"].includes(f.code) ? ` (${f.message})` : "";
   return `${what}${detail} ${todo} [${f.code}]`;
 }
 
@@ -1101,18 +1104,19 @@ async function setUpAndGrant() {
     }
     msg.textContent = "Signing the grant…";
     const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
-    const types = { Delegation: [{ name: "delegate", type: "address" }, { name: "delegator", type: "address" },
-      { name: "authority", type: "bytes32" }, { name: "caveats", type: "Caveat[]" }, { name: "salt", type: "uint256" }],
-    Caveat: [{ name: "enforcer", type: "address" }, { name: "terms", type: "bytes" }] };
+    const types = DELEGATION_TYPES;
     const delegations = [];
     for (const r of defaultRules()) {
       const d = { delegate: S.account.sessionKey, delegator: w.address, authority: "0x" + "f".repeat(64), // ROOT_AUTHORITY: the owner's own delegation
         caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
         salt: BigInt(ethers.hexlify(ethers.randomBytes(16))) };
       const signature = await w.signTypedData(domain, types, d);
-      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), salt: ethers.toBeHex(d.salt), signature });
+      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), salt: "0x" + d.salt.toString(16), signature });
     }
     msg.textContent = "";
+    // Kept in this browser, so a revoke can also disable them on-chain.
+    const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
+    localStorage.setItem("spells.delegations", JSON.stringify([...kept, ...delegations]));
     command("grant.add", { delegations }, "Grant the default limits");
   } catch (e) {
     msg.className = "msg error";
@@ -1151,8 +1155,40 @@ function renderGrants() {
     el("span", {}, g.delegations.map((d) => describeRules(d.rules)).join(" · ")), " ",
     el("span", { class: "muted", title: g.id }, `to key ${shortAddr(g.sessionKey)}`), " ",
     g.status === "active" ? el("button", { class: "small danger", onclick: () => {
-      if (confirm("Revoke this grant? Your vault stops using it at once.")) command("grant.revoke", { id: g.id }, "Revoke a grant");
+      if (confirm("Revoke this grant? Your vault stops using it at once, and a burner key also disables it on-chain.")) revokeGrant(g);
     } }, "revoke") : null)));
+}
+
+const DELEGATION_TYPES = { Delegation: [{ name: "delegate", type: "address" }, { name: "delegator", type: "address" },
+  { name: "authority", type: "bytes32" }, { name: "caveats", type: "Caveat[]" }, { name: "salt", type: "uint256" }],
+Caveat: [{ name: "enforcer", type: "address" }, { name: "terms", type: "bytes" }] };
+
+// revokeGrant stops the vault using g and, for delegations this browser's
+// burner key signed, disables them on-chain too (the owner's own
+// transactions to the DelegationManager), so even a node that ignored the
+// revoke could not redeem them.
+async function revokeGrant(g) {
+  command("grant.revoke", { id: g.id }, "Revoke a grant");
+  const msg = $("#grant-msg");
+  try {
+    if (!burnerKey() || burnerAddress() !== S.session.vault.toLowerCase()) return;
+    const hashes = new Set(g.delegations.map((d) => d.hash.toLowerCase()));
+    const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]")
+      .filter((d) => hashes.has(ethers.TypedDataEncoder.hashStruct("Delegation", DELEGATION_TYPES, d).toLowerCase()));
+    if (!kept.length) return;
+    const w = new ethers.Wallet(burnerKey(), chainProvider());
+    const mgr = new ethers.Contract(S.chain.delegationManager, ["function disableDelegation((address delegate,address delegator,bytes32 authority,(address enforcer,bytes terms,bytes args)[] caveats,uint256 salt,bytes signature) _delegation)"], w);
+    msg.className = "msg";
+    msg.textContent = "Disabling the grant on-chain…";
+    for (const d of kept) {
+      const tx = await mgr.disableDelegation([d.delegate, d.delegator, d.authority, d.caveats.map((c) => [c.enforcer, c.terms, c.args || "0x"]), d.salt, d.signature]);
+      await tx.wait();
+    }
+    msg.textContent = `Disabled on-chain too (${kept.length} delegation${kept.length > 1 ? "s" : ""}).`;
+  } catch (e) {
+    msg.className = "msg error";
+    msg.textContent = "The vault stopped using the grant, but disabling it on-chain failed: " + (e.shortMessage || e.message);
+  }
 }
 
 function burnerAddress() {
