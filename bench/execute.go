@@ -15,7 +15,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"zombiezen.com/go/sqlite"
@@ -177,19 +176,9 @@ func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainIn
 		{Targets: []common.Address{common.HexToAddress(info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}},
 	}
 	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
-	var args protocol.GrantArgs
-	for i, rl := range rules {
-		cs, err := rl.Caveats(delegation.ParseEnforcers(info.Enforcers))
-		if err != nil {
-			return err
-		}
-		d := delegation.Delegation{Delegate: key, Delegator: owner, Authority: delegation.RootAuthority, Caveats: cs,
-			Salt: (*math.HexOrDecimal256)(big.NewInt(int64(i + 1)))}
-		if err := d.SignWith(dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, u.w.Key) }); err != nil {
-			return err
-		}
-		b, _ := json.Marshal(d)
-		args.Delegations = append(args.Delegations, b)
+	args, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), u.w.Key, key, 1, rules...)
+	if err != nil {
+		return err
 	}
 	if _, err := u.c.Command(ctx, u.s, protocol.OpGrantAdd, args); err != nil {
 		return fmt.Errorf("grant: %w", err)

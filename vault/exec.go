@@ -107,7 +107,12 @@ func (v *Vault) step(in protocol.Intent) {
 		v.prepare(in)
 	case protocol.IntentSigned:
 		v.send(in)
-	case protocol.IntentSubmitted, protocol.IntentIncluded:
+	case protocol.IntentSubmitted:
+		// The chain's node may have lost it (a restart empties its pool):
+		// sending the same bytes again costs nothing if it has it.
+		v.m.exec.track(v.id, in.ID, hashesOf(in))
+		v.send(in)
+	case protocol.IntentIncluded:
 		v.m.exec.track(v.id, in.ID, hashesOf(in))
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
@@ -108,22 +107,12 @@ func (ce *chainEnv) grant(t *testing.T, u *user, rules ...delegation.Rules) []de
 	t.Helper()
 	key := common.HexToAddress(u.state(t).Account.SessionKey)
 	dom := delegation.Domain{ChainID: ce.info.ChainID, Manager: common.HexToAddress(ce.info.DelegationManager)}
-	var a protocol.GrantArgs
-	var out []delegation.Delegation
-	for i, r := range rules {
-		cs, err := r.Caveats(delegation.ParseEnforcers(ce.info.Enforcers))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := delegation.Delegation{Delegate: key, Delegator: u.w.Address(), Authority: delegation.RootAuthority, Caveats: cs,
-			Salt: (*math.HexOrDecimal256)(big.NewInt(time.Now().UnixNano() + int64(i)))}
-		sign(t, &d, u.w.Key, dom)
-		b, _ := json.Marshal(d)
-		a.Delegations = append(a.Delegations, b)
-		out = append(out, d)
+	a, ds, err := delegation.SignGrant(dom, delegation.ParseEnforcers(ce.info.Enforcers), u.w.Key, key, time.Now().UnixNano(), rules...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	u.mustCmd(t, protocol.OpGrantAdd, a)
-	return out
+	return ds
 }
 
 // waitIntent waits until the trigger's newest intent reaches an ended

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
+)
+
+func procChain(t *testing.T, p *procNode) (protocol.ChainInfo, *chain.Client) {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/v1/chain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info protocol.ChainInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	c, err := chain.Dial(context.Background(), info.RPC, info.ChainID, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return info, c
+}
+
+// intentStatus is the status of the newest intent a frame shows, if any.
+func intentStatus(f protocol.ServerFrame) string {
+	status := ""
+	for _, c := range f.Changes {
+		if c.Kind == protocol.KindIntent {
+			var in protocol.Intent
+			if json.Unmarshal(c.Data, &in) == nil {
+				status = in.Status
+			}
+		}
+	}
+	return status
+}
+
+// TestIntentSurvivesSIGKILL: the daemon, on its dev chain, is killed with
+// SIGKILL as an intent reaches each step of its life; started again, it
+// carries the intent on to confirmed, and its vault's session key has sent
+// exactly one transaction (the chain may lose its newest blocks in the
+// crash: the vault sends the same transaction again).
+func TestIntentSurvivesSIGKILL(t *testing.T) {
+	for _, at := range []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded} {
+		t.Run(at, func(t *testing.T) {
+			data := t.TempDir()
+			args := []string{"-chain-rpc", "dev", "-dev-chain-rpc", "127.0.0.1:0", "-chain-poll", "100ms", "-confirmations", "3", "-fee-bump-after", "5s"}
+			p := startProc(t, data, args...)
+			info, c := procChain(t, p)
+			w, _ := client.NewWallet()
+			s := p.signIn(t, w)
+			key := common.HexToAddress(s.mirror.Account.SessionKey)
+			ctx := context.Background()
+			waitFor(t, "the faucet", func() bool {
+				kb, _ := c.BalanceAt(ctx, key, nil)
+				ob, _ := c.BalanceAt(ctx, w.Address(), nil)
+				return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0
+			})
+			if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+				t.Fatal(err)
+			}
+			var usd common.Address
+			for _, tk := range info.Tokens {
+				if tk.Symbol == "dUSD" {
+					usd = common.HexToAddress(tk.Address)
+				}
+			}
+			dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
+			grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,
+				delegation.Rules{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(100), Duration: 86400, Start: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.cmd(t, protocol.OpGrantAdd, grant); err != nil {
+				t.Fatal(err)
+			}
+			stranger := common.BytesToAddress(crypto.Keccak256(w.Address().Bytes())[:20])
+			params, _ := json.Marshal(protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "1"})
+			spec := dip(10)
+			spec.Condition.Signal = "KILL"
+			spec.Action = protocol.Action{Kind: "transfer", Params: params}
+			s.create(t, spec)
+			// A clean restart writes the chain so far (deployment, funding,
+			// the owner's setup) to disk: the crash below tests the intent.
+			if err := p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+				t.Fatalf("clean stop: %v", err)
+			}
+			p = startProc(t, data, args...)
+			_, c = procChain(t, p)
+			s = p.signIn(t, w)
+			p.publish(t, "KILL", 15)
+			p.publish(t, "KILL", 5)
+			s.until(t, "the intent "+at, func(f protocol.ServerFrame) bool { return intentStatus(f) == at })
+			p.kill()
+
+			p = startProc(t, data, args...)
+			_, c = procChain(t, p)
+			s = p.signIn(t, w)
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				st := ""
+				for _, in := range s.mirror.Intents {
+					st = in.Status
+				}
+				if st == protocol.IntentConfirmed {
+					break
+				}
+				if st == protocol.IntentFailed || st == protocol.IntentReverted || st == protocol.IntentRefused || time.Now().After(deadline) {
+					t.Fatalf("after SIGKILL at %s the intent is %q; the node's log:\n%s", at, st, p.log())
+				}
+				s.until(t, "an intent change", func(f protocol.ServerFrame) bool { return intentStatus(f) != "" })
+			}
+			if n, _ := c.NonceAt(ctx, key, nil); n != 1 {
+				t.Fatalf("after SIGKILL at %s the session key sent %d transactions, want 1", at, n)
+			}
+			data2, _ := contracts.MustGet(contracts.DemoToken).ABI.Pack("balanceOf", stranger)
+			out, _ := c.CallContract(ctx, ethereum.CallMsg{To: &usd, Data: data2}, nil)
+			if got := new(big.Int).SetBytes(out); got.Cmp(chain.Units(1)) != 0 {
+				t.Fatalf("after SIGKILL at %s the payee holds %s, want 1 dUSD", at, got)
+			}
+		})
+	}
+}
