@@ -362,3 +362,20 @@ func (d *Dev) Close() error {
 	}
 	return err
 }
+
+// Deploy deploys the named contract (of package contracts) from the
+// faucet's account with constructor args, for tools and tests, and waits
+// until it is mined.
+func (d *Dev) Deploy(ctx context.Context, name string, args ...any) (common.Address, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, err := newSender(ctx, d.client, d.faucet)
+	if err != nil {
+		return common.Address{}, err
+	}
+	a, err := s.create(ctx, name, args...)
+	if err != nil {
+		return common.Address{}, err
+	}
+	return a, s.settle(ctx, d.Mine)
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -21,6 +22,7 @@ import (
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 )
 
 // chainEnv is a manager executing on a dev chain of its own, which makes
@@ -620,4 +622,90 @@ func TestDisabledOnChain(t *testing.T) {
 	if n, _ := c.NonceAt(ctx, key, nil); n != 0 {
 		t.Fatal("a transaction was sent for a disabled delegation")
 	}
+}
+
+// TestContractAccountSignsIn: an owner that is a contract account signs
+// in: before it is deployed with an ERC-6492 signature (its factory and
+// the deployment's calldata around its owner key's signature), after with
+// ERC-1271. A signature its isValidSignature refuses is bad_signature.
+func TestContractAccountSignsIn(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	factory, err := ce.d.Deploy(ctx, contracts.DemoAccountFactory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fabi := contracts.MustGet(contracts.DemoAccountFactory).ABI
+	ownerKey, _ := crypto.GenerateKey()
+	owner := crypto.PubkeyToAddress(ownerKey.PublicKey)
+	var salt [32]byte
+	q, _ := fabi.Pack("addressOf", owner, salt)
+	out, err := ce.d.Client().CallContract(ctx, ethereum.CallMsg{To: &factory, Data: q}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := common.BytesToAddress(out)
+	deployData, _ := fabi.Pack("deploy", owner, salt)
+
+	signIn := func(signer *ecdsa.PrivateKey, wrap bool) error {
+		w := &client.Wallet{Key: signer}
+		d, _ := protocol.NewDelegate()
+		p := ce.params(w, d)
+		m := w.Message(p)
+		m.Address = account
+		text := m.String()
+		sig, err := protocol.SignPersonal(signer, []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrap {
+			args := abi.Arguments{{Type: mustType("address")}, {Type: mustType("bytes")}, {Type: mustType("bytes")}}
+			packed, err := args.Pack(factory, deployData, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig = append(packed, erc6492Suffix...)
+		}
+		b, err := ce.m.SignIn(ctx, SignInRequest{Message: text, Signature: hexutil.Encode(sig), Nonce: p.Nonce, Sub: newSub()})
+		if err == nil && b.Vault.Address() != account {
+			t.Fatalf("signed in to %s, not the account %s", b.Vault.Address().Hex(), account.Hex())
+		}
+		return err
+	}
+	stranger, _ := crypto.GenerateKey()
+	wantCode(t, signIn(stranger, true), protocol.CodeBadSignature)
+	wantCode(t, signIn(ownerKey, false), protocol.CodeBadSignature) // not deployed, not wrapped
+	if err := signIn(ownerKey, true); err != nil {
+		t.Fatalf("ERC-6492 sign-in of an account not deployed: %v", err)
+	}
+	if code, _ := ce.d.Client().CodeAt(ctx, account, nil); len(code) != 0 {
+		t.Fatal("the check deployed the account for real; it deploys inside the call only")
+	}
+	// Deployed: ERC-1271.
+	key, _ := crypto.GenerateKey()
+	if err := ce.d.Fund(ctx, crypto.PubkeyToAddress(key.PublicKey), chain.Ether, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := ce.d.Client()
+	nonce, _ := c.PendingNonceAt(ctx, crypto.PubkeyToAddress(key.PublicKey))
+	tx, _ := types.SignNewTx(key, types.LatestSignerForChainID(new(big.Int).SetUint64(c.ID())), &types.DynamicFeeTx{
+		ChainID: new(big.Int).SetUint64(c.ID()), Nonce: nonce, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(1e11), Gas: 2_000_000, To: &factory, Data: deployData})
+	if err := c.SendTransaction(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := chain.WaitMined(ctx, c, tx.Hash(), 50*time.Millisecond); err != nil || r.Status != 1 {
+		t.Fatalf("deploy the account: %v", err)
+	}
+	if err := signIn(ownerKey, false); err != nil {
+		t.Fatalf("ERC-1271 sign-in of the deployed account: %v", err)
+	}
+	wantCode(t, signIn(stranger, false), protocol.CodeBadSignature)
+}
+
+func mustType(s string) abi.Type {
+	t, err := abi.NewType(s, "", nil)
+	if err != nil {
+		panic(err)
+	}
+	return t
 }

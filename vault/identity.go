@@ -6,6 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -59,12 +64,68 @@ func (m *Manager) verifySignIn(req SignInRequest) (*protocol.Message, error) {
 			return nil, protocol.Errorf(protocol.CodeSIWEDomain, "domain %q is not served here; this node serves %s "+
 				"(its operator sets them with --siwe-domains or SPELLS_SIWE_DOMAINS)", truncateID(msg.Domain), strings.Join(m.cfg.Domains, ", "))
 		}
-		return nil, err
+		if pe := protocol.AsError(err); pe == nil || pe.Code != protocol.CodeBadSignature || m.cfg.Client == nil {
+			return nil, err
+		}
+		// Not the address's own key: it may be a contract account
+		// (ERC-1271), or one not deployed yet (ERC-6492). The nonce is
+		// checked first: asking the chain costs more.
+		if nerr := m.checkNonce(msg.Nonce, now); nerr != nil {
+			return nil, nerr
+		}
+		if cerr := m.contractSignature(msg, sig); cerr != nil {
+			return nil, cerr
+		}
+		return msg, nil
 	}
 	if err := m.checkNonce(msg.Nonce, now); err != nil {
 		return nil, err
 	}
 	return msg, nil
+}
+
+// contractSignature checks sig over msg as msg.Address's contract
+// account would (its ERC-1271 isValidSignature), deploying it first
+// inside the call when sig is wrapped as ERC-6492, in one eth_call of
+// SignatureCheck's creation code. An address without code and a signature
+// that is not ERC-6492 is refused without asking the chain.
+func (m *Manager) contractSignature(msg *protocol.Message, sig []byte) error {
+	refused := protocol.Errorf(protocol.CodeBadSignature, "the signature is not %s's: not its key's, and not valid for it as a contract account (ERC-1271, ERC-6492)", msg.Address.Hex())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !isERC6492(sig) {
+		code, err := m.cfg.Client.CodeAt(ctx, msg.Address, nil)
+		if err != nil {
+			return protocol.Errorf(protocol.CodeUnavailable, "could not ask the chain about the account %s; retry", msg.Address.Hex())
+		}
+		if len(code) == 0 {
+			return refused
+		}
+	}
+	check := contracts.MustGet(contracts.SignatureCheck)
+	hash := accounts.TextHash([]byte(msg.String()))
+	args, err := check.ABI.Pack("", msg.Address, [32]byte(hash), sig)
+	if err != nil {
+		return refused
+	}
+	out, err := m.cfg.Client.CallContract(ctx, ethereum.CallMsg{Data: append(append([]byte{}, check.Bytecode...), args...), Gas: 5_000_000}, nil)
+	if err != nil {
+		if reverted(err) {
+			return refused
+		}
+		return protocol.Errorf(protocol.CodeUnavailable, "could not ask the chain about the account %s; retry", msg.Address.Hex())
+	}
+	if len(out) != 1 || out[0] != 1 {
+		return refused
+	}
+	return nil
+}
+
+// erc6492Suffix ends a signature wrapped for an account not deployed yet.
+var erc6492Suffix = common.FromHex("0x6492649264926492649264926492649264926492649264926492649264926492")
+
+func isERC6492(sig []byte) bool {
+	return len(sig) > 32 && string(sig[len(sig)-32:]) == string(erc6492Suffix)
 }
 
 // signIn completes a sign-in verified by verifySignIn, on the vault's
