@@ -281,13 +281,13 @@ func periodOf(p *delegation.Period, now int64) int64 {
 
 // allows checks one step against one delegation's rules, and returns the
 // rule that refuses it ("" if it is allowed) and what it spends.
-func allows(st *step, r delegation.Rules, u usage, now int64) (rule string, spend *big.Int) {
+func allows(st *step, r delegation.Rules, u usage, now int64, later bool) (rule string, spend *big.Int) {
 	sel := ""
 	if len(st.data) >= 4 {
 		sel = fmt.Sprintf("0x%x", st.data[:4])
 	}
 	switch {
-	case r.NotBefore != 0 && now <= int64(r.NotBefore):
+	case r.NotBefore != 0 && now <= int64(r.NotBefore) && !later:
 		return fmt.Sprintf("validity window: not valid before %d", r.NotBefore), nil
 	case r.NotAfter != 0 && now >= int64(r.NotAfter):
 		return fmt.Sprintf("validity window: expired at %d", r.NotAfter), nil
@@ -353,7 +353,11 @@ func containsStr(xs []string, s string) bool {
 // plan finds, for each step, a delegation of the vault's active grants
 // that allows it now, counting what the earlier steps use. It returns a
 // refused error naming the rule when a step has none.
-func (v *Vault) plan(a *action, nowMs int64) error {
+func (v *Vault) plan(a *action, nowMs int64) error { return v.planFor(a, nowMs, false) }
+
+// planFor is plan; with later, a delegation that is not valid yet counts as
+// allowing what it will allow (a trigger made before its grant starts).
+func (v *Vault) planFor(a *action, nowMs int64, later bool) error {
 	ds, err := v.activeDelegations()
 	if err != nil {
 		return err
@@ -361,7 +365,9 @@ func (v *Vault) plan(a *action, nowMs int64) error {
 	now := nowMs / 1000
 	used := map[common.Hash]usage{}
 	for _, st := range a.steps {
-		best := ""
+		// The refusal shown is that of the delegation nearest to allowing
+		// the step: one made for its target before one that is not.
+		best, bestScore := "", -1
 		for _, gd := range ds {
 			u, ok := used[gd.hash]
 			if !ok {
@@ -369,13 +375,13 @@ func (v *Vault) plan(a *action, nowMs int64) error {
 					return err
 				}
 			}
-			rule, spend := allows(st, gd.rules, u, now)
+			rule, spend := allows(st, gd.rules, u, now, later)
 			if skipPolicy.Load() {
 				rule = ""
 			}
 			if rule != "" {
-				if best == "" || strings.HasPrefix(best, "allowed targets") {
-					best = rule
+				if sc := relevance(st, gd.rules, rule); sc > bestScore {
+					best, bestScore = rule, sc
 				}
 				continue
 			}
@@ -395,6 +401,19 @@ func (v *Vault) plan(a *action, nowMs int64) error {
 		}
 	}
 	return nil
+}
+
+// relevance ranks a refusal by how near its delegation came to allowing
+// the step: 0 for a token allowance of another token, 1 for another
+// target, 2 for a delegation made for this target.
+func relevance(st *step, r delegation.Rules, rule string) int {
+	switch {
+	case r.Token != nil && r.Token.Token != st.target:
+		return 0
+	case strings.HasPrefix(rule, "allowed targets"):
+		return 1
+	}
+	return 2
 }
 
 func periodRule(r delegation.Rules) *delegation.Period {
@@ -447,7 +466,9 @@ func (v *Vault) checkAction(a protocol.Action, nowMs int64) error {
 	if err != nil {
 		return err
 	}
-	if err := v.plan(act, nowMs); err != nil {
+	// A grant whose validity window has not started yet counts: the
+	// trigger will run once it starts.
+	if err := v.planFor(act, nowMs, true); err != nil {
 		if r, ok := err.(refusal); ok {
 			return invalidAction("this trigger could never run: %s", r.Error())
 		}

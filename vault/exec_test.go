@@ -709,3 +709,117 @@ func mustType(s string) abi.Type {
 	}
 	return t
 }
+
+// TestCaveatsRefusedByTheVault: each rule a grant sets is checked by the
+// vault: an action no grant allows is refused when the trigger is made,
+// naming the rule (another target, another method, more value than a
+// call may carry); one that runs out of what the grant allows (its calls,
+// its window not started yet) is refused when it fires, before anything
+// is signed.
+func TestCaveatsRefusedByTheVault(t *testing.T) {
+	ce := newChainEnv(t)
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	pool := common.HexToAddress(ce.info.Pool.Address)
+	later := uint64(time.Now().Unix() + 3600)
+	ce.grant(t, u,
+		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}, MaxValue: big.NewInt(0), MaxCalls: 1},
+		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
+		delegation.Rules{Targets: []common.Address{ce.token("dUSD")}, NotBefore: later})
+	call := func(target common.Address, data []byte, value string) protocol.Action {
+		return actionOf("call", protocol.CallParams{Target: target.Hex(), Data: hexutil.Encode(data), Value: value})
+	}
+	swapData, _ := contracts.MustGet(contracts.ConstantProductPool).ABI.Pack("swap", ce.token("dETH"), big.NewInt(1), u.w.Address())
+	for name, c := range map[string]struct {
+		a    protocol.Action
+		rule string
+	}{
+		"another target": {call(stranger(u), swapData, "0"), "allowed targets"},
+		"another method": {call(pool, []byte{1, 2, 3, 4}, "0"), "allowed methods"},
+		"too much value": {call(pool, swapData, "5"), "value per call"},
+	} {
+		_, err := u.cmd(t, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: name, Condition: below("X", 10), Action: c.a})
+		wantCode(t, err, protocol.CodeInvalidTrigger)
+		if !strings.Contains(err.Error(), c.rule) {
+			t.Errorf("%s: refused as %q, want the rule %q", name, err, c.rule)
+		}
+	}
+	// The grant allows one swap call: the first swap uses it, the second
+	// is refused by the vault, naming the rule.
+	u.create(t, protocol.TriggerSpec{Name: "calls", Condition: below("X", 10),
+		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
+	ce.cross(t, u)
+	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
+	}
+	ce.cross(t, u)
+	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 1 used") {
+		t.Fatalf("second swap: %s %q", in.Status, in.Detail)
+	}
+	// A grant whose window starts later: the trigger is taken (it will run
+	// then), and a firing before then is refused naming the window.
+	u.create(t, protocol.TriggerSpec{Name: "later", Condition: below("Y", 10),
+		Action: call(ce.token("dUSD"), nil, "0")})
+	ce.signal(t, u, "Y", 15)
+	ce.signal(t, u, "Y", 5)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "not valid before") {
+		t.Fatalf("before the grant's window: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := ce.d.Client().NonceAt(context.Background(), key, nil); n != 1 {
+		t.Fatalf("%d transactions sent, want the first swap's only", n)
+	}
+}
+
+func stranger(u *user) common.Address {
+	return common.BytesToAddress(crypto.Keccak256([]byte("stranger of " + u.w.Address().Hex()))[:20])
+}
+
+// TestRevertInBlockIsRecorded: a swap the simulation allowed reverts in
+// its block (a bigger trade before it moved the price past its slippage
+// bound): the intent is reverted, with the pool's reason.
+func TestRevertInBlockIsRecorded(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, _ := ce.funded(t, true)
+	pool, dUSD := common.HexToAddress(ce.info.Pool.Address), ce.token("dUSD")
+	ce.grant(t, u,
+		delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(1000), Duration: 86400, Start: 1}}},
+		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}})
+	u.create(t, protocol.TriggerSpec{Name: "tight", Condition: below("X", 10),
+		Action: actionOf("swap", protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "100", SlippageBps: 10})})
+	// A whale, funded and approved beforehand.
+	whale, _ := crypto.GenerateKey()
+	wa := crypto.PubkeyToAddress(whale.PublicKey)
+	if err := ce.d.Fund(ctx, wa, chain.Ether, map[string]*big.Int{"dUSD": chain.Units(1_000_000)}); err != nil {
+		t.Fatal(err)
+	}
+	c := ce.d.Client()
+	send := func(to common.Address, data []byte, tip int64) {
+		t.Helper()
+		nonce, _ := c.PendingNonceAt(ctx, wa)
+		tx, _ := types.SignNewTx(whale, types.LatestSignerForChainID(new(big.Int).SetUint64(c.ID())), &types.DynamicFeeTx{
+			ChainID: new(big.Int).SetUint64(c.ID()), Nonce: nonce, GasTipCap: big.NewInt(tip), GasFeeCap: big.NewInt(tip * 2), Gas: 500_000, To: &to, Data: data})
+		if err := c.SendTransaction(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	erc20, pabi := contracts.MustGet(contracts.DemoToken).ABI, contracts.MustGet(contracts.ConstantProductPool).ABI
+	approve, _ := erc20.Pack("approve", pool, chain.Units(1_000_000))
+	send(dUSD, approve, 1e10)
+	ce.d.Mine()
+	ce.pause.Store(true)
+	ce.cross(t, u)
+	waitFor(t, "the swap to be submitted", func() bool {
+		st := u.state(t)
+		return st.Intents[len(st.Intents)-1].Status == protocol.IntentSubmitted
+	})
+	dump, _ := pabi.Pack("swapExactIn", dUSD, chain.Units(300_000), big.NewInt(0), wa)
+	send(pool, dump, 1e11) // a higher tip: mined first
+	ce.pause.Store(false)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentReverted || !strings.Contains(in.Detail, "insufficient-output") || in.Tx.Block == 0 {
+		t.Fatalf("a swap that reverted in its block: %s %q", in.Status, in.Detail)
+	}
+}

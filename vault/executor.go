@@ -262,12 +262,15 @@ func (e *executor) revertReason(ctx context.Context, h common.Hash, r *types.Rec
 	if err != nil {
 		return "the transaction reverted"
 	}
-	_, err = e.c.CallContract(ctx, ethereum.CallMsg{From: from, To: tx.To(), Gas: tx.Gas(), Value: tx.Value(), Data: tx.Data()},
-		new(big.Int).Sub(r.BlockNumber, big.NewInt(1)))
-	if err == nil {
-		return "the transaction reverted (out of gas, or the state changed within its block)"
+	// Replayed on the state after its block first (what the transactions
+	// before it in the block did, it sees), then before it.
+	call := ethereum.CallMsg{From: from, To: tx.To(), Gas: tx.Gas(), Value: tx.Value(), Data: tx.Data()}
+	for _, at := range []*big.Int{r.BlockNumber, new(big.Int).Sub(r.BlockNumber, big.NewInt(1))} {
+		if _, err := e.c.CallContract(ctx, call, at); err != nil {
+			return revertText(err)
+		}
 	}
-	return revertText(err)
+	return "the transaction reverted (out of gas, or the state changed within its block)"
 }
 
 // notFound is "no receipt yet": go-ethereum answers ethereum.NotFound, or
