@@ -15,8 +15,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/protocol"
 )
 
 // browser starts headless Chromium for a test. Without Chromium the test
@@ -309,5 +312,67 @@ func TestDashboardExecutesASwap(t *testing.T) {
 		if err != nil || new(big.Int).SetBytes(out).Sign() == 0 {
 			t.Fatalf("delegation %s is not disabled on-chain (%v)", d.Hash, err)
 		}
+	}
+}
+
+// mockWallet is an EIP-1193 provider for the page, backed by key: what a
+// browser wallet answers to the requests the dashboard makes.
+func mockWallet(key string) string {
+	return fmt.Sprintf(`(() => {
+  const rpc = () => new ethers.JsonRpcProvider(location.origin + "/v1/chain/rpc", 1337, { staticNetwork: true, batchMaxCount: 1 });
+  window.ethereum = { request: async ({ method, params }) => {
+    const w = new ethers.Wallet(%q, rpc());
+    switch (method) {
+      case "eth_requestAccounts": case "eth_accounts": return [w.address.toLowerCase()];
+      case "personal_sign": return w.signMessage(ethers.getBytes(params[0]));
+      case "eth_signTypedData_v4": { const t = JSON.parse(params[1]); delete t.types.EIP712Domain; return w.signTypedData(t.domain, t.types, t.message); }
+      case "eth_sendTransaction": return (await w.sendTransaction({ to: params[0].to, data: params[0].data })).hash;
+      case "eth_chainId": return "0x539";
+    }
+    throw new Error("mock wallet: " + method);
+  } };
+})(); true`, key)
+}
+
+// TestDashboardWalletGrant: with a browser wallet whose account is already
+// a smart account (wallets make that switch in their own screens), the
+// dashboard has the wallet sign the default delegations as typed data, and
+// revoking has the wallet disable them on-chain.
+func TestDashboardWalletGrant(t *testing.T) {
+	ctx := browser(t)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll = chainDev, 0, "", time.Second, 200*time.Millisecond
+	tn := startNode(t, o, nil)
+	key, _ := crypto.GenerateKey()
+	owner := crypto.PubkeyToAddress(key.PublicKey)
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\ngrants %q %q\npending %q\nsign-in %q who %q balances %q", what, err, text(t, ctx, `#grants-card`), text(t, ctx, `#grant-msg`), text(t, ctx, `#cmd-error`), text(t, ctx, `#signin-error`), text(t, ctx, `#who`), text(t, ctx, `#balances`))
+		}
+	}
+	// A wallet extension injects its provider before the page loads; here
+	// it comes after, so the page's wallet button is shown by hand.
+	step("sign in with the wallet", chromedp.Navigate("http://"+tn.addr+"/"), chromedp.WaitVisible(`#btn-burner:not([disabled])`),
+		script(mockWallet(fmt.Sprintf("0x%x", crypto.FromECDSA(key)))),
+		script(`document.querySelector("#btn-wallet").classList.remove("hidden"); true`), chromedp.Click(`#btn-wallet`),
+		chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "10 dETH")]`))
+	step("refused before the account is a smart account", chromedp.Click(`#btn-grant-wallet`),
+		chromedp.WaitVisible(`//p[@id="grant-msg" and contains(., "not a smart account yet")]`))
+	if err := chain.Upgrade(ctxT(t), tn.n.chain.client, key, common.HexToAddress(tn.n.chain.info.DeleGator), nil); err != nil {
+		t.Fatal(err)
+	}
+	step("grant with the wallet", chromedp.Click(`#btn-grant-wallet`), chromedp.WaitVisible(`#grants li[data-status=active]`))
+	step("revoke", script(`window.confirm = () => true; true`), chromedp.Click(`#grants li[data-status=active] button`),
+		chromedp.WaitVisible(`//p[@id="grant-msg" and contains(., "Disabled on-chain too (3 delegations)")]`))
+	v, err := tn.n.mgr.Vault(ctxT(t), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := v.State(ctxT(t))
+	if len(st.Grants) != 1 || st.Grants[0].Status != protocol.GrantRevoked {
+		t.Fatalf("grants %+v", st.Grants)
 	}
 }

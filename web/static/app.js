@@ -1126,6 +1126,48 @@ async function setUpAndGrant() {
   }
 }
 
+// walletGrant signs the default delegations with the browser wallet
+// (eth_signTypedData_v4). The wallet's account must already be a smart
+// account delegated to the framework's DeleGator: wallets make that switch
+// in their own screens (EIP-7702), not at a page's request.
+async function walletGrant() {
+  const msg = $("#grant-msg");
+  const btn = $("#btn-grant-wallet");
+  btn.disabled = true;
+  msg.className = "msg";
+  try {
+    const c = S.chain;
+    if (!window.ethereum) throw new Error("no browser wallet found");
+    const [acct] = await window.ethereum.request({ method: "eth_requestAccounts" });
+    if (!acct || acct.toLowerCase() !== S.session.vault.toLowerCase()) throw new Error("the wallet's account is not this vault's owner");
+    const code = await chainProvider().getCode(acct);
+    if (code.toLowerCase() !== ("0xef0100" + c.deleGator.slice(2)).toLowerCase()) {
+      throw new Error(`your account is not a smart account yet: switch it to one in your wallet (EIP-7702, delegating to the framework's DeleGator ${c.deleGator}), then grant again`);
+    }
+    const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
+    const eip712Domain = [{ name: "name", type: "string" }, { name: "version", type: "string" }, { name: "chainId", type: "uint256" }, { name: "verifyingContract", type: "address" }];
+    const delegations = [];
+    for (const r of defaultRules()) {
+      msg.textContent = `Sign in your wallet: ${r.what}…`;
+      const d = { delegate: S.account.sessionKey, delegator: ethers.getAddress(acct), authority: "0x" + "f".repeat(64),
+        caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
+        salt: "0x" + BigInt(ethers.hexlify(ethers.randomBytes(16))).toString(16) };
+      const typed = { types: { EIP712Domain: eip712Domain, ...DELEGATION_TYPES }, domain, primaryType: "Delegation", message: d };
+      const signature = await window.ethereum.request({ method: "eth_signTypedData_v4", params: [acct, JSON.stringify(typed)] });
+      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), signature });
+    }
+    msg.textContent = "";
+    const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
+    localStorage.setItem("spells.delegations", JSON.stringify([...kept, ...delegations]));
+    command("grant.add", { delegations }, "Grant the default limits");
+  } catch (e) {
+    msg.className = "msg error";
+    msg.textContent = "Could not grant with the wallet: " + (e.shortMessage || e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
 function describeRules(r) {
   const sym = (a) => (S.chain?.tokens.find((t) => t.address.toLowerCase() === String(a).toLowerCase()) || {}).symbol || shortAddr(a);
   const per = (s) => s === DAY_S ? "day" : s === 3600 ? "hour" : fmtDuration(s * 1000);
@@ -1144,7 +1186,9 @@ function renderGrants() {
   const card = $("#grants-card");
   card.classList.toggle("hidden", !S.chain || !S.session || !S.loaded);
   if (!S.chain) return;
-  $("#btn-grant").classList.toggle("hidden", !burnerKey() || !S.session || burnerAddress() !== S.session.vault.toLowerCase());
+  const ownBurner = !!burnerKey() && !!S.session && burnerAddress() === S.session.vault.toLowerCase();
+  $("#btn-grant").classList.toggle("hidden", !ownBurner);
+  $("#btn-grant-wallet").classList.toggle("hidden", ownBurner || !window.ethereum || !S.session);
   $("#grant-what").textContent = "Default limits: " + defaultRules().map((r) => r.what).join(", ") + "; for 30 days.";
   const gs = [...S.grants.values()];
   const granted = gs.some((g) => g.status === "active" && S.account && g.sessionKey === S.account.sessionKey);
@@ -1171,18 +1215,25 @@ async function revokeGrant(g) {
   command("grant.revoke", { id: g.id }, "Revoke a grant");
   const msg = $("#grant-msg");
   try {
-    if (!burnerKey() || burnerAddress() !== S.session.vault.toLowerCase()) return;
+    const burner = !!burnerKey() && burnerAddress() === S.session.vault.toLowerCase();
+    if (!burner && !window.ethereum) return;
     const hashes = new Set(g.delegations.map((d) => d.hash.toLowerCase()));
     const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]")
       .filter((d) => hashes.has(ethers.TypedDataEncoder.hashStruct("Delegation", DELEGATION_TYPES, d).toLowerCase()));
     if (!kept.length) return;
-    const w = new ethers.Wallet(burnerKey(), chainProvider());
-    const mgr = new ethers.Contract(S.chain.delegationManager, ["function disableDelegation((address delegate,address delegator,bytes32 authority,(address enforcer,bytes terms,bytes args)[] caveats,uint256 salt,bytes signature) _delegation)"], w);
+    const iface = new ethers.Interface(["function disableDelegation((address delegate,address delegator,bytes32 authority,(address enforcer,bytes terms,bytes args)[] caveats,uint256 salt,bytes signature) _delegation)"]);
+    const provider = chainProvider();
+    const w = burner ? new ethers.Wallet(burnerKey(), provider) : null;
     msg.className = "msg";
     msg.textContent = "Disabling the grant on-chain…";
     for (const d of kept) {
-      const tx = await mgr.disableDelegation([d.delegate, d.delegator, d.authority, d.caveats.map((c) => [c.enforcer, c.terms, c.args || "0x"]), d.salt, d.signature]);
-      await tx.wait();
+      const data = iface.encodeFunctionData("disableDelegation", [[d.delegate, d.delegator, d.authority, d.caveats.map((c) => [c.enforcer, c.terms, c.args || "0x"]), d.salt, d.signature]]);
+      if (w) {
+        await (await w.sendTransaction({ to: S.chain.delegationManager, data })).wait();
+      } else {
+        const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [{ from: S.session.vault, to: S.chain.delegationManager, data }] });
+        await provider.waitForTransaction(hash);
+      }
     }
     msg.textContent = `Disabled on-chain too (${kept.length} delegation${kept.length > 1 ? "s" : ""}).`;
   } catch (e) {
@@ -1198,6 +1249,7 @@ function burnerAddress() {
 
 $("#btn-signout-all").onclick = signOutEverywhere;
 $("#btn-grant").onclick = setUpAndGrant;
+$("#btn-grant-wallet").onclick = walletGrant;
 F("action").addEventListener("change", () => renderParams());
 loadChain();
 $("#btn-rotate").onclick = () => {
