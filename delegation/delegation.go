@@ -194,3 +194,27 @@ func SingleCall(target common.Address, value *big.Int, data []byte) []byte {
 	out = append(out, common.LeftPadBytes(value.Bytes(), 32)...)
 	return append(out, data...)
 }
+
+// ParsePermissionContext decodes a permission context (abi.encode of a
+// Delegation[] chain, leaf first), as an ERC-7715 wallet returns it in its
+// grant's context.
+func ParsePermissionContext(ctx []byte) ([]Delegation, error) {
+	vals, err := permissionContext.Unpack(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("not an encoded list of delegations: %w", err)
+	}
+	var raw []abiDelegation
+	if err := permissionContext.Copy(&raw, vals); err != nil {
+		return nil, fmt.Errorf("not an encoded list of delegations: %w", err)
+	}
+	out := make([]Delegation, len(raw))
+	for i, d := range raw {
+		cs := make([]Caveat, len(d.Caveats))
+		for j, c := range d.Caveats {
+			cs[j] = Caveat{Enforcer: c.Enforcer, Terms: c.Terms, Args: c.Args}
+		}
+		out[i] = Delegation{Delegate: d.Delegate, Delegator: d.Delegator, Authority: d.Authority, Caveats: cs,
+			Salt: (*math.HexOrDecimal256)(d.Salt), Signature: d.Signature}
+	}
+	return out, nil
+}

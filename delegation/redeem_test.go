@@ -271,3 +271,21 @@ func TestSaltForms(t *testing.T) {
 		}
 	}
 }
+
+// TestPermissionContextRoundTrip: a permission context decodes to the
+// delegations it encodes.
+func TestPermissionContextRoundTrip(t *testing.T) {
+	d := Delegation{Delegate: common.HexToAddress("0x01"), Delegator: common.HexToAddress("0x02"), Authority: RootAuthority,
+		Caveats: []Caveat{{Enforcer: common.HexToAddress("0x03"), Terms: []byte{1, 2}, Args: []byte{}}}, Salt: (*math.HexOrDecimal256)(big.NewInt(9)), Signature: []byte{7}}
+	ctx, err := PermissionContext(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParsePermissionContext(ctx)
+	if err != nil || len(back) != 1 || mustJSON(t, back[0]) != mustJSON(t, d) {
+		t.Fatalf("decoded %v (%v), want %v", back, err, d)
+	}
+	if _, err := ParsePermissionContext([]byte("nonsense")); err == nil {
+		t.Fatal("nonsense decoded")
+	}
+}

@@ -51,8 +51,12 @@ type GrantDelegation struct {
 // GrantArgs are the arguments of grant.add: the signed delegations, each
 // in the framework's JSON shape (delegate, delegator, authority, caveats
 // of enforcer/terms/args, salt, signature).
+// Or PermissionContext: a hex permission context (abi.encode of the
+// delegations, leaf first), as an ERC-7715 wallet's grant carries it in its
+// context; it holds one delegation from the owner to the session key.
 type GrantArgs struct {
-	Delegations []json.RawMessage `json:"delegations"`
+	Delegations       []json.RawMessage `json:"delegations,omitempty"`
+	PermissionContext string            `json:"permissionContext,omitempty"`
 }
 
 // Trigger statuses.

@@ -328,6 +328,23 @@ func mockWallet(key string) string {
       case "eth_signTypedData_v4": { const t = JSON.parse(params[1]); delete t.types.EIP712Domain; return w.signTypedData(t.domain, t.types, t.message); }
       case "eth_sendTransaction": return (await w.sendTransaction({ to: params[0].to, data: params[0].data })).hash;
       case "eth_chainId": return "0x539";
+      case "wallet_grantPermissions": {
+        if (!window.mock7715) { const e = new Error("the method wallet_grantPermissions does not exist"); e.code = -32601; throw e; }
+        // What an ERC-7715 wallet returns: a delegation from the account to
+        // the signer, with the periodic allowance as a caveat, encoded.
+        const p = params[0], c = window.mock7715;
+        const pad = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 32);
+        const terms = ethers.concat([p.permission.data.tokenAddress, pad(p.permission.data.periodAmount), pad(p.permission.data.periodDuration), pad(Math.floor(Date.now() / 1000) - 60)]);
+        const d = { delegate: p.signer.data.address, delegator: w.address, authority: "0x" + "f".repeat(64),
+          caveats: [{ enforcer: c.enforcer, terms: ethers.hexlify(terms), args: "0x" }], salt: 77n };
+        const sig = await w.signTypedData({ name: "DelegationManager", version: "1", chainId: 1337, verifyingContract: c.manager },
+          { Delegation: [{ name: "delegate", type: "address" }, { name: "delegator", type: "address" }, { name: "authority", type: "bytes32" },
+            { name: "caveats", type: "Caveat[]" }, { name: "salt", type: "uint256" }], Caveat: [{ name: "enforcer", type: "address" }, { name: "terms", type: "bytes" }] }, d);
+        const context = ethers.AbiCoder.defaultAbiCoder().encode(
+          ["tuple(address,address,bytes32,tuple(address,bytes,bytes)[],uint256,bytes)[]"],
+          [[[d.delegate, d.delegator, d.authority, d.caveats.map((x) => [x.enforcer, x.terms, x.args]), d.salt, sig]]]);
+        return [{ ...p, context, signerMeta: { delegationManager: c.manager } }];
+      }
     }
     throw new Error("mock wallet: " + method);
   } };
@@ -374,5 +391,13 @@ func TestDashboardWalletGrant(t *testing.T) {
 	st, _ := v.State(ctxT(t))
 	if len(st.Grants) != 1 || st.Grants[0].Status != protocol.GrantRevoked {
 		t.Fatalf("grants %+v", st.Grants)
+	}
+	// A wallet with ERC-7715 grants its own permission instead.
+	info := tn.n.chain.info
+	step("grant with the wallet's ERC-7715", script(fmt.Sprintf(`window.mock7715 = { enforcer: %q, manager: %q }; true`,
+		info.Enforcers[contracts.ERC20PeriodTransferEnforcer], info.DelegationManager)),
+		chromedp.Click(`#btn-grant-wallet`), chromedp.WaitVisible(`#grants li[data-status=active]`))
+	if g := text(t, ctx, `#grants li[data-status=active]`); !strings.Contains(g, "spend up to 10,000 dUSD a day") {
+		t.Fatalf("the ERC-7715 grant shows as %q", g)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
@@ -96,10 +97,41 @@ func (v *Vault) checkGrant(a protocol.GrantArgs, nowMs int64) (protocol.Grant, e
 	return g, nil
 }
 
+// fromPermissionContext turns grant.add's permissionContext (an ERC-7715
+// wallet's) into its delegations, refusing a chain of redelegations.
+func fromPermissionContext(a *protocol.GrantArgs) error {
+	if a.PermissionContext == "" {
+		return nil
+	}
+	if len(a.Delegations) > 0 {
+		return invalidGrant("give delegations or a permissionContext, not both")
+	}
+	b, err := hexutil.Decode(a.PermissionContext)
+	if err != nil {
+		return invalidGrant("permissionContext is not 0x-prefixed hex")
+	}
+	ds, err := delegation.ParsePermissionContext(b)
+	if err != nil {
+		return invalidGrant("permissionContext: %v", err)
+	}
+	if len(ds) != 1 {
+		return invalidGrant("permissionContext holds a chain of %d delegations; the vault takes one, from its owner to its session key", len(ds))
+	}
+	raw, err := json.Marshal(ds[0])
+	if err != nil {
+		return invalidGrant("permissionContext: %v", err)
+	}
+	a.Delegations, a.PermissionContext = []json.RawMessage{raw}, ""
+	return nil
+}
+
 // addGrant is grant.add.
 func (v *Vault) addGrant(t *tx, args json.RawMessage) (any, error) {
 	var a protocol.GrantArgs
 	if err := decodeArgs(args, &a); err != nil {
+		return nil, err
+	}
+	if err := fromPermissionContext(&a); err != nil {
 		return nil, err
 	}
 	g, err := v.checkGrant(a, t.now.UnixMilli())

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/crypto"
 
@@ -121,6 +122,17 @@ func TestGrants(t *testing.T) {
 	wantGrantRefused(t, u, grantArgs(unknown), protocol.CodeInvalidGrant, "not one this node knows")
 	wantGrantRefused(t, u, protocol.GrantArgs{}, protocol.CodeInvalidGrant, "1 to 8 delegations")
 
+	// The same as an ERC-7715 wallet gives it: a permission context.
+	ctxGrant := grantFor(t, u, u.w.Key, testDomain712, later+8)
+	pc, err := delegation.PermissionContext(ctxGrant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.mustCmd(t, protocol.OpGrantAdd, protocol.GrantArgs{PermissionContext: hexutil.Encode(pc)})
+	chained, _ := delegation.PermissionContext(ctxGrant, good)
+	wantGrantRefused(t, u, protocol.GrantArgs{PermissionContext: hexutil.Encode(chained)}, protocol.CodeInvalidGrant, "chain of 2")
+	wantGrantRefused(t, u, protocol.GrantArgs{PermissionContext: "0x1234"}, protocol.CodeInvalidGrant, "permissionContext")
+
 	// After a rotation a grant to the old key is refused.
 	oldKey := grantFor(t, u, u.w.Key, testDomain712, later+7)
 	u.mustCmd(t, protocol.OpKeyRotate, nil)
@@ -128,13 +140,13 @@ func TestGrants(t *testing.T) {
 
 	// Revocation, which survives a restart.
 	u.mustCmd(t, protocol.OpGrantRevoke, protocol.IDArgs{ID: h.Hex()})
-	_, err := u.cmd(t, protocol.OpGrantRevoke, protocol.IDArgs{ID: h.Hex()})
+	_, err = u.cmd(t, protocol.OpGrantRevoke, protocol.IDArgs{ID: h.Hex()})
 	wantCode(t, err, protocol.CodeInvalidGrant)
 	_, err = u.cmd(t, protocol.OpGrantRevoke, protocol.IDArgs{ID: "0x00"})
 	wantCode(t, err, protocol.CodeNotFound)
 	e.restart()
 	u = e.signIn(u.w)
-	if st := u.state(t); len(st.Grants) != 1 || st.Grants[0].Status != protocol.GrantRevoked || st.Grants[0].RevokedAt == 0 {
+	if st := u.state(t); len(st.Grants) != 2 || st.Grants[0].Status != protocol.GrantRevoked || st.Grants[0].RevokedAt == 0 {
 		t.Fatalf("after revoking and a restart: %+v", st.Grants)
 	}
 

@@ -1140,6 +1140,7 @@ async function walletGrant() {
     if (!window.ethereum) throw new Error("no browser wallet found");
     const [acct] = await window.ethereum.request({ method: "eth_requestAccounts" });
     if (!acct || acct.toLowerCase() !== S.session.vault.toLowerCase()) throw new Error("the wallet's account is not this vault's owner");
+    if (await grantWith7715(acct)) return;
     const code = await chainProvider().getCode(acct);
     if (code.toLowerCase() !== ("0xef0100" + c.deleGator.slice(2)).toLowerCase()) {
       throw new Error(`your account is not a smart account yet: switch it to one in your wallet (EIP-7702, delegating to the framework's DeleGator ${c.deleGator}), then grant again`);
@@ -1166,6 +1167,33 @@ async function walletGrant() {
   } finally {
     btn.disabled = false;
   }
+}
+
+// grantWith7715 asks a wallet that has ERC-7715 (wallet_grantPermissions)
+// for a periodic dUSD allowance to the vault's session key, and adds the
+// permission context it returns. false: the wallet has no such method.
+async function grantWith7715(acct) {
+  const c = S.chain;
+  const usd = c.tokens.find((t) => t.symbol === "dUSD");
+  if (!usd) return false;
+  let res;
+  try {
+    res = await window.ethereum.request({ method: "wallet_grantPermissions", params: [{
+      chainId: ethers.toBeHex(c.chainId), address: acct, expiry: Math.floor(Date.now() / 1000) + 30 * DAY_S,
+      signer: { type: "account", data: { address: S.account.sessionKey } },
+      permission: { type: "erc20-token-periodic", data: { tokenAddress: usd.address,
+        periodAmount: ethers.toBeHex(ethers.parseUnits("10000", usd.decimals)), periodDuration: DAY_S,
+        justification: "Spells: let your vault spend up to 10,000 dUSD a day for your triggers" } },
+      isAdjustmentAllowed: true }] });
+  } catch (e) {
+    if (e && (e.code === -32601 || e.code === 4200 || /not (supported|found)|unsupported/i.test(e.message || ""))) return false;
+    throw e;
+  }
+  const ctx = res && res[0] && res[0].context;
+  if (!ctx) throw new Error("the wallet granted no permission");
+  command("grant.add", { permissionContext: ctx }, "Grant the wallet's permission");
+  $("#grant-msg").textContent = "Your wallet granted a dUSD allowance (ERC-7715); swaps also need the pool's swap, which the wallet's permission types do not cover.";
+  return true;
 }
 
 function describeRules(r) {
