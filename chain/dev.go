@@ -379,3 +379,12 @@ func (d *Dev) Deploy(ctx context.Context, name string, args ...any) (common.Addr
 	}
 	return a, s.settle(ctx, d.Mine)
 }
+
+// AdjustTime seals a block whose time is d later than it would be, moving
+// the chain's clock forward (for tests of validity windows). It fails
+// while transactions are pending.
+func (d *Dev) AdjustTime(by time.Duration) error {
+	err := errors.New("dev chain closed")
+	d.ask(func() { err = d.beacon.AdjustTime(by) })
+	return err
+}

@@ -262,3 +262,22 @@ func (r Rules) View() RulesView {
 	}
 	return v
 }
+
+// CallsPerPeriod spreads a limit of calls per period over delegations the
+// published enforcers can bound: one delegation per period, valid only
+// within it (TimestampEnforcer) and allowing that many calls
+// (LimitedCallsEnforcer), for count periods from start (unix seconds). Each
+// carries r's other rules. (There is no enforcer of calls per period; this
+// is how the chain still bounds them.)
+func CallsPerPeriod(r Rules, calls, period, start uint64, count int) []Rules {
+	out := make([]Rules, 0, count)
+	for i := 0; i < count; i++ {
+		x := r
+		from := start + uint64(i)*period
+		// TimestampEnforcer's bounds are exclusive: valid after from-1
+		// and before from+period.
+		x.NotBefore, x.NotAfter, x.MaxCalls = max(from, 1)-1, from+period, calls
+		out = append(out, x)
+	}
+	return out
+}

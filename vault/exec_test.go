@@ -823,3 +823,52 @@ func TestRevertInBlockIsRecorded(t *testing.T) {
 		t.Fatalf("a swap that reverted in its block: %s %q", in.Status, in.Detail)
 	}
 }
+
+// TestCallsPerPeriod: a limit of calls per period, made of one delegation
+// per period (each valid only within it, each with its own call limit):
+// the second swap in a period is refused by the vault naming the rule, and
+// the next period's delegation allows the next one, on the chain too.
+func TestCallsPerPeriod(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, _ := ce.funded(t, true)
+	pool := common.HexToAddress(ce.info.Pool.Address)
+	// The windows follow the chain's clock (the test's fast blocks run it
+	// ahead of the wall's), and so does the vault's.
+	head, err := ce.d.Client().HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const period = 3600
+	start := head.Time
+	ce.clock.Set(time.Unix(int64(start)+1, 0))
+	rules := delegation.CallsPerPeriod(delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}}, 1, period, start, 3)
+	rules = append(rules, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}})
+	ce.grant(t, u, rules...)
+	u.create(t, protocol.TriggerSpec{Name: "per period", Condition: below("X", 10),
+		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
+	ce.cross(t, u)
+	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
+	}
+	ce.cross(t, u)
+	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 1 used") {
+		t.Fatalf("second swap in the same period: %s %q", in.Status, in.Detail)
+	}
+	// The next period, on the chain's clock and the vault's.
+	ce.pause.Store(true)
+	if err := ce.d.AdjustTime(period * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	head, _ = ce.d.Client().HeaderByNumber(ctx, nil)
+	if head.Time < start+period {
+		t.Fatalf("the chain's time is %d, want past %d", head.Time, start+period)
+	}
+	ce.clock.Set(time.Unix(int64(head.Time)+1, 0))
+	ce.pause.Store(false)
+	ce.cross(t, u)
+	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		t.Fatalf("a swap in the next period: %s %q", in.Status, in.Detail)
+	}
+}
