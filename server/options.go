@@ -38,6 +38,7 @@ type Options struct {
 	ChainPoll             time.Duration
 	FeeBumpAfter          time.Duration
 	ChainRelay            bool
+	Redis                 string // redis:// URL; empty: a single node, signals in memory
 	SignalToken           string
 	Demo                  bool
 	DemoInterval          time.Duration
@@ -84,6 +85,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.Confirmations, "confirmations", 2, "blocks an intent's transaction needs, its own included, before it is confirmed")
 	fs.DurationVar(&o.ChainPoll, "chain-poll", time.Second, "how often the chain watcher looks for a new block")
 	fs.DurationVar(&o.FeeBumpAfter, "fee-bump-after", 30*time.Second, "how long a sent transaction may wait for a block before the vault replaces it with higher fees (same nonce, fees raised at least 12.5 %)")
+	fs.StringVar(&o.Redis, "redis", "", "redis:// URL of the cluster's Redis: signals published on any node reach every node (empty: a single node, signals in memory)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")

@@ -42,7 +42,7 @@ type node struct {
 	// debugAddr is the debug listener's address (host:port, a string)
 	// once it listens; serve starts it.
 	debugAddr atomic.Value
-	bus       *hub.MemoryBus
+	bus       nodeBus
 	history   *historySaver
 	mgr       *vault.Manager
 	hub       *hub.Hub
@@ -163,7 +163,12 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 		return err
 	}
 	n.hubMetrics = hub.NewMetrics(reg)
-	n.mgr, n.bus = mgr, hub.NewMemoryBus(0, n.hubMetrics.BusConflated)
+	n.mgr = mgr
+	if n.bus, err = n.startBus(ctx, reg); err != nil {
+		mgr.Close(context.Background())
+		ch.close()
+		return err
+	}
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
