@@ -322,15 +322,8 @@ func (v *Vault) bump(in protocol.Intent, ev *execEvent) {
 	if len(in.Tx.Hashes) > maxBumps {
 		return
 	}
-	var raw []byte
-	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
-		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
-		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
-		return
-	}
-	old := new(types.Transaction)
-	if err := old.UnmarshalBinary(raw); err != nil {
-		v.fault("decode the signed transaction of intent "+in.ID, err)
+	old, ok := v.signedTx(in)
+	if !ok {
 		return
 	}
 	raise := func(x *big.Int) *big.Int {
@@ -484,20 +477,30 @@ func (v *Vault) retries(id string) int {
 	return v.tries[id]
 }
 
+// signedTx reads the intent's newest signed transaction as stored; a
+// fault (logged) if it cannot.
+func (v *Vault) signedTx(in protocol.Intent) (*types.Transaction, bool) {
+	var raw []byte
+	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
+		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
+		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
+		return nil, false
+	}
+	tx := new(types.Transaction)
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		v.fault("decode the signed transaction of intent "+in.ID, err)
+		return nil, false
+	}
+	return tx, true
+}
+
 // send sends the intent's newest signed transaction (the stored bytes).
 func (v *Vault) send(in protocol.Intent) {
 	if in.Tx == nil {
 		return
 	}
-	var raw []byte
-	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
-		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
-		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
-		return
-	}
-	tx := new(types.Transaction)
-	if err := tx.UnmarshalBinary(raw); err != nil {
-		v.fault("decode the signed transaction of intent "+in.ID, err)
+	tx, ok := v.signedTx(in)
+	if !ok {
 		return
 	}
 	c, id := v.m.exec.c, in.ID

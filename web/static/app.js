@@ -1103,27 +1103,34 @@ async function setUpAndGrant() {
       await tx.wait();
     }
     msg.textContent = "Signing the grant…";
-    const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
-    const types = DELEGATION_TYPES;
-    const delegations = [];
-    for (const r of defaultRules()) {
-      const d = { delegate: S.account.sessionKey, delegator: w.address, authority: "0x" + "f".repeat(64), // ROOT_AUTHORITY: the owner's own delegation
-        caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
-        salt: BigInt(ethers.hexlify(ethers.randomBytes(16))) };
-      const signature = await w.signTypedData(domain, types, d);
-      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), salt: "0x" + d.salt.toString(16), signature });
-    }
-    msg.textContent = "";
-    // Kept in this browser, so a revoke can also disable them on-chain.
-    const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
-    localStorage.setItem("spells.delegations", JSON.stringify([...kept, ...delegations]));
-    command("grant.add", { delegations }, "Grant the default limits");
+    await grantDefaults(w.address, (domain, d) => w.signTypedData(domain, DELEGATION_TYPES, d));
   } catch (e) {
     msg.className = "msg error";
     msg.textContent = "Could not set up the grant: " + (e.shortMessage || e.message);
   } finally {
     btn.disabled = false;
   }
+}
+
+// grantDefaults signs the default delegations from owner to the vault's
+// session key with sign(domain, delegation, what) (EIP-712 typed data),
+// keeps them in this browser (so a revoke can also disable them on-chain)
+// and adds them as a grant.
+async function grantDefaults(owner, sign) {
+  const c = S.chain;
+  const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
+  const delegations = [];
+  for (const r of defaultRules()) {
+    const d = { delegate: S.account.sessionKey, delegator: owner, authority: "0x" + "f".repeat(64), // ROOT_AUTHORITY: the owner's own delegation
+      caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
+      salt: "0x" + BigInt(ethers.hexlify(ethers.randomBytes(16))).toString(16) };
+    const signature = await sign(domain, d, r.what);
+    delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), signature });
+  }
+  $("#grant-msg").textContent = "";
+  const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
+  localStorage.setItem("spells.delegations", JSON.stringify([...kept, ...delegations]));
+  command("grant.add", { delegations }, "Grant the default limits");
 }
 
 // walletGrant signs the default delegations with the browser wallet
@@ -1145,22 +1152,12 @@ async function walletGrant() {
     if (code.toLowerCase() !== ("0xef0100" + c.deleGator.slice(2)).toLowerCase()) {
       throw new Error(`your account is not a smart account yet: switch it to one in your wallet (EIP-7702, delegating to the framework's DeleGator ${c.deleGator}), then grant again`);
     }
-    const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
     const eip712Domain = [{ name: "name", type: "string" }, { name: "version", type: "string" }, { name: "chainId", type: "uint256" }, { name: "verifyingContract", type: "address" }];
-    const delegations = [];
-    for (const r of defaultRules()) {
-      msg.textContent = `Sign in your wallet: ${r.what}…`;
-      const d = { delegate: S.account.sessionKey, delegator: ethers.getAddress(acct), authority: "0x" + "f".repeat(64),
-        caveats: r.caveats.map((x) => ({ enforcer: x.enforcer, terms: ethers.hexlify(x.terms) })),
-        salt: "0x" + BigInt(ethers.hexlify(ethers.randomBytes(16))).toString(16) };
+    await grantDefaults(ethers.getAddress(acct), (domain, d, what) => {
+      msg.textContent = `Sign in your wallet: ${what}…`;
       const typed = { types: { EIP712Domain: eip712Domain, ...DELEGATION_TYPES }, domain, primaryType: "Delegation", message: d };
-      const signature = await window.ethereum.request({ method: "eth_signTypedData_v4", params: [acct, JSON.stringify(typed)] });
-      delegations.push({ ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), signature });
-    }
-    msg.textContent = "";
-    const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
-    localStorage.setItem("spells.delegations", JSON.stringify([...kept, ...delegations]));
-    command("grant.add", { delegations }, "Grant the default limits");
+      return window.ethereum.request({ method: "eth_signTypedData_v4", params: [acct, JSON.stringify(typed)] });
+    });
   } catch (e) {
     msg.className = "msg error";
     msg.textContent = "Could not grant with the wallet: " + (e.shortMessage || e.message);
