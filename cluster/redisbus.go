@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,19 +199,44 @@ func (b *RedisBus) Close() {
 	b.local.Close()
 }
 
-// Dial connects to Redis at url (redis:// or rediss://, a single server).
+// Dial connects to the Redis at url and checks that it answers. The URL
+// names one server (redis://[user:password@]host:port[/db], rediss:// for
+// TLS); more addr parameters name a Redis Cluster
+// (redis://host:port?addr=host2:port2&addr=host3:port3), and a
+// master_name parameter makes the addresses Sentinels of that master.
+// go-redis's UniversalClient serves all three.
 func Dial(ctx context.Context, url string) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(url)
+	opt, err := redis.ParseURL(stripUniversal(url))
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{opt.Addr}, Username: opt.Username,
-		Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig})
+	uo := &redis.UniversalOptions{Addrs: []string{opt.Addr}, Username: opt.Username,
+		Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}
+	if u, err := neturl.Parse(url); err == nil {
+		q := u.Query()
+		uo.Addrs = append(uo.Addrs, q["addr"]...)
+		uo.MasterName = q.Get("master_name")
+	}
+	rdb := redis.NewUniversalClient(uo)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("redis %s: %w", strings.Join(uo.Addrs, ","), err)
 	}
 	return rdb, nil
+}
+
+// stripUniversal removes the query parameters Dial reads itself, which
+// go-redis's ParseURL would refuse.
+func stripUniversal(url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return url
+	}
+	q := u.Query()
+	q.Del("addr")
+	q.Del("master_name")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
