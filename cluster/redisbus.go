@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	neturl "net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -206,6 +205,22 @@ func (b *RedisBus) Close() {
 // master_name parameter makes the addresses Sentinels of that master.
 // go-redis's UniversalClient serves all three.
 func Dial(ctx context.Context, url string) (redis.UniversalClient, error) {
+	rdb, err := NewClient(url)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis %s: %w", url, err)
+	}
+	return rdb, nil
+}
+
+// NewClient is Dial without the check: the client connects when first
+// used, and reconnects by itself.
+func NewClient(url string) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(stripUniversal(url))
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
@@ -217,14 +232,7 @@ func Dial(ctx context.Context, url string) (redis.UniversalClient, error) {
 		uo.Addrs = append(uo.Addrs, q["addr"]...)
 		uo.MasterName = q.Get("master_name")
 	}
-	rdb := redis.NewUniversalClient(uo)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis %s: %w", strings.Join(uo.Addrs, ","), err)
-	}
-	return rdb, nil
+	return redis.NewUniversalClient(uo), nil
 }
 
 // stripUniversal removes the query parameters Dial reads itself, which

@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"net"
+
+	"github.com/ethereum/go-ethereum/common"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -27,8 +29,9 @@ import (
 // writer writes to the socket.
 type conn struct {
 	h      *Hub
-	ws     *websocket.Conn
-	nc     net.Conn // under ws; the writer sets its write deadline
+	ws     *websocket.Conn // nil for a forwarded session
+	sock   socket          // what the writer writes to: ws, or the link of a forwarded session
+	up     Upstream        // a session another node forwards here (forward.go); nil otherwise
 	remote string
 	key    netip.Prefix // the source address, for the per-address limits
 	nonce  string
@@ -41,12 +44,14 @@ type conn struct {
 	bound    vault.Bound // worker only
 
 	// Outgoing frames, under outMu (write.go).
-	outMu      sync.Mutex
-	queue      [][]byte
-	sigPending map[string][]byte
-	sigOrder   []string
-	writing    bool   // a writer is running
-	closeAfter string // close with CloseSessionEnded and this reason once the queue is written
+	outMu          sync.Mutex
+	queue          [][]byte
+	sigPending     map[string][]byte
+	sigOrder       []string
+	writing        bool   // a writer is running
+	closeAfter     string // close with closeAfterCode and this reason once the queue is written
+	closeAfterCode websocket.StatusCode
+	boundAfter     bool // tell the forwarding node the session is bound once the frames before it are written
 
 	// Incoming frames, under inMu (read.go).
 	inMu    sync.Mutex
@@ -59,6 +64,13 @@ type conn struct {
 	signInTimer *time.Timer    // until bound; worker only after serve starts
 	tasks       sync.WaitGroup // writers, pings and the closer
 
+	// A session forwarded to the vault's node (forward.go): the stream
+	// once bound. Worker only.
+	stream Stream
+	// ended is closed when a forwarded session's link stream ends.
+	ended     chan struct{}
+	endedOnce sync.Once
+
 	killOnce    sync.Once
 	closeCode   websocket.StatusCode
 	closeReason string
@@ -68,7 +80,7 @@ func newConn(h *Hub, ws *websocket.Conn, nc net.Conn, remote string, key netip.P
 	ctx, cancel := context.WithCancel(context.Background())
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	c := &conn{
-		h: h, ws: ws, nc: nc, ctx: ctx, cancel: cancel, remote: remote, key: key,
+		h: h, ws: ws, sock: wsSocket{ws, nc}, ctx: ctx, cancel: cancel, remote: remote, key: key,
 		nonce: h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
 		limit: rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
 	}
@@ -96,7 +108,7 @@ func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 	c.killOnce.Do(func() {
 		c.closeCode, c.closeReason = code, reason
 		c.h.cfg.Metrics.Disconnects.WithLabelValues(metric).Inc()
-		if metric != "client" && metric != "shutdown" {
+		if metric != "client" && metric != "shutdown" && metric != "unbound" {
 			c.logAt(zerolog.WarnLevel).Int("code", int(code)).Str("reason", metric).Msg("closing connection")
 		}
 		c.outMu.Lock()
@@ -107,7 +119,7 @@ func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 		// frame, and its Read then ends.
 		go func() {
 			defer c.tasks.Done()
-			c.ws.Close(code, reason)
+			c.sock.close(code, reason)
 		}()
 	})
 }
@@ -133,6 +145,9 @@ func (c *conn) serve() {
 	if c.bound.Vault != nil {
 		c.bound.Vault.Detach(c)
 	}
+	if c.stream != nil {
+		c.stream.Close()
+	}
 }
 
 // logAt starts a log event about this connection. The logger is not kept
@@ -144,6 +159,10 @@ func (c *conn) logAt(level zerolog.Level) *zerolog.Event {
 
 // handle answers one frame, on the worker, in arrival order.
 func (c *conn) handle(in frameIn) {
+	if c.stream != nil {
+		c.forwardFrame(in)
+		return
+	}
 	if in.binary {
 		c.refuse(protocol.Errorf(protocol.CodeBadFrame, "frames must be text (JSON)"), nil)
 		return
@@ -164,13 +183,19 @@ func (c *conn) handle(in frameIn) {
 	}
 	switch f.Type {
 	case protocol.TypeSignIn:
-		c.signIn(f)
+		c.signIn(f, in)
 	case protocol.TypeResume:
-		c.resume(f)
+		c.resume(f, in)
 	case protocol.TypeCmd:
 		c.command(f, seq)
 	case protocol.TypeRevoke:
-		c.revoke(f)
+		c.revoke(f, in)
+	}
+	if c.up != nil && !c.signedIn.Load() {
+		// A forwarded sign-in, resume or revoke that bound nothing: the
+		// stream ends once its answer is written, and the client's node
+		// routes the socket's next sign-in afresh.
+		c.endAfter(StreamUnbound, "not bound")
 	}
 }
 
@@ -202,7 +227,8 @@ func (c *conn) alreadyBound() bool {
 // signInAllowed spends one of the address's sign-in attempts, refusing
 // the frame if it has none left.
 func (c *conn) signInAllowed() bool {
-	if c.h.limits.signInAllowed(c.key) {
+	if c.up != nil || c.h.limits.signInAllowed(c.key) {
+		// (A forwarded attempt was counted by the client's node.)
 		return true
 	}
 	c.h.cfg.Metrics.SignInsLimited.Inc()
@@ -210,8 +236,11 @@ func (c *conn) signInAllowed() bool {
 	return false
 }
 
-func (c *conn) signIn(f protocol.ClientFrame) {
+func (c *conn) signIn(f protocol.ClientFrame, in frameIn) {
 	if c.alreadyBound() || !c.signInAllowed() {
+		return
+	}
+	if msg, err := protocol.ParseMessage(f.Message); err == nil && c.forward(msg.Address, in) {
 		return
 	}
 	// The vault layer verifies everything itself; the hub only passes on
@@ -220,8 +249,11 @@ func (c *conn) signIn(f protocol.ClientFrame) {
 	c.bind(b, err)
 }
 
-func (c *conn) resume(f protocol.ClientFrame) {
+func (c *conn) resume(f protocol.ClientFrame, in frameIn) {
 	if c.alreadyBound() || !c.signInAllowed() {
+		return
+	}
+	if r, err := protocol.ParseResume(f.Body); err == nil && common.IsHexAddress(r.Vault) && c.forward(common.HexToAddress(r.Vault), in) {
 		return
 	}
 	b, err := c.h.cfg.Manager.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
@@ -231,13 +263,16 @@ func (c *conn) resume(f protocol.ClientFrame) {
 // revoke asks the vault to end every one of its sessions, on the owner's
 // signature; it is sent on a socket that has not signed in (its nonce is
 // in the signed message).
-func (c *conn) revoke(f protocol.ClientFrame) {
+func (c *conn) revoke(f protocol.ClientFrame, in frameIn) {
 	if c.alreadyBound() || !c.signInAllowed() {
 		return
 	}
 	msg, err := protocol.ParseMessage(f.Message)
 	if err != nil {
 		c.refuse(err, nil)
+		return
+	}
+	if c.forward(msg.Address, in) {
 		return
 	}
 	n, err := c.h.cfg.Manager.Revoke(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce})
@@ -263,10 +298,20 @@ func (c *conn) bind(b vault.Bound, err error) {
 	c.authenticated()
 	// Neither is needed once bound (a second sign-in is refused), and an
 	// idle session should hold no more than it uses.
-	c.signInTimer.Stop()
+	if c.signInTimer != nil {
+		c.signInTimer.Stop()
+	}
 	c.signInTimer, c.nonce = nil, ""
-	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Msg("session bound")
+	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Bool("forwarded", c.up != nil).Msg("session bound")
 	c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: c.h.cfg.History.Snapshot()}))
+	if c.up != nil {
+		c.outMu.Lock()
+		c.boundAfter = true
+		if c.ctx.Err() == nil {
+			c.startWriterLocked()
+		}
+		c.outMu.Unlock()
+	}
 }
 
 func (c *conn) command(f protocol.ClientFrame, seq *uint64) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/protocol"
@@ -58,6 +59,11 @@ type Config struct {
 	MaxPendingPerAddress int
 	SignInRate           float64
 	SignInBurst          int
+
+	// Router, in a cluster, says which vaults live on other nodes:
+	// their sign-ins, resumes and revokes are forwarded there
+	// (forward.go). nil: every vault is served here.
+	Router Router
 
 	Clock   vault.Clock
 	Logger  zerolog.Logger
@@ -237,7 +243,9 @@ func (h *Hub) pushSignal(s Signal) {
 	}
 	h.mu.Unlock()
 	for _, c := range conns {
-		if c.signedIn.Load() {
+		// A forwarded session gets its signals from the node its client
+		// is on, which has them all too.
+		if c.signedIn.Load() && c.up == nil {
 			c.SendSignal(s.Name, frame)
 			h.cfg.Metrics.SignalsPushed.Inc()
 		}
@@ -332,7 +340,7 @@ func (h *Hub) add(c *conn) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
-	h.cfg.Metrics.Connections.Inc()
+	h.gauge(c).Inc()
 	return true
 }
 
@@ -340,7 +348,15 @@ func (h *Hub) remove(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
-	h.cfg.Metrics.Connections.Dec()
+	h.gauge(c).Dec()
+}
+
+// gauge is the gauge that counts c: WebSockets, or forwarded sessions.
+func (h *Hub) gauge(c *conn) prometheus.Gauge {
+	if c.up != nil {
+		return h.cfg.Metrics.ForwardedOpen
+	}
+	return h.cfg.Metrics.Connections
 }
 
 // Connections returns the number of open connections.

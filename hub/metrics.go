@@ -19,6 +19,10 @@ type Metrics struct {
 	BusConflated    prometheus.Counter
 	FanoutConflated prometheus.Counter
 	FanoutLag       prometheus.Histogram
+
+	Forwarded     prometheus.Counter // sessions other nodes forwarded here
+	ForwardedOpen prometheus.Gauge
+	ForwardFailed prometheus.Counter // sign-ins this node could not forward
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -46,7 +50,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.FanoutLag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_signal_fanout_lag_seconds",
 		Help:    "Time from the node receiving a signal value to its frame being queued to every dashboard.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}})
+	m.Forwarded = prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_forwarded_sessions_total",
+		Help: "Sessions other nodes of the cluster forwarded here (their clients are connected there)."})
+	m.ForwardedOpen = prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_forwarded_sessions",
+		Help: "Sessions other nodes of the cluster forward here now."})
+	m.ForwardFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_forward_failed_total",
+		Help: "Sign-ins, resumes and revokes for a vault on another node that could not be forwarded there."})
 	if reg != nil {
+		reg.MustRegister(m.Forwarded, m.ForwardedOpen, m.ForwardFailed)
 		reg.MustRegister(m.Connections, m.Accepted, m.Refused, m.OriginRefused, m.FrameErrors, m.Disconnects, m.RateLimited,
 			m.SignalsIn, m.SignalsPushed, m.FramesSent, m.SignInsLimited, m.BusConflated, m.FanoutConflated, m.FanoutLag)
 	}

@@ -42,12 +42,18 @@ func (c *conn) Send(frame []byte) bool {
 // for it are written (the answer to the command that ended it among
 // them), the connection is closed with CloseSessionEnded.
 func (c *conn) Ended(reason string) {
+	c.endAfter(protocol.CloseSessionEnded, "session ended ("+reason+"): sign in again")
+}
+
+// endAfter closes the connection with code and reason once the frames
+// queued before it are written.
+func (c *conn) endAfter(code websocket.StatusCode, reason string) {
 	c.outMu.Lock()
 	if c.ctx.Err() != nil || c.closeAfter != "" {
 		c.outMu.Unlock()
 		return
 	}
-	c.closeAfter = "session ended (" + reason + "): sign in again"
+	c.closeAfter, c.closeAfterCode = reason, code
 	c.startWriterLocked()
 	c.outMu.Unlock()
 }
@@ -113,7 +119,7 @@ func (c *conn) ping() {
 	c.outMu.Unlock()
 	defer c.tasks.Done()
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
-	err := c.ws.Ping(ctx)
+	err := c.sock.ping(ctx)
 	cancel()
 	switch {
 	case c.ctx.Err() != nil:
@@ -138,19 +144,25 @@ func (c *conn) writeLoop() {
 	for {
 		c.outMu.Lock()
 		frames, signals := c.takeLocked()
-		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 {
+		bound := c.boundAfter
+		c.boundAfter = false
+		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 && !bound {
 			// Cleared before another writer may start and set its own.
-			c.nc.SetWriteDeadline(time.Time{})
+			c.sock.setWriteDeadline(time.Time{})
 			c.writing = false
-			closeAfter := c.closeAfter
+			closeAfter, code := c.closeAfter, c.closeAfterCode
 			c.outMu.Unlock()
 			if closeAfter != "" && c.ctx.Err() == nil {
-				c.kill(protocol.CloseSessionEnded, closeAfter, "session_ended")
+				metric := "session_ended"
+				if code == StreamUnbound {
+					metric = "unbound"
+				}
+				c.kill(code, closeAfter, metric)
 			}
 			return
 		}
 		c.outMu.Unlock()
-		c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		c.sock.setWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 		for len(frames) > 0 {
 			n := gather(frames)
 			if !c.writeOrClose(frames[:n]) {
@@ -160,6 +172,9 @@ func (c *conn) writeLoop() {
 		}
 		if len(signals) > 0 && !c.writeOrClose(signals) {
 			return
+		}
+		if bound {
+			c.up.Bound()
 		}
 	}
 }
@@ -184,7 +199,7 @@ func gather(frames [][]byte) int {
 func (c *conn) writeOrClose(frames [][]byte) bool {
 	if err := c.write(frames); err != nil {
 		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
-		c.ws.CloseNow()
+		c.sock.closeNow()
 		return false
 	}
 	return c.ctx.Err() == nil
@@ -195,7 +210,7 @@ func (c *conn) write(frames [][]byte) error {
 	if len(frames) > 1 {
 		msg = bytes.Join(frames, []byte{protocol.FrameSeparator})
 	}
-	if err := c.ws.Write(context.Background(), websocket.MessageText, msg); err != nil {
+	if err := c.sock.write(msg); err != nil {
 		return fmt.Errorf("write frame: %w", err)
 	}
 	c.h.cfg.Metrics.FramesSent.Add(float64(len(frames)))

@@ -46,6 +46,8 @@ const (
 	CodeKeyUnavailable   Code = "key_unavailable"    // the node cannot unseal the vault's session key (another key-encryption key sealed it)
 	CodeInvalidGrant     Code = "invalid_grant"      // a grant refused: its signer, delegate, chain, caveats or validity (the message names which)
 	CodeNoChain          Code = "no_chain"           // the node runs without a chain (or without the delegation framework on it)
+	CodeNodeUnreachable  Code = "node_unreachable"   // the vault lives on another node of the cluster that cannot be reached now (down, or its link or Redis is)
+	CodeVaultElsewhere   Code = "vault_elsewhere"    // another node of the cluster took the vault first: sign in again and it is reached there
 	CodeInternal         Code = "internal"           // a server fault; logged with details
 	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
 	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough
@@ -58,6 +60,9 @@ var codeRetry = map[Code]bool{
 	CodeStorageFull:  true,
 	CodeInternal:     true,
 	CodeSlowConsumer: true,
+
+	CodeNodeUnreachable: true,
+	CodeVaultElsewhere:  true,
 }
 
 // Retryable reports whether a client may retry after an error with code c.
@@ -94,4 +99,5 @@ const (
 	CloseSignInTimeout = 4001 // no sign-in within the allowed time
 	CloseSlowConsumer  = 4002 // the client's queue overflowed: reconnect and resume
 	CloseSessionEnded  = 4003 // the session was ended (signed out, or every session revoked): sign in again
+	CloseNodeLink      = 4004 // the node this socket is on lost its link to the vault's node: reconnect and resume
 )

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/cluster"
@@ -19,30 +18,15 @@ type nodeBus interface {
 	Close()
 }
 
-// redisBus closes its client with it.
-type redisBus struct {
-	*cluster.RedisBus
-	rdb redis.UniversalClient
-}
-
-func (b redisBus) Close() {
-	b.RedisBus.Close()
-	_ = b.rdb.Close()
-}
-
-// startBus starts the in-memory bus, or with -redis the Redis one.
-func (n *node) startBus(ctx context.Context, reg prometheus.Registerer) (nodeBus, error) {
-	if n.opts.Redis == "" {
-		return hub.NewMemoryBus(0, n.hubMetrics.BusConflated), nil
+// startBus starts the in-memory bus, or in a cluster the Redis one (on the
+// cluster's Redis client, which the cluster's parts close).
+func (n *node) startBus(reg prometheus.Registerer) nodeBus {
+	if n.cluster == nil {
+		return hub.NewMemoryBus(0, n.hubMetrics.BusConflated)
 	}
 	log := n.log.With().Str("part", "redis").Logger()
-	redis.SetLogger(redisLog{log})
-	rdb, err := cluster.Dial(ctx, n.opts.Redis)
-	if err != nil {
-		return nil, err
-	}
 	log.Info().Msg("signals go through redis: a signal published on any node reaches every node")
-	return redisBus{cluster.NewRedisBus(rdb, cluster.NewBusMetrics(reg), n.hubMetrics.BusConflated, log), rdb}, nil
+	return cluster.NewRedisBus(n.cluster.rdb, cluster.NewBusMetrics(reg), n.hubMetrics.BusConflated, log)
 }
 
 // redisLog puts go-redis's own messages (reconnects) in the node's log.

@@ -1,20 +1,188 @@
 package main
 
 import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/spells-dev/spells/cluster"
 	"github.com/spells-dev/spells/cluster/redistest"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 )
+
+const testClusterSecret = "a cluster secret of at least 32 characters"
+
+// testCluster is n nodes in this process sharing one Redis, named node-a,
+// node-b, …, on ports picked up front so that every node accepts every
+// node's SIWE domains (a cluster serves one set of domains).
+type testCluster struct {
+	redis *redistest.Server
+	nodes []*testNode
+}
+
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	r := redistest.Start(t)
+	var addrs, domains []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		domains = append(domains, "localhost:"+port, "127.0.0.1:"+port)
+	}
+	tc := &testCluster{redis: r}
+	for i := 0; i < n; i++ {
+		o := testOptions(t)
+		o.Listen, o.SIWEDomains = addrs[i], domains
+		o.Redis, o.ClusterSecret, o.Node = r.URL(), testClusterSecret, "node-"+string(rune('a'+i))
+		o.ClusterLease = time.Second
+		tc.nodes = append(tc.nodes, startNode(t, o, nil))
+	}
+	for _, tn := range tc.nodes {
+		waitFor(t, "every node in the directory", func() bool { return len(tn.n.cluster.dir.Members()) == n && tn.n.cluster.dir.Settled() })
+	}
+	return tc
+}
+
+// walletPlacedOn makes wallets until placement puts one's vault on node i.
+func (tc *testCluster) walletPlacedOn(t *testing.T, i int) *client.Wallet {
+	t.Helper()
+	members := tc.nodes[0].n.cluster.dir.Members()
+	for {
+		w, err := client.NewWallet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID == tc.nodes[i].opts.Node {
+			return w
+		}
+	}
+}
+
+func vaultFileOn(tn *testNode, w *client.Wallet) bool {
+	id := strings.ToLower(w.Address().Hex())
+	_, err := os.Stat(filepath.Join(tn.opts.DataDir, "vaults", id[2:4], id+".db"))
+	return err == nil
+}
+
+// TestThreeNodes: a client on node A whose vault lives on node C is served
+// there through A; a signal published on node B reaches vaults on all
+// three; a session resumes through another node with no diff lost or
+// repeated; nodes asked for one new vault at once create it once.
+func TestThreeNodes(t *testing.T) {
+	tc := startCluster(t, 3)
+	a, b, c := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+
+	// A client on A, its vault placed on C.
+	wc := tc.walletPlacedOn(t, 2)
+	s := a.signIn(t, wc)
+	if !vaultFileOn(c, wc) || vaultFileOn(a, wc) || vaultFileOn(b, wc) {
+		t.Fatal("the vault's file is not on node C alone")
+	}
+	home, ok, err := a.n.cluster.dir.Lookup(ctxT(t), wc.Address())
+	if err != nil || !ok || home != (cluster.Home{Node: "node-c", Epoch: 1}) {
+		t.Fatalf("home: %v %v %v", home, ok, err)
+	}
+	spec := dip(100)
+	spec.Condition.Signal = "CLUSTER/X"
+	id, _ := s.create(t, spec)
+
+	// One vault on each node, each signed in on another node, each with
+	// the same trigger.
+	sessions := []*session{s}
+	for i, entry := range []*testNode{b, c, a} {
+		w := tc.walletPlacedOn(t, i)
+		ss := entry.signIn(t, w)
+		ss.create(t, spec)
+		sessions = append(sessions, ss)
+	}
+	if got := testutilValue(t, c, "spells_forwarded_sessions"); got < 2 {
+		t.Fatalf("node C serves %v forwarded sessions, want its two", got)
+	}
+
+	// A signal published on B reaches every vault: each fires once.
+	b.mustPublish(t, "CLUSTER/X", 150)
+	b.mustPublish(t, "CLUSTER/X", 50)
+	for i, ss := range sessions {
+		ss.until(t, "the firing on vault "+strconv.Itoa(i), func(f protocol.ServerFrame) bool {
+			for _, ch := range f.Changes {
+				if ch.Kind == protocol.KindIntent {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if tr := s.mirror.Triggers[id]; tr.Fires != 1 {
+		t.Fatalf("the trigger fired %d times", tr.Fires)
+	}
+
+	// The client leaves A and resumes on B from the version it holds;
+	// meanwhile the vault changed twice more.
+	held := s.mirror.Version
+	s.c.CloseNow()
+	writer := c.signIn(t, wc) // a second session, on the vault's own node
+	writer.create(t, spec)
+	writer.create(t, spec)
+	rc := b.dial(t)
+	if err := rc.Resume(ctxT(t), s.s, held); err != nil {
+		t.Fatalf("resume through B: %v", err)
+	}
+	s.c = rc
+	s.untilVersion(t, held+2)
+	if s.mirror.Version != held+2 {
+		t.Fatalf("resumed at %d, want %d", s.mirror.Version, held+2)
+	}
+	if _, err := s.cmd(t, protocol.OpTriggerDelete, map[string]string{"id": id}); err != nil {
+		t.Fatalf("command after the resume: %v", err)
+	}
+
+	// Every node asked for one new vault at once: it is created once.
+	w, _ := client.NewWallet()
+	var wg sync.WaitGroup
+	for _, tn := range tc.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := client.Dial(ctxT(t), tn.wsURL(), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.CloseNow()
+			if _, err := conn.SignIn(ctxT(t), w, client.SignInParams{}, nil); err != nil {
+				t.Errorf("sign-in on %s: %v", tn.opts.Node, err)
+			}
+		}()
+	}
+	wg.Wait()
+	files := 0
+	for _, tn := range tc.nodes {
+		if vaultFileOn(tn, w) {
+			files++
+		}
+	}
+	if files != 1 {
+		t.Fatalf("the vault has %d files", files)
+	}
+}
 
 // TestSignalsAcrossNodes: two nodes sharing a Redis: a signal published on
 // one fires a trigger of a vault on the other, and reaches its dashboard.
 func TestSignalsAcrossNodes(t *testing.T) {
-	r := redistest.Start(t)
-	oa, ob := testOptions(t), testOptions(t)
-	oa.Redis, ob.Redis = r.URL(), r.URL()
-	a, b := startNode(t, oa, nil), startNode(t, ob, nil)
-	s := b.signIn(t, nil)
+	tc := startCluster(t, 2)
+	a, b := tc.nodes[0], tc.nodes[1]
+	s := b.signIn(t, tc.walletPlacedOn(t, 1))
 	spec := dip(100)
 	spec.Condition.Signal = "CROSS/NODE"
 	id, _ := s.create(t, spec)
@@ -32,4 +200,24 @@ func TestSignalsAcrossNodes(t *testing.T) {
 	if tr := s.mirror.Triggers[id]; tr.Fires != 1 {
 		t.Fatalf("the trigger fired %d times", tr.Fires)
 	}
+}
+
+// testutilValue reads a gauge or counter (summed over its labels) from a
+// node's own registry.
+func testutilValue(t *testing.T, tn *testNode, name string) float64 {
+	t.Helper()
+	mfs, err := tn.n.metricsReg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

@@ -39,17 +39,25 @@ type Options struct {
 	FeeBumpAfter          time.Duration
 	ChainRelay            bool
 	Redis                 string // redis:// URL; empty: a single node, signals in memory
-	SignalToken           string
-	Demo                  bool
-	DemoInterval          time.Duration
-	LogFormat             string // auto, json, console
-	LogLevel              string
-	Node                  string
-	MaxOpen               int
-	IdleAfter             time.Duration
-	CommandRate           float64
-	CommandBurst          int
-	MaxConns              int // 0: derived from the descriptor limit
+	// ClusterSecretFile holds the secret every node of a cluster shares
+	// (it authenticates the node links and keys sign-in nonces);
+	// ClusterSecret (environment only: SPELLS_CLUSTER_SECRET) is the
+	// secret itself. NodeAddr is where the other nodes reach this one.
+	ClusterSecretFile string
+	ClusterSecret     string
+	NodeAddr          string
+	ClusterLease      time.Duration
+	SignalToken       string
+	Demo              bool
+	DemoInterval      time.Duration
+	LogFormat         string // auto, json, console
+	LogLevel          string
+	Node              string
+	MaxOpen           int
+	IdleAfter         time.Duration
+	CommandRate       float64
+	CommandBurst      int
+	MaxConns          int // 0: derived from the descriptor limit
 	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
 	MaxPendingPerIP  int
 	SignInRatePerIP  float64
@@ -85,7 +93,10 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.IntVar(&o.Confirmations, "confirmations", 2, "blocks an intent's transaction needs, its own included, before it is confirmed")
 	fs.DurationVar(&o.ChainPoll, "chain-poll", time.Second, "how often the chain watcher looks for a new block")
 	fs.DurationVar(&o.FeeBumpAfter, "fee-bump-after", 30*time.Second, "how long a sent transaction may wait for a block before the vault replaces it with higher fees (same nonce, fees raised at least 12.5 %)")
-	fs.StringVar(&o.Redis, "redis", "", "redis:// URL of the cluster's Redis: signals published on any node reach every node (empty: a single node, signals in memory)")
+	fs.StringVar(&o.Redis, "redis", "", "redis:// URL of the cluster's Redis (more shards of a Redis Cluster as ?addr=host:port&addr=…, Sentinels with ?master_name=…): nodes share the vaults' directory and the signals (empty: a single node, signals in memory)")
+	fs.StringVar(&o.ClusterSecretFile, "cluster-secret-file", "", "with -redis: file holding the secret every node of the cluster shares (at least 32 characters); it may instead be given in SPELLS_CLUSTER_SECRET")
+	fs.DurationVar(&o.ClusterLease, "cluster-lease", 15*time.Second, "with -redis: how long this node's membership lasts unrenewed (renewed every third of it); also how long new vaults wait after Redis lost the directory")
+	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
@@ -93,7 +104,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.DurationVar(&o.DemoInterval, "demo-interval", time.Second, "time between demo price ticks")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "auto (console on a terminal, else json), json or console")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name)")
+	fs.StringVar(&o.Node, "node", "", "this node's name (default: host name); in a cluster its id, kept in <data>/node.id: vault homes name it")
 	fs.IntVar(&o.MaxOpen, "max-open-vaults", vault.DefaultMaxOpen, "vaults kept open at once (2 file descriptors each); past it the least recently used idle vault is closed")
 	fs.Float64Var(&o.CommandRate, "command-rate", 50, "frames per second accepted from one WebSocket (more get rate_limited)")
 	fs.IntVar(&o.CommandBurst, "command-burst", 100, "burst allowed above --command-rate")
@@ -113,6 +124,10 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
 	o.MasterKey = getenv("SPELLS_MASTER_KEY")
+	o.ClusterSecret = getenv("SPELLS_CLUSTER_SECRET")
+	if o.ClusterSecret != "" && o.ClusterSecretFile != "" {
+		return o, fmt.Errorf("give the cluster secret once: -cluster-secret-file or SPELLS_CLUSTER_SECRET, not both")
+	}
 	if o.MasterKey != "" && o.MasterKeyFile != "" {
 		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
 	}

@@ -48,6 +48,8 @@ type node struct {
 	hub       *hub.Hub
 	demo      *demoFeed
 	chain     *nodeChain
+	cluster   *clusterParts // nil: a single node
+	secret    []byte        // the cluster secret (-redis)
 	ready     atomic.Bool
 
 	hubMetrics *hub.Metrics
@@ -87,6 +89,7 @@ func setProcs(perCPU int, fromEnv bool) int {
 
 func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error) {
 	log := newLogger(opts)
+	explicitNode := opts.Node
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
 	}
@@ -111,7 +114,20 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 	if len(opts.SIWEDomains) == 0 {
 		opts.SIWEDomains = defaultDomains(ln.Addr())
 	}
-	n := &node{opts: opts, log: log, ln: ln}
+	var secret []byte
+	if opts.Redis != "" {
+		if secret, err = clusterSecret(opts); err == nil {
+			opts.Node, err = clusterNodeID(opts.DataDir, explicitNode, ln.Addr())
+		}
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		// Every node of the cluster checks every other's nonces and
+		// session ids: one key, from the shared secret.
+		key = derive(secret, "sign-in nonces")
+	}
+	n := &node{opts: opts, log: log, ln: ln, secret: secret}
 	if err := n.build(ctx, key, kek, clock); err != nil {
 		ln.Close()
 		return nil, err
@@ -150,7 +166,17 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	nonces := protocol.NewNonceIssuer(key)
 	history := hub.NewHistory(0)
 	loadHistory(history, n.opts.DataDir, n.log)
-	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID,
+	var claim func(context.Context, common.Address) error
+	if n.opts.Redis != "" {
+		n.cluster, err = n.newClusterParts(n.secret, reg, func() map[string]uint64 { return n.mgr.Held() },
+			func(a common.Address) bool { return n.mgr.Holds(a) })
+		if err != nil {
+			ch.close()
+			return err
+		}
+		claim = n.cluster.claim
+	}
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
@@ -164,20 +190,25 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	}
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
-	if n.bus, err = n.startBus(ctx, reg); err != nil {
-		mgr.Close(context.Background())
-		ch.close()
-		return err
+	if n.cluster != nil {
+		n.cluster.start(ctx, n.log.With().Str("part", "cluster").Logger())
 	}
+	n.bus = n.startBus(reg)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),
 		SignInBurst: orNoLimit(n.opts.SignInBurstPerIP), Logger: n.log.With().Str("part", "hub").Logger(), Metrics: n.hubMetrics}
+	if n.cluster != nil {
+		hcfg.Router = n.cluster.links
+	}
 	if n.opts.hubTweak != nil {
 		n.opts.hubTweak(&hcfg)
 	}
 	n.hub = hub.New(hcfg)
+	if n.cluster != nil {
+		n.cluster.links.SetHub(n.hub)
+	}
 	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
 	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
 	if n.opts.Demo {
@@ -207,6 +238,9 @@ func orNoLimit[T int | float64](v T) T {
 func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
+	if n.cluster != nil {
+		mux.Handle("GET /v1/node-link", n.cluster.links)
+	}
 	mux.Handle("GET /v1/history", historyHandler(n.hub.History()))
 	mux.Handle("GET /v1/chain", n.chain.handler(n))
 	if n.chain.dev != nil || n.opts.ChainRelay {
@@ -292,7 +326,14 @@ func (n *node) stopParts(ctx context.Context) {
 	if n.demo != nil {
 		n.demo.stop()
 	}
+	if n.cluster != nil {
+		n.cluster.links.Close()
+	}
 	n.bus.Close()
+	if n.cluster != nil {
+		n.cluster.dir.Close()
+		_ = n.cluster.rdb.Close()
+	}
 	n.history.close()
 	if err := n.mgr.Close(ctx); err != nil {
 		n.log.Warn().Err(err).Msg("shutdown ran out of time")

@@ -112,11 +112,12 @@ func syncDirErr(dir string) error {
 // load reads the vault's state into memory.
 func (v *Vault) load() error {
 	found := false
-	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
+	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version, epoch FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
 		ResultFunc: func(s *sqlite.Stmt) error {
 			found = true
 			v.owner = common.HexToAddress(s.ColumnText(0))
 			v.version = uint64(s.ColumnInt64(1))
+			v.epoch = uint64(s.ColumnInt64(2))
 			return nil
 		},
 	})

@@ -180,6 +180,9 @@ func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*session, error
 		return nil, err
 	}
 	if !v.born {
+		if err := v.claim(); err != nil {
+			return nil, err
+		}
 		if err := v.create(); err != nil {
 			return nil, err
 		}
@@ -209,6 +212,25 @@ func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*session, error
 	return s, nil
 }
 
+// claim asks the cluster's directory (Config.Claim) to record this node as
+// the home of the vault about to be created here.
+func (v *Vault) claim() error {
+	if v.m.cfg.Claim == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := v.m.cfg.Claim(ctx, v.addr)
+	if err == nil {
+		return nil
+	}
+	v.log.Warn().Err(err).Msg("vault not created: the cluster's directory did not record this node as its home")
+	if pe := protocol.AsError(err); pe != nil {
+		return pe
+	}
+	return protocol.Errorf(protocol.CodeUnavailable, "the cluster's directory cannot record this vault now; retry")
+}
+
 // create makes the file of an unborn vault (atomically, file.go) and opens
 // it.
 func (v *Vault) create() error {
@@ -220,6 +242,7 @@ func (v *Vault) create() error {
 		return v.fault("create vault", err)
 	}
 	v.m.opened(v)
+	v.m.hold(v.id, v.epoch)
 	v.keyMade()
 	v.log.Info().Msg("vault created")
 	v.m.metrics.VaultsCreated.Inc()

@@ -75,6 +75,13 @@ type Config struct {
 	IdleAfter time.Duration // default 2m
 	MaxOpen   int           // default DefaultMaxOpen
 
+	// Claim, when set, is asked before this node creates a vault's file
+	// (after the sign-in that creates it was verified): in a cluster it
+	// records this node as the vault's home in the directory. An error
+	// refuses the sign-in, and nothing is written; a *protocol.Error is
+	// passed on to the client as it is.
+	Claim func(ctx context.Context, vault common.Address) error
+
 	// InboxSize bounds the signal values and alarms waiting for one vault
 	// (default 256); past it the oldest are shed and counted
 	// (spells_signal_values_shed_total).
@@ -166,6 +173,7 @@ type Manager struct {
 	wakeQ   []string
 	wakeUp  chan struct{}
 
+	held        map[string]uint64 // vault id → epoch, for every vault file on this node (Held)
 	quarantined map[string]string // vault id → where its file was moved (quarantine.go)
 	unscanned   map[string]bool   // files the start-up scan could not read for a passing reason
 	storage     storageState      // whether the disk was last found full (quarantine.go)
@@ -199,7 +207,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), index: newInterestIndex(),
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*inbox{},
-		wakeUp: make(chan struct{}, 1), quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
+		wakeUp: make(chan struct{}, 1), held: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
@@ -615,6 +623,41 @@ func (m *Manager) OpenVaults() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.vaults)
+}
+
+// Held returns every vault this node holds, with its epoch: each vault
+// file the start-up scan found or the node created since, and each
+// quarantined vault (epoch 0: its file was set aside, but its owner is
+// told so here). A cluster's directory records this node as their home.
+func (m *Manager) Held() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, len(m.held)+len(m.quarantined)+len(m.unscanned))
+	for id := range m.quarantined {
+		out[id] = 0
+	}
+	for id := range m.unscanned {
+		out[id] = 0
+	}
+	for id, e := range m.held {
+		out[id] = e
+	}
+	return out
+}
+
+// Holds reports whether this node holds the vault at addr (see Held).
+func (m *Manager) Holds(addr common.Address) bool {
+	id := idOf(addr)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.held[id]
+	return ok || m.quarantined[id] != "" || m.unscanned[id]
+}
+
+func (m *Manager) hold(id string, epoch uint64) {
+	m.mu.Lock()
+	m.held[id] = epoch
+	m.mu.Unlock()
 }
 
 func idOf(a common.Address) string { return strings.ToLower(a.Hex()) }

@@ -120,6 +120,7 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 		}
 	}
 	v.report()
+	m.hold(v.id, v.epoch)
 	if m.cfg.Client != nil && hasOpenIntents(v.conn) {
 		m.mu.Lock()
 		m.resumeAtStart = append(m.resumeAtStart, v.id)

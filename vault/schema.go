@@ -120,5 +120,8 @@ var schema = sqlitemigration.Schema{
 			spent  TEXT NOT NULL,
 			PRIMARY KEY (hash, period)
 		);`,
+		// Nodes (cluster): the vault's epoch, which rises at every move to
+		// another node; the directory's home of the vault names it.
+		`ALTER TABLE vault ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;`,
 	},
 }

@@ -56,6 +56,7 @@ type Vault struct {
 	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
+	epoch    uint64  // rises at every move to another node (the directory's home names it)
 	ring     keyring // the vault's keys, sealed (keys.go)
 	triggers map[string]*trigger
 	sessions map[string]*session

@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/cluster/redistest"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// TestLinkNeedsTheSecret: a node that does not hold the cluster secret
+// gets no link, however it claims to be a member; one that does gets one,
+// and only one per pair.
+func TestLinkNeedsTheSecret(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := dial(t, srv.URL())
+	listener := NewLinks(LinksConfig{Secret: []byte("the right secret"), Logger: zerolog.Nop(),
+		Dir: NewDirectory(rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
+	hs := httptest.NewServer(listener)
+	defer hs.Close()
+	defer listener.Close()
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	da := NewDirectory(rdb, DirectoryConfig{Node: "node-a", Addr: addr, Lease: time.Second, Logger: zerolog.Nop()})
+	da.Start(context.Background())
+	defer da.Close()
+
+	dialer := func(secret string) *Links {
+		d := NewDirectory(rdb, DirectoryConfig{Node: "node-b", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
+		d.Start(context.Background())
+		t.Cleanup(d.Close)
+		waitFor(t, "node-a in the members", func() bool { _, ok := d.Member("node-a"); return ok })
+		l := NewLinks(LinksConfig{Dir: d, Secret: []byte(secret), Logger: zerolog.Nop()})
+		t.Cleanup(l.Close)
+		return l
+	}
+	wrong := dialer("a wrong secret")
+	_, err := wrong.link(context.Background(), "node-a")
+	if pe := protocol.AsError(err); pe == nil || pe.Code != protocol.CodeNodeUnreachable {
+		t.Fatalf("link with a wrong secret: %v", err)
+	}
+	if testutil.ToFloat64(listener.m.AuthFailed) != 1 {
+		t.Fatal("the refused handshake was not counted")
+	}
+	right := dialer("the right secret")
+	lk, err := right.link(context.Background(), "node-a")
+	if err != nil {
+		t.Fatalf("link with the secret: %v", err)
+	}
+	again, err := right.link(context.Background(), "node-a")
+	if err != nil || again != lk {
+		t.Fatalf("a second link to the same node: %v", err)
+	}
+	waitFor(t, "the listener's side of the link", func() bool { return testutil.ToFloat64(listener.m.Links) == 1 })
+}
