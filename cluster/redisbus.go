@@ -225,8 +225,11 @@ func NewClient(url string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
+	// Short timeouts: a sign-in that asks the directory waits on them
+	// while Redis is down, and a node serves its own vaults without it.
 	uo := &redis.UniversalOptions{Addrs: []string{opt.Addr}, Username: opt.Username,
-		Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}
+		Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxRetries: 1}
 	if u, err := neturl.Parse(url); err == nil {
 		q := u.Query()
 		uo.Addrs = append(uo.Addrs, q["addr"]...)
