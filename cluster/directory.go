@@ -59,8 +59,9 @@ func parseHome(s string) (Home, error) {
 
 // Member is a live node of the cluster.
 type Member struct {
-	ID   string
-	Addr string // where other nodes reach its node link (host:port)
+	ID       string
+	Addr     string // where other nodes reach its node link (host:port)
+	Draining bool   // it hands its vaults away: no new vault is placed there
 }
 
 // Errors of the directory. Each is retryable: the client may try again.
@@ -69,6 +70,9 @@ var (
 	// rebuilt after Redis lost it: a vault whose home is not registered
 	// again yet must not be created afresh elsewhere.
 	ErrRebuilding = errors.New("the cluster's directory is being rebuilt after Redis lost it")
+	// ErrDraining refuses to create a vault on a node that hands its
+	// vaults away.
+	ErrDraining = errors.New("this node is draining: new vaults go to the other nodes")
 	// ErrNoMembers: no node of the cluster is alive in the directory.
 	ErrNoMembers = errors.New("no live node in the cluster's directory")
 )
@@ -148,6 +152,7 @@ type Directory struct {
 	members      []Member
 	gen          string
 	rebuilding   time.Time // no creations before this
+	draining     bool      // this node hands its vaults away (SetDraining)
 	reachable    bool
 	lastReassert time.Time
 
@@ -241,7 +246,10 @@ func (d *Directory) loop() {
 // generation, and rebuilds this node's homes when the directory was lost.
 func (d *Directory) renew(ctx context.Context) error {
 	now := time.Now()
-	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli()})
+	d.mu.Lock()
+	draining := d.draining
+	d.mu.Unlock()
+	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining})
 	var gen *redis.StringCmd
 	var live *redis.ZSliceCmd
 	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -325,12 +333,13 @@ func (d *Directory) readMembers(ctx context.Context, live []redis.Z) ([]Member, 
 	for i, id := range ids {
 		s, _ := infos[i].(string)
 		var info struct {
-			Addr string `json:"addr"`
+			Addr     string `json:"addr"`
+			Draining bool   `json:"draining"`
 		}
 		if json.Unmarshal([]byte(s), &info) != nil || info.Addr == "" {
 			continue
 		}
-		out = append(out, Member{ID: id, Addr: info.Addr})
+		out = append(out, Member{ID: id, Addr: info.Addr, Draining: info.Draining})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
@@ -495,6 +504,12 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 	if !d.Settled() {
 		return ErrRebuilding
 	}
+	d.mu.Lock()
+	draining := d.draining
+	d.mu.Unlock()
+	if draining {
+		return ErrDraining
+	}
 	// A Redis that lost the directory since the last renewal: homes of
 	// other nodes may be missing, so none is created until they are back.
 	g, err := d.rdb.Get(ctx, keyGen).Result()
@@ -537,7 +552,12 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 // wins). Every node computes the same answer from the same members, and
 // a member joining or leaving moves only the vaults it wins or held.
 func (d *Directory) Place(vault common.Address) (Member, error) {
-	members := d.Members()
+	var members []Member
+	for _, m := range d.Members() {
+		if !m.Draining {
+			members = append(members, m)
+		}
+	}
 	if len(members) == 0 {
 		return Member{}, ErrNoMembers
 	}

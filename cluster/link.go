@@ -86,6 +86,7 @@ type LinksConfig struct {
 	// is served here without asking Redis (so it is served while Redis is
 	// down).
 	Holds   func(vault common.Address) bool
+	DataDir string // the node's data directory (the age of received vault files)
 	Logger  zerolog.Logger
 	Metrics *LinkMetrics
 }
@@ -102,6 +103,7 @@ type Links struct {
 	links   map[string]*link         // peer id → its link
 	dialing map[string]chan struct{} // closed when a dial ends
 	changed chan struct{}            // closed (and replaced) when links changes
+	handoff *Handoff                 // moves of vaults (NewHandoff); nil: none served
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -360,7 +362,8 @@ func (l *Links) dialerHandshake(ctx context.Context, ws *websocket.Conn, peer st
 // one peer, the one the lower id dialed stays.
 func (l *Links) start(ws *websocket.Conn, peer string, dialed bool) {
 	ws.SetReadLimit(linkReadLimit)
-	lk := &link{l: l, ws: ws, peer: peer, dialed: dialed, streams: map[uint32]*stream{}, done: make(chan struct{})}
+	lk := &link{l: l, ws: ws, peer: peer, dialed: dialed, streams: map[uint32]*stream{}, calls: map[uint32]chan string{},
+		moves: map[uint32]*moveIn{}, done: make(chan struct{})}
 	if dialed {
 		lk.next = 1
 	} else {
@@ -417,6 +420,8 @@ type link struct {
 
 	mu      sync.Mutex
 	streams map[uint32]*stream
+	calls   map[uint32]chan string // move calls waiting for their reply (handoff.go)
+	moves   map[uint32]*moveIn     // move offers being received
 	next    uint32
 	over    bool
 
@@ -540,6 +545,9 @@ func (lk *link) read() {
 			lk.accept(id, payload)
 			continue
 		}
+		if lk.readMove(kind, id, payload) {
+			continue
+		}
 		s := lk.stream(id)
 		if s == nil {
 			continue // a stream that just ended here
@@ -628,6 +636,11 @@ func (lk *link) close(code websocket.StatusCode, reason string) {
 		lk.over = true
 		streams := lk.streams
 		lk.streams = map[uint32]*stream{}
+		for id, ch := range lk.calls {
+			close(ch)
+			delete(lk.calls, id)
+		}
+		lk.moves = map[uint32]*moveIn{}
 		lk.mu.Unlock()
 		close(lk.done)
 		go lk.ws.Close(code, reason)

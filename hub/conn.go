@@ -103,6 +103,13 @@ func (c *conn) Gone() {
 	c.kill(websocket.StatusTryAgainLater, "vault reloaded: reconnect and resume", "vault_gone")
 }
 
+// Moved is called by a vault that moved to another node of the cluster:
+// the client reconnects (to any node) and resumes from the version it
+// holds, and is routed to the vault's new node.
+func (c *conn) Moved() {
+	c.kill(protocol.CloseVaultMoved, "vault moved to another node: reconnect and resume", "vault_moved")
+}
+
 // kill ends the connection once, with code and reason sent to the client.
 func (c *conn) kill(code websocket.StatusCode, reason, metric string) {
 	c.killOnce.Do(func() {

@@ -48,6 +48,7 @@ const (
 	CodeNoChain          Code = "no_chain"           // the node runs without a chain (or without the delegation framework on it)
 	CodeNodeUnreachable  Code = "node_unreachable"   // the vault lives on another node of the cluster that cannot be reached now (down, or its link or Redis is)
 	CodeVaultElsewhere   Code = "vault_elsewhere"    // another node of the cluster took the vault first: sign in again and it is reached there
+	CodeVaultMoving      Code = "vault_moving"       // the vault is moving to another node of the cluster: retry and it is reached there
 	CodeInternal         Code = "internal"           // a server fault; logged with details
 	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
 	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough
@@ -63,6 +64,7 @@ var codeRetry = map[Code]bool{
 
 	CodeNodeUnreachable: true,
 	CodeVaultElsewhere:  true,
+	CodeVaultMoving:     true,
 }
 
 // Retryable reports whether a client may retry after an error with code c.
@@ -100,4 +102,5 @@ const (
 	CloseSlowConsumer  = 4002 // the client's queue overflowed: reconnect and resume
 	CloseSessionEnded  = 4003 // the session was ended (signed out, or every session revoked): sign in again
 	CloseNodeLink      = 4004 // the node this socket is on lost its link to the vault's node: reconnect and resume
+	CloseVaultMoved    = 4005 // the vault moved to another node of the cluster: reconnect (to any node) and resume
 )

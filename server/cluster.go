@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +26,12 @@ import (
 // clusterParts are what a node of a cluster (-redis) runs beside the
 // single node's parts: the Redis client, the directory and the node links.
 type clusterParts struct {
-	rdb    redis.UniversalClient
-	dir    *cluster.Directory
-	links  *cluster.Links
-	secret []byte
+	rdb     redis.UniversalClient
+	dir     *cluster.Directory
+	links   *cluster.Links
+	handoff *cluster.Handoff // set by startHandoff, once the manager exists
+	secret  []byte
+	reg     prometheus.Registerer
 }
 
 // minClusterSecret is the shortest cluster secret accepted.
@@ -111,8 +115,8 @@ func (n *node) newClusterParts(secret []byte, reg prometheus.Registerer, held fu
 	dir := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
 		Lease: n.opts.ClusterLease, Held: held, Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
 	links := cluster.NewLinks(cluster.LinksConfig{Dir: dir, Secret: derive(secret, "node link"), Holds: holds,
-		Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
-	return &clusterParts{rdb: rdb, dir: dir, links: links, secret: secret}, nil
+		DataDir: n.opts.DataDir, Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
+	return &clusterParts{rdb: rdb, dir: dir, links: links, secret: secret, reg: reg}, nil
 }
 
 // claim is the vault manager's Claim in a cluster: the directory records
@@ -133,19 +137,45 @@ func (c *clusterParts) claim(ctx context.Context, vault common.Address) error {
 
 // start joins the cluster: the directory reads the vaults the manager
 // found, then the lease is renewed until stop.
-func (c *clusterParts) start(ctx context.Context, log zerolog.Logger) {
+func (c *clusterParts) start(ctx context.Context, vaults cluster.Vaults, log zerolog.Logger) {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := c.rdb.Ping(pctx).Err(); err != nil {
 		log.Warn().Err(err).Msg("redis does not answer at start: serving the vaults held here, and joining the cluster when it does")
 	}
 	c.dir.Start(ctx)
+	c.handoff = cluster.NewHandoff(c.links, vaults, cluster.NewHandoffMetrics(c.reg))
+	c.handoff.Start()
 	log.Info().Str("node", c.dir.Node()).Int("members", len(c.dir.Members())).Msg("cluster member: vaults are placed over the live nodes, and reached from any of them")
 }
 
-// stop leaves the cluster: links first (their sessions end), then the
-// membership.
-func (c *clusterParts) stop() {
-	c.links.Close()
-	c.dir.Close()
+// drain hands every vault of this node to the other nodes, for at most
+// -drain-timeout.
+func (n *node) drain() (cluster.DrainResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.DrainTimeout)
+	defer cancel()
+	return n.cluster.handoff.Drain(ctx)
+}
+
+// drainHandler is POST /v1/admin/drain: authenticated by -admin-token, it
+// drains the node and answers what moved. The node keeps serving (the
+// vaults it still holds, and forwarding); it creates no new vault.
+func (n *node) drainHandler(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case n.opts.AdminToken == "":
+		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
+		return
+	case !n.bearer(w, r, n.opts.AdminToken):
+		return
+	case n.cluster == nil:
+		n.httpError(w, r, http.StatusConflict, "not_clustered", "a single node has no other node to hand its vaults to: run nodes with --redis")
+		return
+	}
+	res, err := n.drain()
+	if err != nil && res.Moved+res.Failed == 0 {
+		n.httpError(w, r, http.StatusConflict, "drain_failed", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(res)
 }

@@ -45,7 +45,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 		o := testOptions(t)
 		o.Listen, o.SIWEDomains = addrs[i], domains
 		o.Redis, o.ClusterSecret, o.Node = r.URL(), testClusterSecret, "node-"+string(rune('a'+i))
-		o.ClusterLease = time.Second
+		o.ClusterLease, o.AdminToken = time.Second, testAdminToken
 		tc.nodes = append(tc.nodes, startNode(t, o, nil))
 	}
 	for _, tn := range tc.nodes {

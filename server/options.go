@@ -47,17 +47,23 @@ type Options struct {
 	ClusterSecret     string
 	NodeAddr          string
 	ClusterLease      time.Duration
-	SignalToken       string
-	Demo              bool
-	DemoInterval      time.Duration
-	LogFormat         string // auto, json, console
-	LogLevel          string
-	Node              string
-	MaxOpen           int
-	IdleAfter         time.Duration
-	CommandRate       float64
-	CommandBurst      int
-	MaxConns          int // 0: derived from the descriptor limit
+	// AdminToken (environment: SPELLS_ADMIN_TOKEN) authenticates POST
+	// /v1/admin/drain; empty: the endpoint is off. DrainOnShutdown hands
+	// every vault to the other nodes at SIGTERM, for at most DrainTimeout.
+	AdminToken      string
+	DrainOnShutdown bool
+	DrainTimeout    time.Duration
+	SignalToken     string
+	Demo            bool
+	DemoInterval    time.Duration
+	LogFormat       string // auto, json, console
+	LogLevel        string
+	Node            string
+	MaxOpen         int
+	IdleAfter       time.Duration
+	CommandRate     float64
+	CommandBurst    int
+	MaxConns        int // 0: derived from the descriptor limit
 	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
 	MaxPendingPerIP  int
 	SignInRatePerIP  float64
@@ -96,6 +102,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.Redis, "redis", "", "redis:// URL of the cluster's Redis (more shards of a Redis Cluster as ?addr=host:port&addr=…, Sentinels with ?master_name=…): nodes share the vaults' directory and the signals (empty: a single node, signals in memory)")
 	fs.StringVar(&o.ClusterSecretFile, "cluster-secret-file", "", "with -redis: file holding the secret every node of the cluster shares (at least 32 characters); it may instead be given in SPELLS_CLUSTER_SECRET")
 	fs.DurationVar(&o.ClusterLease, "cluster-lease", 15*time.Second, "with -redis: how long this node's membership lasts unrenewed (renewed every third of it); also how long new vaults wait after Redis lost the directory")
+	fs.StringVar(&o.AdminToken, "admin-token", "", "with -redis: bearer token for POST /v1/admin/drain, which hands every vault of this node to the other nodes (empty: the endpoint is off)")
+	fs.BoolVar(&o.DrainOnShutdown, "drain-on-shutdown", false, "with -redis: at SIGTERM or SIGINT, hand every vault to the other nodes before stopping")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "longest a drain runs; vaults not moved by then stay on this node")
 	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")

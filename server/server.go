@@ -96,6 +96,9 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 15 * time.Second
 	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 5 * time.Minute
+	}
 	key, err := nodeKey(opts.DataDir)
 	if err != nil {
 		return nil, err
@@ -191,7 +194,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
 	if n.cluster != nil {
-		n.cluster.start(ctx, n.log.With().Str("part", "cluster").Logger())
+		n.cluster.start(ctx, mgr, n.log.With().Str("part", "cluster").Logger())
 	}
 	n.bus = n.startBus(reg)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
@@ -248,6 +251,7 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	}
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
+	mux.HandleFunc("POST /v1/admin/drain", n.drainHandler)
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")
@@ -299,6 +303,11 @@ func (n *node) serve(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 	n.ready.Store(false)
+	if n.opts.DrainOnShutdown && n.cluster != nil {
+		if _, err := n.drain(); err != nil {
+			n.log.Warn().Err(err).Msg("drain before shutdown did not finish; the vaults left stay on this node's disk")
+		}
+	}
 	n.log.Info().Dur("within", n.opts.ShutdownTimeout).Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
 	defer cancel()
@@ -327,6 +336,7 @@ func (n *node) stopParts(ctx context.Context) {
 		n.demo.stop()
 	}
 	if n.cluster != nil {
+		n.cluster.handoff.Close()
 		n.cluster.links.Close()
 	}
 	n.bus.Close()

@@ -40,9 +40,7 @@ func (n *node) signalsHandler() http.Handler {
 			n.httpError(w, r, http.StatusServiceUnavailable, "ingest_disabled", "signal ingest is disabled: start the node with --signal-token")
 			return
 		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(n.opts.SignalToken)) != 1 {
-			n.httpError(w, r, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+		if !n.bearer(w, r, n.opts.SignalToken) {
 			return
 		}
 		sigs, err := decodeSignals(http.MaxBytesReader(w, r.Body, maxSignalBody), n.hub.Now())
@@ -96,6 +94,17 @@ func decodeSignals(body io.Reader, nowMs int64) ([]hub.Signal, error) {
 		}
 	}
 	return sigs, nil
+}
+
+// bearer checks the request's bearer token against want, answering 401
+// when it is missing or wrong.
+func (n *node) bearer(w http.ResponseWriter, r *http.Request, want string) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		n.httpError(w, r, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+		return false
+	}
+	return true
 }
 
 func (n *node) httpError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {

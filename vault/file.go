@@ -112,12 +112,13 @@ func syncDirErr(dir string) error {
 // load reads the vault's state into memory.
 func (v *Vault) load() error {
 	found := false
-	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version, epoch FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
+	err := sqlitex.ExecuteTransient(v.conn, "SELECT owner, version, epoch, move_to, move_epoch, moved FROM vault WHERE id = 1;", &sqlitex.ExecOptions{
 		ResultFunc: func(s *sqlite.Stmt) error {
 			found = true
 			v.owner = common.HexToAddress(s.ColumnText(0))
 			v.version = uint64(s.ColumnInt64(1))
 			v.epoch = uint64(s.ColumnInt64(2))
+			v.move = moveMark{to: s.ColumnText(3), epoch: uint64(s.ColumnInt64(4)), done: s.ColumnInt64(5) != 0}
 			return nil
 		},
 	})

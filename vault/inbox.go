@@ -155,6 +155,12 @@ func (m *Manager) waker(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, errMoving) {
+				// The node it moves to offers it the latest values when it
+				// opens there.
+				m.cfg.Logger.Info().Str("vault", id).Int("events", dropped).Msg("vault moving: its signals and alarms here were dropped")
+				continue
+			}
 			m.cfg.Logger.Error().Err(err).Str("vault", id).Int("events", dropped).Msg("wake vault: its signals and alarms were dropped")
 		}
 	}

@@ -173,7 +173,14 @@ type Manager struct {
 	wakeQ   []string
 	wakeUp  chan struct{}
 
-	held        map[string]uint64 // vault id → epoch, for every vault file on this node (Held)
+	held map[string]uint64 // vault id → epoch, for every vault file on this node (Held)
+	// Moves (move.go): vaults leaving now (→ the node they go to), whose
+	// leaving a stop interrupted, whose files here are tombstones (→
+	// where they went), and received files not installed yet (→ epoch).
+	moving      map[string]string
+	pending     map[string]moveMark
+	tombstones  map[string]string
+	incoming    map[string]uint64
 	quarantined map[string]string // vault id → where its file was moved (quarantine.go)
 	unscanned   map[string]bool   // files the start-up scan could not read for a passing reason
 	storage     storageState      // whether the disk was last found full (quarantine.go)
@@ -207,7 +214,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), index: newInterestIndex(),
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*inbox{},
-		wakeUp: make(chan struct{}, 1), held: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
+		wakeUp: make(chan struct{}, 1), held: map[string]uint64{},
+		moving: map[string]string{}, pending: map[string]moveMark{}, tombstones: map[string]string{}, incoming: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
@@ -298,6 +306,9 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		}
 		if m.quarantined[id] != "" {
 			return fail(errQuarantined)
+		}
+		if err := m.moveRefusalLocked(id); err != nil {
+			return fail(err)
 		}
 		if v := m.vaults[id]; v != nil {
 			if reserved {

@@ -6,6 +6,8 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	Open            prometheus.Gauge
 	VaultsCreated   prometheus.Counter
+	VaultsMovedOut  prometheus.Counter
+	VaultsMovedIn   prometheus.Counter
 	Versions        prometheus.Counter
 	Commands        prometheus.Counter
 	CommandsRefused *prometheus.CounterVec
@@ -41,6 +43,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Open:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_vaults_open", Help: "Vaults with a running goroutine."}),
 		VaultsCreated:   prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vaults_created_total", Help: "Vaults created by a first sign-in."}),
+		VaultsMovedOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vaults_moved_out_total", Help: "Vaults handed to another node of the cluster (their files here are tombstones)."}),
+		VaultsMovedIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vaults_moved_in_total", Help: "Vaults received from another node of the cluster."}),
 		Versions:        prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_vault_versions_total", Help: "Committed vault versions (state changes)."}),
 		Commands:        prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_commands_total", Help: "Commands accepted and applied."}),
 		CommandsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_commands_refused_total", Help: "Commands refused, by error code."}, []string{"code"}),
@@ -80,6 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "Time from the node receiving a signal value to a vault evaluating it.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}})
 	if reg != nil {
+		reg.MustRegister(m.VaultsMovedOut, m.VaultsMovedIn)
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,
 			m.Evaluations, m.EvaluationFailures, m.Intents, m.Alarms, m.SignalDispatch, m.SlowSubscribers, m.Activations, m.Hibernations, m.Evictions, m.GroupCommits, m.Dozes, m.Dozing, m.FilesOpen,
 			m.LifeErrors, m.Quarantined, m.Quarantines, m.StorageFull, m.Rollbacks, m.SignalsShed, m.SignalLag)

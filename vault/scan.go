@@ -31,6 +31,7 @@ func (m *Manager) scanDir(ctx context.Context) error {
 		return err
 	}
 	m.removeLeftovers()
+	m.scanIncoming()
 	files, err := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*.db"))
 	if err != nil {
 		return fmt.Errorf("scan vaults: %w", err)
@@ -118,6 +119,20 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 			conn.Close()
 			return err
 		}
+	}
+	switch {
+	case v.move.done:
+		m.mu.Lock()
+		m.tombstones[v.id] = v.move.to
+		m.mu.Unlock()
+		return v.conn.Close()
+	case v.move.to != "":
+		m.mu.Lock()
+		m.pending[v.id] = v.move
+		m.held[v.id] = v.epoch
+		m.mu.Unlock()
+		m.cfg.Logger.Warn().Str("vault", v.id).Str("to", v.move.to).Msg("a move out of this node did not finish; the vault waits for the cluster's directory to settle it")
+		return v.conn.Close()
 	}
 	v.report()
 	m.hold(v.id, v.epoch)

@@ -122,6 +122,12 @@ var schema = sqlitemigration.Schema{
 		);`,
 		// Nodes (cluster): the vault's epoch, which rises at every move to
 		// another node; the directory's home of the vault names it.
-		`ALTER TABLE vault ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;`,
+		// A move (move.go): the node it goes to and the epoch it has there,
+		// written before the file is shipped; moved once the directory
+		// names that node. A vault with move_to set refuses every write.
+		`ALTER TABLE vault ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+		ALTER TABLE vault ADD COLUMN move_to TEXT NOT NULL DEFAULT '';
+		ALTER TABLE vault ADD COLUMN move_epoch INTEGER NOT NULL DEFAULT 0;
+		ALTER TABLE vault ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;`,
 	},
 }

@@ -64,6 +64,11 @@ func (v *Vault) write(fn func(t *tx) error) (uint64, error) {
 	if v.conn == nil {
 		return 0, errors.New("vault has no file")
 	}
+	if v.move.to != "" {
+		// The fence of a move: this copy is being shipped, or is the
+		// tombstone another node's copy replaced.
+		return 0, errMoving
+	}
 	t := &tx{now: v.m.now()}
 	if err := v.inTx(func() error {
 		if err := fn(t); err != nil {

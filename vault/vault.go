@@ -56,8 +56,9 @@ type Vault struct {
 	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
-	epoch    uint64  // rises at every move to another node (the directory's home names it)
-	ring     keyring // the vault's keys, sealed (keys.go)
+	epoch    uint64   // rises at every move to another node (the directory's home names it)
+	move     moveMark // a move out of this node begun (or done: a tombstone); the vault refuses writes
+	ring     keyring  // the vault's keys, sealed (keys.go)
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]string // → the session it is bound to
@@ -168,6 +169,16 @@ func (v *Vault) run(hasFile bool) {
 // instance, and its next use tries again.
 func (v *Vault) openExisting() bool {
 	err := v.openFile()
+	if err == nil && v.move.to != "" {
+		// A copy that moved (or is moving) to another node: it serves
+		// nothing here (move.go).
+		v.conn.Close()
+		v.conn = nil
+		v.failure = errMoving
+		v.forget = true
+		v.m.abandon(v)
+		return false
+	}
 	if err == nil {
 		err = v.ensureKeys()
 	}

@@ -1,0 +1,372 @@
+package vault
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/protocol"
+)
+
+// Moving a vault to another node (a drain). The vault's file is shipped
+// whole, its keys still sealed (every node of a cluster holds the same
+// key-encryption key), and the directory switched by the cluster package;
+// this file holds the vault's side of it:
+//
+//   - MoveOut, on the node the vault leaves: no new request reaches it,
+//     a move mark (the node it goes to, the epoch it has there) is written
+//     into its file, its dashboards are told to reconnect and resume, its
+//     instance ends and its file is closed clean; the bytes and their
+//     checksum are returned. From the mark on, the vault refuses every
+//     write: a copy being shipped never changes.
+//   - Receive, on the node it goes to: the bytes are written beside the
+//     vault's place as <id>.db.incoming, synced, and their checksum
+//     checked. Install puts the file in place at its new epoch and opens
+//     it, which carries on its intents (executor.go).
+//   - MoveDone, once the directory names the new node, leaves the old
+//     file as a tombstone (moved = 1): this node never serves it again,
+//     and any write to it fails inside the vault. MoveAbort, when the
+//     directory was not switched, clears the mark and the vault serves
+//     here again.
+//
+// A node that stops at any step finds the mark (or the incoming file) at
+// its next start: PendingMoves and Incoming list them, and the cluster
+// package settles each against the directory (see cluster/handoff.go).
+
+// moveMark is a vault's move out of its node, as its file records it.
+type moveMark struct {
+	to    string // the node it goes to; "" when none
+	epoch uint64 // its epoch there
+	done  bool   // the directory names that node: this file is a tombstone
+}
+
+// errMoving answers requests for a vault that is moving to another node,
+// or moved (a stale route): the client retries and is routed there.
+var errMoving = protocol.Errorf(protocol.CodeVaultMoving, "the vault is moving to another node; retry in a moment and it is reached there")
+
+// incomingSuffix names a moved vault's file while it is received.
+const incomingSuffix = ".incoming"
+
+// Outgoing is a vault on its way out of this node: its file's bytes,
+// closed clean, and their SHA-256.
+type Outgoing struct {
+	Vault common.Address
+	Epoch uint64 // its epoch here; it has Epoch+1 at the node it goes to
+	To    string
+	Data  []byte
+	Sum   [32]byte
+}
+
+// moveWaiter is implemented by subscribers that can be told their vault
+// moved to another node, so they reconnect (to any node) and resume.
+type moveWaiter interface {
+	Moved()
+}
+
+// MoveOut quiesces the vault at addr for a move to node to and returns its
+// file. From now on it is not served here; MoveDone or MoveAbort ends the
+// move.
+func (m *Manager) MoveOut(ctx context.Context, addr common.Address, to string) (*Outgoing, error) {
+	id := idOf(addr)
+	// An instance first: opening the file recovers a WAL a crash left,
+	// and closing it leaves the file whole, with an empty WAL.
+	v, err := m.Vault(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.moving[id] != "" {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("vault %s is already moving to %s", addr.Hex(), m.moving[id])
+	}
+	m.moving[id] = to
+	m.mu.Unlock()
+	var epoch uint64
+	err = v.do(ctx, func() error {
+		epoch = v.epoch
+		if err := exec(v.conn, `UPDATE vault SET move_to = ?, move_epoch = ?, moved = 0 WHERE id = 1;`, to, int64(v.epoch+1)); err != nil {
+			return err
+		}
+		v.move = moveMark{to: to, epoch: v.epoch + 1}
+		for s := range v.subs {
+			if mw, ok := s.(moveWaiter); ok {
+				mw.Moved()
+			} else if g, ok := s.(goner); ok {
+				g.Gone()
+			}
+			v.dropSub(s)
+		}
+		v.failure = errMoving
+		v.forget = true
+		v.m.abandon(v)
+		v.log.Info().Str("to", to).Uint64("epoch", v.epoch+1).Msg("vault moving out")
+		return nil
+	})
+	if err == nil {
+		select {
+		case <-v.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil {
+		err = m.waitGone(ctx, id)
+	}
+	var data []byte
+	if err == nil {
+		data, err = readClean(pathFor(m.cfg.Dir, id))
+	}
+	if err != nil {
+		m.MoveAbort(addr)
+		return nil, fmt.Errorf("move %s out: %w", addr.Hex(), err)
+	}
+	return &Outgoing{Vault: addr, Epoch: epoch, To: to, Data: data, Sum: sha256.Sum256(data)}, nil
+}
+
+// waitGone waits until no instance of the vault runs (acquire refuses new
+// ones while it moves).
+func (m *Manager) waitGone(ctx context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.vaults[id] != nil || m.leaving[id] != nil {
+		if err := m.waitLeavingLocked(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readClean reads a closed vault file whose WAL is empty.
+func readClean(p string) ([]byte, error) {
+	if fi, err := os.Stat(p + "-wal"); err == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("%s has a write-ahead log of %d bytes after closing", p, fi.Size())
+	}
+	return os.ReadFile(p)
+}
+
+// setMark writes a vault file's move columns (and its epoch) on a
+// connection of its own; the vault has no instance.
+func (m *Manager) setMark(id, query string, args ...any) error {
+	conn, err := openConn(pathFor(m.cfg.Dir, id), false)
+	if err != nil {
+		return err
+	}
+	err = exec(conn, query, args...)
+	if cerr := conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// MoveAbort ends a move the directory did not follow: the mark is
+// cleared, and the vault serves here again.
+func (m *Manager) MoveAbort(addr common.Address) error {
+	id := idOf(addr)
+	err := m.setMark(id, `UPDATE vault SET move_to = '', move_epoch = 0, moved = 0 WHERE id = 1;`)
+	m.mu.Lock()
+	delete(m.moving, id)
+	if err == nil {
+		delete(m.pending, id)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("move aborted, but its mark could not be cleared; the vault stays unavailable here until the next start")
+		return err
+	}
+	m.cfg.Logger.Warn().Str("vault", addr.Hex()).Msg("move aborted: the vault serves here again")
+	return nil
+}
+
+// MoveDone ends a move the directory followed: the file stays as a
+// tombstone (moved = 1), and this node forgets the vault.
+func (m *Manager) MoveDone(addr common.Address) error {
+	id := idOf(addr)
+	if err := m.setMark(id, `UPDATE vault SET moved = 1 WHERE id = 1;`); err != nil {
+		// The mark alone keeps the vault from being served here; the
+		// next start settles it against the directory again.
+		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("moved vault: tombstone not written")
+	}
+	m.mu.Lock()
+	to := m.moving[id]
+	if to == "" {
+		to = m.pending[id].to
+	}
+	delete(m.moving, id)
+	delete(m.pending, id)
+	delete(m.held, id)
+	m.tombstones[id] = to
+	delete(m.waiting, id)
+	m.mu.Unlock()
+	m.forget(id)
+	m.metrics.VaultsMovedOut.Inc()
+	m.cfg.Logger.Info().Str("vault", addr.Hex()).Str("to", to).Msg("vault moved out; its file here is a tombstone")
+	return nil
+}
+
+// Receive writes a moving vault's file as <id>.db.incoming, synced, after
+// checking its checksum; Install puts it in place. A vault served here
+// (not a tombstone) is never overwritten.
+func (m *Manager) Receive(addr common.Address, epoch uint64, data []byte, sum [32]byte) error {
+	id := idOf(addr)
+	if sha256.Sum256(data) != sum {
+		return errors.New("the file does not match its checksum")
+	}
+	m.mu.Lock()
+	_, held := m.held[id]
+	busy := held || m.vaults[id] != nil || m.moving[id] != ""
+	m.mu.Unlock()
+	if busy {
+		return fmt.Errorf("vault %s is held on this node", addr.Hex())
+	}
+	p := pathFor(m.cfg.Dir, id) + incomingSuffix
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	if err := writeSynced(p, data); err != nil {
+		os.Remove(p)
+		return err
+	}
+	if err := os.WriteFile(p+".epoch", []byte(strconv.FormatUint(epoch, 10)), 0o600); err != nil {
+		os.Remove(p)
+		return err
+	}
+	m.mu.Lock()
+	m.incoming[id] = epoch
+	m.mu.Unlock()
+	return nil
+}
+
+func writeSynced(p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDirErr(filepath.Dir(p))
+	}
+	return err
+}
+
+// Install puts a received vault's file in place at epoch (replacing a
+// tombstone this node kept of it), clears its move mark and opens it:
+// its intents carry on, and the signal values it missed are offered.
+func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64) error {
+	id := idOf(addr)
+	p := pathFor(m.cfg.Dir, id)
+	m.mu.Lock()
+	_, held := m.held[id]
+	m.mu.Unlock()
+	if held {
+		return fmt.Errorf("vault %s is held on this node", addr.Hex())
+	}
+	if err := os.Rename(p+incomingSuffix, p); err != nil {
+		return fmt.Errorf("install %s: %w", addr.Hex(), err)
+	}
+	os.Remove(p + "-wal") // a tombstone's, empty
+	if err := syncDirErr(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("install %s: %w", addr.Hex(), err)
+	}
+	os.Remove(p + incomingSuffix + ".epoch")
+	if err := m.setMark(id, `UPDATE vault SET epoch = ?, move_to = '', move_epoch = 0, moved = 0 WHERE id = 1;`, int64(epoch)); err != nil {
+		return fmt.Errorf("install %s: %w", addr.Hex(), err)
+	}
+	m.mu.Lock()
+	delete(m.incoming, id)
+	delete(m.tombstones, id)
+	m.held[id] = epoch
+	m.mu.Unlock()
+	m.metrics.VaultsMovedIn.Inc()
+	m.cfg.Logger.Info().Str("vault", addr.Hex()).Uint64("epoch", epoch).Msg("vault moved in")
+	if _, err := m.Vault(ctx, addr); err != nil {
+		return fmt.Errorf("open %s after its move: %w", addr.Hex(), err)
+	}
+	return nil
+}
+
+// Discard removes a received file the directory never named this node
+// for.
+func (m *Manager) Discard(addr common.Address) {
+	id := idOf(addr)
+	p := pathFor(m.cfg.Dir, id) + incomingSuffix
+	os.Remove(p)
+	os.Remove(p + ".epoch")
+	m.mu.Lock()
+	delete(m.incoming, id)
+	m.mu.Unlock()
+	m.cfg.Logger.Warn().Str("vault", addr.Hex()).Msg("a received vault file was discarded: the directory did not name this node")
+}
+
+// Move is a move this node's files record: a vault that was leaving
+// (PendingMoves) or arriving (Incoming).
+type Move struct {
+	Vault common.Address
+	To    string // the node it goes to (pending moves)
+	Epoch uint64 // the epoch it has there
+}
+
+// PendingMoves lists the vaults whose move out of this node did not end
+// (the node stopped during it): each is unavailable here until settled
+// with MoveDone or MoveAbort.
+func (m *Manager) PendingMoves() []Move {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Move, 0, len(m.pending))
+	for id, mk := range m.pending {
+		out = append(out, Move{Vault: common.HexToAddress(id), To: mk.to, Epoch: mk.epoch})
+	}
+	return out
+}
+
+// Incoming lists the received vault files not installed yet.
+func (m *Manager) Incoming() []Move {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Move, 0, len(m.incoming))
+	for id, e := range m.incoming {
+		out = append(out, Move{Vault: common.HexToAddress(id), Epoch: e})
+	}
+	return out
+}
+
+// scanIncoming finds the received files a stop left behind.
+func (m *Manager) scanIncoming() {
+	files, _ := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*.db"+incomingSuffix))
+	for _, f := range files {
+		id := strings.TrimSuffix(filepath.Base(f), ".db"+incomingSuffix)
+		b, err := os.ReadFile(f + ".epoch")
+		e, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || perr != nil || !common.IsHexAddress(id) {
+			if errors.Is(err, fs.ErrNotExist) || perr != nil {
+				// Its epoch was never written: Receive had not finished.
+				os.Remove(f)
+				os.Remove(f + ".epoch")
+			}
+			continue
+		}
+		m.incoming[id] = e
+	}
+}
+
+// moveRefusal is why acquire refuses the vault id while it moves, or
+// after it moved; nil otherwise. m.mu is held.
+func (m *Manager) moveRefusalLocked(id string) error {
+	if m.moving[id] != "" || m.pending[id].to != "" || m.tombstones[id] != "" || m.incoming[id] != 0 {
+		return errMoving
+	}
+	return nil
+}
