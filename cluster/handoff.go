@@ -99,6 +99,11 @@ type Handoff struct {
 	v     Vaults
 	m     *HandoffMetrics
 
+	// crashAt and crash inject a crash at one step of a move (tests of a
+	// stop at each step, see CrashAt).
+	crashAt string
+	crash   func()
+
 	mu       sync.Mutex
 	active   map[string]bool      // vaults in a move this process runs
 	received map[string]time.Time // received files awaiting their commit, and since when
@@ -115,6 +120,20 @@ func NewHandoff(links *Links, v Vaults, m *HandoffMetrics) *Handoff {
 		stop: make(chan struct{}), done: make(chan struct{})}
 	links.handoff = h
 	return h
+}
+
+// CrashAt makes crash run at one step of every move: "quiesced" (the
+// file read here), "offered" (the receiver has it), "switched" (the
+// directory names the receiver), "tombstoned" (the file here is a
+// tombstone), or "received" (on the receiver, its copy written). Tests
+// use it to stop a node at each step; crash is expected not to return.
+func (h *Handoff) CrashAt(step string, crash func()) { h.crashAt, h.crash = step, crash }
+
+func (h *Handoff) step(name string) {
+	if h.crashAt == name && h.crash != nil {
+		h.links.log.Warn().Str("step", name).Msg("fault injected: the node stops at this step of a move")
+		h.crash()
+	}
 }
 
 // Start settles moves a stop interrupted, now and every few seconds while
@@ -247,6 +266,7 @@ func (h *Handoff) Move(ctx context.Context, addr common.Address, to string) erro
 	if err != nil {
 		return err
 	}
+	h.step("quiesced")
 	me := Home{Node: h.dir.Node(), Epoch: out.Epoch}
 	next := Home{Node: to, Epoch: out.Epoch + 1}
 	abort := func(err error) error {
@@ -259,6 +279,7 @@ func (h *Handoff) Move(ctx context.Context, addr common.Address, to string) erro
 	if _, err := lk.call(ctx, recMoveOffer, offer, out.Data); err != nil {
 		return abort(fmt.Errorf("node %s did not take the vault: %w", to, err))
 	}
+	h.step("offered")
 	switch err := h.dir.Move(ctx, addr, me, next, time.Now().Add(switchDeadline)); {
 	case err == nil:
 	case errors.Is(err, errMoveRefused):
@@ -269,8 +290,10 @@ func (h *Handoff) Move(ctx context.Context, addr common.Address, to string) erro
 		h.m.Moves.WithLabelValues("pending").Inc()
 		return fmt.Errorf("the directory did not answer the switch; the move is settled when it does: %w", err)
 	}
+	h.step("switched")
 	h.m.Duration.Observe(time.Since(began).Seconds())
 	h.v.MoveDone(addr)
+	h.step("tombstoned")
 	h.m.Moves.WithLabelValues("moved").Inc()
 	if _, err := lk.call(ctx, recMoveCommit, moveCommit{Vault: addr.Hex(), Epoch: next.Epoch}, nil); err != nil {
 		// The receiver installs it when it finds the directory names it.
@@ -396,6 +419,7 @@ func (h *Handoff) serveMove(lk *link, id uint32, kind byte, hdr []byte, data []b
 		h.mu.Lock()
 		h.received[idOf(addr)] = time.Now()
 		h.mu.Unlock()
+		h.step("received")
 		reply(nil)
 	case recMoveCommit:
 		var c moveCommit

@@ -145,6 +145,12 @@ func (c *clusterParts) start(ctx context.Context, vaults cluster.Vaults, log zer
 	}
 	c.dir.Start(ctx)
 	c.handoff = cluster.NewHandoff(c.links, vaults, cluster.NewHandoffMetrics(c.reg))
+	if step := os.Getenv("SPELLS_TEST_CRASH_HANDOFF"); step != "" {
+		// Fault injection for tests: the process ends at that step of a
+		// move as if killed (no shutdown, nothing flushed beyond what is
+		// already synced).
+		c.handoff.CrashAt(step, func() { os.Exit(3) })
+	}
 	c.handoff.Start()
 	log.Info().Str("node", c.dir.Node()).Int("members", len(c.dir.Members())).Msg("cluster member: vaults are placed over the live nodes, and reached from any of them")
 }

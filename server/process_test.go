@@ -45,10 +45,16 @@ type procNode struct {
 // signal token) and args, and waits until it serves.
 func startProc(t testing.TB, data string, args ...string) *procNode {
 	t.Helper()
+	return startProcEnv(t, data, nil, args...)
+}
+
+// startProcEnv is startProc with more environment variables.
+func startProcEnv(t testing.TB, data string, env []string, args ...string) *procNode {
+	t.Helper()
 	all := append([]string{"-listen", "127.0.0.1:0", "-data", data, "-log-format", "json", "-signal-token", testToken, "-demo=false", "-chain-rpc", "none"}, args...)
 	p := &procNode{t: t, data: data, newLog: make(chan struct{}), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], all...)
-	p.cmd.Env = append(os.Environ(), "SPELLS_TEST_RUN_MAIN=1")
+	p.cmd.Env = append(append(os.Environ(), "SPELLS_TEST_RUN_MAIN=1"), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
