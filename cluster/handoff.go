@@ -42,6 +42,7 @@ import (
 
 // Vaults is what a handoff needs of the vault manager.
 type Vaults interface {
+	KEKID() string
 	Held() map[string]uint64
 	MoveOut(ctx context.Context, addr common.Address, to string) (*vault.Outgoing, error)
 	MoveDone(addr common.Address) error
@@ -275,7 +276,7 @@ func (h *Handoff) Move(ctx context.Context, addr common.Address, to string) erro
 		h.m.Moves.WithLabelValues("aborted").Inc()
 		return err
 	}
-	offer := moveOffer{Vault: addr.Hex(), Epoch: next.Epoch, Sum: hex.EncodeToString(out.Sum[:]), Size: len(out.Data)}
+	offer := moveOffer{KEK: h.v.KEKID(), Vault: addr.Hex(), Epoch: next.Epoch, Sum: hex.EncodeToString(out.Sum[:]), Size: len(out.Data)}
 	if _, err := lk.call(ctx, recMoveOffer, offer, out.Data); err != nil {
 		return abort(fmt.Errorf("node %s did not take the vault: %w", to, err))
 	}
@@ -303,6 +304,7 @@ func (h *Handoff) Move(ctx context.Context, addr common.Address, to string) erro
 }
 
 type moveOffer struct {
+	KEK   string `json:"kek"` // the sender's key-encryption key's id: the receiver must hold the same
 	Vault string `json:"vault"`
 	Epoch uint64 `json:"epoch"`
 	Sum   string `json:"sum"`
@@ -403,6 +405,10 @@ func (h *Handoff) serveMove(lk *link, id uint32, kind byte, hdr []byte, data []b
 		var o moveOffer
 		if json.Unmarshal(hdr, &o) != nil || !common.IsHexAddress(o.Vault) {
 			reply(errors.New("malformed move offer"))
+			return
+		}
+		if o.KEK != h.v.KEKID() {
+			reply(fmt.Errorf("node %s holds key-encryption key %s, not the sender's %s: the vault's keys could not be unsealed there", h.dir.Node(), h.v.KEKID(), o.KEK))
 			return
 		}
 		sum, err := hex.DecodeString(o.Sum)

@@ -16,7 +16,10 @@ import (
 	"github.com/spells-dev/spells/protocol/client"
 )
 
-const testClusterSecret = "a cluster secret of at least 32 characters"
+const (
+	testClusterSecret = "a cluster secret of at least 32 characters"
+	testMasterKey     = "6b656b2d666f722d636c75737465722d74657374732d6f6e6c792d3332627974"
+)
 
 // testCluster is n nodes in this process sharing one Redis, named node-a,
 // node-b, …, on ports picked up front so that every node accepts every
@@ -45,7 +48,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 		o := testOptions(t)
 		o.Listen, o.SIWEDomains = addrs[i], domains
 		o.Redis, o.ClusterSecret, o.Node = r.URL(), testClusterSecret, "node-"+string(rune('a'+i))
-		o.ClusterLease, o.AdminToken = time.Second, testAdminToken
+		o.ClusterLease, o.AdminToken, o.MasterKey = time.Second, testAdminToken, testMasterKey
 		tc.nodes = append(tc.nodes, startNode(t, o, nil))
 	}
 	for _, tn := range tc.nodes {
@@ -220,4 +223,19 @@ func testutilValue(t *testing.T, tn *testNode, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// clusterFiles writes the cluster secret and the shared key-encryption key
+// to files, for nodes run as processes.
+func clusterFiles(t *testing.T) (secret, kek string) {
+	t.Helper()
+	dir := t.TempDir()
+	secret, kek = filepath.Join(dir, "secret"), filepath.Join(dir, "kek")
+	if err := os.WriteFile(secret, []byte(testClusterSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kek, []byte(testMasterKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return secret, kek
 }

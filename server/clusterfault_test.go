@@ -2,8 +2,6 @@ package main
 
 import (
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,10 +88,7 @@ func isFiring(f protocol.ServerFrame) bool {
 // they are served again, data intact.
 func TestKilledNodesVaultsWaitForIt(t *testing.T) {
 	r := redistest.Start(t)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(testClusterSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secretFile, keyFile := clusterFiles(t)
 	ports := make([]string, 2)
 	var domains []string
 	for i := range ports {
@@ -107,11 +102,11 @@ func TestKilledNodesVaultsWaitForIt(t *testing.T) {
 	}
 	oa := testOptions(t)
 	oa.Listen, oa.SIWEDomains, oa.Node = "127.0.0.1:"+ports[0], domains, "node-a"
-	oa.Redis, oa.ClusterSecretFile, oa.ClusterLease = r.URL(), secretFile, time.Second
+	oa.Redis, oa.ClusterSecretFile, oa.ClusterLease, oa.MasterKey = r.URL(), secretFile, time.Second, testMasterKey
 	a := startNode(t, oa, nil)
 	dataB := t.TempDir()
 	args := []string{"-listen", "127.0.0.1:" + ports[1], "-siwe-domains", strings.Join(domains, ","), "-node", "node-b",
-		"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s"}
+		"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-master-key-file", keyFile}
 	b := startProc(t, dataB, args...)
 	waitFor(t, "both members", func() bool { return len(a.n.cluster.dir.Members()) == 2 && a.n.cluster.dir.Settled() })
 

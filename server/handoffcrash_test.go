@@ -41,10 +41,7 @@ func TestHandoffSurvivesACrashAtEachStep(t *testing.T) {
 
 func crashDuringHandoff(t *testing.T, step string, receiverCrashes, movedTo bool) {
 	r := redistest.Start(t)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(testClusterSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secretFile, keyFile := clusterFiles(t)
 	ports := make([]string, 2)
 	var domains []string
 	for i := range ports {
@@ -60,7 +57,7 @@ func crashDuringHandoff(t *testing.T, step string, receiverCrashes, movedTo bool
 	data := []string{t.TempDir(), t.TempDir()}
 	args := func(i int) []string {
 		return []string{"-listen", "127.0.0.1:" + ports[i], "-siwe-domains", strings.Join(domains, ","), "-node", names[i],
-			"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-admin-token", testAdminToken}
+			"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-admin-token", testAdminToken, "-master-key-file", keyFile}
 	}
 	crash := []string{"SPELLS_TEST_CRASH_HANDOFF=" + step}
 	var envA, envB []string

@@ -103,6 +103,11 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 	if err != nil {
 		return nil, err
 	}
+	if opts.Redis != "" && opts.MasterKey == "" && opts.MasterKeyFile == "" {
+		// A vault that moves keeps its keys sealed: the node it moves to
+		// must hold the same key-encryption key.
+		return nil, errors.New("-redis: the nodes of a cluster share one key-encryption key; give it on every node with -master-key-file or SPELLS_MASTER_KEY")
+	}
 	kek, err := masterKey(opts, log)
 	if err != nil {
 		return nil, err

@@ -656,6 +656,10 @@ func (m *Manager) Held() map[string]uint64 {
 	return out
 }
 
+// KEKID names the key-encryption key that seals this node's vaults' keys
+// (a vault moves only to a node with the same one).
+func (m *Manager) KEKID() string { return m.cfg.KEK.ID() }
+
 // Holds reports whether this node holds the vault at addr (see Held).
 func (m *Manager) Holds(addr common.Address) bool {
 	id := idOf(addr)
