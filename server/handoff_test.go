@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,10 +14,15 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
+	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/cluster"
+	"github.com/spells-dev/spells/cluster/redistest"
+	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
@@ -198,5 +205,138 @@ func TestDrainHandsVaultsOver(t *testing.T) {
 		if vaultFileOn(b, w) {
 			t.Fatal("a new vault was created on the drained node")
 		}
+	}
+}
+
+// TestHandoffWithAnIntentInFlight: a vault whose intent has a transaction
+// in flight is moved while its dashboard is connected. The new node
+// watches the transaction to confirmed; the session key sent exactly one
+// transaction, the payee is paid once, and the dashboard's versions run
+// on without a gap or a repeat. Node A hosts the dev chain; B and C reach
+// it over JSON-RPC.
+func TestHandoffWithAnIntentInFlight(t *testing.T) {
+	r := redistest.Start(t)
+	var addrs, domains []string
+	for i := 0; i < 3; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		domains = append(domains, "localhost:"+port, "127.0.0.1:"+port)
+	}
+	opts := func(i int) Options {
+		o := testOptions(t)
+		o.Listen, o.SIWEDomains, o.Node = addrs[i], domains, "node-"+string(rune('a'+i))
+		o.Redis, o.ClusterSecret, o.ClusterLease, o.AdminToken, o.MasterKey = r.URL(), testClusterSecret, time.Second, testAdminToken, testMasterKey
+		o.ChainID, o.ChainPoll, o.Confirmations, o.FeeBumpAfter = 0, 100*time.Millisecond, 4, 5*time.Second
+		return o
+	}
+	oa := opts(0)
+	oa.ChainRPC, oa.DevChainRPC, oa.DevChainBlockInterval = chainDev, "127.0.0.1:0", time.Second
+	a := startNode(t, oa, nil)
+	_, info := getChainInfo(t, a)
+	deployment := filepath.Join(t.TempDir(), "deployment.json")
+	raw, _ := json.Marshal(info)
+	if err := os.WriteFile(deployment, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := &testCluster{redis: r, nodes: []*testNode{a}}
+	for i := 1; i < 3; i++ {
+		o := opts(i)
+		o.ChainRPC, o.ChainDeployment = info.RPC, deployment
+		tc.nodes = append(tc.nodes, startNode(t, o, nil))
+	}
+	for _, tn := range tc.nodes {
+		waitFor(t, "every node in the directory", func() bool { return len(tn.n.cluster.dir.Members()) == 3 && tn.n.cluster.dir.Settled() })
+	}
+	b := tc.nodes[1]
+	w := tc.walletPlacedOn(t, 1)
+	s := b.signIn(t, w)
+	key := common.HexToAddress(s.mirror.Account.SessionKey)
+	a.n.chain.faucet.keyMade(w.Address(), key) // B has no faucet: A's chain funds the vault
+	c := a.n.chain.client
+	ctx := context.Background()
+	waitFor(t, "the faucet", func() bool {
+		kb, _ := c.BalanceAt(ctx, key, nil)
+		ob, _ := c.BalanceAt(ctx, w.Address(), nil)
+		return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0
+	})
+	if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+		t.Fatal(err)
+	}
+	var usd common.Address
+	for _, tk := range info.Tokens {
+		if tk.Symbol == "dUSD" {
+			usd = common.HexToAddress(tk.Address)
+		}
+	}
+	waitFor(t, "the owner's dUSD", func() bool { return tokenBalance(t, c, usd, w.Address()).Sign() > 0 })
+	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
+	grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,
+		delegation.Rules{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(100), Duration: 86400, Start: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cmd(t, protocol.OpGrantAdd, grant); err != nil {
+		t.Fatal(err)
+	}
+	payee := common.BytesToAddress(crypto.Keccak256(w.Address().Bytes())[:20])
+	params, _ := json.Marshal(protocol.TransferParams{Token: "dUSD", To: payee.Hex(), Amount: "1"})
+	spec := dip(10)
+	spec.Condition.Signal = "MOVE/TX"
+	spec.Action = protocol.Action{Kind: "transfer", Params: params}
+	s.create(t, spec)
+	b.mustPublish(t, "MOVE/TX", 15)
+	b.mustPublish(t, "MOVE/TX", 5)
+	s.until(t, "the intent submitted", func(f protocol.ServerFrame) bool { return intentStatus(f) == protocol.IntentSubmitted })
+
+	res := b.drain(t)
+	if res.Moved != 1 || res.Left != 0 {
+		t.Fatalf("drain: %+v", res)
+	}
+	for {
+		f, err := s.c.Next(ctxT(t))
+		if err != nil {
+			if websocket.CloseStatus(err) != protocol.CloseVaultMoved {
+				t.Fatalf("dashboard closed with %v", err)
+			}
+			break
+		}
+		if err := s.mirror.Apply(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, in := range s.mirror.Intents {
+		if in.Status == protocol.IntentConfirmed {
+			t.Fatal("the intent was confirmed before the move: nothing was in flight")
+		}
+	}
+	resumeOn(t, b, s) // through B, forwarded to the vault's new node
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := ""
+		for _, in := range s.mirror.Intents {
+			st = in.Status
+		}
+		if st == protocol.IntentConfirmed {
+			break
+		}
+		if st == protocol.IntentFailed || st == protocol.IntentReverted || st == protocol.IntentRefused || time.Now().After(deadline) {
+			t.Fatalf("after the move the intent is %q", st)
+		}
+		s.until(t, "an intent change", func(f protocol.ServerFrame) bool { return intentStatus(f) != "" })
+	}
+	if n, _ := c.NonceAt(ctx, key, nil); n != 1 {
+		t.Fatalf("the session key sent %d transactions, want 1", n)
+	}
+	if got := tokenBalance(t, c, usd, payee); got.Cmp(chain.Units(1)) != 0 {
+		t.Fatalf("the payee holds %s, want 1 dUSD", got)
+	}
+	home, _, _ := a.n.cluster.dir.Lookup(ctxT(t), w.Address())
+	if home.Node == "node-b" || home.Epoch != 2 {
+		t.Fatalf("home after the move: %v", home)
 	}
 }
