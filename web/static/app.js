@@ -61,6 +61,9 @@ const WORDS = {
   rate_limited: ["Too many requests at once.", "Wait a few seconds and try again."],
   storage_full: ["The node's disk is full, so nothing was saved.", "Try again later; the node's operator has to make room."],
   unavailable: ["The node or your vault was busy or restarting, so this was not applied.", "Try again in a moment."],
+  vault_moving: ["Your vault is moving to another node of the cluster.", "This page reconnects by itself in a moment."],
+  node_unreachable: ["Your vault's node cannot be reached just now (it is restarting, or the cluster's directory is down).", "This page keeps trying."],
+  vault_elsewhere: ["Your vault was just created on another node.", "Sign in again and you reach it there."],
   internal: ["The node hit an error (its log has the details), so this was not applied.", "Try again; tell the node's operator if it keeps happening."],
   invalid_trigger: ["The vault refused this trigger.", "Change what the message names and save again."],
   invalid_grant: ["The vault refused this grant.", "Sign it again; the message says what was wrong."],
@@ -142,6 +145,9 @@ function connect() {
       S.signingOut = false;
       S.retry = 250; // nothing is wrong with the node: a new socket at once
     }
+    // The vault moved to another node (4005), or this node lost its link
+    // to the vault's node (4004): reconnect at once and resume.
+    if (ev.code === 4004 || ev.code === 4005) S.retry = 250;
     setConn(S.session ? "reconnecting" : "connecting", ev);
     setTimeout(connect, S.retry);
     S.retry = Math.min(S.retry * 2, 8000);
@@ -221,7 +227,18 @@ function onReady(f) {
   flushOutbox();
 }
 
+// A resume refused for a passing reason (the vault moving, its node
+// restarting) is tried again on the same socket, whose nonce it did not use.
+const RESUME_LATER = ["vault_moving", "node_unreachable", "unavailable", "rate_limited"];
+
 function onError(f) {
+  if (S.conn === "resuming" && S.session && RESUME_LATER.includes(f.code)) {
+    $("#status").textContent = explain(f);
+    const ws = S.ws;
+    setTimeout(() => { if (S.ws === ws && ws.readyState === WebSocket.OPEN) resume(); }, S.retry);
+    S.retry = Math.min(S.retry * 2, 8000);
+    return;
+  }
   if (f.code === "vault_rolled_back") {
     // The vault no longer has the version this page showed: it lost
     // changes it had acknowledged. Say so, then show it as it is (a
