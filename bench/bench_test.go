@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/spells-dev/spells/cluster/redistest"
 )
 
 // startNode builds the server and runs it as a separate process on a free
@@ -23,11 +28,24 @@ func startNode(t *testing.T, extra ...string) *node {
 // stop and restart the node.
 func startNodeProc(t *testing.T, extra ...string) (*node, *exec.Cmd) {
 	t.Helper()
+	return startBin(t, buildServer(t), extra...)
+}
+
+// buildServer builds the daemon for the test.
+func buildServer(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spells")
 	build := exec.Command("go", "build", "-o", bin, "../server")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build server: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startBin runs the daemon bin with the bench's settings and extra flags
+// (a later -listen wins over the free port).
+func startBin(t *testing.T, bin string, extra ...string) (*node, *exec.Cmd) {
+	t.Helper()
 	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false", "-chain-rpc", "none",
 		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000",
 		// The load comes from one address: no per-address limits.
@@ -247,5 +265,68 @@ func TestExecuteSmoke(t *testing.T) {
 	checkReport(t, r, "confirmed_per_s", "signal_to_confirmed_p50_ms", "node_cpu_ms_per_intent", "floor_cpu_ms", "cpu_per_intent_over_floor")
 	if r.Results["confirmed"] != 3 {
 		t.Errorf("%g of 3 swaps confirmed: %v", r.Results["confirmed"], r.Results)
+	}
+}
+
+// TestClusterScenario runs the cluster scenario, small, on three nodes
+// sharing a real redis-server and one single node.
+func TestClusterScenario(t *testing.T) {
+	r := redistest.Start(t)
+	bin := buildServer(t)
+	dir := t.TempDir()
+	secret, kek := filepath.Join(dir, "secret"), filepath.Join(dir, "kek")
+	os.WriteFile(secret, []byte("a cluster secret of at least 32 characters"), 0o600)
+	os.WriteFile(kek, []byte("6b656b2d666f722d636c75737465722d74657374732d6f6e6c792d3332627974"), 0o600)
+	var ports, domains []string
+	for i := 0; i < 3; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		l.Close()
+		ports, domains = append(ports, port), append(domains, "localhost:"+port, "127.0.0.1:"+port)
+	}
+	var urls []string
+	for i, port := range ports {
+		n, _ := startBin(t, bin, "-listen", "127.0.0.1:"+port, "-siwe-domains", strings.Join(domains, ","), "-node", fmt.Sprintf("bench-%d", i),
+			"-redis", r.URL(), "-cluster-secret-file", secret, "-master-key-file", kek, "-cluster-lease", "1s")
+		urls = append(urls, n.base)
+	}
+	single, _ := startBin(t, bin)
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, u := range urls {
+		for {
+			if _, members, err := newNode(u, "T").clusterID(ctx); err == nil && members == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the cluster did not form")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var rep *Report
+	var err error
+	for tries := 0; ; tries++ {
+		// New vaults wait while the directory settles (one lease).
+		rep, err = clusterBench(ctx, "T", clusterParams{Nodes: urls, Single: single.base, Clients: 4, Rounds: 2, Round: 300 * time.Millisecond,
+			Dashboards: 10, Ticks: 5, Gap: 50 * time.Millisecond})
+		if err == nil || tries == 20 || !strings.Contains(err.Error(), "unavailable") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, "direct_ack_p50_ms", "forwarded_ack_p50_ms", "forwarded_vs_direct_p50", "forwarded_vs_direct_cpu",
+		"cluster_signal_p99_ms", "single_signal_p99_ms", "cluster_vs_single_signal_p99")
+	if rep.Results["direct_refused"]+rep.Results["forwarded_refused"] != 0 {
+		t.Fatalf("refused commands: %v", rep.Results)
+	}
+	if got, want := rep.Results["cluster_signal_frames"], rep.Results["cluster_signal_expected"]; got != want {
+		t.Fatalf("signal frames: %v of %v", got, want)
 	}
 }

@@ -22,7 +22,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold, baseline, execute (see bench/doc.go),
+scenarios: fanout, commands, connections, cold, baseline, execute, cluster (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string) error {
 	var bp baselineParams
 	var vp verifyParams
 	var ep executeParams
+	var lp clusterParams
+	var clusterNodes string
 	switch scenario {
 	case "fanout":
 		fs.IntVar(&fp.Vaults, "vaults", 10000, "vaults, each with a trigger on the bench signal")
@@ -65,6 +67,15 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&ep.Vaults, "vaults", 50, "vaults, each firing one swap on the dev chain")
 		fs.StringVar(&ep.Amount, "amount", "10", "dUSD each swap sells")
 		fs.DurationVar(&ep.Timeout, "timeout", 2*time.Minute, "how long to wait for the intents to end")
+	case "cluster":
+		fs.StringVar(&clusterNodes, "nodes", "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083", "the cluster's three nodes, comma separated")
+		fs.StringVar(&lp.Single, "single", "", "a single node (no -redis) for the single-node signal figure; empty: not measured")
+		fs.IntVar(&lp.Clients, "clients", 16, "command clients, each on its own vault on the third node")
+		fs.IntVar(&lp.Rounds, "rounds", 3, "rounds of each kind (direct, forwarded), taking turns")
+		fs.DurationVar(&lp.Round, "round", 3*time.Second, "length of a round")
+		fs.IntVar(&lp.Dashboards, "dashboards", 200, "dashboards per node for the signal test")
+		fs.IntVar(&lp.Ticks, "ticks", 40, "signal values published")
+		fs.DurationVar(&lp.Gap, "gap", 100*time.Millisecond, "time between signal values")
 	case "connections":
 		fs.IntVar(&np.Conns, "conns", 1000, "signed idle sessions to hold")
 		fs.IntVar(&np.PerVault, "per-vault", 50, "sessions per vault")
@@ -102,6 +113,9 @@ func run(ctx context.Context, args []string) error {
 		r, err = verify(ctx, n, vp)
 	case "execute":
 		r, err = execute(ctx, n, ep)
+	case "cluster":
+		lp.Nodes = strings.Split(clusterNodes, ",")
+		r, err = clusterBench(ctx, *token, lp)
 	}
 	if err != nil {
 		return err

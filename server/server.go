@@ -280,9 +280,14 @@ func (n *node) readyz(w http.ResponseWriter, _ *http.Request) {
 	case n.mgr.StorageFull():
 		status, code = "storage_full", http.StatusServiceUnavailable
 	}
+	body := map[string]any{"status": status, "vaults_quarantined": n.mgr.Quarantined(), "node": n.opts.Node}
+	if n.cluster != nil {
+		body["cluster_members"] = len(n.cluster.dir.Members())
+		body["redis_reachable"] = n.cluster.dir.Reachable()
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "vaults_quarantined": n.mgr.Quarantined()})
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // serve runs the HTTP server until ctx ends, then shuts down in order:
