@@ -10,6 +10,11 @@
 //	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000 -debug http://127.0.0.1:6060
 //	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
 //	go run ./bench execute     -node http://127.0.0.1:8080 -token T -vaults 50
+//	go run ./bench cluster     -nodes http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083 -single http://127.0.0.1:8090 -token T
+//
+// cluster drives three nodes of one cluster (and, for its single-node
+// figure, a node without -redis); BENCHMARKS.md, "A cluster of three
+// nodes", has the commands that start them.
 //
 // The bench's clients all come from one address, so the node it drives
 // must run without the limits per source address:

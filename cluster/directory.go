@@ -21,7 +21,7 @@ import (
 )
 
 // The directory: which node each vault lives on, and which nodes are
-// alive. Keys (PROTOCOL.md §9 lists them with their values):
+// alive. Keys (PROTOCOL.md §10 lists them with their values):
 //
 //	spells:{dir}:members   sorted set: node id → its lease's expiry (unix ms)
 //	spells:{dir}:nodes     hash: node id → {"addr": internal address, "joined": unix ms}

@@ -26,7 +26,7 @@ import (
 // The node link: one WebSocket per pair of nodes (GET /v1/node-link on
 // the node's own listener), authenticated both ways with the cluster
 // secret, multiplexing every session one node forwards to the other.
-// PROTOCOL.md §9 has the handshake and the records.
+// PROTOCOL.md §10 has the handshake and the records.
 //
 // A record is one binary message: a kind byte, a 4-byte stream id (big
 // endian) and a payload. The node that opens a stream picks its id: odd

@@ -1,6 +1,8 @@
-// Package cluster holds what Spells uses Redis for when several nodes
-// share the work: today the signal bus (RedisBus). Redis is never in a
-// vault's write path.
+// Package cluster holds what the nodes of a cluster share: the directory
+// of vault homes and live nodes in Redis (Directory), the node links that
+// forward sessions between nodes (Links, the hub's Router), the handoff of
+// vaults between nodes (Handoff), and the signal bus through Redis pub/sub
+// (RedisBus). Redis is never in a vault's write path.
 package cluster
 
 import (
