@@ -52,6 +52,18 @@ const (
 	linkWait         = 3 * time.Second
 )
 
+// Dials to a peer that refused the last one wait between minDialBackoff
+// and maxDialBackoff, doubling.
+const (
+	minDialBackoff = 100 * time.Millisecond
+	maxDialBackoff = 5 * time.Second
+)
+
+type dialBackoff struct {
+	wait  time.Duration
+	until time.Time
+}
+
 // LinkMetrics count what the node links do.
 type LinkMetrics struct {
 	Links        prometheus.Gauge
@@ -102,6 +114,7 @@ type Links struct {
 	mu      sync.Mutex
 	links   map[string]*link         // peer id → its link
 	dialing map[string]chan struct{} // closed when a dial ends
+	backoff map[string]dialBackoff   // peers whose last dial failed: no new dial before until
 	changed chan struct{}            // closed (and replaced) when links changes
 	handoff *Handoff                 // moves of vaults (NewHandoff); nil: none served
 	closed  bool
@@ -120,7 +133,7 @@ func NewLinks(cfg LinksConfig) *Links {
 		cfg.Holds = func(common.Address) bool { return false }
 	}
 	return &Links{cfg: cfg, me: cfg.Dir.Node(), log: cfg.Logger, m: cfg.Metrics,
-		links: map[string]*link{}, dialing: map[string]chan struct{}{}, changed: make(chan struct{})}
+		links: map[string]*link{}, dialing: map[string]chan struct{}{}, backoff: map[string]dialBackoff{}, changed: make(chan struct{})}
 }
 
 // SetHub sets the hub that serves the sessions other nodes forward here.
@@ -192,6 +205,12 @@ func (l *Links) link(ctx context.Context, peer string) (*link, error) {
 			l.mu.Unlock()
 			return lk, nil
 		}
+		if b := l.backoff[peer]; time.Now().Before(b.until) {
+			// A peer that just refused a dial is not dialed again at every
+			// sign-in: the client hears at once, and retries.
+			l.mu.Unlock()
+			return nil, unreachable("node %s cannot be reached now; retry", peer)
+		}
 		wait, busy := l.dialing[peer]
 		if !busy {
 			wait = make(chan struct{})
@@ -199,6 +218,14 @@ func (l *Links) link(ctx context.Context, peer string) (*link, error) {
 			l.mu.Unlock()
 			err := l.dial(ctx, peer)
 			l.mu.Lock()
+			if err != nil {
+				b := l.backoff[peer]
+				b.wait = min(max(2*b.wait, minDialBackoff), maxDialBackoff)
+				b.until = time.Now().Add(b.wait)
+				l.backoff[peer] = b
+			} else {
+				delete(l.backoff, peer)
+			}
 			delete(l.dialing, peer)
 			close(wait)
 			lk := l.links[peer]
@@ -385,6 +412,7 @@ func (l *Links) start(ws *websocket.Conn, peer string, dialed bool) {
 		go old.close(websocket.StatusNormalClosure, "replaced by a newer link")
 	}
 	l.links[peer] = lk
+	delete(l.backoff, peer)
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.wg.Add(2)

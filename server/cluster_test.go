@@ -32,6 +32,14 @@ type testCluster struct {
 func startCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
 	r := redistest.Start(t)
+	tc := startClusterOn(t, n, r.URL())
+	tc.redis = r
+	return tc
+}
+
+// startClusterOn starts n nodes on the Redis at url.
+func startClusterOn(t *testing.T, n int, url string) *testCluster {
+	t.Helper()
 	var addrs, domains []string
 	for i := 0; i < n; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,11 +51,11 @@ func startCluster(t *testing.T, n int) *testCluster {
 		_, port, _ := net.SplitHostPort(l.Addr().String())
 		domains = append(domains, "localhost:"+port, "127.0.0.1:"+port)
 	}
-	tc := &testCluster{redis: r}
+	tc := &testCluster{}
 	for i := 0; i < n; i++ {
 		o := testOptions(t)
 		o.Listen, o.SIWEDomains = addrs[i], domains
-		o.Redis, o.ClusterSecret, o.Node = r.URL(), testClusterSecret, "node-"+string(rune('a'+i))
+		o.Redis, o.ClusterSecret, o.Node = url, testClusterSecret, "node-"+string(rune('a'+i))
 		o.ClusterLease, o.AdminToken, o.MasterKey = time.Second, testAdminToken, testMasterKey
 		tc.nodes = append(tc.nodes, startNode(t, o, nil))
 	}
@@ -183,9 +191,24 @@ func TestThreeNodes(t *testing.T) {
 // TestSignalsAcrossNodes: two nodes sharing a Redis: a signal published on
 // one fires a trigger of a vault on the other, and reaches its dashboard.
 func TestSignalsAcrossNodes(t *testing.T) {
-	tc := startCluster(t, 2)
+	signalsAcross(t, startCluster(t, 2))
+}
+
+// TestNodesOnRedisCluster: the same two nodes on a three-shard Redis
+// Cluster (the directory's keys and the signals' keys spread over its
+// shards), a dashboard reaching its vault through the other node.
+func TestNodesOnRedisCluster(t *testing.T) {
+	rc := redistest.StartCluster(t, 3)
+	signalsAcross(t, startClusterOn(t, 2, rc.URL()))
+}
+
+func signalsAcross(t *testing.T, tc *testCluster) {
 	a, b := tc.nodes[0], tc.nodes[1]
-	s := b.signIn(t, tc.walletPlacedOn(t, 1))
+	w := tc.walletPlacedOn(t, 1)
+	s := a.signIn(t, w) // its vault on b, reached through a
+	if !vaultFileOn(b, w) {
+		t.Fatal("the vault is not on node b")
+	}
 	spec := dip(100)
 	spec.Condition.Signal = "CROSS/NODE"
 	id, _ := s.create(t, spec)

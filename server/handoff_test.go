@@ -209,10 +209,11 @@ func TestDrainHandsVaultsOver(t *testing.T) {
 }
 
 // TestHandoffWithAnIntentInFlight: a vault whose intent has a transaction
-// in flight is moved while its dashboard is connected. The new node
-// watches the transaction to confirmed; the session key sent exactly one
-// transaction, the payee is paid once, and the dashboard's versions run
-// on without a gap or a repeat. Node A hosts the dev chain; B and C reach
+// in flight is moved while its dashboard is connected and a signal keeps
+// firing another of its triggers. The new node watches the transaction to
+// confirmed; the session key sent exactly one transaction, the payee is
+// paid once, and the dashboard's versions run on without a gap or a
+// repeat. Node A hosts the dev chain; B and C reach
 // it over JSON-RPC.
 func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	r := redistest.Start(t)
@@ -288,12 +289,33 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	spec := dip(10)
 	spec.Condition.Signal = "MOVE/TX"
 	spec.Action = protocol.Action{Kind: "transfer", Params: params}
-	s.create(t, spec)
+	transfer, _ := s.create(t, spec)
+	flow := dip(100)
+	flow.Condition.Signal = "MOVE/FLOW"
+	flow.Action = protocol.Action{Kind: "notify"}
+	s.create(t, flow)
 	b.mustPublish(t, "MOVE/TX", 15)
 	b.mustPublish(t, "MOVE/TX", 5)
 	s.until(t, "the intent submitted", func(f protocol.ServerFrame) bool { return intentStatus(f) == protocol.IntentSubmitted })
 
+	stop := make(chan struct{})
+	flowing := make(chan struct{})
+	go func() { // signals flowing through the move, published on C
+		defer close(flowing)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			tc.nodes[2].mustPublish(t, "MOVE/FLOW", map[bool]float64{true: 150, false: 50}[i%2 == 0])
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
 	res := b.drain(t)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-flowing
 	if res.Moved != 1 || res.Left != 0 {
 		t.Fatalf("drain: %+v", res)
 	}
@@ -309,18 +331,21 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, in := range s.mirror.Intents {
-		if in.Status == protocol.IntentConfirmed {
-			t.Fatal("the intent was confirmed before the move: nothing was in flight")
+	status := func() string {
+		for _, in := range s.mirror.Intents {
+			if in.TriggerID == transfer {
+				return in.Status
+			}
 		}
+		return ""
+	}
+	if status() == protocol.IntentConfirmed {
+		t.Fatal("the intent was confirmed before the move: nothing was in flight")
 	}
 	resumeOn(t, b, s) // through B, forwarded to the vault's new node
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st := ""
-		for _, in := range s.mirror.Intents {
-			st = in.Status
-		}
+		st := status()
 		if st == protocol.IntentConfirmed {
 			break
 		}
