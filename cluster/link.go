@@ -117,8 +117,11 @@ type Links struct {
 	backoff map[string]dialBackoff   // peers whose last dial failed: no new dial before until
 	changed chan struct{}            // closed (and replaced) when links changes
 	handoff *Handoff                 // moves of vaults (NewHandoff); nil: none served
-	closed  bool
-	wg      sync.WaitGroup
+	// handshakes bounds the link handshakes in progress: the endpoint is
+	// on the public listener, and a handshake is what anyone can start.
+	handshakes chan struct{}
+	closed     bool
+	wg         sync.WaitGroup
 }
 
 var _ hub.Router = (*Links)(nil)
@@ -133,7 +136,8 @@ func NewLinks(cfg LinksConfig) *Links {
 		cfg.Holds = func(common.Address) bool { return false }
 	}
 	return &Links{cfg: cfg, me: cfg.Dir.Node(), log: cfg.Logger, m: cfg.Metrics,
-		links: map[string]*link{}, dialing: map[string]chan struct{}{}, backoff: map[string]dialBackoff{}, changed: make(chan struct{})}
+		links: map[string]*link{}, dialing: map[string]chan struct{}{}, backoff: map[string]dialBackoff{}, changed: make(chan struct{}),
+		handshakes: make(chan struct{}, maxHandshakes)}
 }
 
 // SetHub sets the hub that serves the sessions other nodes forward here.
@@ -275,8 +279,21 @@ func (l *Links) dial(ctx context.Context, peer string) error {
 	return nil
 }
 
+// maxHandshakes is how many node link handshakes may run at once; more
+// are refused with 503 before the upgrade.
+const maxHandshakes = 16
+
 // ServeHTTP accepts a node link (GET /v1/node-link).
 func (l *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case l.handshakes <- struct{}{}:
+		defer func() { <-l.handshakes }()
+	default:
+		l.m.AuthFailed.Inc()
+		l.log.Warn().Str("remote", r.RemoteAddr).Msg("node link refused: too many handshakes at once")
+		http.Error(w, "too many node link handshakes at once; retry", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{linkProto}})
 	if err != nil {
 		return

@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
@@ -57,4 +59,44 @@ func TestLinkNeedsTheSecret(t *testing.T) {
 		t.Fatalf("a second link to the same node: %v", err)
 	}
 	waitFor(t, "the listener's side of the link", func() bool { return testutil.ToFloat64(listener.m.Links) == 1 })
+}
+
+// TestLinkHandshakesAreBounded: strangers that open the link and never
+// finish the handshake hold at most maxHandshakes of them; the next is
+// refused before the upgrade, and each stalled one ends by itself.
+func TestLinkHandshakesAreBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := dial(t, srv.URL())
+	l := NewLinks(LinksConfig{Secret: []byte("s"), Logger: zerolog.Nop(), Dir: NewDirectory(rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
+	hs := httptest.NewServer(l)
+	defer hs.Close()
+	defer l.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	var held []*websocket.Conn
+	for i := 0; i < maxHandshakes; i++ {
+		c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		held = append(held, c)
+	}
+	_, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("handshake past the bound: %v %v", resp, err)
+	}
+	// The stalled ones are closed by their deadline, and the slots free.
+	for _, c := range held {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*handshakeTimeout)
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				break
+			}
+		}
+		cancel()
+	}
+	c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
+	if err != nil {
+		t.Fatalf("after the stalled handshakes ended: %v", err)
+	}
+	c.CloseNow()
 }
