@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,5 +154,49 @@ func signInRetrying(t *testing.T, p *procNode, w *client.Wallet) *session {
 			t.Fatalf("sign-in through %s: %v", p.addr, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDrainOnShutdown: a node run with -drain-on-shutdown hands its
+// vaults to the other node at SIGTERM, then exits 0; its vaults are served
+// there, with their data.
+func TestDrainOnShutdown(t *testing.T) {
+	r := redistest.Start(t)
+	secretFile, keyFile := clusterFiles(t)
+	ports := make([]string, 2)
+	var domains []string
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
+		l.Close()
+		domains = append(domains, "localhost:"+ports[i], "127.0.0.1:"+ports[i])
+	}
+	args := func(i int, more ...string) []string {
+		return append([]string{"-listen", "127.0.0.1:" + ports[i], "-siwe-domains", strings.Join(domains, ","), "-node", []string{"node-a", "node-b"}[i],
+			"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-master-key-file", keyFile}, more...)
+	}
+	a := startProc(t, t.TempDir(), args(0, "-drain-on-shutdown")...)
+	b := startProc(t, t.TempDir(), args(1)...)
+	waitFor(t, "both members", func() bool { return a.metric(t, "spells_directory_members") == 2 })
+	members := []cluster.Member{{ID: "node-a"}, {ID: "node-b"}}
+	var w *client.Wallet
+	for w == nil || cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID != "node-a" {
+		w, _ = client.NewWallet()
+	}
+	s := signInRetrying(t, a, w)
+	trig, _ := s.create(t, dip(100))
+	s.c.CloseNow()
+	if err := a.stop(syscall.SIGTERM, 30*time.Second); err != nil {
+		t.Fatalf("exit after the drain: %v; its log:\n%s", err, a.log())
+	}
+	if !strings.Contains(a.log(), `"moved":1`) {
+		t.Fatalf("the drain did not move the vault; the node's log:\n%s", a.log())
+	}
+	ss := signInRetrying(t, b, w)
+	if _, ok := ss.mirror.Triggers[trig]; !ok {
+		t.Fatal("the moved vault lost its trigger")
 	}
 }
