@@ -293,14 +293,9 @@ func (c *conn) revoke(f protocol.ClientFrame, in frameIn) {
 	c.Send(mustJSON(protocol.Revoked{Type: protocol.TypeRevoked, Vault: msg.Address.Hex(), Sessions: n}))
 }
 
-func (c *conn) bind(b vault.Bound, err error) {
-	if err != nil {
-		if c.ctx.Err() == nil {
-			c.refuse(err, nil)
-		}
-		return
-	}
-	c.bound = b
+// markSignedIn marks the socket bound to a session: here, or on the vault's
+// node through a stream.
+func (c *conn) markSignedIn() {
 	c.signedIn.Store(true)
 	c.authenticated()
 	// Neither is needed once bound (a second sign-in is refused), and an
@@ -309,6 +304,17 @@ func (c *conn) bind(b vault.Bound, err error) {
 		c.signInTimer.Stop()
 	}
 	c.signInTimer, c.nonce = nil, ""
+}
+
+func (c *conn) bind(b vault.Bound, err error) {
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.refuse(err, nil)
+		}
+		return
+	}
+	c.bound = b
+	c.markSignedIn()
 	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Bool("forwarded", c.up != nil).Msg("session bound")
 	c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: c.h.cfg.History.Snapshot()}))
 	if c.up != nil {

@@ -228,12 +228,7 @@ func (c *conn) forward(vault common.Address, in frameIn) bool {
 	switch {
 	case v.bound:
 		c.stream = s
-		c.signedIn.Store(true)
-		c.authenticated()
-		if c.signInTimer != nil {
-			c.signInTimer.Stop()
-		}
-		c.signInTimer, c.nonce = nil, ""
+		c.markSignedIn()
 		c.logAt(zerolog.InfoLevel).Str("vault", vault.Hex()).Msg("session forwarded to the vault's node")
 	case v.code != StreamUnbound:
 		c.kill(v.code, v.reason, "forwarded_closed")

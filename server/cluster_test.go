@@ -37,10 +37,10 @@ func startCluster(t *testing.T, n int) *testCluster {
 	return tc
 }
 
-// startClusterOn starts n nodes on the Redis at url.
-func startClusterOn(t *testing.T, n int, url string) *testCluster {
+// clusterAddrs picks n free loopback addresses for a cluster's nodes, and
+// the SIWE domains every one of them accepts (a cluster serves one set).
+func clusterAddrs(t *testing.T, n int) (addrs, domains []string) {
 	t.Helper()
-	var addrs, domains []string
 	for i := 0; i < n; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -51,6 +51,13 @@ func startClusterOn(t *testing.T, n int, url string) *testCluster {
 		_, port, _ := net.SplitHostPort(l.Addr().String())
 		domains = append(domains, "localhost:"+port, "127.0.0.1:"+port)
 	}
+	return addrs, domains
+}
+
+// startClusterOn starts n nodes on the Redis at url.
+func startClusterOn(t *testing.T, n int, url string) *testCluster {
+	t.Helper()
+	addrs, domains := clusterAddrs(t, n)
 	tc := &testCluster{}
 	for i := 0; i < n; i++ {
 		o := testOptions(t)
@@ -68,13 +75,19 @@ func startClusterOn(t *testing.T, n int, url string) *testCluster {
 // walletPlacedOn makes wallets until placement puts one's vault on node i.
 func (tc *testCluster) walletPlacedOn(t *testing.T, i int) *client.Wallet {
 	t.Helper()
-	members := tc.nodes[0].n.cluster.dir.Members()
+	return walletFor(t, tc.nodes[0].n.cluster.dir.Members(), tc.nodes[i].opts.Node)
+}
+
+// walletFor makes wallets until placement over members puts one's vault on
+// the node with id.
+func walletFor(t *testing.T, members []cluster.Member, id string) *client.Wallet {
+	t.Helper()
 	for {
 		w, err := client.NewWallet()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID == tc.nodes[i].opts.Node {
+		if cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID == id {
 			return w
 		}
 	}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/spells-dev/spells/cluster"
 	"github.com/spells-dev/spells/cluster/redistest"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
@@ -89,32 +87,18 @@ func isFiring(f protocol.ServerFrame) bool {
 func TestKilledNodesVaultsWaitForIt(t *testing.T) {
 	r := redistest.Start(t)
 	secretFile, keyFile := clusterFiles(t)
-	ports := make([]string, 2)
-	var domains []string
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
-		l.Close()
-		domains = append(domains, "localhost:"+ports[i], "127.0.0.1:"+ports[i])
-	}
+	addrs, domains := clusterAddrs(t, 2)
 	oa := testOptions(t)
-	oa.Listen, oa.SIWEDomains, oa.Node = "127.0.0.1:"+ports[0], domains, "node-a"
+	oa.Listen, oa.SIWEDomains, oa.Node = addrs[0], domains, "node-a"
 	oa.Redis, oa.ClusterSecretFile, oa.ClusterLease, oa.MasterKey = r.URL(), secretFile, time.Second, testMasterKey
 	a := startNode(t, oa, nil)
 	dataB := t.TempDir()
-	args := []string{"-listen", "127.0.0.1:" + ports[1], "-siwe-domains", strings.Join(domains, ","), "-node", "node-b",
+	args := []string{"-listen", addrs[1], "-siwe-domains", strings.Join(domains, ","), "-node", "node-b",
 		"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-master-key-file", keyFile}
 	b := startProc(t, dataB, args...)
 	waitFor(t, "both members", func() bool { return len(a.n.cluster.dir.Members()) == 2 && a.n.cluster.dir.Settled() })
 
-	members := a.n.cluster.dir.Members()
-	var w *client.Wallet
-	for w == nil || cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID != "node-b" {
-		w, _ = client.NewWallet()
-	}
+	w := walletFor(t, a.n.cluster.dir.Members(), "node-b")
 	s := a.signIn(t, w)
 	id, _ := s.create(t, dip(100))
 	held := s.mirror.Version

@@ -69,35 +69,9 @@ func TestIntentSurvivesSIGKILL(t *testing.T) {
 			s := p.signIn(t, w)
 			key := common.HexToAddress(s.mirror.Account.SessionKey)
 			ctx := context.Background()
-			waitFor(t, "the faucet", func() bool {
-				kb, _ := c.BalanceAt(ctx, key, nil)
-				ob, _ := c.BalanceAt(ctx, w.Address(), nil)
-				return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0
-			})
-			if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
-				t.Fatal(err)
-			}
-			var usd common.Address
-			for _, tk := range info.Tokens {
-				if tk.Symbol == "dUSD" {
-					usd = common.HexToAddress(tk.Address)
-				}
-			}
-			dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
-			grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,
-				delegation.Rules{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(100), Duration: 86400, Start: 1}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.cmd(t, protocol.OpGrantAdd, grant); err != nil {
-				t.Fatal(err)
-			}
-			stranger := common.BytesToAddress(crypto.Keccak256(w.Address().Bytes())[:20])
-			params, _ := json.Marshal(protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "1"})
-			spec := dip(10)
-			spec.Condition.Signal = "KILL"
-			spec.Action = protocol.Action{Kind: "transfer", Params: params}
-			s.create(t, spec)
+			g := grantTransfer(t, c, info, s, "KILL")
+			usd, stranger := g.usd, g.payee
+			s.create(t, g.spec)
 			// A clean restart writes the chain so far (deployment, funding,
 			// the owner's setup) to disk: the crash below tests the intent.
 			if err := p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
@@ -138,4 +112,50 @@ func TestIntentSurvivesSIGKILL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// transferSetup is a vault set up to pay 1 dUSD: its owner a smart
+// account, a grant of 100 dUSD a day to its session key, and a trigger
+// that pays when signal falls below 10.
+type transferSetup struct {
+	usd, payee common.Address
+	spec       protocol.TriggerSpec
+}
+
+// grantTransfer waits for the faucet to fund s's owner and session key,
+// upgrades the owner (EIP-7702), adds the grant and returns the trigger
+// spec, not created yet.
+func grantTransfer(t *testing.T, c *chain.Client, info protocol.ChainInfo, s *session, signal string) transferSetup {
+	t.Helper()
+	ctx := context.Background()
+	w, key := s.w, common.HexToAddress(s.mirror.Account.SessionKey)
+	var g transferSetup
+	for _, tk := range info.Tokens {
+		if tk.Symbol == "dUSD" {
+			g.usd = common.HexToAddress(tk.Address)
+		}
+	}
+	waitFor(t, "the faucet", func() bool {
+		kb, _ := c.BalanceAt(ctx, key, nil)
+		ob, _ := c.BalanceAt(ctx, w.Address(), nil)
+		return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0 && tokenBalance(t, c, g.usd, w.Address()).Sign() > 0
+	})
+	if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+		t.Fatal(err)
+	}
+	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
+	grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,
+		delegation.Rules{Token: &delegation.TokenPeriod{Token: g.usd, Period: delegation.Period{Amount: chain.Units(100), Duration: 86400, Start: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cmd(t, protocol.OpGrantAdd, grant); err != nil {
+		t.Fatal(err)
+	}
+	g.payee = common.BytesToAddress(crypto.Keccak256(w.Address().Bytes())[:20])
+	params, _ := json.Marshal(protocol.TransferParams{Token: "dUSD", To: g.payee.Hex(), Amount: "1"})
+	g.spec = dip(10)
+	g.spec.Condition.Signal = signal
+	g.spec.Action = protocol.Action{Kind: "transfer", Params: params}
+	return g
 }

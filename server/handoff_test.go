@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,14 +14,12 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/crypto"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/cluster"
 	"github.com/spells-dev/spells/cluster/redistest"
-	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
@@ -217,17 +214,7 @@ func TestDrainHandsVaultsOver(t *testing.T) {
 // it over JSON-RPC.
 func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	r := redistest.Start(t)
-	var addrs, domains []string
-	for i := 0; i < 3; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
-		_, port, _ := net.SplitHostPort(l.Addr().String())
-		domains = append(domains, "localhost:"+port, "127.0.0.1:"+port)
-	}
+	addrs, domains := clusterAddrs(t, 3)
 	opts := func(i int) Options {
 		o := testOptions(t)
 		o.Listen, o.SIWEDomains, o.Node = addrs[i], domains, "node-"+string(rune('a'+i))
@@ -260,36 +247,9 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	a.n.chain.faucet.keyMade(w.Address(), key) // B has no faucet: A's chain funds the vault
 	c := a.n.chain.client
 	ctx := context.Background()
-	waitFor(t, "the faucet", func() bool {
-		kb, _ := c.BalanceAt(ctx, key, nil)
-		ob, _ := c.BalanceAt(ctx, w.Address(), nil)
-		return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0
-	})
-	if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
-		t.Fatal(err)
-	}
-	var usd common.Address
-	for _, tk := range info.Tokens {
-		if tk.Symbol == "dUSD" {
-			usd = common.HexToAddress(tk.Address)
-		}
-	}
-	waitFor(t, "the owner's dUSD", func() bool { return tokenBalance(t, c, usd, w.Address()).Sign() > 0 })
-	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
-	grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,
-		delegation.Rules{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(100), Duration: 86400, Start: 1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.cmd(t, protocol.OpGrantAdd, grant); err != nil {
-		t.Fatal(err)
-	}
-	payee := common.BytesToAddress(crypto.Keccak256(w.Address().Bytes())[:20])
-	params, _ := json.Marshal(protocol.TransferParams{Token: "dUSD", To: payee.Hex(), Amount: "1"})
-	spec := dip(10)
-	spec.Condition.Signal = "MOVE/TX"
-	spec.Action = protocol.Action{Kind: "transfer", Params: params}
-	transfer, _ := s.create(t, spec)
+	g := grantTransfer(t, c, info, s, "MOVE/TX")
+	usd, payee := g.usd, g.payee
+	transfer, _ := s.create(t, g.spec)
 	flow := dip(100)
 	flow.Condition.Signal = "MOVE/FLOW"
 	flow.Action = protocol.Action{Kind: "notify"}

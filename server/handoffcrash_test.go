@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,21 +42,11 @@ func TestHandoffSurvivesACrashAtEachStep(t *testing.T) {
 func crashDuringHandoff(t *testing.T, step string, receiverCrashes, movedTo bool) {
 	r := redistest.Start(t)
 	secretFile, keyFile := clusterFiles(t)
-	ports := make([]string, 2)
-	var domains []string
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
-		l.Close()
-		domains = append(domains, "localhost:"+ports[i], "127.0.0.1:"+ports[i])
-	}
+	addrs, domains := clusterAddrs(t, 2)
 	names := []string{"node-a", "node-b"}
 	data := []string{t.TempDir(), t.TempDir()}
 	args := func(i int) []string {
-		return []string{"-listen", "127.0.0.1:" + ports[i], "-siwe-domains", strings.Join(domains, ","), "-node", names[i],
+		return []string{"-listen", addrs[i], "-siwe-domains", strings.Join(domains, ","), "-node", names[i],
 			"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-admin-token", testAdminToken, "-master-key-file", keyFile}
 	}
 	crash := []string{"SPELLS_TEST_CRASH_HANDOFF=" + step}
@@ -71,11 +60,7 @@ func crashDuringHandoff(t *testing.T, step string, receiverCrashes, movedTo bool
 	b := startProcEnv(t, data[1], envB, args(1)...)
 	waitFor(t, "both members", func() bool { return a.metric(t, "spells_directory_members") == 2 })
 
-	members := []cluster.Member{{ID: "node-a"}, {ID: "node-b"}}
-	var w *client.Wallet
-	for w == nil || cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID != "node-a" {
-		w, _ = client.NewWallet()
-	}
+	w := walletFor(t, []cluster.Member{{ID: "node-a"}, {ID: "node-b"}}, "node-a")
 	s := signInRetrying(t, a, w)
 	trig, _ := s.create(t, dip(100))
 	s.c.CloseNow()
@@ -163,29 +148,15 @@ func signInRetrying(t *testing.T, p *procNode, w *client.Wallet) *session {
 func TestDrainOnShutdown(t *testing.T) {
 	r := redistest.Start(t)
 	secretFile, keyFile := clusterFiles(t)
-	ports := make([]string, 2)
-	var domains []string
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
-		l.Close()
-		domains = append(domains, "localhost:"+ports[i], "127.0.0.1:"+ports[i])
-	}
+	addrs, domains := clusterAddrs(t, 2)
 	args := func(i int, more ...string) []string {
-		return append([]string{"-listen", "127.0.0.1:" + ports[i], "-siwe-domains", strings.Join(domains, ","), "-node", []string{"node-a", "node-b"}[i],
+		return append([]string{"-listen", addrs[i], "-siwe-domains", strings.Join(domains, ","), "-node", []string{"node-a", "node-b"}[i],
 			"-redis", r.URL(), "-cluster-secret-file", secretFile, "-cluster-lease", "1s", "-master-key-file", keyFile}, more...)
 	}
 	a := startProc(t, t.TempDir(), args(0, "-drain-on-shutdown")...)
 	b := startProc(t, t.TempDir(), args(1)...)
 	waitFor(t, "both members", func() bool { return a.metric(t, "spells_directory_members") == 2 })
-	members := []cluster.Member{{ID: "node-a"}, {ID: "node-b"}}
-	var w *client.Wallet
-	for w == nil || cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID != "node-a" {
-		w, _ = client.NewWallet()
-	}
+	w := walletFor(t, []cluster.Member{{ID: "node-a"}, {ID: "node-b"}}, "node-a")
 	s := signInRetrying(t, a, w)
 	trig, _ := s.create(t, dip(100))
 	s.c.CloseNow()
