@@ -26,6 +26,7 @@ import (
 //	spells:{dir}:members   sorted set: node id → its lease's expiry (unix ms)
 //	spells:{dir}:nodes     hash: node id → {"addr": internal address, "joined": unix ms}
 //	spells:{dir}:gen       the directory's generation: a random id set by the first node
+//	spells:{dir}:left      set: nodes that drained and left for good
 //	spells:vault:{<id>}    a vault's home: "<node id> <epoch>"
 //
 // The three {dir} keys share a Redis Cluster slot, so membership is one
@@ -35,6 +36,7 @@ const (
 	keyMembers = "spells:{dir}:members"
 	keyNodes   = "spells:{dir}:nodes"
 	keyGen     = "spells:{dir}:gen"
+	keyLeft    = "spells:{dir}:left"
 )
 
 func homeKey(vault string) string { return "spells:vault:{" + vault + "}" }
@@ -96,9 +98,12 @@ type DirectoryConfig struct {
 	Reassert time.Duration
 	// Held lists the vaults this node holds and their epochs: read at
 	// Start and at every reassertion (the vault manager's list).
-	Held    func() map[string]uint64
-	Logger  zerolog.Logger
-	Metrics *DirectoryMetrics
+	Held func() map[string]uint64
+	// PeersFile keeps the nodes this node has seen and the directory's
+	// generation across restarts (peers.go); empty: in memory only.
+	PeersFile string
+	Logger    zerolog.Logger
+	Metrics   *DirectoryMetrics
 }
 
 // DirectoryMetrics count what the directory does.
@@ -151,18 +156,22 @@ type Directory struct {
 	mu           sync.Mutex
 	members      []Member
 	gen          string
-	rebuilding   time.Time // no creations before this
-	draining     bool      // this node hands its vaults away (SetDraining)
+	rebuilding   time.Time       // no creations before this
+	draining     bool            // this node hands its vaults away (SetDraining)
+	book         *peerBook       // the nodes seen, on disk (peers.go)
+	awaiting     map[string]bool // nodes seen before a directory loss that have not rejoined since
 	reachable    bool
 	lastReassert time.Time
 
-	kick chan struct{} // renew now
-	stop chan struct{}
-	done chan struct{}
+	closeOnce sync.Once
+	kick      chan struct{} // renew now
+	stop      chan struct{}
+	done      chan struct{}
 }
 
-// NewDirectory prepares a Directory; Start joins the cluster.
-func NewDirectory(rdb redis.UniversalClient, cfg DirectoryConfig) *Directory {
+// NewDirectory prepares a Directory; Start joins the cluster. It fails
+// only when the peers file cannot be read.
+func NewDirectory(rdb redis.UniversalClient, cfg DirectoryConfig) (*Directory, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second
 	}
@@ -175,7 +184,12 @@ func NewDirectory(rdb redis.UniversalClient, cfg DirectoryConfig) *Directory {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewDirectoryMetrics(nil)
 	}
-	return &Directory{rdb: rdb, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	book, err := loadPeers(cfg.PeersFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Directory{rdb: rdb, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, book: book, gen: book.Generation, awaiting: map[string]bool{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Node is this node's id.
@@ -194,13 +208,26 @@ func (d *Directory) Start(ctx context.Context) {
 // Close leaves the cluster: the membership is removed (the homes stay:
 // the vaults are on this node's disk) and renewal stops.
 func (d *Directory) Close() {
+	first := false
+	d.closeOnce.Do(func() { first = true })
+	if !first {
+		return
+	}
 	close(d.stop)
 	<-d.done
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	d.mu.Lock()
+	left := d.draining
+	d.mu.Unlock()
 	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, keyMembers, d.cfg.Node)
 		p.HDel(ctx, keyNodes, d.cfg.Node)
+		if left {
+			// Drained: it holds no vault, so no node awaits it after a
+			// directory loss.
+			p.SAdd(ctx, keyLeft, d.cfg.Node)
+		}
 		return nil
 	})
 	if err != nil {
@@ -252,12 +279,15 @@ func (d *Directory) renew(ctx context.Context) error {
 	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining})
 	var gen *redis.StringCmd
 	var live *redis.ZSliceCmd
+	var left *redis.StringSliceCmd
 	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, keyMembers, redis.Z{Score: float64(now.Add(d.cfg.Lease).UnixMilli()), Member: d.cfg.Node})
 		p.HSet(ctx, keyNodes, d.cfg.Node, info)
+		p.SRem(ctx, keyLeft, d.cfg.Node) // a node that left and came back
 		p.ZRemRangeByScore(ctx, keyMembers, "-inf", strconv.FormatInt(now.UnixMilli(), 10))
 		gen = p.Get(ctx, keyGen)
 		live = p.ZRangeWithScores(ctx, keyMembers, 0, -1)
+		left = p.SMembers(ctx, keyLeft)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -275,6 +305,7 @@ func (d *Directory) renew(ctx context.Context) error {
 	d.mu.Lock()
 	d.members = members
 	known := d.gen
+	d.seeLocked(members, left.Val(), now)
 	d.mu.Unlock()
 	d.m.Members.Set(float64(len(members)))
 	g, gerr := gen.Result()
@@ -295,18 +326,36 @@ func (d *Directory) renew(ctx context.Context) error {
 			return fmt.Errorf("directory generation: %w", err)
 		}
 	}
-	lost := known != ""
+	lost := known != "" && known != fresh
 	d.mu.Lock()
 	d.gen = fresh
+	d.book.Generation = fresh
+	var awaited []string
 	if lost || gerr != nil {
 		// Redis has no directory, or one another node just started:
-		// every live node writes its homes back within a lease.
+		// every live node writes its homes back within a lease, and the
+		// nodes seen before that are down write theirs when they start.
 		d.rebuilding = time.Now().Add(d.cfg.Lease)
+		present := map[string]bool{}
+		for _, m := range members {
+			present[m.ID] = true
+		}
+		for id := range d.book.Seen {
+			if id != d.cfg.Node && !present[id] {
+				d.awaiting[id] = true
+			}
+		}
+		awaited = d.awaitingLocked()
+	}
+	if err := d.book.save(); err != nil {
+		d.log.Warn().Err(err).Msg("could not write the cluster's peers to disk")
 	}
 	d.mu.Unlock()
 	if lost {
 		d.m.Rebuilds.Inc()
-		d.log.Warn().Str("generation", fresh).Msg("the cluster's directory was lost (redis restarted empty?): writing this node's homes back; no vault is created for one lease")
+		d.log.Warn().Str("generation", fresh).Strs("awaiting", awaited).Msg("the cluster's directory was lost (redis restarted empty?): writing this node's homes back; no vault is created for one lease, nor before the nodes awaited rejoin")
+	} else if len(awaited) > 0 {
+		d.log.Warn().Strs("awaiting", awaited).Msg("the cluster's directory is new to nodes this node has seen: no vault is created before they rejoin")
 	}
 	return d.writeHomes(ctx, true)
 }
@@ -371,11 +420,12 @@ func (d *Directory) Reachable() bool {
 }
 
 // Settled reports whether this node may create vaults: the directory is
-// not being rebuilt (see Directory).
+// not being rebuilt (see Directory), and no node seen before a loss of it
+// is still awaited.
 func (d *Directory) Settled() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return !time.Now().Before(d.rebuilding)
+	return !time.Now().Before(d.rebuilding) && len(d.awaiting) == 0
 }
 
 // Members returns the live members as last read (sorted by id).
@@ -501,6 +551,12 @@ func (d *Directory) Lookup(ctx context.Context, vault common.Address) (Home, boo
 // race lost: the caller tells the client to retry, and the next sign-in
 // is routed there); claiming a vault this node already holds succeeds.
 func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
+	d.mu.Lock()
+	awaited := d.awaitingLocked()
+	d.mu.Unlock()
+	if len(awaited) > 0 {
+		return &AwaitingError{Nodes: awaited}
+	}
 	if !d.Settled() {
 		return ErrRebuilding
 	}
@@ -518,6 +574,14 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 	}
 	d.mu.Lock()
 	lost := g != d.gen
+	if lost && d.gen != "" {
+		d.awaiting = map[string]bool{}
+		for id := range d.book.Seen {
+			if id != d.cfg.Node {
+				d.awaiting[id] = true // until the renewal sees who is here
+			}
+		}
+	}
 	if lost {
 		d.rebuilding = time.Now().Add(d.cfg.Lease)
 	}

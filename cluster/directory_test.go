@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func startDirectory(t *testing.T, rdb redis.UniversalClient, node string, lease 
 	if held == nil {
 		held = &heldSet{m: map[string]uint64{}}
 	}
-	d := NewDirectory(rdb, DirectoryConfig{Node: node, Addr: "127.0.0.1:1" + node[len(node)-1:], Lease: lease,
+	d := newDir(t, rdb, DirectoryConfig{Node: node, Addr: "127.0.0.1:1" + node[len(node)-1:], Lease: lease,
 		Held: held.get, Logger: zerolog.Nop()})
 	d.Start(context.Background())
 	t.Cleanup(d.Close)
@@ -269,4 +270,73 @@ func TestDirectoryOnRedisCluster(t *testing.T) {
 		}
 	}
 	t.Logf("keys per shard: %v", sizes)
+}
+
+func newDir(t *testing.T, rdb redis.UniversalClient, cfg DirectoryConfig) *Directory {
+	t.Helper()
+	d, err := NewDirectory(rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDirectoryAwaitsNodesAfterALoss: Redis loses the directory while a
+// node that holds vaults is down. No vault is created until that node is
+// back (its homes written again), since one of its vaults could otherwise
+// be created afresh elsewhere; a node that drained and left is not
+// awaited, and one gone for good is forgotten by hand.
+func TestDirectoryAwaitsNodesAfterALoss(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := dial(t, srv.URL())
+	dir := t.TempDir()
+	lease := 500 * time.Millisecond
+	start := func(node string) *Directory {
+		d := newDir(t, rdb, DirectoryConfig{Node: node, Addr: "127.0.0.1:1", Lease: lease, Logger: zerolog.Nop(),
+			PeersFile: filepath.Join(dir, node+".json"), Held: func() map[string]uint64 { return nil }})
+		d.Start(context.Background())
+		return d
+	}
+	a, b, c, gone := start("node-a"), start("node-b"), start("node-c"), start("node-gone")
+	defer a.Close()
+	waitFor(t, "every node seen", func() bool { return len(a.Members()) == 4 && a.Settled() })
+	c.SetDraining(context.Background(), true)
+	c.Close() // drained and left
+	b.Close() // down, with its vaults on its disk
+	gone.Close()
+	seen := func(d *Directory, id string) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		_, ok := d.book.Seen[id]
+		return ok
+	}
+	waitFor(t, "node-c forgotten", func() bool { return !seen(a, "node-c") })
+
+	srv.Restart() // empty
+	fresh := vaultN(4242)
+	waitFor(t, "the loss seen", func() bool {
+		var aw *AwaitingError
+		return errors.As(a.Claim(context.Background(), fresh), &aw) && len(aw.Nodes) == 2 && aw.Nodes[0] == "node-b" && aw.Nodes[1] == "node-gone"
+	})
+	time.Sleep(3 * lease)
+	var aw *AwaitingError
+	if err := a.Claim(context.Background(), fresh); !errors.As(err, &aw) {
+		t.Fatalf("claim while node-b is down after the loss: %v", err)
+	}
+	b = start("node-b") // back: its homes are written again
+	defer b.Close()
+	if !a.Forget("node-gone") {
+		t.Fatal("node-gone was not known")
+	}
+	waitFor(t, "claims once node-b is back", func() bool { return a.Claim(context.Background(), fresh) == nil })
+	// The peers survive a restart of the node.
+	a.Close()
+	again := start("node-a")
+	defer again.Close()
+	again.mu.Lock()
+	gen := again.book.Generation
+	again.mu.Unlock()
+	if !seen(again, "node-b") || gen == "" {
+		t.Fatal("the peers and the generation were not kept across a restart")
+	}
 }

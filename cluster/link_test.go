@@ -23,17 +23,17 @@ func TestLinkNeedsTheSecret(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := dial(t, srv.URL())
 	listener := NewLinks(LinksConfig{Secret: []byte("the right secret"), Logger: zerolog.Nop(),
-		Dir: NewDirectory(rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
+		Dir: newDir(t, rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
 	hs := httptest.NewServer(listener)
 	defer hs.Close()
 	defer listener.Close()
 	addr := strings.TrimPrefix(hs.URL, "http://")
-	da := NewDirectory(rdb, DirectoryConfig{Node: "node-a", Addr: addr, Lease: time.Second, Logger: zerolog.Nop()})
+	da := newDir(t, rdb, DirectoryConfig{Node: "node-a", Addr: addr, Lease: time.Second, Logger: zerolog.Nop()})
 	da.Start(context.Background())
 	defer da.Close()
 
 	dialer := func(secret string) *Links {
-		d := NewDirectory(rdb, DirectoryConfig{Node: "node-b", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
+		d := newDir(t, rdb, DirectoryConfig{Node: "node-b", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
 		d.Start(context.Background())
 		t.Cleanup(d.Close)
 		waitFor(t, "node-a in the members", func() bool { _, ok := d.Member("node-a"); return ok })
@@ -67,7 +67,7 @@ func TestLinkNeedsTheSecret(t *testing.T) {
 func TestLinkHandshakesAreBounded(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := dial(t, srv.URL())
-	l := NewLinks(LinksConfig{Secret: []byte("s"), Logger: zerolog.Nop(), Dir: NewDirectory(rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
+	l := NewLinks(LinksConfig{Secret: []byte("s"), Logger: zerolog.Nop(), Dir: newDir(t, rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
 	hs := httptest.NewServer(l)
 	defer hs.Close()
 	defer l.Close()

@@ -112,8 +112,13 @@ func (n *node) newClusterParts(secret []byte, reg prometheus.Registerer, held fu
 	if err != nil {
 		return nil, err
 	}
-	dir := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
-		Lease: n.opts.ClusterLease, Held: held, Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
+	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
+		Lease: n.opts.ClusterLease, Held: held, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
+		Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
 	links := cluster.NewLinks(cluster.LinksConfig{Dir: dir, Secret: derive(secret, "node link"), Holds: holds,
 		DataDir: n.opts.DataDir, Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
 	return &clusterParts{rdb: rdb, dir: dir, links: links, secret: secret, reg: reg}, nil
@@ -124,9 +129,12 @@ func (n *node) newClusterParts(secret []byte, reg prometheus.Registerer, held fu
 func (c *clusterParts) claim(ctx context.Context, vault common.Address) error {
 	err := c.dir.Claim(ctx, vault)
 	var el *cluster.ElsewhereError
+	var aw *cluster.AwaitingError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &aw):
+		return protocol.Errorf(protocol.CodeUnavailable, "%v; retry later", err)
 	case errors.As(err, &el):
 		return protocol.Errorf(protocol.CodeVaultElsewhere, "this vault was just created on node %s: sign in again to reach it there", el.Home.Node)
 	case errors.Is(err, cluster.ErrRebuilding):
@@ -167,14 +175,7 @@ func (n *node) drain() (cluster.DrainResult, error) {
 // drains the node and answers what moved. The node keeps serving (the
 // vaults it still holds, and forwarding); it creates no new vault.
 func (n *node) drainHandler(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case n.opts.AdminToken == "":
-		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
-		return
-	case !n.bearer(w, r, n.opts.AdminToken):
-		return
-	case n.cluster == nil:
-		n.httpError(w, r, http.StatusConflict, "not_clustered", "a single node has no other node to hand its vaults to: run nodes with --redis")
+	if !n.adminAllowed(w, r) {
 		return
 	}
 	res, err := n.drain()
@@ -184,4 +185,37 @@ func (n *node) drainHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// adminAllowed checks an admin request: the token is configured and given,
+// and the node is in a cluster.
+func (n *node) adminAllowed(w http.ResponseWriter, r *http.Request) bool {
+	switch {
+	case n.opts.AdminToken == "":
+		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
+		return false
+	case !n.bearer(w, r, n.opts.AdminToken):
+		return false
+	case n.cluster == nil:
+		n.httpError(w, r, http.StatusConflict, "not_clustered", "this node runs alone: the admin endpoints are for nodes run with --redis")
+		return false
+	}
+	return true
+}
+
+// forgetHandler is POST /v1/admin/forget-node?node=ID: this node stops
+// awaiting a node gone for good (its data lost) after Redis lost the
+// directory. Run it on every node.
+func (n *node) forgetHandler(w http.ResponseWriter, r *http.Request) {
+	if !n.adminAllowed(w, r) {
+		return
+	}
+	id := r.URL.Query().Get("node")
+	if id == "" || id == n.opts.Node {
+		n.httpError(w, r, http.StatusBadRequest, "bad_request", "name another node: ?node=ID")
+		return
+	}
+	known := n.cluster.dir.Forget(id)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"node": id, "was_known": known})
 }

@@ -85,7 +85,10 @@ func TestForwardingNodeCannotForge(t *testing.T) {
 	}
 	defer rdb.Close()
 	secret := []byte(testClusterSecret)
-	dir := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: "node-evil", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
+	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: "node-evil", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir.Start(context.Background())
 	defer dir.Close()
 	waitFor(t, "the evil node's view of the members", func() bool { _, ok := dir.Member(home.opts.Node); return ok })

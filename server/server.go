@@ -257,6 +257,7 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("POST /v1/admin/drain", n.drainHandler)
+	mux.HandleFunc("POST /v1/admin/forget-node", n.forgetHandler)
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The peers a node has seen, kept on its disk: after Redis lost the
+// directory, a vault may be created only once every node that holds
+// vaults has written its homes back, and the nodes down at that moment
+// are known only from here. A node that drained and left is forgotten by
+// every node (the left set); one gone for good without a drain is
+// forgotten by an operator (Directory.Forget).
+
+// peerBook is <data>/cluster.json.
+type peerBook struct {
+	path       string
+	Generation string           `json:"generation"` // the directory's, when this node last saw it
+	Seen       map[string]int64 `json:"seen"`       // node id → when last seen alive (unix ms)
+	written    time.Time
+}
+
+func loadPeers(path string) (*peerBook, error) {
+	b := &peerBook{path: path, Seen: map[string]int64{}}
+	if path == "" {
+		return b, nil
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster peers: %w", err)
+	}
+	if err := json.Unmarshal(raw, b); err != nil {
+		return nil, fmt.Errorf("cluster peers %s: %w", path, err)
+	}
+	if b.Seen == nil {
+		b.Seen = map[string]int64{}
+	}
+	return b, nil
+}
+
+// save writes the book atomically (a temporary file renamed over it).
+func (b *peerBook) save() error {
+	b.written = time.Now()
+	if b.path == "" {
+		return nil
+	}
+	raw, _ := json.MarshalIndent(b, "", "  ")
+	tmp := b.path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, b.path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(b.path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// AwaitingError refuses to create a vault while nodes this node has seen
+// have not written their homes back since Redis lost the directory.
+type AwaitingError struct{ Nodes []string }
+
+func (e *AwaitingError) Error() string {
+	return "the cluster's directory was lost and is being rebuilt: waiting for node " + strings.Join(e.Nodes, ", ") +
+		" to rejoin (its vaults' homes); a node gone for good is forgotten with POST /v1/admin/forget-node?node=ID on every node"
+}
+
+// awaitingLocked is the sorted list of nodes awaited; d.mu is held.
+func (d *Directory) awaitingLocked() []string {
+	out := make([]string, 0, len(d.awaiting))
+	for id := range d.awaiting {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// seeLocked records the live members and the nodes that left, and stops
+// awaiting those present; d.mu is held. It writes the book when its set
+// of nodes changed, or a minute after it was last written.
+func (d *Directory) seeLocked(members []Member, left []string, now time.Time) {
+	changed := false
+	for _, m := range members {
+		if _, ok := d.book.Seen[m.ID]; !ok {
+			changed = true
+		}
+		d.book.Seen[m.ID] = now.UnixMilli()
+		delete(d.awaiting, m.ID)
+	}
+	for _, id := range left {
+		if id == d.cfg.Node {
+			continue
+		}
+		if _, ok := d.book.Seen[id]; ok {
+			changed = true
+			d.log.Info().Str("peer", id).Msg("a node drained and left the cluster; it is no longer awaited after a directory loss")
+		}
+		delete(d.book.Seen, id)
+		delete(d.awaiting, id)
+	}
+	if changed || now.Sub(d.book.written) > time.Minute {
+		if err := d.book.save(); err != nil {
+			d.log.Warn().Err(err).Msg("could not write the cluster's peers to disk")
+		}
+	}
+}
+
+// Forget stops remembering a node that is gone for good (its data
+// directory is lost): after a directory loss it is not awaited. Its
+// vaults, if any, are gone with it.
+func (d *Directory) Forget(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, known := d.book.Seen[id]
+	delete(d.book.Seen, id)
+	delete(d.awaiting, id)
+	if err := d.book.save(); err != nil {
+		d.log.Warn().Err(err).Msg("could not write the cluster's peers to disk")
+	}
+	d.log.Warn().Str("peer", id).Bool("known", known).Msg("node forgotten: it is no longer awaited after a directory loss")
+	return known
+}
