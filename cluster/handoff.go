@@ -566,14 +566,23 @@ func (lk *link) readMove(kind byte, id uint32, payload []byte) bool {
 			_ = lk.send(recReply, id, b)
 			return true
 		}
-		in := &moveIn{hdr: append([]byte(nil), payload...), size: o.Size, data: make([]byte, 0, o.Size)}
+		// Memory grows with the data that arrives, not with what the offer
+		// claims.
+		in := &moveIn{hdr: append([]byte(nil), payload...), size: o.Size, data: make([]byte, 0, min(o.Size, moveChunk))}
 		if o.Size == 0 {
 			go h.serveMove(lk, id, recMoveOffer, in.hdr, nil)
 			return true
 		}
 		lk.mu.Lock()
-		lk.moves[id] = in
+		busy := len(lk.moves) >= 2*moveParallel
+		if !busy {
+			lk.moves[id] = in
+		}
 		lk.mu.Unlock()
+		if busy {
+			b, _ := json.Marshal(map[string]string{"error": "move refused: too many moves in progress on this link; retry"})
+			_ = lk.send(recReply, id, b)
+		}
 	case recMoveData:
 		lk.mu.Lock()
 		in := lk.moves[id]
