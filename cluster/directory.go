@@ -64,6 +64,7 @@ type Member struct {
 	ID       string
 	Addr     string // where other nodes reach its node link (host:port)
 	Draining bool   // it hands its vaults away: no new vault is placed there
+	Faucet   uint64 // the chain id of the dev faucet it runs, 0: none (Links.Fund)
 }
 
 // Errors of the directory. Each is retryable: the client may try again.
@@ -99,6 +100,9 @@ type DirectoryConfig struct {
 	// Held lists the vaults this node holds and their epochs: read at
 	// Start and at every reassertion (the vault manager's list).
 	Held func() map[string]uint64
+	// Faucet is the chain id of the dev chain's faucet this node runs (0:
+	// none); other nodes ask it to fund the session keys they make.
+	Faucet uint64
 	// PeersFile keeps the nodes this node has seen and the directory's
 	// generation across restarts (peers.go); empty: in memory only.
 	PeersFile string
@@ -276,7 +280,7 @@ func (d *Directory) renew(ctx context.Context) error {
 	d.mu.Lock()
 	draining := d.draining
 	d.mu.Unlock()
-	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining})
+	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining, "faucet": d.cfg.Faucet})
 	var gen *redis.StringCmd
 	var live *redis.ZSliceCmd
 	var left *redis.StringSliceCmd
@@ -384,11 +388,12 @@ func (d *Directory) readMembers(ctx context.Context, live []redis.Z) ([]Member, 
 		var info struct {
 			Addr     string `json:"addr"`
 			Draining bool   `json:"draining"`
+			Faucet   uint64 `json:"faucet"`
 		}
 		if json.Unmarshal([]byte(s), &info) != nil || info.Addr == "" {
 			continue
 		}
-		out = append(out, Member{ID: id, Addr: info.Addr, Draining: info.Draining})
+		out = append(out, Member{ID: id, Addr: info.Addr, Draining: info.Draining, Faucet: info.Faucet})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil

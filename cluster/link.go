@@ -33,11 +33,12 @@ import (
 // on the node that dialed the link, even on the other, so both may open
 // streams at once.
 const (
-	recOpen   byte = 1 // entry → vault's node: {"nonce", "remote"}
-	recText   byte = 2 // a client frame (entry → vault's node), a message of frames (back)
-	recBinary byte = 3 // a binary client frame (refused there, as from a socket)
-	recBound  byte = 4 // vault's node → entry: the session is bound
-	recClose  byte = 5 // either way: 2-byte close code and reason; the stream is over
+	recOpen   byte = 1  // entry → vault's node: {"nonce", "remote"}
+	recText   byte = 2  // a client frame (entry → vault's node), a message of frames (back)
+	recBinary byte = 3  // a binary client frame (refused there, as from a socket)
+	recBound  byte = 4  // vault's node → entry: the session is bound
+	recClose  byte = 5  // either way: 2-byte close code and reason; the stream is over
+	recFund   byte = 10 // {"chain","owner","key"}: fund a new session key from the dev faucet
 	linkPath       = "/v1/node-link"
 	linkProto      = "spells-node-link.v1"
 	headerLen      = 5
@@ -99,8 +100,13 @@ type LinksConfig struct {
 	// down).
 	Holds   func(vault common.Address) bool
 	DataDir string // the node's data directory (the age of received vault files)
-	Logger  zerolog.Logger
-	Metrics *LinkMetrics
+	// Fund, on a node that runs the dev chain's faucet, funds a session
+	// key another node made (and its owner, once); FundChain is that
+	// chain's id. nil: this node funds nothing for others.
+	Fund      func(owner, key common.Address)
+	FundChain uint64
+	Logger    zerolog.Logger
+	Metrics   *LinkMetrics
 }
 
 // Links is this node's side of every node link, and the hub's Router.
@@ -593,6 +599,10 @@ func (lk *link) read() {
 		if lk.readMove(kind, id, payload) {
 			continue
 		}
+		if kind == recFund {
+			lk.fund(payload)
+			continue
+		}
 		s := lk.stream(id)
 		if s == nil {
 			continue // a stream that just ended here
@@ -701,4 +711,45 @@ func (lk *link) close(code websocket.StatusCode, reason string) {
 			}
 		}
 	})
+}
+
+type fundRequest struct {
+	Chain uint64 `json:"chain"`
+	Owner string `json:"owner"`
+	Key   string `json:"key"`
+}
+
+// Fund asks the node that runs the dev chain's faucet for chain to fund a
+// session key this node made, and its owner once: on a dev cluster only
+// one node runs the chain, and the vaults of the others need gas too. It
+// may wait for a link; what cannot be sent is logged.
+func (l *Links) Fund(chain uint64, owner, key common.Address) {
+	for _, m := range l.cfg.Dir.Members() {
+		if m.Faucet != chain || m.ID == l.me {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), linkWait+handshakeTimeout)
+		lk, err := l.link(ctx, m.ID)
+		cancel()
+		if err == nil {
+			b, _ := json.Marshal(fundRequest{Chain: chain, Owner: owner.Hex(), Key: key.Hex()})
+			err = lk.send(recFund, 0, b)
+		}
+		if err != nil {
+			l.log.Warn().Err(err).Str("faucet", m.ID).Str("owner", owner.Hex()).Msg("could not ask the faucet to fund a new vault")
+		}
+		return
+	}
+	l.log.Info().Str("owner", owner.Hex()).Msg("no node of the cluster runs a faucet on this chain: the new vault's session key is not funded")
+}
+
+// fund serves a peer's fund request with this node's faucet.
+func (lk *link) fund(payload []byte) {
+	var r fundRequest
+	if lk.l.cfg.Fund == nil || json.Unmarshal(payload, &r) != nil || r.Chain != lk.l.cfg.FundChain ||
+		!common.IsHexAddress(r.Owner) || !common.IsHexAddress(r.Key) {
+		lk.l.log.Warn().Str("peer", lk.peer).Msg("node link: a fund request this node does not serve")
+		return
+	}
+	lk.l.cfg.Fund(common.HexToAddress(r.Owner), common.HexToAddress(r.Key))
 }

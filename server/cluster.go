@@ -106,6 +106,11 @@ func nodeAddr(o Options, ln net.Addr) string {
 // newClusterParts prepares the cluster's parts before the vault manager
 // exists (its claims go to the directory); startCluster starts them.
 func (n *node) newClusterParts(secret []byte, reg prometheus.Registerer, held func() map[string]uint64, holds func(common.Address) bool) (*clusterParts, error) {
+	var faucetChain uint64
+	var fund func(owner, key common.Address)
+	if n.chain.faucet != nil {
+		faucetChain, fund = n.chain.info.ChainID, n.chain.faucet.keyMade
+	}
 	log := n.log.With().Str("part", "cluster").Logger()
 	redis.SetLogger(redisLog{log})
 	rdb, err := cluster.NewClient(n.opts.Redis)
@@ -113,14 +118,14 @@ func (n *node) newClusterParts(secret []byte, reg prometheus.Registerer, held fu
 		return nil, err
 	}
 	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
-		Lease: n.opts.ClusterLease, Held: held, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
+		Lease: n.opts.ClusterLease, Held: held, Faucet: faucetChain, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
 		Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
 	links := cluster.NewLinks(cluster.LinksConfig{Dir: dir, Secret: derive(secret, "node link"), Holds: holds,
-		DataDir: n.opts.DataDir, Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
+		DataDir: n.opts.DataDir, Fund: fund, FundChain: faucetChain, Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
 	return &clusterParts{rdb: rdb, dir: dir, links: links, secret: secret, reg: reg}, nil
 }
 

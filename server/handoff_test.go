@@ -243,8 +243,9 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	b := tc.nodes[1]
 	w := tc.walletPlacedOn(t, 1)
 	s := b.signIn(t, w)
+	// B runs no chain: it asks A's faucet, over the node link, to fund the
+	// new vault (grantTransfer waits for the funds).
 	key := common.HexToAddress(s.mirror.Account.SessionKey)
-	a.n.chain.faucet.keyMade(w.Address(), key) // B has no faucet: A's chain funds the vault
 	c := a.n.chain.client
 	ctx := context.Background()
 	g := grantTransfer(t, c, info, s, "MOVE/TX")

@@ -183,6 +183,12 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 			return err
 		}
 		claim = n.cluster.claim
+		if keyMade == nil && chainInfo != nil {
+			// The dev chain's faucet runs on another node: ask it (KeyMade
+			// must not block).
+			links, id := n.cluster.links, chainInfo.ChainID
+			keyMade = func(owner, key common.Address) { go links.Fund(id, owner, key) }
+		}
 	}
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
