@@ -211,12 +211,9 @@ func (d *Directory) Start(ctx context.Context) {
 
 // Close leaves the cluster: the membership is removed (the homes stay:
 // the vaults are on this node's disk) and renewal stops.
-func (d *Directory) Close() {
-	first := false
-	d.closeOnce.Do(func() { first = true })
-	if !first {
-		return
-	}
+func (d *Directory) Close() { d.closeOnce.Do(d.leave) }
+
+func (d *Directory) leave() {
 	close(d.stop)
 	<-d.done
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

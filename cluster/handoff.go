@@ -392,14 +392,7 @@ func fileTime(dataDir, id string) time.Time {
 // serveMove answers a move record from a peer (on a goroutine of its own:
 // it writes and syncs files).
 func (h *Handoff) serveMove(lk *link, id uint32, kind byte, hdr []byte, data []byte) {
-	reply := func(err error) {
-		msg := ""
-		if err != nil {
-			msg = err.Error()
-		}
-		b, _ := json.Marshal(map[string]string{"error": msg})
-		_ = lk.send(recReply, id, b)
-	}
+	reply := func(err error) { lk.reply(id, err) }
 	switch kind {
 	case recMoveOffer:
 		var o moveOffer
@@ -538,6 +531,16 @@ func (lk *link) call(ctx context.Context, kind byte, hdr any, data []byte) (stri
 	}
 }
 
+// reply answers the move record id: err's text, or "" for success.
+func (lk *link) reply(id uint32, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	_ = lk.send(recReply, id, b)
+}
+
 // moveIn is a move offer being received.
 type moveIn struct {
 	hdr  []byte
@@ -562,8 +565,7 @@ func (lk *link) readMove(kind byte, id uint32, payload []byte) bool {
 	case recMoveOffer:
 		var o moveOffer
 		if h == nil || json.Unmarshal(payload, &o) != nil || o.Size < 0 || o.Size > maxMoveSize {
-			b, _ := json.Marshal(map[string]string{"error": "move refused: no handoff here, or a malformed or oversized offer"})
-			_ = lk.send(recReply, id, b)
+			lk.reply(id, errors.New("move refused: no handoff here, or a malformed or oversized offer"))
 			return true
 		}
 		// Memory grows with the data that arrives, not with what the offer
@@ -580,8 +582,7 @@ func (lk *link) readMove(kind byte, id uint32, payload []byte) bool {
 		}
 		lk.mu.Unlock()
 		if busy {
-			b, _ := json.Marshal(map[string]string{"error": "move refused: too many moves in progress on this link; retry"})
-			_ = lk.send(recReply, id, b)
+			lk.reply(id, errors.New("move refused: too many moves in progress on this link; retry"))
 		}
 	case recMoveData:
 		lk.mu.Lock()

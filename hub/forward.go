@@ -168,12 +168,7 @@ func (f *Forwarded) Frame(data []byte, binary bool) {
 		c.kill(websocket.StatusTryAgainLater, "too many frames waiting for the vault: reconnect and resume", "forwarded_backlog")
 		return
 	}
-	c.in = append(c.in, frameIn{data: data, binary: binary})
-	if !c.working {
-		c.working = true
-		c.workers.Add(1)
-		go c.workLoop()
-	}
+	c.pushInLocked(frameIn{data: data, binary: binary})
 	c.inMu.Unlock()
 }
 

@@ -53,13 +53,19 @@ func (c *conn) queueIn(f frameIn) {
 		<-room
 		c.inMu.Lock()
 	}
+	c.pushInLocked(f)
+	c.inMu.Unlock()
+}
+
+// pushInLocked queues f for the worker, starting one if none runs; inMu
+// is held.
+func (c *conn) pushInLocked(f frameIn) {
 	c.in = append(c.in, f)
 	if !c.working {
 		c.working = true
 		c.workers.Add(1)
 		go c.workLoop()
 	}
-	c.inMu.Unlock()
 }
 
 // workLoop handles frames in order until none wait, then ends (the next

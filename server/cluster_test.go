@@ -138,14 +138,7 @@ func TestThreeNodes(t *testing.T) {
 	b.mustPublish(t, "CLUSTER/X", 150)
 	b.mustPublish(t, "CLUSTER/X", 50)
 	for i, ss := range sessions {
-		ss.until(t, "the firing on vault "+strconv.Itoa(i), func(f protocol.ServerFrame) bool {
-			for _, ch := range f.Changes {
-				if ch.Kind == protocol.KindIntent {
-					return true
-				}
-			}
-			return false
-		})
+		ss.until(t, "the firing on vault "+strconv.Itoa(i), isFiring)
 	}
 	if tr := s.mirror.Triggers[id]; tr.Fires != 1 {
 		t.Fatalf("the trigger fired %d times", tr.Fires)
@@ -228,14 +221,7 @@ func signalsAcross(t *testing.T, tc *testCluster) {
 	a.mustPublish(t, "CROSS/NODE", 150)
 	s.until(t, "the first value from the other node", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSignal && f.Name == "CROSS/NODE" })
 	a.mustPublish(t, "CROSS/NODE", 50)
-	s.until(t, "the firing", func(f protocol.ServerFrame) bool {
-		for _, c := range f.Changes {
-			if c.Kind == protocol.KindIntent {
-				return true
-			}
-		}
-		return false
-	})
+	s.until(t, "the firing", isFiring)
 	if tr := s.mirror.Triggers[id]; tr.Fires != 1 {
 		t.Fatalf("the trigger fired %d times", tr.Fires)
 	}
