@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -190,32 +191,10 @@ func devKey(p string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(p, []byte(hex.EncodeToString(crypto.FromECDSA(k))+"\n")); err != nil {
+	if err := atomicfile.Write(p, []byte(hex.EncodeToString(crypto.FromECDSA(k))+"\n")); err != nil {
 		return nil, err
 	}
 	return k, nil
-}
-
-func writeFileSync(p string, b []byte) error {
-	tmp := p + ".new"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // loadOrDeploy reads the deployment recorded in the chain's directory, or
@@ -247,7 +226,7 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 		return fmt.Errorf("dev chain: %w", err)
 	}
 	b, _ := json.MarshalIndent(info, "", "  ")
-	if err := writeFileSync(p, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(p, append(b, '\n')); err != nil {
 		return fmt.Errorf("dev chain: %w", err)
 	}
 	d.setInfo(info)

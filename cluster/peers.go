@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -55,23 +55,7 @@ func (b *peerBook) save() error {
 		return nil
 	}
 	raw, _ := json.MarshalIndent(b, "", "  ")
-	tmp := b.path + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, b.path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(b.path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(b.path, raw)
 }
 
 // AwaitingError refuses to create a vault while nodes this node has seen

@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -94,19 +95,7 @@ func (v *Vault) createFile() (err error) {
 	if err := os.Rename(tmp, p); err != nil {
 		return err
 	}
-	return syncDirErr(filepath.Dir(p))
-}
-
-func syncDirErr(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncDir(filepath.Dir(p))
 }
 
 // load reads the vault's state into memory.

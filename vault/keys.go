@@ -19,6 +19,7 @@ import (
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -136,17 +137,7 @@ func checkKEK(dir string, k *KEK) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("read %s: %w", p, err)
 	}
-	tmp := p + newSuffix
-	if err := os.WriteFile(tmp, []byte(k.ID()+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := syncFile(tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return syncDirErr(dir)
+	return atomicfile.Write(p, []byte(k.ID()+"\n"))
 }
 
 // SealedByKEK reports whether the data directory at dir records a
@@ -154,18 +145,6 @@ func checkKEK(dir string, k *KEK) error {
 func SealedByKEK(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, kekIDFile))
 	return err == nil
-}
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // keyring is a vault's key state as its goroutine holds it: the wrapped

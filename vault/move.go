@@ -13,6 +13,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -230,11 +231,13 @@ func (m *Manager) Receive(addr common.Address, epoch uint64, data []byte, sum [3
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	if err := writeSynced(p, data); err != nil {
-		os.Remove(p)
+	// The file first, then its epoch: scanIncoming removes a received
+	// file whose epoch is missing (Receive had not finished). Both are
+	// synced before the sender is told it may switch the directory.
+	if err := atomicfile.Write(p, data); err != nil {
 		return err
 	}
-	if err := os.WriteFile(p+".epoch", []byte(strconv.FormatUint(epoch, 10)), 0o600); err != nil {
+	if err := atomicfile.Write(p+".epoch", []byte(strconv.FormatUint(epoch, 10))); err != nil {
 		os.Remove(p)
 		return err
 	}
@@ -242,24 +245,6 @@ func (m *Manager) Receive(addr common.Address, epoch uint64, data []byte, sum [3
 	m.incoming[id] = epoch
 	m.mu.Unlock()
 	return nil
-}
-
-func writeSynced(p string, data []byte) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = syncDirErr(filepath.Dir(p))
-	}
-	return err
 }
 
 // Install puts a received vault's file in place at epoch (replacing a
@@ -278,7 +263,7 @@ func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
 	os.Remove(p + "-wal") // a tombstone's, empty
-	if err := syncDirErr(filepath.Dir(p)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
 	os.Remove(p + incomingSuffix + ".epoch")

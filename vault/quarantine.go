@@ -12,6 +12,7 @@ import (
 
 	"zombiezen.com/go/sqlite"
 
+	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -112,8 +113,8 @@ func (m *Manager) quarantine(id string, cause error) {
 			}
 		}
 		_ = os.WriteFile(dst+".reason", []byte(cause.Error()+"\n"), 0o600)
-		syncDir(filepath.Dir(src))
-		syncDir(m.quarantineDir())
+		_ = atomicfile.SyncDir(filepath.Dir(src))
+		_ = atomicfile.SyncDir(m.quarantineDir())
 	}
 	if err != nil {
 		moved = src
@@ -167,14 +168,6 @@ func (m *Manager) Quarantined() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.quarantined)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }
 
 // storageState is whether the disk was last found full: a write failed for
