@@ -4,11 +4,12 @@ import (
 	"context"
 	"net"
 
-	"github.com/ethereum/go-ethereum/common"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault"
 )
@@ -65,7 +66,7 @@ type Config struct {
 	// (forward.go). nil: every vault is served here.
 	Router Router
 
-	Clock   vault.Clock
+	Clock   clock.Clock
 	Logger  zerolog.Logger
 	Metrics *Metrics
 }
@@ -108,7 +109,7 @@ func (c *Config) setDefaults() {
 		c.SignInBurst = 20
 	}
 	if c.Clock == nil {
-		c.Clock = vault.RealClock{}
+		c.Clock = clock.Real{}
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)

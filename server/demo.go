@@ -11,7 +11,7 @@ import (
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/hub"
-	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/internal/clock"
 )
 
 // demoFeed publishes prices through the same bus as real signals, so a
@@ -35,7 +35,7 @@ type market interface {
 	Step(ctx context.Context, price float64) error
 }
 
-func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.Logger, pool market) *demoFeed {
+func startDemo(bus hub.Bus, every time.Duration, clk clock.Clock, log zerolog.Logger, pool market) *demoFeed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &demoFeed{cancel: cancel}
 	d.wg.Add(1)
@@ -48,7 +48,7 @@ func startDemo(bus hub.Bus, every time.Duration, clock vault.Clock, log zerolog.
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			now := clock.Now().UnixMilli()
+			now := clk.Now().UnixMilli()
 			for i, s := range demoStart {
 				// A step of about 0.2%, so thresholds near the price cross
 				// within seconds to minutes.

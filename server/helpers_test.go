@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
-	"github.com/spells-dev/spells/vault"
 )
 
 const testToken = "test-token"
@@ -21,7 +21,7 @@ const testToken = "test-token"
 type testNode struct {
 	t     testing.TB
 	opts  Options
-	clock vault.Clock
+	clock clock.Clock
 	n     *node
 	addr  string
 	stop  context.CancelFunc
@@ -35,17 +35,17 @@ func testOptions(t testing.TB) Options {
 		DemoInterval: time.Second, LogFormat: "json", LogLevel: "error"}
 }
 
-func startNode(t testing.TB, opts Options, clock vault.Clock) *testNode {
+func startNode(t testing.TB, opts Options, clk clock.Clock) *testNode {
 	t.Helper()
-	if clock == nil {
-		clock = vault.RealClock{}
+	if clk == nil {
+		clk = clock.Real{}
 	}
-	n, err := newNode(context.Background(), opts, clock)
+	n, err := newNode(context.Background(), opts, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{t: t, opts: opts, clock: clock, n: n, addr: n.ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
+	tn := &testNode{t: t, opts: opts, clock: clk, n: n, addr: n.ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.serve(ctx) }()
 	t.Cleanup(func() { tn.shutdown() })
 	return tn

@@ -9,12 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/vault"
 )
 
 func tryNode(t *testing.T, o Options) error {
 	t.Helper()
-	n, err := newNode(context.Background(), o, vault.RealClock{})
+	n, err := newNode(context.Background(), o, clock.Real{})
 	if err != nil {
 		return err
 	}

@@ -3,19 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/coder/websocket"
 
 	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
-	"github.com/spells-dev/spells/vault"
 )
 
 // TestSignalFiresTriggerLive is the tour from the README: sign in, create a
@@ -112,11 +113,11 @@ func TestRestartKeepsStateVersionsAndRefusesReplays(t *testing.T) {
 }
 
 func TestAlarmFiresOverTheWire(t *testing.T) {
-	clock := vault.NewFakeClock(time.Now())
-	tn := startNode(t, testOptions(t), clock)
+	clk := clock.NewFake(time.Now())
+	tn := startNode(t, testOptions(t), clk)
 	a := tn.signIn(t, nil)
 	id, _ := a.create(t, protocol.TriggerSpec{Name: "dca", Condition: protocol.Condition{EveryMs: time.Hour.Milliseconds()}, Action: swap})
-	clock.Advance(time.Hour)
+	clk.Advance(time.Hour)
 	a.until(t, "the scheduled intent", func(protocol.ServerFrame) bool { return len(a.mirror.Intents) == 1 })
 	if a.mirror.Triggers[id].Fires != 1 {
 		t.Fatalf("fires %d", a.mirror.Triggers[id].Fires)

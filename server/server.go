@@ -27,6 +27,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/hub"
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault"
 	"github.com/spells-dev/spells/web"
@@ -60,7 +61,7 @@ type node struct {
 // and shuts it down in order when ctx ends.
 func run(ctx context.Context, opts Options, started func(addr string)) error {
 	procs := setProcs(opts.ProcsPerCPU, os.Getenv("GOMAXPROCS") != "")
-	n, err := newNode(ctx, opts, vault.RealClock{})
+	n, err := newNode(ctx, opts, clock.Real{})
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func setProcs(perCPU int, fromEnv bool) int {
 	return perCPU * n
 }
 
-func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error) {
+func newNode(ctx context.Context, opts Options, clk clock.Clock) (*node, error) {
 	log := newLogger(opts)
 	explicitNode := opts.Node
 	if opts.Node == "" {
@@ -136,14 +137,14 @@ func newNode(ctx context.Context, opts Options, clock vault.Clock) (*node, error
 		key = derive(secret, "sign-in nonces")
 	}
 	n := &node{opts: opts, log: log, ln: ln, secret: secret}
-	if err := n.build(ctx, key, kek, clock); err != nil {
+	if err := n.build(ctx, key, kek, clk); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vault.Clock) error {
+func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clk clock.Clock) error {
 	origins := make([]string, 0, len(n.opts.SIWEDomains))
 	for _, d := range n.opts.SIWEDomains {
 		origins = append(origins, "http://"+d)
@@ -191,7 +192,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 		}
 	}
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim,
-		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clock, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
+		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
 		ch.close()
@@ -209,7 +210,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 	}
 	n.bus = n.startBus(reg)
 	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
-		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clock,
+		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clk,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),
 		SignInBurst: orNoLimit(n.opts.SignInBurstPerIP), Logger: n.log.With().Str("part", "hub").Logger(), Metrics: n.hubMetrics}
@@ -235,7 +236,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clock vaul
 				pool = t
 			}
 		}
-		n.demo = startDemo(n.bus, n.opts.DemoInterval, clock, n.log, pool)
+		n.demo = startDemo(n.bus, n.opts.DemoInterval, clk, n.log, pool)
 	}
 	return nil
 }

@@ -27,6 +27,6 @@
 //   - quarantine.go: what a damaged file or a full disk does (one vault can
 //     never take the node down).
 //   - store.go and schema.go: the SQL.
-//   - clock.go: time is injected, so tests move a FakeClock instead of
+//   - time is injected (internal/clock), so tests move a fake clock instead of
 //     sleeping.
 package vault

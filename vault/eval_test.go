@@ -3,10 +3,11 @@ package vault
 import (
 	"context"
 	"fmt"
-	"github.com/ethereum/go-ethereum/common"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"zombiezen.com/go/sqlite"

@@ -21,6 +21,7 @@ import (
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
@@ -62,7 +63,7 @@ func newChainEnvWith(t *testing.T, wrap func(Chain) Chain, set ...func(*env)) *c
 		}
 	}()
 	ce.env = newEnvWith(t, func(e *env) {
-		e.clock = NewFakeClock(time.Now())
+		e.clock = clock.NewFake(time.Now())
 		e.chain, e.client = &ce.info, d.Client()
 		if wrap != nil {
 			e.client = wrap(d.Client())

@@ -3,10 +3,11 @@ package vault
 import (
 	"errors"
 	"fmt"
-	"github.com/spells-dev/spells/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/spells-dev/spells/internal/atomicfile"
 
 	"github.com/ethereum/go-ethereum/common"
 	"zombiezen.com/go/sqlite"

@@ -3,12 +3,14 @@ package vault
 import (
 	"context"
 	"encoding/json"
-	"github.com/rs/zerolog"
-	"go.uber.org/goleak"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
@@ -22,7 +24,7 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 type env struct {
 	t      testing.TB
 	dir    string
-	clock  *FakeClock
+	clock  *clock.Fake
 	nonces *protocol.NonceIssuer
 	latest map[string]float64
 	m      *Manager
@@ -54,7 +56,7 @@ func mustKEK(hex string) *KEK {
 
 func newEnvWith(t testing.TB, set func(*env)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+	e := &env{t: t, dir: t.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))}
 	if set != nil {
 		set(e)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -470,7 +471,7 @@ func TestCloseWaitsForClosingVaults(t *testing.T) {
 // (one of ticks), so every op is a first crossing.
 func BenchmarkCrossingWakesHibernated(b *testing.B) {
 	const k, ticks = 300, 20
-	e := &env{t: b, dir: b.TempDir(), clock: NewFakeClock(t0), latest: map[string]float64{},
+	e := &env{t: b, dir: b.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: k,
 		log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
 	for s := 0; s < ticks; s++ {

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spells-dev/spells/protocol"
-	"github.com/spells-dev/spells/protocol/client"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 )
 
 func TestFirstSignInCreatesVaultOwnedBySigner(t *testing.T) {

@@ -200,6 +200,6 @@ func (v *Vault) drainInbox() {
 // alarm and its threshold leaves), for a vault whose file is gone or was
 // quarantined: no signal or alarm should try to wake it again.
 func (m *Manager) forget(id string) {
-	m.alarms.set(id, 0)
+	m.alarms.Set(id, 0)
 	m.index.set(id, nil)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/rs/zerolog"
 
+	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -42,7 +43,7 @@ type Config struct {
 	NonceTTL      time.Duration // lifetime of a sign-in nonce (default 5m)
 	MaxSessionTTL time.Duration // longest session, whatever the SIWE expiry (default 24h)
 
-	Clock   Clock          // default RealClock
+	Clock   clock.Clock    // default RealClock
 	Logger  zerolog.Logger // default: discard
 	Metrics *Metrics       // default: unregistered collectors
 
@@ -121,7 +122,7 @@ func (c *Config) setDefaults() {
 		c.MaxSessionTTL = 24 * time.Hour
 	}
 	if c.Clock == nil {
-		c.Clock = RealClock{}
+		c.Clock = clock.Real{}
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
@@ -146,7 +147,7 @@ const DefaultMaxOpen = 1000
 type Manager struct {
 	cfg     Config
 	metrics *Metrics
-	alarms  *alarmQueue
+	alarms  *clock.Schedule
 	index   *interestIndex
 	// started is when this Manager took the data directory's lock: every
 	// socket of an earlier run of the node was closed before it, so no
@@ -211,7 +212,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		lock.Close()
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
-	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: newAlarmQueue(), index: newInterestIndex(),
+	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: clock.NewSchedule(cfg.Clock), index: newInterestIndex(),
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*inbox{},
 		wakeUp: make(chan struct{}, 1), held: map[string]uint64{},
@@ -248,7 +249,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
-		m.alarms.run(actx, m.cfg.Clock, m.fireAlarm)
+		m.alarms.Run(actx, m.fireAlarm)
 	}()
 	go func() {
 		defer m.wg.Done()
@@ -527,7 +528,7 @@ func (m *Manager) wakeSlot(v *Vault) error {
 	return nil
 }
 
-func (m *Manager) setAlarm(v *Vault, at int64) { m.alarms.set(v.id, at) }
+func (m *Manager) setAlarm(v *Vault, at int64) { m.alarms.Set(v.id, at) }
 
 // Interested returns how many vaults (open or hibernated) have an active
 // threshold trigger on signal.

@@ -1,63 +1,34 @@
-package vault
+package clock
 
 import (
 	"sync"
 	"time"
 )
 
-// Clock is the source of time for vaults and the alarm scheduler. Tests use
-// a FakeClock and move it; production uses RealClock.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
-
-// Timer is the part of *time.Timer the scheduler uses.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-	Reset(d time.Duration)
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now returns time.Now().
-func (RealClock) Now() time.Time { return time.Now() }
-
-// NewTimer returns a real timer.
-func (RealClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-type realTimer struct{ t *time.Timer }
-
-func (r realTimer) C() <-chan time.Time   { return r.t.C }
-func (r realTimer) Stop() bool            { return r.t.Stop() }
-func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
-
-// FakeClock is a Clock that moves only when told to. Timers fire, in
-// deadline order, when Advance or Set moves the time past their deadline.
-// It is safe for concurrent use.
-type FakeClock struct {
+// Fake is a Clock that moves only when told to. Timers fire, in deadline
+// order, when Advance or Set moves the time past their deadline. It is
+// safe for concurrent use.
+type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
 }
 
-// NewFakeClock returns a FakeClock set to t.
-func NewFakeClock(t time.Time) *FakeClock { return &FakeClock{now: t} }
+// NewFake returns a Fake set to t.
+func NewFake(t time.Time) *Fake { return &Fake{now: t} }
 
 // Now returns the fake time.
-func (c *FakeClock) Now() time.Time {
+func (c *Fake) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
 // Advance moves the time forward by d and fires every timer now due.
-func (c *FakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+func (c *Fake) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // Set moves the time to t and fires every timer now due.
-func (c *FakeClock) Set(t time.Time) {
+func (c *Fake) Set(t time.Time) {
 	c.mu.Lock()
 	c.now = t
 	var due []*fakeTimer
@@ -79,15 +50,23 @@ func (c *FakeClock) Set(t time.Time) {
 	}
 }
 
+// Timers returns how many timers are armed: a test waits for the part it
+// drives to arm its next one before it moves the time.
+func (c *Fake) Timers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
 // NewTimer returns a timer that fires when the fake time reaches now+d.
-func (c *FakeClock) NewTimer(d time.Duration) Timer {
+func (c *Fake) NewTimer(d time.Duration) Timer {
 	ft := &fakeTimer{clock: c, ch: make(chan time.Time, 1)}
 	ft.Reset(d)
 	return ft
 }
 
 type fakeTimer struct {
-	clock    *FakeClock
+	clock    *Fake
 	ch       chan time.Time
 	deadline time.Time
 }
