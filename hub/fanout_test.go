@@ -11,6 +11,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // frames collects what a vault sends a subscriber.
@@ -32,7 +33,7 @@ func (f frames) Send(b []byte) bool {
 func TestEvaluationDoesNotWaitForTheFanout(t *testing.T) {
 	ctx := context.Background()
 	nonces := protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))
-	kek, _, err := vault.GenerateKEK()
+	kek, _, err := keys.GenerateKEK()
 	if err != nil {
 		t.Fatal(err)
 	}

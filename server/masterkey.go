@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // devKEKFile is where a node without a configured key-encryption key keeps
@@ -22,10 +22,10 @@ const devKEKFile = "master.key.dev"
 // directory (generated on first start). A data directory whose vaults were
 // sealed by a configured key refuses to start without it rather than make
 // a dev key, and nothing is written when a key is refused.
-func masterKey(o Options, log zerolog.Logger) (*vault.KEK, error) {
+func masterKey(o Options, log zerolog.Logger) (*keys.KEK, error) {
 	switch {
 	case o.MasterKey != "":
-		k, err := vault.ParseKEK(o.MasterKey)
+		k, err := keys.ParseKEK(o.MasterKey)
 		if err != nil {
 			return nil, fmt.Errorf("SPELLS_MASTER_KEY: %w", err)
 		}
@@ -35,7 +35,7 @@ func masterKey(o Options, log zerolog.Logger) (*vault.KEK, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-master-key-file: %w", err)
 		}
-		k, err := vault.ParseKEK(string(b))
+		k, err := keys.ParseKEK(string(b))
 		if err != nil {
 			return nil, fmt.Errorf("-master-key-file %s: %w", o.MasterKeyFile, err)
 		}
@@ -49,7 +49,7 @@ func masterKey(o Options, log zerolog.Logger) (*vault.KEK, error) {
 	b, err := os.ReadFile(p)
 	switch {
 	case err == nil:
-		k, err := vault.ParseKEK(string(b))
+		k, err := keys.ParseKEK(string(b))
 		if err != nil {
 			return nil, fmt.Errorf("dev key-encryption key %s: %w", p, err)
 		}
@@ -58,10 +58,10 @@ func masterKey(o Options, log zerolog.Logger) (*vault.KEK, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("dev key-encryption key: %w", err)
 	}
-	if vault.SealedByKEK(o.DataDir) {
+	if keys.SealedByKEK(o.DataDir) {
 		return nil, fmt.Errorf("the vault keys in %s are sealed by a key-encryption key that was not given: pass -master-key-file or SPELLS_MASTER_KEY (nothing was changed)", o.DataDir)
 	}
-	k, text, err := vault.GenerateKEK()
+	k, text, err := keys.GenerateKEK()
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/spells-dev/spells/internal/clock"
-	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 func tryNode(t *testing.T, o Options) error {
@@ -59,7 +59,7 @@ func TestMasterKey(t *testing.T) {
 		o := testOptions(t)
 		dir := t.TempDir()
 		keyFile := filepath.Join(dir, "kek")
-		_, text, _ := vault.GenerateKEK()
+		_, text, _ := keys.GenerateKEK()
 		if err := os.WriteFile(keyFile, []byte(text+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -82,13 +82,13 @@ func TestMasterKey(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(o.DataDir, devKEKFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatal("a refused start made a dev key")
 		}
-		_, otherText, _ := vault.GenerateKEK()
+		_, otherText, _ := keys.GenerateKEK()
 		other := filepath.Join(dir, "other")
 		os.WriteFile(other, []byte(otherText), 0o600)
 		wrong := o
 		wrong.MasterKeyFile = other
-		if err := tryNode(t, wrong); !errors.Is(err, vault.ErrKEKMismatch) {
-			t.Fatalf("another key: err = %v, want %v", err, vault.ErrKEKMismatch)
+		if err := tryNode(t, wrong); !errors.Is(err, keys.ErrKEKMismatch) {
+			t.Fatalf("another key: err = %v, want %v", err, keys.ErrKEKMismatch)
 		}
 		gone := o
 		gone.MasterKeyFile = filepath.Join(dir, "nowhere")

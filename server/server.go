@@ -30,6 +30,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/web"
 )
 
@@ -144,7 +145,7 @@ func newNode(ctx context.Context, opts Options, clk clock.Clock) (*node, error) 
 	return n, nil
 }
 
-func (n *node) build(ctx context.Context, key []byte, kek *vault.KEK, clk clock.Clock) error {
+func (n *node) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.Clock) error {
 	origins := make([]string, 0, len(n.opts.SIWEDomains))
 	for _, d := range n.opts.SIWEDomains {
 		origins = append(origins, "http://"+d)

@@ -224,7 +224,7 @@ type grantDelegation struct {
 func (v *Vault) activeDelegations() ([]grantDelegation, error) {
 	var out []grantDelegation
 	err := sqlitex.Execute(v.conn, `SELECT delegations FROM grants WHERE status = ? AND session_key = ? ORDER BY created_at, id;`,
-		&sqlitex.ExecOptions{Args: []any{protocol.GrantActive, v.ring.address.Hex()}, ResultFunc: func(s *sqlite.Stmt) error {
+		&sqlitex.ExecOptions{Args: []any{protocol.GrantActive, v.ring.Address.Hex()}, ResultFunc: func(s *sqlite.Stmt) error {
 			var raws []json.RawMessage
 			if err := json.Unmarshal([]byte(s.ColumnText(0)), &raws); err != nil {
 				return err

@@ -189,11 +189,11 @@ func (v *Vault) prepare(in protocol.Intent) {
 		v.fault("plan intent "+in.ID, err)
 		return
 	}
-	if v.ring.sealed == nil {
+	if !v.ring.HasKey() {
 		v.settle(in, protocol.IntentFailed, errKeyUnavailable.Error())
 		return
 	}
-	c, from, owner := v.m.exec.c, v.ring.address, v.owner
+	c, from, owner := v.m.exec.c, v.ring.Address, v.owner
 	manager := common.HexToAddress(v.m.cfg.Chain.DelegationManager)
 	id := in.ID
 	if !v.m.exec.submit(v.id, func(ctx context.Context) *execEvent {
@@ -398,7 +398,7 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 	need := new(big.Int).Mul(new(big.Int).SetUint64(p.gas), p.feeCap)
 	if p.balance.Cmp(need) < 0 {
 		v.settle(in, protocol.IntentFailed, fmt.Sprintf("the session key %s holds %s wei; this transaction may cost up to %s wei in gas: send it gas money, then fire again",
-			v.ring.address.Hex(), p.balance, need))
+			v.ring.Address.Hex(), p.balance, need))
 		return
 	}
 	act, err := v.resolve(in.Action)
@@ -443,7 +443,7 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 			return err
 		}
 		in.Status, in.Detail = protocol.IntentSigned, ""
-		in.Tx = &protocol.IntentTx{From: v.ring.address.Hex(), To: manager.Hex(), Nonce: nonce, Hash: signed.Hash().Hex(),
+		in.Tx = &protocol.IntentTx{From: v.ring.Address.Hex(), To: manager.Hex(), Nonce: nonce, Hash: signed.Hash().Hex(),
 			Hashes: []string{signed.Hash().Hex()}, Gas: p.gas, FeeCap: p.feeCap.String(), Tip: p.tip.String()}
 		return v.putIntent(t, in)
 	})

@@ -44,10 +44,10 @@ func (v *Vault) checkGrant(a protocol.GrantArgs, nowMs int64) (protocol.Grant, e
 	if len(a.Delegations) == 0 || len(a.Delegations) > maxGrantDelegations {
 		return protocol.Grant{}, invalidGrant("a grant holds 1 to %d delegations, not %d", maxGrantDelegations, len(a.Delegations))
 	}
-	if v.ring.sealed == nil {
+	if !v.ring.HasKey() {
 		return protocol.Grant{}, errKeyUnavailable
 	}
-	g := protocol.Grant{Status: protocol.GrantActive, SessionKey: v.ring.address.Hex(), CreatedAt: nowMs}
+	g := protocol.Grant{Status: protocol.GrantActive, SessionKey: v.ring.Address.Hex(), CreatedAt: nowMs}
 	seen := map[common.Hash]bool{}
 	for i, raw := range a.Delegations {
 		var d delegation.Delegation
@@ -57,9 +57,9 @@ func (v *Vault) checkGrant(a protocol.GrantArgs, nowMs int64) (protocol.Grant, e
 		if d.Delegator != v.owner {
 			return protocol.Grant{}, invalidGrant("delegation %d is from %s, not this vault's owner %s", i, d.Delegator.Hex(), v.owner.Hex())
 		}
-		if d.Delegate != v.ring.address {
+		if d.Delegate != v.ring.Address {
 			return protocol.Grant{}, invalidGrant("delegation %d is to %s, not this vault's session key %s (after a rotation, grant the new key)",
-				i, d.Delegate.Hex(), v.ring.address.Hex())
+				i, d.Delegate.Hex(), v.ring.Address.Hex())
 		}
 		if d.Authority != delegation.RootAuthority {
 			return protocol.Grant{}, invalidGrant("delegation %d redelegates another delegation; only the owner's own (root authority) are taken", i)

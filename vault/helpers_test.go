@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 const testDomain = "localhost:8080"
@@ -46,8 +47,8 @@ func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 // testKEK is the key-encryption key of the tests' managers.
 var testKEK = mustKEK("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
 
-func mustKEK(hex string) *KEK {
-	k, err := ParseKEK(hex)
+func mustKEK(hex string) *keys.KEK {
+	k, err := keys.ParseKEK(hex)
 	if err != nil {
 		panic(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // lockedBuffer is a log destination tests can read while vaults write.
@@ -150,20 +151,20 @@ func TestAnotherKEKIsRefusedAtStart(t *testing.T) {
 	e := newEnv(t)
 	e.newUser()
 	e.m.Close(context.Background())
-	before, err := os.ReadFile(filepath.Join(e.dir, kekIDFile))
+	before, err := os.ReadFile(filepath.Join(e.dir, "kek.id"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, _ := GenerateKEK()
+	other, _, _ := keys.GenerateKEK()
 	_, err = NewManager(Config{Dir: e.dir, Nonces: e.nonces, KEK: other})
-	if !errors.Is(err, ErrKEKMismatch) || !strings.Contains(err.Error(), testKEK.ID()) {
-		t.Fatalf("another KEK: err = %v, want %v naming the recorded key", err, ErrKEKMismatch)
+	if !errors.Is(err, keys.ErrKEKMismatch) || !strings.Contains(err.Error(), testKEK.ID()) {
+		t.Fatalf("another KEK: err = %v, want %v naming the recorded key", err, keys.ErrKEKMismatch)
 	}
-	after, _ := os.ReadFile(filepath.Join(e.dir, kekIDFile))
+	after, _ := os.ReadFile(filepath.Join(e.dir, "kek.id"))
 	if !bytes.Equal(before, after) {
 		t.Fatal("a refused KEK changed the recorded key id")
 	}
-	if !SealedByKEK(e.dir) {
+	if !keys.SealedByKEK(e.dir) {
 		t.Fatal("SealedByKEK: false for a directory with vaults")
 	}
 	e.start() // the right key still opens it
@@ -192,8 +193,8 @@ func TestVaultSealedByAnotherKEK(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The destination node's own key differs from the source's.
-	os.Remove(filepath.Join(e.dir, kekIDFile))
-	other, _, _ := GenerateKEK()
+	os.Remove(filepath.Join(e.dir, "kek.id"))
+	other, _, _ := keys.GenerateKEK()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: other, Clock: e.clock,
 		Latest: func(string) (float64, bool) { return 0, false }})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // Config configures a Manager. Dir and Nonces are required; every other
@@ -25,7 +26,7 @@ type Config struct {
 	Domains []string              // SIWE domains this node serves
 	ChainID uint64                // SIWE chain id (default 1)
 	Nonces  *protocol.NonceIssuer // the node's nonce key, shared with the hub
-	KEK     *KEK                  // the node's key-encryption key: it wraps every vault's data key (keys.go)
+	KEK     *keys.KEK             // the node's key-encryption key: it wraps every vault's data key (keys.go)
 	// Chain describes the chain intents execute on and its contracts;
 	// nil: none (grants are refused with no_chain). Client is the
 	// connection to it; nil: intents are recorded and never executed.
@@ -208,7 +209,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
-	if err := checkKEK(cfg.Dir, cfg.KEK); err != nil {
+	if err := keys.CheckDir(cfg.Dir, cfg.KEK); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}

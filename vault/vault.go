@@ -11,6 +11,7 @@ import (
 	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // Subscriber receives a vault's frames (ready, snapshot, diffs) for one
@@ -56,9 +57,9 @@ type Vault struct {
 	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
-	epoch    uint64   // rises at every move to another node (the directory's home names it)
-	move     moveMark // a move out of this node begun (or done: a tombstone); the vault refuses writes
-	ring     keyring  // the vault's keys, sealed (keys.go)
+	epoch    uint64    // rises at every move to another node (the directory's home names it)
+	move     moveMark  // a move out of this node begun (or done: a tombstone); the vault refuses writes
+	ring     keys.Ring // the vault's keys, sealed (keys.go)
 	triggers map[string]*trigger
 	sessions map[string]*session
 	subs     map[Subscriber]string // → the session it is bound to
