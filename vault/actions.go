@@ -8,12 +8,11 @@ import (
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
-	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Actions: what a swap, a transfer or a call becomes on the chain (the
@@ -222,54 +221,45 @@ type grantDelegation struct {
 // activeDelegations reads the delegations of the vault's active grants to
 // its current session key.
 func (v *Vault) activeDelegations() ([]grantDelegation, error) {
+	lists, err := store.ActiveDelegations(v.conn, v.ring.Address.Hex())
+	if err != nil || len(lists) == 0 {
+		return nil, err
+	}
+	_, enf, err := v.grantDomain()
+	if err != nil {
+		return nil, err
+	}
 	var out []grantDelegation
-	err := sqlitex.Execute(v.conn, `SELECT delegations FROM grants WHERE status = ? AND session_key = ? ORDER BY created_at, id;`,
-		&sqlitex.ExecOptions{Args: []any{protocol.GrantActive, v.ring.Address.Hex()}, ResultFunc: func(s *sqlite.Stmt) error {
-			var raws []json.RawMessage
-			if err := json.Unmarshal([]byte(s.ColumnText(0)), &raws); err != nil {
-				return err
+	for _, list := range lists {
+		var raws []json.RawMessage
+		if err := json.Unmarshal(list, &raws); err != nil {
+			return nil, err
+		}
+		for _, r := range raws {
+			var d delegation.Delegation
+			if err := json.Unmarshal(r, &d); err != nil {
+				return nil, err
 			}
-			_, enf, err := v.grantDomain()
+			rules, err := delegation.ReadRules(d.Caveats, enf)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			for _, r := range raws {
-				var d delegation.Delegation
-				if err := json.Unmarshal(r, &d); err != nil {
-					return err
-				}
-				rules, err := delegation.ReadRules(d.Caveats, enf)
-				if err != nil {
-					return err
-				}
-				h, err := d.Hash()
-				if err != nil {
-					return err
-				}
-				out = append(out, grantDelegation{d: d, hash: h, rules: rules})
+			h, err := d.Hash()
+			if err != nil {
+				return nil, err
 			}
-			return nil
-		}})
-	return out, err
+			out = append(out, grantDelegation{d: d, hash: h, rules: rules})
+		}
+	}
+	return out, nil
 }
 
 // usage is what the vault has used of a delegation: its redemptions in
 // all, and its spend in the current period.
-type usage struct {
-	calls uint64
-	spent *big.Int
-}
+type usage = store.Usage
 
 func (v *Vault) usageOf(h common.Hash, period int64) (usage, error) {
-	u := usage{spent: new(big.Int)}
-	err := sqlitex.Execute(v.conn, `SELECT calls FROM grant_calls WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{h.Hex()},
-		ResultFunc: func(s *sqlite.Stmt) error { u.calls = uint64(s.ColumnInt64(0)); return nil }})
-	if err != nil {
-		return u, err
-	}
-	err = sqlitex.Execute(v.conn, `SELECT spent FROM grant_spend WHERE hash = ? AND period = ?;`, &sqlitex.ExecOptions{
-		Args: []any{h.Hex(), period}, ResultFunc: func(s *sqlite.Stmt) error { u.spent.SetString(s.ColumnText(0), 10); return nil }})
-	return u, err
+	return store.UsageOf(v.conn, h.Hex(), period)
 }
 
 func periodOf(p *delegation.Period, now int64) int64 {
@@ -297,7 +287,7 @@ func allows(st *step, r delegation.Rules, u usage, now int64, later bool) (rule 
 		return fmt.Sprintf("allowed methods: %s is not one of them", orNone(sel)), nil
 	case r.MaxValue != nil && st.value.Cmp(r.MaxValue) > 0:
 		return fmt.Sprintf("value per call: %s wei is above %s", st.value, r.MaxValue), nil
-	case r.MaxCalls != 0 && u.calls >= r.MaxCalls:
+	case r.MaxCalls != 0 && u.Calls >= r.MaxCalls:
 		return fmt.Sprintf("calls: all %d used", r.MaxCalls), nil
 	}
 	if p := r.Token; p != nil {
@@ -308,7 +298,7 @@ func allows(st *step, r delegation.Rules, u usage, now int64, later bool) (rule 
 		if now < int64(p.Start) {
 			return fmt.Sprintf("spend of %s per period: the first period starts at %d", p.Token.Hex(), p.Start), nil
 		}
-		if left := new(big.Int).Sub(p.Amount, u.spent); amount.Cmp(left) > 0 {
+		if left := new(big.Int).Sub(p.Amount, u.Spent); amount.Cmp(left) > 0 {
 			return fmt.Sprintf("spend of %s per period: %s would exceed the %s left of %s this period", p.Token.Hex(), amount, left, p.Amount), nil
 		}
 		return "", amount
@@ -317,7 +307,7 @@ func allows(st *step, r delegation.Rules, u usage, now int64, later bool) (rule 
 		if now < int64(p.Start) {
 			return fmt.Sprintf("native spend per period: the first period starts at %d", p.Start), nil
 		}
-		if left := new(big.Int).Sub(p.Amount, u.spent); st.value.Cmp(left) > 0 {
+		if left := new(big.Int).Sub(p.Amount, u.Spent); st.value.Cmp(left) > 0 {
 			return fmt.Sprintf("native spend per period: %s wei would exceed the %s left of %s this period", st.value, left, p.Amount), nil
 		}
 		return "", st.value
@@ -386,9 +376,9 @@ func (v *Vault) planFor(a *action, nowMs int64, later bool) error {
 				continue
 			}
 			st.deleg, st.hash, st.rules, st.spend = gd.d, gd.hash, gd.rules, spend
-			u.calls++
+			u.Calls++
 			if spend != nil {
-				u.spent = new(big.Int).Add(u.spent, spend)
+				u.Spent = new(big.Int).Add(u.Spent, spend)
 			}
 			used[gd.hash] = u
 			break
@@ -435,7 +425,7 @@ func (r refusal) Error() string {
 func (v *Vault) reserve(a *action, nowMs int64) error {
 	now := nowMs / 1000
 	for _, st := range a.steps {
-		if err := exec(v.conn, `INSERT INTO grant_calls (hash, calls) VALUES (?, 1) ON CONFLICT (hash) DO UPDATE SET calls = calls + 1;`, st.hash.Hex()); err != nil {
+		if err := store.AddCall(v.conn, st.hash.Hex()); err != nil {
 			return err
 		}
 		if st.spend == nil {
@@ -446,9 +436,8 @@ func (v *Vault) reserve(a *action, nowMs int64) error {
 		if err != nil {
 			return err
 		}
-		total := new(big.Int).Add(u.spent, st.spend)
-		if err := exec(v.conn, `INSERT INTO grant_spend (hash, period, spent) VALUES (?, ?, ?) ON CONFLICT (hash, period) DO UPDATE SET spent = excluded.spent;`,
-			st.hash.Hex(), period, total.String()); err != nil {
+		total := new(big.Int).Add(u.Spent, st.spend)
+		if err := store.SetSpent(v.conn, st.hash.Hex(), period, total); err != nil {
 			return err
 		}
 	}

@@ -1,9 +1,8 @@
 package vault
 
 import (
-	"zombiezen.com/go/sqlite/sqlitex"
-
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // maxBatch bounds how many commands share one commit, so the first of
@@ -59,7 +58,7 @@ func (v *Vault) receive(l letter) {
 		l.fn()
 		return
 	}
-	if err := sqlitex.ExecuteTransient(v.conn, "BEGIN IMMEDIATE;", nil); err != nil {
+	if err := store.Begin(v.conn); err != nil {
 		v.log.Error().Err(err).Msg("begin group commit")
 		l.fn()
 		return
@@ -109,13 +108,11 @@ func (v *Vault) commitBatch() {
 		err = commitFault()
 	}
 	if err == nil {
-		err = sqlitex.ExecuteTransient(v.conn, "COMMIT;", nil)
+		err = store.Commit(v.conn)
 	}
 	if err != nil {
-		if !v.conn.AutocommitEnabled() {
-			if rerr := sqlitex.ExecuteTransient(v.conn, "ROLLBACK;", nil); rerr != nil {
-				v.log.Error().Err(rerr).Msg("rollback group commit")
-			}
+		if rerr := store.Rollback(v.conn); rerr != nil {
+			v.log.Error().Err(rerr).Msg("rollback group commit")
 		}
 		failed := v.fault("group commit failed; reloading the vault from its file", err)
 		if protocol.AsError(failed).Code == protocol.CodeInternal {

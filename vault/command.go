@@ -9,6 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // The command pipeline: a signed command from a bound session, checked and
@@ -96,8 +97,8 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 	if err != nil {
 		return protocol.Ack{}, err
 	}
-	if pre.key != s.key {
-		pre.err = protocol.VerifyBody(s.key, body, sig)
+	if pre.key != s.Key {
+		pre.err = protocol.VerifyBody(s.Key, body, sig)
 	}
 	if pre.err != nil {
 		return protocol.Ack{}, pre.err
@@ -109,20 +110,20 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 	if !sameAddress(cmd.Vault, v.addr) {
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeWrongVault, "command is for vault %q, not this one", truncateID(cmd.Vault))
 	}
-	if cmd.Session != s.id {
+	if cmd.Session != s.ID {
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "command names session %q, not this connection's", truncateID(cmd.Session))
 	}
-	if cmd.Seq <= s.lastSeq {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.lastSeq)
+	if cmd.Seq <= s.LastSeq {
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.LastSeq)
 	}
 	var result any
-	version, err := v.write(func(t *tx) error {
+	version, err := v.write(func(t *store.Tx) error {
 		var err error
 		if result, err = v.apply(t, cmd); err != nil {
 			return err
 		}
-		t.then(func() { s.lastSeq = cmd.Seq })
-		return exec(v.conn, `UPDATE sessions SET last_seq = ? WHERE id = ?;`, int64(cmd.Seq), s.id)
+		t.Then(func() { s.LastSeq = cmd.Seq })
+		return store.SetLastSeq(v.conn, s.ID, cmd.Seq)
 	})
 	if err != nil {
 		if protocol.AsError(err) != nil {

@@ -1,5 +1,7 @@
 package vault
 
+import "github.com/spells-dev/spells/vault/store"
+
 // Hibernating and dozing: how an idle vault gives its file back.
 //
 // A vault with no dashboard connected that has been idle hibernates: its
@@ -84,7 +86,7 @@ func (v *Vault) rewake() bool {
 	if err := v.m.wakeSlot(v); err != nil {
 		return false // the node is closing
 	}
-	conn, err := openConn(v.path(), false)
+	conn, err := store.Open(v.path())
 	if err != nil {
 		v.end(v.fault("reopen dozing vault", err))
 		return false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // event is what makes a vault evaluate its triggers: a signal value or an
@@ -155,9 +156,9 @@ func (v *Vault) handle(ev event) error {
 	if len(outs) == 0 {
 		return nil
 	}
-	_, err := v.write(func(t *tx) error {
+	_, err := v.write(func(t *store.Tx) error {
 		for _, o := range outs {
-			if err := t.isolate(v.conn, func() error { return v.record(t, ev, o) }); err != nil {
+			if err := t.Isolate(v.conn, func() error { return v.record(t, ev, o) }); err != nil {
 				v.recordFailure(t, ev, o.next.ID, err)
 			}
 		}
@@ -168,7 +169,7 @@ func (v *Vault) handle(ev event) error {
 
 // record writes one trigger's outcome: the trigger, an evaluation when
 // something worth showing happened, and the intent when it fired.
-func (v *Vault) record(t *tx, ev event, o outcome) error {
+func (v *Vault) record(t *store.Tx, ev event, o outcome) error {
 	if err := v.putTrigger(t, o.next); err != nil {
 		return err
 	}
@@ -183,38 +184,38 @@ func (v *Vault) record(t *tx, ev event, o outcome) error {
 	}
 	in := protocol.Intent{ID: newID("i_"), TriggerID: o.next.ID, IdempotencyKey: fmt.Sprintf("%s/%d", o.next.ID, o.next.firedTotal),
 		Action: o.next.Action, Status: "pending", CreatedAt: ev.now.UnixMilli()}
-	if err := insertIntent(v.conn, in); err != nil {
+	if err := store.InsertIntent(v.conn, in); err != nil {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}
-	t.then(func() {
+	t.Then(func() {
 		v.m.metrics.Intents.Inc()
 		v.fresh = append(v.fresh, in)
 	})
-	return t.put(protocol.KindIntent, in.ID, in)
+	return t.Put(protocol.KindIntent, in.ID, in)
 }
 
 // putEvaluation writes an evaluation row and records it in the diff.
-func (v *Vault) putEvaluation(t *tx, ev event, trigger, kind, detail string) error {
+func (v *Vault) putEvaluation(t *store.Tx, ev event, trigger, kind, detail string) error {
 	e := protocol.Evaluation{TriggerID: trigger, At: ev.now.UnixMilli(), Cause: ev.cause, Outcome: kind, Detail: detail}
 	if ev.hasValue {
 		val := ev.value
 		e.Value = &val
 	}
-	if err := insertEvaluation(v.conn, &e, v.m.cfg.EvaluationsKeep); err != nil {
+	if err := store.InsertEvaluation(v.conn, &e, v.m.cfg.EvaluationsKeep); err != nil {
 		return fmt.Errorf("record evaluation: %w", err)
 	}
-	t.then(v.m.metrics.Evaluations.WithLabelValues(kind).Inc)
-	return t.put(protocol.KindEvaluation, fmt.Sprint(e.ID), e)
+	t.Then(v.m.metrics.Evaluations.WithLabelValues(kind).Inc)
+	return t.Put(protocol.KindEvaluation, fmt.Sprint(e.ID), e)
 }
 
 // recordFailure logs and counts an outcome that could not be written, and
 // shows it to the owner as a failed evaluation. The trigger keeps its state
 // from before the event, so a later crossing evaluates it again.
-func (v *Vault) recordFailure(t *tx, ev event, trigger string, cause error) {
+func (v *Vault) recordFailure(t *store.Tx, ev event, trigger string, cause error) {
 	v.m.metrics.EvaluationFailures.Inc()
 	v.log.Error().Err(cause).Str("trigger", trigger).Str("cause", ev.cause).Msg("trigger evaluation could not be recorded; the other triggers' outcomes are kept")
 	detail := "this evaluation could not be recorded (the node logged why); the trigger is evaluated again on the next event"
-	if err := t.isolate(v.conn, func() error { return v.putEvaluation(t, ev, trigger, protocol.OutcomeFailed, detail) }); err != nil {
+	if err := t.Isolate(v.conn, func() error { return v.putEvaluation(t, ev, trigger, protocol.OutcomeFailed, detail) }); err != nil {
 		v.log.Error().Err(err).Str("trigger", trigger).Msg("record failed evaluation")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // intentKeys returns the idempotency keys of u's intents, oldest first.
@@ -133,7 +134,7 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := sqlitemigration.Schema{AppID: appID, Migrations: schema.Migrations[:1]}
+	first := store.SchemaAt(1)
 	if err := sqlitemigration.Migrate(context.Background(), conn, first); err != nil {
 		t.Fatal(err)
 	}

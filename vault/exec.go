@@ -14,11 +14,11 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // An intent's life on the vault's goroutine (ARCHITECTURE.md, "The life
@@ -43,33 +43,19 @@ var (
 // executes reports whether this node executes intents.
 func (v *Vault) executes() bool { return v.m.exec != nil && v.m.cfg.Chain != nil }
 
-func (v *Vault) loadIntent(id string) (protocol.Intent, bool, error) {
-	ins, err := readIntents(v.conn, `SELECT `+intentColumns+` FROM intents WHERE id = ?;`, id)
-	if err != nil || len(ins) == 0 {
-		return protocol.Intent{}, false, err
-	}
-	return ins[0], true, nil
-}
-
 // putIntent writes an intent's status, detail and transaction.
-func (v *Vault) putIntent(t *tx, in protocol.Intent) error {
-	in.UpdatedAt = t.now.UnixMilli()
-	txJSON := ""
-	if in.Tx != nil {
-		b, _ := json.Marshal(in.Tx)
-		txJSON = string(b)
-	}
-	if err := exec(v.conn, `UPDATE intents SET status = ?, detail = ?, tx = ?, updated_at = ? WHERE id = ?;`,
-		in.Status, in.Detail, txJSON, in.UpdatedAt, in.ID); err != nil {
+func (v *Vault) putIntent(t *store.Tx, in protocol.Intent) error {
+	in.UpdatedAt = t.Now.UnixMilli()
+	if err := store.UpdateIntent(v.conn, in); err != nil {
 		return err
 	}
-	return t.put(protocol.KindIntent, in.ID, in)
+	return t.Put(protocol.KindIntent, in.ID, in)
 }
 
 // settle ends an intent with status and detail.
 func (v *Vault) settle(in protocol.Intent, status, detail string) {
 	in.Status, in.Detail = status, detail
-	if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+	if _, err := v.write(func(t *store.Tx) error { return v.putIntent(t, in) }); err != nil {
 		v.fault("record intent "+in.ID, err)
 		return
 	}
@@ -89,8 +75,7 @@ func (v *Vault) resumeIntents() {
 	if !v.executes() {
 		return
 	}
-	ins, err := readIntents(v.conn, `SELECT `+intentColumns+` FROM intents WHERE status IN (?, ?, ?, ?);`,
-		protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded)
+	ins, err := store.IntentsWith(v.conn, openStatuses...)
 	if err != nil {
 		v.fault("read open intents", err)
 		return
@@ -152,13 +137,13 @@ func samePortfolio(a, b []byte) bool {
 	return string(ax) == string(by)
 }
 
+// openStatuses are those of intents that have not ended.
+var openStatuses = []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded}
+
 // hasOpenIntents reports whether the vault has intents that have not
 // ended (so the node wakes it at start to carry them on).
 func hasOpenIntents(conn *sqlite.Conn) bool {
-	found := false
-	_ = sqlitex.Execute(conn, `SELECT 1 FROM intents WHERE status IN (?, ?, ?, ?) LIMIT 1;`, &sqlitex.ExecOptions{
-		Args:       []any{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded},
-		ResultFunc: func(*sqlite.Stmt) error { found = true; return nil }})
+	found, _ := store.AnyIntentWith(conn, openStatuses...)
 	return found
 }
 
@@ -273,7 +258,7 @@ func (v *Vault) onExec(ev *execEvent) {
 	if ev.kind == "resume" {
 		return // opening the vault resumed its intents (openExisting)
 	}
-	in, ok, err := v.loadIntent(ev.intent)
+	in, ok, err := store.LoadIntent(v.conn, ev.intent)
 	if err != nil {
 		v.fault("read intent "+ev.intent, err)
 		return
@@ -358,8 +343,8 @@ func (v *Vault) bump(in protocol.Intent, ev *execEvent) {
 	in.Tx.Hash, in.Tx.Hashes = signed.Hash().Hex(), append(in.Tx.Hashes, signed.Hash().Hex())
 	in.Tx.Tip, in.Tx.FeeCap = tip.String(), feeCap.String()
 	in.Detail = fmt.Sprintf("no block took it within %s: replaced with higher fees (%d hashes tried)", v.m.cfg.BumpAfter, len(in.Tx.Hashes))
-	if _, err := v.write(func(t *tx) error {
-		if err := exec(v.conn, `INSERT INTO intent_txs (hash, intent_id, raw, sent_at) VALUES (?, ?, ?, 0);`, signed.Hash().Hex(), in.ID, nraw); err != nil {
+	if _, err := v.write(func(t *store.Tx) error {
+		if err := store.AddSignedTx(v.conn, signed.Hash().Hex(), in.ID, nraw); err != nil {
 			return err
 		}
 		return v.putIntent(t, in)
@@ -375,9 +360,7 @@ func (v *Vault) bump(in protocol.Intent, ev *execEvent) {
 // sentAt is when the intent's newest transaction was last sent (unix ms,
 // wall clock), 0 if never.
 func (v *Vault) sentAt(hash string) int64 {
-	var at int64
-	_ = sqlitex.Execute(v.conn, `SELECT sent_at FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{hash},
-		ResultFunc: func(s *sqlite.Stmt) error { at = s.ColumnInt64(0); return nil }})
+	at, _ := store.SentAt(v.conn, hash)
 	return at
 }
 
@@ -421,10 +404,10 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 	}
 	raw, _ := signed.MarshalBinary()
 	refused := ""
-	_, err = v.write(func(t *tx) error {
+	_, err = v.write(func(t *store.Tx) error {
 		// The grants' counters are checked again and reserved in the same
 		// transaction that stores the signed transaction.
-		if err := v.plan(act, t.now.UnixMilli()); err != nil {
+		if err := v.plan(act, t.Now.UnixMilli()); err != nil {
 			if r, ok := err.(refusal); ok {
 				refused = r.Error()
 				in.Status, in.Detail = protocol.IntentRefused, refused
@@ -432,14 +415,13 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 			}
 			return err
 		}
-		if err := v.reserve(act, t.now.UnixMilli()); err != nil {
+		if err := v.reserve(act, t.Now.UnixMilli()); err != nil {
 			return err
 		}
-		if err := exec(v.conn, `UPDATE vault SET next_nonce = ? WHERE id = 1;`, int64(nonce+1)); err != nil {
+		if err := store.SetNextNonce(v.conn, nonce+1); err != nil {
 			return err
 		}
-		if err := exec(v.conn, `INSERT INTO intent_txs (hash, intent_id, raw, sent_at) VALUES (?, ?, ?, 0);`,
-			signed.Hash().Hex(), in.ID, raw); err != nil {
+		if err := store.AddSignedTx(v.conn, signed.Hash().Hex(), in.ID, raw); err != nil {
 			return err
 		}
 		in.Status, in.Detail = protocol.IntentSigned, ""
@@ -462,9 +444,7 @@ func (v *Vault) onPrepared(in protocol.Intent, ev *execEvent) {
 }
 
 func (v *Vault) nextNonce() uint64 {
-	var n uint64
-	_ = sqlitex.Execute(v.conn, `SELECT next_nonce FROM vault WHERE id = 1;`, &sqlitex.ExecOptions{
-		ResultFunc: func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil }})
+	n, _ := store.NextNonce(v.conn)
 	return n
 }
 
@@ -480,9 +460,8 @@ func (v *Vault) retries(id string) int {
 // signedTx reads the intent's newest signed transaction as stored; a
 // fault (logged) if it cannot.
 func (v *Vault) signedTx(in protocol.Intent) (*types.Transaction, bool) {
-	var raw []byte
-	if err := sqlitex.Execute(v.conn, `SELECT raw FROM intent_txs WHERE hash = ?;`, &sqlitex.ExecOptions{Args: []any{in.Tx.Hash},
-		ResultFunc: func(s *sqlite.Stmt) error { raw = columnBytes(s, 0); return nil }}); err != nil || raw == nil {
+	raw, err := store.SignedTx(v.conn, in.Tx.Hash)
+	if err != nil || raw == nil {
 		v.fault("read the signed transaction of intent "+in.ID, fmt.Errorf("%v (found %d bytes)", err, len(raw)))
 		return nil, false
 	}
@@ -530,11 +509,11 @@ func (v *Vault) onSent(in protocol.Intent, ev *execEvent) {
 	}
 	delete(v.tries, in.ID)
 	markSent := func() error {
-		return exec(v.conn, `UPDATE intent_txs SET sent_at = ? WHERE hash = ?;`, time.Now().UnixMilli(), ev.hash.Hex())
+		return store.MarkSent(v.conn, ev.hash.Hex(), time.Now().UnixMilli())
 	}
 	if in.Status == protocol.IntentSigned {
 		in.Status = protocol.IntentSubmitted
-		if _, err := v.write(func(t *tx) error {
+		if _, err := v.write(func(t *store.Tx) error {
 			if err := markSent(); err != nil {
 				return err
 			}
@@ -558,7 +537,7 @@ func (v *Vault) onReceipt(in protocol.Intent, ev *execEvent) {
 			// valid again; send it.
 			in.Status, in.Detail = protocol.IntentSubmitted, fmt.Sprintf("its block %d left the chain (a reorg); sent again", in.Tx.Block)
 			in.Tx.Block, in.Tx.Confirms, in.Tx.GasUsed = 0, 0, 0
-			if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+			if _, err := v.write(func(t *store.Tx) error { return v.putIntent(t, in) }); err != nil {
 				v.fault("record reorged intent "+in.ID, err)
 				return
 			}
@@ -585,7 +564,7 @@ func (v *Vault) onReceipt(in protocol.Intent, ev *execEvent) {
 	default:
 		in.Status = protocol.IntentIncluded
 	}
-	if _, err := v.write(func(t *tx) error { return v.putIntent(t, in) }); err != nil {
+	if _, err := v.write(func(t *store.Tx) error { return v.putIntent(t, in) }); err != nil {
 		v.fault("record intent receipt "+in.ID, err)
 		return
 	}

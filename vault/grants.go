@@ -2,15 +2,13 @@ package vault
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Grants: delegations the owner signed to the vault's session key. The
@@ -126,7 +124,7 @@ func fromPermissionContext(a *protocol.GrantArgs) error {
 }
 
 // addGrant is grant.add.
-func (v *Vault) addGrant(t *tx, args json.RawMessage) (any, error) {
+func (v *Vault) addGrant(t *store.Tx, args json.RawMessage) (any, error) {
 	var a protocol.GrantArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
@@ -134,14 +132,13 @@ func (v *Vault) addGrant(t *tx, args json.RawMessage) (any, error) {
 	if err := fromPermissionContext(&a); err != nil {
 		return nil, err
 	}
-	g, err := v.checkGrant(a, t.now.UnixMilli())
+	g, err := v.checkGrant(a, t.Now.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range g.Delegations {
-		taken := false
-		if err := sqlitex.Execute(v.conn, `SELECT 1 FROM grant_delegations WHERE hash = ?;`, &sqlitex.ExecOptions{
-			Args: []any{d.Hash}, ResultFunc: func(*sqlite.Stmt) error { taken = true; return nil }}); err != nil {
+		taken, err := store.DelegationGranted(v.conn, d.Hash)
+		if err != nil {
 			return nil, err
 		}
 		if taken {
@@ -149,16 +146,10 @@ func (v *Vault) addGrant(t *tx, args json.RawMessage) (any, error) {
 		}
 	}
 	body, _ := json.Marshal(a.Delegations)
-	if err := exec(v.conn, `INSERT INTO grants (id, status, session_key, delegations, created_at) VALUES (?, ?, ?, ?, ?);`,
-		g.ID, g.Status, g.SessionKey, string(body), g.CreatedAt); err != nil {
+	if err := store.InsertGrant(v.conn, g, body); err != nil {
 		return nil, err
 	}
-	for _, d := range g.Delegations {
-		if err := exec(v.conn, `INSERT INTO grant_delegations (hash, grant_id, rules) VALUES (?, ?, ?);`, d.Hash, g.ID, string(d.Rules)); err != nil {
-			return nil, err
-		}
-	}
-	if err := t.put(protocol.KindGrant, g.ID, g); err != nil {
+	if err := t.Put(protocol.KindGrant, g.ID, g); err != nil {
 		return nil, err
 	}
 	v.log.Info().Str("grant", g.ID).Int("delegations", len(g.Delegations)).Msg("grant added")
@@ -168,12 +159,12 @@ func (v *Vault) addGrant(t *tx, args json.RawMessage) (any, error) {
 // revokeGrant is grant.revoke: the vault stops using the grant at once.
 // (Disabling it on-chain, DelegationManager.disableDelegation, is the
 // owner's own transaction.)
-func (v *Vault) revokeGrant(t *tx, args json.RawMessage) (any, error) {
+func (v *Vault) revokeGrant(t *store.Tx, args json.RawMessage) (any, error) {
 	var a protocol.IDArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
-	gs, err := loadGrants(v.conn, a.ID)
+	gs, err := store.LoadGrants(v.conn, a.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -184,43 +175,13 @@ func (v *Vault) revokeGrant(t *tx, args json.RawMessage) (any, error) {
 	if g.Status == protocol.GrantRevoked {
 		return nil, invalidGrant("grant %s is already revoked", g.ID)
 	}
-	g.Status, g.RevokedAt = protocol.GrantRevoked, t.now.UnixMilli()
-	if err := exec(v.conn, `UPDATE grants SET status = ?, revoked_at = ? WHERE id = ?;`, g.Status, g.RevokedAt, g.ID); err != nil {
+	g.Status, g.RevokedAt = protocol.GrantRevoked, t.Now.UnixMilli()
+	if err := store.RevokeGrant(v.conn, g); err != nil {
 		return nil, err
 	}
-	if err := t.put(protocol.KindGrant, g.ID, g); err != nil {
+	if err := t.Put(protocol.KindGrant, g.ID, g); err != nil {
 		return nil, err
 	}
 	v.log.Info().Str("grant", g.ID).Msg("grant revoked")
 	return map[string]string{"id": g.ID}, nil
-}
-
-// loadGrants reads the vault's grants (one, if id is set), oldest first.
-func loadGrants(conn *sqlite.Conn, id string) ([]protocol.Grant, error) {
-	out := []protocol.Grant{}
-	byID := map[string]int{}
-	q := `SELECT g.id, g.status, g.session_key, g.created_at, g.revoked_at, d.hash, d.rules
-		FROM grants g JOIN grant_delegations d ON d.grant_id = g.id`
-	args := []any{}
-	if id != "" {
-		q += ` WHERE g.id = ?`
-		args = append(args, id)
-	}
-	q += ` ORDER BY g.created_at, g.id, d.rowid;`
-	err := sqlitex.Execute(conn, q, &sqlitex.ExecOptions{Args: args, ResultFunc: func(s *sqlite.Stmt) error {
-		gid := s.ColumnText(0)
-		i, ok := byID[gid]
-		if !ok {
-			i = len(out)
-			byID[gid] = i
-			out = append(out, protocol.Grant{ID: gid, Status: s.ColumnText(1), SessionKey: s.ColumnText(2),
-				CreatedAt: s.ColumnInt64(3), RevokedAt: s.ColumnInt64(4), Delegations: []protocol.GrantDelegation{}})
-		}
-		out[i].Delegations = append(out[i].Delegations, protocol.GrantDelegation{Hash: s.ColumnText(5), Rules: json.RawMessage(s.ColumnText(6))})
-		return nil
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("read grants: %w", err)
-	}
-	return out, nil
 }

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"strings"
 	"time"
 
@@ -12,16 +11,8 @@ import (
 
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
-
-// session is a signed-in delegate key and the last sequence number the
-// vault accepted from it.
-type session struct {
-	id        string // the SIWE nonce that created it
-	key       *ecdsa.PublicKey
-	expiresAt int64 // unix ms
-	lastSeq   uint64
-}
 
 // SignInRequest is a sign-in as the hub received it. The vault trusts none
 // of it: Nonce is only the nonce the hub says it issued on this socket,
@@ -142,7 +133,7 @@ func (v *Vault) signIn(ctx context.Context, msg *protocol.Message, req SignInReq
 			v.log.Info().Err(err).Msg("sign-in refused")
 			return err
 		}
-		b = Bound{Vault: v, Session: s.id}
+		b = Bound{Vault: v, Session: s.ID}
 		if ctx.Err() != nil {
 			return ctx.Err() // the caller is gone: do not subscribe its connection
 		}
@@ -157,7 +148,7 @@ func (v *Vault) signIn(ctx context.Context, msg *protocol.Message, req SignInReq
 // key, and a since the client holds is not above the vault's version. Then
 // it creates the vault's file if it has none and records the nonce and
 // the session in one transaction.
-func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*session, error) {
+func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*store.Session, error) {
 	cfg := v.m.cfg
 	now := v.m.now()
 	if msg.Address != v.addr {
@@ -193,22 +184,18 @@ func (v *Vault) admit(msg *protocol.Message, req SignInRequest) (*session, error
 	}
 	// Cloned: the nonce is a substring of the whole sign-in message, which
 	// the session would otherwise keep alive for its life.
-	s := &session{id: strings.Clone(msg.Nonce), key: key, expiresAt: expires.UnixMilli()}
-	_, err = v.write(func(t *tx) error {
-		if err := recordNonce(v.conn, msg.Nonce, now, cfg.NonceTTL); err != nil {
+	s := &store.Session{ID: strings.Clone(msg.Nonce), Key: key, ExpiresAt: expires.UnixMilli()}
+	_, err = v.write(func(t *store.Tx) error {
+		if err := store.RecordNonce(v.conn, msg.Nonce, now, cfg.NonceTTL); err != nil {
 			return err
 		}
-		if err := exec(v.conn, `DELETE FROM sessions WHERE expires_at <= ?;`, now.UnixMilli()); err != nil {
-			return err
-		}
-		return exec(v.conn, `INSERT INTO sessions (id, delegate, created_at, expires_at, last_seq) VALUES (?, ?, ?, ?, 0);`,
-			s.id, protocol.EncodeDelegateKey(key), now.UnixMilli(), s.expiresAt)
+		return store.AddSession(v.conn, s, now)
 	})
 	if err != nil {
 		return nil, v.fault("record session", err)
 	}
 	v.addSession(s)
-	v.log.Info().Str("session", s.id).Time("expires", expires).Msg("signed in")
+	v.log.Info().Str("session", s.ID).Time("expires", expires).Msg("signed in")
 	return s, nil
 }
 
@@ -268,13 +255,13 @@ func (v *Vault) checkSince(since *uint64) error {
 // bind sends the ready frame and the state to sub and subscribes it. The
 // state is read first, so a client is never told ready by a vault that
 // then cannot show it.
-func (v *Vault) bind(s *session, since *uint64, sub Subscriber) error {
+func (v *Vault) bind(s *store.Session, since *uint64, sub Subscriber) error {
 	frames, err := v.catchUp(sub, since)
 	if err != nil {
 		return v.fault("read the state for a new subscriber", err)
 	}
-	ready := protocol.Ready{Type: protocol.TypeReady, Vault: v.addr.Hex(), Owner: v.owner.Hex(), Session: s.id,
-		LastSeq: s.lastSeq, Version: v.version, ExpiresAt: s.expiresAt}
+	ready := protocol.Ready{Type: protocol.TypeReady, Vault: v.addr.Hex(), Owner: v.owner.Hex(), Session: s.ID,
+		LastSeq: s.LastSeq, Version: v.version, ExpiresAt: s.ExpiresAt}
 	if !sub.Send(mustJSON(ready)) {
 		return nil
 	}
@@ -283,7 +270,7 @@ func (v *Vault) bind(s *session, since *uint64, sub Subscriber) error {
 			return nil
 		}
 	}
-	v.addSub(sub, s.id)
+	v.addSub(sub, s.ID)
 	return nil
 }
 
@@ -300,7 +287,7 @@ func (v *Vault) resumeSession(ctx context.Context, body, sig, nonce string, sub 
 			v.log.Info().Err(err).Msg("resume refused")
 			return err
 		}
-		b = Bound{Vault: v, Session: s.id}
+		b = Bound{Vault: v, Session: s.ID}
 		if ctx.Err() != nil {
 			return ctx.Err() // the caller is gone: do not subscribe its connection
 		}
@@ -313,7 +300,7 @@ func (v *Vault) resumeSession(ctx context.Context, body, sig, nonce string, sub 
 // with its key, the body names this vault, the vault never saw the nonce,
 // the nonce is this socket's, and since is not above the vault's version.
 // (Manager.Resume checked that this node issued the nonce recently.)
-func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
+func (v *Vault) resume(body, sig, nonce string) (*store.Session, *uint64, error) {
 	now := v.m.now()
 	if !v.born {
 		return nil, nil, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
@@ -326,7 +313,7 @@ func (v *Vault) resume(body, sig, nonce string) (*session, *uint64, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := protocol.VerifyBody(s.key, body, sig); err != nil {
+	if err := protocol.VerifyBody(s.Key, body, sig); err != nil {
 		return nil, nil, err
 	}
 	if !sameAddress(r.Vault, v.addr) {
@@ -365,7 +352,7 @@ func (v *Vault) checkUnused(nonce string) error {
 	_, used := v.usedNonces[nonce]
 	if !used && v.born {
 		var err error
-		if used, err = nonceUsed(v.conn, nonce); err != nil {
+		if used, err = store.NonceUsed(v.conn, nonce); err != nil {
 			return v.fault("read nonces", err)
 		}
 	}
@@ -386,12 +373,7 @@ func (v *Vault) flushNonces() {
 		return
 	}
 	err := v.writeVolatile(func() error {
-		for nonce, at := range v.usedNonces {
-			if err := exec(v.conn, `INSERT OR IGNORE INTO nonces (nonce, used_at) VALUES (?, ?);`, nonce, at); err != nil {
-				return err
-			}
-		}
-		return trimNonces(v.conn, v.m.now(), v.m.cfg.NonceTTL)
+		return store.RecordNonces(v.conn, v.usedNonces, v.m.now(), v.m.cfg.NonceTTL)
 	})
 	if err != nil {
 		v.log.Error().Err(err).Int("nonces", len(v.usedNonces)).Msg("record used resume nonces")
@@ -420,19 +402,19 @@ func (m *Manager) checkNonce(nonce string, now time.Time) error {
 }
 
 // addSession makes s usable, also to preverify.
-func (v *Vault) addSession(s *session) {
-	v.sessions[s.id] = s
-	v.keys.Store(s.id, s.key)
+func (v *Vault) addSession(s *store.Session) {
+	v.sessions[s.ID] = s
+	v.keys.Store(s.ID, s.Key)
 }
 
-func (v *Vault) liveSession(id string, now time.Time) (*session, error) {
+func (v *Vault) liveSession(id string, now time.Time) (*store.Session, error) {
 	s, ok := v.sessions[id]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeSessionUnknown, "this vault has no session %q", truncateID(id))
 	}
-	if now.UnixMilli() >= s.expiresAt {
+	if now.UnixMilli() >= s.ExpiresAt {
 		return nil, protocol.Errorf(protocol.CodeSessionExpired, "session expired at %s; sign in again",
-			time.UnixMilli(s.expiresAt).UTC().Format(time.RFC3339))
+			time.UnixMilli(s.ExpiresAt).UTC().Format(time.RFC3339))
 	}
 	return s, nil
 }

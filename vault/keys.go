@@ -4,12 +4,11 @@ import (
 	"crypto/ecdsa"
 	"errors"
 
-	"github.com/ethereum/go-ethereum/common"
 	"zombiezen.com/go/sqlite"
-	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // The vault's side of its keys (package keys seals them): reading them
@@ -45,43 +44,18 @@ func (v *Vault) createKeys(conn *sqlite.Conn) error {
 	if err != nil {
 		return err
 	}
-	if err := exec(conn, `UPDATE vault SET data_key = ?, kek_id = ? WHERE id = 1;`, wrapped, v.m.cfg.KEK.ID()); err != nil {
+	if err := store.WriteDataKey(conn, wrapped, v.m.cfg.KEK.ID()); err != nil {
 		return err
 	}
-	return exec(conn, `INSERT INTO session_keys (address, sealed, created_at) VALUES (?, ?, ?);`,
-		first.Address.Hex(), first.Sealed, v.m.now().UnixMilli())
+	return store.AddSessionKey(conn, first, v.m.now().UnixMilli())
 }
 
 // loadKeys reads the vault's key state.
 func (v *Vault) loadKeys() error {
 	defer v.publishKey()
-	v.ring = keys.Ring{}
-	err := sqlitex.ExecuteTransient(v.conn, `SELECT data_key, kek_id FROM vault WHERE id = 1;`, &sqlitex.ExecOptions{
-		ResultFunc: func(s *sqlite.Stmt) error {
-			if s.ColumnType(0) != sqlite.TypeNull {
-				v.ring.DataKey = columnBytes(s, 0)
-				v.ring.KEKID = s.ColumnText(1)
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return err
-	}
-	return sqlitex.ExecuteTransient(v.conn, `SELECT id, address, sealed, created_at FROM session_keys WHERE retired_at = 0 ORDER BY id DESC LIMIT 1;`,
-		&sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
-			v.ring.KeyID = s.ColumnInt64(0)
-			v.ring.Address = common.HexToAddress(s.ColumnText(1))
-			v.ring.Sealed = columnBytes(s, 2)
-			v.ring.Created = s.ColumnInt64(3)
-			return nil
-		}})
-}
-
-func columnBytes(s *sqlite.Stmt, col int) []byte {
-	b := make([]byte, s.ColumnLen(col))
-	s.ColumnBytes(col, b)
-	return b
+	var err error
+	v.ring, err = store.ReadRing(v.conn)
+	return err
 }
 
 // ensureKeys gives a vault made before vaults held keys its data key and
@@ -90,7 +64,7 @@ func (v *Vault) ensureKeys() error {
 	if v.ring.HasKey() {
 		return nil
 	}
-	_, err := v.write(func(t *tx) error {
+	_, err := v.write(func(t *store.Tx) error {
 		if v.ring.DataKey == nil {
 			if err := v.createKeys(v.conn); err != nil {
 				return err
@@ -101,8 +75,8 @@ func (v *Vault) ensureKeys() error {
 		if err := v.loadKeys(); err != nil {
 			return err
 		}
-		t.then(v.keyMade)
-		return t.put(protocol.KindAccount, protocol.KindAccount, v.account())
+		t.Then(v.keyMade)
+		return t.Put(protocol.KindAccount, protocol.KindAccount, v.account())
 	})
 	if err != nil {
 		v.ring = keys.Ring{}
@@ -114,23 +88,19 @@ func (v *Vault) ensureKeys() error {
 }
 
 // insertKey retires the current session key and seals a new one.
-func (v *Vault) insertKey(t *tx) error {
+func (v *Vault) insertKey(t *store.Tx) error {
 	k, err := v.ring.NewSessionKey(v.m.cfg.KEK, v.id)
 	if err != nil {
 		return err
 	}
-	if err := exec(v.conn, `UPDATE session_keys SET retired_at = ? WHERE retired_at = 0;`, t.now.UnixMilli()); err != nil {
-		return err
-	}
-	return exec(v.conn, `INSERT INTO session_keys (address, sealed, created_at) VALUES (?, ?, ?);`,
-		k.Address.Hex(), k.Sealed, t.now.UnixMilli())
+	return store.AddSessionKey(v.conn, k, t.Now.UnixMilli())
 }
 
 // rotateKey is key.rotate: the owner replaces the vault's session key. The
 // old key is kept sealed and retired (transactions it signed can still be
 // followed), and grants made to it no longer serve: the owner grants the
 // new key.
-func (v *Vault) rotateKey(t *tx) (any, error) {
+func (v *Vault) rotateKey(t *store.Tx) (any, error) {
 	old := v.ring
 	if err := v.insertKey(t); err != nil {
 		return nil, err
@@ -141,12 +111,12 @@ func (v *Vault) rotateKey(t *tx) (any, error) {
 	}
 	next := v.ring
 	v.ring = old // memory changes only after commit
-	t.then(func() {
+	t.Then(func() {
 		v.ring = next
 		v.publishKey()
 		v.keyMade()
 	})
-	if err := t.put(protocol.KindAccount, protocol.KindAccount, next.Account()); err != nil {
+	if err := t.Put(protocol.KindAccount, protocol.KindAccount, next.Account()); err != nil {
 		return nil, err
 	}
 	v.log.Info().Str("old_key", old.Address.Hex()).Str("new_key", next.Address.Hex()).Msg("session key rotated")

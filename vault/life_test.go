@@ -15,6 +15,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // checkLife fails the test if the manager's bookkeeping disagrees with its
@@ -236,9 +237,9 @@ func TestInterruptedCreationLeavesNoVault(t *testing.T) {
 	// What a crash in the middle leaves: a temporary file, removed at start.
 	p := pathFor(e.dir, idOf(w.Address()))
 	must(t, os.MkdirAll(filepath.Dir(p), 0o700))
-	must(t, os.WriteFile(p+newSuffix, []byte("half a vault"), 0o600))
+	must(t, os.WriteFile(p+store.NewSuffix, []byte("half a vault"), 0o600))
 	e.restart()
-	if _, err := os.Stat(p + newSuffix); !os.IsNotExist(err) {
+	if _, err := os.Stat(p + store.NewSuffix); !os.IsNotExist(err) {
 		t.Fatalf("the start did not remove the unfinished creation: %v", err)
 	}
 	if u := e.signIn(w); u.state(t).Owner != w.Address().Hex() {

@@ -17,6 +17,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Config configures a Manager. Dir and Nonces are required; every other
@@ -133,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// FilesPerVault is how many file descriptors an open vault holds.
+const FilesPerVault = store.FilesPerVault
+
 // DefaultMaxOpen is how many vault files a node keeps open by default
 // (BENCHMARKS.md has the figures it was chosen by).
 const DefaultMaxOpen = 1000
@@ -180,7 +184,7 @@ type Manager struct {
 	// leaving a stop interrupted, whose files here are tombstones (→
 	// where they went), and received files not installed yet (→ epoch).
 	moving      map[string]string
-	pending     map[string]moveMark
+	pending     map[string]store.MoveMark
 	tombstones  map[string]string
 	incoming    map[string]uint64
 	quarantined map[string]string // vault id → where its file was moved (quarantine.go)
@@ -205,7 +209,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "vaults"), 0o700); err != nil {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
-	lock, err := lockDir(cfg.Dir)
+	lock, err := store.LockDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
@@ -217,7 +221,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*inbox{},
 		wakeUp: make(chan struct{}, 1), held: map[string]uint64{},
-		moving: map[string]string{}, pending: map[string]moveMark{}, tombstones: map[string]string{}, incoming: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
+		moving: map[string]string{}, pending: map[string]store.MoveMark{}, tombstones: map[string]string{}, incoming: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }

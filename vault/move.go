@@ -12,9 +12,11 @@ import (
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
+	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Moving a vault to another node (a drain). The vault's file is shipped
@@ -41,13 +43,6 @@ import (
 // A node that stops at any step finds the mark (or the incoming file) at
 // its next start: PendingMoves and Incoming list them, and the cluster
 // package settles each against the directory (see cluster/handoff.go).
-
-// moveMark is a vault's move out of its node, as its file records it.
-type moveMark struct {
-	to    string // the node it goes to; "" when none
-	epoch uint64 // its epoch there
-	done  bool   // the directory names that node: this file is a tombstone
-}
 
 // errMoving answers requests for a vault that is moving to another node,
 // or moved (a stale route): the client retries and is routed there.
@@ -93,10 +88,10 @@ func (m *Manager) MoveOut(ctx context.Context, addr common.Address, to string) (
 	var epoch uint64
 	err = v.do(ctx, func() error {
 		epoch = v.epoch
-		if err := exec(v.conn, `UPDATE vault SET move_to = ?, move_epoch = ?, moved = 0 WHERE id = 1;`, to, int64(v.epoch+1)); err != nil {
+		if err := store.SetMoveMark(v.conn, to, v.epoch+1); err != nil {
 			return err
 		}
-		v.move = moveMark{to: to, epoch: v.epoch + 1}
+		v.move = store.MoveMark{To: to, Epoch: v.epoch + 1}
 		for s := range v.subs {
 			if mw, ok := s.(moveWaiter); ok {
 				mw.Moved()
@@ -155,12 +150,12 @@ func readClean(p string) ([]byte, error) {
 
 // setMark writes a vault file's move columns (and its epoch) on a
 // connection of its own; the vault has no instance.
-func (m *Manager) setMark(id, query string, args ...any) error {
-	conn, err := openConn(pathFor(m.cfg.Dir, id), false)
+func (m *Manager) setMark(id string, write func(conn *sqlite.Conn) error) error {
+	conn, err := store.Open(pathFor(m.cfg.Dir, id))
 	if err != nil {
 		return err
 	}
-	err = exec(conn, query, args...)
+	err = write(conn)
 	if cerr := conn.Close(); err == nil {
 		err = cerr
 	}
@@ -171,7 +166,7 @@ func (m *Manager) setMark(id, query string, args ...any) error {
 // cleared, and the vault serves here again.
 func (m *Manager) MoveAbort(addr common.Address) error {
 	id := idOf(addr)
-	err := m.setMark(id, `UPDATE vault SET move_to = '', move_epoch = 0, moved = 0 WHERE id = 1;`)
+	err := m.setMark(id, store.ClearMoveMark)
 	m.mu.Lock()
 	delete(m.moving, id)
 	if err == nil {
@@ -190,7 +185,7 @@ func (m *Manager) MoveAbort(addr common.Address) error {
 // tombstone (moved = 1), and this node forgets the vault.
 func (m *Manager) MoveDone(addr common.Address) error {
 	id := idOf(addr)
-	if err := m.setMark(id, `UPDATE vault SET moved = 1 WHERE id = 1;`); err != nil {
+	if err := m.setMark(id, store.SetMoved); err != nil {
 		// The mark alone keeps the vault from being served here; the
 		// next start settles it against the directory again.
 		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("moved vault: tombstone not written")
@@ -198,7 +193,7 @@ func (m *Manager) MoveDone(addr common.Address) error {
 	m.mu.Lock()
 	to := m.moving[id]
 	if to == "" {
-		to = m.pending[id].to
+		to = m.pending[id].To
 	}
 	delete(m.moving, id)
 	delete(m.pending, id)
@@ -267,7 +262,7 @@ func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
 	os.Remove(p + incomingSuffix + ".epoch")
-	if err := m.setMark(id, `UPDATE vault SET epoch = ?, move_to = '', move_epoch = 0, moved = 0 WHERE id = 1;`, int64(epoch)); err != nil {
+	if err := m.setMark(id, func(conn *sqlite.Conn) error { return store.SetArrived(conn, epoch) }); err != nil {
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
 	m.mu.Lock()
@@ -312,7 +307,7 @@ func (m *Manager) PendingMoves() []Move {
 	defer m.mu.Unlock()
 	out := make([]Move, 0, len(m.pending))
 	for id, mk := range m.pending {
-		out = append(out, Move{Vault: common.HexToAddress(id), To: mk.to, Epoch: mk.epoch})
+		out = append(out, Move{Vault: common.HexToAddress(id), To: mk.To, Epoch: mk.Epoch})
 	}
 	return out
 }
@@ -350,7 +345,7 @@ func (m *Manager) scanIncoming() {
 // moveRefusal is why acquire refuses the vault id while it moves, or
 // after it moved; nil otherwise. m.mu is held.
 func (m *Manager) moveRefusalLocked(id string) error {
-	if m.moving[id] != "" || m.pending[id].to != "" || m.tombstones[id] != "" || m.incoming[id] != 0 {
+	if m.moving[id] != "" || m.pending[id].To != "" || m.tombstones[id] != "" || m.incoming[id] != 0 {
 		return errMoving
 	}
 	return nil

@@ -7,13 +7,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
-	"syscall"
 	"time"
-
-	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/internal/atomicfile"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // One vault can never take the node down. A vault file that cannot be read
@@ -33,44 +31,16 @@ var (
 		"the node's disk is full: nothing was written; retry later")
 )
 
-// damage is an error that says a file is not a readable vault.
-type damage struct{ reason string }
-
-func (d *damage) Error() string { return d.reason }
-
-func damaged(format string, args ...any) error { return &damage{fmt.Sprintf(format, args...)} }
-
-// isDamaged reports whether err says the file itself is bad, which no
-// retry will mend.
-func isDamaged(err error) bool {
-	var d *damage
-	if errors.As(err, &d) {
-		return true
-	}
-	switch sqlite.ErrCode(err).ToPrimary() {
-	case sqlite.ResultCorrupt, sqlite.ResultNotADB:
-		return true
-	}
-	return false
-}
-
-// isFull reports whether err says the disk (or the process's file size
-// limit) is full.
-func isFull(err error) bool {
-	return sqlite.ErrCode(err).ToPrimary() == sqlite.ResultFull ||
-		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
-}
-
 // fault turns an error from the vault's file into what a caller is told,
 // and acts on it: a damaged file is quarantined (the instance ends), a
 // full disk is reported to the manager (readiness), anything else is
 // logged as an internal error. It runs on the goroutine.
 func (v *Vault) fault(what string, err error) error {
 	switch {
-	case isDamaged(err):
+	case store.IsDamaged(err):
 		v.quarantine(what, err)
 		return errQuarantined
-	case isFull(err):
+	case store.IsFull(err):
 		v.m.storage.full(v.m, what, err)
 		v.log.Warn().Err(err).Msg(what + ": the disk is full")
 		return errStorageFull

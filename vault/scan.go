@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // The start-up scan: every vault file is read once, by a pool of workers,
@@ -63,7 +65,7 @@ func (m *Manager) scanDir(ctx context.Context) error {
 // appears in vaults/ whole or not at all (createFile), so these never held
 // a vault.
 func (m *Manager) removeLeftovers() {
-	left, _ := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*"+newSuffix+"*"))
+	left, _ := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*"+store.NewSuffix+"*"))
 	for _, f := range left {
 		if err := os.Remove(f); err != nil {
 			m.cfg.Logger.Warn().Err(err).Str("file", f).Msg("remove an unfinished vault creation")
@@ -84,7 +86,7 @@ func (m *Manager) scanFile(f string) {
 	err := m.readFile(f, common.HexToAddress(id))
 	switch {
 	case err == nil:
-	case isDamaged(err):
+	case store.IsDamaged(err):
 		m.quarantine(id, err)
 	default:
 		m.mu.Lock()
@@ -100,10 +102,10 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return damaged("%s is not a regular file (%s)", f, fi.Mode().Type())
+		return store.Damaged("%s is not a regular file (%s)", f, fi.Mode().Type())
 	}
 	v := newVault(m, addr)
-	conn, err := openSnapshot(f)
+	conn, err := store.OpenSnapshot(f)
 	if err != nil {
 		return err
 	}
@@ -121,17 +123,17 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 		}
 	}
 	switch {
-	case v.move.done:
+	case v.move.Done:
 		m.mu.Lock()
-		m.tombstones[v.id] = v.move.to
+		m.tombstones[v.id] = v.move.To
 		m.mu.Unlock()
 		return v.conn.Close()
-	case v.move.to != "":
+	case v.move.To != "":
 		m.mu.Lock()
 		m.pending[v.id] = v.move
 		m.held[v.id] = v.epoch
 		m.mu.Unlock()
-		m.cfg.Logger.Warn().Str("vault", v.id).Str("to", v.move.to).Msg("a move out of this node did not finish; the vault waits for the cluster's directory to settle it")
+		m.cfg.Logger.Warn().Str("vault", v.id).Str("to", v.move.To).Msg("a move out of this node did not finish; the vault waits for the cluster's directory to settle it")
 		return v.conn.Close()
 	}
 	v.report()

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Ending sessions: a session ends itself (session.end, signed by its
@@ -47,11 +48,11 @@ func (v *Vault) endSessions(ended func(id string) bool, reason string) {
 }
 
 // endSession is session.end: the sending session ends.
-func (v *Vault) endSession(t *tx, session string) (any, error) {
-	if err := exec(v.conn, `DELETE FROM sessions WHERE id = ?;`, session); err != nil {
+func (v *Vault) endSession(t *store.Tx, session string) (any, error) {
+	if err := store.DeleteSession(v.conn, session); err != nil {
 		return nil, err
 	}
-	t.then(func() {
+	t.Then(func() {
 		v.endSessions(func(id string) bool { return id == session }, "signed out")
 		v.log.Info().Str("session", truncateID(session)).Msg("session ended by its own key (signed out)")
 	})
@@ -107,11 +108,11 @@ func (v *Vault) revoke(msg *protocol.Message, socketNonce string) (int, error) {
 	}
 	n := len(v.sessions)
 	now := v.m.now()
-	_, err := v.write(func(t *tx) error {
-		if err := recordNonce(v.conn, strings.Clone(msg.Nonce), now, v.m.cfg.NonceTTL); err != nil {
+	_, err := v.write(func(t *store.Tx) error {
+		if err := store.RecordNonce(v.conn, strings.Clone(msg.Nonce), now, v.m.cfg.NonceTTL); err != nil {
 			return err
 		}
-		return exec(v.conn, `DELETE FROM sessions;`)
+		return store.DeleteSessions(v.conn)
 	})
 	if err != nil {
 		return 0, v.fault("revoke sessions", err)

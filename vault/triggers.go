@@ -5,12 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"regexp"
 	"strings"
 	"time"
 
+	"zombiezen.com/go/sqlite"
+
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // trigger is a stored trigger with the evaluation state of its condition.
@@ -249,7 +253,7 @@ func newID(prefix string) string {
 }
 
 // apply runs one authenticated command inside a write transaction.
-func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
+func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
 	switch cmd.Op {
 	case protocol.OpTriggerCreate, protocol.OpTriggerUpdate, protocol.OpTriggerPause, protocol.OpTriggerResume, protocol.OpTriggerDelete:
 		tr, err := v.applyTrigger(t, cmd)
@@ -257,7 +261,7 @@ func (v *Vault) apply(t *tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		// The owner's own changes are in the activity too.
-		ev := event{cause: "command", now: t.now}
+		ev := event{cause: "command", now: t.Now}
 		if err := v.putEvaluation(t, ev, tr.ID, commandOutcomes[cmd.Op], tr.Name); err != nil {
 			return nil, err
 		}
@@ -304,7 +308,7 @@ var commandOutcomes = map[string]string{
 
 // applyTrigger runs a trigger command and returns the trigger it changed
 // (as it was, for a delete).
-func (v *Vault) applyTrigger(t *tx, cmd protocol.Command) (*trigger, error) {
+func (v *Vault) applyTrigger(t *store.Tx, cmd protocol.Command) (*trigger, error) {
 	switch cmd.Op {
 	case protocol.OpTriggerCreate:
 		var spec protocol.TriggerSpec
@@ -350,22 +354,22 @@ func decodeArgs(raw json.RawMessage, into any) error {
 	return nil
 }
 
-func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (*trigger, error) {
-	if err := validateSpec(&spec, t.now); err != nil {
+func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*trigger, error) {
+	if err := validateSpec(&spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.checkAction(spec.Action, t.now.UnixMilli()); err != nil {
+	if err := v.checkAction(spec.Action, t.Now.UnixMilli()); err != nil {
 		return nil, err
 	}
 	if len(v.triggers) >= v.m.cfg.MaxTriggers {
 		return nil, invalid("this vault already has %d triggers, the limit", v.m.cfg.MaxTriggers)
 	}
-	now := t.now.UnixMilli()
+	now := t.Now.UnixMilli()
 	tr := &trigger{Trigger: protocol.Trigger{ID: newID("t_"), TriggerSpec: spec, Status: protocol.StatusActive, CreatedAt: now, UpdatedAt: now}}
 	if spec.Paused {
 		tr.Status = protocol.StatusPaused
 	}
-	tr.state = initialState(&tr.Condition, t.now, v.m.latest)
+	tr.state = initialState(&tr.Condition, t.Now, v.m.latest)
 	tr.NextDueAt = tr.scheduleDue()
 	if err := v.putTrigger(t, tr); err != nil {
 		return nil, err
@@ -373,15 +377,15 @@ func (v *Vault) createTrigger(t *tx, spec protocol.TriggerSpec) (*trigger, error
 	return tr, nil
 }
 
-func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (*trigger, error) {
+func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*trigger, error) {
 	old, ok := v.triggers[a.ID]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", truncateID(a.ID))
 	}
-	if err := validateSpec(&a.Spec, t.now); err != nil {
+	if err := validateSpec(&a.Spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.checkAction(a.Spec.Action, t.now.UnixMilli()); err != nil {
+	if err := v.checkAction(a.Spec.Action, t.Now.UnixMilli()); err != nil {
 		return nil, err
 	}
 	tr := old.clone()
@@ -390,23 +394,23 @@ func (v *Vault) updateTrigger(t *tx, a protocol.UpdateArgs) (*trigger, error) {
 	if a.Spec.Paused {
 		tr.Status = protocol.StatusPaused
 	}
-	tr.Fires, tr.LastFiredAt, tr.UpdatedAt = 0, 0, t.now.UnixMilli()
-	tr.state = initialState(&tr.Condition, t.now, v.m.latest)
+	tr.Fires, tr.LastFiredAt, tr.UpdatedAt = 0, 0, t.Now.UnixMilli()
+	tr.state = initialState(&tr.Condition, t.Now, v.m.latest)
 	tr.NextDueAt = tr.scheduleDue()
 	return tr, v.putTrigger(t, tr)
 }
 
-func (v *Vault) changeTrigger(t *tx, op, id string) (*trigger, error) {
+func (v *Vault) changeTrigger(t *store.Tx, op, id string) (*trigger, error) {
 	old, ok := v.triggers[id]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", truncateID(id))
 	}
 	if op == protocol.OpTriggerDelete {
-		if err := deleteTrigger(v.conn, id); err != nil {
+		if err := store.DeleteTrigger(v.conn, id); err != nil {
 			return nil, err
 		}
-		t.del(protocol.KindTrigger, id)
-		t.then(func() { delete(v.triggers, id) })
+		t.Del(protocol.KindTrigger, id)
+		t.Then(func() { delete(v.triggers, id) })
 		return old, nil
 	}
 	tr := old.clone()
@@ -417,7 +421,7 @@ func (v *Vault) changeTrigger(t *tx, op, id string) (*trigger, error) {
 		tr.Status, tr.Paused = protocol.StatusActive, false
 		// Inputs moved while paused: start again from the latest values,
 		// and a schedule that came due while paused ticks once.
-		fresh := initialState(&tr.Condition, t.now, v.m.latest)
+		fresh := initialState(&tr.Condition, t.Now, v.m.latest)
 		i := 0
 		walkLeaves(&tr.Condition, func(l *protocol.Condition) {
 			if l.Signal != "" {
@@ -428,18 +432,45 @@ func (v *Vault) changeTrigger(t *tx, op, id string) (*trigger, error) {
 	default:
 		return nil, protocol.Errorf(protocol.CodeInvalidTrigger, "trigger %s is %s; cannot %s", id, tr.Status, strings.TrimPrefix(op, "trigger."))
 	}
-	tr.UpdatedAt = t.now.UnixMilli()
+	tr.UpdatedAt = t.Now.UnixMilli()
 	return tr, v.putTrigger(t, tr)
 }
 
+// loadTriggers reads the vault's triggers with their conditions' state.
+func loadTriggers(conn *sqlite.Conn) (map[string]*trigger, error) {
+	rows, err := store.LoadTriggers(conn)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*trigger, len(rows))
+	for _, r := range rows {
+		t := &trigger{Trigger: r.Trigger, firedTotal: r.FiredTotal}
+		if err := json.Unmarshal(r.State, &t.state); err != nil {
+			return nil, fmt.Errorf("load triggers: trigger %s state: %w", t.ID, err)
+		}
+		t.NextDueAt = t.scheduleDue()
+		out[t.ID] = t
+	}
+	return out, nil
+}
+
+// saveTrigger writes a trigger with its condition's state.
+func saveTrigger(conn *sqlite.Conn, t *trigger) error {
+	state, err := json.Marshal(t.state)
+	if err != nil {
+		return err
+	}
+	return store.SaveTrigger(conn, store.TriggerRow{Trigger: t.Trigger, State: state, FiredTotal: t.firedTotal})
+}
+
 // putTrigger writes tr and records the change; memory follows on commit.
-func (v *Vault) putTrigger(t *tx, tr *trigger) error {
+func (v *Vault) putTrigger(t *store.Tx, tr *trigger) error {
 	if err := saveTrigger(v.conn, tr); err != nil {
 		return err
 	}
-	if err := t.put(protocol.KindTrigger, tr.ID, tr.Trigger); err != nil {
+	if err := t.Put(protocol.KindTrigger, tr.ID, tr.Trigger); err != nil {
 		return err
 	}
-	t.then(func() { v.triggers[tr.ID] = tr })
+	t.Then(func() { v.triggers[tr.ID] = tr })
 	return nil
 }

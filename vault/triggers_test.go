@@ -10,6 +10,7 @@ import (
 	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 func TestInvalidTriggersRefused(t *testing.T) {
@@ -262,8 +263,8 @@ func TestOneOffAtFiresOnce(t *testing.T) {
 }
 
 // TestEvaluationLogTrimmed: the evaluation log keeps the newest
-// EvaluationsKeep rows, trimmed every trimEvery rows, so it never holds
-// fewer than keep once it had them, nor more than keep+trimEvery-1.
+// EvaluationsKeep rows, trimmed every store.TrimEvery rows, so it never holds
+// fewer than keep once it had them, nor more than keep+store.TrimEvery-1.
 func TestEvaluationLogTrimmed(t *testing.T) {
 	e := newEnvWith(t, func(e *env) { e.evalKeep, e.latest["X"] = 5, 15 })
 	u := e.newUser()
@@ -284,21 +285,21 @@ func TestEvaluationLogTrimmed(t *testing.T) {
 		if hi < 5 {
 			continue
 		}
-		if count < 5 || count > 5+trimEvery-1 || hi-lo+1 != count {
-			t.Fatalf("after evaluation %d the log holds %d rows (%d..%d), want the newest 5 to %d", hi, count, lo, hi, 5+trimEvery-1)
+		if count < 5 || count > 5+store.TrimEvery-1 || hi-lo+1 != count {
+			t.Fatalf("after evaluation %d the log holds %d rows (%d..%d), want the newest 5 to %d", hi, count, lo, hi, 5+store.TrimEvery-1)
 		}
-		if hi%trimEvery == 0 && count != 5 {
+		if hi%store.TrimEvery == 0 && count != 5 {
 			t.Fatalf("evaluation %d should have trimmed the log to 5 rows, it holds %d", hi, count)
 		}
 		deferred = deferred || count > 5
-		if hi > 3*trimEvery {
+		if hi > 3*store.TrimEvery {
 			break
 		}
-		if i > 10*trimEvery {
+		if i > 10*store.TrimEvery {
 			t.Fatalf("%d signals made only %d evaluations", i, hi)
 		}
 	}
 	if !deferred {
-		t.Fatal("the log was trimmed at every evaluation, want every trimEvery")
+		t.Fatal("the log was trimmed at every evaluation, want every store.TrimEvery")
 	}
 }

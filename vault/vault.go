@@ -12,6 +12,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Subscriber receives a vault's frames (ready, snapshot, diffs) for one
@@ -57,11 +58,11 @@ type Vault struct {
 	born     bool         // the vault's file exists and its state is loaded
 	owner    common.Address
 	version  uint64
-	epoch    uint64    // rises at every move to another node (the directory's home names it)
-	move     moveMark  // a move out of this node begun (or done: a tombstone); the vault refuses writes
-	ring     keys.Ring // the vault's keys, sealed (keys.go)
+	epoch    uint64         // rises at every move to another node (the directory's home names it)
+	move     store.MoveMark // a move out of this node begun (or done: a tombstone); the vault refuses writes
+	ring     keys.Ring      // the vault's keys, sealed (keys.go)
 	triggers map[string]*trigger
-	sessions map[string]*session
+	sessions map[string]*store.Session
 	subs     map[Subscriber]string // → the session it is bound to
 	forget   bool                  // end the goroutine after this letter (hibernation, a fault)
 	next     int64                 // next alarm (unix ms), as last reported
@@ -99,7 +100,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		triggers: map[string]*trigger{},
-		sessions: map[string]*session{},
+		sessions: map[string]*store.Session{},
 		subs:     map[Subscriber]string{},
 	}
 	v.touch()
@@ -170,7 +171,7 @@ func (v *Vault) run(hasFile bool) {
 // instance, and its next use tries again.
 func (v *Vault) openExisting() bool {
 	err := v.openFile()
-	if err == nil && v.move.to != "" {
+	if err == nil && v.move.To != "" {
 		// A copy that moved (or is moving) to another node: it serves
 		// nothing here (move.go).
 		v.conn.Close()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // What a vault shows its subscribers: diffs as they commit, a snapshot
@@ -42,13 +43,13 @@ func (v *Vault) snapshot() (protocol.State, error) {
 	st := protocol.State{Vault: v.addr.Hex(), Owner: v.owner.Hex(), Version: v.version, Account: v.account(),
 		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
 	var err error
-	if st.Grants, err = loadGrants(v.conn, ""); err != nil {
+	if st.Grants, err = store.LoadGrants(v.conn, ""); err != nil {
 		return st, err
 	}
-	if st.Intents, err = recentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
+	if st.Intents, err = store.RecentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
 		return st, err
 	}
-	st.Evaluations, err = recentEvaluations(v.conn, v.m.cfg.SnapshotRecent)
+	st.Evaluations, err = store.RecentEvaluations(v.conn, v.m.cfg.SnapshotRecent)
 	return st, err
 }
 
@@ -64,6 +65,19 @@ func (v *Vault) sortedTriggers() []protocol.Trigger {
 		return out[i].ID < out[j].ID
 	})
 	return out
+}
+
+// diffsSince returns the diff frames after version since. ok is false when
+// the log no longer reaches back that far (the caller sends a snapshot).
+func (v *Vault) diffsSince(since uint64) (frames [][]byte, ok bool, err error) {
+	if since == v.version {
+		return nil, true, nil
+	}
+	vs, ok, err := store.ReadLog(v.conn, since)
+	for _, e := range vs {
+		frames = append(frames, v.diffFrame(e.Version, e.At, e.Changes))
+	}
+	return frames, ok, err
 }
 
 // catchUp returns the frames that make a new subscriber current: the
@@ -138,10 +152,10 @@ func (v *Vault) activity(a protocol.ActivityArgs) (any, error) {
 			}
 			before = n
 		}
-		evs, err := olderEvaluations(v.conn, before, a.Trigger, a.Limit)
+		evs, err := store.OlderEvaluations(v.conn, before, a.Trigger, a.Limit)
 		return map[string]any{"evaluations": evs}, err
 	case protocol.KindIntent:
-		ins, err := olderIntents(v.conn, a.Before, a.Trigger, a.Limit)
+		ins, err := store.OlderIntents(v.conn, a.Before, a.Trigger, a.Limit)
 		return map[string]any{"intents": ins}, err
 	}
 	return nil, protocol.Errorf(protocol.CodeBadCommand, "kind must be %q or %q", protocol.KindEvaluation, protocol.KindIntent)

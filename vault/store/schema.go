@@ -1,4 +1,4 @@
-package vault
+package store
 
 import "zombiezen.com/go/sqlite/sqlitemigration"
 
@@ -130,4 +130,10 @@ var schema = sqlitemigration.Schema{
 		ALTER TABLE vault ADD COLUMN move_epoch INTEGER NOT NULL DEFAULT 0;
 		ALTER TABLE vault ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;`,
 	},
+}
+
+// SchemaAt is the schema as its first n migrations left it: a file of an
+// older node, for tests of what a migration does to it.
+func SchemaAt(n int) sqlitemigration.Schema {
+	return sqlitemigration.Schema{AppID: appID, Migrations: schema.Migrations[:n]}
 }

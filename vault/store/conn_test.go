@@ -1,14 +1,9 @@
-package vault
+package store
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/spells-dev/spells/protocol"
 
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
@@ -39,7 +34,7 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 	if fi.Size() != 0 {
 		t.Fatalf("after close the WAL holds %d bytes, want 0", fi.Size())
 	}
-	snap, err := openSnapshot(path)
+	snap, err := OpenSnapshot(path)
 	if err != nil || snap == nil {
 		t.Fatalf("openSnapshot after a clean close = %v, %v; want a snapshot", snap, err)
 	}
@@ -72,52 +67,5 @@ func TestClosedVaultKeepsAnEmptyWAL(t *testing.T) {
 	}
 	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
 		t.Fatalf("reopened vault after a commit: WAL %v, %v; want the commit in the WAL", fi, err)
-	}
-}
-
-// BenchmarkReopenVaultFile measures what waking a hibernated vault costs
-// inside this package, run on the vault's own goroutine: opening its file
-// (pragmas, schema check, loading its trigger and sessions) and closing it
-// again (checkpoint, WAL truncation). The node-level figure is bench cold.
-func BenchmarkReopenVaultFile(b *testing.B) { benchmarkReopen(b, nil) }
-
-// BenchmarkReopenVaultFileAndCommit adds one durable transaction after the
-// wake-up, recording a nonce, as a resume did before writeVolatile.
-func BenchmarkReopenVaultFileAndCommit(b *testing.B) {
-	benchmarkReopen(b, func(v *Vault, fn func(*tx) error) error { _, err := v.write(fn); return err })
-}
-
-// BenchmarkReopenVaultFileAndResume adds what a resume writes: its nonce,
-// committed without waiting for the disk (flushNonces, when the file
-// closes; the resume itself writes nothing).
-func BenchmarkReopenVaultFileAndResume(b *testing.B) {
-	benchmarkReopen(b, func(v *Vault, fn func(*tx) error) error { return v.writeVolatile(func() error { return fn(nil) }) })
-}
-
-func benchmarkReopen(b *testing.B, write func(v *Vault, fn func(*tx) error) error) {
-	e := newEnv(b)
-	e.latest["ETH/USD"] = 2600
-	u := e.newUser()
-	u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
-	ctx := context.Background()
-	n := 0
-	err := u.v.do(ctx, func() error {
-		u.v.closeFile()
-		for b.Loop() {
-			if err := u.v.openFile(); err != nil {
-				return err
-			}
-			if write != nil {
-				n++
-				if err := write(u.v, func(*tx) error { return recordNonce(u.v.conn, fmt.Sprint("bench-", n), e.clock.Now(), time.Hour) }); err != nil {
-					return err
-				}
-			}
-			u.v.closeFile()
-		}
-		return u.v.openFile()
-	})
-	if err != nil {
-		b.Fatal(err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package vault
+package store
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 )
 
 // vaultVFS is the SQLite VFS vault files are opened with. One node owns its
-// data directory (lockDir), and one vault goroutine owns each file, so
+// data directory (LockDir), and one vault goroutine owns each file, so
 // SQLite's own per-file locks only cost: fcntl calls at every open and
 // close, and two walks of a process-wide list of open files under a global
 // mutex (linear in the files open, thousands here). "unix-none" skips them.
@@ -19,10 +19,10 @@ import (
 // (its WAL index lives in the connection's memory).
 const vaultVFS = "unix-none"
 
-// lockDir takes an exclusive lock on dir/LOCK, held while the returned file
+// LockDir takes an exclusive lock on dir/LOCK, held while the returned file
 // stays open: a second node on the same data directory is refused instead
 // of writing the same vault files.
-func lockDir(dir string) (*os.File, error) {
+func LockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package vault
+package store
 
 import (
 	"context"
@@ -49,9 +49,12 @@ func sqliteConfig(tls *libc.TLS, op int32, args ...any) {
 // database file and its WAL (no -shm file in exclusive locking mode).
 const FilesPerVault = 2
 
-// openConn opens and prepares a vault file; with create it creates a
-// missing one, without it a missing file is an error (and not created).
-// Preparing it may migrate it, which is never interrupted (file.go).
+// Open opens and prepares an existing vault file (a missing one is an
+// error, and not created), migrating it forward if needed. Preparing it
+// is never interrupted: a migration runs whole or not at all.
+func Open(path string) (*sqlite.Conn, error) { return openConn(path, false) }
+
+// openConn is Open; with create it creates a missing file (Create).
 func openConn(path string, create bool) (*sqlite.Conn, error) {
 	flags := sqlite.OpenReadWrite | sqlite.OpenNoMutex
 	if create {
@@ -76,13 +79,13 @@ func openConn(path string, create bool) (*sqlite.Conn, error) {
 	return conn, nil
 }
 
-// openSnapshot opens a vault file read-only as immutable, for the start-up
+// OpenSnapshot opens a vault file read-only as immutable, for the start-up
 // scan: no lock, no WAL file created and deleted, which makes reading a
 // cleanly closed vault several times cheaper. It returns nil (and no
 // error) when that would not be safe or enough: a WAL is present (a crash
 // left committed transactions in it; immutable would not see them), or the
 // file is not at the latest migration.
-func openSnapshot(path string) (*sqlite.Conn, error) {
+func OpenSnapshot(path string) (*sqlite.Conn, error) {
 	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
 		return nil, nil
 	}
@@ -140,9 +143,9 @@ func prepareConn(conn *sqlite.Conn, create bool) error {
 		return nil
 	case create && app == 0 && version == 0:
 	case app != appID:
-		return damaged("not a vault file (application id %#x)", app)
+		return Damaged("not a vault file (application id %#x)", app)
 	case version <= 0:
-		return damaged("a vault file without a schema (version %d)", version)
+		return Damaged("a vault file without a schema (version %d)", version)
 	case version > int64(len(schema.Migrations)):
 		return fmt.Errorf("the vault file has schema version %d, newer than this node's %d: run a newer node", version, len(schema.Migrations))
 	}
@@ -153,10 +156,10 @@ func prepareConn(conn *sqlite.Conn, create bool) error {
 // WAL), which vault connections keep.
 const walAutoCheckpoint = 1000
 
-// setDurable switches a connection between FULL (every commit synced, the
-// vault's normal mode) and OFF (no sync, and no automatic checkpoint) for
-// Vault.writeVolatile.
-func setDurable(conn *sqlite.Conn, on bool) error {
+// SetDurable switches a connection between FULL (every commit synced, the
+// vault's normal mode) and OFF (no sync, and no automatic checkpoint), for
+// records whose loss with the machine does no harm.
+func SetDurable(conn *sqlite.Conn, on bool) error {
 	sync, ckpt := "OFF", "0"
 	if on {
 		sync, ckpt = "FULL", fmt.Sprint(walAutoCheckpoint)
@@ -167,12 +170,24 @@ func setDurable(conn *sqlite.Conn, on bool) error {
 	return exec(conn, "PRAGMA wal_autocheckpoint = "+ckpt+";")
 }
 
+// Durable reports whether conn syncs every commit and checkpoints
+// automatically: the vault's normal mode, which SetDurable(conn, false)
+// leaves for one transaction.
+func Durable(conn *sqlite.Conn) (bool, error) {
+	sync, err := pragmaInt(conn, "synchronous")
+	if err != nil {
+		return false, err
+	}
+	ckpt, err := pragmaInt(conn, "wal_autocheckpoint")
+	return sync == 2 && ckpt == walAutoCheckpoint, err
+}
+
 // keepWAL makes closing the connection truncate its WAL file to zero bytes
 // (after the closing checkpoint) instead of deleting it. Otherwise every
 // activation creates the WAL anew, which also costs an fsync of the
 // directory at the first commit, and every close unlinks it; in profiles
 // of cold activations that was a large share of the CPU (BENCHMARKS.md).
-// An empty WAL still marks a cleanly closed vault (openSnapshot relies on
+// An empty WAL still marks a cleanly closed vault (OpenSnapshot relies on
 // that): SQLite only truncates once the checkpoint has completed and
 // synced.
 func keepWAL(conn *sqlite.Conn) error {
@@ -243,8 +258,8 @@ func pragmaInt(conn *sqlite.Conn, name string) (int64, error) {
 	return v, err
 }
 
-// releaseMemory gives back the page cache filled while loading the state,
+// ReleaseMemory gives back the page cache filled while loading the state,
 // which the vault now holds in memory anyway.
-func releaseMemory(conn *sqlite.Conn) {
+func ReleaseMemory(conn *sqlite.Conn) {
 	_ = sqlitex.ExecuteTransient(conn, "PRAGMA shrink_memory;", nil)
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package vault
+package store
 
 import "os"
 
@@ -8,5 +8,5 @@ import "os"
 // also keep a second node off the files.
 const vaultVFS = ""
 
-// lockDir does nothing where flock is not available; see vaultVFS.
-func lockDir(string) (*os.File, error) { return nil, nil }
+// LockDir does nothing where flock is not available; see vaultVFS.
+func LockDir(string) (*os.File, error) { return nil, nil }
