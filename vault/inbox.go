@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/vault/rules"
 )
 
 // The signal path never waits on a vault. A signal value that crosses a
@@ -184,7 +186,7 @@ func (v *Vault) drainInbox() {
 			continue
 		}
 		if ev.signal == "" {
-			if err := v.handle(event{cause: "alarm", now: v.m.now()}); err != nil {
+			if err := v.handle(rules.AlarmEvent(v.m.now())); err != nil {
 				v.fault("alarm evaluation", err)
 			}
 			v.afterChange() // re-arm even when nothing changed

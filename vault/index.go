@@ -7,37 +7,12 @@ import (
 	"github.com/google/btree"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/rules"
 )
 
 // leaf is one threshold condition of one vault's active trigger, as the
-// interest index knows it.
-type leaf struct {
-	vault   string // vault id
-	trigger string
-	n       int // leaf number in the trigger's condition (depth-first)
-	signal  string
-	op      string
-	thr     float64
-	known   bool // a value has been seen
-	met     bool // the last value seen satisfied op thr
-}
-
-func (l leaf) flips(v float64) bool {
-	met := v < l.thr
-	if l.op == protocol.OpAbove {
-		met = v > l.thr
-	}
-	return !l.known || met != l.met
-}
-
-func (l leaf) after(v float64) leaf {
-	l.known = true
-	l.met = v < l.thr
-	if l.op == protocol.OpAbove {
-		l.met = v > l.thr
-	}
-	return l
-}
+// interest index keeps it.
+type leaf = rules.Leaf
 
 // Four ordered sets per signal, by (threshold, vault, trigger, leaf):
 // a value v changes the state of exactly
@@ -56,16 +31,16 @@ const (
 )
 
 func leafLess(a, b leaf) bool {
-	if a.thr != b.thr {
-		return a.thr < b.thr
+	if a.Thr != b.Thr {
+		return a.Thr < b.Thr
 	}
-	if c := strings.Compare(a.vault, b.vault); c != 0 {
+	if c := strings.Compare(a.Vault, b.Vault); c != 0 {
 		return c < 0
 	}
-	if c := strings.Compare(a.trigger, b.trigger); c != 0 {
+	if c := strings.Compare(a.Trigger, b.Trigger); c != 0 {
 		return c < 0
 	}
-	return a.n < b.n
+	return a.N < b.N
 }
 
 type signalSet struct {
@@ -82,7 +57,7 @@ func newSignalSet() *signalSet {
 }
 
 func (s *signalSet) insert(l leaf) {
-	if !l.known {
+	if !l.Known {
 		s.unknown[l] = struct{}{}
 		return
 	}
@@ -90,7 +65,7 @@ func (s *signalSet) insert(l leaf) {
 }
 
 func (s *signalSet) delete(l leaf) {
-	if !l.known {
+	if !l.Known {
 		delete(s.unknown, l)
 		return
 	}
@@ -107,10 +82,10 @@ func (s *signalSet) len() int {
 
 func treeOf(l leaf) int {
 	i := belowUnmet
-	if l.op == protocol.OpAbove {
+	if l.Op == protocol.OpAbove {
 		i = aboveUnmet
 	}
-	if l.met {
+	if l.Met {
 		i++
 	}
 	return i
@@ -120,14 +95,14 @@ func treeOf(l leaf) int {
 func (s *signalSet) crossed(v float64) []leaf {
 	var out []leaf
 	collect := func(l leaf) bool { out = append(out, l); return true }
-	pivot := leaf{thr: v}
+	pivot := leaf{Thr: v}
 	s.trees[belowUnmet].AscendGreaterOrEqual(pivot, func(l leaf) bool {
-		if l.thr > v {
+		if l.Thr > v {
 			out = append(out, l)
 		}
 		return true
 	})
-	s.trees[belowMet].Ascend(func(l leaf) bool { return l.thr <= v && collect(l) })
+	s.trees[belowMet].Ascend(func(l leaf) bool { return l.Thr <= v && collect(l) })
 	s.trees[aboveUnmet].AscendLessThan(pivot, collect)
 	s.trees[aboveMet].AscendGreaterOrEqual(pivot, collect)
 	for l := range s.unknown {
@@ -162,16 +137,16 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]float64 {
 	ix.removeLocked(id)
 	var resend map[string]float64
 	for _, l := range leaves {
-		s := ix.signals[l.signal]
+		s := ix.signals[l.Signal]
 		if s == nil {
 			s = newSignalSet()
-			ix.signals[l.signal] = s
+			ix.signals[l.Signal] = s
 		}
-		if v, ok := ix.last[l.signal]; ok && l.flips(v) {
+		if v, ok := ix.last[l.Signal]; ok && l.Flips(v) {
 			if resend == nil {
 				resend = map[string]float64{}
 			}
-			resend[l.signal] = v
+			resend[l.Signal] = v
 		}
 		s.insert(l)
 	}
@@ -183,10 +158,10 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]float64 {
 
 func (ix *interestIndex) removeLocked(id string) {
 	for _, l := range ix.byVault[id] {
-		if s := ix.signals[l.signal]; s != nil {
+		if s := ix.signals[l.Signal]; s != nil {
 			s.delete(l) // byVault holds the current copy (see replaceInVault)
 			if s.len() == 0 {
-				delete(ix.signals, l.signal)
+				delete(ix.signals, l.Signal)
 			}
 		}
 	}
@@ -208,21 +183,21 @@ func (ix *interestIndex) dispatch(signal string, v float64) []string {
 	var ids []string
 	for _, l := range hit {
 		s.delete(l)
-		nl := l.after(v)
+		nl := l.After(v)
 		s.insert(nl)
 		ix.replaceInVault(l, nl)
-		if _, ok := seen[l.vault]; !ok {
-			seen[l.vault] = struct{}{}
-			ids = append(ids, l.vault)
+		if _, ok := seen[l.Vault]; !ok {
+			seen[l.Vault] = struct{}{}
+			ids = append(ids, l.Vault)
 		}
 	}
 	return ids
 }
 
 func (ix *interestIndex) replaceInVault(old, nl leaf) {
-	ls := ix.byVault[old.vault]
+	ls := ix.byVault[old.Vault]
 	for i := range ls {
-		if ls[i].trigger == old.trigger && ls[i].n == old.n {
+		if ls[i].Trigger == old.Trigger && ls[i].N == old.N {
 			ls[i] = nl
 			return
 		}
@@ -236,7 +211,7 @@ func (ix *interestIndex) watchers(signal string) int {
 	n := 0
 	for _, ls := range ix.byVault {
 		for _, l := range ls {
-			if l.signal == signal {
+			if l.Signal == signal {
 				n++
 				break
 			}

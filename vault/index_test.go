@@ -24,9 +24,9 @@ func TestIndexFindsExactlyTheCrossedLeaves(t *testing.T) {
 				if r.IntN(2) == 0 {
 					op = protocol.OpAbove
 				}
-				l := leaf{vault: id, trigger: "t", n: n, signal: "X", op: op, thr: float64(90 + r.IntN(21))}
+				l := leaf{Vault: id, Trigger: "t", N: n, Signal: "X", Op: op, Thr: float64(90 + r.IntN(21))}
 				if r.IntN(4) > 0 { // most leaves start known, as from the latest value 100
-					l = l.after(100)
+					l = l.After(100)
 				}
 				ls = append(ls, l)
 			}
@@ -39,9 +39,9 @@ func TestIndexFindsExactlyTheCrossedLeaves(t *testing.T) {
 			for id, ls := range model {
 				hit := false
 				for i, l := range ls {
-					if l.flips(v) {
+					if l.Flips(v) {
 						hit = true
-						ls[i] = l.after(v)
+						ls[i] = l.After(v)
 					}
 				}
 				if hit {
@@ -61,8 +61,8 @@ func TestIndexFindsExactlyTheCrossedLeaves(t *testing.T) {
 func TestIndexTickCrossingNothingFindsNothing(t *testing.T) {
 	ix := newInterestIndex()
 	for i := 0; i < 1000; i++ {
-		ix.set(fmt.Sprintf("v%d", i), []leaf{leaf{vault: fmt.Sprintf("v%d", i), trigger: "t", signal: "ETH/USD",
-			op: protocol.OpBelow, thr: 2000 + float64(i)}.after(3500)})
+		ix.set(fmt.Sprintf("v%d", i), []leaf{leaf{Vault: fmt.Sprintf("v%d", i), Trigger: "t", Signal: "ETH/USD",
+			Op: protocol.OpBelow, Thr: 2000 + float64(i)}.After(3500)})
 	}
 	if got := ix.dispatch("ETH/USD", 3400); len(got) != 0 {
 		t.Fatalf("a tick above every threshold woke %d vaults", len(got))
@@ -78,11 +78,11 @@ func TestIndexTickCrossingNothingFindsNothing(t *testing.T) {
 func TestIndexAsksForValuesAReportMissed(t *testing.T) {
 	ix := newInterestIndex()
 	ix.dispatch("X", 10)
-	resend := ix.set("v", []leaf{leaf{vault: "v", trigger: "t", signal: "X", op: protocol.OpBelow, thr: 20}.after(30)})
+	resend := ix.set("v", []leaf{leaf{Vault: "v", Trigger: "t", Signal: "X", Op: protocol.OpBelow, Thr: 20}.After(30)})
 	if resend["X"] != 10 {
 		t.Fatalf("resend = %v, want X=10 (the report predates the last value)", resend)
 	}
-	if resend := ix.set("v", []leaf{leaf{vault: "v", trigger: "t", signal: "X", op: protocol.OpBelow, thr: 20}.after(10)}); len(resend) != 0 {
+	if resend := ix.set("v", []leaf{leaf{Vault: "v", Trigger: "t", Signal: "X", Op: protocol.OpBelow, Thr: 20}.After(10)}); len(resend) != 0 {
 		t.Fatalf("resend = %v for a current report", resend)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -61,7 +62,7 @@ type Vault struct {
 	epoch    uint64         // rises at every move to another node (the directory's home names it)
 	move     store.MoveMark // a move out of this node begun (or done: a tombstone); the vault refuses writes
 	ring     keys.Ring      // the vault's keys, sealed (keys.go)
-	triggers map[string]*trigger
+	triggers map[string]*rules.Trigger
 	sessions map[string]*store.Session
 	subs     map[Subscriber]string // → the session it is bound to
 	forget   bool                  // end the goroutine after this letter (hibernation, a fault)
@@ -99,7 +100,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		inWake:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
-		triggers: map[string]*trigger{},
+		triggers: map[string]*rules.Trigger{},
 		sessions: map[string]*store.Session{},
 		subs:     map[Subscriber]string{},
 	}
