@@ -13,10 +13,10 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/spells-dev/spells/contracts"
-	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/exec"
 )
 
-var _ vault.Chain = (*Client)(nil)
+var _ exec.Chain = (*Client)(nil)
 
 func startDev(t *testing.T, dir string) *Dev {
 	t.Helper()

@@ -30,6 +30,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/web"
 )
@@ -157,7 +158,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.C
 	n.chain = ch
 	chainID := ch.id(n.opts)
 	var chainInfo *protocol.ChainInfo
-	var chainClient vault.Chain
+	var chainClient exec.Chain
 	if ch.client != nil {
 		chainInfo = &ch.info
 		chainClient = ch.client

@@ -130,7 +130,7 @@ func (v *Vault) startFresh() {
 	for len(v.fresh) > 0 && !v.forget && v.conn != nil {
 		in := v.fresh[0]
 		v.fresh = v.fresh[1:]
-		v.startIntent(in)
+		v.intents.Start(in)
 	}
 	v.fresh = nil
 }

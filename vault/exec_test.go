@@ -24,6 +24,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/exec"
 )
 
 // chainEnv is a manager executing on a dev chain of its own, which makes
@@ -40,7 +41,7 @@ func newChainEnv(t *testing.T) *chainEnv { return newChainEnvWith(t, nil) }
 
 // newChainEnvWith is newChainEnv with the vaults' chain wrapped by wrap
 // and the env changed by set.
-func newChainEnvWith(t *testing.T, wrap func(Chain) Chain, set ...func(*env)) *chainEnv {
+func newChainEnvWith(t *testing.T, wrap func(exec.Chain) exec.Chain, set ...func(*env)) *chainEnv {
 	t.Helper()
 	d, err := chain.StartDev(context.Background(), chain.DevConfig{Dir: t.TempDir()})
 	if err != nil {
@@ -173,7 +174,7 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 
 	ce.grant(t, u,
 		delegation.Rules{Token: &delegation.TokenPeriod{Token: dETH, Period: delegation.Period{Amount: chain.Units(2), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}, MaxCalls: 5})
+		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}, MaxCalls: 5})
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: swapOne, MaxFires: 0})
 	ethBefore, usdBefore := ce.balance(t, dETH, u.w.Address()), ce.balance(t, dUSD, u.w.Address())
 	ce.cross(t, u)
@@ -259,7 +260,7 @@ func TestIntentFaults(t *testing.T) {
 
 	t.Run("reverting call", func(t *testing.T) {
 		u, key := ce.funded(t, true)
-		ce.grant(t, u, delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}})
+		ce.grant(t, u, delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}})
 		// A swap with nothing paid in: the pool reverts.
 		data, _ := contracts.MustGet(contracts.ConstantProductPool).ABI.Pack("swap", ce.token("dETH"), big.NewInt(1), u.w.Address())
 		u.create(t, protocol.TriggerSpec{Name: "bad call", Condition: below("X", 10),
@@ -297,8 +298,8 @@ func TestIntentFaults(t *testing.T) {
 		if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "per period") {
 			t.Fatalf("second transfer: %s %q", in.Status, in.Detail)
 		}
-		skipPolicy.Store(true)
-		defer skipPolicy.Store(false)
+		ce.hooks.SkipPolicy.Store(true)
+		defer ce.hooks.SkipPolicy.Store(false)
 		ce.cross(t, u) // the same, past the vault's check: the enforcer refuses
 		in := waitIntent(t, u)
 		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "ERC20PeriodTransferEnforcer") {
@@ -324,14 +325,12 @@ func TestIntentResentAfterACrash(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
 		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "7"})})
 	stopped := make(chan struct{})
-	stop := func(v *Vault) bool {
-		afterSign.Store(nil)
-		v.end(errUnavailable) // the vault ends here, as in a crash
-		close(stopped)
+	stop := func() bool {
+		ce.hooks.AfterSign.Store(nil)
+		close(stopped) // the intent stops here, as in a crash
 		return true
 	}
-	afterSign.Store(&stop)
-	t.Cleanup(func() { afterSign.Store(nil) })
+	ce.hooks.AfterSign.Store(&stop)
 	ce.signal(t, u, "X", 15)
 	ce.m.Signal("X", 5)
 	<-stopped
@@ -352,7 +351,7 @@ func TestIntentResentAfterACrash(t *testing.T) {
 // flaky is a chain whose calls fail, as a node that is down does, while
 // down is set.
 type flaky struct {
-	Chain
+	exec.Chain
 	down  atomic.Bool
 	tries atomic.Int32
 }
@@ -397,20 +396,20 @@ func (ce *chainEnv) payTrigger(t *testing.T, u *user, amount string) common.Addr
 // answer, the intent waits and tries again with backoff; once it answers,
 // one transaction is sent and confirmed.
 func TestIntentWaitsOutAChainThatIsDown(t *testing.T) {
-	retryBase.Store(int64(50 * time.Millisecond))
-	t.Cleanup(func() { retryBase.Store(int64(time.Second)) })
 	var f *flaky
-	ce := newChainEnvWith(t, func(c Chain) Chain { f = &flaky{Chain: c}; return f })
+	ce := newChainEnvWith(t, func(c exec.Chain) exec.Chain { f = &flaky{Chain: c}; return f })
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
 	stranger := ce.payTrigger(t, u, "3")
 	f.down.Store(true)
 	ce.cross(t, u)
-	waitFor(t, "a few tries", func() bool { return f.tries.Load() >= 3 })
+	// Each try waits out its backoff on the vault's clock.
+	waitFor(t, "a few tries", func() bool { ce.clock.Advance(time.Minute); return f.tries.Load() >= 3 })
 	if st := u.state(t); st.Intents[len(st.Intents)-1].Status != protocol.IntentPending {
 		t.Fatalf("while the chain is down the intent is %s", st.Intents[len(st.Intents)-1].Status)
 	}
 	f.down.Store(false)
+	ce.clock.Advance(time.Minute)
 	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
 		t.Fatalf("after the chain came back: %s %q", in.Status, in.Detail)
 	}
@@ -430,10 +429,17 @@ func TestStuckIntentIsReplaced(t *testing.T) {
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
 	ce.payTrigger(t, u, "2")
-	low := func(p *prepared) { p.tip = big.NewInt(1) }
-	priceHook.Store(&low)
-	t.Cleanup(func() { priceHook.Store(nil) })
+	low := func(p *exec.Prepared) { p.Tip = big.NewInt(1) }
+	ce.hooks.Price.Store(&low)
 	ce.cross(t, u)
+	waitFor(t, "the intent to be sent", func() bool {
+		st := u.state(t)
+		return len(st.Intents) > 0 && st.Intents[len(st.Intents)-1].Status == protocol.IntentSubmitted
+	})
+	if in := u.state(t).Intents[0]; len(in.Tx.Hashes) != 1 {
+		t.Fatalf("replaced before BumpAfter passed on the vault's clock: %+v", in.Tx)
+	}
+	ce.clock.Advance(ce.m.cfg.BumpAfter) // no block took it within BumpAfter
 	in := waitIntent(t, u)
 	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) < 2 || in.Tx.Hash == in.Tx.Hashes[0] {
 		t.Fatalf("a stuck intent: %s %q %+v", in.Status, in.Detail, in.Tx)
@@ -546,7 +552,7 @@ func TestPortfolioFollowsTheChain(t *testing.T) {
 	}
 	ce.grant(t, u,
 		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{common.HexToAddress(ce.info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}})
+		delegation.Rules{Targets: []common.Address{common.HexToAddress(ce.info.Pool.Address)}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}})
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})})
 	ce.cross(t, u)
 	f = next("after the swap", func(f protocol.ServerFrame) bool { return f.Account.Tokens["dETH"] == chain.Units(9).String() })
@@ -724,7 +730,7 @@ func TestCaveatsRefusedByTheVault(t *testing.T) {
 	pool := common.HexToAddress(ce.info.Pool.Address)
 	later := uint64(time.Now().Unix() + 3600)
 	ce.grant(t, u,
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}, MaxValue: big.NewInt(0), MaxCalls: 1},
+		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}, MaxValue: big.NewInt(0), MaxCalls: 1},
 		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
 		delegation.Rules{Targets: []common.Address{ce.token("dUSD")}, NotBefore: later})
 	call := func(target common.Address, data []byte, value string) protocol.Action {
@@ -787,7 +793,7 @@ func TestRevertInBlockIsRecorded(t *testing.T) {
 	pool, dUSD := common.HexToAddress(ce.info.Pool.Address), ce.token("dUSD")
 	ce.grant(t, u,
 		delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(1000), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}})
+		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}})
 	u.create(t, protocol.TriggerSpec{Name: "tight", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "100", SlippageBps: 10})})
 	// A whale, funded and approved beforehand.
@@ -844,7 +850,7 @@ func TestCallsPerPeriod(t *testing.T) {
 	const period = 3600
 	start := head.Time
 	ce.clock.Set(time.Unix(int64(start)+1, 0))
-	rules := delegation.CallsPerPeriod(delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(swapSel)}}, 1, period, start, 3)
+	rules := delegation.CallsPerPeriod(delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}}, 1, period, start, 3)
 	rules = append(rules, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}})
 	ce.grant(t, u, rules...)
 	u.create(t, protocol.TriggerSpec{Name: "per period", Condition: below("X", 10),

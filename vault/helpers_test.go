@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 )
 
@@ -35,7 +36,8 @@ type env struct {
 	evalKeep  int            // EvaluationsKeep; 0: the default
 	log       zerolog.Logger // default: none
 	chain     *protocol.ChainInfo
-	client    Chain // with chain: intents execute
+	client    exec.Chain  // with chain: intents execute
+	hooks     *exec.Hooks // the intents' test hooks
 	// confirmations of an intent's transaction; 0: the default
 	confirmations int
 }
@@ -57,7 +59,7 @@ func mustKEK(hex string) *keys.KEK {
 
 func newEnvWith(t testing.TB, set func(*env)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{},
+	e := &env{t: t, dir: t.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{}, hooks: &exec.Hooks{},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))}
 	if set != nil {
 		set(e)
@@ -70,7 +72,7 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log})
+		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: &Hooks{Exec: e.hooks}})
 	if err != nil {
 		e.t.Fatal(err)
 	}

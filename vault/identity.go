@@ -11,6 +11,7 @@ import (
 
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -101,7 +102,7 @@ func (m *Manager) contractSignature(msg *protocol.Message, sig []byte) error {
 	}
 	out, err := m.cfg.Client.CallContract(ctx, ethereum.CallMsg{Data: append(append([]byte{}, check.Bytecode...), args...), Gas: 5_000_000}, nil)
 	if err != nil {
-		if reverted(err) {
+		if exec.IsRevert(err) {
 			return refused
 		}
 		return protocol.Errorf(protocol.CodeUnavailable, "could not ask the chain about the account %s; retry", msg.Address.Hex())

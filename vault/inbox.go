@@ -8,6 +8,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/rules"
 )
 
@@ -26,7 +27,7 @@ import (
 // inboxEvent is a signal value (signal set), a chain result (exec set) or
 // an alarm (neither).
 type inboxEvent struct {
-	exec     *execEvent
+	exec     *exec.Result
 	signal   string
 	value    float64
 	received time.Time // when the node received it: the lag to evaluation is measured from here
@@ -173,8 +174,8 @@ func (m *Manager) waker(ctx context.Context) {
 func (v *Vault) drainInbox() {
 	evs := v.in.take()
 	for i, ev := range evs {
-		if ev.exec != nil && ev.exec.kind == "portfolio" {
-			v.showPortfolio(ev.exec.portfolio) // chain state: no file needed
+		if ev.exec != nil && ev.exec.Kind == exec.PortfolioRead {
+			v.showPortfolio(ev.exec.Portfolio) // chain state: no file needed
 			continue
 		}
 		if v.forget || (v.dozingNow() && !v.rewake()) {
@@ -182,7 +183,9 @@ func (v *Vault) drainInbox() {
 			return
 		}
 		if ev.exec != nil {
-			v.onExec(ev.exec)
+			if v.conn != nil {
+				v.intents.On(ev.exec)
+			}
 			continue
 		}
 		if ev.signal == "" {
@@ -204,4 +207,32 @@ func (v *Vault) drainInbox() {
 func (m *Manager) forget(id string) {
 	m.alarms.Set(id, 0)
 	m.index.set(id, nil)
+}
+
+// postExec hands a chain result to vault id's inbox, waking it if it
+// hibernates.
+func (m *Manager) postExec(id string, r *exec.Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.postLocked(id, inboxEvent{exec: r, received: time.Now()})
+}
+
+// watched lists up to max vaults with a dashboard open, for the chain
+// watcher to read their balances.
+func (m *Manager) watched(max int) []exec.Account {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []exec.Account
+	for id, v := range m.vaults {
+		if len(out) >= max {
+			break
+		}
+		if v.subCount.Load() == 0 {
+			continue
+		}
+		if k := v.keyAddr.Load(); k != nil {
+			out = append(out, exec.Account{ID: id, Owner: v.addr, Key: *k})
+		}
+	}
+	return out
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/vault/store"
 )
@@ -32,7 +33,7 @@ type Config struct {
 	// nil: none (grants are refused with no_chain). Client is the
 	// connection to it; nil: intents are recorded and never executed.
 	Chain  *protocol.ChainInfo
-	Client Chain
+	Client exec.Chain
 	// Confirmations is the blocks an intent's transaction needs (its own
 	// included) to be confirmed (default 2); PollEvery is how often the
 	// watcher looks for a new block (default 1s).
@@ -89,6 +90,15 @@ type Config struct {
 	// (default 256); past it the oldest are shed and counted
 	// (spells_signal_values_shed_total).
 	InboxSize int
+
+	// Hooks are for tests: they stop or bend the node at chosen steps. Nil
+	// in production.
+	Hooks *Hooks
+}
+
+// Hooks let a test stop or bend a node at chosen steps.
+type Hooks struct {
+	Exec *exec.Hooks // an intent's steps
 }
 
 func (c *Config) setDefaults() {
@@ -191,7 +201,8 @@ type Manager struct {
 	unscanned   map[string]bool   // files the start-up scan could not read for a passing reason
 	storage     storageState      // whether the disk was last found full (quarantine.go)
 
-	exec *executor // nil without a chain client (executor.go)
+	intents  *exec.Config   // what every vault's intents share
+	executor *exec.Executor // nil without a chain client
 	// resumeAtStart are the vaults the start-up scan found with intents
 	// that have not ended: Start wakes them to carry those on.
 	resumeAtStart []string
@@ -217,11 +228,21 @@ func NewManager(cfg Config) (*Manager, error) {
 		lock.Close()
 		return nil, fmt.Errorf("vault manager: %w", err)
 	}
-	return &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: clock.NewSchedule(cfg.Clock), index: newInterestIndex(),
+	m := &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: clock.NewSchedule(cfg.Clock), index: newInterestIndex(),
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*Vault{}, leaving: map[string]*Vault{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*inbox{},
 		wakeUp: make(chan struct{}, 1), held: map[string]uint64{},
-		moving: map[string]string{}, pending: map[string]store.MoveMark{}, tombstones: map[string]string{}, incoming: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}, nil
+		moving: map[string]string{}, pending: map[string]store.MoveMark{}, tombstones: map[string]string{}, incoming: map[string]uint64{}, quarantined: map[string]string{}, unscanned: map[string]bool{}, lock: lock}
+	m.intents = &exec.Config{Chain: cfg.Chain, Confirmations: cfg.Confirmations, BumpAfter: cfg.BumpAfter, Clock: cfg.Clock, Metrics: cfg.Metrics.Exec}
+	if cfg.Hooks != nil {
+		m.intents.Hooks = cfg.Hooks.Exec
+	}
+	if cfg.Client != nil && cfg.Chain != nil {
+		m.executor = exec.NewExecutor(exec.ExecutorConfig{Chain: cfg.Client, Info: cfg.Chain, PollEvery: cfg.PollEvery, Clock: cfg.Clock,
+			Logger: cfg.Logger, Post: m.postExec, Watched: m.watched})
+		m.intents.Executor = m.executor
+	}
+	return m, nil
 }
 
 func (m *Manager) now() time.Time { return m.cfg.Clock.Now() }
@@ -240,15 +261,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	if m.cfg.Client != nil && m.cfg.Chain != nil {
-		m.exec = newExecutor(m, m.cfg.Client)
-		m.exec.run(actx, &m.wg)
+	if m.executor != nil {
+		m.executor.Start()
 		m.mu.Lock()
 		ids := m.resumeAtStart
 		m.resumeAtStart = nil
 		m.mu.Unlock()
 		for _, id := range ids {
-			m.postExec(id, &execEvent{kind: "resume"})
+			m.postExec(id, &exec.Result{Kind: exec.ResumeIntents})
 		}
 	}
 	m.wg.Add(3)
@@ -602,6 +622,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.executor != nil {
+		m.executor.Close()
+	}
 	for _, v := range vs {
 		v.close()
 	}

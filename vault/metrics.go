@@ -1,6 +1,10 @@
 package vault
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spells-dev/spells/vault/exec"
+)
 
 // Metrics are the vault layer's Prometheus collectors.
 type Metrics struct {
@@ -35,6 +39,8 @@ type Metrics struct {
 	Rollbacks   prometheus.Counter
 	SignalsShed *prometheus.CounterVec
 	SignalLag   prometheus.Histogram
+
+	Exec *exec.Metrics // intents' lives
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -83,6 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.SignalLag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_signal_evaluation_lag_seconds",
 		Help:    "Time from the node receiving a signal value to a vault evaluating it.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}})
+	m.Exec = exec.NewMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.VaultsMovedOut, m.VaultsMovedIn)
 		reg.MustRegister(m.Open, m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures,

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"zombiezen.com/go/sqlite"
 
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -138,7 +140,7 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 	}
 	v.report()
 	m.hold(v.id, v.epoch)
-	if m.cfg.Client != nil && hasOpenIntents(v.conn) {
+	if m.executor != nil && openIntents(v.conn) {
 		m.mu.Lock()
 		m.resumeAtStart = append(m.resumeAtStart, v.id)
 		m.mu.Unlock()
@@ -173,4 +175,11 @@ func (m *Manager) rescan(ctx context.Context) {
 			m.cfg.Logger.Warn().Err(err).Str("vault", id).Msg("vault still cannot be read; it is tried again")
 		}
 	}
+}
+
+// openIntents reports whether the vault has intents whose life is not
+// over (the node wakes it at start to carry them on).
+func openIntents(conn *sqlite.Conn) bool {
+	found, _ := store.AnyIntentWith(conn, exec.OpenStatuses()...)
+	return found
 }

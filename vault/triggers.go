@@ -111,7 +111,7 @@ func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*rules.Tr
 	if err := rules.Validate(&spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.checkAction(spec.Action, t.Now.UnixMilli()); err != nil {
+	if err := v.intents.CheckAction(spec.Action, t.Now.UnixMilli()); err != nil {
 		return nil, err
 	}
 	if len(v.triggers) >= v.m.cfg.MaxTriggers {
@@ -129,7 +129,7 @@ func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*rules.Trigge
 	if err := rules.Validate(&a.Spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.checkAction(a.Spec.Action, t.Now.UnixMilli()); err != nil {
+	if err := v.intents.CheckAction(a.Spec.Action, t.Now.UnixMilli()); err != nil {
 		return nil, err
 	}
 	tr := rules.Redefine(old, a.Spec, t.Now, v.m.latest)

@@ -11,6 +11,7 @@ import (
 	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
@@ -73,7 +74,7 @@ type Vault struct {
 	usedNonces map[string]int64
 	resending  bool
 	fresh      []protocol.Intent // recorded by the evaluation that just ran; started after it (exec.go)
-	tries      map[string]int    // intent → chain calls retried, for the backoff
+	intents    *exec.Runner      // its intents' lives
 	// evaluated is the last value of each signal the vault evaluated: the
 	// index offering it again (afterChange) would change nothing, or fail
 	// the same way again.
@@ -104,6 +105,7 @@ func newVault(m *Manager, addr common.Address) *Vault {
 		sessions: map[string]*store.Session{},
 		subs:     map[Subscriber]string{},
 	}
+	v.intents = exec.NewRunner(m.intents, execVault{v}, id, v.log)
 	v.touch()
 	return v
 }
@@ -194,7 +196,7 @@ func (v *Vault) openExisting() bool {
 	v.m.opened(v)
 	v.afterChange()
 	v.startFresh()
-	v.resumeIntents()
+	v.intents.Resume()
 	return true
 }
 

@@ -160,3 +160,30 @@ func (v *Vault) activity(a protocol.ActivityArgs) (any, error) {
 	}
 	return nil, protocol.Errorf(protocol.CodeBadCommand, "kind must be %q or %q", protocol.KindEvaluation, protocol.KindIntent)
 }
+
+// showPortfolio pushes a portfolio frame to the vault's dashboards when
+// it differs from the last one (the block number aside).
+func (v *Vault) showPortfolio(f []byte) {
+	if len(v.subs) == 0 || samePortfolio(f, v.portfolio) {
+		return
+	}
+	v.portfolio = f
+	v.broadcast(f)
+}
+
+func samePortfolio(a, b []byte) bool {
+	if b == nil {
+		return false
+	}
+	var x, y protocol.PortfolioFrame
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	x.Block, y.Block = 0, 0
+	ax, _ := json.Marshal(x)
+	by, _ := json.Marshal(y)
+	return string(ax) == string(by)
+}
+
+// openStatuses are those of intents that have not ended.
+var openStatuses = []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded}

@@ -1,0 +1,404 @@
+package exec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/internal/clock"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// The node's side of execution: a pool of workers that make the chain
+// calls vaults ask for, one watcher that follows new blocks and the
+// receipts vaults wait on, and the schedule of intents' retries. None of
+// them ever runs on a vault's goroutine: each result is posted to the
+// vault's inbox (like a signal), which wakes a hibernated vault.
+
+// Kind is what a Result reports.
+type Kind uint8
+
+// The kinds of results.
+const (
+	ResumeIntents Kind = iota // the vault should carry on its open intents (after a start)
+	RetryStep                 // an intent's step is due again
+	PrepareDone               // the chain's answers for signing (or why not)
+	SendDone                  // the chain's node took the transaction (or not)
+	ReceiptSeen               // the head, and the receipt of a transaction followed (nil: in no block)
+	PortfolioRead             // the vault's balances, to show
+)
+
+// Result is one chain result for one vault.
+type Result struct {
+	Kind   Kind
+	Intent string
+
+	Prep    *Prepared      // PrepareDone
+	Hash    common.Hash    // SendDone, ReceiptSeen
+	Receipt *types.Receipt // ReceiptSeen; nil while the transaction is in no block
+	Head    uint64
+	Reason  string // a revert's reason
+	// What a transaction needs now to be mined (for a replacement): the
+	// suggested tip and the head's base fee.
+	Tip, BaseFee *big.Int
+	Portfolio    []byte // PortfolioRead: the frame to show, if it changed
+
+	Err error
+}
+
+// Prepared is what a vault needs from the chain to sign an intent's
+// transaction.
+type Prepared struct {
+	Data       []byte // redeemDelegations calldata
+	Gas        uint64
+	Tip        *big.Int
+	FeeCap     *big.Int
+	ChainNonce uint64
+	Balance    *big.Int // the session key's
+}
+
+// Account is a vault whose balances a dashboard shows: its owner's and its
+// session key's.
+type Account struct {
+	ID         string // the vault's
+	Owner, Key common.Address
+}
+
+// ExecutorConfig configures an Executor.
+type ExecutorConfig struct {
+	Chain     Chain
+	Info      *protocol.ChainInfo
+	PollEvery time.Duration // how often the watcher asks for a new head (default 1s)
+	Clock     clock.Clock   // the retries' (default clock.Real)
+	Logger    zerolog.Logger
+	// Post hands a result to vault id (its inbox, waking it if it
+	// hibernates). It must not block.
+	Post func(vault string, r *Result)
+	// Watched lists up to max vaults with a dashboard open, for the
+	// watcher to read their balances at each new head.
+	Watched func(max int) []Account
+}
+
+type job struct {
+	vault string
+	run   func(ctx context.Context) *Result
+}
+
+type followed struct {
+	vault, intent string
+}
+
+// Executor runs the chain calls of a node's vaults. NewExecutor, then
+// Start; Close stops every goroutine it started and waits for them.
+type Executor struct {
+	cfg     ExecutorConfig
+	jobs    chan job
+	retries *clock.Schedule
+
+	mu     sync.Mutex
+	follow map[common.Hash]followed
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+const (
+	execWorkers = 4
+	maxJobs     = 4096
+	callTimeout = 30 * time.Second
+)
+
+// NewExecutor prepares an executor; it calls nothing until Start.
+func NewExecutor(cfg ExecutorConfig) *Executor {
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	return &Executor{cfg: cfg, jobs: make(chan job, maxJobs), retries: clock.NewSchedule(cfg.Clock), follow: map[common.Hash]followed{}}
+}
+
+// Start runs the workers, the watcher and the retries.
+func (x *Executor) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	for i := 0; i < execWorkers; i++ {
+		x.wg.Add(1)
+		go func() {
+			defer x.wg.Done()
+			x.work(ctx)
+		}()
+	}
+	x.wg.Add(2)
+	go func() {
+		defer x.wg.Done()
+		x.watch(ctx)
+	}()
+	go func() {
+		defer x.wg.Done()
+		x.retries.Run(ctx, x.retryDue)
+	}()
+}
+
+// Close stops the executor and waits for its goroutines; a chain call in
+// flight is cancelled, and its result dropped (the vault asks again when
+// it next opens).
+func (x *Executor) Close() {
+	if x.cancel != nil {
+		x.cancel()
+	}
+	x.wg.Wait()
+}
+
+func (x *Executor) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-x.jobs:
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			r := j.run(cctx)
+			cancel()
+			if r != nil && ctx.Err() == nil {
+				x.cfg.Post(j.vault, r)
+			}
+		}
+	}
+}
+
+// submit queues a chain call for vault id; false when the queue is full
+// (the vault tries again later).
+func (x *Executor) submit(vault string, run func(ctx context.Context) *Result) bool {
+	select {
+	case x.jobs <- job{vault: vault, run: run}:
+		return true
+	default:
+		return false
+	}
+}
+
+// retry makes intent's step of vault due again after d (the injected
+// clock's time).
+func (x *Executor) retry(vault, intent string, d time.Duration) {
+	x.retries.Set(vault+"/"+intent, x.cfg.Clock.Now().Add(d).UnixMilli())
+}
+
+func (x *Executor) retryDue(key string) {
+	vault, intent, _ := strings.Cut(key, "/")
+	x.cfg.Post(vault, &Result{Kind: RetryStep, Intent: intent})
+}
+
+func (x *Executor) track(vault, intent string, hashes []common.Hash) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, h := range hashes {
+		x.follow[h] = followed{vault: vault, intent: intent}
+	}
+}
+
+func (x *Executor) untrack(hashes []common.Hash) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, h := range hashes {
+		delete(x.follow, h)
+	}
+}
+
+// watch looks for a new head every PollEvery and, at each, for the receipt
+// of every transaction followed, telling its vault what it found. Its pace
+// is wall time: it paces questions to the chain's node, and decides
+// nothing (the vaults decide on the injected clock).
+func (x *Executor) watch(ctx context.Context) {
+	t := time.NewTicker(x.cfg.PollEvery)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		head, err := x.cfg.Chain.BlockNumber(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				x.cfg.Logger.Warn().Err(err).Msg("chain watcher: read the head")
+			}
+			continue
+		}
+		if head == last {
+			continue
+		}
+		last = head
+		x.portfolios(ctx, head)
+		x.receipts(ctx, head)
+	}
+}
+
+// receipts reads, at a new head, the receipt of every transaction
+// followed and posts it to its vault.
+func (x *Executor) receipts(ctx context.Context, head uint64) {
+	x.mu.Lock()
+	hs := make(map[common.Hash]followed, len(x.follow))
+	for h, f := range x.follow {
+		hs[h] = f
+	}
+	x.mu.Unlock()
+	if len(hs) == 0 {
+		return
+	}
+	var tip, baseFee *big.Int
+	if hd, err := x.cfg.Chain.HeaderByNumber(ctx, nil); err == nil {
+		baseFee = hd.BaseFee
+	}
+	if t, err := x.cfg.Chain.SuggestGasTipCap(ctx); err == nil {
+		tip = t
+	}
+	for h, f := range hs {
+		r, err := x.cfg.Chain.TransactionReceipt(ctx, h)
+		if err != nil && !notFound(err) {
+			if ctx.Err() == nil {
+				x.cfg.Logger.Warn().Err(err).Str("tx", h.Hex()).Msg("chain watcher: read a receipt")
+			}
+			continue
+		}
+		res := &Result{Kind: ReceiptSeen, Intent: f.intent, Hash: h, Receipt: r, Head: head, Tip: tip, BaseFee: baseFee}
+		if r != nil && r.Status != types.ReceiptStatusSuccessful {
+			res.Reason = x.revertReason(ctx, h, r)
+		}
+		x.cfg.Post(f.vault, res)
+	}
+}
+
+// maxPortfolios bounds the vaults whose balances are read at one block.
+const maxPortfolios = 256
+
+// portfolios reads, for each vault with a dashboard open (up to
+// maxPortfolios), its owner's balances and its session key's, and posts
+// them; the vault pushes them when they changed.
+func (x *Executor) portfolios(ctx context.Context, head uint64) {
+	if x.cfg.Watched == nil || x.cfg.Info == nil {
+		return
+	}
+	erc20 := contracts.MustGet(contracts.DemoToken).ABI
+	block := new(big.Int).SetUint64(head)
+	for _, w := range x.cfg.Watched(maxPortfolios) {
+		acct := &protocol.Holdings{Address: w.Owner.Hex(), Tokens: map[string]string{}}
+		key := &protocol.Holdings{Address: w.Key.Hex()}
+		nat, err := x.cfg.Chain.BalanceAt(ctx, w.Owner, block)
+		if err != nil {
+			continue
+		}
+		acct.Native = nat.String()
+		kb, err := x.cfg.Chain.BalanceAt(ctx, w.Key, block)
+		if err != nil {
+			continue
+		}
+		key.Native = kb.String()
+		for _, t := range x.cfg.Info.Tokens {
+			data, _ := erc20.Pack("balanceOf", w.Owner)
+			to := common.HexToAddress(t.Address)
+			out, err := x.cfg.Chain.CallContract(ctx, ethereum.CallMsg{To: &to, Data: data}, block)
+			if err != nil {
+				continue
+			}
+			acct.Tokens[t.Symbol] = new(big.Int).SetBytes(out).String()
+		}
+		f, _ := json.Marshal(protocol.PortfolioFrame{Type: protocol.TypePortfolio, Vault: w.Owner.Hex(), Block: head, Account: acct, Key: key})
+		x.cfg.Post(w.ID, &Result{Kind: PortfolioRead, Portfolio: f})
+	}
+}
+
+// revertReason replays a reverted transaction on the state before its
+// block and returns what the revert said.
+func (x *Executor) revertReason(ctx context.Context, h common.Hash, r *types.Receipt) string {
+	type txGetter interface {
+		TransactionByHash(ctx context.Context, hash common.Hash) (*types.Transaction, bool, error)
+	}
+	g, ok := x.cfg.Chain.(txGetter)
+	if !ok {
+		return "the transaction reverted"
+	}
+	tx, _, err := g.TransactionByHash(ctx, h)
+	if err != nil {
+		return "the transaction reverted"
+	}
+	from, err := types.Sender(types.LatestSignerForChainID(tx.ChainId()), tx)
+	if err != nil {
+		return "the transaction reverted"
+	}
+	// Replayed on the state after its block first (what the transactions
+	// before it in the block did, it sees), then before it.
+	call := ethereum.CallMsg{From: from, To: tx.To(), Gas: tx.Gas(), Value: tx.Value(), Data: tx.Data()}
+	for _, at := range []*big.Int{r.BlockNumber, new(big.Int).Sub(r.BlockNumber, big.NewInt(1))} {
+		if _, err := x.cfg.Chain.CallContract(ctx, call, at); err != nil {
+			return revertText(err)
+		}
+	}
+	return "the transaction reverted (out of gas, or the state changed within its block)"
+}
+
+// prepareCall runs off the vault: it quotes a swap, builds the
+// redemption, simulates it (estimating its gas) and reads the fees, the
+// session key's nonce and balance.
+func prepareCall(ctx context.Context, c Chain, act *action, from, owner, manager common.Address) (*Prepared, error) {
+	if sp := act.swap; sp != nil {
+		pool := contracts.MustGet(contracts.ConstantProductPool).ABI
+		q, _ := pool.Pack("getAmountOut", sp.sell, sp.amount)
+		out, err := c.CallContract(ctx, ethereum.CallMsg{To: &sp.pool, Data: q}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("quote the swap: %w", err)
+		}
+		quote := new(big.Int).SetBytes(out)
+		minOut := new(big.Int).Div(new(big.Int).Mul(quote, big.NewInt(10_000-sp.slippageBps)), big.NewInt(10_000))
+		data, _ := pool.Pack("swap", sp.sell, minOut, owner)
+		act.calls[1].data = data
+	}
+	ctxs := make([][]byte, len(act.calls))
+	modes := make([][32]byte, len(act.calls))
+	execs := make([][]byte, len(act.calls))
+	for i, st := range act.calls {
+		pc, err := delegation.PermissionContext(st.deleg)
+		if err != nil {
+			return nil, err
+		}
+		ctxs[i], execs[i] = pc, delegation.SingleCall(st.target, st.value, st.data)
+	}
+	data, err := contracts.MustGet(contracts.DelegationManager).ABI.Pack("redeemDelegations", ctxs, modes, execs)
+	if err != nil {
+		return nil, err
+	}
+	gas, err := c.EstimateGas(ctx, ethereum.CallMsg{From: from, To: &manager, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	tip, err := c.SuggestGasTipCap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	head, err := c.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := c.NonceAt(ctx, from, nil)
+	if err != nil {
+		return nil, err
+	}
+	bal, err := c.BalanceAt(ctx, from, nil)
+	if err != nil {
+		return nil, err
+	}
+	feeCap := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
+	return &Prepared{Data: data, Gas: gas + gas/4, Tip: tip, FeeCap: feeCap, ChainNonce: nonce, Balance: bal}, nil
+}

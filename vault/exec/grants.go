@@ -1,0 +1,126 @@
+package exec
+
+import (
+	"encoding/json"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+
+	"github.com/spells-dev/spells/delegation"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/keys"
+)
+
+// Grants: delegations the owner signed to the vault's session key. The
+// vault checks each itself before storing it (signer, delegate, chain,
+// caveats it can read, validity) and refuses naming what is wrong; the
+// chain checks them again when they are redeemed.
+
+const maxGrantDelegations = 8
+
+// InvalidGrant is the error of a grant the vault refuses.
+func InvalidGrant(format string, args ...any) error {
+	return protocol.Errorf(protocol.CodeInvalidGrant, format, args...)
+}
+
+// grantDomain is where this node's grants are valid, or an error when it
+// has no delegation framework.
+func grantDomain(c *protocol.ChainInfo) (delegation.Domain, delegation.Enforcers, error) {
+	if c == nil || !common.IsHexAddress(c.DelegationManager) {
+		return delegation.Domain{}, nil, protocol.Errorf(protocol.CodeNoChain, "this node has no chain with the delegation framework, so it takes no grants")
+	}
+	return delegation.Domain{ChainID: c.ChainID, Manager: common.HexToAddress(c.DelegationManager)}, delegation.ParseEnforcers(c.Enforcers), nil
+}
+
+// CheckGrant verifies the delegations of a grant.add, as given by the
+// owner of a vault whose session key is sessionKey (hasKey false: it has
+// none this node can use), on chain c at nowMs, and returns the grant to
+// store. Its refusals name the delegation and what is wrong with it.
+func CheckGrant(c *protocol.ChainInfo, owner, sessionKey common.Address, hasKey bool, a protocol.GrantArgs, nowMs int64) (protocol.Grant, error) {
+	dom, enf, err := grantDomain(c)
+	if err != nil {
+		return protocol.Grant{}, err
+	}
+	if len(a.Delegations) == 0 || len(a.Delegations) > maxGrantDelegations {
+		return protocol.Grant{}, InvalidGrant("a grant holds 1 to %d delegations, not %d", maxGrantDelegations, len(a.Delegations))
+	}
+	if !hasKey {
+		return protocol.Grant{}, keys.ErrUnavailable
+	}
+	g := protocol.Grant{Status: protocol.GrantActive, SessionKey: sessionKey.Hex(), CreatedAt: nowMs}
+	seen := map[common.Hash]bool{}
+	for i, raw := range a.Delegations {
+		var d delegation.Delegation
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return protocol.Grant{}, InvalidGrant("delegation %d: %s", i, protocol.DescribeJSONError(err))
+		}
+		if d.Delegator != owner {
+			return protocol.Grant{}, InvalidGrant("delegation %d is from %s, not this vault's owner %s", i, d.Delegator.Hex(), owner.Hex())
+		}
+		if d.Delegate != sessionKey {
+			return protocol.Grant{}, InvalidGrant("delegation %d is to %s, not this vault's session key %s (after a rotation, grant the new key)",
+				i, d.Delegate.Hex(), sessionKey.Hex())
+		}
+		if d.Authority != delegation.RootAuthority {
+			return protocol.Grant{}, InvalidGrant("delegation %d redelegates another delegation; only the owner's own (root authority) are taken", i)
+		}
+		if d.Salt == nil {
+			return protocol.Grant{}, InvalidGrant("delegation %d has no salt", i)
+		}
+		signer, err := d.Signer(dom)
+		if err != nil {
+			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
+		}
+		if signer != owner {
+			return protocol.Grant{}, InvalidGrant("delegation %d is not signed by the owner for chain %d and DelegationManager %s "+
+				"(another signer, chain or manager, or a changed delegation)", i, dom.ChainID, dom.Manager.Hex())
+		}
+		rules, err := delegation.ReadRules(d.Caveats, enf)
+		if err != nil {
+			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
+		}
+		if rules.NotAfter != 0 && int64(rules.NotAfter)*1000 <= nowMs {
+			return protocol.Grant{}, InvalidGrant("delegation %d expired at %d (unix seconds)", i, rules.NotAfter)
+		}
+		h, err := d.Hash()
+		if err != nil {
+			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
+		}
+		if seen[h] {
+			return protocol.Grant{}, InvalidGrant("delegation %d is given twice", i)
+		}
+		seen[h] = true
+		rb, _ := json.Marshal(rules.View())
+		g.Delegations = append(g.Delegations, protocol.GrantDelegation{Hash: h.Hex(), Rules: rb})
+	}
+	g.ID = g.Delegations[0].Hash
+	return g, nil
+}
+
+// FromPermissionContext turns grant.add's permissionContext (an ERC-7715
+// wallet's) into its delegations, refusing a chain of redelegations.
+func FromPermissionContext(a *protocol.GrantArgs) error {
+	if a.PermissionContext == "" {
+		return nil
+	}
+	if len(a.Delegations) > 0 {
+		return InvalidGrant("give delegations or a permissionContext, not both")
+	}
+	b, err := hexutil.Decode(a.PermissionContext)
+	if err != nil {
+		return InvalidGrant("permissionContext is not 0x-prefixed hex")
+	}
+	ds, err := delegation.ParsePermissionContext(b)
+	if err != nil {
+		return InvalidGrant("permissionContext: %v", err)
+	}
+	if len(ds) != 1 {
+		return InvalidGrant("permissionContext holds a chain of %d delegations; the vault takes one, from its owner to its session key", len(ds))
+	}
+	raw, err := json.Marshal(ds[0])
+	if err != nil {
+		return InvalidGrant("permissionContext: %v", err)
+	}
+	a.Delegations, a.PermissionContext = []json.RawMessage{raw}, ""
+	return nil
+}
