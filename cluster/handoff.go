@@ -14,8 +14,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/spells-dev/spells/vault"
 )
 
 // Handoff: a node that drains hands each of its vaults to another live
@@ -23,7 +21,7 @@ import (
 // time per vault and a few at once:
 //
 //  1. the vault is quiesced here and its file read, closed clean
-//     (vault.Manager.MoveOut: a move mark in the file fences every write);
+//     (Vaults.MoveOut: a move mark in the file fences every write);
 //  2. the file goes to the receiver over the node link, with its SHA-256;
 //     the receiver writes it beside the vault's place, synced, and checks
 //     it (Receive);
@@ -40,18 +38,46 @@ import (
 // switch, the vault stays here and the received copy is discarded; after
 // it, it is the receiver's, and the copy here a tombstone.
 
-// Vaults is what a handoff needs of the vault manager.
+// Vaults is what a handoff needs of the node's vaults (the server gives it
+// the vault manager).
 type Vaults interface {
+	// KEKID names the key-encryption key that seals the node's vaults.
 	KEKID() string
+	// Held lists the vaults this node holds, with their epochs.
 	Held() map[string]uint64
-	MoveOut(ctx context.Context, addr common.Address, to string) (*vault.Outgoing, error)
+	// MoveOut quiesces a vault for a move to node to and returns its file;
+	// MoveDone or MoveAbort ends the move.
+	MoveOut(ctx context.Context, addr common.Address, to string) (*Outgoing, error)
 	MoveDone(addr common.Address) error
 	MoveAbort(addr common.Address) error
+	// Receive writes a moving vault's file beside its place, checked
+	// against sum; Install puts it in place at epoch and opens it, Discard
+	// removes it.
 	Receive(addr common.Address, epoch uint64, data []byte, sum [32]byte) error
 	Install(ctx context.Context, addr common.Address, epoch uint64) error
 	Discard(addr common.Address)
-	PendingMoves() []vault.Move
-	Incoming() []vault.Move
+	// PendingMoves lists the moves out a stop interrupted, Incoming the
+	// received files not installed yet.
+	PendingMoves() []Move
+	Incoming() []Move
+}
+
+// Outgoing is a vault on its way out of this node: its file's bytes,
+// closed clean, and their SHA-256.
+type Outgoing struct {
+	Vault common.Address
+	Epoch uint64 // its epoch here; it has Epoch+1 at the node it goes to
+	To    string
+	Data  []byte
+	Sum   [32]byte
+}
+
+// Move is a move this node's files record: a vault that was leaving
+// (PendingMoves) or arriving (Incoming).
+type Move struct {
+	Vault common.Address
+	To    string // the node it goes to (pending moves)
+	Epoch uint64 // the epoch it has there
 }
 
 // Records of a move on the node link (beside the session records).

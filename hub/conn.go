@@ -16,7 +16,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/protocol"
-	"github.com/spells-dev/spells/vault"
 )
 
 // conn is one WebSocket session: a read half (read.go: a read loop and a
@@ -42,7 +41,7 @@ type conn struct {
 
 	signedIn atomic.Bool
 	pending  atomic.Bool // counted as unauthenticated against its address
-	bound    vault.Bound // worker only
+	bound    Session     // worker only; nil until bound
 
 	// Outgoing frames, under outMu (write.go).
 	outMu          sync.Mutex
@@ -150,8 +149,8 @@ func (c *conn) serve() {
 	c.kill(websocket.StatusNormalClosure, "", "client")
 	c.tasks.Wait()
 	c.authenticated()
-	if c.bound.Vault != nil {
-		c.bound.Vault.Detach(c)
+	if c.bound != nil {
+		c.bound.Detach(c)
 	}
 	if c.stream != nil {
 		c.stream.Close()
@@ -225,7 +224,7 @@ func (c *conn) refuse(err error, seq *uint64) {
 }
 
 func (c *conn) alreadyBound() bool {
-	if c.bound.Vault != nil {
+	if c.bound != nil {
 		c.refuse(protocol.Errorf(protocol.CodeAlreadySignedIn, "this socket is already bound to a session"), nil)
 		return true
 	}
@@ -253,7 +252,7 @@ func (c *conn) signIn(f protocol.ClientFrame, in frameIn) {
 	}
 	// The vault layer verifies everything itself; the hub only passes on
 	// the nonce it issued on this socket.
-	b, err := c.h.cfg.Manager.SignIn(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since, Sub: c})
+	b, err := c.h.cfg.Vaults.SignIn(c.ctx, SignIn{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since}, c)
 	c.bind(b, err)
 }
 
@@ -264,7 +263,7 @@ func (c *conn) resume(f protocol.ClientFrame, in frameIn) {
 	if r, err := protocol.ParseResume(f.Body); err == nil && common.IsHexAddress(r.Vault) && c.forward(common.HexToAddress(r.Vault), in) {
 		return
 	}
-	b, err := c.h.cfg.Manager.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
+	b, err := c.h.cfg.Vaults.Resume(c.ctx, f.Body, f.Sig, c.nonce, c)
 	c.bind(b, err)
 }
 
@@ -283,7 +282,7 @@ func (c *conn) revoke(f protocol.ClientFrame, in frameIn) {
 	if c.forward(msg.Address, in) {
 		return
 	}
-	n, err := c.h.cfg.Manager.Revoke(c.ctx, vault.SignInRequest{Message: f.Message, Signature: f.Signature, Nonce: c.nonce})
+	n, err := c.h.cfg.Vaults.Revoke(c.ctx, SignIn{Message: f.Message, Signature: f.Signature, Nonce: c.nonce})
 	if err != nil {
 		if c.ctx.Err() == nil {
 			c.refuse(err, nil)
@@ -307,7 +306,7 @@ func (c *conn) markSignedIn() {
 	c.signInTimer, c.nonce = nil, ""
 }
 
-func (c *conn) bind(b vault.Bound, err error) {
+func (c *conn) bind(b Session, err error) {
 	if err != nil {
 		if c.ctx.Err() == nil {
 			c.refuse(err, nil)
@@ -316,7 +315,7 @@ func (c *conn) bind(b vault.Bound, err error) {
 	}
 	c.bound = b
 	c.markSignedIn()
-	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault.Address().Hex()).Str("session", b.Session).Bool("forwarded", c.up != nil).Msg("session bound")
+	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault().Hex()).Str("session", b.ID()).Bool("forwarded", c.up != nil).Msg("session bound")
 	c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: c.h.cfg.History.Snapshot()}))
 	if c.up != nil {
 		c.outMu.Lock()
@@ -329,13 +328,13 @@ func (c *conn) bind(b vault.Bound, err error) {
 }
 
 func (c *conn) command(f protocol.ClientFrame, seq *uint64) {
-	if c.bound.Vault == nil {
+	if c.bound == nil {
 		c.refuse(protocol.Errorf(protocol.CodeNotSignedIn, "sign in or resume before sending commands"), seq)
 		return
 	}
 	// Not waiting for the answer lets a client pipeline commands; the
 	// vault answers them in order, from its goroutine, once durable.
-	err := c.bound.Vault.CommandAsync(c.ctx, c.bound.Session, f.Body, f.Sig, func(ack protocol.Ack, err error) {
+	err := c.bound.Command(c.ctx, f.Body, f.Sig, func(ack protocol.Ack, err error) {
 		switch {
 		case c.ctx.Err() != nil: // closed meanwhile: nobody to answer
 		case err != nil:

@@ -151,8 +151,8 @@ func (h *Hub) ServeForwarded(up Upstream, nonce, remote string) (*Forwarded, err
 		c.workers.Wait()
 		c.kill(websocket.StatusNormalClosure, "", "client")
 		c.tasks.Wait()
-		if c.bound.Vault != nil {
-			c.bound.Vault.Detach(c)
+		if c.bound != nil {
+			c.bound.Detach(c)
 		}
 	}()
 	return &Forwarded{c}, nil

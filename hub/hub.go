@@ -16,13 +16,12 @@ import (
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
-	"github.com/spells-dev/spells/vault"
 )
 
-// Config configures a Hub. Manager, Nonces and Bus are required; every
+// Config configures a Hub. Vaults, Nonces and Bus are required; every
 // other zero value gets a working default.
 type Config struct {
-	Manager *vault.Manager
+	Vaults  Vaults
 	Nonces  *protocol.NonceIssuer
 	Bus     Bus
 	History *History // default: a new History
@@ -152,7 +151,7 @@ func (h *Hub) History() *History { return h.cfg.History }
 func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
-	h.cfg.Manager.SignalReceived(s.Name, s.Value, s.Received)
+	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received)
 	h.fan.put(s)
 }
 

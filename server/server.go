@@ -208,10 +208,10 @@ func (n *node) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.C
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
 	if n.cluster != nil {
-		n.cluster.start(ctx, mgr, n.log.With().Str("part", "cluster").Logger())
+		n.cluster.start(ctx, clusterVaults{mgr}, n.log.With().Str("part", "cluster").Logger())
 	}
 	n.bus = n.startBus(reg)
-	hcfg := hub.Config{Manager: mgr, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
+	hcfg := hub.Config{Vaults: hubVaults{mgr}, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clk,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),

@@ -7,17 +7,21 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 )
 
 // holdVault keeps v's goroutine busy until the returned release is called,
 // so that the messages sent meanwhile queue up behind it.
-func holdVault(t *testing.T, v *Vault) (release func()) {
+func holdVault(t *testing.T, v *actor.Vault) (release func()) {
 	t.Helper()
 	started, hold := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- v.do(context.Background(), func() error { close(started); <-hold; return nil }) }()
+	go func() {
+		done <- v.Inspect(context.Background(), func(*sqlite.Conn) error { close(started); <-hold; return nil })
+	}()
 	<-started
 	return func() {
 		close(hold)
@@ -35,7 +39,7 @@ type cmdResult struct {
 // queueCommands sends one command per user while the vault is held, waits
 // until all of them are in the mailbox, and returns a function that
 // releases the vault and collects the results in the users' order.
-func queueCommands(t *testing.T, v *Vault, users []*user, spec func(i int) protocol.TriggerSpec) func() []cmdResult {
+func queueCommands(t *testing.T, v *actor.Vault, users []*user, spec func(i int) protocol.TriggerSpec) func() []cmdResult {
 	t.Helper()
 	release := holdVault(t, v)
 	out := make([]cmdResult, len(users))
@@ -51,7 +55,7 @@ func queueCommands(t *testing.T, v *Vault, users []*user, spec func(i int) proto
 			out[i].ack, out[i].err = v.Command(context.Background(), u.sess.ID, f.Body, f.Sig)
 		}()
 	}
-	waitFor(t, "commands queued", func() bool { return len(v.mailbox) == len(users) })
+	waitFor(t, "commands queued", func() bool { return v.Queued() == len(users) })
 	return func() []cmdResult {
 		release()
 		wg.Wait()
@@ -62,7 +66,7 @@ func queueCommands(t *testing.T, v *Vault, users []*user, spec func(i int) proto
 func groupCommits(t *testing.T, m *Manager) (count uint64, commands float64) {
 	t.Helper()
 	var pb dto.Metric
-	if err := m.metrics.GroupCommits.Write(&pb); err != nil {
+	if err := m.metrics.Actor.GroupCommits.Write(&pb); err != nil {
 		t.Fatal(err)
 	}
 	return pb.GetHistogram().GetSampleCount(), pb.GetHistogram().GetSampleSum()
@@ -139,17 +143,18 @@ func TestGroupCommitFailureAnswersEveryoneAndReloads(t *testing.T) {
 	collect := queueCommands(t, v, users, func(i int) protocol.TriggerSpec {
 		return protocol.TriggerSpec{Name: "t", Condition: below("X", float64(i)), Action: swap}
 	})
-	commitFault = func() error { return errors.New("disk on fire") }
-	defer func() { commitFault = nil }()
+	fail := func() error { return errors.New("disk on fire") }
+	e.hooks.Actor.CommitFault.Store(&fail)
+	defer e.hooks.Actor.CommitFault.Store(nil)
 	res := collect()
-	commitFault = nil
+	e.hooks.Actor.CommitFault.Store(nil)
 	for i, r := range res {
 		wantCode(t, r.err, protocol.CodeUnavailable)
 		if !users[i].sub.gone.Load() {
 			t.Fatalf("subscriber %d was not told its vault ended", i)
 		}
 	}
-	waitFor(t, "the vault to end", v.ended)
+	waitFor(t, "the vault to end", v.Ended)
 	// The next use reopens it from the file, which has none of the group.
 	v2, err := e.m.Vault(context.Background(), users[0].w.Address())
 	if err != nil {

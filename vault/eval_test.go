@@ -15,6 +15,7 @@ import (
 	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -58,7 +59,7 @@ func TestUpdatedTriggerKeepsUniqueIntentKeys(t *testing.T) {
 	if got := intentKeys(t, u); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("intent keys %v, want %v", got, want)
 	}
-	if f := testutil.ToFloat64(e.m.metrics.EvaluationFailures); f != 0 {
+	if f := testutil.ToFloat64(e.m.metrics.Actor.EvaluationFailures); f != 0 {
 		t.Fatalf("%g evaluations failed", f)
 	}
 }
@@ -76,7 +77,7 @@ func TestOneTriggersFailureKeepsTheOthersFirings(t *testing.T) {
 	other := u.create(t, protocol.TriggerSpec{Name: "other", Condition: below("X", 10), Action: swap})
 	block := func(sql string) {
 		t.Helper()
-		if err := u.v.do(context.Background(), func() error { return sqlitex.ExecuteTransient(u.v.conn, sql, nil) }); err != nil {
+		if err := u.v.Inspect(context.Background(), func(conn *sqlite.Conn) error { return sqlitex.ExecuteTransient(conn, sql, nil) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +106,7 @@ func TestOneTriggersFailureKeepsTheOthersFirings(t *testing.T) {
 			t.Fatalf("the blocked trigger counts %d fires, want 0 (its state rolled back)", tr.Fires)
 		}
 	}
-	if f := testutil.ToFloat64(e.m.metrics.EvaluationFailures); f != 1 {
+	if f := testutil.ToFloat64(e.m.metrics.Actor.EvaluationFailures); f != 1 {
 		t.Fatalf("%g evaluation failures counted, want 1", f)
 	}
 	block(`DELETE FROM intents WHERE id = 'i_x';`)
@@ -128,7 +129,7 @@ func TestMigratedTriggerStartsAboveItsUsedKeys(t *testing.T) {
 	e.m.Close(context.Background())
 	// Rewrite the file as the first schema left it: no fired_total, and
 	// the trigger's fires reset by an update.
-	p := pathFor(e.dir, idOf(u.w.Address()))
+	p := actor.Path(e.dir, actor.ID(u.w.Address()))
 	old := filepath.Join(t.TempDir(), "old.db")
 	conn, err := sqlite.OpenConn(old, sqlite.OpenReadWrite|sqlite.OpenCreate)
 	if err != nil {

@@ -298,8 +298,8 @@ func TestIntentFaults(t *testing.T) {
 		if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "per period") {
 			t.Fatalf("second transfer: %s %q", in.Status, in.Detail)
 		}
-		ce.hooks.SkipPolicy.Store(true)
-		defer ce.hooks.SkipPolicy.Store(false)
+		ce.hooks.Exec.SkipPolicy.Store(true)
+		defer ce.hooks.Exec.SkipPolicy.Store(false)
 		ce.cross(t, u) // the same, past the vault's check: the enforcer refuses
 		in := waitIntent(t, u)
 		if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "ERC20PeriodTransferEnforcer") {
@@ -326,11 +326,11 @@ func TestIntentResentAfterACrash(t *testing.T) {
 		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "7"})})
 	stopped := make(chan struct{})
 	stop := func() bool {
-		ce.hooks.AfterSign.Store(nil)
+		ce.hooks.Exec.AfterSign.Store(nil)
 		close(stopped) // the intent stops here, as in a crash
 		return true
 	}
-	ce.hooks.AfterSign.Store(&stop)
+	ce.hooks.Exec.AfterSign.Store(&stop)
 	ce.signal(t, u, "X", 15)
 	ce.m.Signal("X", 5)
 	<-stopped
@@ -409,7 +409,19 @@ func TestIntentWaitsOutAChainThatIsDown(t *testing.T) {
 		t.Fatalf("while the chain is down the intent is %s", st.Intents[len(st.Intents)-1].Status)
 	}
 	f.down.Store(false)
-	ce.clock.Advance(time.Minute)
+	// The next try comes after its backoff on the vault's clock.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				ce.clock.Advance(time.Minute)
+			}
+		}
+	}()
 	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
 		t.Fatalf("after the chain came back: %s %q", in.Status, in.Detail)
 	}
@@ -430,7 +442,7 @@ func TestStuckIntentIsReplaced(t *testing.T) {
 	u, key := ce.funded(t, true)
 	ce.payTrigger(t, u, "2")
 	low := func(p *exec.Prepared) { p.Tip = big.NewInt(1) }
-	ce.hooks.Price.Store(&low)
+	ce.hooks.Exec.Price.Store(&low)
 	ce.cross(t, u)
 	waitFor(t, "the intent to be sent", func() bool {
 		st := u.state(t)

@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 )
@@ -36,8 +37,8 @@ type env struct {
 	evalKeep  int            // EvaluationsKeep; 0: the default
 	log       zerolog.Logger // default: none
 	chain     *protocol.ChainInfo
-	client    exec.Chain  // with chain: intents execute
-	hooks     *exec.Hooks // the intents' test hooks
+	client    exec.Chain // with chain: intents execute
+	hooks     *Hooks     // the test hooks of the node, its vaults and their intents
 	// confirmations of an intent's transaction; 0: the default
 	confirmations int
 }
@@ -59,7 +60,7 @@ func mustKEK(hex string) *keys.KEK {
 
 func newEnvWith(t testing.TB, set func(*env)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{}, hooks: &exec.Hooks{},
+	e := &env{t: t, dir: t.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{}, hooks: &Hooks{Exec: &exec.Hooks{}, Actor: &actor.Hooks{}},
 		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!"))}
 	if set != nil {
 		set(e)
@@ -72,7 +73,7 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: &Hooks{Exec: e.hooks}})
+		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func (s *sub) nextOf(t testing.TB, typ string) protocol.ServerFrame {
 // user is a wallet signed in to its vault.
 type user struct {
 	w    *client.Wallet
-	v    *Vault
+	v    *actor.Vault
 	sess *client.Session
 	sub  *sub
 }
@@ -152,7 +153,7 @@ func (e *env) params(w *client.Wallet, d *protocol.Delegate) client.SignInParams
 }
 
 // signIn signs w in with p (nonce is p.Nonce) and returns the error.
-func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s Subscriber) (Bound, error) {
+func (e *env) signInWith(w *client.Wallet, p client.SignInParams, s actor.Subscriber) (actor.Bound, error) {
 	e.t.Helper()
 	msg, sig, err := w.SignIn(p)
 	if err != nil {

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 )
 
 // idle detaches u's subscriber and lets the clock run past the idle time,
@@ -166,7 +168,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 				t.Fatalf("the crossing reached %d vaults, want %d", n, c.vaults)
 			}
 			waitFor(t, "every vault to record its firing", func() bool {
-				return testutil.ToFloat64(e.m.metrics.Intents) == float64(c.vaults)
+				return testutil.ToFloat64(e.m.metrics.Actor.Intents) == float64(c.vaults)
 			})
 			e.m.mu.Lock()
 			peak := e.m.peak
@@ -257,8 +259,8 @@ func TestStartReadsTheWALACrashLeft(t *testing.T) {
 	// Copy the vault's files while it is open: what a crash leaves. The
 	// trigger is only in the WAL.
 	crashed := t.TempDir()
-	src := u.v.path()
-	dst := pathFor(crashed, u.v.id)
+	src := actor.Path(e.dir, u.v.ID())
+	dst := actor.Path(crashed, u.v.ID())
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +323,8 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 	e.restart() // every vault hibernated, no vault goroutine running
 	var counted []int
 	var mu sync.Mutex
-	closeHook = func(v *Vault) {
-		if v.conn == nil {
+	closing := func(_ common.Address, hasFile bool) {
+		if !hasFile {
 			return
 		}
 		mu.Lock()
@@ -330,14 +332,15 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 		mu.Unlock()
 		time.Sleep(5 * time.Millisecond) // a slow close: a wake-up must not take its slot meanwhile
 	}
+	e.hooks.Actor.Closing.Store(&closing)
 	if n := e.m.Signal("ETH/USD", 2400); n != 3 {
 		t.Fatalf("the crossing reached %d vaults, want 3", n)
 	}
 	waitFor(t, "every vault to record its firing", func() bool {
-		return testutil.ToFloat64(e.m.metrics.Intents) == 3
+		return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 3
 	})
 	e.m.Close(context.Background())
-	closeHook = nil
+	e.hooks.Actor.Closing.Store(nil)
 	e.m.mu.Lock()
 	peak := e.m.peak
 	e.m.mu.Unlock()
@@ -366,7 +369,7 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 	u := e.dippers(t, 1, false)[0]
 	e.clock.Advance(3 * time.Minute)
 	waitFor(t, "the vault to doze", func() bool { return e.m.FilesOpen() == 0 })
-	p := pathFor(e.dir, idOf(u.w.Address()))
+	p := actor.Path(e.dir, actor.ID(u.w.Address()))
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
@@ -385,13 +388,14 @@ func TestDozingVaultWhoseFileVanishedIsNotRecreated(t *testing.T) {
 func (e *env) hibernateHeld(t *testing.T, u *user) (release chan struct{}) {
 	t.Helper()
 	closing, release := make(chan struct{}), make(chan struct{})
-	closeHook = func(v *Vault) {
-		if v == u.v {
+	hook := func(vault common.Address, _ bool) {
+		if vault == u.v.Address() {
 			close(closing)
 			<-release
 		}
 	}
-	t.Cleanup(func() { closeHook = nil })
+	e.hooks.Actor.Closing.Store(&hook)
+	t.Cleanup(func() { e.hooks.Actor.Closing.Store(nil) })
 	e.clock.Advance(3 * time.Minute) // the janitor hibernates it
 	<-closing
 	return release
@@ -411,7 +415,7 @@ func TestReopenWaitsForTheClosingInstance(t *testing.T) {
 	u.state(t)
 	release := e.hibernateHeld(t, u)
 	type result struct {
-		v   *Vault
+		v   *actor.Vault
 		err error
 	}
 	got := make(chan result, 1)
@@ -495,12 +499,12 @@ func BenchmarkCrossingWakesHibernated(b *testing.B) {
 		if s == ticks {
 			b.Fatalf("more than %d ticks: run it with -benchtime %dx or less", ticks, ticks)
 		}
-		before := testutil.ToFloat64(e.m.metrics.Intents)
+		before := testutil.ToFloat64(e.m.metrics.Actor.Intents)
 		if n := e.m.Signal(fmt.Sprint("S", s), 2400); n != k {
 			b.Fatalf("the tick reached %d vaults, want %d", n, k)
 		}
 		s++
-		for testutil.ToFloat64(e.m.metrics.Intents)-before < k {
+		for testutil.ToFloat64(e.m.metrics.Actor.Intents)-before < k {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}
@@ -520,7 +524,7 @@ func TestJanitorPacesItsCloses(t *testing.T) {
 	}
 	entered, release := make(chan struct{}, n), make(chan struct{})
 	var inflight, peak atomic.Int32
-	closeHook = func(v *Vault) {
+	hook := func(common.Address, bool) {
 		in := inflight.Add(1)
 		for p := peak.Load(); in > p && !peak.CompareAndSwap(p, in); p = peak.Load() {
 		}
@@ -528,9 +532,11 @@ func TestJanitorPacesItsCloses(t *testing.T) {
 		<-release
 		inflight.Add(-1)
 	}
+	e.hooks.Actor.Closing.Store(&hook)
 	waiting := make(chan struct{}, n)
-	slotWaitHook = func() { waiting <- struct{}{} }
-	t.Cleanup(func() { closeHook, slotWaitHook = nil, nil })
+	wait := func() { waiting <- struct{}{} }
+	e.hooks.JanitorWait.Store(&wait)
+	t.Cleanup(func() { e.hooks.Actor.Closing.Store(nil); e.hooks.JanitorWait.Store(nil) })
 	e.clock.Advance(3 * time.Minute) // every vault is idle
 	for i := 0; i < n; i++ {
 		if i >= janitorParallel {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -23,7 +24,7 @@ func TestFirstSignInCreatesVaultOwnedBySigner(t *testing.T) {
 	if st.Owner != u.w.Address().Hex() || st.Vault != u.w.Address().Hex() {
 		t.Fatalf("owner %s vault %s, want %s", st.Owner, st.Vault, u.w.Address().Hex())
 	}
-	if _, err := os.Stat(pathFor(e.dir, idOf(u.w.Address()))); err != nil {
+	if _, err := os.Stat(actor.Path(e.dir, actor.ID(u.w.Address()))); err != nil {
 		t.Fatalf("vault file: %v", err)
 	}
 }
@@ -94,7 +95,7 @@ func TestSignInRefusals(t *testing.T) {
 				_, err = e.m.SignIn(context.Background(), SignInRequest{Message: msg, Signature: sig, Nonce: expect, Sub: newSub()})
 				wantCode(t, err, c.code)
 				if who == "new" {
-					if _, err := os.Stat(pathFor(e.dir, idOf(w.Address()))); !os.IsNotExist(err) {
+					if _, err := os.Stat(actor.Path(e.dir, actor.ID(w.Address()))); !os.IsNotExist(err) {
 						t.Fatalf("a refused first sign-in left a vault file: %v", err)
 					}
 				}
@@ -274,9 +275,9 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	inFile := func(nonce string) bool {
 		t.Helper()
 		var used bool
-		if err := u.v.do(context.Background(), func() error {
+		if err := u.v.Inspect(context.Background(), func(conn *sqlite.Conn) error {
 			var err error
-			used, err = store.NonceUsed(u.v.conn, nonce)
+			used, err = store.NonceUsed(conn, nonce)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -305,10 +306,10 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	_, err = e.signInWith(u.w, p, newSub())
 	wantCode(t, err, protocol.CodeNonceReused)
 
-	// Enough of them (this one and maxUnwrittenNonces-1 more) are written
+	// Enough of them (this one and actor.MaxUnwrittenNonces-1 more) are written
 	// at once, with the vault still open.
 	var batch []string
-	for range maxUnwrittenNonces - 1 {
+	for range actor.MaxUnwrittenNonces - 1 {
 		n := e.nonces.Issue(e.clock.Now())
 		if _, err := resume(n); err != nil {
 			t.Fatal(err)
@@ -317,7 +318,7 @@ func TestResumeNonceHeldUntilTheFileCloses(t *testing.T) {
 	}
 	for _, n := range append(batch, nonce) {
 		if !inFile(n) {
-			t.Fatalf("nonce %s not in the file after %d resumes", n, maxUnwrittenNonces)
+			t.Fatalf("nonce %s not in the file after %d resumes", n, actor.MaxUnwrittenNonces)
 		}
 	}
 
@@ -355,8 +356,8 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.v.Detach(s)
-	err := u.v.do(context.Background(), func() error {
-		durable, err := store.Durable(u.v.conn)
+	err := u.v.Inspect(context.Background(), func(conn *sqlite.Conn) error {
+		durable, err := store.Durable(conn)
 		if err == nil && !durable {
 			t.Error("after the resume, the connection does not sync every commit (synchronous FULL, automatic checkpoints)")
 		}
@@ -373,7 +374,7 @@ func TestResumeNonceRecordedWithoutSync(t *testing.T) {
 	// The machine lost the record: a node started after it refuses the
 	// nonce all the same, and a fresh one still resumes.
 	e.m.Close(context.Background())
-	conn, err := sqlite.OpenConn(pathFor(e.dir, idOf(u.w.Address())), sqlite.OpenReadWrite)
+	conn, err := sqlite.OpenConn(actor.Path(e.dir, actor.ID(u.w.Address())), sqlite.OpenReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}

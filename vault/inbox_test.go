@@ -23,11 +23,11 @@ func TestSignalNeverWaitsForASlot(t *testing.T) {
 	if d := time.Since(began); d > 100*time.Millisecond {
 		t.Fatalf("Signal took %s with every slot held", d)
 	}
-	if n := testutil.ToFloat64(e.m.metrics.Intents); n != 0 {
+	if n := testutil.ToFloat64(e.m.metrics.Actor.Intents); n != 0 {
 		t.Fatalf("%g intents while no slot was free", n)
 	}
 	release()
 	busy.v.Detach(busy.sub)
-	waitFor(t, "every crossed vault to fire", func() bool { return testutil.ToFloat64(e.m.metrics.Intents) == 5 })
+	waitFor(t, "every crossed vault to fire", func() bool { return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 5 })
 	e.checkLife(t)
 }

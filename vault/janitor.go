@@ -21,13 +21,14 @@ const (
 
 // janitor hibernates idle vaults and dozes idle watched ones,
 // janitorParallel files at a time; it also probes a disk found full, and
-// retries the files the start-up scan could not read.
+// retries the files the start-up scan could not read. It runs on the
+// injected clock.
 func (m *Manager) janitor(ctx context.Context) {
 	every := min(m.cfg.IdleAfter/2, janitorEvery)
 	slots := make(chan struct{}, janitorParallel)
 	timer := m.cfg.Clock.NewTimer(every)
 	defer timer.Stop()
-	rescanned := time.Now()
+	rescanned := m.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,30 +36,30 @@ func (m *Manager) janitor(ctx context.Context) {
 		case <-timer.C():
 		}
 		m.probeStorage()
-		if time.Since(rescanned) >= rescanEvery {
+		if m.now().Sub(rescanned) >= rescanEvery {
 			m.rescan(ctx)
-			rescanned = time.Now()
+			rescanned = m.now()
 		}
 		cutoff := m.now().Add(-m.cfg.IdleAfter).UnixMilli()
 		m.mu.Lock()
-		var idle, drowsy []*Vault
-		for _, v := range m.vaults {
+		var idle, drowsy []*instance
+		for _, i := range m.vaults {
 			switch {
-			case v.lastActive.Load() > cutoff:
-			case v.subCount.Load() == 0 && (v.life == open || v.life == dozing):
-				idle = append(idle, v)
-			case v.life == open:
-				drowsy = append(drowsy, v)
+			case i.v.LastActive() > cutoff:
+			case i.v.Subscribers() == 0 && (i.life == open || i.life == dozing):
+				idle = append(idle, i)
+			case i.life == open:
+				drowsy = append(drowsy, i)
 			}
 		}
 		m.mu.Unlock()
-		for _, v := range idle {
-			if !paced(ctx, slots, v, func() { v.hibernate(false) }) {
+		for _, i := range idle {
+			if !m.paced(ctx, slots, i, false) {
 				return
 			}
 		}
-		for _, v := range drowsy {
-			if !paced(ctx, slots, v, func() { v.doze(false) }) {
+		for _, i := range drowsy {
+			if !m.paced(ctx, slots, i, true) {
 				return
 			}
 		}
@@ -66,21 +67,16 @@ func (m *Manager) janitor(ctx context.Context) {
 	}
 }
 
-// slotWaitHook, when set by a test, runs when the janitor finds every one
-// of its slots taken and waits for one.
-var slotWaitHook func()
-
-// paced waits for one of slots, then has v run closeFn (a hibernate or a
-// doze), and frees the slot once v's file is closed: when the letter has
-// run, or when the goroutine it retired has ended (its file closes as it
-// ends), or when v ended without running it. It reports false if ctx
-// ended first.
-func paced(ctx context.Context, slots chan struct{}, v *Vault, closeFn func()) bool {
+// paced waits for one of slots, then asks i to hibernate (or doze), and
+// frees the slot once i's file is closed: when its letter has run, or when
+// the goroutine it retired has ended (its file closes as it ends), or when
+// i ended without running it. It reports false if ctx ended first.
+func (m *Manager) paced(ctx context.Context, slots chan struct{}, i *instance, doze bool) bool {
 	select {
 	case slots <- struct{}{}:
 	default:
-		if slotWaitHook != nil {
-			slotWaitHook()
+		if h := m.hooks().JanitorWait.Load(); h != nil {
+			(*h)()
 		}
 		select {
 		case slots <- struct{}{}:
@@ -88,10 +84,10 @@ func paced(ctx context.Context, slots chan struct{}, v *Vault, closeFn func()) b
 			return false
 		}
 	}
-	go func() {
+	m.spawn(func(ctx context.Context) {
 		defer func() { <-slots }()
 		retiring := make(chan bool, 1)
-		if !v.postNoFile(ctx, func() { closeFn(); retiring <- v.forget }) {
+		if !i.v.Rest(ctx, doze, false, func(r bool) { retiring <- r }) {
 			return
 		}
 		select {
@@ -99,13 +95,24 @@ func paced(ctx context.Context, slots chan struct{}, v *Vault, closeFn func()) b
 			if !r {
 				return
 			}
-		case <-v.done:
+		case <-i.v.Done():
+			return
+		case <-ctx.Done():
 			return
 		}
 		select {
-		case <-v.done:
+		case <-i.v.Done():
 		case <-ctx.Done():
 		}
-	}()
+	})
 	return true
 }
+
+func (m *Manager) hooks() *Hooks {
+	if m.cfg.Hooks == nil {
+		return &noHooks
+	}
+	return m.cfg.Hooks
+}
+
+var noHooks Hooks

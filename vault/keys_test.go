@@ -15,9 +15,12 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/rs/zerolog"
+	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // lockedBuffer is a log destination tests can read while vaults write.
@@ -40,11 +43,15 @@ func (l *lockedBuffer) Bytes() []byte {
 
 // rawSessionKey unseals the vault's current session key, as only the
 // vault's own goroutine can.
-func rawSessionKey(t testing.TB, v *Vault) []byte {
+func rawSessionKey(t testing.TB, v *actor.Vault) []byte {
 	t.Helper()
 	var raw []byte
-	err := v.do(context.Background(), func() error {
-		return v.withSessionKey(func(k *ecdsa.PrivateKey) error {
+	err := v.Inspect(context.Background(), func(conn *sqlite.Conn) error {
+		ring, err := store.ReadRing(conn)
+		if err != nil {
+			return err
+		}
+		return ring.WithSessionKey(testKEK, v.ID(), func(k *ecdsa.PrivateKey) error {
 			raw = crypto.FromECDSA(k)
 			return nil
 		})
@@ -119,7 +126,7 @@ func TestSessionKeyNeverLeavesTheVault(t *testing.T) {
 	for len(u2.sub.ch) > 0 {
 		frames.Write(<-u2.sub.ch)
 	}
-	p := pathFor(e.dir, idOf(u.w.Address()))
+	p := actor.Path(e.dir, actor.ID(u.w.Address()))
 	wal, _ := os.ReadFile(p + "-wal")
 	e.m.Close(context.Background())
 	db, err := os.ReadFile(p)
@@ -180,12 +187,12 @@ func TestVaultSealedByAnotherKEK(t *testing.T) {
 	src.m.Close(context.Background())
 	e := newEnvWith(t, nil)
 	e.m.Close(context.Background())
-	p := pathFor(src.dir, idOf(u.w.Address()))
+	p := actor.Path(src.dir, actor.ID(u.w.Address()))
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := pathFor(e.dir, idOf(u.w.Address()))
+	dst := actor.Path(e.dir, actor.ID(u.w.Address()))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		t.Fatal(err)
 	}

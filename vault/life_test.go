@@ -15,6 +15,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -49,7 +50,7 @@ func TestLifeInvariantUnderRandomOperations(t *testing.T) {
 	}
 	var mu sync.Mutex // users' sessions and subscribers
 	type attached struct {
-		v *Vault
+		v *actor.Vault
 		s *sub
 	}
 	var subs []attached
@@ -216,13 +217,14 @@ func TestAbandonedSignInsCompleteAndHoldNothing(t *testing.T) {
 func TestInterruptedCreationLeavesNoVault(t *testing.T) {
 	e := newEnv(t)
 	w, _ := client.NewWallet()
-	createFault = func(tmp string) error {
+	fault := func(tmp string) error {
 		if _, err := os.Stat(tmp); err != nil {
 			t.Errorf("the fault ran before the temporary file was written: %v", err)
 		}
 		return &os.PathError{Op: "write", Path: tmp, Err: syscall.ENOSPC}
 	}
-	t.Cleanup(func() { createFault = nil })
+	e.hooks.Actor.CreateFault.Store(&fault)
+	t.Cleanup(func() { e.hooks.Actor.CreateFault.Store(nil) })
 	_, err := e.signInWith(w, e.params(w, mustDelegate(t)), newSub())
 	wantCode(t, err, protocol.CodeStorageFull)
 	left, _ := filepath.Glob(filepath.Join(e.dir, "vaults", "*", "*"))
@@ -233,9 +235,9 @@ func TestInterruptedCreationLeavesNoVault(t *testing.T) {
 		t.Fatal("the full disk was not reported")
 	}
 	e.checkLife(t)
-	createFault = nil
+	e.hooks.Actor.CreateFault.Store(nil)
 	// What a crash in the middle leaves: a temporary file, removed at start.
-	p := pathFor(e.dir, idOf(w.Address()))
+	p := actor.Path(e.dir, actor.ID(w.Address()))
 	must(t, os.MkdirAll(filepath.Dir(p), 0o700))
 	must(t, os.WriteFile(p+store.NewSuffix, []byte("half a vault"), 0o600))
 	e.restart()
@@ -266,7 +268,7 @@ func TestResumeAheadOfTheVaultIsRefused(t *testing.T) {
 		t.Fatalf("the refused resume was sent %s", f)
 	default:
 	}
-	if n := testutil.ToFloat64(e.m.metrics.Rollbacks); n != 1 {
+	if n := testutil.ToFloat64(e.m.metrics.Actor.Rollbacks); n != 1 {
 		t.Fatalf("spells_vault_rollbacks_detected_total = %g, want 1", n)
 	}
 	snap, _ := u.sess.SignResumeSnapshot(nonce)
@@ -309,7 +311,7 @@ func TestDamagedWALRollsBackLoudly(t *testing.T) {
 	// What a crash leaves, copied while the vault is open, with bytes of
 	// the WAL's middle flipped.
 	crashed := t.TempDir()
-	src, dst := u.v.path(), pathFor(crashed, u.v.id)
+	src, dst := actor.Path(e.dir, u.v.ID()), actor.Path(crashed, u.v.ID())
 	must(t, os.MkdirAll(filepath.Dir(dst), 0o700))
 	for _, suffix := range []string{"", "-wal"} {
 		b, err := os.ReadFile(src + suffix)
@@ -341,7 +343,7 @@ func (e *env) lifeCounts() string {
 		}
 	}
 	for _, v := range e.m.vaults {
-		out += fmt.Sprintf(" [%s subs=%d pins=%d mail=%d]", v.life, v.subCount.Load(), v.pins.Load(), len(v.mailbox))
+		out += fmt.Sprintf(" [%s subs=%d busy=%v mail=%d]", v.life, v.v.Subscribers(), v.v.Busy(), v.v.Queued())
 	}
 	return out
 }

@@ -15,38 +15,36 @@ import (
 	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/internal/atomicfile"
-	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/store"
 )
 
 // Moving a vault to another node (a drain). The vault's file is shipped
 // whole, its keys still sealed (every node of a cluster holds the same
 // key-encryption key), and the directory switched by the cluster package;
-// this file holds the vault's side of it:
+// this file holds the node's side of it, each step a move of the vault's
+// place (place.go):
 //
-//   - MoveOut, on the node the vault leaves: no new request reaches it,
-//     a move mark (the node it goes to, the epoch it has there) is written
-//     into its file, its dashboards are told to reconnect and resume, its
-//     instance ends and its file is closed clean; the bytes and their
-//     checksum are returned. From the mark on, the vault refuses every
-//     write: a copy being shipped never changes.
-//   - Receive, on the node it goes to: the bytes are written beside the
-//     vault's place as <id>.db.incoming, synced, and their checksum
-//     checked. Install puts the file in place at its new epoch and opens
-//     it, which carries on its intents (executor.go).
+//   - MoveOut, on the node the vault leaves (held → leaving): no new
+//     request reaches it, a move mark (the node it goes to, the epoch it
+//     has there) is written into its file, its dashboards are told to
+//     reconnect and resume, its instance ends and its file is closed
+//     clean; the bytes and their checksum are returned. From the mark on,
+//     the vault refuses every write: a copy being shipped never changes.
+//   - Receive, on the node it goes to (→ arriving): the bytes are written
+//     beside the vault's place as <id>.db.incoming, synced, and their
+//     checksum checked. Install puts the file in place at its new epoch
+//     and opens it (→ held), which carries on its intents.
 //   - MoveDone, once the directory names the new node, leaves the old
-//     file as a tombstone (moved = 1): this node never serves it again,
-//     and any write to it fails inside the vault. MoveAbort, when the
+//     file as a tombstone (→ moved): this node never serves it again, and
+//     any write to it fails inside the vault. MoveAbort, when the
 //     directory was not switched, clears the mark and the vault serves
-//     here again.
+//     here again (→ held).
 //
-// A node that stops at any step finds the mark (or the incoming file) at
-// its next start: PendingMoves and Incoming list them, and the cluster
-// package settles each against the directory (see cluster/handoff.go).
-
-// errMoving answers requests for a vault that is moving to another node,
-// or moved (a stale route): the client retries and is routed there.
-var errMoving = protocol.Errorf(protocol.CodeVaultMoving, "the vault is moving to another node; retry in a moment and it is reached there")
+// A node that stops at any step finds the mark (left) or the incoming
+// file (arriving) at its next start: PendingMoves and Incoming list them,
+// and the cluster package settles each against the directory (see
+// cluster/handoff.go).
 
 // incomingSuffix names a moved vault's file while it is received.
 const incomingSuffix = ".incoming"
@@ -61,17 +59,11 @@ type Outgoing struct {
 	Sum   [32]byte
 }
 
-// moveWaiter is implemented by subscribers that can be told their vault
-// moved to another node, so they reconnect (to any node) and resume.
-type moveWaiter interface {
-	Moved()
-}
-
 // MoveOut quiesces the vault at addr for a move to node to and returns its
 // file. From now on it is not served here; MoveDone or MoveAbort ends the
 // move.
 func (m *Manager) MoveOut(ctx context.Context, addr common.Address, to string) (*Outgoing, error) {
-	id := idOf(addr)
+	id := actor.ID(addr)
 	// An instance first: opening the file recovers a WAL a crash left,
 	// and closing it leaves the file whole, with an empty WAL.
 	v, err := m.Vault(ctx, addr)
@@ -79,36 +71,17 @@ func (m *Manager) MoveOut(ctx context.Context, addr common.Address, to string) (
 		return nil, err
 	}
 	m.mu.Lock()
-	if m.moving[id] != "" {
+	s := m.placeOf(id)
+	if s.place != held {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("vault %s is already moving to %s", addr.Hex(), m.moving[id])
+		return nil, fmt.Errorf("vault %s is %s here (to %s), not held", addr.Hex(), s.place, s.node)
 	}
-	m.moving[id] = to
+	m.setPlaceLocked(id, spot{place: leaving, epoch: s.epoch, node: to})
 	m.mu.Unlock()
-	var epoch uint64
-	err = v.do(ctx, func() error {
-		epoch = v.epoch
-		if err := store.SetMoveMark(v.conn, to, v.epoch+1); err != nil {
-			return err
-		}
-		v.move = store.MoveMark{To: to, Epoch: v.epoch + 1}
-		for s := range v.subs {
-			if mw, ok := s.(moveWaiter); ok {
-				mw.Moved()
-			} else if g, ok := s.(goner); ok {
-				g.Gone()
-			}
-			v.dropSub(s)
-		}
-		v.failure = errMoving
-		v.forget = true
-		v.m.abandon(v)
-		v.log.Info().Str("to", to).Uint64("epoch", v.epoch+1).Msg("vault moving out")
-		return nil
-	})
+	epoch, err := v.MoveOut(ctx, to)
 	if err == nil {
 		select {
-		case <-v.done:
+		case <-v.Done():
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
@@ -118,7 +91,7 @@ func (m *Manager) MoveOut(ctx context.Context, addr common.Address, to string) (
 	}
 	var data []byte
 	if err == nil {
-		data, err = readClean(pathFor(m.cfg.Dir, id))
+		data, err = readClean(actor.Path(m.cfg.Dir, id))
 	}
 	if err != nil {
 		m.MoveAbort(addr)
@@ -151,7 +124,7 @@ func readClean(p string) ([]byte, error) {
 // setMark writes a vault file's move columns (and its epoch) on a
 // connection of its own; the vault has no instance.
 func (m *Manager) setMark(id string, write func(conn *sqlite.Conn) error) error {
-	conn, err := store.Open(pathFor(m.cfg.Dir, id))
+	conn, err := store.Open(actor.Path(m.cfg.Dir, id))
 	if err != nil {
 		return err
 	}
@@ -163,18 +136,24 @@ func (m *Manager) setMark(id string, write func(conn *sqlite.Conn) error) error 
 }
 
 // MoveAbort ends a move the directory did not follow: the mark is
-// cleared, and the vault serves here again.
+// cleared, and the vault serves here again. If the mark cannot be
+// cleared, the move stays pending (PendingMoves): the vault is not served
+// until it is settled.
 func (m *Manager) MoveAbort(addr common.Address) error {
-	id := idOf(addr)
+	id := actor.ID(addr)
 	err := m.setMark(id, store.ClearMoveMark)
 	m.mu.Lock()
-	delete(m.moving, id)
-	if err == nil {
-		delete(m.pending, id)
+	s := m.placeOf(id)
+	if s.place == leaving || s.place == left {
+		if err == nil {
+			m.setPlaceLocked(id, spot{place: held, epoch: s.epoch})
+		} else {
+			m.setPlaceLocked(id, spot{place: left, epoch: s.epoch, node: s.node})
+		}
 	}
 	m.mu.Unlock()
 	if err != nil {
-		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("move aborted, but its mark could not be cleared; the vault stays unavailable here until the next start")
+		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("move aborted, but its mark could not be cleared; the vault stays unavailable here until its move is settled")
 		return err
 	}
 	m.cfg.Logger.Warn().Str("vault", addr.Hex()).Msg("move aborted: the vault serves here again")
@@ -184,21 +163,15 @@ func (m *Manager) MoveAbort(addr common.Address) error {
 // MoveDone ends a move the directory followed: the file stays as a
 // tombstone (moved = 1), and this node forgets the vault.
 func (m *Manager) MoveDone(addr common.Address) error {
-	id := idOf(addr)
+	id := actor.ID(addr)
 	if err := m.setMark(id, store.SetMoved); err != nil {
 		// The mark alone keeps the vault from being served here; the
 		// next start settles it against the directory again.
 		m.cfg.Logger.Error().Err(err).Str("vault", addr.Hex()).Msg("moved vault: tombstone not written")
 	}
 	m.mu.Lock()
-	to := m.moving[id]
-	if to == "" {
-		to = m.pending[id].To
-	}
-	delete(m.moving, id)
-	delete(m.pending, id)
-	delete(m.held, id)
-	m.tombstones[id] = to
+	to := m.placeOf(id).node
+	m.setPlaceLocked(id, spot{place: moved, node: to})
 	delete(m.waiting, id)
 	m.mu.Unlock()
 	m.forget(id)
@@ -208,21 +181,20 @@ func (m *Manager) MoveDone(addr common.Address) error {
 }
 
 // Receive writes a moving vault's file as <id>.db.incoming, synced, after
-// checking its checksum; Install puts it in place. A vault served here
+// checking its checksum; Install puts it in place. A vault this node holds
 // (not a tombstone) is never overwritten.
 func (m *Manager) Receive(addr common.Address, epoch uint64, data []byte, sum [32]byte) error {
-	id := idOf(addr)
+	id := actor.ID(addr)
 	if sha256.Sum256(data) != sum {
 		return errors.New("the file does not match its checksum")
 	}
 	m.mu.Lock()
-	_, held := m.held[id]
-	busy := held || m.vaults[id] != nil || m.moving[id] != ""
+	busy := m.placeOf(id).holds() || m.vaults[id] != nil
 	m.mu.Unlock()
 	if busy {
 		return fmt.Errorf("vault %s is held on this node", addr.Hex())
 	}
-	p := pathFor(m.cfg.Dir, id) + incomingSuffix
+	p := actor.Path(m.cfg.Dir, id) + incomingSuffix
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
@@ -236,22 +208,28 @@ func (m *Manager) Receive(addr common.Address, epoch uint64, data []byte, sum [3
 		os.Remove(p)
 		return err
 	}
-	m.mu.Lock()
-	m.incoming[id] = epoch
-	m.mu.Unlock()
+	m.arrive(id, epoch)
 	return nil
+}
+
+// arrive records a received file of vault id at epoch (keeping what a
+// tombstone here says of where it had gone).
+func (m *Manager) arrive(id string, epoch uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setPlaceLocked(id, spot{place: arriving, epoch: epoch, node: m.placeOf(id).node})
 }
 
 // Install puts a received vault's file in place at epoch (replacing a
 // tombstone this node kept of it), clears its move mark and opens it:
 // its intents carry on, and the signal values it missed are offered.
 func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64) error {
-	id := idOf(addr)
-	p := pathFor(m.cfg.Dir, id)
+	id := actor.ID(addr)
+	p := actor.Path(m.cfg.Dir, id)
 	m.mu.Lock()
-	_, held := m.held[id]
+	holds := m.placeOf(id).holds()
 	m.mu.Unlock()
-	if held {
+	if holds {
 		return fmt.Errorf("vault %s is held on this node", addr.Hex())
 	}
 	if err := os.Rename(p+incomingSuffix, p); err != nil {
@@ -265,11 +243,7 @@ func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64
 	if err := m.setMark(id, func(conn *sqlite.Conn) error { return store.SetArrived(conn, epoch) }); err != nil {
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
-	m.mu.Lock()
-	delete(m.incoming, id)
-	delete(m.tombstones, id)
-	m.held[id] = epoch
-	m.mu.Unlock()
+	m.setPlace(id, spot{place: held, epoch: epoch})
 	m.metrics.VaultsMovedIn.Inc()
 	m.cfg.Logger.Info().Str("vault", addr.Hex()).Uint64("epoch", epoch).Msg("vault moved in")
 	if _, err := m.Vault(ctx, addr); err != nil {
@@ -281,12 +255,18 @@ func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64
 // Discard removes a received file the directory never named this node
 // for.
 func (m *Manager) Discard(addr common.Address) {
-	id := idOf(addr)
-	p := pathFor(m.cfg.Dir, id) + incomingSuffix
+	id := actor.ID(addr)
+	p := actor.Path(m.cfg.Dir, id) + incomingSuffix
 	os.Remove(p)
 	os.Remove(p + ".epoch")
 	m.mu.Lock()
-	delete(m.incoming, id)
+	if s := m.placeOf(id); s.place == arriving {
+		if s.node != "" {
+			m.setPlaceLocked(id, spot{place: moved, node: s.node}) // its tombstone stays
+		} else {
+			m.setPlaceLocked(id, spot{place: nowhere})
+		}
+	}
 	m.mu.Unlock()
 	m.cfg.Logger.Warn().Str("vault", addr.Hex()).Msg("a received vault file was discarded: the directory did not name this node")
 }
@@ -305,9 +285,11 @@ type Move struct {
 func (m *Manager) PendingMoves() []Move {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]Move, 0, len(m.pending))
-	for id, mk := range m.pending {
-		out = append(out, Move{Vault: common.HexToAddress(id), To: mk.To, Epoch: mk.Epoch})
+	var out []Move
+	for id, s := range m.places {
+		if s.place == left {
+			out = append(out, Move{Vault: common.HexToAddress(id), To: s.node, Epoch: s.epoch + 1})
+		}
 	}
 	return out
 }
@@ -316,9 +298,11 @@ func (m *Manager) PendingMoves() []Move {
 func (m *Manager) Incoming() []Move {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]Move, 0, len(m.incoming))
-	for id, e := range m.incoming {
-		out = append(out, Move{Vault: common.HexToAddress(id), Epoch: e})
+	var out []Move
+	for id, s := range m.places {
+		if s.place == arriving {
+			out = append(out, Move{Vault: common.HexToAddress(id), Epoch: s.epoch})
+		}
 	}
 	return out
 }
@@ -338,15 +322,6 @@ func (m *Manager) scanIncoming() {
 			}
 			continue
 		}
-		m.incoming[id] = e
+		m.arrive(id, e)
 	}
-}
-
-// moveRefusal is why acquire refuses the vault id while it moves, or
-// after it moved; nil otherwise. m.mu is held.
-func (m *Manager) moveRefusalLocked(id string) error {
-	if m.moving[id] != "" || m.pending[id].To != "" || m.tombstones[id] != "" || m.incoming[id] != 0 {
-		return errMoving
-	}
-	return nil
 }

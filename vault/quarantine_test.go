@@ -13,6 +13,7 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/actor"
 )
 
 // rootPage returns the first page of table in the vault file at p.
@@ -105,7 +106,7 @@ func TestDamagedVaultFilesAreQuarantined(t *testing.T) {
 	}
 	must(t, e.m.Close(context.Background()))
 	for _, vi := range victims {
-		damageKinds[vi.kind](t, pathFor(e.dir, idOf(vi.w.Address())))
+		damageKinds[vi.kind](t, actor.Path(e.dir, actor.ID(vi.w.Address())))
 	}
 	e.start() // must not fail
 	for _, u := range healthy {
@@ -123,8 +124,8 @@ func TestDamagedVaultFilesAreQuarantined(t *testing.T) {
 				t.Fatalf("the refused owner was sent %s", f)
 			default:
 			}
-			id := idOf(vi.w.Address())
-			if _, err := os.Lstat(pathFor(e.dir, id)); !os.IsNotExist(err) {
+			id := actor.ID(vi.w.Address())
+			if _, err := os.Lstat(actor.Path(e.dir, id)); !os.IsNotExist(err) {
 				t.Fatalf("the vault's place is not empty after quarantine (%v)", err)
 			}
 			moved, _ := filepath.Glob(filepath.Join(e.dir, "quarantine", id+".*.db"))
@@ -161,7 +162,7 @@ func TestRestoredQuarantinedVaultServesAgain(t *testing.T) {
 	u := e.newUser()
 	u.create(t, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
 	must(t, e.m.Close(context.Background()))
-	p := pathFor(e.dir, idOf(u.w.Address()))
+	p := actor.Path(e.dir, actor.ID(u.w.Address()))
 	good, err := os.ReadFile(p)
 	must(t, err)
 	damageKinds["header overwritten"](t, p)

@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"zombiezen.com/go/sqlite"
 
-	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -35,7 +34,6 @@ func (m *Manager) scanDir(ctx context.Context) error {
 		return err
 	}
 	m.removeLeftovers()
-	m.scanIncoming()
 	files, err := filepath.Glob(filepath.Join(m.cfg.Dir, "vaults", "*", "0x*.db"))
 	if err != nil {
 		return fmt.Errorf("scan vaults: %w", err)
@@ -57,7 +55,8 @@ func (m *Manager) scanDir(ctx context.Context) error {
 	}
 	close(work)
 	wg.Wait()
-	m.cfg.Logger.Info().Int("vaults", len(files)).Int("quarantined", m.Quarantined()).Int("unread", len(m.unscanned)).
+	m.scanIncoming() // after the files: a tombstone here stays under a received copy
+	m.cfg.Logger.Info().Int("vaults", len(files)).Int("quarantined", m.Quarantined()).Int("unread", len(m.inPlace(unread))).
 		Dur("took", time.Since(began)).Msg("vault index built")
 	return nil
 }
@@ -85,20 +84,18 @@ func (m *Manager) scanFile(f string) {
 		m.cfg.Logger.Warn().Str("file", f).Msg("not a vault file name; ignored")
 		return
 	}
-	err := m.readFile(f, common.HexToAddress(id))
+	err := m.readFile(f, id)
 	switch {
 	case err == nil:
 	case store.IsDamaged(err):
 		m.quarantine(id, err)
 	default:
-		m.mu.Lock()
-		m.unscanned[id] = true
-		m.mu.Unlock()
+		m.setPlace(id, spot{place: unread})
 		m.cfg.Logger.Error().Err(err).Str("vault", id).Msg("could not read a vault file at start; it is tried again")
 	}
 }
 
-func (m *Manager) readFile(f string, addr common.Address) error {
+func (m *Manager) readFile(f string, id string) error {
 	fi, err := os.Lstat(f)
 	if err != nil {
 		return err
@@ -106,49 +103,41 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 	if !fi.Mode().IsRegular() {
 		return store.Damaged("%s is not a regular file (%s)", f, fi.Mode().Type())
 	}
-	v := newVault(m, addr)
 	conn, err := store.OpenSnapshot(f)
+	if err == nil && conn == nil {
+		// A WAL left by a crash, or a file to migrate: the full open
+		// recovers or migrates it.
+		conn, err = store.Open(f)
+	}
 	if err != nil {
 		return err
 	}
-	if conn == nil {
-		// A WAL left by a crash, or a file to migrate: the full open
-		// recovers or migrates it.
-		if err := v.openFile(); err != nil {
-			return err
-		}
-	} else {
-		v.conn = conn
-		if err := v.load(); err != nil {
-			conn.Close()
-			return err
-		}
-	}
-	switch {
-	case v.move.Done:
-		m.mu.Lock()
-		m.tombstones[v.id] = v.move.To
-		m.mu.Unlock()
-		return v.conn.Close()
-	case v.move.To != "":
-		m.mu.Lock()
-		m.pending[v.id] = v.move
-		m.held[v.id] = v.epoch
-		m.mu.Unlock()
-		m.cfg.Logger.Warn().Str("vault", v.id).Str("to", v.move.To).Msg("a move out of this node did not finish; the vault waits for the cluster's directory to settle it")
-		return v.conn.Close()
-	}
-	v.report()
-	m.hold(v.id, v.epoch)
-	if m.executor != nil && openIntents(v.conn) {
-		m.mu.Lock()
-		m.resumeAtStart = append(m.resumeAtStart, v.id)
-		m.mu.Unlock()
-	}
-	if err := v.conn.Close(); err != nil {
+	s, err := actor.Summarize(conn, id, m.now())
+	if cerr := conn.Close(); err == nil && cerr != nil {
 		// What it holds is read, and stays in its WAL: the next open
 		// checkpoints it again.
-		m.cfg.Logger.Warn().Err(err).Str("vault", v.id).Msg("close vault file after the start-up scan")
+		m.cfg.Logger.Warn().Err(cerr).Str("vault", id).Msg("close vault file after the start-up scan")
+	}
+	if err != nil {
+		return err
+	}
+	mv := s.Head.Move
+	switch {
+	case mv.Done:
+		m.setPlace(id, spot{place: moved, node: mv.To})
+		return nil
+	case mv.To != "":
+		m.setPlace(id, spot{place: left, node: mv.To, epoch: s.Head.Epoch})
+		m.cfg.Logger.Warn().Str("vault", id).Str("to", mv.To).Msg("a move out of this node did not finish; the vault waits for the cluster's directory to settle it")
+		return nil
+	}
+	m.alarms.Set(id, s.Next)
+	m.index.set(id, s.Leaves)
+	m.setPlace(id, spot{place: held, epoch: s.Head.Epoch})
+	if m.executor != nil && s.OpenIntents {
+		m.mu.Lock()
+		m.resumeAtStart = append(m.resumeAtStart, id)
+		m.mu.Unlock()
 	}
 	return nil
 }
@@ -157,29 +146,15 @@ func (m *Manager) readFile(f string, addr common.Address) error {
 // instance that then hibernates as usual (never beside one already
 // running: acquire hands that one back).
 func (m *Manager) rescan(ctx context.Context) {
-	m.mu.Lock()
-	ids := make([]string, 0, len(m.unscanned))
-	for id := range m.unscanned {
-		ids = append(ids, id)
-	}
-	m.mu.Unlock()
-	for _, id := range ids {
+	for _, id := range m.inPlace(unread) {
 		_, err := m.Vault(ctx, common.HexToAddress(id))
 		switch {
 		case err == nil, ctx.Err() != nil:
-		case errors.Is(err, ErrNoVault), errors.Is(err, errQuarantined):
-			m.mu.Lock()
-			delete(m.unscanned, id)
-			m.mu.Unlock()
+		case errors.Is(err, ErrNoVault):
+			m.setPlace(id, spot{place: nowhere})
+		case errors.Is(err, actor.ErrQuarantined):
 		default:
 			m.cfg.Logger.Warn().Err(err).Str("vault", id).Msg("vault still cannot be read; it is tried again")
 		}
 	}
-}
-
-// openIntents reports whether the vault has intents whose life is not
-// over (the node wakes it at start to carry them on).
-func openIntents(conn *sqlite.Conn) bool {
-	found, _ := store.AnyIntentWith(conn, exec.OpenStatuses()...)
-	return found
 }

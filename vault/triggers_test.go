@@ -273,8 +273,8 @@ func TestEvaluationLogTrimmed(t *testing.T) {
 	for i := 0; ; i++ {
 		e.signal(t, u, "X", float64(5+10*(i%2))) // crosses down, then up, ...
 		var count, lo, hi int64
-		if err := u.v.do(context.Background(), func() error {
-			return sqlitex.ExecuteTransient(u.v.conn, "SELECT COUNT(*), MIN(id), MAX(id) FROM evaluations;", &sqlitex.ExecOptions{
+		if err := u.v.Inspect(context.Background(), func(conn *sqlite.Conn) error {
+			return sqlitex.ExecuteTransient(conn, "SELECT COUNT(*), MIN(id), MAX(id) FROM evaluations;", &sqlitex.ExecOptions{
 				ResultFunc: func(s *sqlite.Stmt) error {
 					count, lo, hi = s.ColumnInt64(0), s.ColumnInt64(1), s.ColumnInt64(2)
 					return nil

@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import (
 	"fmt"
@@ -13,10 +13,6 @@ import (
 // or rolls back whole, on the vault's goroutine, whatever happens to the
 // socket.
 
-// createFault, when set by a test, runs between the temporary file's
-// completion and its rename; an error fails the creation there.
-var createFault func(tmp string) error
-
 // openFile opens the vault's file, migrating it forward if needed, and
 // loads its state into memory.
 func (v *Vault) openFile() error {
@@ -24,6 +20,7 @@ func (v *Vault) openFile() error {
 	if err != nil {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
+	conn.SetInterrupt(v.cfg.Stop)
 	v.conn = conn
 	if err := v.load(); err != nil {
 		conn.Close()
@@ -37,12 +34,16 @@ func (v *Vault) openFile() error {
 // createFile makes the vault's file for its first sign-in, whole or not at
 // all (store.Create): its row, owned by its address, and its keys.
 func (v *Vault) createFile() error {
+	var fault func(string) error
+	if h := v.hooks().CreateFault.Load(); h != nil {
+		fault = *h
+	}
 	err := store.Create(v.path(), func(conn *sqlite.Conn) error {
-		if err := store.InsertHead(conn, v.addr, v.m.now().UnixMilli()); err != nil {
+		if err := store.InsertHead(conn, v.addr, v.now().UnixMilli()); err != nil {
 			return err
 		}
 		return v.createKeys(conn)
-	}, createFault)
+	}, fault)
 	if err != nil {
 		return fmt.Errorf("create vault %s: %w", v.id, err)
 	}
@@ -62,7 +63,7 @@ func (v *Vault) load() error {
 	if v.triggers, err = loadTriggers(v.conn); err != nil {
 		return err
 	}
-	sessions, err := store.LoadSessions(v.conn, v.m.now())
+	sessions, err := store.LoadSessions(v.conn, v.now())
 	if err != nil {
 		return err
 	}
@@ -71,4 +72,17 @@ func (v *Vault) load() error {
 	}
 	v.born = true
 	return nil
+}
+
+// closeFile closes the vault's SQLite file if it is open, first writing
+// the resume nonces used since the last write.
+func (v *Vault) closeFile() {
+	if v.conn == nil {
+		return
+	}
+	v.flushNonces()
+	if err := v.conn.Close(); err != nil {
+		v.log.Error().Err(err).Msg("close vault file")
+	}
+	v.conn = nil
 }

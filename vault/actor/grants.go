@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ func (v *Vault) addGrant(t *store.Tx, args json.RawMessage) (any, error) {
 	if err := exec.FromPermissionContext(&a); err != nil {
 		return nil, err
 	}
-	g, err := exec.CheckGrant(v.m.cfg.Chain, v.owner, v.ring.Address, v.ring.HasKey(), a, t.Now.UnixMilli())
+	g, err := exec.CheckGrant(v.cfg.Chain, v.owner, v.ring.Address, v.ring.HasKey(), a, t.Now.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (v *Vault) revokeGrant(t *store.Tx, args json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if len(gs) == 0 {
-		return nil, protocol.Errorf(protocol.CodeNotFound, "no grant %q", truncateID(a.ID))
+		return nil, protocol.Errorf(protocol.CodeNotFound, "no grant %q", Short(a.ID))
 	}
 	g := gs[0]
 	if g.Status == protocol.GrantRevoked {

@@ -1,42 +1,20 @@
-package vault
+package actor
 
 import (
 	"context"
+
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strconv"
+
+	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/store"
 )
 
-// What a vault shows its subscribers: diffs as they commit, a snapshot
-// or the missed diffs to a new subscriber.
-
-func (v *Vault) diffFrame(version uint64, at int64, changes []protocol.Change) []byte {
-	return mustJSON(protocol.Diff{Type: protocol.TypeDiff, Vault: v.addr.Hex(), Version: version, At: at, Changes: changes})
-}
-
-func mustJSON(x any) []byte {
-	b, err := json.Marshal(x)
-	if err != nil {
-		panic(fmt.Sprintf("encode frame: %v", err)) // frames are plain structs; this cannot fail
-	}
-	return b
-}
-
-// broadcast sends frame to every subscriber, dropping those that cannot
-// keep up.
-func (v *Vault) broadcast(frame []byte) {
-	for s := range v.subs {
-		if !s.Send(frame) {
-			v.dropSub(s)
-			v.m.metrics.SlowSubscribers.Inc()
-			v.log.Warn().Msg("subscriber queue full; dropped (it resumes from its version)")
-		}
-	}
-}
+// What a vault shows: its snapshot, the diffs a new subscriber missed, a
+// page of its activity, and the balances the chain watcher read.
 
 // snapshot builds the whole state at the current version.
 func (v *Vault) snapshot() (protocol.State, error) {
@@ -46,10 +24,10 @@ func (v *Vault) snapshot() (protocol.State, error) {
 	if st.Grants, err = store.LoadGrants(v.conn, ""); err != nil {
 		return st, err
 	}
-	if st.Intents, err = store.RecentIntents(v.conn, v.m.cfg.SnapshotRecent); err != nil {
+	if st.Intents, err = store.RecentIntents(v.conn, v.cfg.SnapshotRecent); err != nil {
 		return st, err
 	}
-	st.Evaluations, err = store.RecentEvaluations(v.conn, v.m.cfg.SnapshotRecent)
+	st.Evaluations, err = store.RecentEvaluations(v.conn, v.cfg.SnapshotRecent)
 	return st, err
 }
 
@@ -111,28 +89,6 @@ func (v *Vault) catchUp(sub Subscriber, since *uint64) ([][]byte, error) {
 	return frames, nil
 }
 
-// Detach stops sending frames to sub. It is safe to call more than once.
-func (v *Vault) Detach(sub Subscriber) {
-	select {
-	case v.mailbox <- letter{fn: func() { v.dropSub(sub) }, noFile: true}:
-	case <-v.done:
-	}
-}
-
-// State returns a snapshot of the vault (for tests and tools).
-func (v *Vault) State(ctx context.Context) (protocol.State, error) {
-	var st protocol.State
-	err := v.do(ctx, func() error {
-		if v.conn == nil {
-			return protocol.Errorf(protocol.CodeNotFound, "vault has no file yet")
-		}
-		var err error
-		st, err = v.snapshot()
-		return err
-	})
-	return st, err
-}
-
 // activity is activity.list: a page of older evaluations or intents,
 // newest first.
 func (v *Vault) activity(a protocol.ActivityArgs) (any, error) {
@@ -187,3 +143,37 @@ func samePortfolio(a, b []byte) bool {
 
 // openStatuses are those of intents that have not ended.
 var openStatuses = []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded}
+
+// Detach stops sending frames to sub. It is safe to call more than once.
+func (v *Vault) Detach(sub Subscriber) {
+	select {
+	case v.mailbox <- letter{fn: func() { v.dropSub(sub) }, noFile: true}:
+	case <-v.done:
+	}
+}
+
+// State returns a snapshot of the vault (for tests and tools).
+func (v *Vault) State(ctx context.Context) (protocol.State, error) {
+	var st protocol.State
+	err := v.do(ctx, func() error {
+		if v.conn == nil {
+			return protocol.Errorf(protocol.CodeNotFound, "vault has no file yet")
+		}
+		var err error
+		st, err = v.snapshot()
+		return err
+	})
+	return st, err
+}
+
+// Inspect runs fn with the vault's file on the vault's goroutine, for
+// tools and tests that read what the vault's state does not show. fn must
+// not write.
+func (v *Vault) Inspect(ctx context.Context, fn func(conn *sqlite.Conn) error) error {
+	return v.do(ctx, func() error {
+		if v.conn == nil {
+			return protocol.Errorf(protocol.CodeNotFound, "vault has no file yet")
+		}
+		return fn(v.conn)
+	})
+}

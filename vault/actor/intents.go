@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import (
 	"crypto/ecdsa"

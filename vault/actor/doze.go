@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import "github.com/spells-dev/spells/vault/store"
 
@@ -29,12 +29,12 @@ func (v *Vault) hibernateTry(force bool, tries int) {
 		v.evictionDone(force)
 		return
 	}
-	now := v.m.now().UnixMilli()
-	idle := v.m.cfg.IdleAfter.Milliseconds()
+	now := v.now().UnixMilli()
+	idle := v.cfg.IdleAfter.Milliseconds()
 	if !force && (now-v.lastActive.Load() < idle || (v.next > 0 && v.next-now < idle)) {
 		return
 	}
-	if v.m.retire(v) {
+	if v.host.Retire() {
 		v.forget = true
 		return
 	}
@@ -55,7 +55,7 @@ func (v *Vault) hibernateTry(force bool, tries int) {
 // to run while one was queued.
 func (v *Vault) evictionDone(force bool) {
 	if force {
-		v.m.evictionEnded(v)
+		v.host.EvictionEnded()
 	}
 }
 
@@ -64,13 +64,13 @@ func (v *Vault) evictionDone(force bool) {
 // runs on the goroutine.
 func (v *Vault) doze(force bool) {
 	if v.conn == nil || v.forget || v.batch != nil ||
-		(!force && v.m.now().UnixMilli()-v.lastActive.Load() < v.m.cfg.IdleAfter.Milliseconds()) ||
-		!v.m.mayDoze(v) {
+		(!force && v.now().UnixMilli()-v.lastActive.Load() < v.cfg.IdleAfter.Milliseconds()) ||
+		!v.host.MayDoze() {
 		v.evictionDone(force)
 		return
 	}
 	v.closeFile()
-	v.m.setLife(v, dozing)
+	v.host.Dozed()
 }
 
 // dozingNow reports whether the vault's state is loaded but its file
@@ -83,7 +83,7 @@ func (v *Vault) dozingNow() bool { return v.born && v.conn == nil }
 // reconnect), so the next use starts it afresh, and the letter is dropped:
 // its caller hears why.
 func (v *Vault) rewake() bool {
-	if err := v.m.wakeSlot(v); err != nil {
+	if err := v.host.WakeSlot(v.quit); err != nil {
 		return false // the node is closing
 	}
 	conn, err := store.Open(v.path())
@@ -91,7 +91,8 @@ func (v *Vault) rewake() bool {
 		v.end(v.fault("reopen dozing vault", err))
 		return false
 	}
+	conn.SetInterrupt(v.cfg.Stop)
 	v.conn = conn
-	v.m.opened(v)
+	v.host.Opened(v.epoch)
 	return true
 }

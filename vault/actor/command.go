@@ -1,19 +1,17 @@
-package vault
+package actor
 
 import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
-	"strings"
-
-	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
 )
 
 // The command pipeline: a signed command from a bound session, checked and
-// applied by the vault (see "The life of a command" in ARCHITECTURE.md).
+// applied by the vault (ARCHITECTURE.md, "The life of a command").
 
 // Command authenticates and applies one signed command for the session the
 // connection is bound to. It returns the ack frame. Every check runs before
@@ -60,11 +58,11 @@ func (v *Vault) CommandAsync(ctx context.Context, sessionID, body, sig string, r
 		var err error
 		ack, err = v.command(sessionID, body, sig, pre)
 		if err != nil {
-			v.m.metrics.CommandsRefused.WithLabelValues(codeOf(err)).Inc()
-			v.log.Info().Err(err).Str("session", truncateID(sessionID)).Msg("command refused")
+			v.cfg.Metrics.CommandsRefused.WithLabelValues(CodeOf(err)).Inc()
+			v.log.Info().Err(err).Str("session", Short(sessionID)).Msg("command refused")
 			return err
 		}
-		v.m.metrics.Commands.Inc()
+		v.cfg.Metrics.Commands.Inc()
 		return nil
 	}, func(err error) { reply(ack, err) })
 }
@@ -89,7 +87,7 @@ func (v *Vault) preverify(sessionID, body, sig string) verified {
 }
 
 func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack, error) {
-	now := v.m.now()
+	now := v.now()
 	if v.conn == nil {
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "no such vault")
 	}
@@ -108,10 +106,10 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 		return protocol.Ack{}, err
 	}
 	if !sameAddress(cmd.Vault, v.addr) {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeWrongVault, "command is for vault %q, not this one", truncateID(cmd.Vault))
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeWrongVault, "command is for vault %q, not this one", Short(cmd.Vault))
 	}
 	if cmd.Session != s.ID {
-		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "command names session %q, not this connection's", truncateID(cmd.Session))
+		return protocol.Ack{}, protocol.Errorf(protocol.CodeSessionUnknown, "command names session %q, not this connection's", Short(cmd.Session))
 	}
 	if cmd.Seq <= s.LastSeq {
 		return protocol.Ack{}, protocol.Errorf(protocol.CodeBadSeq, "seq %d is not above the last accepted %d", cmd.Seq, s.LastSeq)
@@ -135,20 +133,71 @@ func (v *Vault) command(sessionID, body, sig string, pre verified) (protocol.Ack
 	return protocol.Ack{Type: protocol.TypeAck, Seq: cmd.Seq, Version: version, Result: raw}, nil
 }
 
-func sameAddress(s string, a common.Address) bool {
-	return common.IsHexAddress(s) && strings.HasPrefix(s, "0x") && common.HexToAddress(s) == a
+// apply runs one authenticated command inside a write transaction.
+func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
+	switch cmd.Op {
+	case protocol.OpTriggerCreate, protocol.OpTriggerUpdate, protocol.OpTriggerPause, protocol.OpTriggerResume, protocol.OpTriggerDelete:
+		tr, err := v.applyTrigger(t, cmd)
+		if err != nil {
+			return nil, err
+		}
+		// The owner's own changes are in the activity too.
+		ev := rules.Event{Cause: "command", Now: t.Now}
+		if err := v.putEvaluation(t, ev, tr.ID, rules.CommandOutcomes[cmd.Op], tr.Name); err != nil {
+			return nil, err
+		}
+		return map[string]string{"id": tr.ID}, nil
+	case protocol.OpTriggerList:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return map[string]any{"triggers": v.sortedTriggers()}, nil
+	case protocol.OpActivityList:
+		var a protocol.ActivityArgs
+		if err := decodeArgs(cmd.Args, &a); err != nil {
+			return nil, err
+		}
+		return v.activity(a)
+	case protocol.OpSessionEnd:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return v.endSession(t, cmd.Session)
+	case protocol.OpKeyRotate:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return v.rotateKey(t)
+	case protocol.OpGrantAdd:
+		return v.addGrant(t, cmd.Args)
+	case protocol.OpGrantRevoke:
+		return v.revokeGrant(t, cmd.Args)
+	default:
+		return nil, protocol.Errorf(protocol.CodeUnknownOp, "unknown op %q", Short(cmd.Op))
+	}
 }
 
-func truncateID(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
+// applyTrigger runs a trigger command and returns the trigger it changed
+// (as it was, for a delete).
+func (v *Vault) applyTrigger(t *store.Tx, cmd protocol.Command) (*rules.Trigger, error) {
+	switch cmd.Op {
+	case protocol.OpTriggerCreate:
+		var spec protocol.TriggerSpec
+		if err := decodeArgs(cmd.Args, &spec); err != nil {
+			return nil, err
+		}
+		return v.createTrigger(t, spec)
+	case protocol.OpTriggerUpdate:
+		var a protocol.UpdateArgs
+		if err := decodeArgs(cmd.Args, &a); err != nil {
+			return nil, err
+		}
+		return v.updateTrigger(t, a)
+	default:
+		var a protocol.IDArgs
+		if err := decodeArgs(cmd.Args, &a); err != nil {
+			return nil, err
+		}
+		return v.changeTrigger(t, cmd.Op, a.ID)
 	}
-	return s
-}
-
-func codeOf(err error) string {
-	if pe := protocol.AsError(err); pe != nil {
-		return string(pe.Code)
-	}
-	return string(protocol.CodeInternal)
 }

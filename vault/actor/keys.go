@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import (
 	"crypto/ecdsa"
@@ -14,10 +14,6 @@ import (
 // The vault's side of its keys (package keys seals them): reading them
 // from its file, making them, rotating the session key, and signing.
 
-// errKeyUnavailable answers a request that needs the session key when the
-// node cannot unseal it.
-var errKeyUnavailable = keys.ErrUnavailable
-
 // publishKey makes the session key's address readable off the vault's
 // goroutine.
 func (v *Vault) publishKey() {
@@ -29,8 +25,8 @@ func (v *Vault) publishKey() {
 
 // keyMade tells the node of the vault's new session key.
 func (v *Vault) keyMade() {
-	if v.m.cfg.KeyMade != nil && v.ring.HasKey() {
-		v.m.cfg.KeyMade(v.owner, v.ring.Address)
+	if v.cfg.KeyMade != nil && v.ring.HasKey() {
+		v.cfg.KeyMade(v.owner, v.ring.Address)
 	}
 }
 
@@ -40,14 +36,14 @@ func (v *Vault) account() *protocol.Account { return v.ring.Account() }
 // createKeys writes a new vault's data key and first session key (inside
 // the transaction that creates its file).
 func (v *Vault) createKeys(conn *sqlite.Conn) error {
-	wrapped, first, err := keys.NewVault(v.m.cfg.KEK, v.id)
+	wrapped, first, err := keys.NewVault(v.cfg.KEK, v.id)
 	if err != nil {
 		return err
 	}
-	if err := store.WriteDataKey(conn, wrapped, v.m.cfg.KEK.ID()); err != nil {
+	if err := store.WriteDataKey(conn, wrapped, v.cfg.KEK.ID()); err != nil {
 		return err
 	}
-	return store.AddSessionKey(conn, first, v.m.now().UnixMilli())
+	return store.AddSessionKey(conn, first, v.now().UnixMilli())
 }
 
 // loadKeys reads the vault's key state.
@@ -89,7 +85,7 @@ func (v *Vault) ensureKeys() error {
 
 // insertKey retires the current session key and seals a new one.
 func (v *Vault) insertKey(t *store.Tx) error {
-	k, err := v.ring.NewSessionKey(v.m.cfg.KEK, v.id)
+	k, err := v.ring.NewSessionKey(v.cfg.KEK, v.id)
 	if err != nil {
 		return err
 	}
@@ -126,5 +122,5 @@ func (v *Vault) rotateKey(t *store.Tx) (any, error) {
 // withSessionKey unseals the current session key for fn and wipes it
 // after.
 func (v *Vault) withSessionKey(fn func(key *ecdsa.PrivateKey) error) error {
-	return v.ring.WithSessionKey(v.m.cfg.KEK, v.id, fn)
+	return v.ring.WithSessionKey(v.cfg.KEK, v.id, fn)
 }

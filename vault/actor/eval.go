@@ -1,4 +1,4 @@
-package vault
+package actor
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 )
 
 // Evaluating the vault's triggers on an event (rules.EvaluateAll) and
-// writing what it did.
+// writing what it did; telling the host what the vault waits for.
 
 // handle evaluates every trigger affected by ev and records, in one
 // transaction, the evaluations, firings and intents it causes. Each
@@ -55,7 +55,7 @@ func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome) error {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}
 	t.Then(func() {
-		v.m.metrics.Intents.Inc()
+		v.cfg.Metrics.Intents.Inc()
 		v.fresh = append(v.fresh, in)
 	})
 	return t.Put(protocol.KindIntent, in.ID, in)
@@ -68,10 +68,10 @@ func (v *Vault) putEvaluation(t *store.Tx, ev rules.Event, trigger, kind, detail
 		val := ev.Value
 		e.Value = &val
 	}
-	if err := store.InsertEvaluation(v.conn, &e, v.m.cfg.EvaluationsKeep); err != nil {
+	if err := store.InsertEvaluation(v.conn, &e, v.cfg.EvaluationsKeep); err != nil {
 		return fmt.Errorf("record evaluation: %w", err)
 	}
-	t.Then(v.m.metrics.Evaluations.WithLabelValues(kind).Inc)
+	t.Then(v.cfg.Metrics.Evaluations.WithLabelValues(kind).Inc)
 	return t.Put(protocol.KindEvaluation, fmt.Sprint(e.ID), e)
 }
 
@@ -79,7 +79,7 @@ func (v *Vault) putEvaluation(t *store.Tx, ev rules.Event, trigger, kind, detail
 // shows it to the owner as a failed evaluation. The trigger keeps its state
 // from before the event, so a later crossing evaluates it again.
 func (v *Vault) recordFailure(t *store.Tx, ev rules.Event, trigger string, cause error) {
-	v.m.metrics.EvaluationFailures.Inc()
+	v.cfg.Metrics.EvaluationFailures.Inc()
 	v.log.Error().Err(cause).Str("trigger", trigger).Str("cause", ev.Cause).Msg("trigger evaluation could not be recorded; the other triggers' outcomes are kept")
 	detail := "this evaluation could not be recorded (the node logged why); the trigger is evaluated again on the next event"
 	if err := t.Isolate(v.conn, func() error { return v.putEvaluation(t, ev, trigger, protocol.OutcomeFailed, detail) }); err != nil {
@@ -87,30 +87,12 @@ func (v *Vault) recordFailure(t *store.Tx, ev rules.Event, trigger string, cause
 	}
 }
 
-// afterChange tells the manager when to wake the vault next and which
-// signal thresholds it reacts to. If the index knows a newer value than
-// one of the thresholds has seen, the vault evaluates it now.
-func (v *Vault) afterChange() {
-	resend := v.report()
-	if v.resending {
-		return
-	}
-	v.resending = true
-	for name, value := range resend {
-		if last, ok := v.evaluated[name]; !ok || last != value {
-			v.signal(name, value)
-		}
-	}
-	v.resending = false
-}
-
-// report gives the manager the vault's next alarm and its threshold
-// leaves, and returns the signal values the index says it has not seen.
+// report gives the host the vault's next alarm and its threshold leaves,
+// and returns the signal values the node knows that a leaf has not seen.
 func (v *Vault) report() map[string]float64 {
 	next, leaves := rules.Report(v.id, v.triggers)
 	v.next = next
-	v.m.setAlarm(v, next)
-	return v.m.index.set(v.id, leaves)
+	return v.host.Report(next, leaves)
 }
 
 // signal evaluates the vault's triggers on a signal value.
@@ -119,10 +101,40 @@ func (v *Vault) signal(name string, value float64) {
 		v.evaluated = map[string]float64{}
 	}
 	v.evaluated[name] = value
-	if err := v.handle(rules.SignalEvent(name, value, v.m.now())); err != nil {
+	if err := v.handle(rules.SignalEvent(name, value, v.now())); err != nil {
 		v.fault("signal evaluation ("+name+")", err)
 	}
+}
+
+// alarm evaluates the vault's triggers on its alarm ringing.
+func (v *Vault) alarm() {
+	if err := v.handle(rules.AlarmEvent(v.now())); err != nil {
+		v.fault("alarm evaluation", err)
+	}
+	v.dirty = true // the alarm is set again even when nothing changed
+}
+
+// settle runs after every letter and event: it starts the intents the
+// evaluations recorded; then, if anything committed, it tells the host
+// when to wake the vault next and which thresholds it reacts to, and at
+// once evaluates a value the node knows that one of them has not seen (a
+// report can race with a value the vault was not sent).
+func (v *Vault) settle() {
 	v.startFresh()
+	if !v.dirty || v.forget {
+		return
+	}
+	v.dirty = false
+	for name, value := range v.report() {
+		if last, ok := v.evaluated[name]; !ok || last != value {
+			v.signal(name, value)
+			v.startFresh()
+		}
+	}
+	if v.dirty && !v.forget {
+		v.dirty = false
+		v.report()
+	}
 }
 
 // startFresh starts the intents the last evaluations recorded.

@@ -1,0 +1,193 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/spells-dev/spells/vault/actor"
+	"github.com/spells-dev/spells/vault/exec"
+)
+
+// The signal path never waits on a vault. A signal value that crosses a
+// vault's threshold, an alarm that comes due, or a chain result is an
+// event pushed into the vault's inbox, never into its mailbox (which a
+// sender may have to wait on): the push is a slice append under
+// Manager.mu. A running instance is woken by a non-blocking send and
+// handles its events before its next letter. A vault with no running
+// instance (hibernated, or its previous instance still closing) has its
+// events held in Manager.waiting, and one waker goroutine starts instances
+// for them in turn, waiting for file slots itself; the events move into
+// the new instance as it is registered, under the same lock, so none is
+// lost or reordered.
+
+// Signal hands a signal value to the vaults with an active threshold it
+// crosses, and to no other: a value that crosses nothing wakes no vault.
+// It never waits: the value is queued in each crossed vault's inbox (or,
+// for a hibernated one, until the waker has opened it), so no vault's
+// slot, file or mailbox can hold up the signal path. It returns how many
+// vaults the value was queued for.
+func (m *Manager) Signal(name string, value float64) int {
+	return m.SignalReceived(name, value, time.Now())
+}
+
+// SignalReceived is Signal for a value the node received at received (the
+// lag to its evaluation is measured from there, in wall time).
+func (m *Manager) SignalReceived(name string, value float64, received time.Time) int {
+	ids := m.index.dispatch(name, value)
+	if len(ids) == 0 {
+		return 0
+	}
+	ev := actor.Event{Signal: name, Value: value, Received: received}
+	m.mu.Lock()
+	for _, id := range ids {
+		m.postLocked(id, ev)
+	}
+	m.mu.Unlock()
+	m.metrics.SignalDispatch.Add(float64(len(ids)))
+	return len(ids)
+}
+
+func (m *Manager) fireAlarm(id string) {
+	m.metrics.Alarms.Inc()
+	m.mu.Lock()
+	m.postLocked(id, actor.Event{Received: time.Now()})
+	m.mu.Unlock()
+}
+
+// postExec hands a chain result to vault id's inbox, waking it if it
+// hibernates.
+func (m *Manager) postExec(id string, r *exec.Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.postLocked(id, actor.Event{Exec: r, Received: time.Now()})
+}
+
+// postLocked hands ev to vault id: into its running instance's inbox, or
+// held for the waker to start one. m.mu is held.
+func (m *Manager) postLocked(id string, ev actor.Event) {
+	if i := m.vaults[id]; i != nil {
+		m.shed(i.v.Post(ev))
+		return
+	}
+	if m.closed {
+		return
+	}
+	w := m.waiting[id]
+	if w == nil {
+		w = &actor.Inbox{}
+		m.waiting[id] = w
+		m.wakeQ = append(m.wakeQ, id)
+		select {
+		case m.wakeUp <- struct{}{}:
+		default:
+		}
+	}
+	m.shed(w.Push(ev, m.cfg.InboxSize))
+}
+
+func (m *Manager) shed(n int) {
+	if n > 0 {
+		m.metrics.SignalsShed.WithLabelValues("vault_behind").Add(float64(n))
+	}
+}
+
+// moveWaitingLocked moves the events held for i's vault into i's inbox.
+// m.mu is held.
+func (m *Manager) moveWaitingLocked(i *instance) {
+	w := m.waiting[i.id]
+	if w == nil {
+		return
+	}
+	delete(m.waiting, i.id)
+	for _, ev := range w.Take() {
+		m.shed(i.v.Post(ev))
+	}
+}
+
+// waker starts an instance for each vault that has events waiting and
+// none running, one after the other: starting one may wait for a file
+// slot (MaxOpen), and this goroutine is the one that waits, never the
+// signal path. The instance opens its file on its own goroutine, so many
+// open in parallel.
+func (m *Manager) waker(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		var id string
+		if len(m.wakeQ) > 0 {
+			id = m.wakeQ[0]
+			m.wakeQ[0] = ""
+			m.wakeQ = m.wakeQ[1:]
+			if len(m.wakeQ) == 0 {
+				m.wakeQ = nil
+			}
+		}
+		m.mu.Unlock()
+		if id == "" {
+			select {
+			case <-m.wakeUp:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if _, err := m.acquire(ctx, common.HexToAddress(id), false, false); err != nil {
+			m.wakeFailed(ctx, id, err)
+		}
+	}
+}
+
+// wakeFailed drops the events held for a vault the waker could not start.
+func (m *Manager) wakeFailed(ctx context.Context, id string, err error) {
+	if errors.Is(err, ErrNoVault) {
+		// Its file is gone: nothing will wake it again.
+		m.forget(id)
+		m.setPlace(id, spot{place: nowhere})
+	}
+	m.mu.Lock()
+	dropped := 0
+	if w := m.waiting[id]; w != nil && m.vaults[id] == nil {
+		dropped = len(w.Take())
+		delete(m.waiting, id)
+	}
+	m.mu.Unlock()
+	switch {
+	case ctx.Err() != nil:
+	case errors.Is(err, actor.ErrMoving):
+		// The node it moves to offers it the latest values when it opens
+		// there.
+		m.cfg.Logger.Info().Str("vault", id).Int("events", dropped).Msg("vault moving: its signals and alarms here were dropped")
+	default:
+		m.cfg.Logger.Error().Err(err).Str("vault", id).Int("events", dropped).Msg("wake vault: its signals and alarms were dropped")
+	}
+}
+
+// forget drops what the node keeps of vault id while it hibernates (its
+// alarm and its threshold leaves), for a vault whose file is gone or was
+// quarantined: no signal or alarm should try to wake it again.
+func (m *Manager) forget(id string) {
+	m.alarms.Set(id, 0)
+	m.index.set(id, nil)
+}
+
+// watched lists up to max vaults with a dashboard open, for the chain
+// watcher to read their balances.
+func (m *Manager) watched(max int) []exec.Account {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []exec.Account
+	for id, i := range m.vaults {
+		if len(out) >= max {
+			break
+		}
+		if i.v.Subscribers() == 0 {
+			continue
+		}
+		if k := i.v.SessionKey(); k != nil {
+			out = append(out, exec.Account{ID: id, Owner: i.v.Address(), Key: *k})
+		}
+	}
+	return out
+}
