@@ -1,32 +1,39 @@
-// Package vault owns the Spells vault: an actor that is at once one user's
-// database and execution engine.
+// Package vault hosts a node's vaults: the Manager starts each vault's
+// actor (package actor) when something needs it, routes sign-ins, signals,
+// alarms and chain results to it, puts it to sleep when it is idle, keeps
+// what the node must know of it while it sleeps (its next alarm, the
+// thresholds it reacts to), sets a damaged file aside, and moves vaults to
+// and from other nodes. Its parts below it: actor (one vault's goroutine),
+// exec (an intent's life), rules (what triggers mean), store (a vault's
+// SQLite file), keys (its sealed keys).
 //
-// Each vault is one goroutine and one SQLite file. The goroutine is fed by a
-// mailbox of closures (see vault.go) and is the only code that touches the
-// vault's *sqlite.Conn and its in-memory triggers; there are no locks around
-// vault state. Every state change is one immediate transaction that bumps
-// the vault's version and appends the change to a log in the same
-// transaction, so dashboards can get a snapshot at version N and then
-// exactly the diffs after it.
+// Two state machines hold a vault's standing on the node, each with one
+// setter and one table: an instance's life (life.go: opening, open,
+// dozing, closing…), and the vault's place (place.go: held, quarantined,
+// leaving, moved, arriving…).
 //
-// Where to read:
-//   - manager.go: the Manager opens, creates and closes vaults on a node and
-//     routes sign-ins, resumes, signals and alarms to them; life.go is a
-//     vault's life on the node as one state machine (the file slots, the
-//     evictions, the invariant tests check); inbox.go is how signals and
-//     alarms reach vaults without ever waiting on one; scan.go is the
-//     start-up scan; janitor.go hibernates and dozes idle vaults.
-//   - vault.go: the actor, its mailbox and its transactions; file.go opens
-//     and (atomically) creates its file; doze.go closes it when idle;
-//     batch.go is the group commit.
-//   - identity.go and command.go: the Fortress checks. The vault itself
-//     verifies every sign-in (SIWE + EIP-191), resume and command (P-256
-//     delegate signature, sequence number, vault and session binding).
-//   - triggers.go and eval.go: trigger validation, CRUD, and evaluation of
-//     conditions on signals and alarms, recording evaluations and intents.
-//   - quarantine.go: what a damaged file or a full disk does (one vault can
-//     never take the node down).
-//   - store.go and schema.go: the SQL.
-//   - time is injected (internal/clock), so tests move a fake clock instead of
-//     sleeping.
+// Files, from the ground up:
+//   - place.go, life.go: the two tables.
+//   - index.go: the interest index, which finds the vaults a signal value
+//     crosses without touching the others.
+//   - metrics.go, config.go: the collectors, and the options with their
+//     defaults.
+//   - manager.go: the manager's state, and the goroutines it owns.
+//   - places.go: a vault's moves between places.
+//   - slots.go: an instance's moves in its life, the file slots MaxOpen
+//     bounds, and evictions.
+//   - route.go: signals, alarms and chain results routed to vaults without
+//     waiting on one.
+//   - storage.go: a full disk, and the probe that finds room again.
+//   - quarantine.go: a damaged file set aside.
+//   - instance.go: what an instance tells the manager (actor.Host).
+//   - acquire.go: starting an instance.
+//   - waker.go: starting instances for the events that wait for them.
+//   - move.go: moving a vault to or from another node.
+//   - signin.go: the node's half of sign-in, resume and revoke.
+//   - scan.go: the start-up scan of every vault file.
+//   - janitor.go: idle vaults put to sleep; the disk probed; files the scan
+//     could not read tried again.
+//   - node.go: NewManager, Start, Close, and what the node tells of its
+//     vaults.
 package vault

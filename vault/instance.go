@@ -7,18 +7,6 @@ import (
 	"github.com/spells-dev/spells/vault/rules"
 )
 
-// instance is one run of a vault's goroutine on this node, as the manager
-// keeps it: the actor, and where it stands in its life (life.go), which
-// only the manager changes, under its lock. It is the actor's Host: each
-// method is the actor telling the manager where it got to, on the actor's
-// goroutine.
-type instance struct {
-	m    *Manager
-	v    *actor.Vault
-	id   string
-	life life // under m.mu
-}
-
 var _ actor.Host = (*instance)(nil)
 
 // Opened records that its goroutine opened (or created) its file, at

@@ -107,12 +107,3 @@ func (m *Manager) paced(ctx context.Context, slots chan struct{}, i *instance, d
 	})
 	return true
 }
-
-func (m *Manager) hooks() *Hooks {
-	if m.cfg.Hooks == nil {
-		return &noHooks
-	}
-	return m.cfg.Hooks
-}
-
-var noHooks Hooks

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/spells-dev/spells/vault/actor"
@@ -12,11 +13,126 @@ import (
 // callers wait first come, first served, and evictions are asked of the
 // least recently active open vaults.
 
-// slotWaiter is a caller waiting for a file slot; granted is closed when
-// one is reserved for it.
-type slotWaiter struct {
-	granted chan struct{}
-	done    bool // granted or given up; under m.mu
+// setLifeLocked moves v to state to. It keeps in step, in one place:
+// the per-state counts and the files held (what MaxOpen bounds), the
+// gauges, the routing maps (vaults for routed states, leaving for retired
+// ones), and the callers waiting for a slot or for a retired instance to
+// end. A transition the machine does not allow is logged and counted
+// (spells_vault_life_errors_total) and made anyway. m.mu is held.
+func (m *Manager) setLifeLocked(v *instance, to life) {
+	from := v.life
+	if from == to {
+		return
+	}
+	if !lifeAllowed(from, to) {
+		m.metrics.LifeErrors.Inc()
+		m.cfg.Logger.Error().Str("vault", v.id).Stringer("from", from).Stringer("to", to).Msg("vault life: transition not allowed")
+	}
+	v.life = to
+	if from != none {
+		m.count[from]--
+	}
+	if to != gone {
+		m.count[to]++
+	}
+	switch {
+	case to.routed():
+		m.vaults[v.id] = v
+	case m.vaults[v.id] == v:
+		delete(m.vaults, v.id)
+	}
+	switch {
+	case to.leaving():
+		m.leaving[v.id] = v
+	case m.leaving[v.id] == v:
+		delete(m.leaving, v.id)
+		m.broadcastLocked() // a new instance may start now
+	}
+	if from.holdsFile() != to.holdsFile() {
+		if to.holdsFile() {
+			m.files++
+			m.peak = max(m.peak, m.files+m.reserved)
+		} else {
+			m.files--
+		}
+	}
+	m.metrics.Open.Set(float64(len(m.vaults)))
+	m.metrics.Dozing.Set(float64(m.count[dozing]))
+	m.metrics.FilesOpen.Set(float64(m.files + m.reserved))
+	switch to {
+	case evicting:
+		m.metrics.Evictions.Inc()
+	case dozingOff:
+		m.metrics.Dozes.Inc()
+	case closing:
+		m.metrics.Hibernations.Inc()
+	case ending:
+		if from == dozing { // a dozing vault that lost its dashboards hibernates
+			m.metrics.Hibernations.Inc()
+		}
+	case open:
+		if from == opening || from == waking {
+			m.metrics.Activations.Inc()
+		}
+	}
+	// Waiters look again when a file closes, or when an instance becomes
+	// one that can be evicted (a file opened, an eviction gave up).
+	if len(m.slotWaiters) > 0 && (from.holdsFile() && !to.holdsFile() || to == open) {
+		m.slotsChangedLocked()
+	}
+}
+
+// setLife is setLifeLocked for a caller that does not hold m.mu: the
+// goroutine of an instance recording where it got to.
+func (m *Manager) setLife(i *instance, to life) {
+	m.mu.Lock()
+	m.setLifeLocked(i, to)
+	m.mu.Unlock()
+}
+
+// checkLifeLocked verifies the manager's bookkeeping against its
+// instances: the counts, the files held, the routing maps. Tests call it
+// after randomized operations; it returns the first difference found.
+// m.mu is held.
+func (m *Manager) checkLifeLocked() error {
+	var count [numLives]int
+	files := 0
+	for id, v := range m.vaults {
+		if v.id != id || !v.life.routed() {
+			return fmt.Errorf("vaults[%s] is %s", id, v.life)
+		}
+		count[v.life]++
+		if v.life.holdsFile() {
+			files++
+		}
+	}
+	for id, v := range m.leaving {
+		if v.id != id || !v.life.leaving() {
+			return fmt.Errorf("leaving[%s] is %s", id, v.life)
+		}
+		if m.vaults[id] == v {
+			return fmt.Errorf("%s is both routed and leaving", id)
+		}
+		count[v.life]++
+		if v.life.holdsFile() {
+			files++
+		}
+	}
+	for l := unborn; l < gone; l++ {
+		if count[l] != m.count[l] {
+			return fmt.Errorf("%d instances %s, counted %d", count[l], l, m.count[l])
+		}
+	}
+	if files != m.files {
+		return fmt.Errorf("%d instances hold files, counted %d", files, m.files)
+	}
+	if m.reserved < 0 {
+		return fmt.Errorf("%d slots reserved", m.reserved)
+	}
+	if len(m.slotWaiters) > 0 && m.files+m.reserved < m.cfg.MaxOpen {
+		return fmt.Errorf("%d callers wait for a slot while %d of %d are taken", len(m.slotWaiters), m.files+m.reserved, m.cfg.MaxOpen)
+	}
+	return nil
 }
 
 // takeSlotLocked reserves a file slot for a caller about to start an

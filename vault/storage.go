@@ -3,24 +3,11 @@ package vault
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 )
 
 // A full disk is storage_full to the vault's caller, and marks the node
 // not ready until the janitor's probe finds room again.
-
-// storageState is whether the disk was last found full: a write failed for
-// want of space, and no probe has found room since. While it is, the node
-// is not ready (/readyz), and the janitor probes every storageProbeEvery
-// by writing and syncing a scratch file of storageProbeSize in the data
-// directory.
-type storageState struct {
-	mu     sync.Mutex
-	isFull bool
-	since  time.Time
-	probed time.Time
-}
 
 const (
 	storageProbeEvery = time.Second
