@@ -28,11 +28,11 @@ const (
 // upgrade request (already in net/http's reader) come first in the new
 // reader's buffer (TestFrameRightBehindTheUpgradeIsRead).
 //
-// It also hands back the hijacked connection (in *conn), on which the
+// It also hands back the hijacked connection (in *netConn), on which the
 // hub sets write deadlines.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn *net.Conn
+	netConn *net.Conn
 }
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -44,7 +44,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	*w.conn = c
+	*w.netConn = c
 	br := bufio.NewReaderSize(c, socketReadBuffer)
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending, _ := brw.Reader.Peek(n)

@@ -2,21 +2,24 @@ package hub
 
 import (
 	"context"
-	"net"
-	"net/http"
-	"net/url"
-	"path"
-	"strings"
+	"encoding/json"
+	"fmt"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 )
+
+// What a Hub is made of: its options, and the state of the hub, of each
+// connection and of the signals' fan-out. Their methods are in the files
+// above this one.
 
 // Config configures a Hub. Vaults, Nonces and Bus are required; every
 // other zero value gets a working default.
@@ -131,28 +134,70 @@ type Hub struct {
 	wg      sync.WaitGroup
 }
 
-// New creates a Hub and subscribes it to the bus.
-func New(cfg Config) *Hub {
-	cfg.setDefaults()
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{},
-		limits: newAddrLimits(max(0, cfg.MaxPendingPerAddress), max(0, cfg.SignInRate), max(0, cfg.SignInBurst))}
-	h.fan = startFanout(h)
-	h.unsub = cfg.Bus.Subscribe(h.onSignal)
-	return h
+// conn is one WebSocket session: a read half (read.go: a read loop and a
+// worker that handles frames in order) and a write half (write.go: a
+// writer with a bounded queue of vault frames and conflated signal
+// frames). Everything but the read loop runs only while it has work: a
+// worker while frames wait to be handled, a writer while frames wait to be
+// written, a pinger for the length of a ping. An idle signed-in session is
+// one parked goroutine and a few small structs. Send may be called from
+// any goroutine (vaults, the signal fan-out) and never blocks; only the
+// writer writes to the socket.
+type conn struct {
+	h      *Hub
+	ws     *websocket.Conn // nil for a forwarded session
+	sock   socket          // what the writer writes to: ws, or the link of a forwarded session
+	up     Upstream        // a session another node forwards here (forward.go); nil otherwise
+	remote string
+	key    netip.Prefix // the source address, for the per-address limits
+	nonce  string
+	limit  *rate.Limiter
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	signedIn atomic.Bool
+	pending  atomic.Bool // counted as unauthenticated against its address
+	bound    Session     // worker only; nil until bound
+
+	// Outgoing frames, under outMu (write.go).
+	outMu          sync.Mutex
+	queue          [][]byte
+	sigPending     map[string][]byte
+	sigOrder       []string
+	writing        bool   // a writer is running
+	closeAfter     string // close with closeAfterCode and this reason once the queue is written
+	closeAfterCode websocket.StatusCode
+	boundAfter     bool // tell the forwarding node the session is bound once the frames before it are written
+
+	// Incoming frames, under inMu (read.go).
+	inMu    sync.Mutex
+	in      []frameIn
+	inRoom  chan struct{} // closed when the worker takes a frame; made only while the read loop waits
+	working bool          // a worker is running
+	workers sync.WaitGroup
+
+	pinger      *time.Timer
+	signInTimer *time.Timer    // until bound; worker only after serve starts
+	tasks       sync.WaitGroup // writers, pings and the closer
+
+	// A session forwarded to the vault's node (forward.go): the stream
+	// once bound. Worker only.
+	stream Stream
+	// ended is closed when a forwarded session's link stream ends.
+	ended     chan struct{}
+	endedOnce sync.Once
+
+	killOnce    sync.Once
+	closeCode   websocket.StatusCode
+	closeReason string
 }
 
-// History returns the hub's signal history.
-func (h *Hub) History() *History { return h.cfg.History }
-
-// onSignal runs on the bus goroutine for every signal. It never waits:
-// the crossed vaults get the value in their inbox, and the dashboards'
-// frames go to the fan-out goroutine, so the next signal's evaluation
-// never waits behind this one's fan-out.
-func (h *Hub) onSignal(s Signal) {
-	h.cfg.Metrics.SignalsIn.Inc()
-	h.cfg.History.Add(s)
-	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received)
-	h.fan.put(s)
+// frameIn is a frame as read, with the read loop's verdict on it. Every
+// answer, refusals included, is sent by the worker, in arrival order.
+type frameIn struct {
+	data    []byte
+	binary  bool
+	limited bool
 }
 
 // fanout hands live signal frames to every signed-in connection, on a
@@ -169,246 +214,32 @@ type fanout struct {
 	done    chan struct{}
 }
 
-func startFanout(h *Hub) *fanout {
-	f := &fanout{h: h, pending: map[string]Signal{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go f.run()
-	return f
+// socket is what a conn writes to and closes.
+type socket interface {
+	write(msg []byte) error
+	setWriteDeadline(t time.Time)
+	ping(ctx context.Context) error
+	close(code websocket.StatusCode, reason string) // the close handshake
+	closeNow()
 }
 
-func (f *fanout) put(s Signal) {
-	f.mu.Lock()
-	if _, ok := f.pending[s.Name]; ok {
-		f.h.cfg.Metrics.FanoutConflated.Inc()
-	} else {
-		f.order = append(f.order, s.Name)
-	}
-	f.pending[s.Name] = s
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+type verdict struct {
+	bound  bool
+	code   websocket.StatusCode
+	reason string
 }
 
-func (f *fanout) take() []Signal {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]Signal, 0, len(f.order))
-	for _, name := range f.order {
-		out = append(out, f.pending[name])
-		delete(f.pending, name)
-	}
-	f.order = f.order[:0]
-	return out
-}
-
-func (f *fanout) run() {
-	defer close(f.done)
-	for {
-		select {
-		case <-f.wake:
-		case <-f.stop:
-			return
-		}
-		for _, s := range f.take() {
-			f.h.pushSignal(s)
-		}
-	}
-}
-
-// close stops the fan-out goroutine and waits for it.
-func (f *fanout) close() {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-	}
-	<-f.done
-}
-
-// fanoutHook, when set by a test, runs before each signal's fan-out.
-var fanoutHook func()
-
-// pushSignal queues one signal frame to every signed-in connection (each
-// conflates it with an unwritten one of the same signal).
-func (h *Hub) pushSignal(s Signal) {
-	if fanoutHook != nil {
-		fanoutHook()
-	}
-	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
-	h.mu.Lock()
-	conns := make([]*conn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
-		// A forwarded session gets its signals from the node its client
-		// is on, which has them all too.
-		if c.signedIn.Load() && c.up == nil {
-			c.SendSignal(s.Name, frame)
-			h.cfg.Metrics.SignalsPushed.Inc()
-		}
-	}
-	if !s.Received.IsZero() {
-		h.cfg.Metrics.FanoutLag.Observe(time.Since(s.Received).Seconds())
-	}
-}
-
-// ServeHTTP upgrades GET /v1/ws to a WebSocket session.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(r.Host, origin) {
-		h.cfg.Metrics.OriginRefused.Inc()
-		h.log.Warn().Str("origin", origin).Str("remote", r.RemoteAddr).Msg("websocket refused: origin not allowed")
-		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return
-	}
-	h.mu.Lock()
-	closing := h.closing
-	full := h.cfg.MaxConnections > 0 && len(h.conns) >= h.cfg.MaxConnections
-	if !closing && !full {
-		h.wg.Add(1)
-	}
-	h.mu.Unlock()
-	if closing {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if full {
-		h.cfg.Metrics.Refused.WithLabelValues("connection_limit").Inc()
-		h.log.Warn().Int("limit", h.cfg.MaxConnections).Str("remote", r.RemoteAddr).Msg("websocket refused: connection limit reached")
-		http.Error(w, "connection limit reached; retry later", http.StatusServiceUnavailable)
-		return
-	}
-	served := false
-	defer func() {
-		if !served {
-			h.wg.Done()
-		}
-	}()
-	key := addrKey(r.RemoteAddr)
-	if !h.limits.admit(key) {
-		h.cfg.Metrics.Refused.WithLabelValues("per_address").Inc()
-		h.log.Warn().Int("limit", h.cfg.MaxPendingPerAddress).Str("remote", r.RemoteAddr).Msg("websocket refused: too many sockets from this address have not signed in")
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many connections from your address have not signed in yet; sign in on them or retry later", http.StatusTooManyRequests)
-		return
-	}
-	counted := true
-	defer func() {
-		if counted {
-			h.limits.authenticated(key)
-		}
-	}()
-	var nc net.Conn
-	ws, err := websocket.Accept(smallBuffers{w, &nc}, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{protocol.Subprotocol},
-		InsecureSkipVerify: true, // the Origin was checked above
-	})
+func mustJSON(x any) []byte {
+	b, err := json.Marshal(x)
 	if err != nil {
-		h.log.Info().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
-		return
+		panic(fmt.Sprintf("encode frame: %v", err)) // frames are plain structs
 	}
-	if ws.Subprotocol() != protocol.Subprotocol {
-		h.log.Info().Str("remote", r.RemoteAddr).Msg("websocket refused: subprotocol " + protocol.Subprotocol + " not offered")
-		ws.Close(websocket.StatusPolicyViolation, "subprotocol "+protocol.Subprotocol+" required")
-		return
-	}
-	h.cfg.Metrics.Accepted.Inc()
-	c := newConn(h, ws, nc, r.RemoteAddr, key)
-	if !h.add(c) {
-		ws.Close(websocket.StatusGoingAway, "server shutting down")
-		return
-	}
-	counted = false // the connection stops counting it (conn.authenticated)
-	// The connection outlives this handler. Returning lets net/http free
-	// the upgrade request and its response (headers, a 2 KiB buffer) that
-	// it would otherwise keep for the socket's whole life; one goroutine
-	// serves the socket from here, as before.
-	served = true
-	go func() {
-		defer h.wg.Done()
-		defer h.remove(c)
-		c.serve()
-	}()
+	return b
 }
 
-func (h *Hub) add(c *conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closing {
-		return false
-	}
-	h.conns[c] = struct{}{}
-	h.gauge(c).Inc()
-	return true
+// logAt starts a log event about this connection. The logger is not kept
+// per connection: most sessions never log, and a derived zerolog logger
+// holds a 500-byte context buffer.
+func (c *conn) logAt(level zerolog.Level) *zerolog.Event {
+	return c.h.log.WithLevel(level).Str("remote", c.remote)
 }
-
-func (h *Hub) remove(c *conn) {
-	h.mu.Lock()
-	delete(h.conns, c)
-	h.mu.Unlock()
-	h.gauge(c).Dec()
-}
-
-// gauge is the gauge that counts c: WebSockets, or forwarded sessions.
-func (h *Hub) gauge(c *conn) prometheus.Gauge {
-	if c.up != nil {
-		return h.cfg.Metrics.ForwardedOpen
-	}
-	return h.cfg.Metrics.Connections
-}
-
-// Connections returns the number of open connections.
-func (h *Hub) Connections() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
-}
-
-func (h *Hub) originAllowed(host, origin string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false // includes "null"
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, p := range h.cfg.OriginPatterns {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// Shutdown closes every connection with "going away" and waits for their
-// goroutines, or for ctx. New upgrades are refused from the start.
-func (h *Hub) Shutdown(ctx context.Context) error {
-	h.mu.Lock()
-	h.closing = true
-	for c := range h.conns {
-		c.kill(websocket.StatusGoingAway, "server shutting down", "shutdown")
-	}
-	h.mu.Unlock()
-	h.unsub()
-	h.fan.close()
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Now returns the hub clock's time in unix milliseconds.
-func (h *Hub) Now() int64 { return h.cfg.Clock.Now().UnixMilli() }

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/coder/websocket"
@@ -14,14 +13,6 @@ import (
 // The read half of a connection: one read loop per socket, and a worker
 // that handles the frames it read, in order, so the loop keeps reading
 // (and answering heartbeats) while a vault is busy or opening.
-
-// frameIn is a frame as read, with the read loop's verdict on it. Every
-// answer, refusals included, is sent by the worker, in arrival order.
-type frameIn struct {
-	data    []byte
-	binary  bool
-	limited bool
-}
 
 // readLoop reads frames and hands them to the worker.
 func (c *conn) readLoop() {
@@ -104,12 +95,44 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// peekSeq reads seq from an unverified command body, only to label the
-// answer to it; nil when the body names none.
-func peekSeq(body string) *uint64 {
-	var p struct {
-		Seq *uint64 `json:"seq"`
+// handle answers one frame, on the worker, in arrival order.
+func (c *conn) handle(in frameIn) {
+	if c.stream != nil {
+		c.forwardFrame(in)
+		return
 	}
-	_ = json.Unmarshal([]byte(body), &p)
-	return p.Seq
+	if in.binary {
+		c.refuse(protocol.Errorf(protocol.CodeBadFrame, "frames must be text (JSON)"), nil)
+		return
+	}
+	f, err := protocol.DecodeClientFrame(in.data)
+	if err != nil {
+		c.refuse(err, nil)
+		return
+	}
+	var seq *uint64
+	if f.Type == protocol.TypeCmd {
+		seq = peekSeq(f.Body)
+	}
+	if in.limited {
+		c.h.cfg.Metrics.RateLimited.Inc()
+		c.refuse(protocol.Errorf(protocol.CodeRateLimited, "more than %g frames per second; slow down", c.h.cfg.CommandRate), seq)
+		return
+	}
+	switch f.Type {
+	case protocol.TypeSignIn:
+		c.signIn(f, in)
+	case protocol.TypeResume:
+		c.resume(f, in)
+	case protocol.TypeCmd:
+		c.command(f, seq)
+	case protocol.TypeRevoke:
+		c.revoke(f, in)
+	}
+	if c.up != nil && !c.signedIn.Load() {
+		// A forwarded sign-in, resume or revoke that bound nothing: the
+		// stream ends once its answer is written, and the client's node
+		// routes the socket's next sign-in afresh.
+		c.endAfter(StreamUnbound, "not bound")
+	}
 }

@@ -3,7 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -215,12 +214,4 @@ func (c *conn) write(frames [][]byte) error {
 	}
 	c.h.cfg.Metrics.FramesSent.Add(float64(len(frames)))
 	return nil
-}
-
-func mustJSON(x any) []byte {
-	b, err := json.Marshal(x)
-	if err != nil {
-		panic(fmt.Sprintf("encode frame: %v", err)) // frames are plain structs
-	}
-	return b
 }
