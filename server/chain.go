@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,14 +16,6 @@ import (
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/protocol"
-)
-
-// The chain a node executes on (-chain-rpc): the embedded dev chain
-// ("dev", the default), none ("none": intents are recorded and never
-// executed), or a JSON-RPC node by URL.
-const (
-	chainDev  = "dev"
-	chainNone = "none"
 )
 
 // nodeChain is the node's connection to its chain.
@@ -117,19 +108,6 @@ func (c *nodeChain) close() {
 	}
 }
 
-// chainHandler is GET /v1/chain: the chain and the contracts the node
-// executes with.
-func (c *nodeChain) handler(n *node) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if c.client == nil {
-			n.httpError(w, r, http.StatusNotFound, "no_chain", "this node runs without a chain (-chain-rpc none)")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(c.info)
-	}
-}
-
 // faucet funds, on the dev chain only, every new vault's owner (once) and
 // session key, one account at a time, off the vault's goroutine. What
 // cannot be queued is logged and dropped: funding is a convenience.
@@ -152,7 +130,7 @@ var (
 func startFaucet(d *chain.Dev, log zerolog.Logger) *faucet {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &faucet{dev: d, log: log, q: make(chan [2]common.Address, 1024), done: make(chan struct{}), ctx: ctx, end: cancel}
-	go f.run()
+	go f.loop()
 	return f
 }
 
@@ -165,7 +143,7 @@ func (f *faucet) keyMade(owner, key common.Address) {
 	}
 }
 
-func (f *faucet) run() {
+func (f *faucet) loop() {
 	defer close(f.done)
 	for {
 		select {

@@ -17,7 +17,7 @@ import (
 // without the process and Go runtime collectors, which a load generator
 // can poll at a quarter of the CPU a /metrics read costs the node. It is
 // off unless -debug-listen is set.
-func (n *node) startDebug(addr string) error {
+func (n *daemon) startDebug(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("debug listen: %w", err)

@@ -22,7 +22,7 @@ type testNode struct {
 	t     testing.TB
 	opts  Options
 	clock clock.Clock
-	n     *node
+	n     *daemon
 	addr  string
 	stop  context.CancelFunc
 	done  chan error

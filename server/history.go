@@ -42,11 +42,11 @@ func loadHistory(h *hub.History, dataDir string, log zerolog.Logger) {
 func startHistorySaver(h *hub.History, dataDir string, log zerolog.Logger) *historySaver {
 	s := &historySaver{h: h, path: historyPath(dataDir), log: log, stop: make(chan struct{})}
 	s.done.Add(1)
-	go s.run()
+	go s.loop()
 	return s
 }
 
-func (s *historySaver) run() {
+func (s *historySaver) loop() {
 	defer s.done.Done()
 	saved := s.h.Gen()
 	t := time.NewTicker(historyEvery)

@@ -204,3 +204,11 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// The chain a node executes on (-chain-rpc): the embedded dev chain
+// ("dev", the default), none ("none": intents are recorded and never
+// executed), or a JSON-RPC node by URL.
+const (
+	chainDev  = "dev"
+	chainNone = "none"
+)

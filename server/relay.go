@@ -38,7 +38,7 @@ const (
 
 type relay struct {
 	nc *nodeChain
-	n  *node
+	n  *daemon
 
 	mu    sync.Mutex
 	addrs map[netip.Prefix]*rate.Limiter

@@ -2,30 +2,23 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/spells-dev/spells/cluster"
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
@@ -34,30 +27,6 @@ import (
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/web"
 )
-
-// node is a running Spells node: its parts and its HTTP server.
-type node struct {
-	opts  Options
-	log   zerolog.Logger
-	ln    net.Listener
-	http  *http.Server
-	debug *http.Server // pprof; nil unless -debug-listen
-	// debugAddr is the debug listener's address (host:port, a string)
-	// once it listens; serve starts it.
-	debugAddr atomic.Value
-	bus       nodeBus
-	history   *historySaver
-	mgr       *vault.Manager
-	hub       *hub.Hub
-	demo      *demoFeed
-	chain     *nodeChain
-	cluster   *clusterParts // nil: a single node
-	secret    []byte        // the cluster secret (-redis)
-	ready     atomic.Bool
-
-	hubMetrics *hub.Metrics
-	metricsReg *prometheus.Registry // the node's own metrics (see build)
-}
 
 // run starts a node, calls started with its listen address once it serves,
 // and shuts it down in order when ctx ends.
@@ -74,23 +43,7 @@ func run(ctx context.Context, opts Options, started func(addr string)) error {
 	return n.serve(ctx)
 }
 
-// setProcs raises GOMAXPROCS to perCPU times what the runtime chose (the
-// CPUs it may use), unless the GOMAXPROCS variable set it, and returns the
-// setting. SQLite (modernc, no cgo) writes and syncs vault files with
-// blocking system calls, and a goroutine in one holds its processor until
-// the runtime hands the processor on, so more processors than cores let
-// other vaults run meanwhile: wake-ups and firings end sooner, and the
-// live price's tail is slower (BENCHMARKS.md has the trade).
-func setProcs(perCPU int, fromEnv bool) int {
-	n := runtime.GOMAXPROCS(0)
-	if fromEnv || perCPU <= 1 {
-		return n
-	}
-	runtime.GOMAXPROCS(perCPU * n)
-	return perCPU * n
-}
-
-func newNode(ctx context.Context, opts Options, clk clock.Clock) (*node, error) {
+func newNode(ctx context.Context, opts Options, clk clock.Clock) (*daemon, error) {
 	log := newLogger(opts)
 	explicitNode := opts.Node
 	if opts.Node == "" {
@@ -138,7 +91,7 @@ func newNode(ctx context.Context, opts Options, clk clock.Clock) (*node, error) 
 		// session ids: one key, from the shared secret.
 		key = derive(secret, "sign-in nonces")
 	}
-	n := &node{opts: opts, log: log, ln: ln, secret: secret}
+	n := &daemon{opts: opts, log: log, ln: ln, secret: secret}
 	if err := n.build(ctx, key, kek, clk); err != nil {
 		ln.Close()
 		return nil, err
@@ -146,7 +99,7 @@ func newNode(ctx context.Context, opts Options, clk clock.Clock) (*node, error) 
 	return n, nil
 }
 
-func (n *node) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.Clock) error {
+func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.Clock) error {
 	origins := make([]string, 0, len(n.opts.SIWEDomains))
 	for _, d := range n.opts.SIWEDomains {
 		origins = append(origins, "http://"+d)
@@ -243,16 +196,7 @@ func (n *node) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock.C
 	return nil
 }
 
-// orNoLimit maps a limit flag's 0 ("no limit") to the hub's -1 (its 0
-// means "the default").
-func orNoLimit[T int | float64](v T) T {
-	if v == 0 {
-		return -1
-	}
-	return v
-}
-
-func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
+func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/ws", n.hub)
 	if n.cluster != nil {
@@ -282,7 +226,7 @@ func (n *node) routes(metrics prometheus.Gatherer) http.Handler {
 // stops, or its disk is full; the body says which, and how many vaults are
 // quarantined (they do not make the node unready: every other vault
 // serves).
-func (n *node) readyz(w http.ResponseWriter, _ *http.Request) {
+func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	status, code := "ready", http.StatusOK
 	switch {
 	case !n.ready.Load():
@@ -303,7 +247,7 @@ func (n *node) readyz(w http.ResponseWriter, _ *http.Request) {
 // serve runs the HTTP server until ctx ends, then shuts down in order:
 // refuse new work, close WebSockets with "going away", stop the demo feed
 // and the bus, and flush and close every vault.
-func (n *node) serve(ctx context.Context) error {
+func (n *daemon) serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.http.Serve(n.ln) }()
 	if n.opts.DebugListen != "" {
@@ -351,7 +295,7 @@ func (n *node) serve(ctx context.Context) error {
 // stopParts stops the demo feed and the bus, then closes the vaults,
 // giving up waiting on them when ctx ends (what they acknowledged is
 // durable; an unclosed file is recovered at the next start).
-func (n *node) stopParts(ctx context.Context) {
+func (n *daemon) stopParts(ctx context.Context) {
 	if n.demo != nil {
 		n.demo.stop()
 	}
@@ -371,86 +315,26 @@ func (n *node) stopParts(ctx context.Context) {
 	n.chain.close()
 }
 
-func (n *node) dashboardURL() string {
-	_, port, _ := net.SplitHostPort(n.ln.Addr().String())
-	return "http://localhost:" + port + "/"
+// startBus starts the in-memory bus, or in a cluster the Redis one (on the
+// cluster's Redis client, which the cluster's parts close).
+func (n *daemon) startBus(reg prometheus.Registerer) nodeBus {
+	if n.cluster == nil {
+		return hub.NewMemoryBus(0, n.hubMetrics.BusConflated)
+	}
+	log := n.log.With().Str("part", "redis").Logger()
+	log.Info().Msg("signals go through redis: a signal published on any node reaches every node")
+	return cluster.NewRedisBus(n.cluster.rdb, cluster.NewBusMetrics(reg), n.hubMetrics.BusConflated, log)
 }
 
-// connLimit is --max-connections, or what the descriptor limit leaves
-// after the open vaults (3 descriptors each) and a spare 512.
-func (n *node) connLimit() int {
-	if n.opts.MaxConns > 0 {
-		return n.opts.MaxConns
-	}
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		n.log.Warn().Err(err).Msg("descriptor limit unknown; no connection limit")
-		return 0
-	}
-	maxOpen := n.opts.MaxOpen
-	if maxOpen <= 0 {
-		maxOpen = vault.DefaultMaxOpen
-	}
-	limit := int(rl.Cur) - vault.FilesPerVault*maxOpen - 512
-	if limit < 64 {
-		limit = 64
-	}
-	n.log.Info().Uint64("descriptor_limit", rl.Cur).Int("max_open_vaults", maxOpen).Int("max_connections", limit).
-		Msg("connection limit from the descriptor limit")
-	return limit
-}
-
-// defaultDomains serves the dashboard as localhost, 127.0.0.1 or [::1] on
-// the port the node listens on.
-func defaultDomains(addr net.Addr) []string {
-	_, port, _ := net.SplitHostPort(addr.String())
-	return []string{"localhost:" + port, "127.0.0.1:" + port, "[::1]:" + port}
-}
-
-// nodeKey loads the node's secret (it keys sign-in nonces) from the data
-// directory, creating it on first start.
-func nodeKey(dir string) ([]byte, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	p := filepath.Join(dir, "node.key")
-	if b, err := os.ReadFile(p); err == nil {
-		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-		if err != nil || len(key) != 32 {
-			return nil, fmt.Errorf("node key %s is not 64 hex characters", p)
+// chainHandler is GET /v1/chain: the chain and the contracts the node
+// executes with.
+func (c *nodeChain) handler(n *daemon) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c.client == nil {
+			n.httpError(w, r, http.StatusNotFound, "no_chain", "this node runs without a chain (-chain-rpc none)")
+			return
 		}
-		return key, nil
-	} else if !os.IsNotExist(err) {
-		return nil, fmt.Errorf("node key: %w", err)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(c.info)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("node key: %w", err)
-	}
-	if err := os.WriteFile(p, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("node key: %w", err)
-	}
-	return key, nil
-}
-
-func newLogger(o Options) zerolog.Logger {
-	level, err := zerolog.ParseLevel(o.LogLevel)
-	if err != nil || o.LogLevel == "" {
-		level = zerolog.InfoLevel
-	}
-	var w io.Writer = os.Stderr
-	if o.logOut != nil {
-		w = o.logOut
-	}
-	out := zerolog.New(w)
-	console := o.LogFormat == "console"
-	if o.LogFormat == "auto" || o.LogFormat == "" {
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && o.logOut == nil {
-			console = true
-		}
-	}
-	if console {
-		out = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly})
-	}
-	return out.Level(level).With().Timestamp().Logger()
 }

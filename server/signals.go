@@ -1,12 +1,10 @@
 package main
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/protocol"
@@ -34,7 +32,7 @@ type signalsRequest struct {
 
 // signalsHandler is POST /v1/signals: authenticated by a bearer token,
 // all-or-nothing (one invalid signal refuses the whole request).
-func (n *node) signalsHandler() http.Handler {
+func (n *daemon) signalsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.opts.SignalToken == "" {
 			n.httpError(w, r, http.StatusServiceUnavailable, "ingest_disabled", "signal ingest is disabled: start the node with --signal-token")
@@ -94,22 +92,4 @@ func decodeSignals(body io.Reader, nowMs int64) ([]hub.Signal, error) {
 		}
 	}
 	return sigs, nil
-}
-
-// bearer checks the request's bearer token against want, answering 401
-// when it is missing or wrong.
-func (n *node) bearer(w http.ResponseWriter, r *http.Request, want string) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
-		n.httpError(w, r, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
-		return false
-	}
-	return true
-}
-
-func (n *node) httpError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	n.log.Info().Str("path", r.URL.Path).Int("status", status).Str("code", code).Str("remote", r.RemoteAddr).Msg(msg)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
