@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spells-dev/spells/cluster"
+	"github.com/spells-dev/spells/internal/rendezvous"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
@@ -44,7 +44,7 @@ func clusterBench(ctx context.Context, token string, p clusterParams) (*Report, 
 	r := newReport("cluster", map[string]any{"clients": p.Clients, "rounds": p.Rounds, "round": p.Round.String(),
 		"dashboards_per_node": p.Dashboards, "ticks": p.Ticks, "gap": p.Gap.String()})
 	nodes := make([]*node, 3)
-	members := make([]cluster.Member, 3)
+	members := make([]string, 3) // the nodes' ids
 	for i, base := range p.Nodes {
 		nodes[i] = newNode(base, token)
 		id, n, err := nodes[i].clusterID(ctx)
@@ -54,7 +54,7 @@ func clusterBench(ctx context.Context, token string, p clusterParams) (*Report, 
 		if n != 3 {
 			return nil, fmt.Errorf("cluster: %s sees %d members, want 3", base, n)
 		}
-		members[i] = cluster.Member{ID: id}
+		members[i] = id
 	}
 	placed := func(i int) (*client.Wallet, error) {
 		for {
@@ -62,7 +62,7 @@ func clusterBench(ctx context.Context, token string, p clusterParams) (*Report, 
 			if err != nil {
 				return nil, err
 			}
-			if cluster.Rendezvous(strings.ToLower(w.Address().Hex()), members).ID == members[i].ID {
+			if rendezvous.Pick(strings.ToLower(w.Address().Hex()), members) == i {
 				return w, nil
 			}
 		}
@@ -95,7 +95,8 @@ func (n *node) clusterID(ctx context.Context) (string, int, error) {
 }
 
 // cpu is the three nodes' CPU seconds so far.
-func cpu(ctx context.Context, nodes []*node) (float64, error) {
+// nodesCPU is the CPU time the nodes have used, in seconds.
+func nodesCPU(ctx context.Context, nodes []*node) (float64, error) {
 	total := 0.0
 	for _, n := range nodes {
 		u, err := n.usage(ctx)
@@ -147,7 +148,7 @@ func clusterCommands(ctx context.Context, r *Report, nodes []*node, placed func(
 		if kind == 1 {
 			users = forwarded
 		}
-		c0, err := cpu(ctx, nodes)
+		c0, err := nodesCPU(ctx, nodes)
 		if err != nil {
 			return err
 		}
@@ -168,7 +169,7 @@ func clusterCommands(ctx context.Context, r *Report, nodes []*node, placed func(
 			}()
 		}
 		wg.Wait()
-		c1, err := cpu(ctx, nodes)
+		c1, err := nodesCPU(ctx, nodes)
 		if err != nil {
 			return err
 		}

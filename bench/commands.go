@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,6 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/spells-dev/spells/protocol"
-	"github.com/spells-dev/spells/protocol/client"
 )
 
 type commandsParams struct {
@@ -66,7 +66,7 @@ func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
 			return nil, err
 		}
 		var res struct{ Triggers []protocol.Trigger }
-		if err := jsonUnmarshal(ack.Result, &res); err != nil || len(res.Triggers) == 0 {
+		if err := json.Unmarshal(ack.Result, &res); err != nil || len(res.Triggers) == 0 {
 			return nil, fmt.Errorf("list triggers: %v", err)
 		}
 		triggerID[i] = res.Triggers[0].ID
@@ -199,25 +199,4 @@ send:
 	refused += int64(len(sent)) // never answered
 	mu.Unlock()
 	return lat, acked, refused
-}
-
-// version signs w in on a fresh connection and returns its vault's version.
-func version(ctx context.Context, n *node, w *client.Wallet) (uint64, error) {
-	c, err := client.Dial(ctx, n.wsURL(), nil)
-	if err != nil {
-		return 0, err
-	}
-	defer c.CloseNow()
-	if _, err := c.SignIn(ctx, w, client.SignInParams{}, nil); err != nil {
-		return 0, err
-	}
-	for {
-		f, err := c.Next(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if f.Type == protocol.TypeSnapshot {
-			return f.State.Version, nil
-		}
-	}
 }

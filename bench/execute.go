@@ -17,10 +17,10 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
-	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
@@ -65,7 +65,7 @@ func execute(ctx context.Context, n *node, p executeParams) (*Report, error) {
 	if !info.Dev || info.RPC == "" || info.Pool == nil {
 		return nil, errors.New("execute needs the node's dev chain with its JSON-RPC on (-dev-chain-rpc): its faucet funds the vaults")
 	}
-	rc, err := chain.Dial(ctx, info.RPC, info.ChainID, 10*time.Second)
+	rc, err := dialChain(ctx, info)
 	if err != nil {
 		return nil, err
 	}
@@ -140,10 +140,27 @@ func execute(ctx context.Context, n *node, p executeParams) (*Report, error) {
 	return r, nil
 }
 
+// dialChain connects to the node's dev chain over its JSON-RPC, as a
+// wallet would, and checks that it is the chain the node names.
+func dialChain(ctx context.Context, info protocol.ChainInfo) (*ethclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rc, err := ethclient.DialContext(dctx, info.RPC)
+	if err != nil {
+		return nil, fmt.Errorf("the dev chain at %s: %w", info.RPC, err)
+	}
+	id, err := rc.ChainID(dctx)
+	if err != nil || !id.IsUint64() || id.Uint64() != info.ChainID {
+		rc.Close()
+		return nil, fmt.Errorf("the dev chain at %s: chain id %v (%v), want %d", info.RPC, id, err, info.ChainID)
+	}
+	return rc, nil
+}
+
 // setUpExecution waits for the faucet to fund the vault's owner and
 // session key, makes the owner a smart account, grants the vault a dUSD
 // allowance and the pool's swap, and creates the swap trigger.
-func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainInfo, u *user, amount string) error {
+func setUpExecution(ctx context.Context, rc *ethclient.Client, info protocol.ChainInfo, u *user, amount string) error {
 	if u.state == nil || u.state.Account == nil {
 		return errors.New("the snapshot shows no session key")
 	}
@@ -161,7 +178,7 @@ func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainIn
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := chain.Upgrade(ctx, rc, u.w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+	if err := delegation.Upgrade(ctx, rc, u.w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
 		return err
 	}
 	var usd common.Address
@@ -172,7 +189,7 @@ func setUpExecution(ctx context.Context, rc *chain.Client, info protocol.ChainIn
 	}
 	swapSel := contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID
 	rules := []delegation.Rules{
-		{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: chain.Units(10_000), Duration: 86400, Start: 1}}},
+		{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: new(big.Int).Mul(big.NewInt(10_000), big.NewInt(1e18)), Duration: 86400, Start: 1}}},
 		{Targets: []common.Address{common.HexToAddress(info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}},
 	}
 	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}

@@ -13,31 +13,6 @@ import (
 	"github.com/spells-dev/spells/protocol/client"
 )
 
-// savedVaults is what `commands -save` writes: each vault's owner key (a
-// throwaway bench wallet) and the version it must have, which counts every
-// command acknowledged on it.
-type savedVaults struct {
-	Vaults []savedVault `json:"vaults"`
-}
-
-type savedVault struct {
-	Key     string `json:"key"` // hex secp256k1 private key
-	Address string `json:"address"`
-	Version uint64 `json:"version"`
-	Acked   int64  `json:"acked"`
-}
-
-func (s savedVaults) write(path string) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return fmt.Errorf("save vaults: %w", err)
-	}
-	return nil
-}
-
 type verifyParams struct {
 	From string
 }

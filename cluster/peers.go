@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/spells-dev/spells/internal/atomicfile"
 	"io/fs"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/spells-dev/spells/internal/atomicfile"
 )
 
 // The peers a node has seen, kept on its disk: after Redis lost the

@@ -75,12 +75,12 @@ func (w *world) send(key *ecdsa.PrivateKey, inner types.TxData) *types.Receipt {
 func (w *world) upgrade() {
 	w.t.Helper()
 	deleGator := common.HexToAddress(w.d.Info().DeleGator)
-	if err := chain.Upgrade(context.Background(), w.c, w.owner, deleGator, w.d.Mine); err != nil {
+	if err := Upgrade(context.Background(), w.c, w.owner, deleGator, w.d.Mine); err != nil {
 		w.t.Fatal(err)
 	}
 	code, _ := w.c.CodeAt(context.Background(), addr(w.owner), nil)
-	if string(code) != string(chain.DelegatedCode(deleGator)) {
-		w.t.Fatalf("the owner's code is %x, want %x", code, chain.DelegatedCode(deleGator))
+	if string(code) != string(DelegatedCode(deleGator)) {
+		w.t.Fatalf("the owner's code is %x, want %x", code, DelegatedCode(deleGator))
 	}
 }
 

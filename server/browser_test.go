@@ -17,8 +17,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
+	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 )
 
@@ -378,7 +378,7 @@ func TestDashboardWalletGrant(t *testing.T) {
 		chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "10 dETH")]`))
 	step("refused before the account is a smart account", chromedp.Click(`#btn-grant-wallet`),
 		chromedp.WaitVisible(`//p[@id="grant-msg" and contains(., "not a smart account yet")]`))
-	if err := chain.Upgrade(ctxT(t), tn.n.chain.client, key, common.HexToAddress(tn.n.chain.info.DeleGator), nil); err != nil {
+	if err := delegation.Upgrade(ctxT(t), tn.n.chain.client, key, common.HexToAddress(tn.n.chain.info.DeleGator), nil); err != nil {
 		t.Fatal(err)
 	}
 	step("grant with the wallet", chromedp.Click(`#btn-grant-wallet`), chromedp.WaitVisible(`#grants li[data-status=active]`))

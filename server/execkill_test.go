@@ -140,7 +140,7 @@ func grantTransfer(t *testing.T, c *chain.Client, info protocol.ChainInfo, s *se
 		ob, _ := c.BalanceAt(ctx, w.Address(), nil)
 		return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0 && tokenBalance(t, c, g.usd, w.Address()).Sign() > 0
 	})
-	if err := chain.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
+	if err := delegation.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
 		t.Fatal(err)
 	}
 	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}

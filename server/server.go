@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
-	"github.com/spells-dev/spells/cluster"
+	"github.com/spells-dev/spells/cluster/redisbus"
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
@@ -323,7 +323,7 @@ func (n *daemon) startBus(reg prometheus.Registerer) nodeBus {
 	}
 	log := n.log.With().Str("part", "redis").Logger()
 	log.Info().Msg("signals go through redis: a signal published on any node reaches every node")
-	return cluster.NewRedisBus(n.cluster.rdb, cluster.NewBusMetrics(reg), n.hubMetrics.BusConflated, log)
+	return redisbus.New(n.cluster.rdb, redisbus.NewMetrics(reg), n.hubMetrics.BusConflated, log)
 }
 
 // chainHandler is GET /v1/chain: the chain and the contracts the node

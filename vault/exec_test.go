@@ -100,7 +100,7 @@ func (ce *chainEnv) balance(t *testing.T, token, who common.Address) *big.Int {
 // DeleGator), as the dashboard does for a burner key.
 func (ce *chainEnv) upgrade(t *testing.T, owner *ecdsa.PrivateKey) {
 	t.Helper()
-	if err := chain.Upgrade(context.Background(), ce.d.Client(), owner, common.HexToAddress(ce.info.DeleGator), nil); err != nil {
+	if err := delegation.Upgrade(context.Background(), ce.d.Client(), owner, common.HexToAddress(ce.info.DeleGator), nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package redisbus
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/cluster/redistest"
@@ -60,14 +61,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newBus(t *testing.T, url string) (*RedisBus, *got, *BusMetrics) {
+func newBus(t *testing.T, url string) (*Bus, *got, *Metrics) {
 	t.Helper()
-	rdb, err := Dial(context.Background(), url)
+	rdb, err := dial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewBusMetrics(nil)
-	b := NewRedisBus(rdb, m, nil, zerolog.Nop())
+	m := NewMetrics(nil)
+	b := New(rdb, m, nil, zerolog.Nop())
 	g := &got{}
 	b.Subscribe(g.add)
 	t.Cleanup(func() { b.Close(); rdb.Close() })
@@ -130,3 +131,13 @@ func TestRedisBus(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// dial connects to the test's Redis.
+func dial(url string) (redis.UniversalClient, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(opts)
+	return rdb, rdb.Ping(context.Background()).Err()
+}

@@ -1,15 +1,11 @@
-// Package cluster holds what the nodes of a cluster share: the directory
-// of vault homes and live nodes in Redis (Directory), the node links that
-// forward sessions between nodes (Links, the hub's Router), the handoff of
-// vaults between nodes (Handoff), and the signal bus through Redis pub/sub
-// (RedisBus). Redis is never in a vault's write path.
-package cluster
+// Package redisbus is the signal bus of a cluster: a hub.Bus over Redis
+// pub/sub, with each signal's latest value kept in Redis so a node that
+// reconnects misses no crossing.
+package redisbus
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	neturl "net/url"
 	"sync"
 	"time"
 
@@ -26,18 +22,18 @@ const (
 	signalsLatest  = "spells:{signals}:latest"
 )
 
-// RedisBus is the Bus of a cluster: a signal published on any node goes
+// Bus is the Bus of a cluster: a signal published on any node goes
 // to every node once, through Redis pub/sub, and is delivered there in
 // order by a local bus. Pub/sub drops what is published while a node is
 // disconnected, so the newest value of every signal is also kept in Redis,
 // and a node that (re)subscribes reads them and delivers those newer than
 // what it last delivered: no crossing is missed. With Redis unreachable, a
 // signal published here is still delivered here.
-type RedisBus struct {
+type Bus struct {
 	rdb   redis.UniversalClient
 	local *hub.MemoryBus
 	log   zerolog.Logger
-	m     *BusMetrics
+	m     *Metrics
 
 	mu   sync.Mutex
 	last map[string]int64 // signal → the newest `at` delivered here
@@ -47,18 +43,18 @@ type RedisBus struct {
 	done   chan struct{}
 }
 
-var _ hub.Bus = (*RedisBus)(nil)
+var _ hub.Bus = (*Bus)(nil)
 
-// BusMetrics count what the Redis bus does.
-type BusMetrics struct {
+// Metrics count what the Redis bus does.
+type Metrics struct {
 	Resyncs       prometheus.Counter // subscriptions (re)made, each followed by a read of the latest values
 	Recovered     prometheus.Counter // values delivered from the latest values (missed on the channel)
 	PublishFailed prometheus.Counter // values Redis did not take (delivered here only)
 }
 
-// NewBusMetrics registers the Redis bus's metrics on reg (may be nil).
-func NewBusMetrics(reg prometheus.Registerer) *BusMetrics {
-	m := &BusMetrics{
+// NewMetrics registers the Redis bus's metrics on reg (may be nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		Resyncs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_redis_bus_resyncs_total", Help: "Signal subscriptions to Redis made or made again, each followed by a read of every signal's latest value."}),
 		Recovered:     prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_redis_bus_recovered_total", Help: "Signal values delivered from Redis's latest values because the subscription missed them."}),
 		PublishFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_redis_bus_publish_failed_total", Help: "Signal values Redis did not take; they were delivered on this node only."}),
@@ -69,14 +65,14 @@ func NewBusMetrics(reg prometheus.Registerer) *BusMetrics {
 	return m
 }
 
-// NewRedisBus subscribes to the cluster's signals through rdb. Close stops
+// New subscribes to the cluster's signals through rdb. Close stops
 // it (rdb stays the caller's).
-func NewRedisBus(rdb redis.UniversalClient, m *BusMetrics, conflated prometheus.Counter, log zerolog.Logger) *RedisBus {
+func New(rdb redis.UniversalClient, m *Metrics, conflated prometheus.Counter, log zerolog.Logger) *Bus {
 	if m == nil {
-		m = NewBusMetrics(nil)
+		m = NewMetrics(nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &RedisBus{rdb: rdb, local: hub.NewMemoryBus(0, conflated), log: log, m: m, last: map[string]int64{},
+	b := &Bus{rdb: rdb, local: hub.NewMemoryBus(0, conflated), log: log, m: m, last: map[string]int64{},
 		cancel: cancel, done: make(chan struct{})}
 	b.ps = rdb.Subscribe(ctx, signalsChannel)
 	go b.run(ctx)
@@ -86,7 +82,7 @@ func NewRedisBus(rdb redis.UniversalClient, m *BusMetrics, conflated prometheus.
 // Publish sends s to every node (this one included, through Redis) and
 // keeps it as its signal's latest value. If Redis does not take it, it is
 // delivered on this node only, and the error is logged and counted.
-func (b *RedisBus) Publish(ctx context.Context, s hub.Signal) error {
+func (b *Bus) Publish(ctx context.Context, s hub.Signal) error {
 	msg, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -107,11 +103,11 @@ func (b *RedisBus) Publish(ctx context.Context, s hub.Signal) error {
 }
 
 // Subscribe registers fn for every signal delivered on this node.
-func (b *RedisBus) Subscribe(fn func(hub.Signal)) func() { return b.local.Subscribe(fn) }
+func (b *Bus) Subscribe(fn func(hub.Signal)) func() { return b.local.Subscribe(fn) }
 
 // deliver hands s to this node's subscribers unless a newer value of its
 // signal was delivered already.
-func (b *RedisBus) deliver(s hub.Signal) bool {
+func (b *Bus) deliver(s hub.Signal) bool {
 	b.mu.Lock()
 	if s.At < b.last[s.Name] {
 		b.mu.Unlock()
@@ -126,7 +122,7 @@ func (b *RedisBus) deliver(s hub.Signal) bool {
 	return true
 }
 
-func (b *RedisBus) run(ctx context.Context) {
+func (b *Bus) run(ctx context.Context) {
 	defer close(b.done)
 	ch := b.ps.ChannelWithSubscriptions()
 	for {
@@ -157,7 +153,7 @@ func (b *RedisBus) run(ctx context.Context) {
 // resync reads every signal's latest value and delivers those newer than
 // this node last saw: what the channel carried while it was not
 // subscribed.
-func (b *RedisBus) resync(ctx context.Context) {
+func (b *Bus) resync(ctx context.Context) {
 	b.m.Resyncs.Inc()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -193,63 +189,9 @@ func truncate(s string) string {
 }
 
 // Close stops the subscription and the local delivery.
-func (b *RedisBus) Close() {
+func (b *Bus) Close() {
 	b.cancel()
 	_ = b.ps.Close()
 	<-b.done
 	b.local.Close()
-}
-
-// Dial connects to the Redis at url and checks that it answers. The URL
-// names one server (redis://[user:password@]host:port[/db], rediss:// for
-// TLS); more addr parameters name a Redis Cluster
-// (redis://host:port?addr=host2:port2&addr=host3:port3), and a
-// master_name parameter makes the addresses Sentinels of that master.
-// go-redis's UniversalClient serves all three.
-func Dial(ctx context.Context, url string) (redis.UniversalClient, error) {
-	rdb, err := NewClient(url)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis %s: %w", url, err)
-	}
-	return rdb, nil
-}
-
-// NewClient is Dial without the check: the client connects when first
-// used, and reconnects by itself.
-func NewClient(url string) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(stripUniversal(url))
-	if err != nil {
-		return nil, fmt.Errorf("-redis: %w", err)
-	}
-	// Short timeouts: a sign-in that asks the directory waits on them
-	// while Redis is down, and a node serves its own vaults without it.
-	uo := &redis.UniversalOptions{Addrs: []string{opt.Addr}, Username: opt.Username,
-		Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxRetries: 1}
-	if u, err := neturl.Parse(url); err == nil {
-		q := u.Query()
-		uo.Addrs = append(uo.Addrs, q["addr"]...)
-		uo.MasterName = q.Get("master_name")
-	}
-	return redis.NewUniversalClient(uo), nil
-}
-
-// stripUniversal removes the query parameters Dial reads itself, which
-// go-redis's ParseURL would refuse.
-func stripUniversal(url string) string {
-	u, err := neturl.Parse(url)
-	if err != nil {
-		return url
-	}
-	q := u.Query()
-	q.Del("addr")
-	q.Del("master_name")
-	u.RawQuery = q.Encode()
-	return u.String()
 }
