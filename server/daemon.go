@@ -35,6 +35,8 @@ type daemon struct {
 	ln    net.Listener
 	http  *http.Server
 	debug *http.Server // pprof; nil unless -debug-listen
+	// debugDone is closed when the debug server's goroutine has ended.
+	debugDone chan struct{}
 	// debugAddr is the debug listener's address (host:port, a string)
 	// once it listens; serve starts it.
 	debugAddr atomic.Value

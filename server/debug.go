@@ -33,7 +33,9 @@ func (n *daemon) startDebug(addr string) error {
 	mux.Handle("/debug/metrics", promhttp.HandlerFor(n.metricsReg, promhttp.HandlerOpts{}))
 	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.debugAddr.Store(ln.Addr().String())
-	go func() {
+	n.debugDone = make(chan struct{})
+	go func() { // stopped and waited for by serve
+		defer close(n.debugDone)
 		if err := n.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error().Err(err).Msg("debug server")
 		}

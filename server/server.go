@@ -140,10 +140,10 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		}
 		claim = n.cluster.claim
 		if keyMade == nil && chainInfo != nil {
-			// The dev chain's faucet runs on another node: ask it (KeyMade
-			// must not block).
+			// The dev chain's faucet runs on another node: ask it (Fund
+			// does not wait, as KeyMade must not).
 			links, id := n.cluster.links, chainInfo.ChainID
-			keyMade = func(owner, key common.Address) { go links.Fund(id, owner, key) }
+			keyMade = func(owner, key common.Address) { links.Fund(id, owner, key) }
 		}
 	}
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim,
@@ -249,7 +249,7 @@ func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 // and the bus, and flush and close every vault.
 func (n *daemon) serve(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- n.http.Serve(n.ln) }()
+	go func() { errc <- n.http.Serve(n.ln) }() // waited for below
 	if n.opts.DebugListen != "" {
 		if err := n.startDebug(n.opts.DebugListen); err != nil {
 			n.log.Error().Err(err).Msg("pprof not served")
@@ -262,9 +262,11 @@ func (n *daemon) serve(ctx context.Context) error {
 		n.log.Info().Msg("signal ingest disabled: POST /v1/signals answers 503 until the node runs with --signal-token")
 	}
 	var serveErr error
+	served := false
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
+		served = true
 	}
 	n.ready.Store(false)
 	if n.opts.DrainOnShutdown && n.cluster != nil {
@@ -281,8 +283,12 @@ func (n *daemon) serve(ctx context.Context) error {
 	if err := n.http.Shutdown(sctx); err != nil {
 		n.log.Warn().Err(err).Msg("http shutdown")
 	}
+	if !served {
+		<-errc // Serve returns once Shutdown has closed the listener
+	}
 	if n.debug != nil {
 		n.debug.Close()
+		<-n.debugDone
 	}
 	n.stopParts(sctx)
 	n.log.Info().Msg("stopped")

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
@@ -366,5 +368,36 @@ func TestCloseIsBoundedByItsContext(t *testing.T) {
 	}
 	if d := time.Since(began); d > 2*time.Second {
 		t.Fatalf("Close took %s with a 200ms context", d)
+	}
+}
+
+// TestCloseInterruptsAVaultStuckInSQLite: when Close runs out of time, a
+// vault stuck in a SQLite statement is interrupted (the statement fails,
+// nothing it would have written is kept) and its goroutine ends.
+func TestCloseInterruptsAVaultStuckInSQLite(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser()
+	started := make(chan struct{})
+	stuck := make(chan error, 1)
+	go func() {
+		stuck <- u.v.Inspect(context.Background(), func(conn *sqlite.Conn) error {
+			close(started)
+			// Counts for ever, unless interrupted.
+			return sqlitex.ExecuteTransient(conn, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c;`, nil)
+		})
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := e.m.Close(ctx); err == nil {
+		t.Fatal("Close reported every vault closed while one was in a statement")
+	}
+	select {
+	case <-u.v.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the vault's statement was not interrupted")
+	}
+	if err := <-stuck; !store.IsInterrupted(err) {
+		t.Fatalf("the statement ended with %v, want an interruption", err)
 	}
 }
