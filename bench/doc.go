@@ -39,4 +39,15 @@
 //
 // The node's memory and CPU come from its /metrics (process metrics). Each
 // scenario's file says what it does; report.go prints the results.
+//
+// Files, from the ground up:
+//   - report.go: what a scenario measured, and how it is printed.
+//   - node.go: the node under test: publishing signals, reading its
+//     counters, its CPU and memory.
+//   - users.go: signed-in users made in parallel, and the trigger most
+//     scenarios give them.
+//   - saved.go: the vaults commands -save writes for verify to read.
+//   - fanout.go, commands.go, connections.go, cold.go, baseline.go,
+//     execute.go, cluster.go, verify.go: one scenario each.
+//   - main.go: the scenario named on the command line.
 package main

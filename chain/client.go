@@ -1,8 +1,3 @@
-// Package chain connects a Spells node to an EVM chain: the embedded dev
-// chain (a go-ethereum node in the process, its state in the data
-// directory, blocks on an interval, JSON-RPC on loopback, the delegation
-// framework and a demo market deployed at first start), or any node over
-// JSON-RPC. Both are served to the vaults by one Client (exec.Chain).
 package chain
 
 import (

@@ -1,7 +1,3 @@
-// Package delegation speaks the MetaMask Delegation Framework (ERC-7710):
-// a delegation, its EIP-712 hash and signature, the terms of the caveat
-// enforcers a Spells grant uses, and the permission context a redemption
-// passes to the DelegationManager. It holds no state.
 package delegation
 
 import (

@@ -16,8 +16,8 @@ import (
 // of the commands benchmark). The writer holds a whole price tick (about 90
 // bytes) or ack (about 80) so those go out in one write; a larger frame (a
 // diff, about 500 bytes, a firing's about 930) goes out in two. Together
-// that is 1.5 KiB less per idle session than 1 KiB / 1 KiB (BENCHMARKS.md,
-// "Choices in the code").
+// that is 1.5 KiB less per idle session than 1 KiB / 1 KiB (DECISIONS.md,
+// "Connections and the runtime").
 const (
 	socketReadBuffer  = 16
 	socketWriteBuffer = 512

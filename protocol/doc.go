@@ -11,4 +11,18 @@
 //
 // The package imports only the standard library and go-ethereum's crypto, so
 // both the server and external clients (see package client) can use it.
+//
+// Files, from the ground up:
+//   - errors.go: the error codes and close codes.
+//   - jsonerr.go: why a JSON value could not be read, in the project's
+//     own words.
+//   - chain.go: the chain a node executes on, as GET /v1/chain serves it.
+//   - state.go: a vault's state as a dashboard sees it (triggers,
+//     intents, evaluations, grants, sessions).
+//   - command.go: the commands and their arguments.
+//   - frames.go: every frame on the socket.
+//   - ethsig.go: EIP-191 signatures and recovery.
+//   - siwe.go: Sign-In with Ethereum messages.
+//   - nonce.go: sign-in nonces any node with the key can check.
+//   - delegate.go: the P-256 delegate key and the bytes it signs.
 package protocol

@@ -71,7 +71,7 @@ const (
 // server leaves out an entity's optional fields that hold their zero
 // value (PROTOCOL.md lists which): every diff is written to the change log
 // and to every dashboard, and the zeros cost the commands benchmark about
-// 5 % (BENCHMARKS.md).
+// 5 % (DECISIONS.md).
 type TriggerSpec struct {
 	Name       string    `json:"name"`
 	Condition  Condition `json:"condition"`

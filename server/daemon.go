@@ -78,7 +78,7 @@ func (n *daemon) httpError(w http.ResponseWriter, r *http.Request, status int, c
 // blocking system calls, and a goroutine in one holds its processor until
 // the runtime hands the processor on, so more processors than cores let
 // other vaults run meanwhile: wake-ups and firings end sooner, and the
-// live price's tail is slower (BENCHMARKS.md has the trade).
+// live price's tail is slower (DECISIONS.md has the trade).
 func setProcs(perCPU int, fromEnv bool) int {
 	n := runtime.GOMAXPROCS(0)
 	if fromEnv || perCPU <= 1 {

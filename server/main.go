@@ -1,6 +1,3 @@
-// Command server runs a Spells node: `go run ./server`. With no flags it
-// serves one node on :8080 with data in ./data, no Redis, and the demo
-// signal feed on. See README.md for every flag.
 package main
 
 import (

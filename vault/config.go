@@ -147,5 +147,5 @@ func (c *Config) setDefaults() {
 const FilesPerVault = store.FilesPerVault
 
 // DefaultMaxOpen is how many vault files a node keeps open by default
-// (BENCHMARKS.md has the figures it was chosen by).
+// (DECISIONS.md has the figures it was chosen by).
 const DefaultMaxOpen = 1000

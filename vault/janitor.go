@@ -9,7 +9,7 @@ import (
 // janitorParallel how many files the janitor closes at once. Closing a
 // file is a checkpoint and several syncs; asking every idle vault at once
 // was a burst that held the processors while wake-ups waited, so the
-// janitor sweeps often and closes one file at a time (BENCHMARKS.md has
+// janitor sweeps often and closes one file at a time (DECISIONS.md has
 // the measurements). Evictions at MaxOpen, which a wake-up waits for, are
 // not paced, so a janitor that falls behind only leaves the least
 // recently used files to them.

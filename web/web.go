@@ -1,6 +1,3 @@
-// Package web holds the browser dashboard, embedded into the binary. It
-// speaks the same documented protocol (PROTOCOL.md) as every other client
-// and imports nothing from the server.
 package web
 
 import (

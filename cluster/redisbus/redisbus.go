@@ -1,6 +1,3 @@
-// Package redisbus is the signal bus of a cluster: a hub.Bus over Redis
-// pub/sub, with each signal's latest value kept in Redis so a node that
-// reconnects misses no crossing.
 package redisbus
 
 import (

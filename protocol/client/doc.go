@@ -7,4 +7,10 @@
 //
 // Wallet (wallet.go) builds and signs sign-in messages without a network;
 // Conn (client.go) speaks the protocol over a WebSocket.
+//
+// Files, from the ground up:
+//   - json.go: encoding a command's arguments.
+//   - wallet.go: an account key that signs sign-in messages.
+//   - mirror.go: a vault's copy kept from its snapshot and diffs.
+//   - client.go: one session: dial, sign in, commands, resume.
 package client

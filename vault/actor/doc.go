@@ -26,6 +26,8 @@
 //   - eval.go: triggers evaluated on an event, and what the host is told.
 //   - sessions.go, nonces.go: its sessions and the nonces it has seen.
 //   - file.go: opening, creating, loading and closing its file.
+//   - summary.go: what the host keeps of a sleeping vault, read from its
+//     file.
 //   - grants.go: grant.add and grant.revoke.
 //   - intents.go: what it lends its intents' runner.
 //   - mailbox.go: letters, and waiting on them.

@@ -17,8 +17,8 @@ import (
 
 // A node keeps thousands of SQLite connections open, one per vault, and
 // each one's fixed memory is multiplied by that count. These settings are
-// the ones that measurably shrink it (see BENCHMARKS.md, "Choices in the
-// code").
+// the ones that measurably shrink it (see DECISIONS.md, "A vault's
+// file").
 
 func init() {
 	// No lookaside buffers: SQLite's default gives every connection 40
@@ -186,7 +186,7 @@ func Durable(conn *sqlite.Conn) (bool, error) {
 // (after the closing checkpoint) instead of deleting it. Otherwise every
 // activation creates the WAL anew, which also costs an fsync of the
 // directory at the first commit, and every close unlinks it; in profiles
-// of cold activations that was a large share of the CPU (BENCHMARKS.md).
+// of cold activations that was a large share of the CPU (DECISIONS.md).
 // An empty WAL still marks a cleanly closed vault (OpenSnapshot relies on
 // that): SQLite only truncates once the checkpoint has completed and
 // synced.

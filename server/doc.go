@@ -1,0 +1,26 @@
+// Command server runs a Spells node: `go run ./server`. With no flags it
+// serves one node on :8080 with data in ./data, no Redis, and the demo
+// signal feed on. See OPERATING.md for every flag.
+//
+// Files, from the ground up:
+//   - options.go: the flags, their environment variables and checks.
+//   - masterkey.go: the key-encryption key: from a file, the environment, or
+//     a dev key.
+//   - bus.go: the signal bus the node runs: in memory, or Redis in a cluster.
+//   - cluster.go: the cluster's parts: its secret, the node's id and address,
+//     the directory, links and handoff.
+//   - vaults.go: the vault manager adapted to what the hub and the cluster
+//     need of it.
+//   - chain.go: the chain the node executes on, and the dev chain's faucet.
+//   - relay.go: the dashboard's chain requests relayed to the chain.
+//   - signals.go: POST /v1/signals.
+//   - history.go: the signals' recent points, kept across restarts.
+//   - demo.go: the demo price feed.
+//   - admin.go: drain and forget-node, the admin endpoints.
+//   - debug.go: pprof and the node's own metrics on the debug listener.
+//   - daemon.go: the running node's state, its processors, logger and node
+//     key.
+//   - server.go: wiring the parts, the HTTP routes, serving, and the ordered
+//     shutdown.
+//   - main.go: main.
+package main

@@ -1,0 +1,7 @@
+// Package web holds the browser dashboard, embedded into the binary. It
+// speaks the same documented protocol (PROTOCOL.md) as every other client
+// and imports nothing from the server.
+//
+// Files, from the ground up:
+//   - web.go: the embedded static files and their handler.
+package web
