@@ -18,8 +18,9 @@ import (
 type fakeVaults struct {
 	mu       sync.Mutex
 	sessions map[string]*fakeSession
-	signals  chan Signal // every value SignalReceived got, if set
-	refuse   error       // every sign-in is refused with it, if set
+	signals  chan Signal   // every value SignalReceived got, if set
+	refuse   error         // every sign-in is refused with it, if set
+	hold     chan struct{} // a resume waits for it to close, if set
 	seq      int
 }
 
@@ -45,6 +46,9 @@ func (f *fakeVaults) SignIn(ctx context.Context, r SignIn, sub Subscriber) (Sess
 }
 
 func (f *fakeVaults) Resume(ctx context.Context, body, sig, nonce string, sub Subscriber) (Session, error) {
+	if f.hold != nil {
+		<-f.hold
+	}
 	r, err := protocol.ParseResume(body)
 	if err != nil {
 		return nil, err
@@ -151,4 +155,37 @@ func (s *fakeSession) subscribers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.subs)
+}
+
+// only returns the one session the fake made.
+func (f *fakeVaults) only() *fakeSession {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.sessions) != 1 {
+		panic("want exactly one session")
+	}
+	for _, s := range f.sessions {
+		return s
+	}
+	return nil
+}
+
+// each calls fn with every subscriber of the session, outside its lock.
+func (s *fakeSession) each(fn func(Subscriber)) {
+	s.mu.Lock()
+	subs := make([]Subscriber, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		fn(sub)
+	}
+}
+
+// ran returns the ops of the commands the session took, in order.
+func (s *fakeSession) ran() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.commands...)
 }
