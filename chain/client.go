@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -34,7 +36,7 @@ var ErrChainID = errors.New("chain id mismatch")
 func Dial(ctx context.Context, url string, want uint64, timeout time.Duration) (*Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	rc, err := rpc.DialContext(ctx, url)
+	rc, err := dialRPC(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("chain %s: %w", redact(url), err)
 	}
@@ -59,6 +61,40 @@ func attach(ctx context.Context, rc *rpc.Client, want uint64) (*Client, error) {
 		return nil, fmt.Errorf("%w: the node serves chain %d, the configuration names %d", ErrChainID, id.Uint64(), want)
 	}
 	return &Client{Client: ec, id: id.Uint64()}, nil
+}
+
+// dialRPC dials url. An http(s) client is given the URL without its
+// path, query and user information, and a transport that puts them back
+// on each request: net/http names the request's URL in every error it
+// returns, and those errors reach the logs, so this keeps a provider's
+// API key out of them.
+func dialRPC(ctx context.Context, raw string) (*rpc.Client, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return rpc.DialContext(ctx, raw)
+	}
+	public := neturl.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}
+	hc := &http.Client{Transport: secretURL{u: u, next: http.DefaultTransport}}
+	return rpc.DialOptions(ctx, public.String(), rpc.WithHTTPClient(hc))
+}
+
+// secretURL sends every request to u, with u's user information as basic
+// authentication.
+type secretURL struct {
+	u    *neturl.URL
+	next http.RoundTripper
+}
+
+func (s secretURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	u := *s.u
+	u.User = nil
+	r.URL, r.Host = &u, u.Host
+	if s.u.User != nil && r.Header.Get("Authorization") == "" {
+		pass, _ := s.u.User.Password()
+		r.SetBasicAuth(s.u.User.Username(), pass)
+	}
+	return s.next.RoundTrip(r)
 }
 
 // redact drops what could be a credential from an RPC URL (user
@@ -92,6 +128,9 @@ func WaitMined(ctx context.Context, c *Client, hash common.Hash, every time.Dura
 		r, err := c.TransactionReceipt(ctx, hash)
 		if err == nil {
 			return r, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("transaction %s not mined: %w", hash.Hex(), ctx.Err())
 		}
 		if !IsNotFound(err) {
 			return nil, err

@@ -161,3 +161,49 @@ func TestTraderMovesThePoolPrice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestForkDropsTheBlocksAfterIt: Fork stages a reorg: a transaction in a
+// dropped block has no receipt until a new block takes it again, under
+// another block hash. (The vaults' reorg handling is tested with it.)
+func TestForkDropsTheBlocksAfterIt(t *testing.T) {
+	ctx := context.Background()
+	d := startDev(t, t.TempDir())
+	defer d.Close()
+	c := d.Client()
+	someone := crypto.PubkeyToAddress(mustKey(t).PublicKey)
+	before, err := c.BlockNumber(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := c.HeaderByNumber(ctx, new(big.Int).SetUint64(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Fund(ctx, someone, Ether, nil); err != nil {
+		t.Fatal(err)
+	}
+	block, err := c.BlockByNumber(ctx, nil)
+	if err != nil || block.Transactions().Len() != 1 {
+		t.Fatalf("the funding block: %v", err)
+	}
+	tx := block.Transactions()[0]
+	if err := d.Fork(parent.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TransactionReceipt(ctx, tx.Hash()); !IsNotFound(err) {
+		t.Fatalf("the receipt after the fork: %v, want not found", err)
+	}
+	if b, _ := c.BalanceAt(ctx, someone, nil); b.Sign() != 0 {
+		t.Fatalf("the balance after the fork is %s, want 0", b)
+	}
+	d.Mine()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := WaitMined(wctx, c, tx.Hash(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BlockHash == block.Hash() {
+		t.Fatal("the transaction came back in the dropped block")
+	}
+}
