@@ -11,7 +11,7 @@ import (
 )
 
 // The command pipeline: a signed command from a bound session, checked and
-// applied by the vault (ARCHITECTURE.md, "The life of a command").
+// applied by the vault (ARCHITECTURE.md §2, "A command → commit → ack").
 
 // Command authenticates and applies one signed command for the session the
 // connection is bound to. It returns the ack frame. Every check runs before

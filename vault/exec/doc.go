@@ -1,7 +1,7 @@
 // Package exec is an intent's life: what a firing wants done becomes a
 // transaction the vault signs with its session key, within the grants its
-// owner signed, and follows to its end on the chain (ARCHITECTURE.md, "The
-// life of an intent").
+// owner signed, and follows to its end on the chain (ARCHITECTURE.md §5
+// draws its statuses, §8 its execution).
 //
 // The vault drives it on its own goroutine through a Runner: every step is
 // one vault transaction and a pushed diff, taken only as the table of

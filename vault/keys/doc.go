@@ -1,4 +1,4 @@
-// Package keys seals a vault's keys (ARCHITECTURE.md, "Keys"). Each vault
+// Package keys seals a vault's keys (ARCHITECTURE.md §7, "Keys and grants"). Each vault
 // holds one session key (secp256k1) that signs its transactions, sealed in
 // the vault's file with the vault's own data key (AES-256-GCM, bound to
 // the vault and the key's address); the data key is stored beside it
