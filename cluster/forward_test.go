@@ -227,3 +227,46 @@ func TestCloseRecordPayload(t *testing.T) {
 		t.Fatalf("an empty reason: %d bytes", len(p))
 	}
 }
+
+// TestTheVaultsNodeAnswersAForwardedSocket: what the vault's node refuses
+// on a forwarded session (a binary frame, a command not in order) comes
+// back through the link as the socket's own error, and the session goes
+// on.
+func TestTheVaultsNodeAnswersAForwardedSocket(t *testing.T) {
+	rdb := dial(t, redistest.Start(t).URL())
+	w, _ := client.NewWallet()
+	a := startNode(t, rdb, "node-a", nodeOpts{})
+	b := startNode(t, rdb, "node-b", nodeOpts{held: map[common.Address]uint64{w.Address(): 1}})
+	knows(t, a, b)
+	ctx := testCtx(t)
+	c, err := client.Dial(ctx, a.wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	s, err := c.SignIn(ctx, w, client.SignInParams{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendRaw(ctx, websocket.MessageBinary, []byte("\x00\x01")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := c.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == protocol.TypeError {
+			if f.Code != protocol.CodeBadFrame {
+				t.Fatalf("a binary frame: %s %q", f.Code, f.Message)
+			}
+			break
+		}
+	}
+	if _, err := c.Command(ctx, s, protocol.OpTriggerList, struct{}{}); err != nil {
+		t.Fatalf("a command after the refusal: %v", err)
+	}
+	if got := a.echo.vaults(); len(got) != 0 {
+		t.Fatalf("node a's own vaults served %v", got)
+	}
+}

@@ -100,3 +100,31 @@ func TestLinkHandshakesAreBounded(t *testing.T) {
 	}
 	c.CloseNow()
 }
+
+// TestAProofAnswersOneChallengeInOneRole: a proof is bound to who proves,
+// the challenge and both ids, so one seen on the wire cannot be played
+// back in the other role, to another node, or for another challenge.
+func TestAProofAnswersOneChallengeInOneRole(t *testing.T) {
+	l := &Links{cfg: LinksConfig{Secret: []byte("s")}}
+	other := &Links{cfg: LinksConfig{Secret: []byte("t")}}
+	c := challenge()
+	p := l.proof("dialer", c, "node-b", "node-a")
+	if len(p) != 64 || p != l.proof("dialer", c, "node-b", "node-a") {
+		t.Fatalf("proof %q is not a stable HMAC-SHA256", p)
+	}
+	for name, q := range map[string]string{
+		"the other role":    l.proof("listener", c, "node-b", "node-a"),
+		"another challenge": l.proof("dialer", challenge(), "node-b", "node-a"),
+		"another dialer":    l.proof("dialer", c, "node-c", "node-a"),
+		"the ids swapped":   l.proof("dialer", c, "node-a", "node-b"),
+		"another secret":    other.proof("dialer", c, "node-b", "node-a"),
+		"ids run together":  l.proof("dialer", c, "node-b\x00node", "a"),
+	} {
+		if q == p {
+			t.Errorf("the proof for %s is the same", name)
+		}
+	}
+	if challenge() == c {
+		t.Fatal("two challenges are the same")
+	}
+}
