@@ -15,6 +15,29 @@ import (
 	"github.com/spells-dev/spells/protocol/client"
 )
 
+// forwardedSession starts nodes a and b, b holding w's vault, and signs w
+// in through a.
+func forwardedSession(t *testing.T) (a, b *testNode, w *client.Wallet, c *client.Conn, s *client.Session) {
+	t.Helper()
+	rdb := dial(t, redistest.Start(t).URL())
+	w, err := client.NewWallet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = startNode(t, rdb, "node-a", nodeOpts{})
+	b = startNode(t, rdb, "node-b", nodeOpts{held: map[common.Address]uint64{w.Address(): 3}})
+	knows(t, a, b)
+	ctx := testCtx(t)
+	if c, err = client.Dial(ctx, a.wsURL, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	if s, err = c.SignIn(ctx, w, client.SignInParams{}, nil); err != nil {
+		t.Fatalf("sign-in through node a: %v", err)
+	}
+	return a, b, w, c, s
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
@@ -26,25 +49,8 @@ func testCtx(t *testing.T) context.Context {
 // own vaults never see it. When b's links close, the client is told to
 // reconnect (4004).
 func TestASessionReachesItsVaultsNode(t *testing.T) {
-	rdb := dial(t, redistest.Start(t).URL())
-	w, err := client.NewWallet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := startNode(t, rdb, "node-a", nodeOpts{})
-	b := startNode(t, rdb, "node-b", nodeOpts{held: map[common.Address]uint64{w.Address(): 3}})
-	knows(t, a, b)
-
+	a, b, w, c, s := forwardedSession(t)
 	ctx := testCtx(t)
-	c, err := client.Dial(ctx, a.wsURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	s, err := c.SignIn(ctx, w, client.SignInParams{}, nil)
-	if err != nil {
-		t.Fatalf("sign-in through node a: %v", err)
-	}
 	for i := 0; i < 3; i++ {
 		if _, err := c.Command(ctx, s, protocol.OpTriggerList, struct{}{}); err != nil {
 			t.Fatalf("command %d: %v", i+1, err)
@@ -233,21 +239,8 @@ func TestCloseRecordPayload(t *testing.T) {
 // back through the link as the socket's own error, and the session goes
 // on.
 func TestTheVaultsNodeAnswersAForwardedSocket(t *testing.T) {
-	rdb := dial(t, redistest.Start(t).URL())
-	w, _ := client.NewWallet()
-	a := startNode(t, rdb, "node-a", nodeOpts{})
-	b := startNode(t, rdb, "node-b", nodeOpts{held: map[common.Address]uint64{w.Address(): 1}})
-	knows(t, a, b)
+	a, _, _, c, s := forwardedSession(t)
 	ctx := testCtx(t)
-	c, err := client.Dial(ctx, a.wsURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	s, err := c.SignIn(ctx, w, client.SignInParams{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := c.SendRaw(ctx, websocket.MessageBinary, []byte("\x00\x01")); err != nil {
 		t.Fatal(err)
 	}
