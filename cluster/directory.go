@@ -97,6 +97,11 @@ type DirectoryConfig struct {
 	// Faucet is the chain id of the dev chain's faucet this node runs (0:
 	// none); other nodes ask it to fund the session keys they make.
 	Faucet uint64
+	// Secret is the cluster secret and KEKID the id of this node's
+	// key-encryption key: a node joins only with both the cluster's
+	// (proof.go).
+	Secret []byte
+	KEKID  string
 	// PeersFile keeps the nodes this node has seen and the directory's
 	// generation across restarts (peers.go); empty: in memory only.
 	PeersFile string
@@ -160,6 +165,8 @@ type Directory struct {
 	awaiting     map[string]bool // nodes seen before a directory loss that have not rejoined since
 	reachable    bool
 	lastReassert time.Time
+	out          string            // why this node stays out of the cluster; "" while a member (proof.go)
+	strangers    map[string]string // entries in the members that are not this cluster's, and why (logged once)
 
 	closeOnce sync.Once
 	kick      chan struct{} // renew now
@@ -186,7 +193,7 @@ func NewDirectory(rdb redis.UniversalClient, cfg DirectoryConfig) (*Directory, e
 	if err != nil {
 		return nil, err
 	}
-	return &Directory{rdb: rdb, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, book: book, gen: book.Generation, awaiting: map[string]bool{},
+	return &Directory{rdb: rdb, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, book: book, gen: book.Generation, awaiting: map[string]bool{}, strangers: map[string]string{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
@@ -206,7 +213,7 @@ func (d *Directory) Reachable() bool {
 func (d *Directory) Settled() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return !time.Now().Before(d.rebuilding) && len(d.awaiting) == 0
+	return d.out == "" && !time.Now().Before(d.rebuilding) && len(d.awaiting) == 0
 }
 
 // Members returns the live members as last read (sorted by id).

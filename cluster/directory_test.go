@@ -179,8 +179,8 @@ func TestDirectoryRebuiltAfterRedisLosesIt(t *testing.T) {
 	}
 	waitFor(t, "claims after the rebuild", func() bool { return b.Claim(context.Background(), fresh) == nil })
 	n, err := rdb.DBSize(context.Background()).Result()
-	if err != nil || n != 1200+1+3 {
-		t.Fatalf("keys after the rebuild: %d, %v; want the 1200 homes, the new one and 3 directory keys", n, err)
+	if err != nil || n != 1200+1+4 {
+		t.Fatalf("keys after the rebuild: %d, %v; want the 1200 homes, the new one and 4 directory keys (members, nodes, generation, proof)", n, err)
 	}
 }
 

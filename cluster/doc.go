@@ -17,6 +17,8 @@
 //   - directory.go: the directory's keys, homes, members and errors.
 //   - homes.go: vault homes written, looked up, claimed, placed and
 //     switched.
+//   - proof.go: who may be a member: the cluster's proof of its secret
+//     and key-encryption key, and each member's tag.
 //   - membership.go: the lease renewed, the members read, a lost
 //     directory noticed and rebuilt.
 //   - links.go: the links' state, a link's and a stream's.

@@ -123,8 +123,11 @@ func (d *Directory) Lookup(ctx context.Context, vault common.Address) (Home, boo
 // is routed there); claiming a vault this node already holds succeeds.
 func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 	d.mu.Lock()
-	awaited := d.awaitingLocked()
+	awaited, out := d.awaitingLocked(), d.out
 	d.mu.Unlock()
+	if out != "" {
+		return fmt.Errorf("%w: %s", ErrOut, out)
+	}
 	if len(awaited) > 0 {
 		return &AwaitingError{Nodes: awaited}
 	}

@@ -91,14 +91,36 @@ func (d *Directory) loop() {
 // generation, and rebuilds this node's homes when the directory was lost.
 func (d *Directory) renew(ctx context.Context) error {
 	now := time.Now()
+	out, err := d.checkProof(ctx)
+	if err != nil {
+		d.m.RenewFailed.Inc()
+		d.setReachable(false, err)
+		return err
+	}
+	d.setOut(out)
+	if out != "" {
+		// Not a member: no lease, no homes; an entry left from before goes.
+		d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, keyMembers, d.cfg.Node)
+			p.HDel(ctx, keyNodes, d.cfg.Node)
+			return nil
+		})
+		d.setReachable(true, nil)
+		d.mu.Lock()
+		d.members = nil
+		d.mu.Unlock()
+		d.m.Members.Set(0)
+		return nil
+	}
 	d.mu.Lock()
 	draining := d.draining
 	d.mu.Unlock()
-	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining, "faucet": d.cfg.Faucet})
+	info, _ := json.Marshal(map[string]any{"addr": d.cfg.Addr, "joined": now.UnixMilli(), "draining": draining, "faucet": d.cfg.Faucet,
+		"kek": d.cfg.KEKID, "tag": memberTag(d.cfg.Secret, d.cfg.Node, d.cfg.Addr, d.cfg.KEKID)})
 	var gen *redis.StringCmd
 	var live *redis.ZSliceCmd
 	var left *redis.StringSliceCmd
-	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, keyMembers, redis.Z{Score: float64(now.Add(d.cfg.Lease).UnixMilli()), Member: d.cfg.Node})
 		p.HSet(ctx, keyNodes, d.cfg.Node, info)
 		p.SRem(ctx, keyLeft, d.cfg.Node) // a node that left and came back
@@ -203,14 +225,32 @@ func (d *Directory) readMembers(ctx context.Context, live []redis.Z) ([]Member, 
 			Addr     string `json:"addr"`
 			Draining bool   `json:"draining"`
 			Faucet   uint64 `json:"faucet"`
+			KEK      string `json:"kek"`
+			Tag      string `json:"tag"`
 		}
 		if json.Unmarshal([]byte(s), &info) != nil || info.Addr == "" {
+			continue
+		}
+		if why := d.verifyMember(id, info.Addr, info.KEK, info.Tag); why != "" {
+			d.stranger(id, why)
 			continue
 		}
 		out = append(out, Member{ID: id, Addr: info.Addr, Draining: info.Draining, Faucet: info.Faucet})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// stranger logs, once per id and reason, an entry in the members that is
+// not this cluster's: placement and the links ignore it.
+func (d *Directory) stranger(id, why string) {
+	d.mu.Lock()
+	seen := d.strangers[id] == why
+	d.strangers[id] = why
+	d.mu.Unlock()
+	if !seen {
+		d.log.Warn().Str("node", id).Str("why", why).Msg("a node in the directory is not a member of this cluster: ignored")
+	}
 }
 
 func (d *Directory) setReachable(ok bool, err error) {

@@ -23,8 +23,9 @@ import (
 // peerBook is <data>/cluster.json.
 type peerBook struct {
 	path       string
-	Generation string           `json:"generation"` // the directory's, when this node last saw it
-	Seen       map[string]int64 `json:"seen"`       // node id → when last seen alive (unix ms)
+	Generation string           `json:"generation"`      // the directory's, when this node last saw it
+	Seen       map[string]int64 `json:"seen"`            // node id → when last seen alive (unix ms)
+	Proof      string           `json:"proof,omitempty"` // the cluster's proof this node joined under (proof.go)
 	written    time.Time
 }
 

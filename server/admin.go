@@ -18,7 +18,7 @@ import (
 
 // newClusterParts prepares the cluster's parts before the vault manager
 // exists (its claims go to the directory); startCluster starts them.
-func (n *daemon) newClusterParts(secret []byte, reg prometheus.Registerer, held func() map[string]uint64, holds func(common.Address) bool) (*clusterParts, error) {
+func (n *daemon) newClusterParts(secret []byte, kekID string, reg prometheus.Registerer, held func() map[string]uint64, holds func(common.Address) bool) (*clusterParts, error) {
 	var faucetChain uint64
 	var fund func(owner, key common.Address)
 	if n.chain.faucet != nil {
@@ -32,7 +32,7 @@ func (n *daemon) newClusterParts(secret []byte, reg prometheus.Registerer, held 
 	}
 	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
 		Lease: n.opts.ClusterLease, Held: held, Faucet: faucetChain, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
-		Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
+		Secret: derive(secret, "membership"), KEKID: kekID, Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
 	if err != nil {
 		rdb.Close()
 		return nil, err

@@ -114,6 +114,8 @@ func (c *clusterParts) claim(ctx context.Context, vault common.Address) error {
 		return protocol.Errorf(protocol.CodeUnavailable, "%v; retry later", err)
 	case errors.As(err, &el):
 		return protocol.Errorf(protocol.CodeVaultElsewhere, "this vault was just created on node %s: sign in again to reach it there", el.Home.Node)
+	case errors.Is(err, cluster.ErrOut):
+		return protocol.Errorf(protocol.CodeUnavailable, "%v: this node creates no vault; sign in through another node", err)
 	case errors.Is(err, cluster.ErrRebuilding):
 		return protocol.Errorf(protocol.CodeUnavailable, "%v: new vaults wait until it is; retry in a few seconds", err)
 	}

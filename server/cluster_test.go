@@ -1,7 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -260,4 +264,35 @@ func clusterFiles(t *testing.T) (secret, kek string) {
 		t.Fatal(err)
 	}
 	return secret, kek
+}
+
+// TestANodeWithoutTheClusterSecretOrKeyStaysOut: a node started with
+// another cluster secret, or another key-encryption key, joins no
+// cluster: the members do not count it, placement leaves it out, and its
+// /readyz answers 503 naming why.
+func TestANodeWithoutTheClusterSecretOrKeyStaysOut(t *testing.T) {
+	tc := startCluster(t, 1)
+	a := tc.nodes[0]
+	for _, c := range []struct {
+		secret, key, says string
+	}{
+		{"another cluster secret of at least 32 characters", testMasterKey, "cluster secret"},
+		{testClusterSecret, strings.Repeat("ab", 32), "key-encryption key"},
+	} {
+		o := testOptions(t)
+		o.Redis, o.ClusterSecret, o.MasterKey, o.Node, o.ClusterLease = tc.redis.URL(), c.secret, c.key, "node-x", time.Second
+		x := startNode(t, o, nil)
+		waitFor(t, "node-x to serve and find it is out", func() bool { return x.n.ready.Load() && x.n.cluster.dir.Out() != "" })
+		rec := httptest.NewRecorder()
+		x.n.readyz(rec, httptest.NewRequest("GET", "/readyz", nil))
+		var body map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != http.StatusServiceUnavailable || body["status"] != "out_of_cluster" || !strings.Contains(fmt.Sprint(body["cluster_out"]), c.says) {
+			t.Fatalf("readyz of a node with another %s: %d %v", c.says, rec.Code, body)
+		}
+		if n := len(a.n.cluster.dir.Members()); n != 1 {
+			t.Fatalf("node-a counts %d members", n)
+		}
+		x.shutdown()
+	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -85,7 +87,13 @@ func TestForwardingNodeCannotForge(t *testing.T) {
 	}
 	defer rdb.Close()
 	secret := []byte(testClusterSecret)
-	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: "node-evil", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
+	// The forwarding node holds the secret and the key: it is a member.
+	kekID, err := os.ReadFile(filepath.Join(home.opts.DataDir, "kek.id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: "node-evil", Addr: "127.0.0.1:1", Lease: time.Second,
+		Secret: derive(secret, "membership"), KEKID: strings.TrimSpace(string(kekID)), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

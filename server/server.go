@@ -132,7 +132,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	loadHistory(history, n.opts.DataDir, n.log)
 	var claim func(context.Context, common.Address) error
 	if n.opts.Redis != "" {
-		n.cluster, err = n.newClusterParts(n.secret, reg, func() map[string]uint64 { return n.mgr.Held() },
+		n.cluster, err = n.newClusterParts(n.secret, kek.ID(), reg, func() map[string]uint64 { return n.mgr.Held() },
 			func(a common.Address) bool { return n.mgr.Holds(a) })
 		if err != nil {
 			ch.close()
@@ -223,7 +223,8 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 }
 
 // readyz is GET /readyz: 200 while the node serves, 503 while it starts,
-// stops, or its disk is full; the body says which, and how many vaults are
+// stops, its disk is full, or it stays out of its cluster (another secret
+// or key-encryption key than the cluster's); the body says which, and how many vaults are
 // quarantined (they do not make the node unready: every other vault
 // serves).
 func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -233,11 +234,16 @@ func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		status, code = "not_serving", http.StatusServiceUnavailable
 	case n.mgr.StorageFull():
 		status, code = "storage_full", http.StatusServiceUnavailable
+	case n.cluster != nil && n.cluster.dir.Out() != "":
+		status, code = "out_of_cluster", http.StatusServiceUnavailable
 	}
 	body := map[string]any{"status": status, "vaults_quarantined": n.mgr.Quarantined(), "node": n.opts.Node}
 	if n.cluster != nil {
 		body["cluster_members"] = len(n.cluster.dir.Members())
 		body["redis_reachable"] = n.cluster.dir.Reachable()
+		if out := n.cluster.dir.Out(); out != "" {
+			body["cluster_out"] = out
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
