@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,81 @@ func TestForkDropsTheBlocksAfterIt(t *testing.T) {
 	}
 	if r.BlockHash == block.Hash() {
 		t.Fatal("the transaction came back in the dropped block")
+	}
+}
+
+// TestDemoRouterSwapsAsAV2Router: the dev pools' router takes the Uniswap
+// V2 router's swap call: it pulls the approved input from the caller, pays
+// the output to the recipient named in the call (here not the caller),
+// the amount getAmountsOut quoted, and refuses less than amountOutMin or
+// a call past its deadline.
+func TestDemoRouterSwapsAsAV2Router(t *testing.T) {
+	ctx := context.Background()
+	d := startDev(t, t.TempDir())
+	defer d.Close()
+	c := d.Client()
+	info := d.Info()
+	pool := common.HexToAddress(info.Pool.Address)
+	router, err := d.Deploy(ctx, contracts.DemoRouter, []common.Address{pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dUSD, dETH common.Address
+	for _, tk := range info.Tokens {
+		switch tk.Symbol {
+		case "dUSD":
+			dUSD = common.HexToAddress(tk.Address)
+		case "dETH":
+			dETH = common.HexToAddress(tk.Address)
+		}
+	}
+	key := mustKey(t)
+	me := crypto.PubkeyToAddress(key.PublicKey)
+	owner := crypto.PubkeyToAddress(mustKey(t).PublicKey) // where the output goes
+	if err := d.Fund(ctx, me, Ether, map[string]*big.Int{"dUSD": Units(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	amount, path := Units(250), []common.Address{dUSD, dETH}
+	quote := callView(t, c, contracts.DemoRouter, router, "getAmountsOut", amount, path).([]*big.Int)
+	if len(quote) != 2 || quote[0].Cmp(amount) != 0 || quote[1].Sign() <= 0 {
+		t.Fatalf("quote %v", quote)
+	}
+	head, _ := c.HeaderByNumber(ctx, nil)
+	deadline := new(big.Int).SetUint64(head.Time + 3600)
+	s, err := newSender(ctx, c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.call(ctx, contracts.DemoToken, dUSD, 0, "approve", router, amount); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settle(ctx, d.Mine); err != nil {
+		t.Fatal(err)
+	}
+	swap := func(min, deadline *big.Int) error {
+		data, err := contracts.MustGet(contracts.DemoRouter).ABI.Pack("swapExactTokensForTokens", amount, min, path, owner, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.CallContract(ctx, ethereum.CallMsg{From: me, To: &router, Data: data}, nil)
+		return err
+	}
+	if err := swap(new(big.Int).Add(quote[1], big.NewInt(1)), deadline); err == nil || !strings.Contains(err.Error(), "INSUFFICIENT_OUTPUT_AMOUNT") {
+		t.Fatalf("asking one unit more than the quote: %v", err)
+	}
+	if err := swap(quote[1], new(big.Int).SetUint64(head.Time-1)); err == nil || !strings.Contains(err.Error(), "EXPIRED") {
+		t.Fatalf("past the deadline: %v", err)
+	}
+	if err := s.call(ctx, contracts.DemoRouter, router, 0, "swapExactTokensForTokens", amount, quote[1], path, owner, deadline); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settle(ctx, d.Mine); err != nil {
+		t.Fatal(err)
+	}
+	if got := callView(t, c, contracts.DemoToken, dETH, "balanceOf", owner).(*big.Int); got.Cmp(quote[1]) != 0 {
+		t.Fatalf("the recipient got %s dETH units, quoted %s", got, quote[1])
+	}
+	if got := callView(t, c, contracts.DemoToken, dUSD, "balanceOf", me).(*big.Int); got.Cmp(Units(750)) != 0 {
+		t.Fatalf("the caller has %s dUSD units left, want 750 dUSD", got)
 	}
 }

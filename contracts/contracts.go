@@ -19,6 +19,7 @@ var artifacts embed.FS
 const (
 	DemoToken                         = "DemoToken"
 	ConstantProductPool               = "ConstantProductPool"
+	DemoRouter                        = "DemoRouter"
 	DelegationManager                 = "DelegationManager"
 	EntryPoint                        = "EntryPoint"
 	EIP7702StatelessDeleGator         = "EIP7702StatelessDeleGator"

@@ -1,11 +1,14 @@
 package contracts
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestArtifacts: every contract the dev chain deploys is embedded with an
 // ABI and creation code, and the calls the vault makes are in the ABIs.
 func TestArtifacts(t *testing.T) {
-	names := append([]string{DemoToken, ConstantProductPool, DelegationManager, EntryPoint, EIP7702StatelessDeleGator}, Enforcers...)
+	names := append([]string{DemoToken, ConstantProductPool, DemoRouter, DelegationManager, EntryPoint, EIP7702StatelessDeleGator}, Enforcers...)
 	for _, n := range names {
 		c, err := Get(n)
 		if err != nil {
@@ -18,6 +21,7 @@ func TestArtifacts(t *testing.T) {
 	for name, method := range map[string]string{
 		DelegationManager:   "redeemDelegations",
 		ConstantProductPool: "swap",
+		DemoRouter:          "swapExactTokensForTokens",
 		DemoToken:           "transfer",
 	} {
 		if _, ok := MustGet(name).ABI.Methods[method]; !ok {
@@ -37,5 +41,20 @@ func TestErrorName(t *testing.T) {
 	}
 	if got := ErrorName([]byte{1, 2, 3, 4}); got != "" {
 		t.Fatalf("an unknown selector named %q", got)
+	}
+}
+
+// TestDemoRouterHasTheV2RouterSelectors: the dev router's swap and quote
+// are the Uniswap V2 router's functions (the same selectors), so the
+// calls a vault builds for it work against V2-compatible routers.
+func TestDemoRouterHasTheV2RouterSelectors(t *testing.T) {
+	abi := MustGet(DemoRouter).ABI
+	for method, sel := range map[string]string{
+		"swapExactTokensForTokens": "38ed1739", // swapExactTokensForTokens(uint256,uint256,address[],address,uint256)
+		"getAmountsOut":            "d06ca61f", // getAmountsOut(uint256,address[])
+	} {
+		if got := fmt.Sprintf("%x", abi.Methods[method].ID); got != sel {
+			t.Errorf("%s: selector %s, want %s", method, got, sel)
+		}
 	}
 }

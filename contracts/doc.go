@@ -4,6 +4,9 @@
 //
 // Our own (MIT, src/): DemoToken (an OpenZeppelin ERC-20 its owner mints),
 // ConstantProductPool (x·y = k with a 0.3 % fee, paid in advance),
+// DemoRouter (the Uniswap V2 router's swapExactTokensForTokens and
+// getAmountsOut over those pools: input pulled, output paid to a named
+// recipient, a minimum and a deadline),
 // SignatureCheck (checks a contract account's ERC-1271 signature, ERC-6492
 // for one not deployed yet, from a deployless eth_call), and DemoAccount
 // with its CREATE2 factory (a contract account for the dev chain).
