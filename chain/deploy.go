@@ -224,9 +224,14 @@ func Deploy(ctx context.Context, c *Client, key *ecdsa.PrivateKey, mine func()) 
 	if err := s.call(ctx, contracts.ConstantProductPool, pool, 0, "addLiquidity", ethIn, usdIn); err != nil {
 		return fail(err)
 	}
+	router, err := s.create(ctx, contracts.DemoRouter, []common.Address{pool})
+	if err != nil {
+		return fail(err)
+	}
 	if err := s.settle(ctx, mine); err != nil {
 		return fail(err)
 	}
+	info.Router = router.Hex()
 	info.DelegationManager, info.EntryPoint, info.DeleGator = manager.Hex(), entry.Hex(), delegator.Hex()
 	info.Tokens = []protocol.Token{
 		{Symbol: "dETH", Name: "Demo Ether", Address: eth.Hex(), Decimals: 18},
@@ -254,6 +259,9 @@ func Verify(ctx context.Context, c *Client, info protocol.ChainInfo) error {
 	}
 	if info.Pool != nil {
 		check["pool"] = info.Pool.Address
+	}
+	if info.Router != "" {
+		check["router"] = info.Router
 	}
 	var errs []error
 	for name, a := range check {

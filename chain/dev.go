@@ -208,6 +208,12 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 			return fmt.Errorf("dev chain: %s: %w", p, err)
 		}
 		if err := Verify(ctx, d.client, info); err == nil {
+			if info.Router == "" && info.Pool != nil {
+				// A deployment from before the router: add it.
+				if info, err = d.addRouter(ctx, p, info); err != nil {
+					return err
+				}
+			}
 			d.setInfo(info)
 			return nil
 		} else {
@@ -233,6 +239,33 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 	d.cfg.Logger.Info().Dur("took", time.Since(start)).Str("delegation_manager", info.DelegationManager).
 		Str("pool", info.Pool.Address).Msg("dev chain: contracts deployed")
 	return nil
+}
+
+// addRouter deploys the router over info's pool and records it in the
+// deployment file at p.
+func (d *Dev) addRouter(ctx context.Context, p string, info protocol.ChainInfo) (protocol.ChainInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	d.mu.Lock()
+	s, err := newSender(ctx, d.client, d.faucet)
+	var router common.Address
+	if err == nil {
+		router, err = s.create(ctx, contracts.DemoRouter, []common.Address{common.HexToAddress(info.Pool.Address)})
+	}
+	if err == nil {
+		err = s.settle(ctx, d.Mine)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return info, fmt.Errorf("dev chain: deploy the router: %w", err)
+	}
+	info.Router = router.Hex()
+	b, _ := json.MarshalIndent(info, "", "  ")
+	if err := atomicfile.Write(p, append(b, '\n')); err != nil {
+		return info, fmt.Errorf("dev chain: %w", err)
+	}
+	d.cfg.Logger.Info().Str("router", info.Router).Msg("dev chain: router deployed over the pool")
+	return info, nil
 }
 
 func (d *Dev) setInfo(info protocol.ChainInfo) {

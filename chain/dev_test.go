@@ -3,8 +3,11 @@ package chain
 import (
 	"context"
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -221,9 +224,12 @@ func TestDemoRouterSwapsAsAV2Router(t *testing.T) {
 	c := d.Client()
 	info := d.Info()
 	pool := common.HexToAddress(info.Pool.Address)
-	router, err := d.Deploy(ctx, contracts.DemoRouter, []common.Address{pool})
-	if err != nil {
-		t.Fatal(err)
+	if !common.IsHexAddress(info.Router) {
+		t.Fatalf("the dev chain's deployment names no router: %+v", info)
+	}
+	router := common.HexToAddress(info.Router)
+	if got := callView(t, c, contracts.DemoRouter, router, "pools", common.HexToAddress(info.Tokens[0].Address), common.HexToAddress(info.Tokens[1].Address)).(common.Address); got != pool {
+		t.Fatalf("the router's pool for the pair is %s, want %s", got, pool)
 	}
 	var dUSD, dETH common.Address
 	for _, tk := range info.Tokens {
@@ -282,5 +288,33 @@ func TestDemoRouterSwapsAsAV2Router(t *testing.T) {
 	}
 	if got := callView(t, c, contracts.DemoToken, dUSD, "balanceOf", me).(*big.Int); got.Cmp(Units(750)) != 0 {
 		t.Fatalf("the caller has %s dUSD units left, want 750 dUSD", got)
+	}
+}
+
+// TestADeploymentWithoutARouterGetsOne: a dev chain whose recorded
+// deployment predates the router gets one over its pool at its next
+// start; nothing else is deployed again.
+func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	info := d.Info()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old := info
+	old.Router, old.Dev, old.RPC = "", false, ""
+	b, _ := json.MarshalIndent(old, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "deployment.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d = startDev(t, dir)
+	defer d.Close()
+	got := d.Info()
+	if got.Router == "" || got.Pool.Address != info.Pool.Address || got.DelegationManager != info.DelegationManager {
+		t.Fatalf("after the restart: router %q, pool %s (was %s)", got.Router, got.Pool.Address, info.Pool.Address)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "deployment.json"))
+	if !strings.Contains(string(raw), got.Router) {
+		t.Fatal("the router was not recorded in deployment.json")
 	}
 }

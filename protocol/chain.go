@@ -17,6 +17,9 @@ type ChainInfo struct {
 	Enforcers         map[string]string `json:"enforcers"` // caveat enforcer name → address
 	Tokens            []Token           `json:"tokens"`
 	Pool              *Pool             `json:"pool,omitempty"`
+	// Router is a router with the Uniswap V2 router's swap calls over the
+	// chain's pools (swapExactTokensForTokens, getAmountsOut).
+	Router string `json:"router,omitempty"`
 }
 
 // Token is an ERC-20 the node knows by symbol.
