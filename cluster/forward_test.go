@@ -38,6 +38,20 @@ func forwardedSession(t *testing.T) (a, b *testNode, w *client.Wallet, c *client
 	return a, b, w, c, s
 }
 
+// linkedNodes starts nodes a and b, and the link b dials to a.
+func linkedNodes(t *testing.T) (a, b *testNode, lk *link) {
+	t.Helper()
+	rdb := dial(t, redistest.Start(t).URL())
+	a = startNode(t, rdb, "node-a", nodeOpts{})
+	b = startNode(t, rdb, "node-b", nodeOpts{})
+	knows(t, a, b)
+	lk, err := b.links.link(testCtx(t), "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, lk
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
@@ -93,15 +107,8 @@ func TestAVaultHeldHereIsNotForwarded(t *testing.T) {
 // record loses its link; the node goes on, and the next route dials a new
 // one.
 func TestAMalformedRecordEndsOnlyTheLink(t *testing.T) {
-	rdb := dial(t, redistest.Start(t).URL())
-	a := startNode(t, rdb, "node-a", nodeOpts{})
-	b := startNode(t, rdb, "node-b", nodeOpts{})
-	knows(t, a, b)
+	a, b, lk := linkedNodes(t)
 	ctx := testCtx(t)
-	lk, err := b.links.link(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := lk.ws.Write(ctx, websocket.MessageText, []byte("hello?")); err != nil {
 		t.Fatal(err)
 	}
@@ -117,15 +124,8 @@ func TestAMalformedRecordEndsOnlyTheLink(t *testing.T) {
 // that dialed and even on the other; a peer opening one of the other's
 // ids gets the stream closed, so it cannot take over a stream.
 func TestAStreamOfTheWrongParityIsRefused(t *testing.T) {
-	rdb := dial(t, redistest.Start(t).URL())
-	a := startNode(t, rdb, "node-a", nodeOpts{})
-	b := startNode(t, rdb, "node-b", nodeOpts{})
-	knows(t, a, b)
+	_, _, lk := linkedNodes(t)
 	ctx := testCtx(t)
-	lk, err := b.links.link(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	wrong := lk.next + 1 // the other node's parity
 	got := &recordedDown{closed: make(chan websocket.StatusCode, 1)}
 	lk.mu.Lock()

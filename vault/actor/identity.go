@@ -28,12 +28,21 @@ type Bound struct {
 // the socket. The first sign-in of an address creates the vault's file.
 // Errors are *protocol.Error; nothing is written on error.
 func (v *Vault) SignIn(ctx context.Context, msg *protocol.Message, nonce string, since *uint64, sub Subscriber) (Bound, error) {
+	return v.attach(ctx, "sign-in", sub, func() (*store.Session, *uint64, error) {
+		s, err := v.admit(msg, nonce, since)
+		return s, since, err
+	})
+}
+
+// attach runs check (a sign-in's or a resume's) on the vault's goroutine
+// and binds sub to the session it admits, from since.
+func (v *Vault) attach(ctx context.Context, what string, sub Subscriber, check func() (*store.Session, *uint64, error)) (Bound, error) {
 	var b Bound
 	err := v.doPinned(ctx, func() error {
-		s, err := v.admit(msg, nonce, since)
+		s, since, err := check()
 		if err != nil {
 			v.cfg.Metrics.AuthFailures.WithLabelValues(CodeOf(err)).Inc()
-			v.log.Info().Err(err).Msg("sign-in refused")
+			v.log.Info().Err(err).Msg(what + " refused")
 			return err
 		}
 		b = Bound{Vault: v, Session: s.ID}
@@ -182,21 +191,7 @@ func (v *Vault) bind(s *store.Session, since *uint64, sub Subscriber) error {
 // host checked that the node issued it recently). Errors are
 // *protocol.Error.
 func (v *Vault) Resume(ctx context.Context, body, sig, nonce string, sub Subscriber) (Bound, error) {
-	var b Bound
-	err := v.doPinned(ctx, func() error {
-		s, since, err := v.resume(body, sig, nonce)
-		if err != nil {
-			v.cfg.Metrics.AuthFailures.WithLabelValues(CodeOf(err)).Inc()
-			v.log.Info().Err(err).Msg("resume refused")
-			return err
-		}
-		b = Bound{Vault: v, Session: s.ID}
-		if ctx.Err() != nil {
-			return ctx.Err() // the caller is gone: do not subscribe its connection
-		}
-		return v.bind(s, since, sub)
-	})
-	return b, err
+	return v.attach(ctx, "resume", sub, func() (*store.Session, *uint64, error) { return v.resume(body, sig, nonce) })
 }
 
 // resume checks, in order: the session is live, the signature verifies
