@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -208,11 +209,9 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 			return fmt.Errorf("dev chain: %s: %w", p, err)
 		}
 		if err := Verify(ctx, d.client, info); err == nil {
-			if info.Router == "" && info.Pool != nil {
-				// A deployment from before the router: add it.
-				if info, err = d.addRouter(ctx, p, info); err != nil {
-					return err
-				}
+			// A deployment from before a contract this node uses gets it.
+			if info, err = d.complete(ctx, p, info); err != nil {
+				return err
 			}
 			d.setInfo(info)
 			return nil
@@ -241,30 +240,53 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 	return nil
 }
 
-// addRouter deploys the router over info's pool and records it in the
-// deployment file at p.
-func (d *Dev) addRouter(ctx context.Context, p string, info protocol.ChainInfo) (protocol.ChainInfo, error) {
+// complete deploys what a deployment recorded at p lacks of what this
+// node uses (the router over its pool, a caveat enforcer) and records it.
+func (d *Dev) complete(ctx context.Context, p string, info protocol.ChainInfo) (protocol.ChainInfo, error) {
+	var missing []string
+	for _, name := range contracts.Enforcers {
+		if info.Enforcers[name] == "" {
+			missing = append(missing, name)
+		}
+	}
+	needRouter := info.Router == "" && info.Pool != nil
+	if len(missing) == 0 && !needRouter {
+		return info, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	d.mu.Lock()
 	s, err := newSender(ctx, d.client, d.faucet)
-	var router common.Address
-	if err == nil {
-		router, err = s.create(ctx, contracts.DemoRouter, []common.Address{common.HexToAddress(info.Pool.Address)})
+	added := map[string]common.Address{}
+	for _, name := range missing {
+		if err == nil {
+			added[name], err = s.create(ctx, name)
+		}
+	}
+	if err == nil && needRouter {
+		added["router"], err = s.create(ctx, contracts.DemoRouter, []common.Address{common.HexToAddress(info.Pool.Address)})
 	}
 	if err == nil {
 		err = s.settle(ctx, d.Mine)
 	}
 	d.mu.Unlock()
 	if err != nil {
-		return info, fmt.Errorf("dev chain: deploy the router: %w", err)
+		return info, fmt.Errorf("dev chain: deploy what the recorded deployment lacks: %w", err)
 	}
-	info.Router = router.Hex()
+	enf := maps.Clone(info.Enforcers)
+	for name, a := range added {
+		if name == "router" {
+			info.Router = a.Hex()
+			continue
+		}
+		enf[name] = a.Hex()
+	}
+	info.Enforcers = enf
 	b, _ := json.MarshalIndent(info, "", "  ")
 	if err := atomicfile.Write(p, append(b, '\n')); err != nil {
 		return info, fmt.Errorf("dev chain: %w", err)
 	}
-	d.cfg.Logger.Info().Str("router", info.Router).Msg("dev chain: router deployed over the pool")
+	d.cfg.Logger.Info().Strs("enforcers", missing).Bool("router", needRouter).Msg("dev chain: deployed what the recorded deployment lacked")
 	return info, nil
 }
 

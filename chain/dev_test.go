@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -292,7 +293,7 @@ func TestDemoRouterSwapsAsAV2Router(t *testing.T) {
 }
 
 // TestADeploymentWithoutARouterGetsOne: a dev chain whose recorded
-// deployment predates the router gets one over its pool at its next
+// deployment predates the router and an enforcer gets them at its next
 // start; nothing else is deployed again.
 func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
 	dir := t.TempDir()
@@ -303,6 +304,8 @@ func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
 	}
 	old := info
 	old.Router, old.Dev, old.RPC = "", false, ""
+	old.Enforcers = maps.Clone(info.Enforcers)
+	delete(old.Enforcers, contracts.ExactExecutionBatchEnforcer)
 	b, _ := json.MarshalIndent(old, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "deployment.json"), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -312,6 +315,9 @@ func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
 	got := d.Info()
 	if got.Router == "" || got.Pool.Address != info.Pool.Address || got.DelegationManager != info.DelegationManager {
 		t.Fatalf("after the restart: router %q, pool %s (was %s)", got.Router, got.Pool.Address, info.Pool.Address)
+	}
+	if e := got.Enforcers[contracts.ExactExecutionBatchEnforcer]; e == "" || got.Enforcers[contracts.LimitedCallsEnforcer] != info.Enforcers[contracts.LimitedCallsEnforcer] {
+		t.Fatalf("after the restart: enforcers %v (were %v)", got.Enforcers, info.Enforcers)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "deployment.json"))
 	if !strings.Contains(string(raw), got.Router) {

@@ -68,6 +68,7 @@ const framework = [
   "TimestampEnforcer",
   "ERC20PeriodTransferEnforcer",
   "NativeTokenPeriodTransferEnforcer",
+  "ExactExecutionBatchEnforcer",
 ];
 for (const name of framework) {
   write(name, { contractName: name, source: pkg.name + "@" + pkg.version, license: pkg.license, abi: abis[name], bytecode: bytecode[name] });

@@ -30,6 +30,7 @@ const (
 	TimestampEnforcer                 = "TimestampEnforcer"
 	ERC20PeriodTransferEnforcer       = "ERC20PeriodTransferEnforcer"
 	NativeTokenPeriodTransferEnforcer = "NativeTokenPeriodTransferEnforcer"
+	ExactExecutionBatchEnforcer       = "ExactExecutionBatchEnforcer"
 	DemoAccount                       = "DemoAccount"
 	DemoAccountFactory                = "DemoAccountFactory"
 	SignatureCheck                    = "SignatureCheck"
@@ -37,7 +38,7 @@ const (
 
 // Enforcers lists the caveat enforcers a dev chain deploys.
 var Enforcers = []string{AllowedTargetsEnforcer, AllowedMethodsEnforcer, ValueLteEnforcer, LimitedCallsEnforcer,
-	TimestampEnforcer, ERC20PeriodTransferEnforcer, NativeTokenPeriodTransferEnforcer}
+	TimestampEnforcer, ERC20PeriodTransferEnforcer, NativeTokenPeriodTransferEnforcer, ExactExecutionBatchEnforcer}
 
 // Contract is one artifact.
 type Contract struct {

@@ -59,6 +59,9 @@ type Rules struct {
 	NotAfter  uint64           `json:"notAfter,omitempty"`  // TimestampEnforcer: valid before (unix seconds)
 	Token     *TokenPeriod     `json:"token,omitempty"`     // ERC20PeriodTransferEnforcer
 	Native    *Period          `json:"native,omitempty"`    // NativeTokenPeriodTransferEnforcer
+	// Batch is the one batch of calls the delegation allows, exactly
+	// (ExactExecutionBatchEnforcer; redeemed in BatchMode).
+	Batch []Execution `json:"batch,omitempty"`
 }
 
 func word(n *big.Int) []byte { return common.LeftPadBytes(n.Bytes(), 32) }
@@ -124,6 +127,11 @@ func (r Rules) Caveats(e Enforcers) ([]Caveat, error) {
 	if p := r.Native; p != nil {
 		t := append(append(word(p.Amount), wordU(p.Duration)...), wordU(p.Start)...)
 		if err := add(contracts.NativeTokenPeriodTransferEnforcer, t); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.Batch) > 0 {
+		if err := add(contracts.ExactExecutionBatchEnforcer, EncodeBatch(r.Batch)); err != nil {
 			return nil, err
 		}
 	}
@@ -218,6 +226,10 @@ func ReadRules(cs []Caveat, e Enforcers) (Rules, error) {
 				return Rules{}, err
 			}
 			r.Native = p
+		case contracts.ExactExecutionBatchEnforcer:
+			if r.Batch, err = DecodeBatch(t); err != nil {
+				return Rules{}, fmt.Errorf("caveat %d (%s): %v", i, name, err)
+			}
 		default:
 			return Rules{}, fmt.Errorf("caveat %d: %s is not an enforcer Spells reads", i, name)
 		}
@@ -236,6 +248,7 @@ type RulesView struct {
 	NotAfter  uint64           `json:"notAfter,omitempty"`
 	Token     *PeriodView      `json:"token,omitempty"`
 	Native    *PeriodView      `json:"native,omitempty"`
+	Batch     []ExecutionView  `json:"batch,omitempty"`
 }
 
 // PeriodView is a Period (of a token, if Token is set) as a client reads
@@ -259,6 +272,9 @@ func (r Rules) View() RulesView {
 	}
 	if p := r.Native; p != nil {
 		v.Native = &PeriodView{Amount: p.Amount.String(), Duration: p.Duration, Start: p.Start}
+	}
+	for _, x := range r.Batch {
+		v.Batch = append(v.Batch, ExecutionView{Target: x.Target, Value: x.Value.String(), Data: x.Data})
 	}
 	return v
 }

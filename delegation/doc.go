@@ -6,6 +6,8 @@
 // Files, from the ground up:
 //   - delegation.go: a delegation, its EIP-712 digest and signature, and
 //     permission contexts.
+//   - batch.go: a batch of executions, its encoding (ERC-7579) and the mode
+//     a batch is redeemed in.
 //   - caveats.go: the enforcers a grant uses, their terms, and the Rules they
 //     add up to.
 //   - grant.go: signing the delegations of a grant.

@@ -194,7 +194,8 @@ func TestRulesMatchTheEnforcers(t *testing.T) {
 	r := Rules{Targets: []common.Address{w.dUSD, w.dom.Manager}, Methods: []string{"0xa9059cbb", "0x095ea7b3"},
 		MaxValue: big.NewInt(5), MaxCalls: 9, NotBefore: 1_800_000_000, NotAfter: 1_900_000_000,
 		Token:  &TokenPeriod{Token: w.dUSD, Period: Period{Amount: chain.Units(300), Duration: 86400, Start: 1_800_000_001}},
-		Native: &Period{Amount: chain.Ether, Duration: 3600, Start: 1_800_000_002}}
+		Native: &Period{Amount: chain.Ether, Duration: 3600, Start: 1_800_000_002},
+		Batch:  []Execution{{Target: w.dUSD, Value: big.NewInt(0), Data: []byte{1, 2, 3}}, {Target: w.dom.Manager, Value: big.NewInt(7), Data: []byte{}}}}
 	cs, err := r.Caveats(enf)
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +208,7 @@ func TestRulesMatchTheEnforcers(t *testing.T) {
 		contracts.TimestampEnforcer:                 "1800000000 1900000000",
 		contracts.ERC20PeriodTransferEnforcer:       fmt.Sprint(w.dUSD, " ", chain.Units(300), " 86400 1800000001"),
 		contracts.NativeTokenPeriodTransferEnforcer: fmt.Sprint(chain.Ether, " 3600 1800000002"),
+		contracts.ExactExecutionBatchEnforcer:       fmt.Sprintf("{%s 0 [1 2 3]} {%s 7 []}", w.dUSD.Hex(), w.dom.Manager.Hex()),
 	}
 	if len(cs) != len(want) {
 		t.Fatalf("%d caveats, want %d", len(cs), len(want))
@@ -226,6 +228,10 @@ func TestRulesMatchTheEnforcers(t *testing.T) {
 		got := strings.Trim(fmt.Sprint(vals), "[]")
 		if name == contracts.AllowedTargetsEnforcer || name == contracts.AllowedMethodsEnforcer {
 			got = fmt.Sprint(vals[0])
+		}
+		if name == contracts.ExactExecutionBatchEnforcer {
+			got = strings.Trim(fmt.Sprintf("%+v", vals[0]), "[]")
+			got = strings.NewReplacer("Target:", "", "Value:+", "", "Value:", "", "CallData:", "").Replace(got)
 		}
 		if got != want[name] {
 			t.Errorf("%s reads %s, want %s", name, got, want[name])
