@@ -9,24 +9,23 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
-	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 )
 
-// execute: many vaults, each with a swap trigger under its owner's grant,
+// execute: many vaults, each with a swap trigger under its own grant,
 // fire on one crossing of the bench signal; the bench times each intent
 // from the crossing to its confirmation, and reports the node's CPU per
 // executed intent against a floor measured here in the same run (signing
@@ -158,8 +157,9 @@ func dialChain(ctx context.Context, info protocol.ChainInfo) (*ethclient.Client,
 }
 
 // setUpExecution waits for the faucet to fund the vault's owner and
-// session key, makes the owner a smart account, grants the vault a dUSD
-// allowance and the pool's swap, and creates the swap trigger.
+// session key, makes the owner a smart account, and creates the swap
+// trigger with its own grant (the swap through the router pinned, to the
+// owner, at a minimum output).
 func setUpExecution(ctx context.Context, rc *ethclient.Client, info protocol.ChainInfo, u *user, amount string) error {
 	if u.state == nil || u.state.Account == nil {
 		return errors.New("the snapshot shows no session key")
@@ -181,28 +181,28 @@ func setUpExecution(ctx context.Context, rc *ethclient.Client, info protocol.Cha
 	if err := delegation.Upgrade(ctx, rc, u.w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
 		return err
 	}
-	var usd common.Address
-	for _, t := range info.Tokens {
-		if t.Symbol == "dUSD" {
-			usd = common.HexToAddress(t.Address)
-		}
+	thr := 1000.0
+	n, err := strconv.ParseFloat(amount, 64)
+	if err != nil {
+		return fmt.Errorf("amount %q: %w", amount, err)
 	}
-	swapSel := contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID
-	rules := []delegation.Rules{
-		{Token: &delegation.TokenPeriod{Token: usd, Period: delegation.Period{Amount: new(big.Int).Mul(big.NewInt(10_000), big.NewInt(1e18)), Duration: 86400, Start: 1}}},
-		{Targets: []common.Address{common.HexToAddress(info.Pool.Address)}, Methods: []string{hexutil.Encode(swapSel)}},
+	// The least it takes: half of what the amount buys at 2,500 dUSD a
+	// dETH, the dev pool's starting price.
+	spec := protocol.TriggerSpec{Name: "bench swap", Condition: protocol.Condition{Signal: execSignal, Op: protocol.OpBelow, Threshold: &thr},
+		Action:   protocol.Action{Kind: "swap", Params: []byte(fmt.Sprintf(`{"sell":"dUSD","buy":"dETH","amount":%q,"minOut":"%.9f"}`, amount, n/5000))},
+		MaxFires: 10, ExpiresAt: time.Now().Add(24 * time.Hour).UnixMilli()}
+	ack, err := u.c.Command(ctx, u.s, protocol.OpTriggerGrant, spec)
+	if err != nil {
+		return fmt.Errorf("trigger.grant: %w", err)
+	}
+	var g protocol.TriggerGrant
+	if err := json.Unmarshal(ack.Result, &g); err != nil {
+		return fmt.Errorf("trigger.grant: %w", err)
 	}
 	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
-	args, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), u.w.Key, key, 1, rules...)
-	if err != nil {
+	if spec.Delegation, err = delegation.SignTriggerGrant(dom, u.w.Key, g); err != nil {
 		return err
 	}
-	if _, err := u.c.Command(ctx, u.s, protocol.OpGrantAdd, args); err != nil {
-		return fmt.Errorf("grant: %w", err)
-	}
-	thr := 1000.0
-	spec := protocol.TriggerSpec{Name: "bench swap", Condition: protocol.Condition{Signal: execSignal, Op: protocol.OpBelow, Threshold: &thr},
-		Action: protocol.Action{Kind: "swap", Params: []byte(fmt.Sprintf(`{"sell":"dUSD","buy":"dETH","amount":%q,"slippageBps":500}`, amount))}}
 	if _, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, spec); err != nil {
 		return fmt.Errorf("trigger: %w", err)
 	}

@@ -3,6 +3,7 @@ package delegation
 import (
 	"crypto/ecdsa"
 	"encoding/json"
+	"fmt"
 	"math/big"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -39,4 +40,24 @@ func SignGrant(dom Domain, enf Enforcers, owner *ecdsa.PrivateKey, key common.Ad
 		out = append(out, d)
 	}
 	return args, out, nil
+}
+
+// SignTriggerGrant signs, with owner in dom, the delegation a node's
+// trigger.grant answered, and returns it for TriggerSpec.Delegation. It
+// refuses a delegation that is not from owner's account. What it signs is
+// what the node proposed: a wallet shows the owner the typed data (and a
+// careful client compares the pinned batch with the action it asked for)
+// before signing.
+func SignTriggerGrant(dom Domain, owner *ecdsa.PrivateKey, g protocol.TriggerGrant) (json.RawMessage, error) {
+	var d Delegation
+	if err := json.Unmarshal(g.Delegation, &d); err != nil {
+		return nil, fmt.Errorf("the node's delegation: %w", err)
+	}
+	if d.Delegator != crypto.PubkeyToAddress(owner.PublicKey) {
+		return nil, fmt.Errorf("the node's delegation is from %s, not the owner", d.Delegator.Hex())
+	}
+	if err := d.SignWith(dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, owner) }); err != nil {
+		return nil, err
+	}
+	return json.Marshal(d)
 }

@@ -13,6 +13,7 @@ const (
 	OpTriggerResume = "trigger.resume" // args: {"id"}
 	OpTriggerDelete = "trigger.delete" // args: {"id"}
 	OpTriggerList   = "trigger.list"   // args: {}; result: {"triggers": [...]}
+	OpTriggerGrant  = "trigger.grant"  // args: TriggerSpec; result: TriggerGrant (the delegation to sign for it)
 	OpActivityList  = "activity.list"  // args: ActivityArgs; result: {"evaluations": [...]} or {"intents": [...]}
 	OpSessionEnd    = "session.end"    // args: {}; ends the sending session (sign out); result: {"ended": id}
 	OpKeyRotate     = "key.rotate"     // args: {}; replaces the vault's session key; result: {"sessionKey": address}

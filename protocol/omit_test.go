@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -14,14 +15,27 @@ import (
 func TestOmittedFieldsAreTheDocumentedOnes(t *testing.T) {
 	documented := map[string][]string{
 		"State":       {"account"},
-		"Grant":       {"revokedAt"},
-		"TriggerSpec": {"cooldownMs", "expiresAt", "maxFires", "paused"},
-		"Trigger":     {"lastFiredAt", "nextDueAt"},
+		"Grant":       {"revokedAt", "trigger"},
+		"TriggerSpec": {"cooldownMs", "delegation", "expiresAt", "maxFires", "paused"},
+		"Trigger":     {"grant", "lastFiredAt", "nextDueAt"},
 		"Action":      {"params"},
-		"Intent":      {"detail", "tx", "updatedAt"},
+		"Intent":      {"detail", "grant", "tx", "updatedAt"},
 		"IntentTx":    {"block", "confirmations", "gasUsed"},
 		"Evaluation":  {"detail", "value"},
 		"Change":      {"data"},
+	}
+	doc, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, para, _ := strings.Cut(string(doc), "These optional fields are left out")
+	para, _, _ = strings.Cut(para, "Every other field is")
+	for typ, names := range documented {
+		for _, n := range names {
+			if !strings.Contains(para, "`"+n+"`") {
+				t.Errorf("PROTOCOL.md §5 does not name %s's `%s` among the fields left out", typ, n)
+			}
+		}
 	}
 	for _, v := range []any{State{}, Grant{}, TriggerSpec{}, Trigger{}, Action{}, Intent{}, IntentTx{}, Evaluation{}, Change{}} {
 		typ := reflect.TypeOf(v)

@@ -39,6 +39,9 @@ type Grant struct {
 	Delegations []GrantDelegation `json:"delegations"`
 	CreatedAt   int64             `json:"createdAt"`
 	RevokedAt   int64             `json:"revokedAt,omitempty"`
+	// Trigger is the trigger a trigger's own grant serves (it is used for
+	// that trigger's intents and nothing else); empty for a standing grant.
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // GrantDelegation is one delegation of a grant: its hash (its id
@@ -57,6 +60,16 @@ type GrantDelegation struct {
 type GrantArgs struct {
 	Delegations       []json.RawMessage `json:"delegations,omitempty"`
 	PermissionContext string            `json:"permissionContext,omitempty"`
+}
+
+// TriggerGrant is trigger.grant's answer: the delegation that would be
+// the trigger's own grant, unsigned (its salt chosen by the node), the
+// EIP-712 typed data to sign for it (eth_signTypedData_v4), and the rules
+// its caveats set. Signed, it goes in TriggerSpec.Delegation.
+type TriggerGrant struct {
+	Delegation json.RawMessage `json:"delegation"`
+	TypedData  json.RawMessage `json:"typedData"`
+	Rules      json.RawMessage `json:"rules"`
 }
 
 // Trigger statuses.
@@ -80,6 +93,12 @@ type TriggerSpec struct {
 	MaxFires   int64     `json:"maxFires,omitempty"`  // 0: unlimited
 	ExpiresAt  int64     `json:"expiresAt,omitempty"` // unix ms; 0: never
 	Paused     bool      `json:"paused,omitempty"`
+	// Delegation is the trigger's own grant: one delegation, signed by the
+	// owner to the vault's session key, whose caveats pin exactly what
+	// the trigger may do on-chain (trigger.grant returns it to sign). It
+	// is taken on create and update and kept as a grant (Trigger.Grant);
+	// a trigger as stored and shown never carries it.
+	Delegation json.RawMessage `json:"delegation,omitempty"`
 }
 
 // Trigger is a stored trigger with its status and counters.
@@ -92,6 +111,10 @@ type Trigger struct {
 	NextDueAt   int64  `json:"nextDueAt,omitempty"`
 	CreatedAt   int64  `json:"createdAt"`
 	UpdatedAt   int64  `json:"updatedAt"`
+	// Grant is the id of the trigger's own grant (its delegation's hash),
+	// under which its intents execute; empty: they execute under the
+	// vault's standing grants.
+	Grant string `json:"grant,omitempty"`
 }
 
 // Threshold operators of a signal condition.
@@ -120,13 +143,17 @@ type Condition struct {
 var ActionKinds = []string{"swap", "transfer", "call", "notify"}
 
 // SwapParams are a swap's: sell Amount of Sell for Buy through the
-// chain's pool, receiving at least the quote less SlippageBps (basis
-// points, default 100) when the intent is signed. Tokens are named by
-// symbol (GET /v1/chain) or address; Amount is in whole units ("1.5").
+// chain's router, the output paid to the owner's account, receiving at
+// least MinOut (whole units of Buy) or, without it, the router's quote
+// less SlippageBps (basis points, default 100) when the intent is signed.
+// A trigger's own grant pins MinOut on-chain, so it needs one. Tokens are
+// named by symbol (GET /v1/chain) or address; amounts are in whole units
+// ("1.5").
 type SwapParams struct {
 	Sell        string `json:"sell"`
 	Buy         string `json:"buy"`
 	Amount      string `json:"amount"`
+	MinOut      string `json:"minOut,omitempty"`
 	SlippageBps int    `json:"slippageBps,omitempty"`
 }
 
@@ -185,15 +212,19 @@ type Action struct {
 // the firing over the trigger's whole life (an update does not start it
 // again).
 type Intent struct {
-	ID             string    `json:"id"`
-	TriggerID      string    `json:"triggerId"`
-	IdempotencyKey string    `json:"idempotencyKey"`
-	Action         Action    `json:"action"`
-	Status         string    `json:"status"`
-	Detail         string    `json:"detail,omitempty"` // why it was refused, failed or reverted
-	Tx             *IntentTx `json:"tx,omitempty"`
-	CreatedAt      int64     `json:"createdAt"`
-	UpdatedAt      int64     `json:"updatedAt,omitempty"`
+	ID             string `json:"id"`
+	TriggerID      string `json:"triggerId"`
+	IdempotencyKey string `json:"idempotencyKey"`
+	Action         Action `json:"action"`
+	// Grant is the trigger's own grant the intent executes under (its
+	// delegation's hash), as it was when the trigger fired; empty: the
+	// vault's standing grants.
+	Grant     string    `json:"grant,omitempty"`
+	Status    string    `json:"status"`
+	Detail    string    `json:"detail,omitempty"` // why it was refused, failed or reverted
+	Tx        *IntentTx `json:"tx,omitempty"`
+	CreatedAt int64     `json:"createdAt"`
+	UpdatedAt int64     `json:"updatedAt,omitempty"`
 }
 
 // Evaluation outcomes.

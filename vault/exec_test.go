@@ -144,26 +144,46 @@ func actionOf(kind string, params any) protocol.Action {
 	return protocol.Action{Kind: kind, Params: b}
 }
 
-// TestIntentSwapsOnTheDevChain: a trigger fires, its vault signs a swap
-// under the owner's grant with its own session key, sends it, follows it
-// to its confirmation, and the owner's balances move; each step is a diff.
-// What the grant does not allow is refused before anything is signed,
-// naming the rule, and so is a trigger that could never run.
+// ownGrant asks the vault for the delegation spec's own grant would be,
+// signs it as the owner, and returns spec carrying it.
+func (ce *chainEnv) ownGrant(t *testing.T, u *user, spec protocol.TriggerSpec) protocol.TriggerSpec {
+	t.Helper()
+	a := u.mustCmd(t, protocol.OpTriggerGrant, spec)
+	var g protocol.TriggerGrant
+	if err := json.Unmarshal(a.Result, &g); err != nil {
+		t.Fatal(err)
+	}
+	dom := delegation.Domain{ChainID: ce.info.ChainID, Manager: common.HexToAddress(ce.info.DelegationManager)}
+	d, err := delegation.SignTriggerGrant(dom, u.w.Key, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Delegation = d
+	return spec
+}
+
+// routerRules is a standing grant that lets the vault approve the router
+// for token and swap through it, calls times in all.
+func (ce *chainEnv) routerRules(token common.Address, calls uint64) delegation.Rules {
+	r := contracts.MustGet(contracts.DemoRouter).ABI.Methods["swapExactTokensForTokens"].ID
+	a := contracts.MustGet(contracts.DemoToken).ABI.Methods["approve"].ID
+	return delegation.Rules{Targets: []common.Address{token, common.HexToAddress(ce.info.Router)},
+		Methods: []string{hexutil.Encode(a), hexutil.Encode(r)}, MaxCalls: calls}
+}
+
+// TestIntentSwapsOnTheDevChain: a trigger created with its own grant
+// fires, its vault signs the swap the grant pins with its own session
+// key, sends it, follows it to its confirmation, and the owner's balances
+// move; each step is a diff. The trigger fires as many times as signed.
+// A trigger that no grant allows is refused at creation, and so is an
+// edit that changes what its grant pins without a new signature.
 func TestIntentSwapsOnTheDevChain(t *testing.T) {
 	ce := newChainEnv(t)
 	ctx := context.Background()
 	ce.latest["X"] = 15
-	u := ce.newUser()
-	key := common.HexToAddress(u.state(t).Account.SessionKey)
-	if err := ce.d.Fund(ctx, key, chain.Ether, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ce.d.Fund(ctx, u.w.Address(), chain.Ether, map[string]*big.Int{"dETH": chain.Units(10)}); err != nil {
-		t.Fatal(err)
-	}
-	ce.upgrade(t, u.w.Key)
-	dETH, dUSD, pool := ce.token("dETH"), ce.token("dUSD"), common.HexToAddress(ce.info.Pool.Address)
-	swapOne := actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})
+	u, key := ce.funded(t, true)
+	dETH, dUSD := ce.token("dETH"), ce.token("dUSD")
+	swapOne := actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1", MinOut: "2000"})
 
 	// Without a grant, the trigger could never run: refused at creation.
 	_, err := u.cmd(t, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: swapOne})
@@ -171,15 +191,26 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 	if !strings.Contains(err.Error(), "could never run") {
 		t.Fatalf("refusal %q", err)
 	}
-
-	ce.grant(t, u,
-		delegation.Rules{Token: &delegation.TokenPeriod{Token: dETH, Period: delegation.Period{Amount: chain.Units(2), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}, MaxCalls: 5})
-	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: swapOne, MaxFires: 0})
+	// A trigger's own grant needs the bounds the chain enforces.
+	_, err = u.cmd(t, protocol.OpTriggerGrant, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: swapOne})
+	if err == nil || !strings.Contains(err.Error(), "needs expiresAt") {
+		t.Fatalf("a grant without an expiry: %v", err)
+	}
+	expires := ce.clock.Now().Add(time.Hour).UnixMilli()
+	spec := ce.ownGrant(t, u, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: swapOne, MaxFires: 2, ExpiresAt: expires})
+	id := u.create(t, spec)
+	st := u.state(t)
+	tr := st.Triggers[0]
+	if tr.Grant == "" || len(tr.Delegation) != 0 {
+		t.Fatalf("the trigger as stored: grant %q, delegation %s", tr.Grant, tr.Delegation)
+	}
+	if len(st.Grants) != 1 || st.Grants[0].Trigger != id || st.Grants[0].ID != tr.Grant {
+		t.Fatalf("grants %+v", st.Grants)
+	}
 	ethBefore, usdBefore := ce.balance(t, dETH, u.w.Address()), ce.balance(t, dUSD, u.w.Address())
 	ce.cross(t, u)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed || in.Tx == nil || in.Tx.Block == 0 || in.Tx.From != key.Hex() {
+	if in.Status != protocol.IntentConfirmed || in.Tx == nil || in.Tx.Block == 0 || in.Tx.From != key.Hex() || in.Grant != tr.Grant {
 		t.Fatalf("intent %+v (tx %+v)", in, in.Tx)
 	}
 	if got := new(big.Int).Sub(ethBefore, ce.balance(t, dETH, u.w.Address())); got.Cmp(chain.Units(1)) != 0 {
@@ -211,16 +242,72 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 		}
 	}
 
-	// The second swap uses the rest of the period's 2 dETH; the third is
-	// refused by the vault before it signs anything, naming the rule.
+	// An edit that changes the amount without a new signature is
+	// refused; one that changes only the name keeps the grant.
+	moreSpec := protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), MaxFires: 2, ExpiresAt: expires,
+		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "2", MinOut: "2000"})}
+	_, err = u.cmd(t, protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: id, Spec: moreSpec})
+	wantCode(t, err, protocol.CodeInvalidGrant)
+	if !strings.Contains(err.Error(), "sign a new delegation") {
+		t.Fatalf("an edit of a pinned bound: %v", err)
+	}
+	// Another trigger's signature does not fit this one.
+	_, err = u.cmd(t, protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: id, Spec: protocol.TriggerSpec{Name: "dip", Condition: below("X", 10),
+		Action: moreSpec.Action, MaxFires: 2, ExpiresAt: expires, Delegation: spec.Delegation}})
+	wantCode(t, err, protocol.CodeInvalidGrant)
+	if !strings.Contains(err.Error(), "does not pin this trigger") {
+		t.Fatalf("another trigger's delegation: %v", err)
+	}
+	renamed := spec
+	renamed.Name, renamed.Delegation = "dip again", nil
+	u.mustCmd(t, protocol.OpTriggerUpdate, protocol.UpdateArgs{ID: id, Spec: renamed})
+	if g := u.state(t).Triggers[0].Grant; g != tr.Grant {
+		t.Fatalf("a rename changed the grant from %s to %s", tr.Grant, g)
+	}
+
+	// The second fire uses the grant's last redemption. The edit started
+	// the trigger's count of fires again, not the grant's: a third fire
+	// is refused by the vault before it signs, naming the rule.
 	ce.cross(t, u)
 	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
 		t.Fatalf("second swap: %+v", in)
 	}
 	nonce, _ := ce.d.Client().NonceAt(ctx, key, nil)
 	ce.cross(t, u)
-	in = waitIntent(t, u)
-	if in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "per period") || in.Tx != nil {
+	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 2 used") {
+		t.Fatalf("third swap: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != nonce {
+		t.Fatal("a refused intent sent a transaction")
+	}
+
+	// Deleting the trigger revokes its grant.
+	u.mustCmd(t, protocol.OpTriggerDelete, protocol.IDArgs{ID: id})
+	if g := u.state(t).Grants[0]; g.Status != protocol.GrantRevoked {
+		t.Fatalf("after the delete the trigger's grant is %s", g.Status)
+	}
+}
+
+// TestStandingGrantSwaps: a swap without its own grant runs under a
+// standing grant that allows approving and calling the router, within its
+// call limit; then the vault refuses it before signing, naming the rule.
+func TestStandingGrantSwaps(t *testing.T) {
+	ce := newChainEnv(t)
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	ce.grant(t, u, ce.routerRules(ce.token("dETH"), 4))
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})})
+	for i := 0; i < 2; i++ {
+		ce.cross(t, u)
+		if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed || in.Grant != "" {
+			t.Fatalf("swap %d: %+v", i+1, in)
+		}
+	}
+	nonce, _ := ce.d.Client().NonceAt(ctx, key, nil)
+	ce.cross(t, u)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 4 used") || in.Tx != nil {
 		t.Fatalf("third swap: %s %q", in.Status, in.Detail)
 	}
 	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != nonce {
@@ -562,9 +649,7 @@ func TestPortfolioFollowsTheChain(t *testing.T) {
 	if f.Account == nil || f.Account.Tokens["dETH"] != chain.Units(10).String() || f.Key == nil || f.Key.Address != key.Hex() {
 		t.Fatalf("first portfolio: account %+v key %+v", f.Account, f.Key)
 	}
-	ce.grant(t, u,
-		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{common.HexToAddress(ce.info.Pool.Address)}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}})
+	ce.grant(t, u, ce.routerRules(ce.token("dETH"), 0))
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})})
 	ce.cross(t, u)
 	f = next("after the swap", func(f protocol.ServerFrame) bool { return f.Account.Tokens["dETH"] == chain.Units(9).String() })
@@ -739,23 +824,23 @@ func TestCaveatsRefusedByTheVault(t *testing.T) {
 	ce := newChainEnv(t)
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
-	pool := common.HexToAddress(ce.info.Pool.Address)
+	router := common.HexToAddress(ce.info.Router)
 	later := uint64(time.Now().Unix() + 3600)
-	ce.grant(t, u,
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}, MaxValue: big.NewInt(0), MaxCalls: 1},
-		delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{ce.token("dUSD")}, NotBefore: later})
+	swapping := ce.routerRules(ce.token("dETH"), 2)
+	swapping.MaxValue = big.NewInt(0)
+	ce.grant(t, u, swapping, delegation.Rules{Targets: []common.Address{ce.token("dUSD")}, NotBefore: later})
 	call := func(target common.Address, data []byte, value string) protocol.Action {
 		return actionOf("call", protocol.CallParams{Target: target.Hex(), Data: hexutil.Encode(data), Value: value})
 	}
-	swapData, _ := contracts.MustGet(contracts.ConstantProductPool).ABI.Pack("swap", ce.token("dETH"), big.NewInt(1), u.w.Address())
+	swapData, _ := contracts.MustGet(contracts.DemoRouter).ABI.Pack("swapExactTokensForTokens", big.NewInt(1), big.NewInt(1),
+		[]common.Address{ce.token("dETH"), ce.token("dUSD")}, u.w.Address(), big.NewInt(int64(later)))
 	for name, c := range map[string]struct {
 		a    protocol.Action
 		rule string
 	}{
 		"another target": {call(stranger(u), swapData, "0"), "allowed targets"},
-		"another method": {call(pool, []byte{1, 2, 3, 4}, "0"), "allowed methods"},
-		"too much value": {call(pool, swapData, "5"), "value per call"},
+		"another method": {call(router, []byte{1, 2, 3, 4}, "0"), "allowed methods"},
+		"too much value": {call(router, swapData, "5"), "value per call"},
 	} {
 		_, err := u.cmd(t, protocol.OpTriggerCreate, protocol.TriggerSpec{Name: name, Condition: below("X", 10), Action: c.a})
 		wantCode(t, err, protocol.CodeInvalidTrigger)
@@ -763,8 +848,8 @@ func TestCaveatsRefusedByTheVault(t *testing.T) {
 			t.Errorf("%s: refused as %q, want the rule %q", name, err, c.rule)
 		}
 	}
-	// The grant allows one swap call: the first swap uses it, the second
-	// is refused by the vault, naming the rule.
+	// The grant allows one swap's two calls: the first swap uses them, the
+	// second is refused by the vault, naming the rule.
 	u.create(t, protocol.TriggerSpec{Name: "calls", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
 	ce.cross(t, u)
@@ -772,7 +857,7 @@ func TestCaveatsRefusedByTheVault(t *testing.T) {
 		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
 	}
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 1 used") {
+	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 2 used") {
 		t.Fatalf("second swap: %s %q", in.Status, in.Detail)
 	}
 	// A grant whose window starts later: the trigger is taken (it will run
@@ -803,9 +888,7 @@ func TestRevertInBlockIsRecorded(t *testing.T) {
 	ce.latest["X"] = 15
 	u, _ := ce.funded(t, true)
 	pool, dUSD := common.HexToAddress(ce.info.Pool.Address), ce.token("dUSD")
-	ce.grant(t, u,
-		delegation.Rules{Token: &delegation.TokenPeriod{Token: dUSD, Period: delegation.Period{Amount: chain.Units(1000), Duration: 86400, Start: 1}}},
-		delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}})
+	ce.grant(t, u, ce.routerRules(dUSD, 0))
 	u.create(t, protocol.TriggerSpec{Name: "tight", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "100", SlippageBps: 10})})
 	// A whale, funded and approved beforehand.
@@ -838,21 +921,20 @@ func TestRevertInBlockIsRecorded(t *testing.T) {
 	send(pool, dump, 1e11) // a higher tip: mined first
 	ce.pause.Store(false)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentReverted || !strings.Contains(in.Detail, "insufficient-output") || in.Tx.Block == 0 {
+	if in.Status != protocol.IntentReverted || !strings.Contains(in.Detail, "INSUFFICIENT_OUTPUT_AMOUNT") || in.Tx.Block == 0 {
 		t.Fatalf("a swap that reverted in its block: %s %q", in.Status, in.Detail)
 	}
 }
 
 // TestCallsPerPeriod: a limit of calls per period, made of one delegation
-// per period (each valid only within it, each with its own call limit):
-// the second swap in a period is refused by the vault naming the rule, and
+// per period (each valid only within it, each with its own call limit,
+// here one swap's two calls): the second swap in a period is refused by the vault naming the rule, and
 // the next period's delegation allows the next one, on the chain too.
 func TestCallsPerPeriod(t *testing.T) {
 	ce := newChainEnv(t)
 	ctx := context.Background()
 	ce.latest["X"] = 15
 	u, _ := ce.funded(t, true)
-	pool := common.HexToAddress(ce.info.Pool.Address)
 	// The windows follow the chain's clock (the test's fast blocks run it
 	// ahead of the wall's), and so does the vault's.
 	head, err := ce.d.Client().HeaderByNumber(ctx, nil)
@@ -862,9 +944,7 @@ func TestCallsPerPeriod(t *testing.T) {
 	const period = 3600
 	start := head.Time
 	ce.clock.Set(time.Unix(int64(start)+1, 0))
-	rules := delegation.CallsPerPeriod(delegation.Rules{Targets: []common.Address{pool}, Methods: []string{hexutil.Encode(contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID)}}, 1, period, start, 3)
-	rules = append(rules, delegation.Rules{Token: &delegation.TokenPeriod{Token: ce.token("dETH"), Period: delegation.Period{Amount: chain.Units(5), Duration: 86400, Start: 1}}})
-	ce.grant(t, u, rules...)
+	ce.grant(t, u, delegation.CallsPerPeriod(ce.routerRules(ce.token("dETH"), 0), 2, period, start, 3)...)
 	u.create(t, protocol.TriggerSpec{Name: "per period", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
 	ce.cross(t, u)
@@ -872,7 +952,7 @@ func TestCallsPerPeriod(t *testing.T) {
 		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
 	}
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 1 used") {
+	if in := waitIntent(t, u); in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "calls: all 2 used") {
 		t.Fatalf("second swap in the same period: %s %q", in.Status, in.Detail)
 	}
 	// The next period, on the chain's clock and the vault's.

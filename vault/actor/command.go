@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
 )
@@ -152,6 +153,15 @@ func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return map[string]any{"triggers": v.sortedTriggers()}, nil
+	case protocol.OpTriggerGrant:
+		var spec protocol.TriggerSpec
+		if err := decodeArgs(cmd.Args, &spec); err != nil {
+			return nil, err
+		}
+		if err := rules.Validate(&spec, t.Now); err != nil {
+			return nil, err
+		}
+		return exec.UnsignedTriggerGrant(v.cfg.Chain, v.owner, v.ring.Address, spec)
 	case protocol.OpActivityList:
 		var a protocol.ActivityArgs
 		if err := decodeArgs(cmd.Args, &a); err != nil {

@@ -6,6 +6,7 @@ import (
 	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
 )
@@ -18,13 +19,21 @@ func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*rules.Tr
 	if err := rules.Validate(&spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.intents.CheckAction(spec.Action, t.Now.UnixMilli()); err != nil {
+	g, body, err := v.checkTriggerGrant(t, spec, "")
+	if err != nil {
 		return nil, err
 	}
 	if len(v.triggers) >= v.cfg.MaxTriggers {
 		return nil, rules.Invalid("this vault already has %d triggers, the limit", v.cfg.MaxTriggers)
 	}
+	spec.Delegation = nil
 	tr := rules.New(spec, t.Now, v.cfg.Latest)
+	if g != nil {
+		tr.Grant = g.ID
+		if err := v.putTriggerGrant(t, tr.ID, g, body); err != nil {
+			return nil, err
+		}
+	}
 	return tr, v.putTrigger(t, tr)
 }
 
@@ -36,11 +45,97 @@ func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*rules.Trigge
 	if err := rules.Validate(&a.Spec, t.Now); err != nil {
 		return nil, err
 	}
-	if err := v.intents.CheckAction(a.Spec.Action, t.Now.UnixMilli()); err != nil {
+	g, body, err := v.checkTriggerGrant(t, a.Spec, old.Grant)
+	if err != nil {
 		return nil, err
 	}
+	keep := ""
+	if g == nil && old.Grant != "" {
+		// An edit without a new delegation keeps the trigger's grant
+		// only if it changes nothing the grant pins.
+		r, err := exec.TriggerGrantRules(v.conn, v.cfg.Chain, old.Grant)
+		if err != nil {
+			return nil, err
+		}
+		diff, err := exec.KeepsGrant(v.cfg.Chain, v.owner, r, a.Spec)
+		if err != nil {
+			return nil, err
+		}
+		if diff != "" {
+			return nil, exec.InvalidGrant("this edit changes what the trigger's own grant pins (%s): sign a new delegation for it (trigger.grant gives it)", diff)
+		}
+		keep = old.Grant
+	}
+	a.Spec.Delegation = nil
 	tr := rules.Redefine(old, a.Spec, t.Now, v.cfg.Latest)
+	tr.Grant = keep
+	if g != nil {
+		tr.Grant = g.ID
+		if g.ID != old.Grant {
+			if err := v.putTriggerGrant(t, tr.ID, g, body); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if old.Grant != "" && old.Grant != tr.Grant {
+		if err := v.revokeTriggerGrant(t, old.Grant); err != nil {
+			return nil, err
+		}
+	}
 	return tr, v.putTrigger(t, tr)
+}
+
+// checkTriggerGrant checks the trigger's own grant spec carries, if it
+// carries one (g nil: it does not); current is the trigger's grant now,
+// which the spec may carry again. Without one, the action must be allowed
+// by a standing grant, unless the trigger keeps its own.
+func (v *Vault) checkTriggerGrant(t *store.Tx, spec protocol.TriggerSpec, current string) (*protocol.Grant, []byte, error) {
+	if len(spec.Delegation) == 0 {
+		if current != "" {
+			return nil, nil, nil
+		}
+		return nil, nil, v.intents.CheckAction(spec.Action, t.Now.UnixMilli())
+	}
+	g, body, err := exec.CheckTriggerGrant(v.cfg.Chain, v.owner, v.ring.Address, v.ring.HasKey(), spec, t.Now.UnixMilli())
+	if err != nil {
+		return nil, nil, err
+	}
+	if g.ID != current {
+		taken, err := store.DelegationGranted(v.conn, g.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if taken {
+			return nil, nil, exec.InvalidGrant("delegation %s was already granted (a replay, or another trigger's grant)", g.ID)
+		}
+	}
+	return &g, body, nil
+}
+
+// putTriggerGrant stores g as trigger id's own grant.
+func (v *Vault) putTriggerGrant(t *store.Tx, id string, g *protocol.Grant, body []byte) error {
+	g.Trigger = id
+	if err := store.InsertGrant(v.conn, *g, body); err != nil {
+		return err
+	}
+	v.log.Info().Str("grant", g.ID).Str("trigger", id).Msg("trigger grant added")
+	return t.Put(protocol.KindGrant, g.ID, *g)
+}
+
+// revokeTriggerGrant stops the use of a trigger's own grant id, replaced
+// or deleted with its trigger.
+func (v *Vault) revokeTriggerGrant(t *store.Tx, id string) error {
+	gs, err := store.LoadGrants(v.conn, id)
+	if err != nil || len(gs) == 0 || gs[0].Status == protocol.GrantRevoked {
+		return err
+	}
+	g := gs[0]
+	g.Status, g.RevokedAt = protocol.GrantRevoked, t.Now.UnixMilli()
+	if err := store.RevokeGrant(v.conn, g); err != nil {
+		return err
+	}
+	v.log.Info().Str("grant", g.ID).Str("trigger", g.Trigger).Msg("trigger grant revoked")
+	return t.Put(protocol.KindGrant, g.ID, g)
 }
 
 func (v *Vault) changeTrigger(t *store.Tx, op, id string) (*rules.Trigger, error) {
@@ -54,6 +149,11 @@ func (v *Vault) changeTrigger(t *store.Tx, op, id string) (*rules.Trigger, error
 	case protocol.OpTriggerDelete:
 		if err := store.DeleteTrigger(v.conn, id); err != nil {
 			return nil, err
+		}
+		if old.Grant != "" {
+			if err := v.revokeTriggerGrant(t, old.Grant); err != nil {
+				return nil, err
+			}
 		}
 		t.Del(protocol.KindTrigger, id)
 		t.Then(func() { delete(v.triggers, id) })

@@ -46,22 +46,46 @@ type call struct {
 type action struct {
 	kind  string
 	calls []*call
-	// A swap's second step needs the pool's quote: minOut is computed when
-	// the intent is prepared (quote less slippage).
+	// A swap without a signed minimum output takes the router's quote
+	// less slippage when the intent is prepared; its deadline is then set
+	// too (swapPlan.fill).
 	swap *swapPlan
 }
 
+// swapPlan is a swap through the chain's router: approve the router for
+// amount of sell, then swapExactTokensForTokens(amount, minOut, [sell,
+// buy], owner, deadline), so the output goes to the owner's account and
+// nowhere else.
 type swapPlan struct {
-	pool        common.Address
+	router      common.Address
 	sell, buy   common.Address
+	owner       common.Address
 	amount      *big.Int
+	minOut      *big.Int // nil: the quote less slippageBps, when prepared
 	slippageBps int64
 }
 
 var (
 	transferSel = contracts.MustGet(contracts.DemoToken).ABI.Methods["transfer"].ID
-	swapSel     = contracts.MustGet(contracts.ConstantProductPool).ABI.Methods["swap"].ID
+	routerABI   = contracts.MustGet(contracts.DemoRouter).ABI
+	tokenABI    = contracts.MustGet(contracts.DemoToken).ABI
 )
+
+// fill writes the router call with minOut and deadline (unix seconds).
+func (sp *swapPlan) fill(a *action, minOut *big.Int, deadline uint64) {
+	data, _ := routerABI.Pack("swapExactTokensForTokens", sp.amount, minOut, []common.Address{sp.sell, sp.buy}, sp.owner,
+		new(big.Int).SetUint64(deadline))
+	a.calls[1].data = data
+}
+
+// batch is the action's calls as executions, in order.
+func (a *action) batch() []delegation.Execution {
+	out := make([]delegation.Execution, len(a.calls))
+	for i, c := range a.calls {
+		out[i] = delegation.Execution{Target: c.target, Value: c.value, Data: c.data}
+	}
+	return out
+}
 
 func invalidAction(format string, args ...any) error {
 	return protocol.Errorf(protocol.CodeInvalidTrigger, format, args...)
@@ -107,10 +131,10 @@ func decodeParams(raw json.RawMessage, into any) error {
 	return nil
 }
 
-// resolve reads an action's parameters against the chain c. Without a
-// chain nothing executes, and only their shape was checked
-// (rules.Validate).
-func resolve(c *protocol.ChainInfo, a protocol.Action) (*action, error) {
+// resolve reads an action's parameters against the chain c, for the
+// vault whose owner is owner. Without a chain nothing executes, and only
+// their shape was checked (rules.Validate).
+func resolve(c *protocol.ChainInfo, a protocol.Action, owner common.Address) (*action, error) {
 	out := &action{kind: a.Kind}
 	switch a.Kind {
 	case "notify":
@@ -120,9 +144,8 @@ func resolve(c *protocol.ChainInfo, a protocol.Action) (*action, error) {
 		if err := decodeParams(a.Params, &p); err != nil {
 			return nil, err
 		}
-		pool := c.Pool
-		if pool == nil {
-			return nil, invalidAction("this chain has no pool to swap through")
+		if !common.IsHexAddress(c.Router) {
+			return nil, invalidAction("this chain has no router to swap through")
 		}
 		sell, err := token(c, p.Sell)
 		if err != nil {
@@ -132,9 +155,14 @@ func resolve(c *protocol.ChainInfo, a protocol.Action) (*action, error) {
 		if err != nil {
 			return nil, err
 		}
-		pair := map[common.Address]bool{common.HexToAddress(pool.Token0): true, common.HexToAddress(pool.Token1): true}
-		if sell.Address == buy.Address || !pair[common.HexToAddress(sell.Address)] || !pair[common.HexToAddress(buy.Address)] {
-			return nil, invalidAction("the pool trades %s and %s against each other; it cannot swap %s for %s", symbol(c, pool.Token0), symbol(c, pool.Token1), sell.Symbol, buy.Symbol)
+		if sell.Address == buy.Address {
+			return nil, invalidAction("a swap sells one token for another, not %s for itself", sell.Symbol)
+		}
+		if pool := c.Pool; pool != nil {
+			pair := map[common.Address]bool{common.HexToAddress(pool.Token0): true, common.HexToAddress(pool.Token1): true}
+			if !pair[common.HexToAddress(sell.Address)] || !pair[common.HexToAddress(buy.Address)] {
+				return nil, invalidAction("the pool trades %s and %s against each other; it cannot swap %s for %s", symbol(c, pool.Token0), symbol(c, pool.Token1), sell.Symbol, buy.Symbol)
+			}
 		}
 		amount, err := units(p.Amount, sell.Decimals)
 		if err != nil {
@@ -146,13 +174,18 @@ func resolve(c *protocol.ChainInfo, a protocol.Action) (*action, error) {
 		if p.SlippageBps < 1 || p.SlippageBps > 5000 {
 			return nil, invalidAction("slippageBps must be 1 to 5000 (0.01 %% to 50 %%)")
 		}
-		sp := &swapPlan{pool: common.HexToAddress(pool.Address), sell: common.HexToAddress(sell.Address), buy: common.HexToAddress(buy.Address),
-			amount: amount, slippageBps: int64(p.SlippageBps)}
+		sp := &swapPlan{router: common.HexToAddress(c.Router), sell: common.HexToAddress(sell.Address), buy: common.HexToAddress(buy.Address),
+			owner: owner, amount: amount, slippageBps: int64(p.SlippageBps)}
+		if p.MinOut != "" {
+			if sp.minOut, err = units(p.MinOut, buy.Decimals); err != nil {
+				return nil, invalidAction("minOut: %s", messageOf(err))
+			}
+		}
 		out.swap = sp
-		pay, _ := contracts.MustGet(contracts.DemoToken).ABI.Pack("transfer", sp.pool, amount)
+		approve, _ := tokenABI.Pack("approve", sp.router, amount)
 		out.calls = []*call{
-			{target: sp.sell, value: new(big.Int), data: pay, what: fmt.Sprintf("transfer %s %s to the pool", p.Amount, sell.Symbol)},
-			{target: sp.pool, value: new(big.Int), data: swapSel, what: fmt.Sprintf("swap on the pool for %s", buy.Symbol)},
+			{target: sp.sell, value: new(big.Int), data: approve, what: fmt.Sprintf("approve the router for %s %s", p.Amount, sell.Symbol)},
+			{target: sp.router, value: new(big.Int), data: routerABI.Methods["swapExactTokensForTokens"].ID, what: fmt.Sprintf("swap %s %s for %s through the router, to the owner", p.Amount, sell.Symbol, buy.Symbol)},
 		}
 		return out, nil
 	case "transfer":
@@ -180,7 +213,7 @@ func resolve(c *protocol.ChainInfo, a protocol.Action) (*action, error) {
 		if err != nil {
 			return nil, err
 		}
-		data, _ := contracts.MustGet(contracts.DemoToken).ABI.Pack("transfer", to, amount)
+		data, _ := tokenABI.Pack("transfer", to, amount)
 		out.calls = []*call{{target: common.HexToAddress(tok.Address), value: new(big.Int), data: data,
 			what: fmt.Sprintf("transfer %s %s to %s", p.Amount, tok.Symbol, to.Hex())}}
 		return out, nil

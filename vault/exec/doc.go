@@ -15,7 +15,10 @@
 //   - status.go: the statuses, the steps and the one table of moves.
 //   - metrics.go: the moves counted, the illegal ones apart.
 //   - revert.go: what a chain's errors mean (a revert, no answer, known).
-//   - action.go: a swap, a transfer or a call resolved into calls.
+//   - action.go: a swap (through the router, to the owner), a transfer or a
+//     call resolved into calls.
+//   - bound.go: a trigger's own grant: the rules its delegation must set,
+//     the unsigned delegation to sign, and the check of a signed one.
 //   - grants.go: the vault's check of a grant the owner adds.
 //   - policy.go: the vault's check of the grants before it signs, and the
 //     counters it reserves.

@@ -349,31 +349,56 @@ func (x *Executor) revertReason(ctx context.Context, h common.Hash, r *types.Rec
 	return "the transaction reverted (out of gas, or the state changed within its block)"
 }
 
-// prepareCall runs off the vault: it quotes a swap, builds the
-// redemption, simulates it (estimating its gas) and reads the fees, the
+// swapDeadline is how long a swap prepared without a signed deadline may
+// wait for a block: the router's deadline, from the newest block's time.
+const swapDeadline = 20 * 60
+
+// prepareCall runs off the vault: it quotes a swap that has no signed
+// minimum output, builds the redemption (each call under its own
+// delegation, or, with bound, the whole batch under the trigger's own
+// delegation), simulates it (estimating its gas) and reads the fees, the
 // session key's nonce and balance.
-func prepareCall(ctx context.Context, c Chain, act *action, from, owner, manager common.Address) (*Prepared, error) {
-	if sp := act.swap; sp != nil {
-		pool := contracts.MustGet(contracts.ConstantProductPool).ABI
-		q, _ := pool.Pack("getAmountOut", sp.sell, sp.amount)
-		out, err := c.CallContract(ctx, ethereum.CallMsg{To: &sp.pool, Data: q}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("quote the swap: %w", err)
-		}
-		quote := new(big.Int).SetBytes(out)
-		minOut := new(big.Int).Div(new(big.Int).Mul(quote, big.NewInt(10_000-sp.slippageBps)), big.NewInt(10_000))
-		data, _ := pool.Pack("swap", sp.sell, minOut, owner)
-		act.calls[1].data = data
+func prepareCall(ctx context.Context, c Chain, act *action, bound *delegation.Delegation, from, manager common.Address) (*Prepared, error) {
+	head, err := c.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return nil, err
 	}
-	ctxs := make([][]byte, len(act.calls))
-	modes := make([][32]byte, len(act.calls))
-	execs := make([][]byte, len(act.calls))
-	for i, st := range act.calls {
-		pc, err := delegation.PermissionContext(st.deleg)
+	if sp := act.swap; sp != nil && bound == nil {
+		minOut := sp.minOut
+		if minOut == nil {
+			q, _ := routerABI.Pack("getAmountsOut", sp.amount, []common.Address{sp.sell, sp.buy})
+			out, err := c.CallContract(ctx, ethereum.CallMsg{To: &sp.router, Data: q}, nil)
+			if err != nil {
+				return nil, fmt.Errorf("quote the swap: %w", err)
+			}
+			amounts, err := routerABI.Unpack("getAmountsOut", out)
+			if err != nil || len(amounts) != 1 {
+				return nil, fmt.Errorf("quote the swap: the router answered %d bytes that are not a list of amounts", len(out))
+			}
+			path := amounts[0].([]*big.Int)
+			if len(path) != 2 {
+				return nil, fmt.Errorf("quote the swap: the router answered %d amounts for a path of 2", len(path))
+			}
+			minOut = new(big.Int).Div(new(big.Int).Mul(path[1], big.NewInt(10_000-sp.slippageBps)), big.NewInt(10_000))
+		}
+		sp.fill(act, minOut, head.Time+swapDeadline)
+	}
+	var ctxs, execs [][]byte
+	var modes [][32]byte
+	if bound != nil {
+		pc, err := delegation.PermissionContext(*bound)
 		if err != nil {
 			return nil, err
 		}
-		ctxs[i], execs[i] = pc, delegation.SingleCall(st.target, st.value, st.data)
+		ctxs, modes, execs = [][]byte{pc}, [][32]byte{delegation.BatchMode}, [][]byte{delegation.EncodeBatch(act.batch())}
+	} else {
+		for _, st := range act.calls {
+			pc, err := delegation.PermissionContext(st.deleg)
+			if err != nil {
+				return nil, err
+			}
+			ctxs, modes, execs = append(ctxs, pc), append(modes, [32]byte{}), append(execs, delegation.SingleCall(st.target, st.value, st.data))
+		}
 	}
 	data, err := contracts.MustGet(contracts.DelegationManager).ABI.Pack("redeemDelegations", ctxs, modes, execs)
 	if err != nil {
@@ -384,10 +409,6 @@ func prepareCall(ctx context.Context, c Chain, act *action, from, owner, manager
 		return nil, err
 	}
 	tip, err := c.SuggestGasTipCap(ctx)
-	if err != nil {
-		return nil, err
-	}
-	head, err := c.HeaderByNumber(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -50,41 +51,9 @@ func CheckGrant(c *protocol.ChainInfo, owner, sessionKey common.Address, hasKey 
 	g := protocol.Grant{Status: protocol.GrantActive, SessionKey: sessionKey.Hex(), CreatedAt: nowMs}
 	seen := map[common.Hash]bool{}
 	for i, raw := range a.Delegations {
-		var d delegation.Delegation
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return protocol.Grant{}, InvalidGrant("delegation %d: %s", i, protocol.DescribeJSONError(err))
-		}
-		if d.Delegator != owner {
-			return protocol.Grant{}, InvalidGrant("delegation %d is from %s, not this vault's owner %s", i, d.Delegator.Hex(), owner.Hex())
-		}
-		if d.Delegate != sessionKey {
-			return protocol.Grant{}, InvalidGrant("delegation %d is to %s, not this vault's session key %s (after a rotation, grant the new key)",
-				i, d.Delegate.Hex(), sessionKey.Hex())
-		}
-		if d.Authority != delegation.RootAuthority {
-			return protocol.Grant{}, InvalidGrant("delegation %d redelegates another delegation; only the owner's own (root authority) are taken", i)
-		}
-		if d.Salt == nil {
-			return protocol.Grant{}, InvalidGrant("delegation %d has no salt", i)
-		}
-		signer, err := d.Signer(dom)
+		_, h, rules, err := checkDelegation(fmt.Sprintf("delegation %d", i), raw, dom, enf, owner, sessionKey, nowMs)
 		if err != nil {
-			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
-		}
-		if signer != owner {
-			return protocol.Grant{}, InvalidGrant("delegation %d is not signed by the owner for chain %d and DelegationManager %s "+
-				"(another signer, chain or manager, or a changed delegation)", i, dom.ChainID, dom.Manager.Hex())
-		}
-		rules, err := delegation.ReadRules(d.Caveats, enf)
-		if err != nil {
-			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
-		}
-		if rules.NotAfter != 0 && int64(rules.NotAfter)*1000 <= nowMs {
-			return protocol.Grant{}, InvalidGrant("delegation %d expired at %d (unix seconds)", i, rules.NotAfter)
-		}
-		h, err := d.Hash()
-		if err != nil {
-			return protocol.Grant{}, InvalidGrant("delegation %d: %v", i, err)
+			return protocol.Grant{}, err
 		}
 		if seen[h] {
 			return protocol.Grant{}, InvalidGrant("delegation %d is given twice", i)
@@ -95,6 +64,51 @@ func CheckGrant(c *protocol.ChainInfo, owner, sessionKey common.Address, hasKey 
 	}
 	g.ID = g.Delegations[0].Hash
 	return g, nil
+}
+
+// checkDelegation reads one delegation the owner sent (named what in
+// refusals) and checks it is the owner's own, to the session key, signed
+// for this chain and manager, with caveats this node reads, not expired.
+func checkDelegation(what string, raw json.RawMessage, dom delegation.Domain, enf delegation.Enforcers, owner, sessionKey common.Address, nowMs int64) (delegation.Delegation, common.Hash, delegation.Rules, error) {
+	var d delegation.Delegation
+	fail := func(format string, args ...any) (delegation.Delegation, common.Hash, delegation.Rules, error) {
+		return d, common.Hash{}, delegation.Rules{}, InvalidGrant(what+" "+format, args...)
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fail(": %s", protocol.DescribeJSONError(err))
+	}
+	if d.Delegator != owner {
+		return fail("is from %s, not this vault's owner %s", d.Delegator.Hex(), owner.Hex())
+	}
+	if d.Delegate != sessionKey {
+		return fail("is to %s, not this vault's session key %s (after a rotation, grant the new key)", d.Delegate.Hex(), sessionKey.Hex())
+	}
+	if d.Authority != delegation.RootAuthority {
+		return fail("redelegates another delegation; only the owner's own (root authority) are taken")
+	}
+	if d.Salt == nil {
+		return fail("has no salt")
+	}
+	signer, err := d.Signer(dom)
+	if err != nil {
+		return fail(": %v", err)
+	}
+	if signer != owner {
+		return fail("is not signed by the owner for chain %d and DelegationManager %s "+
+			"(another signer, chain or manager, or a changed delegation)", dom.ChainID, dom.Manager.Hex())
+	}
+	rules, err := delegation.ReadRules(d.Caveats, enf)
+	if err != nil {
+		return fail(": %v", err)
+	}
+	if rules.NotAfter != 0 && int64(rules.NotAfter)*1000 <= nowMs {
+		return fail("expired at %d (unix seconds)", rules.NotAfter)
+	}
+	h, err := d.Hash()
+	if err != nil {
+		return fail(": %v", err)
+	}
+	return d, h, rules, nil
 }
 
 // FromPermissionContext turns grant.add's permissionContext (an ERC-7715

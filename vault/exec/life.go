@@ -89,7 +89,7 @@ func (r *Runner) CheckAction(a protocol.Action, nowMs int64) error {
 	if r.node.Chain == nil || a.Kind == "notify" {
 		return nil
 	}
-	act, err := resolve(r.node.Chain, a)
+	act, err := resolve(r.node.Chain, a, r.v.Owner())
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,76 @@ func activeDelegations(conn *sqlite.Conn, c *protocol.ChainInfo, sessionKey comm
 	return out, nil
 }
 
+// loadTriggerGrant reads a trigger's own grant id: its delegation and
+// rules, its status and the session key it is to.
+func loadTriggerGrant(conn *sqlite.Conn, c *protocol.ChainInfo, id string) (d delegation.Delegation, rules delegation.Rules, status, key string, ok bool, err error) {
+	body, status, key, _, ok, err := store.TriggerGrant(conn, id)
+	if err != nil || !ok {
+		return d, rules, status, key, ok, err
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil || len(raws) != 1 {
+		return d, rules, status, key, ok, fmt.Errorf("trigger grant %s: %d delegations stored (%v)", id, len(raws), err)
+	}
+	if err := json.Unmarshal(raws[0], &d); err != nil {
+		return d, rules, status, key, ok, fmt.Errorf("trigger grant %s: %w", id, err)
+	}
+	_, enf, err := grantDomain(c)
+	if err != nil {
+		return d, rules, status, key, ok, err
+	}
+	if rules, err = delegation.ReadRules(d.Caveats, enf); err != nil {
+		return d, rules, status, key, ok, fmt.Errorf("trigger grant %s: %w", id, err)
+	}
+	return d, rules, status, key, true, nil
+}
+
+// TriggerGrantRules reads the rules of a trigger's own grant id.
+func TriggerGrantRules(conn *sqlite.Conn, c *protocol.ChainInfo, id string) (delegation.Rules, error) {
+	_, rules, _, _, ok, err := loadTriggerGrant(conn, c, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("trigger grant %s is not in the vault", id)
+	}
+	return rules, err
+}
+
+// triggerGrant reads a trigger's own grant id and checks, at nowMs, that
+// it may be redeemed once more: active, to the vault's session key, not
+// expired, fires left. With skip (a test's), only that it exists.
+func triggerGrant(conn *sqlite.Conn, c *protocol.ChainInfo, sessionKey common.Address, id string, nowMs int64, skip bool) (*grantDelegation, error) {
+	what := "the trigger's own grant " + id
+	d, rules, status, key, ok, err := loadTriggerGrant(conn, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, refusal{what: what, rule: "no such grant in this vault"}
+	}
+	h := common.HexToHash(id)
+	gd := &grantDelegation{d: d, hash: h, rules: rules}
+	if skip {
+		return gd, nil
+	}
+	u, err := store.UsageOf(conn, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	now := nowMs / 1000
+	switch {
+	case status != protocol.GrantActive:
+		return nil, refusal{what: what, rule: "it was revoked (the trigger was changed, deleted, or its grant disabled)"}
+	case key != sessionKey.Hex():
+		return nil, refusal{what: what, rule: fmt.Sprintf("it is to session key %s, and the vault now signs with %s: sign the trigger's grant again", key, sessionKey.Hex())}
+	case len(rules.Batch) == 0:
+		return nil, refusal{what: what, rule: "it pins no batch of calls"}
+	case rules.NotAfter != 0 && now >= int64(rules.NotAfter):
+		return nil, refusal{what: what, rule: fmt.Sprintf("validity window: expired at %d", rules.NotAfter)}
+	case rules.MaxCalls != 0 && u.Calls >= rules.MaxCalls:
+		return nil, refusal{what: what, rule: fmt.Sprintf("calls: all %d used", rules.MaxCalls)}
+	}
+	return gd, nil
+}
+
 func periodOf(p *delegation.Period, now int64) int64 {
 	if p == nil || p.Duration == 0 || now < int64(p.Start) {
 		return 0

@@ -26,14 +26,14 @@ func TestResolve(t *testing.T) {
 		{protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"-1"}`)}, "positive"},
 		{protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"1","x":1}`)}, "unknown field"},
 		{protocol.Action{Kind: "call", Params: []byte(`{"target":"0x00000000000000000000000000000000000b0b00","data":"12"}`)}, "0x-prefixed"},
-		{protocol.Action{Kind: "swap", Params: []byte(`{"sell":"dUSD","buy":"dETH","amount":"1"}`)}, "no pool"},
+		{protocol.Action{Kind: "swap", Params: []byte(`{"sell":"dUSD","buy":"dETH","amount":"1"}`)}, "no router"},
 	} {
-		_, err := resolve(c, bad.a)
+		_, err := resolve(c, bad.a, common.Address{})
 		if pe := protocol.AsError(err); pe == nil || pe.Code != protocol.CodeInvalidTrigger || !strings.Contains(pe.Message, bad.want) {
 			t.Errorf("%s: %v, want invalid_trigger about %q", bad.a.Params, err, bad.want)
 		}
 	}
-	act, err := resolve(c, protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"1.5"}`)})
+	act, err := resolve(c, protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"1.5"}`)}, common.Address{})
 	if err != nil || len(act.calls) != 1 || act.calls[0].target != common.HexToAddress(c.Tokens[0].Address) {
 		t.Fatalf("transfer: %+v, %v", act, err)
 	}
@@ -50,7 +50,7 @@ func TestPlanAndReserve(t *testing.T) {
 	key, _ := v.SessionKey()
 	now := t0.UnixMilli()
 	pay := func(amount string) *action {
-		a, err := resolve(c, protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"` + amount + `"}`)})
+		a, err := resolve(c, protocol.Action{Kind: "transfer", Params: []byte(`{"token":"dUSD","to":"0x00000000000000000000000000000000000b0b00","amount":"` + amount + `"}`)}, common.Address{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
+	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/vault/store"
@@ -27,17 +28,41 @@ func (r *Runner) plan(act *action, nowMs int64, later bool) error {
 	return plan(r.v.Conn(), r.node.Chain, key, act, nowMs, later, skip)
 }
 
-// prepare checks the intent against the grants (refusing it, naming the
+// resolveIntent is the intent's action as calls checked against its grant
+// at nowMs: under its trigger's own grant, that grant's pinned batch
+// (bound set); otherwise the action's calls, each under a standing grant.
+// A refusal names the rule.
+func (r *Runner) resolveIntent(in protocol.Intent, nowMs int64) (act *action, bound *grantDelegation, err error) {
+	if in.Grant == "" {
+		if act, err = resolve(r.node.Chain, in.Action, r.v.Owner()); err != nil {
+			return nil, nil, err
+		}
+		return act, nil, r.plan(act, nowMs, false)
+	}
+	key, _ := r.v.SessionKey()
+	skip := r.node.Hooks != nil && r.node.Hooks.SkipPolicy.Load()
+	gd, err := triggerGrant(r.v.Conn(), r.node.Chain, key, in.Grant, nowMs, skip)
+	if err != nil {
+		return nil, nil, err
+	}
+	act = &action{kind: in.Action.Kind}
+	for i, x := range gd.rules.Batch {
+		act.calls = append(act.calls, &call{target: x.Target, value: x.Value, data: x.Data, what: fmt.Sprintf("call %d of the trigger's grant", i+1)})
+	}
+	return act, gd, nil
+}
+
+// prepare checks the intent against its grant (refusing it, naming the
 // rule) and asks the executor to simulate it and read what signing needs.
 func (r *Runner) prepare(in protocol.Intent) {
-	act, err := resolve(r.node.Chain, in.Action)
+	act, bound, err := r.resolveIntent(in, r.now().UnixMilli())
 	if err != nil {
-		r.settle(in, Fail, "its action cannot execute: "+messageOf(err))
-		return
-	}
-	if err := r.plan(act, r.now().UnixMilli(), false); err != nil {
 		if rf, ok := err.(refusal); ok {
 			r.settle(in, Refuse, rf.Error())
+			return
+		}
+		if protocol.AsError(err) != nil {
+			r.settle(in, Fail, "its action cannot execute: "+messageOf(err))
 			return
 		}
 		r.v.Fault("plan intent "+in.ID, err)
@@ -48,11 +73,15 @@ func (r *Runner) prepare(in protocol.Intent) {
 		r.settle(in, Fail, keys.ErrUnavailable.Error())
 		return
 	}
-	c, owner := r.node.Executor.cfg.Chain, r.v.Owner()
+	var d *delegation.Delegation
+	if bound != nil {
+		d = &bound.d
+	}
+	c := r.node.Executor.cfg.Chain
 	manager := common.HexToAddress(r.node.Chain.DelegationManager)
 	id := in.ID
 	if !r.node.Executor.submit(r.vaultID, func(ctx context.Context) *Result {
-		p, err := prepareCall(ctx, c, act, from, owner, manager)
+		p, err := prepareCall(ctx, c, act, d, from, manager)
 		return &Result{Kind: PrepareDone, Intent: id, Prep: p, Err: err}
 	}) {
 		r.later(id, time.Second)
@@ -83,11 +112,6 @@ func (r *Runner) onPrepared(in protocol.Intent, res *Result) {
 			from.Hex(), p.Balance, need))
 		return
 	}
-	act, err := resolve(r.node.Chain, in.Action)
-	if err != nil {
-		r.settle(in, Fail, "its action cannot execute: "+messageOf(err))
-		return
-	}
 	next, err := store.NextNonce(r.v.Conn())
 	if err != nil {
 		r.v.Fault("read the next nonce of intent "+in.ID, err)
@@ -106,15 +130,25 @@ func (r *Runner) onPrepared(in protocol.Intent, res *Result) {
 	if !r.write("record signed intent "+in.ID, func(t *store.Tx) error {
 		// The grants' counters are checked again and reserved in the same
 		// transaction that stores the signed transaction.
-		if err := r.plan(act, t.Now.UnixMilli(), false); err != nil {
+		act, bound, err := r.resolveIntent(in, t.Now.UnixMilli())
+		if err != nil {
 			if rf, ok := err.(refusal); ok {
 				refused, in.Detail = true, rf.Error()
 				return r.set(t, &in, Refuse)
 			}
+			if pe := protocol.AsError(err); pe != nil {
+				refused, in.Detail = true, "its action cannot execute: "+pe.Message
+				return r.set(t, &in, Fail)
+			}
 			return err
 		}
 		conn := r.v.Conn()
-		if err := reserve(conn, act, t.Now.UnixMilli()); err != nil {
+		if bound != nil {
+			err = store.AddCall(conn, bound.hash.Hex())
+		} else {
+			err = reserve(conn, act, t.Now.UnixMilli())
+		}
+		if err != nil {
 			return err
 		}
 		if err := store.SetNextNonce(conn, nonce+1); err != nil {

@@ -99,7 +99,7 @@ func EvaluateAll(ts map[string]*Trigger, ev Event) []Outcome {
 func (o Outcome) Intent(now time.Time) protocol.Intent {
 	t := o.Next
 	return protocol.Intent{ID: NewID("i_"), TriggerID: t.ID, IdempotencyKey: fmt.Sprintf("%s/%d", t.ID, t.FiredTotal),
-		Action: t.Action, Status: protocol.IntentPending, CreatedAt: now.UnixMilli()}
+		Action: t.Action, Grant: t.Grant, Status: protocol.IntentPending, CreatedAt: now.UnixMilli()}
 }
 
 // evaluator walks a condition tree once, updating leaf states in order.

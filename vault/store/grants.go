@@ -17,8 +17,8 @@ import (
 // InsertGrant stores a grant, its delegations as the owner sent them
 // (delegations, a JSON list) and each one's hash and rules.
 func InsertGrant(conn *sqlite.Conn, g protocol.Grant, delegations []byte) error {
-	if err := exec(conn, `INSERT INTO grants (id, status, session_key, delegations, created_at) VALUES (?, ?, ?, ?, ?);`,
-		g.ID, g.Status, g.SessionKey, string(delegations), g.CreatedAt); err != nil {
+	if err := exec(conn, `INSERT INTO grants (id, status, session_key, delegations, created_at, trigger_id) VALUES (?, ?, ?, ?, ?, ?);`,
+		g.ID, g.Status, g.SessionKey, string(delegations), g.CreatedAt, g.Trigger); err != nil {
 		return err
 	}
 	for _, d := range g.Delegations {
@@ -44,7 +44,7 @@ func RevokeGrant(conn *sqlite.Conn, g protocol.Grant) error {
 func LoadGrants(conn *sqlite.Conn, id string) ([]protocol.Grant, error) {
 	out := []protocol.Grant{}
 	byID := map[string]int{}
-	q := `SELECT g.id, g.status, g.session_key, g.created_at, g.revoked_at, d.hash, d.rules
+	q := `SELECT g.id, g.status, g.session_key, g.created_at, g.revoked_at, d.hash, d.rules, g.trigger_id
 		FROM grants g JOIN grant_delegations d ON d.grant_id = g.id`
 	args := []any{}
 	if id != "" {
@@ -59,7 +59,7 @@ func LoadGrants(conn *sqlite.Conn, id string) ([]protocol.Grant, error) {
 			i = len(out)
 			byID[gid] = i
 			out = append(out, protocol.Grant{ID: gid, Status: s.ColumnText(1), SessionKey: s.ColumnText(2),
-				CreatedAt: s.ColumnInt64(3), RevokedAt: s.ColumnInt64(4), Delegations: []protocol.GrantDelegation{}})
+				CreatedAt: s.ColumnInt64(3), RevokedAt: s.ColumnInt64(4), Delegations: []protocol.GrantDelegation{}, Trigger: s.ColumnText(7)})
 		}
 		out[i].Delegations = append(out[i].Delegations, protocol.GrantDelegation{Hash: s.ColumnText(5), Rules: json.RawMessage(s.ColumnText(6))})
 		return nil
@@ -70,15 +70,26 @@ func LoadGrants(conn *sqlite.Conn, id string) ([]protocol.Grant, error) {
 	return out, nil
 }
 
-// ActiveDelegations returns, for each active grant to the session key,
-// its delegations as the owner sent them (a JSON list), oldest grant
-// first.
+// ActiveDelegations returns, for each active standing grant (one that
+// serves no single trigger) to the session key, its delegations as the
+// owner sent them (a JSON list), oldest grant first.
 func ActiveDelegations(conn *sqlite.Conn, sessionKey string) ([][]byte, error) {
 	var out [][]byte
-	err := each(conn, `SELECT delegations FROM grants WHERE status = ? AND session_key = ? ORDER BY created_at, id;`,
+	err := each(conn, `SELECT delegations FROM grants WHERE status = ? AND session_key = ? AND trigger_id = '' ORDER BY created_at, id;`,
 		func(s *sqlite.Stmt) error { out = append(out, []byte(s.ColumnText(0))); return nil },
 		protocol.GrantActive, sessionKey)
 	return out, err
+}
+
+// TriggerGrant reads a trigger's own grant id: its delegations as the
+// owner sent them (a JSON list), its status, and the session key it
+// names; ok is false when there is no such grant.
+func TriggerGrant(conn *sqlite.Conn, id string) (delegations []byte, status, sessionKey, trigger string, ok bool, err error) {
+	err = each(conn, `SELECT delegations, status, session_key, trigger_id FROM grants WHERE id = ? AND trigger_id != '';`, func(s *sqlite.Stmt) error {
+		delegations, status, sessionKey, trigger, ok = []byte(s.ColumnText(0)), s.ColumnText(1), s.ColumnText(2), s.ColumnText(3), true
+		return nil
+	}, id)
+	return
 }
 
 // Usage is what the vault has used of a delegation: its redemptions in

@@ -14,12 +14,12 @@ import (
 // (the raw bytes, to send again, never signed anew).
 
 // intentColumns are intentRow's columns, in its order.
-const intentColumns = `id, trigger_id, idem_key, action, status, created_at, detail, tx, updated_at`
+const intentColumns = `id, trigger_id, idem_key, action, status, created_at, detail, tx, updated_at, grant_id`
 
 // intentRow reads an intent from the columns intentColumns names.
 func intentRow(s *sqlite.Stmt) (protocol.Intent, error) {
 	in := protocol.Intent{ID: s.ColumnText(0), TriggerID: s.ColumnText(1), IdempotencyKey: s.ColumnText(2),
-		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5), Detail: s.ColumnText(6), UpdatedAt: s.ColumnInt64(8)}
+		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5), Detail: s.ColumnText(6), UpdatedAt: s.ColumnInt64(8), Grant: s.ColumnText(9)}
 	if err := json.Unmarshal([]byte(s.ColumnText(3)), &in.Action); err != nil {
 		return in, fmt.Errorf("intent %s action: %w", in.ID, err)
 	}
@@ -53,8 +53,8 @@ func InsertIntent(conn *sqlite.Conn, in protocol.Intent) error {
 	if err != nil {
 		return err
 	}
-	return exec(conn, `INSERT INTO intents (id, trigger_id, idem_key, action, status, created_at) VALUES (?, ?, ?, ?, ?, ?);`,
-		in.ID, in.TriggerID, in.IdempotencyKey, string(action), in.Status, in.CreatedAt)
+	return exec(conn, `INSERT INTO intents (id, trigger_id, idem_key, action, status, created_at, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?);`,
+		in.ID, in.TriggerID, in.IdempotencyKey, string(action), in.Status, in.CreatedAt, in.Grant)
 }
 
 // UpdateIntent writes an intent's status, detail, transaction and time of

@@ -129,6 +129,10 @@ var schema = sqlitemigration.Schema{
 		ALTER TABLE vault ADD COLUMN move_to TEXT NOT NULL DEFAULT '';
 		ALTER TABLE vault ADD COLUMN move_epoch INTEGER NOT NULL DEFAULT 0;
 		ALTER TABLE vault ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;`,
+		// A trigger's own grant (grants.go): the trigger it serves, and
+		// the grant each intent executes under (its delegation's hash).
+		`ALTER TABLE grants ADD COLUMN trigger_id TEXT NOT NULL DEFAULT '';
+		ALTER TABLE intents ADD COLUMN grant_id TEXT NOT NULL DEFAULT '';`,
 	},
 }
 

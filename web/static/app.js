@@ -937,10 +937,25 @@ function editTrigger(id) {
   form.scrollIntoView({ behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth", block: "start" });
 }
 
-form.onsubmit = (e) => {
+form.onsubmit = async (e) => {
   e.preventDefault();
   const spec = readSpec();
   if (!spec) return;
+  const err = $("#cmd-error");
+  if (S.chain && spec.action.kind !== "notify") {
+    // A trigger that moves value carries its own grant: the owner signs
+    // exactly what it may do on-chain.
+    if (!spec.maxFires) { err.textContent = "A trigger that moves value fires as many times as you sign: set Max fires (1 or more)."; return; }
+    if (!spec.expiresAt) spec.expiresAt = Date.now() + 30 * DAY_S * 1000;
+    try {
+      err.textContent = "Signing the trigger's grant…";
+      spec.delegation = await signTriggerGrant(spec);
+      err.textContent = "";
+    } catch (x) {
+      err.textContent = "Could not sign the trigger's grant: " + (x.shortMessage || x.message);
+      return;
+    }
+  }
   if (S.editing) command("trigger.update", { id: S.editing, spec }, `Save “${spec.name}”`);
   else command("trigger.create", spec, `Create “${spec.name}”`);
   resetForm();
@@ -998,7 +1013,79 @@ $("#btn-signout").onclick = signOut;
 const DAY_S = 86400;
 const pad32 = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 32);
 const pad16 = (n) => ethers.zeroPadValue(ethers.toBeHex(n), 16);
-const SWAP_SELECTOR = ethers.id("swap(address,uint256,address)").slice(0, 10);
+const SWAP_SELECTOR = ethers.id("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)").slice(0, 10);
+const ERC20 = new ethers.Interface(["function approve(address,uint256)", "function transfer(address,uint256)"]);
+const ROUTER = new ethers.Interface(["function swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"]);
+
+// swapMinOut is the least a swap takes, in whole units of what it buys:
+// the amount at the price its trigger fires at (its threshold on the
+// pool's price, or the price now) less the tolerance; null without a price.
+function swapMinOut(p) {
+  const pool = S.chain.pool;
+  if (!pool) return null;
+  let price = null;
+  const leaf = form.elements["signal"] && F("kind").value === "signal" && F("signal").value === pool.signal ? Number(F("threshold").value) : NaN;
+  if (leaf > 0) price = leaf;
+  else { const pts = S.signals.get(pool.signal) || []; if (pts.length) price = pts[pts.length - 1].value; }
+  if (!(price > 0)) return null;
+  const tok = (sym) => S.chain.tokens.find((t) => t.symbol === sym);
+  const base = tok(p.sell)?.address.toLowerCase() === pool.token0.toLowerCase(); // selling token0 (dETH) for token1
+  const out = (base ? Number(p.amount) * price : Number(p.amount) / price) * (1 - p.slippageBps / 10000);
+  if (!(out > 0)) return null;
+  let text = out.toFixed(Math.min(tok(p.buy)?.decimals ?? 18, 12));
+  if (text.includes(".")) text = text.replace(/0+$/, "").replace(/\.$/, "");
+  return text;
+}
+
+// triggerBatch is the calls a trigger's own grant pins, as the vault builds
+// them from the action (PROTOCOL.md, "A trigger's own grant").
+function triggerBatch(action, owner, end) {
+  const c = S.chain, p = action.params;
+  const tok = (sym) => c.tokens.find((t) => t.symbol === sym || t.address.toLowerCase() === String(sym).toLowerCase());
+  if (action.kind === "swap") {
+    const sell = tok(p.sell), buy = tok(p.buy);
+    const amount = ethers.parseUnits(p.amount, sell.decimals), minOut = ethers.parseUnits(p.minOut, buy.decimals);
+    return [[sell.address, 0n, ERC20.encodeFunctionData("approve", [c.router, amount])],
+      [c.router, 0n, ROUTER.encodeFunctionData("swapExactTokensForTokens", [amount, minOut, [sell.address, buy.address], owner, end])]];
+  }
+  if (action.kind === "transfer") {
+    if (p.token === "native") return [[p.to, ethers.parseUnits(p.amount, 18), "0x"]];
+    const t = tok(p.token);
+    return [[t.address, 0n, ERC20.encodeFunctionData("transfer", [p.to, ethers.parseUnits(p.amount, t.decimals)])]];
+  }
+  return [[p.target, BigInt(p.value || "0"), p.data || "0x"]];
+}
+
+// signTriggerGrant signs, as the owner, the delegation a trigger spec's own
+// grant is: exactly its calls (ExactExecutionBatch), its fires
+// (LimitedCalls) and its expiry (Timestamp), built here from the spec
+// rather than taken from the node.
+async function signTriggerGrant(spec) {
+  const c = S.chain;
+  const owner = ethers.getAddress(S.session.vault);
+  const end = Math.ceil(spec.expiresAt / 1000);
+  const batch = ethers.AbiCoder.defaultAbiCoder().encode(["tuple(address,uint256,bytes)[]"], [triggerBatch(spec.action, owner, end)]);
+  const d = { delegate: S.account.sessionKey, delegator: owner, authority: "0x" + "f".repeat(64),
+    caveats: [{ enforcer: c.enforcers.ExactExecutionBatchEnforcer, terms: batch },
+      { enforcer: c.enforcers.LimitedCallsEnforcer, terms: pad32(spec.maxFires) },
+      { enforcer: c.enforcers.TimestampEnforcer, terms: ethers.concat([pad16(0), pad16(end)]) }],
+    salt: "0x" + BigInt(ethers.hexlify(ethers.randomBytes(16))).toString(16) };
+  const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
+  let signature;
+  if (burnerKey() && burnerAddress() === owner.toLowerCase()) {
+    signature = await new ethers.Wallet(burnerKey()).signTypedData(domain, DELEGATION_TYPES, d);
+  } else if (window.ethereum) {
+    const eip712Domain = [{ name: "name", type: "string" }, { name: "version", type: "string" }, { name: "chainId", type: "uint256" }, { name: "verifyingContract", type: "address" }];
+    const typed = { types: { EIP712Domain: eip712Domain, ...DELEGATION_TYPES }, domain, primaryType: "Delegation", message: d };
+    signature = await window.ethereum.request({ method: "eth_signTypedData_v4", params: [owner, JSON.stringify(typed)] });
+  } else {
+    throw new Error("this needs the owner's key: the burner key this vault signed in with, or a browser wallet");
+  }
+  const signed = { ...d, caveats: d.caveats.map((x) => ({ ...x, args: "0x" })), signature };
+  const kept = JSON.parse(localStorage.getItem("spells.delegations") || "[]");
+  localStorage.setItem("spells.delegations", JSON.stringify([...kept, signed]));
+  return signed;
+}
 
 async function loadChain() {
   try {
@@ -1031,7 +1118,8 @@ function renderParams(p) {
   if (kind === "swap") {
     fields = [paramField("Sell", select("sell", tokenOptions(p.sell || "dUSD"))), paramField("for", select("buy", tokenOptions(p.buy || "dETH"))),
       paramField("Amount", input("amount", p.amount || "250", { inputmode: "decimal" }), "of the token sold"),
-      paramField("Slippage", input("slippage", p.slippageBps ? p.slippageBps / 100 : "1", { inputmode: "decimal" }), "% below the pool's quote at most")];
+      paramField("Price tolerance", input("slippage", p.slippageBps ? p.slippageBps / 100 : "1", { inputmode: "decimal" }),
+        "% worse than the trigger's price at most: the least you receive is signed and checked on-chain")];
   } else if (kind === "transfer") {
     fields = [paramField("Token", select("token", tokenOptions(p.token || "dUSD", true))),
       paramField("To", input("to", p.to || "", { placeholder: "0x…", spellcheck: "false" })),
@@ -1054,7 +1142,13 @@ function readParams(kind, errs) {
     if (!amountOK(v("amount"))) errs.params = "the amount is a positive number";
     else if (v("sell") === v("buy")) errs.params = "sell one token for the other";
     else if (!(slippage > 0 && slippage <= 50)) errs.params = "slippage is more than 0 and at most 50 %";
-    return { sell: v("sell"), buy: v("buy"), amount: v("amount"), slippageBps: Math.round(slippage * 100) };
+    const out = { sell: v("sell"), buy: v("buy"), amount: v("amount"), slippageBps: Math.round(slippage * 100) };
+    if (!errs.params) {
+      const minOut = swapMinOut(out);
+      if (minOut === null) errs.params = `a swap needs a price to sign its least output at: give it a threshold on ${S.chain.pool?.signal || "the pool's price"}, or wait for a price`;
+      else out.minOut = minOut;
+    }
+    return out;
   }
   if (kind === "transfer") {
     if (!ethers.isAddress(v("to"))) errs.params = "send to an address (0x and 40 hex digits)";
@@ -1067,10 +1161,11 @@ function readParams(kind, errs) {
   return { target: v("target"), data: v("data"), value: v("value") };
 }
 
-// The default grant a burner key makes: three delegations to the vault's
+// The default grant a burner key makes: two delegations to the vault's
 // session key, each valid for 30 days: spend up to 5 dETH and up to 10,000
-// dUSD a day (transfers of those tokens only), and call the pool's swap
-// (up to 1,000 times).
+// dUSD a day (transfers of those tokens only, to anyone: a standing
+// allowance). Swaps never use it: each swap trigger is signed with its own
+// grant (signTriggerGrant).
 function defaultRules() {
   const c = S.chain, now = Math.floor(Date.now() / 1000);
   const tok = (sym) => c.tokens.find((t) => t.symbol === sym);
@@ -1082,12 +1177,6 @@ function defaultRules() {
   for (const [sym, units] of [["dETH", "5"], ["dUSD", "10000"]]) {
     const t = tok(sym);
     if (t) out.push({ what: `spend up to ${fmtNum(units)} ${sym} a day`, caveats: [period(t, units), window] });
-  }
-  if (c.pool) {
-    out.push({ what: "call the pool's swap", caveats: [
-      { enforcer: c.enforcers.AllowedTargetsEnforcer, terms: c.pool.address },
-      { enforcer: c.enforcers.AllowedMethodsEnforcer, terms: SWAP_SELECTOR },
-      { enforcer: c.enforcers.LimitedCallsEnforcer, terms: pad32(1000) }, window] });
   }
   return out;
 }
@@ -1218,6 +1307,7 @@ function describeRules(r) {
   if (r.native) parts.push(`spend up to ${fmtUnits(r.native.amount)} ETH a ${per(r.native.duration)}`);
   if (r.targets) parts.push(`call ${r.targets.map((a) => (S.chain?.pool && a.toLowerCase() === S.chain.pool.address.toLowerCase()) ? "the pool" : sym(a)).join(", ")}`);
   if (r.methods) parts.push(`methods ${r.methods.map((m) => m === SWAP_SELECTOR ? "swap" : m).join(", ")}`);
+  if (r.batch) parts.push(`exactly its ${r.batch.length} signed call${r.batch.length > 1 ? "s" : ""}${r.batch.some((x) => x.target.toLowerCase() === S.chain?.router?.toLowerCase()) ? " (a swap through the router, to you)" : ""}`);
   if (r.maxValue !== undefined) parts.push(`value ≤ ${r.maxValue} wei a call`);
   if (r.maxCalls) parts.push(`at most ${r.maxCalls} calls`);
   if (r.notAfter) parts.push(`until ${new Date(r.notAfter * 1000).toLocaleDateString()}`);
@@ -1238,6 +1328,7 @@ function renderGrants() {
   $("#btn-grant").textContent = granted ? "Grant the default limits again" : "Set up my smart account and grant the default limits";
   $("#grants").replaceChildren(...gs.map((g) => el("li", { "data-status": g.status },
     el("span", { class: "badge " + (g.status === "active" ? "active" : "paused") }, g.status), " ",
+    g.trigger ? el("span", { class: "muted" }, `trigger “${S.triggers.get(g.trigger)?.name || g.trigger}”: `) : el("span", { class: "muted" }, "standing: "),
     el("span", {}, g.delegations.map((d) => describeRules(d.rules)).join(" · ")), " ",
     el("span", { class: "muted", title: g.id }, `to key ${shortAddr(g.sessionKey)}`), " ",
     g.status === "active" ? el("button", { class: "small danger", onclick: () => {
@@ -1292,7 +1383,11 @@ function burnerAddress() {
 $("#btn-signout-all").onclick = signOutEverywhere;
 $("#btn-grant").onclick = setUpAndGrant;
 $("#btn-grant-wallet").onclick = walletGrant;
-F("action").addEventListener("change", () => renderParams());
+F("action").addEventListener("change", () => {
+  renderParams();
+  // What moves value fires as many times as its grant is signed for.
+  if (S.chain && F("action").value !== "notify" && !Number(F("maxFires").value)) F("maxFires").value = 1;
+});
 loadChain();
 $("#btn-rotate").onclick = () => {
   if (confirm("Make a new session key for this vault? Grants made to the current key stop serving; you grant the new one."))
