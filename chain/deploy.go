@@ -19,6 +19,11 @@ import (
 
 // The demo market a dev chain starts with.
 const (
+	// The dev chain's price feed: Chainlink's test aggregator, with 8
+	// decimals as Chainlink's USD feeds have, moved by the demo trader
+	// with the pool; an answer older than demoFeedMaxAge seconds is stale.
+	demoFeedDecimals = 8
+	demoFeedMaxAge   = 120
 	// DemoPriceSignal is the signal under which the node publishes the
 	// dev pool's price of dETH in dUSD.
 	DemoPriceSignal  = "ETH/USD"
@@ -228,10 +233,15 @@ func Deploy(ctx context.Context, c *Client, key *ecdsa.PrivateKey, mine func()) 
 	if err != nil {
 		return fail(err)
 	}
+	feed, err := s.create(ctx, contracts.MockV3Aggregator, uint8(demoFeedDecimals), feedAnswer(demoPrice))
+	if err != nil {
+		return fail(err)
+	}
 	if err := s.settle(ctx, mine); err != nil {
 		return fail(err)
 	}
 	info.Router = router.Hex()
+	info.Feeds = []protocol.Feed{demoFeed(feed)}
 	info.DelegationManager, info.EntryPoint, info.DeleGator = manager.Hex(), entry.Hex(), delegator.Hex()
 	info.Tokens = []protocol.Token{
 		{Symbol: "dETH", Name: "Demo Ether", Address: eth.Hex(), Decimals: 18},
@@ -242,6 +252,17 @@ func Deploy(ctx context.Context, c *Client, key *ecdsa.PrivateKey, mine func()) 
 		return fail(err)
 	}
 	return info, nil
+}
+
+// demoFeed is the dev chain's feed at address a.
+func demoFeed(a common.Address) protocol.Feed {
+	return protocol.Feed{Signal: DemoPriceSignal, Address: a.Hex(), Decimals: demoFeedDecimals, MaxAge: demoFeedMaxAge}
+}
+
+// feedAnswer is price as the dev feed's answer (demoFeedDecimals).
+func feedAnswer(price float64) *big.Int {
+	n, _ := new(big.Float).Mul(big.NewFloat(price), big.NewFloat(1e8)).Int(nil)
+	return n
 }
 
 // Verify checks that every contract info names has code on the chain: a
@@ -263,6 +284,9 @@ func Verify(ctx context.Context, c *Client, info protocol.ChainInfo) error {
 	if info.Router != "" {
 		check["router"] = info.Router
 	}
+	for _, f := range info.Feeds {
+		check["feed "+f.Signal] = f.Address
+	}
 	var errs []error
 	for name, a := range check {
 		if !common.IsHexAddress(a) {
@@ -277,5 +301,32 @@ func Verify(ctx context.Context, c *Client, info protocol.ChainInfo) error {
 			errs = append(errs, fmt.Errorf("%s: no contract at %s", name, a))
 		}
 	}
+	for _, f := range info.Feeds {
+		if err := verifyFeed(ctx, c, f); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// verifyFeed checks a feed's entry against the feed itself: a signal name,
+// a most age, and the decimals the feed answers in.
+func verifyFeed(ctx context.Context, c *Client, f protocol.Feed) error {
+	if f.Signal == "" || f.MaxAge == 0 {
+		return fmt.Errorf("feed %s: it needs a signal name and a maxAge in seconds", f.Address)
+	}
+	if !common.IsHexAddress(f.Address) {
+		return nil // refused above
+	}
+	a := common.HexToAddress(f.Address)
+	abi := contracts.MustGet(contracts.MockV3Aggregator).ABI
+	data, _ := abi.Pack("decimals")
+	out, err := c.CallContract(ctx, ethereum.CallMsg{To: &a, Data: data}, nil)
+	if err != nil {
+		return fmt.Errorf("feed %s (%s): decimals(): %w", f.Signal, f.Address, err)
+	}
+	if len(out) != 32 || new(big.Int).SetBytes(out).Cmp(big.NewInt(int64(f.Decimals))) != 0 {
+		return fmt.Errorf("feed %s (%s) answers with %s decimals, the deployment says %d", f.Signal, f.Address, new(big.Int).SetBytes(out), f.Decimals)
+	}
+	return nil
 }

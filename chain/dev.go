@@ -250,7 +250,8 @@ func (d *Dev) complete(ctx context.Context, p string, info protocol.ChainInfo) (
 		}
 	}
 	needRouter := info.Router == "" && info.Pool != nil
-	if len(missing) == 0 && !needRouter {
+	needFeed := len(info.Feeds) == 0 && info.Pool != nil
+	if len(missing) == 0 && !needRouter && !needFeed {
 		return info, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -266,6 +267,12 @@ func (d *Dev) complete(ctx context.Context, p string, info protocol.ChainInfo) (
 	if err == nil && needRouter {
 		added["router"], err = s.create(ctx, contracts.DemoRouter, []common.Address{common.HexToAddress(info.Pool.Address)})
 	}
+	if err == nil && needFeed {
+		var price float64
+		if price, err = PoolPrice(ctx, d.client, common.HexToAddress(info.Pool.Address)); err == nil {
+			added["feed"], err = s.create(ctx, contracts.MockV3Aggregator, uint8(demoFeedDecimals), feedAnswer(price))
+		}
+	}
 	if err == nil {
 		err = s.settle(ctx, d.Mine)
 	}
@@ -275,8 +282,12 @@ func (d *Dev) complete(ctx context.Context, p string, info protocol.ChainInfo) (
 	}
 	enf := maps.Clone(info.Enforcers)
 	for name, a := range added {
-		if name == "router" {
+		switch name {
+		case "router":
 			info.Router = a.Hex()
+			continue
+		case "feed":
+			info.Feeds = []protocol.Feed{demoFeed(a)}
 			continue
 		}
 		enf[name] = a.Hex()
@@ -286,7 +297,7 @@ func (d *Dev) complete(ctx context.Context, p string, info protocol.ChainInfo) (
 	if err := atomicfile.Write(p, append(b, '\n')); err != nil {
 		return info, fmt.Errorf("dev chain: %w", err)
 	}
-	d.cfg.Logger.Info().Strs("enforcers", missing).Bool("router", needRouter).Msg("dev chain: deployed what the recorded deployment lacked")
+	d.cfg.Logger.Info().Strs("enforcers", missing).Bool("router", needRouter).Bool("feed", needFeed).Msg("dev chain: deployed what the recorded deployment lacked")
 	return info, nil
 }
 
@@ -378,6 +389,29 @@ func (d *Dev) Fund(ctx context.Context, to common.Address, wei *big.Int, tokens 
 		}
 	}
 	return s.settle(ctx, d.Mine)
+}
+
+// SetFeed sets the dev chain's price feed for signal to price, from the
+// faucet's account, and waits until it is mined: tests and tools move the
+// price the chain checks. (The feed is Chainlink's test aggregator, which
+// anyone on the dev chain may set.)
+func (d *Dev) SetFeed(ctx context.Context, signal string, price float64) error {
+	for _, f := range d.info.Feeds {
+		if f.Signal != signal {
+			continue
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		s, err := newSender(ctx, d.client, d.faucet)
+		if err != nil {
+			return fmt.Errorf("set feed: %w", err)
+		}
+		if err := s.call(ctx, contracts.MockV3Aggregator, common.HexToAddress(f.Address), 0, "updateAnswer", feedAnswer(price)); err != nil {
+			return fmt.Errorf("set feed: %w", err)
+		}
+		return s.settle(ctx, d.Mine)
+	}
+	return fmt.Errorf("set feed: the dev chain has no feed for %q", signal)
 }
 
 // Close stops block production and the node, writing its state to disk.

@@ -127,7 +127,8 @@ func mustKey(t *testing.T) *ecdsa.PrivateKey {
 }
 
 // TestTraderMovesThePoolPrice: the demo trader's swaps move the pool's
-// price step by step, by about 0.2 % each, and leave it near its start.
+// price step by step, by about 0.2 % each, and leave it near its start;
+// the feed follows, one step behind, with a new round each step.
 func TestTraderMovesThePoolPrice(t *testing.T) {
 	ctx := context.Background()
 	d := startDev(t, t.TempDir())
@@ -156,6 +157,13 @@ func TestTraderMovesThePoolPrice(t *testing.T) {
 		if next != p {
 			moved++
 		}
+		round, answer, updated := feedRound(t, d)
+		if want := feedAnswer(p); answer.Cmp(want) != 0 || round != uint64(i+2) {
+			t.Fatalf("step %d: the feed answers %s in round %d, want %s in round %d", i, answer, round, want, i+2)
+		}
+		if head, _ := d.Client().HeaderByNumber(ctx, nil); updated != head.Time {
+			t.Fatalf("step %d: the feed was updated at %d, its block is at %d", i, updated, head.Time)
+		}
 		p = next
 	}
 	if moved < 25 || p < 2000 || p > 3000 {
@@ -165,6 +173,23 @@ func TestTraderMovesThePoolPrice(t *testing.T) {
 	if _, err := d.NewTrader(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// feedRound reads the dev feed's latest round, answer and update time.
+func feedRound(t *testing.T, d *Dev) (uint64, *big.Int, uint64) {
+	t.Helper()
+	feed := common.HexToAddress(d.Info().Feeds[0].Address)
+	a := contracts.MustGet(contracts.MockV3Aggregator).ABI
+	data, _ := a.Pack("latestRoundData")
+	out, err := d.Client().CallContract(context.Background(), ethereum.CallMsg{To: &feed, Data: data}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.Unpack("latestRoundData", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v[0].(*big.Int).Uint64(), v[1].(*big.Int), v[3].(*big.Int).Uint64()
 }
 
 // TestForkDropsTheBlocksAfterIt: Fork stages a reorg: a transaction in a
@@ -303,7 +328,7 @@ func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := info
-	old.Router, old.Dev, old.RPC = "", false, ""
+	old.Router, old.Dev, old.RPC, old.Feeds = "", false, "", nil
 	old.Enforcers = maps.Clone(info.Enforcers)
 	delete(old.Enforcers, contracts.ExactExecutionBatchEnforcer)
 	b, _ := json.MarshalIndent(old, "", "  ")
@@ -315,6 +340,9 @@ func TestADeploymentWithoutARouterGetsOne(t *testing.T) {
 	got := d.Info()
 	if got.Router == "" || got.Pool.Address != info.Pool.Address || got.DelegationManager != info.DelegationManager {
 		t.Fatalf("after the restart: router %q, pool %s (was %s)", got.Router, got.Pool.Address, info.Pool.Address)
+	}
+	if len(got.Feeds) != 1 || got.Feeds[0].Signal != "ETH/USD" {
+		t.Fatalf("after the restart: feeds %+v", got.Feeds)
 	}
 	if e := got.Enforcers[contracts.ExactExecutionBatchEnforcer]; e == "" || got.Enforcers[contracts.LimitedCallsEnforcer] != info.Enforcers[contracts.LimitedCallsEnforcer] {
 		t.Fatalf("after the restart: enforcers %v (were %v)", got.Enforcers, info.Enforcers)

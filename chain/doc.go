@@ -7,10 +7,11 @@
 // Files, from the ground up:
 //   - client.go: the Client the vaults execute through, Dial for a JSON-RPC
 //     chain, and waiting for a transaction to be mined.
-//   - deploy.go: deploying the delegation framework, the demo tokens and pool
-//     on a chain, and verifying a deployment.
-//   - trader.go: the demo trader that swaps on the pool, and the pool's
-//     price.
+//   - deploy.go: deploying the delegation framework, the demo tokens, pool,
+//     router and price feed on a chain, and verifying a deployment (feeds'
+//     decimals included).
+//   - trader.go: the demo trader that moves the feed and swaps on the pool,
+//     and the pool's price.
 //   - dev.go: the embedded dev chain: its node, miner, faucet and JSON-RPC on
 //     loopback.
 package chain

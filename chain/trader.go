@@ -16,16 +16,19 @@ import (
 	"github.com/spells-dev/spells/contracts"
 )
 
-// Trader moves the dev pool's price: the demo feed's ETH/USD is that
-// price, so a trigger that fires swaps on the market it watched. Each Step
-// sends one swap of a random size and side, about 0.1 % of the pool's
-// dETH, leaning back toward the starting price, so the price walks by
-// about 0.2 % a step and stays near it over hours.
+// Trader moves the dev pool's price and its price feed with it: the feed
+// is the ETH/USD signal, so a trigger that fires swaps on the market it
+// watched. Each Step sets the feed to the pool's price (an oracle's answer
+// lags its market by a step), then sends one swap of a random size and
+// side, about 0.1 % of the pool's dETH, leaning back toward the starting
+// price, so the price walks by about 0.2 % a step and stays near it over
+// hours.
 type Trader struct {
 	d     *Dev
 	key   *ecdsa.PrivateKey
 	from  common.Address
 	pool  common.Address
+	feed  common.Address    // zero: none
 	token [2]common.Address // dETH, dUSD
 	rnd   *rand.Rand
 }
@@ -43,6 +46,9 @@ func (d *Dev) NewTrader(ctx context.Context) (*Trader, error) {
 	t := &Trader{d: d, key: key, from: crypto.PubkeyToAddress(key.PublicKey), pool: common.HexToAddress(d.info.Pool.Address),
 		token: [2]common.Address{common.HexToAddress(d.info.Pool.Token0), common.HexToAddress(d.info.Pool.Token1)},
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	if len(d.info.Feeds) > 0 {
+		t.feed = common.HexToAddress(d.info.Feeds[0].Address)
+	}
 	bal, err := d.client.BalanceAt(ctx, t.from, nil)
 	if err != nil {
 		return nil, fmt.Errorf("demo trader: %w", err)
@@ -86,8 +92,8 @@ func PoolPrice(ctx context.Context, c *Client, pool common.Address) (float64, er
 	return p, nil
 }
 
-// Step sends one swap; it is mined with the next block. price is the
-// pool's price now.
+// Step sets the feed to price, the pool's price now, and sends one swap;
+// both are mined with the next block.
 func (t *Trader) Step(ctx context.Context, price float64) error {
 	// A normal step in dETH, leaning toward selling above the starting
 	// price and buying below it.
@@ -102,12 +108,17 @@ func (t *Trader) Step(ctx context.Context, price float64) error {
 		amount *= price // the same value in dUSD
 	}
 	wei, _ := new(big.Float).Mul(big.NewFloat(amount), new(big.Float).SetInt(Ether)).Int(nil)
-	if wei.Sign() == 0 {
-		return nil
-	}
 	s, err := newSender(ctx, t.d.client, t.key)
 	if err != nil {
 		return err
+	}
+	if t.feed != (common.Address{}) {
+		if err := s.call(ctx, contracts.MockV3Aggregator, t.feed, 0, "updateAnswer", feedAnswer(price)); err != nil {
+			return err
+		}
+	}
+	if wei.Sign() == 0 {
+		return nil
 	}
 	return s.call(ctx, contracts.ConstantProductPool, t.pool, 0, "swapExactIn", t.token[side], wei, big.NewInt(0), t.from)
 }

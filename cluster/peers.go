@@ -61,8 +61,12 @@ func (b *peerBook) save() error {
 }
 
 // AwaitingError refuses to create a vault while nodes this node has seen
-// have not written their homes back since Redis lost the directory.
+// have not written their homes back since Redis lost the directory. It is
+// one way the directory is being rebuilt: errors.Is(err, ErrRebuilding).
 type AwaitingError struct{ Nodes []string }
+
+// Is makes an AwaitingError an ErrRebuilding, with the nodes it waits for.
+func (e *AwaitingError) Is(target error) bool { return target == ErrRebuilding }
 
 func (e *AwaitingError) Error() string {
 	return "the cluster's directory was lost and is being rebuilt: waiting for node " + strings.Join(e.Nodes, ", ") +

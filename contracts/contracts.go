@@ -31,6 +31,8 @@ const (
 	ERC20PeriodTransferEnforcer       = "ERC20PeriodTransferEnforcer"
 	NativeTokenPeriodTransferEnforcer = "NativeTokenPeriodTransferEnforcer"
 	ExactExecutionBatchEnforcer       = "ExactExecutionBatchEnforcer"
+	FeedConditionEnforcer             = "FeedConditionEnforcer"
+	MockV3Aggregator                  = "MockV3Aggregator"
 	DemoAccount                       = "DemoAccount"
 	DemoAccountFactory                = "DemoAccountFactory"
 	SignatureCheck                    = "SignatureCheck"
@@ -38,7 +40,7 @@ const (
 
 // Enforcers lists the caveat enforcers a dev chain deploys.
 var Enforcers = []string{AllowedTargetsEnforcer, AllowedMethodsEnforcer, ValueLteEnforcer, LimitedCallsEnforcer,
-	TimestampEnforcer, ERC20PeriodTransferEnforcer, NativeTokenPeriodTransferEnforcer, ExactExecutionBatchEnforcer}
+	TimestampEnforcer, ERC20PeriodTransferEnforcer, NativeTokenPeriodTransferEnforcer, ExactExecutionBatchEnforcer, FeedConditionEnforcer}
 
 // Contract is one artifact.
 type Contract struct {

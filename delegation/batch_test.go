@@ -110,3 +110,68 @@ func TestAnExactBatchRedeemsOnlyAsSigned(t *testing.T) {
 	old := sign(2, Rules{Batch: signed, NotAfter: head.Time})
 	refused("after the expiry", redeemBatch(t, old, BatchMode, signed), "TimestampEnforcer:expired-delegation")
 }
+
+// TestAFeedConditionHoldsOnChain: a delegation with a feed condition
+// redeems only while the feed's answer is below the threshold, positive
+// and fresh; the chain refuses it otherwise, naming why.
+func TestAFeedConditionHoldsOnChain(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.upgrade()
+	info := w.d.Info()
+	feed := common.HexToAddress(info.Feeds[0].Address)
+	enf := ParseEnforcers(info.Enforcers)
+	erc20 := contracts.MustGet(contracts.DemoToken).ABI
+	pay, _ := erc20.Pack("transfer", addr(w.owner), chain.Units(1))
+	calls := []Execution{{Target: w.dUSD, Value: new(big.Int), Data: pay}}
+	rules := Rules{Batch: calls, Feed: &FeedCondition{Feed: feed, Threshold: big.NewInt(2400e8), MaxAge: 120}}
+	cs, err := rules.Caveats(enf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Delegation{Delegate: addr(w.key), Delegator: addr(w.owner), Authority: RootAuthority, Caveats: cs, Salt: (*math.HexOrDecimal256)(big.NewInt(3))}
+	if err := d.SignWith(w.dom, func(h []byte) ([]byte, error) { return crypto.Sign(h, w.owner) }); err != nil {
+		t.Fatal(err)
+	}
+	mock := contracts.MustGet(contracts.MockV3Aggregator).ABI
+	setFeed := func(method string, args ...any) {
+		t.Helper()
+		data, err := mock.Pack(method, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonce, _ := w.c.NonceAt(ctx, addr(w.key), nil)
+		r := w.send(w.key, &types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(w.c.ID()), Nonce: nonce, GasTipCap: big.NewInt(1e9),
+			GasFeeCap: big.NewInt(1e11), Gas: 500_000, To: &feed, Data: data})
+		if r.Status != types.ReceiptStatusSuccessful {
+			t.Fatalf("the feed's %s reverted", method)
+		}
+	}
+	redeem := func() error {
+		_, err := w.c.EstimateGas(ctx, ethereum.CallMsg{From: addr(w.key), To: &w.dom.Manager, Data: redeemBatch(t, d, BatchMode, calls)})
+		return err
+	}
+	for _, c := range []struct {
+		what   string
+		set    func()
+		reason string
+	}{
+		{"above the threshold", func() {}, "FeedConditionEnforcer:condition-not-met"},
+		{"a zero answer", func() { setFeed("updateAnswer", big.NewInt(0)) }, "FeedConditionEnforcer:invalid-answer"},
+		{"a negative answer", func() { setFeed("updateAnswer", big.NewInt(-1)) }, "FeedConditionEnforcer:invalid-answer"},
+		{"a stale answer", func() {
+			head, _ := w.c.HeaderByNumber(ctx, nil)
+			old := new(big.Int).SetUint64(head.Time - 1000)
+			setFeed("updateRoundData", big.NewInt(50), big.NewInt(2300e8), old, old)
+		}, "FeedConditionEnforcer:stale-answer"},
+	} {
+		c.set()
+		if err := redeem(); err == nil || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%s: %v, want a revert with %q", c.what, err, c.reason)
+		}
+	}
+	setFeed("updateAnswer", big.NewInt(2300e8))
+	if err := redeem(); err != nil {
+		t.Fatalf("below the threshold, fresh: %v", err)
+	}
+}

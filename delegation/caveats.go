@@ -62,7 +62,24 @@ type Rules struct {
 	// Batch is the one batch of calls the delegation allows, exactly
 	// (ExactExecutionBatchEnforcer; redeemed in BatchMode).
 	Batch []Execution `json:"batch,omitempty"`
+	// Feed is a price condition the chain checks at each redemption
+	// (FeedConditionEnforcer).
+	Feed *FeedCondition `json:"feed,omitempty"`
 }
+
+// FeedCondition lets a delegation be redeemed only while a price feed's
+// latest answer is below (or, with Above, above) Threshold, in the feed's
+// decimals, positive, and no older than MaxAge seconds.
+type FeedCondition struct {
+	Feed      common.Address `json:"feed"`
+	Above     bool           `json:"above"`
+	Threshold *big.Int       `json:"threshold"`
+	MaxAge    uint64         `json:"maxAge"`
+}
+
+// feedTerms is FeedConditionEnforcer's terms: abi.encode(address feed, bool
+// above, int256 threshold, uint256 maxAge).
+var feedTerms = mustArgs(`[{"type":"address"},{"type":"bool"},{"type":"int256"},{"type":"uint256"}]`)
 
 func word(n *big.Int) []byte { return common.LeftPadBytes(n.Bytes(), 32) }
 
@@ -132,6 +149,15 @@ func (r Rules) Caveats(e Enforcers) ([]Caveat, error) {
 	}
 	if len(r.Batch) > 0 {
 		if err := add(contracts.ExactExecutionBatchEnforcer, EncodeBatch(r.Batch)); err != nil {
+			return nil, err
+		}
+	}
+	if f := r.Feed; f != nil {
+		t, err := feedTerms.Pack(f.Feed, f.Above, f.Threshold, new(big.Int).SetUint64(f.MaxAge))
+		if err != nil {
+			return nil, fmt.Errorf("feed condition: %w", err)
+		}
+		if err := add(contracts.FeedConditionEnforcer, t); err != nil {
 			return nil, err
 		}
 	}
@@ -230,6 +256,22 @@ func ReadRules(cs []Caveat, e Enforcers) (Rules, error) {
 			if r.Batch, err = DecodeBatch(t); err != nil {
 				return Rules{}, fmt.Errorf("caveat %d (%s): %v", i, name, err)
 			}
+		case contracts.FeedConditionEnforcer:
+			if len(t) != 128 {
+				return Rules{}, bad("128")
+			}
+			vals, err := feedTerms.Unpack(t)
+			if err != nil {
+				return Rules{}, fmt.Errorf("caveat %d (%s): %v", i, name, err)
+			}
+			f := &FeedCondition{Feed: vals[0].(common.Address), Above: vals[1].(bool), Threshold: vals[2].(*big.Int)}
+			if f.MaxAge, err = u64(vals[3].(*big.Int).Bytes(), "the most age"); err != nil {
+				return Rules{}, err
+			}
+			if b, _ := feedTerms.Pack(f.Feed, f.Above, f.Threshold, new(big.Int).SetUint64(f.MaxAge)); string(b) != string(t) {
+				return Rules{}, fmt.Errorf("caveat %d (%s): terms not in their canonical encoding", i, name)
+			}
+			r.Feed = f
 		default:
 			return Rules{}, fmt.Errorf("caveat %d: %s is not an enforcer Spells reads", i, name)
 		}
@@ -249,6 +291,16 @@ type RulesView struct {
 	Token     *PeriodView      `json:"token,omitempty"`
 	Native    *PeriodView      `json:"native,omitempty"`
 	Batch     []ExecutionView  `json:"batch,omitempty"`
+	Feed      *FeedView        `json:"feed,omitempty"`
+}
+
+// FeedView is a FeedCondition as a client reads it: the threshold as a
+// decimal string in the feed's decimals.
+type FeedView struct {
+	Feed      common.Address `json:"feed"`
+	Above     bool           `json:"above"`
+	Threshold string         `json:"threshold"`
+	MaxAge    uint64         `json:"maxAge"`
 }
 
 // PeriodView is a Period (of a token, if Token is set) as a client reads
@@ -275,6 +327,9 @@ func (r Rules) View() RulesView {
 	}
 	for _, x := range r.Batch {
 		v.Batch = append(v.Batch, ExecutionView{Target: x.Target, Value: x.Value.String(), Data: x.Data})
+	}
+	if f := r.Feed; f != nil {
+		v.Feed = &FeedView{Feed: f.Feed, Above: f.Above, Threshold: f.Threshold.String(), MaxAge: f.MaxAge}
 	}
 	return v
 }

@@ -195,7 +195,8 @@ func TestRulesMatchTheEnforcers(t *testing.T) {
 		MaxValue: big.NewInt(5), MaxCalls: 9, NotBefore: 1_800_000_000, NotAfter: 1_900_000_000,
 		Token:  &TokenPeriod{Token: w.dUSD, Period: Period{Amount: chain.Units(300), Duration: 86400, Start: 1_800_000_001}},
 		Native: &Period{Amount: chain.Ether, Duration: 3600, Start: 1_800_000_002},
-		Batch:  []Execution{{Target: w.dUSD, Value: big.NewInt(0), Data: []byte{1, 2, 3}}, {Target: w.dom.Manager, Value: big.NewInt(7), Data: []byte{}}}}
+		Batch:  []Execution{{Target: w.dUSD, Value: big.NewInt(0), Data: []byte{1, 2, 3}}, {Target: w.dom.Manager, Value: big.NewInt(7), Data: []byte{}}},
+		Feed:   &FeedCondition{Feed: w.dUSD, Above: true, Threshold: big.NewInt(-5), MaxAge: 120}}
 	cs, err := r.Caveats(enf)
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +210,7 @@ func TestRulesMatchTheEnforcers(t *testing.T) {
 		contracts.ERC20PeriodTransferEnforcer:       fmt.Sprint(w.dUSD, " ", chain.Units(300), " 86400 1800000001"),
 		contracts.NativeTokenPeriodTransferEnforcer: fmt.Sprint(chain.Ether, " 3600 1800000002"),
 		contracts.ExactExecutionBatchEnforcer:       fmt.Sprintf("{%s 0 [1 2 3]} {%s 7 []}", w.dUSD.Hex(), w.dom.Manager.Hex()),
+		contracts.FeedConditionEnforcer:             fmt.Sprint(w.dUSD, " true -5 120"),
 	}
 	if len(cs) != len(want) {
 		t.Fatalf("%d caveats, want %d", len(cs), len(want))

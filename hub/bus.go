@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"github.com/spells-dev/spells/protocol"
 	"math"
 	"regexp"
 	"sync"
@@ -16,6 +17,9 @@ type Signal struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
 	At    int64   `json:"at"` // unix ms; set by the publisher
+	// Source is the price feed round it was read from (nil: a publisher's
+	// value, unverified).
+	Source *protocol.SignalSource `json:"source,omitempty"`
 	// Received is when this node received it (set by Publish): the lag
 	// to fan-out and evaluation is measured from it.
 	Received time.Time `json:"-"`

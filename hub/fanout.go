@@ -87,7 +87,7 @@ func (h *Hub) pushSignal(s Signal) {
 	if fanoutHook != nil {
 		fanoutHook()
 	}
-	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At})
+	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At, Source: s.Source})
 	h.mu.Lock()
 	conns := make([]*conn, 0, len(h.conns))
 	for c := range h.conns {

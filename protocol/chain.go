@@ -20,6 +20,20 @@ type ChainInfo struct {
 	// Router is a router with the Uniswap V2 router's swap calls over the
 	// chain's pools (swapExactTokensForTokens, getAmountsOut).
 	Router string `json:"router,omitempty"`
+	// Feeds are price feeds with Chainlink's AggregatorV3Interface that the
+	// node reads at each block and publishes as signals.
+	Feeds []Feed `json:"feeds,omitempty"`
+}
+
+// Feed is an on-chain price feed (Chainlink's AggregatorV3Interface:
+// latestRoundData, decimals), published as the signal Signal. An answer
+// older than MaxAge seconds is stale: nothing fires on it, on the node or
+// on-chain.
+type Feed struct {
+	Signal   string `json:"signal"`
+	Address  string `json:"address"`
+	Decimals uint8  `json:"decimals"`
+	MaxAge   uint64 `json:"maxAge"`
 }
 
 // Token is an ERC-20 the node knows by symbol.

@@ -146,10 +146,21 @@ type Revoked struct {
 
 // SignalFrame is one live signal value.
 type SignalFrame struct {
-	Type  string  `json:"type"`
-	Name  string  `json:"name"`
-	Value float64 `json:"value"`
-	At    int64   `json:"at"`
+	Type   string        `json:"type"`
+	Name   string        `json:"name"`
+	Value  float64       `json:"value"`
+	At     int64         `json:"at"`
+	Source *SignalSource `json:"source,omitempty"`
+}
+
+// SignalSource is where a signal value came from when the chain can show
+// it: a price feed's round, read by the node at a block. A value without
+// one came from a publisher (POST /v1/signals) or the demo, and is
+// unverified.
+type SignalSource struct {
+	Feed  string `json:"feed"`  // the feed's address
+	Round string `json:"round"` // its roundId (a uint80, in decimal)
+	Block uint64 `json:"block"` // the block the node read it at
 }
 
 // Point is one value of a signal at a time (unix milliseconds).
@@ -187,6 +198,7 @@ type ServerFrame struct {
 	Message   string             `json:"message,omitempty"`
 	Retry     bool               `json:"retry,omitempty"`
 	Name      string             `json:"name,omitempty"`
+	Source    *SignalSource      `json:"source,omitempty"`
 	Value     float64            `json:"value,omitempty"`
 	Series    map[string][]Point `json:"series,omitempty"`
 	Sessions  int                `json:"sessions,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,7 +262,18 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	o := testOptions(t)
 	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll, o.Confirmations = chainDev, 0, "", time.Second, 200*time.Millisecond, 1
 	tn := startNode(t, o, nil)
-	tn.mustPublish(t, "ETH/USD", 2600)
+	// ETH/USD is the dev chain's price feed: the test moves the feed, and
+	// the chain checks it when the swap executes.
+	setFeed := func(price float64) {
+		t.Helper()
+		if err := tn.n.chain.dev.SetFeed(context.Background(), "ETH/USD", price); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setFeed(2600)
+	if code, body := tn.publish(t, `{"name":"ETH/USD","value":2400}`); code != http.StatusConflict || !strings.Contains(body, "price feed") {
+		t.Fatalf("publishing the feed's signal: %d %s", code, body)
+	}
 	// Each step waits for blocks (one a second) on 2 cores shared with the
 	// browser: a minute each.
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -281,7 +293,7 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	}
 	step("create a swap trigger, signing its own grant", chromedp.WaitVisible(`#p-amount`), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`), chromedp.WaitVisible(`//ul[@id="grants"]/li[contains(., "a swap through the router, to you")]`))
-	tn.mustPublish(t, "ETH/USD", 2400)
+	setFeed(2400)
 	step("the swap confirms", chromedp.WaitVisible(`#intents li[data-status=confirmed]`))
 	if in := text(t, ctx, `#intents`); !strings.Contains(in, "tx 0x") || !strings.Contains(in, "block") {
 		t.Fatalf("the intent shows %q", in)

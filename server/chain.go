@@ -95,6 +95,19 @@ func startChain(ctx context.Context, o Options, origins []string, log zerolog.Lo
 	return nc, nil
 }
 
+// feed is the chain's price feed published as signal name (nil: none).
+func (c *nodeChain) feed(name string) *protocol.Feed {
+	if c == nil || c.client == nil {
+		return nil
+	}
+	for i := range c.info.Feeds {
+		if c.info.Feeds[i].Signal == name {
+			return &c.info.Feeds[i]
+		}
+	}
+	return nil
+}
+
 func (c *nodeChain) close() {
 	if c.faucet != nil {
 		c.faucet.stop()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -50,7 +51,8 @@ func tokenBalance(t *testing.T, c *chain.Client, token, who common.Address) *big
 // the chain; a -chain-id that is not the dev chain's is refused.
 func TestNodeOnTheDevChain(t *testing.T) {
 	o := testOptions(t)
-	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval = chainDev, 0, "127.0.0.1:0", 1e9
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll = chainDev, 0, "127.0.0.1:0", 1e9, 200*time.Millisecond
+	o.Demo = true // the demo trader moves the pool and its feed
 	tn := startNode(t, o, nil)
 	code, info := getChainInfo(t, tn)
 	if code != http.StatusOK || !info.Dev || info.ChainID != chain.DevChainID || info.RPC == "" || info.Pool == nil {
@@ -64,6 +66,14 @@ func TestNodeOnTheDevChain(t *testing.T) {
 	s := tn.signIn(t, nil)
 	if s.mirror.Account == nil || !common.IsHexAddress(s.mirror.Account.SessionKey) {
 		t.Fatalf("account %+v", s.mirror.Account)
+	}
+	// ETH/USD is the dev chain's price feed, read at each block, with its
+	// source: a new round every block, as the trader moves it.
+	f := s.until(t, "ETH/USD from the feed", func(f protocol.ServerFrame) bool {
+		return f.Type == protocol.TypeSignal && f.Name == "ETH/USD" && f.Source != nil
+	})
+	if len(info.Feeds) != 1 || f.Source.Feed != info.Feeds[0].Address || f.Source.Round == "" || f.Source.Block == 0 || f.Value < 2000 || f.Value > 3000 {
+		t.Fatalf("ETH/USD %v from %+v; the chain's feeds %+v", f.Value, f.Source, info.Feeds)
 	}
 	key := common.HexToAddress(s.mirror.Account.SessionKey)
 	cl := tn.n.chain.client
@@ -130,6 +140,15 @@ func TestNodeOnGeth(t *testing.T) {
 	wrong.ChainID = 1
 	if err := tryNode(t, wrong); !errors.Is(err, chain.ErrChainID) {
 		t.Fatalf("-chain-id 1 against geth --dev: err = %v", err)
+	}
+	// A feed whose decimals are not the deployment's is refused at start.
+	wrongFeed := info
+	wrongFeed.Feeds = []protocol.Feed{info.Feeds[0]}
+	wrongFeed.Feeds[0].Decimals = 18
+	b, _ = json.Marshal(wrongFeed)
+	os.WriteFile(file, b, 0o600)
+	if err := tryNode(t, o); err == nil || !strings.Contains(err.Error(), "answers with 8 decimals, the deployment says 18") {
+		t.Fatalf("a feed with other decimals: err = %v", err)
 	}
 	info.ChainID = 10
 	b, _ = json.Marshal(info)

@@ -45,6 +45,7 @@ type daemon struct {
 	mgr       *vault.Manager
 	hub       *hub.Hub
 	demo      *demoFeed
+	feeds     *feedWatcher
 	chain     *nodeChain
 	cluster   *clusterParts // nil: a single node
 	secret    []byte        // the cluster secret (-redis)

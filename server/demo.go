@@ -18,7 +18,9 @@ import (
 // new user sees triggers fire at once: random walks, and, on the dev
 // chain, ETH/USD as the dev pool's own price, which a demo trader moves
 // with a swap every tick (a trigger that fires swaps on the market it
-// watched).
+// watched). A signal the chain has a price feed for (fed) is not
+// published here: the trader moves that feed with the pool, and the feed
+// watcher publishes its rounds.
 type demoFeed struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -35,7 +37,7 @@ type market interface {
 	Step(ctx context.Context, price float64) error
 }
 
-func startDemo(bus hub.Bus, every time.Duration, clk clock.Clock, log zerolog.Logger, pool market) *demoFeed {
+func startDemo(bus hub.Bus, every time.Duration, clk clock.Clock, log zerolog.Logger, pool market, fed map[string]bool) *demoFeed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &demoFeed{cancel: cancel}
 	d.wg.Add(1)
@@ -67,6 +69,9 @@ func startDemo(bus hub.Bus, every time.Duration, clk clock.Clock, log zerolog.Lo
 						log.Warn().Err(err).Msg("demo trader: swap")
 					}
 				}
+				if fed[s.name] {
+					continue
+				}
 				if err := bus.Publish(ctx, hub.Signal{Name: s.name, Value: v, At: now}); err != nil && ctx.Err() == nil {
 					log.Warn().Err(err).Msg("demo feed publish")
 				}
@@ -81,6 +86,9 @@ func startDemo(bus hub.Bus, every time.Duration, clk clock.Clock, log zerolog.Lo
 	what := "random-walk ETH/USD, BTC/USD, SOL/USD"
 	if pool != nil {
 		what = "ETH/USD from the dev chain's pool (a demo trader swaps every tick), random-walk BTC/USD, SOL/USD"
+		if fed[chain.DemoPriceSignal] {
+			what = "ETH/USD from the dev chain's price feed (a demo trader moves it with the pool every tick), random-walk BTC/USD, SOL/USD"
+		}
 	}
 	log.Info().Str("every", every.String()).Msg("demo feed on: " + what + " (turn off with --demo=false)")
 	return d

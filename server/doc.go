@@ -16,6 +16,8 @@
 //   - signals.go: POST /v1/signals.
 //   - history.go: the signals' recent points, kept across restarts.
 //   - demo.go: the demo price feed.
+//   - feeds.go: the chain's price feeds, read at every block and published
+//     as signals with their source.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - debug.go: pprof and the node's own metrics on the debug listener.
 //   - daemon.go: the running node's state, its processors, logger and node

@@ -181,6 +181,13 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	}
 	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
 	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
+	fed := map[string]bool{}
+	if ch.client != nil && len(ch.info.Feeds) > 0 {
+		n.feeds = startFeeds(n.bus, ch.client, ch.info.Feeds, n.opts.ChainPoll, clk, n.log.With().Str("part", "feeds").Logger())
+		for _, f := range ch.info.Feeds {
+			fed[f.Signal] = true
+		}
+	}
 	if n.opts.Demo {
 		var pool market
 		if ch.dev != nil {
@@ -191,7 +198,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 				pool = t
 			}
 		}
-		n.demo = startDemo(n.bus, n.opts.DemoInterval, clk, n.log, pool)
+		n.demo = startDemo(n.bus, n.opts.DemoInterval, clk, n.log, pool, fed)
 	}
 	return nil
 }
@@ -308,6 +315,9 @@ func (n *daemon) serve(ctx context.Context) error {
 // giving up waiting on them when ctx ends (what they acknowledged is
 // durable; an unclosed file is recovered at the next start).
 func (n *daemon) stopParts(ctx context.Context) {
+	if n.feeds != nil {
+		n.feeds.stop()
+	}
 	if n.demo != nil {
 		n.demo.stop()
 	}

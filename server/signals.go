@@ -47,6 +47,12 @@ func (n *daemon) signalsHandler() http.Handler {
 			return
 		}
 		for _, s := range sigs {
+			if f := n.chain.feed(s.Name); f != nil {
+				n.httpError(w, r, http.StatusConflict, "signal_from_feed", fmt.Sprintf("signal %q is the chain's price feed %s, read at every block: a publisher cannot set it (nothing in this request was taken)", s.Name, f.Address))
+				return
+			}
+		}
+		for _, s := range sigs {
 			if err := n.bus.Publish(r.Context(), s); err != nil {
 				n.httpError(w, r, http.StatusServiceUnavailable, "unavailable", "signal bus: "+err.Error())
 				return

@@ -112,14 +112,16 @@ func TestAStolenNodeMovesNothingItsOwnerDidNotSign(t *testing.T) {
 	t.Run("geth", func(t *testing.T) { stolenNode(t, gethTheftChain(t)) })
 }
 
-// stolenNode: an owner makes three triggers, each with its own grant (a
-// swap, a transfer to a friend, a swap that expires at once), and the node
-// is stolen: its data directory with its key-encryption key. The thief
-// unseals the vault's session key and tries every redemption it can build
-// with the grants it finds: a transfer to itself, the swap paid to itself,
-// the swap at minimum output 0, a call of the batch alone, one trigger's
-// delegation for another's calls, a grant past its expiry, more fires than
-// signed, and a grant the owner disabled on-chain. Each reverts on-chain;
+// stolenNode: an owner makes four triggers, each with its own grant (a
+// swap, a transfer to a friend, a swap when the chain's price feed falls
+// below 2,000, a swap that expires at once), and the node is stolen: its
+// data directory with its key-encryption key. The thief unseals the
+// vault's session key and tries every redemption it can build with the
+// grants it finds: a transfer to itself, the swap paid to itself, the swap
+// at minimum output 0, a call of the batch alone, one trigger's delegation
+// for another's calls, the dip's swap before the feed crossed, a grant
+// past its expiry, more fires than signed, and a grant the owner disabled
+// on-chain. Each reverts on-chain;
 // the one thing that goes through is the owner's own swap as signed, paid
 // to the owner, once.
 func stolenNode(t *testing.T, c *theftChain) {
@@ -145,10 +147,13 @@ func stolenNode(t *testing.T, c *theftChain) {
 	}
 	dom := delegation.Domain{ChainID: c.info.ChainID, Manager: common.HexToAddress(c.info.DelegationManager)}
 	never := 1.0
-	withGrant := func(name string, action protocol.Action, expires time.Time) string {
+	withGrant := func(name string, action protocol.Action, expires time.Time, cond ...protocol.Condition) string {
 		t.Helper()
 		spec := protocol.TriggerSpec{Name: name, Condition: protocol.Condition{Signal: "NEVER", Op: protocol.OpBelow, Threshold: &never},
 			Action: action, MaxFires: 1, ExpiresAt: expires.UnixMilli()}
+		if len(cond) > 0 {
+			spec.Condition = cond[0]
+		}
 		ack, err := s.cmd(t, protocol.OpTriggerGrant, spec)
 		if err != nil {
 			t.Fatalf("trigger.grant %s: %v", name, err)
@@ -167,6 +172,9 @@ func stolenNode(t *testing.T, c *theftChain) {
 	params := func(x any) json.RawMessage { b, _ := json.Marshal(x); return b }
 	swapID := withGrant("swap", protocol.Action{Kind: "swap", Params: params(protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "100", MinOut: "0.03"})}, time.Now().Add(time.Hour))
 	payID := withGrant("pay a friend", protocol.Action{Kind: "transfer", Params: params(protocol.TransferParams{Token: "dUSD", To: friend.Hex(), Amount: "1"})}, time.Now().Add(time.Hour))
+	dip := 2000.0
+	dipID := withGrant("buy the dip", protocol.Action{Kind: "swap", Params: params(protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "100", MinOut: "0.045"})},
+		time.Now().Add(time.Hour), protocol.Condition{Signal: c.info.Feeds[0].Signal, Op: protocol.OpBelow, Threshold: &dip})
 	soonID := withGrant("soon over", protocol.Action{Kind: "swap", Params: params(protocol.SwapParams{Sell: "dUSD", Buy: "dETH", Amount: "50", MinOut: "0.01"})}, time.Now().Add(3*time.Second))
 
 	// The theft: the node stops, and its disk and key are the thief's.
@@ -214,8 +222,8 @@ func stolenNode(t *testing.T, c *theftChain) {
 		stolen[trigger] = ds[0]
 	}
 	conn.Close()
-	if len(stolen) != 3 || len(grants) != 3 {
-		t.Fatalf("the vault holds %d grants, want the 3 triggers' own", len(grants))
+	if len(stolen) != 4 || len(grants) != 4 {
+		t.Fatalf("the vault holds %d grants, want the 4 triggers' own", len(grants))
 	}
 
 	thiefAddr := crypto.PubkeyToAddress(thief.PublicKey)
@@ -285,6 +293,16 @@ func stolenNode(t *testing.T, c *theftChain) {
 		if ok, reason := redeem(a.d, a.mode, a.calldata); ok || !strings.Contains(reason, a.reason) {
 			t.Errorf("%s: went through %v, reason %q (want a revert with %q)", a.what, ok, reason, a.reason)
 		}
+	}
+	// Before the feed crossed the trigger's threshold, its own grant's
+	// calls revert: the chain reads the feed (set fresh, at 2,500, first).
+	feed := common.HexToAddress(c.info.Feeds[0].Address)
+	fresh, _ := contracts.MustGet(contracts.MockV3Aggregator).ABI.Pack("updateAnswer", big.NewInt(2500e8))
+	if !sendAndWait(t, c.rpc, owner.Key, feed, fresh, 0) {
+		t.Fatal("could not set the feed")
+	}
+	if ok, reason := redeem(stolen[dipID], delegation.BatchMode, batch(pinned(dipID))); ok || !strings.Contains(reason, "FeedConditionEnforcer:condition-not-met") {
+		t.Errorf("the dip's swap before the feed crossed: went through %v, %q", ok, reason)
 	}
 	// Past its expiry, the grant's own calls revert.
 	soon := pinned(soonID)
@@ -365,8 +383,8 @@ func waitChainTime(t *testing.T, c *theftChain, end uint64) {
 }
 
 // sendAndWait signs and sends a call from key with a fixed gas limit (so a
-// call that would revert is mined and reverts) and waits for its receipt;
-// it reports whether it succeeded.
+// call that would revert is mined and reverts; 0: estimated) and waits for
+// its receipt; it reports whether it succeeded.
 func sendAndWait(t *testing.T, rpc *ethclient.Client, key *ecdsa.PrivateKey, to common.Address, data []byte, gas uint64) bool {
 	return sendValue(t, rpc, key, to, nil, data, gas)
 }
@@ -387,6 +405,13 @@ func sendValue(t *testing.T, rpc *ethclient.Client, key *ecdsa.PrivateKey, to co
 	head, err := rpc.HeaderByNumber(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if gas == 0 {
+		g, err := rpc.EstimateGas(ctx, ethereum.CallMsg{From: from, To: &to, Value: value, Data: data})
+		if err != nil {
+			t.Fatalf("estimate: %v", err)
+		}
+		gas = g + g/4
 	}
 	tip := big.NewInt(1e9)
 	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(id), &types.DynamicFeeTx{ChainID: id, Nonce: nonce, GasTipCap: tip,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/math"
@@ -48,7 +49,48 @@ func TriggerRules(c *protocol.ChainInfo, owner common.Address, spec protocol.Tri
 		}
 		sp.fill(act, sp.minOut, end)
 	}
-	return delegation.Rules{Batch: act.batch(), MaxCalls: uint64(spec.MaxFires), NotAfter: end}, nil
+	feed, err := feedCondition(c, spec.Condition)
+	if err != nil {
+		return delegation.Rules{}, err
+	}
+	return delegation.Rules{Batch: act.batch(), MaxCalls: uint64(spec.MaxFires), NotAfter: end, Feed: feed}, nil
+}
+
+// feedCondition is the on-chain form of a trigger's condition when it is
+// one threshold on a signal the chain has a price feed for (nil
+// otherwise: the condition is the node's to evaluate alone). The threshold
+// is written in the feed's decimals, rounded so that the chain's check is
+// never looser than the trigger's: up for below, down for above.
+func feedCondition(c *protocol.ChainInfo, cond protocol.Condition) (*delegation.FeedCondition, error) {
+	if cond.Signal == "" || cond.Threshold == nil {
+		return nil, nil
+	}
+	var f *protocol.Feed
+	for i := range c.Feeds {
+		if c.Feeds[i].Signal == cond.Signal {
+			f = &c.Feeds[i]
+		}
+	}
+	if f == nil {
+		return nil, nil
+	}
+	if *cond.Threshold <= 0 {
+		return nil, invalidAction("%s is a price feed, whose answers are positive: a threshold of %v can never be checked on-chain", cond.Signal, *cond.Threshold)
+	}
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(*cond.Threshold, 'f', -1, 64))
+	if !ok {
+		return nil, invalidAction("threshold %v is not a number", *cond.Threshold)
+	}
+	r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Decimals)), nil)))
+	t := new(big.Int).Quo(r.Num(), r.Denom()) // toward zero: down, for a positive threshold
+	above := cond.Op == protocol.OpAbove
+	if !above && !r.IsInt() {
+		t.Add(t, big.NewInt(1))
+	}
+	if t.BitLen() > 255 {
+		return nil, invalidAction("threshold %v is beyond what %s's feed can answer", *cond.Threshold, cond.Signal)
+	}
+	return &delegation.FeedCondition{Feed: common.HexToAddress(f.Address), Above: above, Threshold: t, MaxAge: f.MaxAge}, nil
 }
 
 // UnsignedTriggerGrant is trigger.grant: the delegation from owner to
@@ -123,6 +165,13 @@ func KeepsGrant(c *protocol.ChainInfo, owner common.Address, rules delegation.Ru
 	return rulesDiff(rules, want), nil
 }
 
+func opName(above bool) string {
+	if above {
+		return "above"
+	}
+	return "below"
+}
+
 // rulesDiff names the first way got differs from want ("" if none).
 func rulesDiff(got, want delegation.Rules) string {
 	switch {
@@ -130,6 +179,14 @@ func rulesDiff(got, want delegation.Rules) string {
 		return fmt.Sprintf("it allows %d redemptions, the trigger fires at most %d times", got.MaxCalls, want.MaxCalls)
 	case got.NotAfter != want.NotAfter || got.NotBefore != want.NotBefore:
 		return fmt.Sprintf("it is valid from %d before %d (unix seconds), the trigger expires at %d", got.NotBefore, got.NotAfter, want.NotAfter)
+	case (got.Feed == nil) != (want.Feed == nil):
+		if want.Feed == nil {
+			return "it checks a price feed the trigger's condition does not name"
+		}
+		return "it does not check the price feed the trigger's condition names"
+	case got.Feed != nil && (got.Feed.Feed != want.Feed.Feed || got.Feed.Above != want.Feed.Above || got.Feed.Threshold.Cmp(want.Feed.Threshold) != 0 || got.Feed.MaxAge != want.Feed.MaxAge):
+		return fmt.Sprintf("its price condition (feed %s, %s %s, at most %d s old) is not the trigger's (feed %s, %s %s, at most %d s old)",
+			got.Feed.Feed.Hex(), opName(got.Feed.Above), got.Feed.Threshold, got.Feed.MaxAge, want.Feed.Feed.Hex(), opName(want.Feed.Above), want.Feed.Threshold, want.Feed.MaxAge)
 	}
 	a, _ := json.Marshal(got.View().Batch)
 	b, _ := json.Marshal(want.View().Batch)

@@ -1056,10 +1056,28 @@ function triggerBatch(action, owner, end) {
   return [[p.target, BigInt(p.value || "0"), p.data || "0x"]];
 }
 
+// feedCaveat is the on-chain form of a trigger's condition when it is one
+// threshold on a signal the chain has a price feed for (null otherwise):
+// the threshold in the feed's decimals, rounded up for below, down for
+// above, as the vault writes it.
+function feedCaveat(cond) {
+  const f = (S.chain.feeds || []).find((x) => x.signal === cond.signal);
+  if (!f || cond.threshold === undefined) return null;
+  const text = String(cond.threshold);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(cond.threshold > 0)) throw new Error(`${cond.signal} is a price feed: its threshold must be a positive decimal number`);
+  const [whole, frac = ""] = text.split(".");
+  const above = cond.op === "above";
+  let t = BigInt(whole + frac.slice(0, f.decimals).padEnd(f.decimals, "0"));
+  if (!above && /[1-9]/.test(frac.slice(f.decimals))) t += 1n;
+  return { enforcer: S.chain.enforcers.FeedConditionEnforcer,
+    terms: ethers.AbiCoder.defaultAbiCoder().encode(["address", "bool", "int256", "uint256"], [f.address, above, t, f.maxAge]) };
+}
+
 // signTriggerGrant signs, as the owner, the delegation a trigger spec's own
 // grant is: exactly its calls (ExactExecutionBatch), its fires
-// (LimitedCalls) and its expiry (Timestamp), built here from the spec
-// rather than taken from the node.
+// (LimitedCalls), its expiry (Timestamp) and, for a threshold on a price
+// feed, that condition checked on-chain (FeedCondition), built here from
+// the spec rather than taken from the node.
 async function signTriggerGrant(spec) {
   const c = S.chain;
   const owner = ethers.getAddress(S.session.vault);
@@ -1068,7 +1086,8 @@ async function signTriggerGrant(spec) {
   const d = { delegate: S.account.sessionKey, delegator: owner, authority: "0x" + "f".repeat(64),
     caveats: [{ enforcer: c.enforcers.ExactExecutionBatchEnforcer, terms: batch },
       { enforcer: c.enforcers.LimitedCallsEnforcer, terms: pad32(spec.maxFires) },
-      { enforcer: c.enforcers.TimestampEnforcer, terms: ethers.concat([pad16(0), pad16(end)]) }],
+      { enforcer: c.enforcers.TimestampEnforcer, terms: ethers.concat([pad16(0), pad16(end)]) },
+      feedCaveat(spec.condition)].filter(Boolean),
     salt: "0x" + BigInt(ethers.hexlify(ethers.randomBytes(16))).toString(16) };
   const domain = { name: "DelegationManager", version: "1", chainId: c.chainId, verifyingContract: c.delegationManager };
   let signature;
