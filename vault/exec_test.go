@@ -43,6 +43,13 @@ func newChainEnv(t *testing.T) *chainEnv { return newChainEnvWith(t, nil) }
 // and the env changed by set.
 func newChainEnvWith(t *testing.T, wrap func(exec.Chain) exec.Chain, set ...func(*env)) *chainEnv {
 	t.Helper()
+	return newChainEnvPrepared(t, wrap, nil, set...)
+}
+
+// newChainEnvPrepared is newChainEnvWith with prepare run on the chain,
+// and the chain's description the vaults will use, before they start.
+func newChainEnvPrepared(t *testing.T, wrap func(exec.Chain) exec.Chain, prepare func(*chain.Dev, *protocol.ChainInfo), set ...func(*env)) *chainEnv {
+	t.Helper()
 	d, err := chain.StartDev(context.Background(), chain.DevConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +70,9 @@ func newChainEnvWith(t *testing.T, wrap func(exec.Chain) exec.Chain, set ...func
 			}
 		}
 	}()
+	if prepare != nil {
+		prepare(d, &ce.info)
+	}
 	ce.env = newEnvWith(t, func(e *env) {
 		e.clock = clock.NewFake(time.Now())
 		e.chain, e.client = &ce.info, d.Client()
