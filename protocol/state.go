@@ -26,7 +26,7 @@ type Account struct {
 // Grant statuses.
 const (
 	GrantActive  = "active"
-	GrantRevoked = "revoked" // by the owner, in the vault
+	GrantRevoked = "revoked" // by the owner, in the vault or on-chain (DisabledDelegation)
 )
 
 // Grant is a set of delegations the owner signed to the vault's session

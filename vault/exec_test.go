@@ -687,16 +687,38 @@ func TestPortfolioFollowsTheChain(t *testing.T) {
 
 // TestDisabledOnChain: a delegation its owner disabled on-chain
 // (DelegationManager.disableDelegation, the owner's own transaction) is
-// refused by the chain when the vault simulates the intent, and the
-// intent fails naming the manager's error; nothing is sent.
+// mirrored in the vault from the manager's event: its grant shows revoked,
+// and the next firing is refused by the vault; nothing is sent.
 func TestDisabledOnChain(t *testing.T) {
 	ce := newChainEnv(t)
 	ctx := context.Background()
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
 	ce.payTrigger(t, u, "1")
+	c := ce.d.Client()
+	ce.disable(t, u, ce.granted[0])
+	// The vault hears of it from the manager's event and revokes the
+	// grant within a block or two; the dashboard sees the diff.
+	waitFor(t, "the grant revoked in the vault", func() bool {
+		gs := u.state(t).Grants
+		return len(gs) == 1 && gs[0].Status == protocol.GrantRevoked
+	})
+	ce.cross(t, u)
+	in := waitIntent(t, u)
+	if in.Status != protocol.IntentRefused || !strings.Contains(in.Detail, "no active grant") {
+		t.Fatalf("after disabling on-chain: %s %q", in.Status, in.Detail)
+	}
+	if n, _ := c.NonceAt(ctx, key, nil); n != 0 {
+		t.Fatal("a transaction was sent for a disabled delegation")
+	}
+}
+
+// disable sends the owner's DelegationManager.disableDelegation of d and
+// waits until it is mined.
+func (ce *chainEnv) disable(t *testing.T, u *user, d delegation.Delegation) {
+	t.Helper()
+	ctx := context.Background()
 	mgr := common.HexToAddress(ce.info.DelegationManager)
-	d := ce.granted[0]
 	type abiCaveat struct {
 		Enforcer common.Address
 		Terms    []byte
@@ -728,15 +750,34 @@ func TestDisabledOnChain(t *testing.T) {
 	if r, err := chain.WaitMined(ctx, c, tx.Hash(), 50*time.Millisecond); err != nil || r.Status != 1 {
 		t.Fatalf("disableDelegation: %v", err)
 	}
+}
+
+// TestDisabledWhileTheVaultMissedIt: a delegation disabled on-chain in
+// blocks the vault's watcher never read (a node down for longer than it
+// reads back) is still refused by the chain when the intent is simulated,
+// naming the manager's error; nothing is sent.
+func TestDisabledWhileTheVaultMissedIt(t *testing.T) {
+	var blind *noLogs
+	ce := newChainEnvWith(t, func(c exec.Chain) exec.Chain { blind = &noLogs{Chain: c}; return blind })
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	ce.payTrigger(t, u, "1")
+	ce.disable(t, u, ce.granted[0])
 	ce.cross(t, u)
 	in := waitIntent(t, u)
 	if in.Status != protocol.IntentFailed || !strings.Contains(in.Detail, "CannotUseADisabledDelegation") {
 		t.Fatalf("after disabling on-chain: %s %q", in.Status, in.Detail)
 	}
-	if n, _ := c.NonceAt(ctx, key, nil); n != 0 {
+	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 0 {
 		t.Fatal("a transaction was sent for a disabled delegation")
 	}
 }
+
+// noLogs is a chain whose logs the watcher never sees.
+type noLogs struct{ exec.Chain }
+
+func (noLogs) FilterLogs(context.Context, ethereum.FilterQuery) ([]types.Log, error) { return nil, nil }
 
 // TestContractAccountSignsIn: an owner that is a contract account signs
 // in: before it is deployed with an ERC-6492 signature (its factory and

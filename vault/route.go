@@ -58,6 +58,13 @@ func (m *Manager) fireAlarm(id string) {
 func (m *Manager) postExec(id string, r *exec.Result) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if r.Kind == exec.DelegationDisabled {
+		// Any address may disable its delegations: only a vault this node
+		// holds hears of it.
+		if p := m.placeOf(id).place; p != held && p != unread {
+			return
+		}
+	}
 	m.postLocked(id, actor.Event{Exec: r, Received: time.Now()})
 }
 

@@ -31,12 +31,13 @@ type Kind uint8
 
 // The kinds of results.
 const (
-	ResumeIntents Kind = iota // the vault should carry on its open intents (after a start)
-	RetryStep                 // an intent's step is due again
-	PrepareDone               // the chain's answers for signing (or why not)
-	SendDone                  // the chain's node took the transaction (or not)
-	ReceiptSeen               // the head, and the receipt of a transaction followed (nil: in no block)
-	PortfolioRead             // the vault's balances, to show
+	ResumeIntents      Kind = iota // the vault should carry on its open intents (after a start)
+	RetryStep                      // an intent's step is due again
+	PrepareDone                    // the chain's answers for signing (or why not)
+	SendDone                       // the chain's node took the transaction (or not)
+	ReceiptSeen                    // the head, and the receipt of a transaction followed (nil: in no block)
+	PortfolioRead                  // the vault's balances, to show
+	DelegationDisabled             // the owner disabled a delegation on-chain (Hash: its hash; Head: the block)
 )
 
 // Result is one chain result for one vault.
@@ -240,9 +241,45 @@ func (x *Executor) watch(ctx context.Context) {
 		if head == last {
 			continue
 		}
+		from := head
+		if last != 0 && head > last && head-last <= maxLogBlocks {
+			from = last + 1
+		}
 		last = head
+		x.disabled(ctx, from, head)
 		x.portfolios(ctx, head)
 		x.receipts(ctx, head)
+	}
+}
+
+// maxLogBlocks bounds the blocks one read of the manager's events spans;
+// after a longer gap only the newest block is read (a delegation disabled
+// in the gap is refused by the chain at the next simulation).
+const maxLogBlocks = 1000
+
+var disabledEvent = contracts.MustGet(contracts.DelegationManager).ABI.Events["DisabledDelegation"]
+
+// disabled reads the DelegationManager's DisabledDelegation events of
+// blocks from..to and tells each delegator's vault: it stops using that
+// delegation at once.
+func (x *Executor) disabled(ctx context.Context, from, to uint64) {
+	if x.cfg.Info == nil || !common.IsHexAddress(x.cfg.Info.DelegationManager) {
+		return
+	}
+	logs, err := x.cfg.Chain.FilterLogs(ctx, ethereum.FilterQuery{FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
+		Addresses: []common.Address{common.HexToAddress(x.cfg.Info.DelegationManager)}, Topics: [][]common.Hash{{disabledEvent.ID}}})
+	if err != nil {
+		if ctx.Err() == nil {
+			x.cfg.Logger.Warn().Err(err).Uint64("from", from).Uint64("to", to).Msg("chain watcher: read the disabled delegations")
+		}
+		return
+	}
+	for _, l := range logs {
+		if len(l.Topics) < 3 || l.Removed {
+			continue
+		}
+		delegator := common.BytesToAddress(l.Topics[2].Bytes())
+		x.cfg.Post(strings.ToLower(delegator.Hex()), &Result{Kind: DelegationDisabled, Hash: l.Topics[1], Head: l.BlockNumber})
 	}
 }
 

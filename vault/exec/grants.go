@@ -10,6 +10,7 @@ import (
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Grants: delegations the owner signed to the vault's session key. The
@@ -137,4 +138,37 @@ func FromPermissionContext(a *protocol.GrantArgs) error {
 	}
 	a.Delegations, a.PermissionContext = []json.RawMessage{raw}, ""
 	return nil
+}
+
+// onDisabled takes a delegation its owner disabled on-chain
+// (DelegationManager.disableDelegation): the grant that holds it is
+// revoked in the vault at once, so no intent tries it again.
+func (r *Runner) onDisabled(res *Result) {
+	conn := r.v.Conn()
+	id, ok, err := store.GrantOfDelegation(conn, res.Hash.Hex())
+	if err != nil {
+		r.v.Fault("find the grant of a disabled delegation", err)
+		return
+	}
+	if !ok {
+		return // not one this vault was granted
+	}
+	gs, err := store.LoadGrants(conn, id)
+	if err != nil || len(gs) == 0 || gs[0].Status == protocol.GrantRevoked {
+		if err != nil {
+			r.v.Fault("read the grant of a disabled delegation", err)
+		}
+		return
+	}
+	g := gs[0]
+	if !r.write("revoke grant "+g.ID, func(t *store.Tx) error {
+		g.Status, g.RevokedAt = protocol.GrantRevoked, t.Now.UnixMilli()
+		if err := store.RevokeGrant(conn, g); err != nil {
+			return err
+		}
+		return t.Put(protocol.KindGrant, g.ID, g)
+	}) {
+		return
+	}
+	r.log.Info().Str("grant", g.ID).Str("delegation", res.Hash.Hex()).Uint64("block", res.Head).Msg("grant revoked: its owner disabled a delegation of it on-chain")
 }

@@ -62,6 +62,10 @@ func (r *Runner) On(res *Result) {
 	if !r.executes() || res.Kind == ResumeIntents {
 		return // (opening the vault resumed its intents)
 	}
+	if res.Kind == DelegationDisabled {
+		r.onDisabled(res)
+		return
+	}
 	in, ok, err := store.LoadIntent(r.v.Conn(), res.Intent)
 	if err != nil {
 		r.v.Fault("read intent "+res.Intent, err)

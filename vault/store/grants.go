@@ -35,6 +35,16 @@ func DelegationGranted(conn *sqlite.Conn, hash string) (bool, error) {
 	return exists(conn, `SELECT 1 FROM grant_delegations WHERE hash = ?;`, hash)
 }
 
+// GrantOfDelegation returns the id of the grant that holds the delegation
+// hash (ok false: none).
+func GrantOfDelegation(conn *sqlite.Conn, hash string) (id string, ok bool, err error) {
+	err = each(conn, `SELECT grant_id FROM grant_delegations WHERE hash = ? COLLATE NOCASE;`, func(s *sqlite.Stmt) error {
+		id, ok = s.ColumnText(0), true
+		return nil
+	}, hash)
+	return
+}
+
 // RevokeGrant records g's revocation (its status and time).
 func RevokeGrant(conn *sqlite.Conn, g protocol.Grant) error {
 	return exec(conn, `UPDATE grants SET status = ?, revoked_at = ? WHERE id = ?;`, g.Status, g.RevokedAt, g.ID)
