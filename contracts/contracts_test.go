@@ -2,6 +2,8 @@ package contracts
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -55,6 +57,25 @@ func TestDemoRouterHasTheV2RouterSelectors(t *testing.T) {
 	} {
 		if got := fmt.Sprintf("%x", abi.Methods[method].ID); got != sel {
 			t.Errorf("%s: selector %s, want %s", method, got, sel)
+		}
+	}
+}
+
+// TestProtocolNamesTheSelectors: the selectors PROTOCOL.md gives for the
+// calls the vault makes are those of the contracts' ABIs.
+func TestProtocolNamesTheSelectors(t *testing.T) {
+	doc, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ contract, method string }{
+		{DemoToken, "transfer"}, {DemoToken, "approve"},
+		{DemoRouter, "swapExactTokensForTokens"}, {DemoRouter, "getAmountsOut"},
+		{MockV3Aggregator, "latestRoundData"}, {MockV3Aggregator, "decimals"},
+	} {
+		sel := fmt.Sprintf("`0x%x`", MustGet(c.contract).ABI.Methods[c.method].ID)
+		if !strings.Contains(string(doc), sel) {
+			t.Errorf("PROTOCOL.md does not give %s.%s's selector %s", c.contract, c.method, sel)
 		}
 	}
 }
