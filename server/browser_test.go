@@ -413,3 +413,54 @@ func TestDashboardWalletGrant(t *testing.T) {
 		t.Fatalf("the ERC-7715 grant shows as %q", g)
 	}
 }
+
+// TestDashboardFormSaysWhatIsWrong: on the dev chain, the trigger form
+// shows a swap's quote and the least it signs for before Create; after
+// editing a notify trigger and cancelling, the swap's own fields are back;
+// a threshold a price feed can never show, a threshold beyond any price
+// and an amount beyond the account's are refused in the form, in the
+// token's own units, and Create says it saved nothing; after sign-out the
+// old vault's grants are gone and the grant button says to sign in.
+func TestDashboardFormSaysWhatIsWrong(t *testing.T) {
+	ctx := browser(t)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll = chainDev, 0, "", time.Second, 200*time.Millisecond
+	tn := startNode(t, o, nil)
+	if err := tn.n.chain.dev.SetFeed(context.Background(), "ETH/USD", 2600); err != nil {
+		t.Fatal(err)
+	}
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nform %q\npending %q", what, err, text(t, ctx, `#create`), text(t, ctx, `#cmd-error`))
+		}
+	}
+	step("sign in and be funded", chromedp.Navigate("http://"+tn.addr+"/"), chromedp.WaitVisible(`#btn-burner:not([disabled])`),
+		chromedp.Click(`#btn-burner`), chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "25,000 dUSD")]`))
+	step("the quote", chromedp.WaitVisible(`#p-amount`), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.SendKeys(`#p-amount`, "0"),
+		chromedp.WaitVisible(`//p[@id="quote" and contains(., "At the price now") and contains(., "price impact") and contains(., "You sign for at least")]`))
+	step("a notify trigger, edited, then cancelled", chromedp.SetValue(`#f-action`, "notify"), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`),
+		chromedp.Click(`#triggers tbody tr button.secondary`), chromedp.WaitVisible(`#btn-cancel-edit`),
+		chromedp.Click(`#btn-cancel-edit`), chromedp.WaitVisible(`#p-amount`))
+	for _, c := range []struct{ what, threshold, amount, says string }{
+		{"a threshold below 0 on a feed", "-5", "250", "its threshold must be above 0"},
+		{"a threshold beyond any price", "1e300", "250", "must be below"},
+		{"more than the account holds", "2500", "1000000000", "your account holds 25,000 dUSD"},
+	} {
+		step(c.what, chromedp.SetValue(`#create input[name=threshold]`, c.threshold), chromedp.SetValue(`#p-amount`, c.amount),
+			chromedp.Click(`#btn-create`),
+			chromedp.WaitVisible(`//form[@id="create"]//p[contains(@class,"msg") and contains(., "`+c.says+`")]`),
+			chromedp.WaitVisible(`//*[@id="cmd-error" and contains(., "was not saved")]`))
+	}
+	if n := text(t, ctx, `#triggers tbody`); strings.Count(n, "\n") > 1 {
+		t.Fatalf("a refused form saved a trigger: %q", n)
+	}
+	step("sign out", chromedp.Click(`#btn-signout`), chromedp.WaitVisible(`#btn-burner`))
+	if g := text(t, ctx, `#grants`); g != "" {
+		t.Fatalf("after sign-out the old vault's grants still show: %q", g)
+	}
+}

@@ -268,7 +268,17 @@ function onError(f) {
 function signedOut(why, fine) {
   S.session = null;
   S.portfolio = null;
+  // Nothing of the vault stays on the page: its triggers (and their
+  // threshold lines), grants, activity and key.
+  S.triggers = new Map();
+  S.grants = new Map();
+  S.intents = [];
+  S.evaluations = [];
+  S.account = null;
+  S.editing = null;
   renderPortfolio();
+  renderGrants();
+  renderSignals();
   S.outbox = [];
   saveSession();
   saveOutbox();
@@ -817,7 +827,10 @@ function readLeaf(kind, prefix, errs, warns) {
     if (!v("signal")) errs[prefix + "signal"] = "choose a signal (none has been published yet)";
     if (raw === "") errs[prefix + "threshold"] = "enter the threshold the signal must cross";
     else if (!Number.isFinite(th)) errs[prefix + "threshold"] = "the threshold must be a number";
-    else {
+    else if (Math.abs(th) >= 1e15) errs[prefix + "threshold"] = "the threshold must be below 1,000,000,000,000,000 in size";
+    else if (th <= 0 && (S.chain?.feeds || []).some((f) => f.signal === v("signal"))) {
+      errs[prefix + "threshold"] = `${v("signal")} is a price feed: its threshold must be above 0`;
+    } else {
       const pts = S.signals.get(v("signal")) || [];
       const now = pts.length ? pts[pts.length - 1].value : null;
       if (now !== null && now > 0 && (th <= 0 || th > now * 10 || th < now / 10)) {
@@ -884,6 +897,7 @@ function resetForm() {
   S.editing = null;
   const signal = form.querySelector("select[data-role=signal]")?.value;
   form.reset();
+  renderParams();
   $("#part-list").replaceChildren();
   $("#form-title").textContent = "New trigger";
   $("#btn-cancel-edit").classList.add("hidden");
@@ -939,9 +953,13 @@ function editTrigger(id) {
 
 form.onsubmit = async (e) => {
   e.preventDefault();
-  const spec = readSpec();
-  if (!spec) return;
   const err = $("#cmd-error");
+  const spec = readSpec();
+  if (!spec) {
+    err.textContent = "The trigger was not saved: the form shows what to change.";
+    return;
+  }
+  err.textContent = "";
   if (S.chain && spec.action.kind !== "notify") {
     // A trigger that moves value carries its own grant: the owner signs
     // exactly what it may do on-chain.
@@ -1148,7 +1166,44 @@ function renderParams(p) {
       paramField("Calldata", input("data", p.data || "0x", { spellcheck: "false" })),
       paramField("Value", input("value", p.value || "0", { inputmode: "numeric" }), "wei")];
   }
-  box.replaceChildren(...fields, el("p", { class: "msg", "data-for": "params" }));
+  box.replaceChildren(...fields, el("p", { class: "hint", id: "quote" }), el("p", { class: "msg", "data-for": "params" }));
+  if (kind === "swap") quoteSoon();
+}
+
+// The swap's quote, shown before Create: what the amount buys at the
+// router's price now, the least the owner signs for, and the price impact
+// of the amount (its price against that of a thousandth of it, so the
+// pool's fee cancels out).
+const ROUTER_QUOTE = new ethers.Interface(["function getAmountsOut(uint256,address[]) view returns (uint256[])"]);
+let quoteTimer, quoteSeq = 0;
+function quoteSoon() {
+  clearTimeout(quoteTimer);
+  quoteTimer = setTimeout(renderQuote, 250);
+}
+async function renderQuote() {
+  const q = $("#quote");
+  if (!q || !S.chain?.router || F("action").value !== "swap") return;
+  const seq = ++quoteSeq;
+  const v = (n) => (form.elements["p-" + n] || {}).value?.trim() ?? "";
+  const sell = S.chain.tokens.find((t) => t.symbol === v("sell")), buy = S.chain.tokens.find((t) => t.symbol === v("buy"));
+  if (!sell || !buy || sell === buy || !/^\d+(\.\d{1,18})?$/.test(v("amount")) || !(Number(v("amount")) > 0)) { q.textContent = ""; return; }
+  try {
+    const amount = ethers.parseUnits(v("amount"), sell.decimals);
+    const small = amount / 1000n > 0n ? amount / 1000n : 1n;
+    const p = chainProvider();
+    const ask = async (n) => ROUTER_QUOTE.decodeFunctionResult("getAmountsOut",
+      await p.call({ to: S.chain.router, data: ROUTER_QUOTE.encodeFunctionData("getAmountsOut", [n, [sell.address, buy.address]]) }))[0][1];
+    const [out, outSmall] = await Promise.all([ask(amount), ask(small)]);
+    if (seq !== quoteSeq) return;
+    const got = Number(ethers.formatUnits(out, buy.decimals));
+    const rate = Number(out) / Number(amount), rateSmall = Number(outSmall) / Number(small);
+    const impact = Math.max(0, (1 - rate / rateSmall) * 100);
+    const min = swapMinOut({ sell: v("sell"), buy: v("buy"), amount: v("amount"), slippageBps: Math.round(Number(v("slippage")) * 100) });
+    q.textContent = `At the price now: about ${fmtNum(got)} ${buy.symbol} (price impact ${impact < 0.01 ? "under 0.01" : impact.toFixed(2)} %). ` +
+      (min !== null ? `You sign for at least ${fmtNum(Number(min))} ${buy.symbol}, checked on-chain; less, and the swap reverts.` : "");
+  } catch (e) {
+    if (seq === quoteSeq) q.textContent = "No quote from the router: " + (e.shortMessage || e.message);
+  }
 }
 
 // readParams reads the action's parameters, or records what is wrong.
@@ -1156,9 +1211,19 @@ function readParams(kind, errs) {
   if (!S.chain || kind === "notify") return undefined;
   const v = (n) => (form.elements["p-" + n] || {}).value?.trim() ?? "";
   const amountOK = (a) => /^\d+(\.\d{1,18})?$/.test(a) && Number(a) > 0;
+  const held = (sym) => {
+    const t = S.chain.tokens.find((x) => x.symbol === sym);
+    const raw = sym === "native" ? S.portfolio?.account?.native : S.portfolio?.account?.tokens?.[sym];
+    return t || sym === "native" ? (raw === undefined ? null : Number(ethers.formatUnits(raw, t ? t.decimals : 18))) : null;
+  };
+  const tooMuch = (sym, amount) => {
+    const h = held(sym);
+    return h !== null && Number(amount) > h ? `your account holds ${fmtNum(h)} ${sym === "native" ? "ETH" : sym}; this would need ${fmtNum(Number(amount))}` : "";
+  };
   if (kind === "swap") {
     const slippage = Number(v("slippage"));
     if (!amountOK(v("amount"))) errs.params = "the amount is a positive number";
+    else if (tooMuch(v("sell"), v("amount"))) errs.params = tooMuch(v("sell"), v("amount"));
     else if (v("sell") === v("buy")) errs.params = "sell one token for the other";
     else if (!(slippage > 0 && slippage <= 50)) errs.params = "slippage is more than 0 and at most 50 %";
     const out = { sell: v("sell"), buy: v("buy"), amount: v("amount"), slippageBps: Math.round(slippage * 100) };
@@ -1172,6 +1237,7 @@ function readParams(kind, errs) {
   if (kind === "transfer") {
     if (!ethers.isAddress(v("to"))) errs.params = "send to an address (0x and 40 hex digits)";
     else if (!amountOK(v("amount"))) errs.params = "the amount is a positive number";
+    else if (tooMuch(v("token"), v("amount"))) errs.params = tooMuch(v("token"), v("amount"));
     return { token: v("token"), to: v("to"), amount: v("amount") };
   }
   if (!ethers.isAddress(v("target"))) errs.params = "call an address (0x and 40 hex digits)";
@@ -1210,6 +1276,7 @@ function chainProvider() {
 async function setUpAndGrant() {
   const msg = $("#grant-msg");
   const btn = $("#btn-grant");
+  if (!S.session) { msg.className = "msg error"; msg.textContent = "Sign in first."; return; }
   btn.disabled = true;
   msg.className = "msg";
   try {
@@ -1265,6 +1332,7 @@ async function grantDefaults(owner, sign) {
 async function walletGrant() {
   const msg = $("#grant-msg");
   const btn = $("#btn-grant-wallet");
+  if (!S.session) { msg.className = "msg error"; msg.textContent = "Sign in first."; return; }
   btn.disabled = true;
   msg.className = "msg";
   try {
@@ -1336,7 +1404,10 @@ function describeRules(r) {
 function renderGrants() {
   const card = $("#grants-card");
   card.classList.toggle("hidden", !S.chain || !S.session || !S.loaded);
-  if (!S.chain) return;
+  if (!S.chain || !S.session) {
+    $("#grants").replaceChildren();
+    return;
+  }
   const ownBurner = !!burnerKey() && !!S.session && burnerAddress() === S.session.vault.toLowerCase();
   $("#btn-grant").classList.toggle("hidden", !ownBurner);
   $("#btn-grant-wallet").classList.toggle("hidden", ownBurner || !window.ethereum || !S.session);
@@ -1402,6 +1473,8 @@ function burnerAddress() {
 $("#btn-signout-all").onclick = signOutEverywhere;
 $("#btn-grant").onclick = setUpAndGrant;
 $("#btn-grant-wallet").onclick = walletGrant;
+$("#action-params").addEventListener("input", quoteSoon);
+form.addEventListener("input", (e) => { if (e.target.name && e.target.name.endsWith("threshold")) quoteSoon(); });
 F("action").addEventListener("change", () => {
   renderParams();
   // What moves value fires as many times as its grant is signed for.
