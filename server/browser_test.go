@@ -292,7 +292,8 @@ func TestDashboardExecutesASwap(t *testing.T) {
 		t.Fatalf("grants shown as %q", g)
 	}
 	step("create a swap trigger, signing its own grant", chromedp.WaitVisible(`#p-amount`), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
-		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`), chromedp.WaitVisible(`//ul[@id="grants"]/li[contains(., "a swap through the router, to you")]`))
+		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`), chromedp.WaitVisible(`//ul[@id="grants"]/li[contains(., "a swap through the router, to you")]`),
+		chromedp.WaitVisible(`//td[contains(., "on-chain: exactly its 2 signed calls, at most 1 time") and contains(., "only while the chain's ETH/USD feed is below 2,500")]`))
 	setFeed(2400)
 	step("the swap confirms", chromedp.WaitVisible(`#intents li[data-status=confirmed]`))
 	if in := text(t, ctx, `#intents`); !strings.Contains(in, "tx 0x") || !strings.Contains(in, "block") {

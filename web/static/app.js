@@ -554,6 +554,25 @@ function describe(c) {
 
 const nameOf = (id) => S.triggers.get(id)?.name || id;
 
+// onChainBounds says what the chain lets a trigger's session key do: its
+// own grant's pinned calls, fires, expiry and price condition, or, without
+// one, that it runs under the vault's standing grants.
+function onChainBounds(t) {
+  const g = t.grant && S.grants.get(t.grant);
+  if (!g) return "on-chain: under your standing grants (amounts bounded, not recipients or prices)";
+  if (g.status !== "active") return `on-chain: its grant is ${g.status}; it cannot run until you sign a new one (edit and save)`;
+  const r = (g.delegations[0] || {}).rules || {};
+  const parts = [`exactly its ${r.batch ? r.batch.length : 0} signed call${r.batch && r.batch.length === 1 ? "" : "s"}`];
+  if (r.maxCalls) parts.push(`at most ${r.maxCalls} time${r.maxCalls === 1 ? "" : "s"}`);
+  if (r.notAfter) parts.push(`until ${fmtDateTime(r.notAfter * 1000)}`);
+  if (r.feed) {
+    const f = (S.chain.feeds || []).find((x) => x.address.toLowerCase() === r.feed.feed.toLowerCase());
+    const th = f ? fmtNum(Number(r.feed.threshold) / 10 ** f.decimals) : r.feed.threshold;
+    parts.push(`only while the chain's ${f ? f.signal : "price"} feed is ${r.feed.above ? "above" : "below"} ${th}`);
+  }
+  return "on-chain: " + parts.join(", ");
+}
+
 function renderVault() {
   $("#version").textContent = `vault version ${S.version}`;
   const key = S.account ? S.account.sessionKey : "";
@@ -566,7 +585,8 @@ function renderVault() {
     el("td", { class: "name", title: t.name, "data-label": "name" }, t.name),
     el("td", { class: "cond", "data-label": "when" }, describe(t.condition), el("span", { class: "muted" }, ` → ${t.action.kind}`),
       t.cooldownMs ? el("span", { class: "muted" }, `, cooldown ${fmtDuration(t.cooldownMs)}`) : null,
-      t.expiresAt ? el("span", { class: "muted" }, `, expires ${fmtDateTime(t.expiresAt)}`) : null),
+      t.expiresAt ? el("span", { class: "muted" }, `, expires ${fmtDateTime(t.expiresAt)}`) : null,
+      t.action.kind !== "notify" && S.chain ? el("div", { class: "bounds muted" }, onChainBounds(t)) : null),
     el("td", { "data-label": "status" }, el("span", { class: "badge " + t.status }, t.status)),
     el("td", { "data-label": "fires" }, String(t.fires || 0) + (t.maxFires ? ` of ${t.maxFires}` : " (no limit)")),
     el("td", { "data-label": "last fired" }, fmtTime(t.lastFiredAt)),
@@ -1411,7 +1431,9 @@ function renderGrants() {
   const ownBurner = !!burnerKey() && !!S.session && burnerAddress() === S.session.vault.toLowerCase();
   $("#btn-grant").classList.toggle("hidden", !ownBurner);
   $("#btn-grant-wallet").classList.toggle("hidden", ownBurner || !window.ethereum || !S.session);
-  $("#grant-what").textContent = "Default limits: " + defaultRules().map((r) => r.what).join(", ") + "; for 30 days.";
+  $("#grant-what").textContent = "Default limits: " + defaultRules().map((r) => r.what).join(", ") + "; for 30 days. " +
+    "This is a standing allowance: whoever stole this node could send up to that much a day to any address until you revoke it. " +
+    "Swap triggers never need it: each is signed with its own grant, which lets the node do that trigger's swap, paid to you, and nothing else.";
   const gs = [...S.grants.values()];
   const granted = gs.some((g) => g.status === "active" && S.account && g.sessionKey === S.account.sessionKey);
   $("#account-state").textContent = granted ? "granted" : "no grant to the current key yet";
