@@ -127,7 +127,7 @@ func (e *echoVaults) Resume(ctx context.Context, body, sig, nonce string, sub hu
 
 func (e *echoVaults) Revoke(ctx context.Context, r hub.SignIn) (int, error) { return 0, nil }
 
-func (e *echoVaults) SignalReceived(string, float64, time.Time) int { return 0 }
+func (e *echoVaults) SignalReceived(string, float64, time.Time, protocol.SignalOrigin) int { return 0 }
 
 func (e *echoVaults) vaults() []common.Address {
 	e.mu.Lock()

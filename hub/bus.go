@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"strings"
+
 	"context"
 	"errors"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/spells-dev/spells/protocol"
 	"math"
 	"regexp"
@@ -18,14 +21,30 @@ type Signal struct {
 	Value float64 `json:"value"`
 	At    int64   `json:"at"` // unix ms; set by the publisher
 	// Source is the price feed round it was read from (nil: a publisher's
-	// value, unverified).
+	// value).
 	Source *protocol.SignalSource `json:"source,omitempty"`
+	// Sig is the publisher's signature of the value (protocol.
+	// SignalMessage), checked again by every node that delivers it.
+	Sig hexutil.Bytes `json:"sig,omitempty"`
 	// Received is when this node received it (set by Publish): the lag
 	// to fan-out and evaluation is measured from it.
 	Received time.Time `json:"-"`
 }
 
 var signalNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9/_.:\-]{0,63}$`)
+
+// Origin is what this node can tell of where s came from: a feed's round,
+// or the publisher whose signature it checked itself (a signature that
+// does not recover is no origin).
+func (s Signal) Origin() protocol.SignalOrigin {
+	o := protocol.SignalOrigin{Feed: s.Source != nil, At: s.At}
+	if len(s.Sig) > 0 {
+		if a, err := protocol.SignalSigner(s.Name, s.Value, s.At, s.Sig); err == nil {
+			o.Publisher = strings.ToLower(a.Hex())
+		}
+	}
+	return o
+}
 
 // Validate refuses a signal no trigger could use.
 func (s Signal) Validate() error {

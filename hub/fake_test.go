@@ -73,7 +73,7 @@ func (f *fakeVaults) Revoke(ctx context.Context, r SignIn) (int, error) {
 	return n, nil
 }
 
-func (f *fakeVaults) SignalReceived(name string, value float64, received time.Time) int {
+func (f *fakeVaults) SignalReceived(name string, value float64, received time.Time, _ protocol.SignalOrigin) int {
 	if f.signals != nil {
 		f.signals <- Signal{Name: name, Value: value, Received: received}
 	}

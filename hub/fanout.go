@@ -17,7 +17,7 @@ import (
 func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
-	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received)
+	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received, s.Origin())
 	h.fan.put(s)
 }
 

@@ -23,9 +23,9 @@ type Vaults interface {
 	// Revoke ends every session of the vault an owner-signed revoke names,
 	// and answers how many ended.
 	Revoke(ctx context.Context, r SignIn) (int, error)
-	// SignalReceived hands a signal value, received at received, to the
-	// vaults it concerns. It must not wait.
-	SignalReceived(name string, value float64, received time.Time) int
+	// SignalReceived hands a signal value, from origin, received at
+	// received, to the vaults it concerns. It must not wait.
+	SignalReceived(name string, value float64, received time.Time, origin protocol.SignalOrigin) int
 }
 
 // SignIn is a sign-in (or a revoke) as the hub received it. The vaults

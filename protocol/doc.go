@@ -22,6 +22,8 @@
 //   - command.go: the commands and their arguments.
 //   - frames.go: every frame on the socket.
 //   - ethsig.go: EIP-191 signatures and recovery.
+//   - signal.go: where a signal value came from, and a publisher's
+//     signature of one.
 //   - siwe.go: Sign-In with Ethereum messages.
 //   - nonce.go: sign-in nonces any node with the key can check.
 //   - delegate.go: the P-256 delegate key and the bytes it signs.

@@ -129,13 +129,17 @@ const (
 //   - a one-off time: AtMs (unix ms);
 //   - a combination: All or Any, each a non-empty list of conditions.
 type Condition struct {
-	Signal    string      `json:"signal,omitempty"`
-	Op        string      `json:"op,omitempty"`
-	Threshold *float64    `json:"threshold,omitempty"`
-	EveryMs   int64       `json:"everyMs,omitempty"`
-	AtMs      int64       `json:"atMs,omitempty"`
-	All       []Condition `json:"all,omitempty"`
-	Any       []Condition `json:"any,omitempty"`
+	Signal    string   `json:"signal,omitempty"`
+	Op        string   `json:"op,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+	// From limits a signal leaf to verified values: SignalFeed (only the
+	// chain's price feed for the signal) or a publisher's address (only
+	// values it signed); empty: any value.
+	From    string      `json:"from,omitempty"`
+	EveryMs int64       `json:"everyMs,omitempty"`
+	AtMs    int64       `json:"atMs,omitempty"`
+	All     []Condition `json:"all,omitempty"`
+	Any     []Condition `json:"any,omitempty"`
 }
 
 // Action kinds an intent can carry: swap, transfer and call execute on

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"io"
 	"net/http"
 
@@ -19,6 +20,9 @@ type signalIn struct {
 	Name  string   `json:"name"`
 	Value *float64 `json:"value"`
 	At    int64    `json:"at"`
+	// Sig is a publisher's signature of the value (protocol.SignalMessage,
+	// with at): a condition leaf may take only its values.
+	Sig string `json:"sig,omitempty"`
 }
 
 // signalsRequest is either one signal or {"signals": [...]} (not
@@ -27,6 +31,7 @@ type signalsRequest struct {
 	Name    string     `json:"name"`
 	Value   *float64   `json:"value"`
 	At      int64      `json:"at"`
+	Sig     string     `json:"sig,omitempty"`
 	Signals []signalIn `json:"signals"`
 }
 
@@ -74,7 +79,7 @@ func decodeSignals(body io.Reader, nowMs int64) ([]hub.Signal, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("the body holds more than one JSON value")
 	}
-	single := signalIn{Name: req.Name, Value: req.Value, At: req.At}
+	single := signalIn{Name: req.Name, Value: req.Value, At: req.At, Sig: req.Sig}
 	one := single != (signalIn{})
 	switch {
 	case one && req.Signals != nil:
@@ -90,6 +95,19 @@ func decodeSignals(body io.Reader, nowMs int64) ([]hub.Signal, error) {
 			return nil, fmt.Errorf("signal %d (%q): value is missing; it must be a finite number", i, in.Name)
 		}
 		sigs[i] = hub.Signal{Name: in.Name, Value: *in.Value, At: in.At}
+		if in.Sig != "" {
+			if in.At == 0 {
+				return nil, fmt.Errorf("signal %d (%q): a signed value needs its \"at\", the time the publisher signed", i, in.Name)
+			}
+			sig, err := hexutil.Decode(in.Sig)
+			if err != nil {
+				return nil, fmt.Errorf("signal %d (%q): sig is not 0x-prefixed hex", i, in.Name)
+			}
+			if _, err := protocol.SignalSigner(in.Name, *in.Value, in.At, sig); err != nil {
+				return nil, fmt.Errorf("signal %d (%q): sig: %v", i, in.Name, protocol.AsError(err).Message)
+			}
+			sigs[i].Sig = sig
+		}
 		if sigs[i].At == 0 {
 			sigs[i].At = nowMs
 		}

@@ -39,8 +39,8 @@ func (h hubVaults) Revoke(ctx context.Context, r hub.SignIn) (int, error) {
 	return h.m.Revoke(ctx, vault.SignInRequest{Message: r.Message, Signature: r.Signature, Nonce: r.Nonce})
 }
 
-func (h hubVaults) SignalReceived(name string, value float64, received time.Time) int {
-	return h.m.SignalReceived(name, value, received)
+func (h hubVaults) SignalReceived(name string, value float64, received time.Time, origin protocol.SignalOrigin) int {
+	return h.m.SignalReceived(name, value, received, origin)
 }
 
 // boundSession is a socket's binding to a vault's session (hub.Session).

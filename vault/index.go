@@ -112,7 +112,9 @@ func (s *signalSet) crossed(v float64) []leaf {
 }
 
 // interestIndex maps signals to the threshold leaves of every vault on the
-// node, open or hibernated. The vaults are the source of truth: each open
+// node, open or hibernated, by the leaf's key (rules.Leaf.Key): a leaf
+// that takes only a feed's or a publisher's values is reached only by
+// values of that origin. The vaults are the source of truth: each open
 // vault reports its leaves after every change. Between reports the index
 // applies each dispatched value to the leaves it sends it to, with the
 // same rule the vault uses, so it always knows which leaves a value
@@ -121,32 +123,33 @@ type interestIndex struct {
 	mu      sync.Mutex
 	signals map[string]*signalSet
 	byVault map[string][]leaf
-	last    map[string]float64
+	last    map[string]rules.Offer // by key
 }
 
 func newInterestIndex() *interestIndex {
-	return &interestIndex{signals: map[string]*signalSet{}, byVault: map[string][]leaf{}, last: map[string]float64{}}
+	return &interestIndex{signals: map[string]*signalSet{}, byVault: map[string][]leaf{}, last: map[string]rules.Offer{}}
 }
 
 // set replaces the leaves of vault id. It returns the latest value of each
 // signal that one of these leaves has not seen yet, to be sent to the
 // vault (a report can race with a dispatch the vault did not get).
-func (ix *interestIndex) set(id string, leaves []leaf) map[string]float64 {
+func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.removeLocked(id)
-	var resend map[string]float64
+	var resend map[string]rules.Offer
 	for _, l := range leaves {
-		s := ix.signals[l.Signal]
+		k := l.Key()
+		s := ix.signals[k]
 		if s == nil {
 			s = newSignalSet()
-			ix.signals[l.Signal] = s
+			ix.signals[k] = s
 		}
-		if v, ok := ix.last[l.Signal]; ok && l.Flips(v) {
+		if o, ok := ix.last[k]; ok && l.Flips(o.Value) {
 			if resend == nil {
-				resend = map[string]float64{}
+				resend = map[string]rules.Offer{}
 			}
-			resend[l.Signal] = v
+			resend[k] = o
 		}
 		s.insert(l)
 	}
@@ -158,37 +161,42 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]float64 {
 
 func (ix *interestIndex) removeLocked(id string) {
 	for _, l := range ix.byVault[id] {
-		if s := ix.signals[l.Signal]; s != nil {
+		if s := ix.signals[l.Key()]; s != nil {
 			s.delete(l) // byVault holds the current copy (see replaceInVault)
 			if s.len() == 0 {
-				delete(ix.signals, l.Signal)
+				delete(ix.signals, l.Key())
 			}
 		}
 	}
 	delete(ix.byVault, id)
 }
 
-// dispatch records v as the latest value of signal, applies it to the
-// leaves it crosses, and returns the ids of their vaults.
-func (ix *interestIndex) dispatch(signal string, v float64) []string {
+// dispatch records v, from origin o, as the latest value of each key it
+// reaches (rules.Keys), applies it to the leaves it crosses, and returns
+// the ids of their vaults.
+func (ix *interestIndex) dispatch(signal string, v float64, o protocol.SignalOrigin) []string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.last[signal] = v
-	s := ix.signals[signal]
-	if s == nil {
-		return nil
-	}
-	hit := s.crossed(v)
-	seen := map[string]struct{}{}
 	var ids []string
-	for _, l := range hit {
-		s.delete(l)
-		nl := l.After(v)
-		s.insert(nl)
-		ix.replaceInVault(l, nl)
-		if _, ok := seen[l.Vault]; !ok {
-			seen[l.Vault] = struct{}{}
-			ids = append(ids, l.Vault)
+	var seen map[string]struct{}
+	for _, k := range rules.Keys(signal, o) {
+		ix.last[k] = rules.Offer{Signal: signal, Value: v, Origin: o}
+		s := ix.signals[k]
+		if s == nil {
+			continue
+		}
+		for _, l := range s.crossed(v) {
+			s.delete(l)
+			nl := l.After(v)
+			s.insert(nl)
+			ix.replaceInVault(l, nl)
+			if seen == nil {
+				seen = map[string]struct{}{}
+			}
+			if _, ok := seen[l.Vault]; !ok {
+				seen[l.Vault] = struct{}{}
+				ids = append(ids, l.Vault)
+			}
 		}
 	}
 	return ids

@@ -48,7 +48,7 @@ func TestIndexFindsExactlyTheCrossedLeaves(t *testing.T) {
 					want = append(want, id)
 				}
 			}
-			got := ix.dispatch("X", v)
+			got := ix.dispatch("X", v, protocol.SignalOrigin{})
 			slices.Sort(want)
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
@@ -64,22 +64,22 @@ func TestIndexTickCrossingNothingFindsNothing(t *testing.T) {
 		ix.set(fmt.Sprintf("v%d", i), []leaf{leaf{Vault: fmt.Sprintf("v%d", i), Trigger: "t", Signal: "ETH/USD",
 			Op: protocol.OpBelow, Thr: 2000 + float64(i)}.After(3500)})
 	}
-	if got := ix.dispatch("ETH/USD", 3400); len(got) != 0 {
+	if got := ix.dispatch("ETH/USD", 3400, protocol.SignalOrigin{}); len(got) != 0 {
 		t.Fatalf("a tick above every threshold woke %d vaults", len(got))
 	}
-	if got := ix.dispatch("ETH/USD", 2500.5); len(got) != 499 {
+	if got := ix.dispatch("ETH/USD", 2500.5, protocol.SignalOrigin{}); len(got) != 499 {
 		t.Fatalf("a fall to 2500.5 woke %d vaults, want 499 (thresholds 2501..2999)", len(got))
 	}
-	if got := ix.dispatch("ETH/USD", 2500.4); len(got) != 0 {
+	if got := ix.dispatch("ETH/USD", 2500.4, protocol.SignalOrigin{}); len(got) != 0 {
 		t.Fatalf("a move between thresholds woke %d vaults", len(got))
 	}
 }
 
 func TestIndexAsksForValuesAReportMissed(t *testing.T) {
 	ix := newInterestIndex()
-	ix.dispatch("X", 10)
+	ix.dispatch("X", 10, protocol.SignalOrigin{})
 	resend := ix.set("v", []leaf{leaf{Vault: "v", Trigger: "t", Signal: "X", Op: protocol.OpBelow, Thr: 20}.After(30)})
-	if resend["X"] != 10 {
+	if resend["X"].Value != 10 {
 		t.Fatalf("resend = %v, want X=10 (the report predates the last value)", resend)
 	}
 	if resend := ix.set("v", []leaf{leaf{Vault: "v", Trigger: "t", Signal: "X", Op: protocol.OpBelow, Thr: 20}.After(10)}); len(resend) != 0 {

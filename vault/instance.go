@@ -125,7 +125,7 @@ func (i *instance) Evictable() {
 
 // Report records when the vault must be woken next and the thresholds it
 // reacts to: both stay with the node while the vault sleeps.
-func (i *instance) Report(next int64, leaves []rules.Leaf) map[string]float64 {
+func (i *instance) Report(next int64, leaves []rules.Leaf) map[string]rules.Offer {
 	i.m.alarms.Set(i.id, next)
 	return i.m.index.set(i.id, leaves)
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"time"
 
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 )
@@ -26,17 +27,18 @@ import (
 // slot, file or mailbox can hold up the signal path. It returns how many
 // vaults the value was queued for.
 func (m *Manager) Signal(name string, value float64) int {
-	return m.SignalReceived(name, value, time.Now())
+	return m.SignalReceived(name, value, time.Now(), protocol.SignalOrigin{})
 }
 
-// SignalReceived is Signal for a value the node received at received (the
-// lag to its evaluation is measured from there, in wall time).
-func (m *Manager) SignalReceived(name string, value float64, received time.Time) int {
-	ids := m.index.dispatch(name, value)
+// SignalReceived is Signal for a value from origin that the node received
+// at received (the lag to its evaluation is measured from there, in wall
+// time).
+func (m *Manager) SignalReceived(name string, value float64, received time.Time, origin protocol.SignalOrigin) int {
+	ids := m.index.dispatch(name, value, origin)
 	if len(ids) == 0 {
 		return 0
 	}
-	ev := actor.Event{Signal: name, Value: value, Received: received}
+	ev := actor.Event{Signal: name, Value: value, Origin: origin, Received: received}
 	m.mu.Lock()
 	for _, id := range ids {
 		m.postLocked(id, ev)

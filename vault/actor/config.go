@@ -99,7 +99,7 @@ type Host interface {
 	// Report gives the host the vault's next alarm (0: none) and its
 	// threshold leaves, and returns the signal values the node knows that
 	// a leaf has not seen.
-	Report(next int64, leaves []rules.Leaf) (resend map[string]float64)
+	Report(next int64, leaves []rules.Leaf) (resend map[string]rules.Offer)
 	// Quarantine sets the vault's damaged file aside, for cause.
 	Quarantine(cause error)
 	// DiskFull records that a write found the disk full.

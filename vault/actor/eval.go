@@ -88,21 +88,29 @@ func (v *Vault) recordFailure(t *store.Tx, ev rules.Event, trigger string, cause
 }
 
 // report gives the host the vault's next alarm and its threshold leaves,
-// and returns the signal values the node knows that a leaf has not seen.
-func (v *Vault) report() map[string]float64 {
+// and returns the signal values the node knows that a leaf has not seen,
+// by index key.
+func (v *Vault) report() map[string]rules.Offer {
 	next, leaves := rules.Report(v.id, v.triggers)
 	v.next = next
 	return v.host.Report(next, leaves)
 }
 
 // signal evaluates the vault's triggers on a signal value.
-func (v *Vault) signal(name string, value float64) {
+func (v *Vault) signal(o rules.Offer) {
 	if v.evaluated == nil {
 		v.evaluated = map[string]float64{}
 	}
-	v.evaluated[name] = value
-	if err := v.handle(rules.SignalEvent(name, value, v.now())); err != nil {
-		v.fault("signal evaluation ("+name+")", err)
+	for _, k := range rules.Keys(o.Signal, o.Origin) {
+		v.evaluated[k] = o.Value
+	}
+	if err := v.handle(rules.SignalEvent(o.Signal, o.Value, o.Origin, v.now())); err != nil {
+		v.fault("signal evaluation ("+o.Signal+")", err)
+	}
+	if o.Origin.Publisher != "" {
+		// A publisher's value a leaf did not take (a replay, too old) left
+		// the index ahead of the vault: report the leaves as they are.
+		v.dirty = true
 	}
 }
 
@@ -125,9 +133,9 @@ func (v *Vault) settle() {
 		return
 	}
 	v.dirty = false
-	for name, value := range v.report() {
-		if last, ok := v.evaluated[name]; !ok || last != value {
-			v.signal(name, value)
+	for key, o := range v.report() {
+		if last, ok := v.evaluated[key]; !ok || last != o.Value {
+			v.signal(o)
 			v.startFresh()
 		}
 	}

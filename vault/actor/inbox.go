@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"github.com/spells-dev/spells/protocol"
 	"sync"
 	"time"
 
@@ -14,7 +15,8 @@ type Event struct {
 	Exec     *exec.Result
 	Signal   string
 	Value    float64
-	Received time.Time // when the node received it: the lag to evaluation is measured from here
+	Origin   protocol.SignalOrigin // where the value came from
+	Received time.Time             // when the node received it: the lag to evaluation is measured from here
 }
 
 // Inbox holds events in arrival order, at most a bound: past it the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/rules"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -172,7 +173,7 @@ func (v *Vault) drainInbox() {
 			v.alarm()
 		default:
 			v.cfg.Metrics.SignalLag.Observe(time.Since(ev.Received).Seconds())
-			v.signal(ev.Signal, ev.Value)
+			v.signal(rules.Offer{Signal: ev.Signal, Value: ev.Value, Origin: ev.Origin})
 		}
 		v.finish()
 	}

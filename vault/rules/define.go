@@ -34,7 +34,9 @@ func Initial(c *protocol.Condition, now time.Time, latest Latest) State {
 		case l.AtMs != 0:
 			ls.NextDue = l.AtMs
 		default:
-			if val, ok := latest(l.Signal); ok {
+			// The node's latest value has no origin: a leaf that takes
+			// only verified values waits for one.
+			if val, ok := latest(l.Signal); ok && l.From == "" {
 				ls.Known, ls.Met = true, met(l.Op, *l.Threshold, val)
 			}
 		}

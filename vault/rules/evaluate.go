@@ -15,12 +15,33 @@ type Event struct {
 	Signal   string // set for signals
 	Value    float64
 	HasValue bool
+	Origin   protocol.SignalOrigin // where the value came from
 	Now      time.Time
 }
 
-// SignalEvent is the event of a value of signal name at now.
-func SignalEvent(name string, value float64, now time.Time) Event {
-	return Event{Cause: "signal:" + name, Signal: name, Value: value, HasValue: true, Now: now}
+// SignalEvent is the event of a value of signal name, from origin, at now.
+func SignalEvent(name string, value float64, origin protocol.SignalOrigin, now time.Time) Event {
+	return Event{Cause: "signal:" + name, Signal: name, Value: value, HasValue: true, Origin: origin, Now: now}
+}
+
+// Publisher values older than maxSignalAge, or more than maxSignalAhead
+// ahead of the vault's clock, are not taken.
+const (
+	maxSignalAge   = 5 * time.Minute
+	maxSignalAhead = time.Minute
+)
+
+// takes reports whether a leaf that takes values only from from (and has
+// taken a publisher's value of time ls.At) takes the event's value: a
+// feed's, or the publisher's, signed no longer than maxSignalAge ago and
+// after the last it took (a replayed or reordered value is not taken).
+func (e *evaluator) takes(from string, ls *LeafState) bool {
+	o := e.ev.Origin
+	if from == "" || from == protocol.SignalFeed {
+		return o.Accepts(from)
+	}
+	now := e.ev.Now
+	return o.Accepts(from) && o.At > ls.At && o.At >= now.Add(-maxSignalAge).UnixMilli() && o.At <= now.Add(maxSignalAhead).UnixMilli()
 }
 
 // AlarmEvent is the event of an alarm ringing at now.
@@ -153,7 +174,10 @@ func (e *evaluator) eval(c *protocol.Condition) (value, edge bool) {
 }
 
 func (e *evaluator) threshold(c *protocol.Condition, ls *LeafState) (value, edge bool) {
-	if e.ev.HasValue && e.ev.Signal == c.Signal {
+	if e.ev.HasValue && e.ev.Signal == c.Signal && e.takes(NormFrom(c.From), ls) {
+		if c.From != "" && c.From != protocol.SignalFeed {
+			ls.At = e.ev.Origin.At
+		}
 		m := met(c.Op, *c.Threshold, e.ev.Value)
 		edge = ls.Known && !ls.Met && m
 		if !ls.Known || ls.Met != m {

@@ -1,6 +1,10 @@
 package rules
 
-import "github.com/spells-dev/spells/protocol"
+import (
+	"strings"
+
+	"github.com/spells-dev/spells/protocol"
+)
 
 // Leaf is one threshold condition of one vault's active trigger, as the
 // node's interest index keeps it: which values would change it.
@@ -11,8 +15,46 @@ type Leaf struct {
 	Signal  string
 	Op      string
 	Thr     float64
-	Known   bool // a value has been seen
-	Met     bool // the last value seen satisfied Op Thr
+	Known   bool   // a value has been seen
+	Met     bool   // the last value seen satisfied Op Thr
+	From    string // the values it takes (NormFrom of its condition's From)
+}
+
+// Key is the index key of the values a leaf takes: its signal, and the
+// origin it requires, if any.
+func (l Leaf) Key() string { return IndexKey(l.Signal, l.From) }
+
+// IndexKey is the key of signal's values from origin from (NormFrom).
+func IndexKey(signal, from string) string {
+	if from == "" {
+		return signal
+	}
+	return signal + "\x00" + from
+}
+
+// NormFrom is a condition's From as leaves and keys hold it: "", "feed"
+// or a lowercase address.
+func NormFrom(from string) string { return strings.ToLower(from) }
+
+// Keys are the index keys a value of signal from origin o reaches: the
+// signal's own, and its feed's or its publisher's if o has one.
+func Keys(signal string, o protocol.SignalOrigin) []string {
+	keys := []string{signal}
+	if o.Feed {
+		keys = append(keys, IndexKey(signal, protocol.SignalFeed))
+	}
+	if o.Publisher != "" {
+		keys = append(keys, IndexKey(signal, NormFrom(o.Publisher)))
+	}
+	return keys
+}
+
+// Offer is a value of a signal, with its origin, that the node offers a
+// vault.
+type Offer struct {
+	Signal string
+	Value  float64
+	Origin protocol.SignalOrigin
 }
 
 // Flips reports whether value v changes the leaf's state (the vault would
@@ -40,7 +82,7 @@ func Report(vault string, ts map[string]*Trigger) (next int64, leaves []Leaf) {
 			if c.Signal != "" {
 				ls := t.State.Leaves[i]
 				leaves = append(leaves, Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
-					Thr: *c.Threshold, Known: ls.Known, Met: ls.Met})
+					Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From)})
 			}
 			i++
 		})

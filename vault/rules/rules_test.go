@@ -44,7 +44,9 @@ func step(tr **Trigger, ev Event) Outcome {
 	return o
 }
 
-func sig(name string, v float64, at time.Duration) Event { return SignalEvent(name, v, t0.Add(at)) }
+func sig(name string, v float64, at time.Duration) Event {
+	return SignalEvent(name, v, protocol.SignalOrigin{}, t0.Add(at))
+}
 
 // A threshold fires on the crossing from not met to met, never on the
 // first value it sees, nor again while it stays met.
@@ -281,5 +283,66 @@ func TestStateEncoding(t *testing.T) {
 	}
 	if _, err := Decode(tr.Trigger, []byte("{"), 0); err == nil {
 		t.Fatal("a damaged state decoded")
+	}
+}
+
+// A leaf that takes only verified values ignores every other: from the
+// feed, only the feed's values; from a publisher, only values that
+// publisher signed, each after the last it took, none older than five
+// minutes nor more than a minute ahead.
+func TestVerifiedLeavesTakeOnlyTheirSource(t *testing.T) {
+	pub := "0x00000000000000000000000000000000000000AA"
+	other := protocol.SignalOrigin{Publisher: "0x00000000000000000000000000000000000000bb", At: t0.UnixMilli()}
+	ev := func(v float64, o protocol.SignalOrigin, at time.Duration) Event {
+		return SignalEvent("X", v, o, t0.Add(at))
+	}
+	signed := func(at time.Duration) protocol.SignalOrigin {
+		return protocol.SignalOrigin{Publisher: strings.ToLower(pub), At: t0.Add(at).UnixMilli()}
+	}
+	feedLeaf := below("X", 10)
+	feedLeaf.From = protocol.SignalFeed
+	tr := mustNew(t, protocol.TriggerSpec{Name: "feed", Condition: feedLeaf, Action: notify}, func(string) (float64, bool) { return 5, true })
+	if tr.State.Leaves[0].Known {
+		t.Fatal("a leaf that takes only the feed's values took the node's latest value")
+	}
+	for i, c := range []struct {
+		ev    Event
+		fired bool
+	}{
+		{ev(12, protocol.SignalOrigin{}, 1), false},           // a publisher's value: not taken
+		{ev(12, protocol.SignalOrigin{Feed: true}, 2), false}, // learned
+		{ev(5, other, 3), false},                              // signed, but not the feed's
+		{ev(5, protocol.SignalOrigin{Feed: true}, 4), true},   // the feed crossed
+	} {
+		if o := step(&tr, c.ev); o.Fired != c.fired {
+			t.Fatalf("feed leaf, event %d: fired %v", i, o.Fired)
+		}
+	}
+	pubLeaf := below("X", 10)
+	pubLeaf.From = pub
+	tr = mustNew(t, protocol.TriggerSpec{Name: "pub", Condition: pubLeaf, Action: notify}, none)
+	for i, c := range []struct {
+		ev    Event
+		fired bool
+		known bool
+	}{
+		{ev(12, protocol.SignalOrigin{Feed: true}, time.Second), false, false}, // the feed's: not this leaf's
+		{ev(12, other, 2*time.Second), false, false},                           // another publisher
+		{ev(12, signed(-6*time.Minute), 3*time.Second), false, false},          // too old
+		{ev(12, signed(2*time.Minute), 4*time.Second), false, false},           // too far ahead
+		{ev(12, signed(5*time.Second), 5*time.Second), false, true},            // learned
+		{ev(5, signed(5*time.Second), 6*time.Second), false, true},             // a replay of its time: not taken
+		{ev(5, signed(4*time.Second), 7*time.Second), false, true},             // signed before the last: not taken
+		{ev(5, signed(8*time.Second), 8*time.Second), true, true},              // crossed
+	} {
+		o := step(&tr, c.ev)
+		if o.Fired != c.fired || tr.State.Leaves[0].Known != c.known {
+			t.Fatalf("publisher leaf, event %d: fired %v, known %v", i, o.Fired, tr.State.Leaves[0].Known)
+		}
+	}
+	bad := below("X", 1)
+	bad.From = "somebody"
+	if err := Validate(&protocol.TriggerSpec{Name: "bad", Condition: bad, Action: notify}, t0); err == nil || !strings.Contains(err.Error(), "publisher's 0x address") {
+		t.Fatalf("from %q: %v", bad.From, err)
 	}
 }

@@ -27,12 +27,15 @@ type State struct {
 //   - threshold: Known once a value was seen, Met if it satisfied the
 //     threshold; a crossing is Known && !Met → Met;
 //   - every: NextDue, the next tick (unix ms);
-//   - at: Done once it ticked.
+//   - at: Done once it ticked;
+//   - a threshold that takes only a publisher's values: At, the time of
+//     the last one it took (a value signed earlier is a replay).
 type LeafState struct {
 	Known   bool  `json:"k,omitempty"`
 	Met     bool  `json:"m,omitempty"`
 	NextDue int64 `json:"n,omitempty"`
 	Done    bool  `json:"d,omitempty"`
+	At      int64 `json:"t,omitempty"` // the publisher's time of the last signed value taken
 }
 
 // Decode makes a Trigger of what the store holds: the trigger, its

@@ -76,7 +76,7 @@ func validateCondition(c *protocol.Condition, now time.Time, depth int, leaves *
 		return Invalid("condition nested deeper than %d", maxDepth)
 	}
 	forms := 0
-	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
+	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "", c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
 		if set {
 			forms++
 		}
@@ -122,6 +122,26 @@ func validateLeaf(c *protocol.Condition, now time.Time) error {
 		if c.Threshold == nil || math.IsNaN(*c.Threshold) || math.IsInf(*c.Threshold, 0) {
 			return Invalid("threshold must be a finite number")
 		}
+		if c.From != "" && c.From != protocol.SignalFeed && !isAddress(c.From) {
+			from := c.From
+			if len(from) > 64 {
+				from = from[:64] + "…"
+			}
+			return Invalid("from %q must be %q (the chain's price feed) or a publisher's 0x address", from, protocol.SignalFeed)
+		}
 	}
 	return nil
+}
+
+// isAddress reports whether s is a 0x address of 40 hex digits.
+func isAddress(s string) bool {
+	if len(s) != 42 || s[:2] != "0x" {
+		return false
+	}
+	for _, r := range s[2:] {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }
