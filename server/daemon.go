@@ -46,6 +46,7 @@ type daemon struct {
 	hub       *hub.Hub
 	demo      *demoFeed
 	feeds     *feedWatcher
+	backup    *backupParts // nil without -backup
 	chain     *nodeChain
 	cluster   *clusterParts // nil: a single node
 	secret    []byte        // the cluster secret (-redis)

@@ -19,6 +19,7 @@
 //   - feeds.go: the chain's price feeds, read at every block and published
 //     as signals with their source.
 //   - admin.go: drain and forget-node, the admin endpoints.
+//   - backup.go: -backup's shipper, and POST /v1/admin/restore.
 //   - debug.go: pprof and the node's own metrics on the debug listener.
 //   - daemon.go: the running node's state, its processors, logger and node
 //     key.

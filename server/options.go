@@ -51,6 +51,8 @@ type Options struct {
 	// /v1/admin/drain; empty: the endpoint is off. DrainOnShutdown hands
 	// every vault to the other nodes at SIGTERM, for at most DrainTimeout.
 	AdminToken      string
+	Backup          string        // S3 URL of the backup; empty: none
+	BackupEvery     time.Duration // the longest a change waits to be shipped
 	DrainOnShutdown bool
 	DrainTimeout    time.Duration
 	SignalToken     string
@@ -108,6 +110,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
+	fs.StringVar(&o.Backup, "backup", "", "ship every vault's committed changes to this S3-compatible bucket, http(s)://HOST[:PORT]/BUCKET[/PREFIX], sealed under a key the key-encryption key wraps; credentials from SPELLS_BACKUP_ACCESS_KEY and SPELLS_BACKUP_SECRET_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: no backup")
+	fs.DurationVar(&o.BackupEvery, "backup-every", time.Second, "with -backup: the longest a committed change waits before it is shipped")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
 	fs.DurationVar(&o.DemoInterval, "demo-interval", time.Second, "time between demo price ticks")
@@ -166,6 +170,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.DemoInterval <= 0 {
 		return o, fmt.Errorf("-demo-interval must be positive")
+	}
+	if o.BackupEvery <= 0 {
+		return o, fmt.Errorf("-backup-every must be positive")
 	}
 	return o, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/web"
@@ -146,7 +147,15 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 			keyMade = func(owner, key common.Address) { links.Fund(id, owner, key) }
 		}
 	}
-	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim,
+	var backups actor.Backup
+	if n.opts.Backup != "" {
+		if n.backup, err = n.startBackup(ctx, kek, reg); err != nil {
+			ch.close()
+			return err
+		}
+		backups = n.backup.shipper
+	}
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {
@@ -218,6 +227,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("POST /v1/admin/drain", n.drainHandler)
 	mux.HandleFunc("POST /v1/admin/forget-node", n.forgetHandler)
+	mux.HandleFunc("POST /v1/admin/restore", n.restoreHandler)
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")
@@ -333,6 +343,10 @@ func (n *daemon) stopParts(ctx context.Context) {
 	n.history.close()
 	if err := n.mgr.Close(ctx); err != nil {
 		n.log.Warn().Err(err).Msg("shutdown ran out of time")
+	}
+	if n.backup != nil {
+		// The vaults' last changes, given as they closed, are shipped.
+		n.backup.shipper.Close(ctx)
 	}
 	n.chain.close()
 }

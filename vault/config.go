@@ -55,6 +55,10 @@ type Config struct {
 	// block.
 	KeyMade func(owner, sessionKey common.Address)
 
+	// Backup, if set, takes every vault's committed changes
+	// (backup.Shipper); nil: no backup.
+	Backup actor.Backup
+
 	// MailboxSize bounds a vault's queue (default 32). Every running vault
 	// allocates it, dashboards' vaults included; a sender waits when it is
 	// full. A small mailbox costs pipelined commands nothing (a group

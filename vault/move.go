@@ -235,6 +235,11 @@ func (m *Manager) Install(ctx context.Context, addr common.Address, epoch uint64
 	if err := os.Rename(p+incomingSuffix, p); err != nil {
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)
 	}
+	if m.cfg.Backup != nil {
+		// Another node's file: what this node shipped of it before no
+		// longer leads to it.
+		m.cfg.Backup.Forget(id)
+	}
 	os.Remove(p + "-wal") // a tombstone's, empty
 	if err := atomicfile.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("install %s: %w", addr.Hex(), err)

@@ -49,7 +49,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.intents.Executor = m.executor
 	}
 	m.actors = &actor.Config{Dir: cfg.Dir, KEK: cfg.KEK, Chain: cfg.Chain, Intents: m.intents, Clock: cfg.Clock, Logger: cfg.Logger,
-		Metrics: cfg.Metrics.Actor, Latest: cfg.Latest, KeyMade: cfg.KeyMade, Claim: cfg.Claim, Stop: m.stop.Done(),
+		Metrics: cfg.Metrics.Actor, Latest: cfg.Latest, KeyMade: cfg.KeyMade, Claim: cfg.Claim, Backup: cfg.Backup, Stop: m.stop.Done(),
 		NonceTTL: cfg.NonceTTL, MaxSessionTTL: cfg.MaxSessionTTL, IdleAfter: cfg.IdleAfter, MailboxSize: cfg.MailboxSize,
 		InboxSize: cfg.InboxSize, ChangeLogKeep: cfg.ChangeLogKeep, EvaluationsKeep: cfg.EvaluationsKeep,
 		SnapshotRecent: cfg.SnapshotRecent, MaxTriggers: cfg.MaxTriggers}

@@ -33,6 +33,8 @@ type Config struct {
 	// Claim, if set, is asked before a vault's file is created here; an
 	// error refuses the sign-in that would create it.
 	Claim func(ctx context.Context, vault common.Address) error
+	// Backup, if set, ships every committed change of the vault's file.
+	Backup Backup
 	// Stop is closed when the node stops waiting for its vaults (its
 	// shutdown ran out of time): every SQLite statement a vault runs is
 	// interrupted (a transaction interrupted rolls back whole).
@@ -131,3 +133,16 @@ type (
 	// reconnects (to any node) and resumes.
 	moveWaiter interface{ Moved() }
 )
+
+// Backup takes a vault's committed changes (backup.Shipper).
+type Backup interface {
+	// Changed takes the changes since the last call (a SQLite changeset)
+	// that leave the vault at version, committed by at (unix ms); true
+	// asks for the whole file instead (Base).
+	Changed(vault string, version uint64, at int64, changeset []byte) (wantBase bool)
+	// Base takes the vault's whole file at version.
+	Base(vault string, version uint64, at int64, file []byte)
+	// Forget is told when the vault's file was replaced (moved in from
+	// another node): its next change ships the whole file.
+	Forget(vault string)
+}

@@ -25,7 +25,8 @@
 //   - triggers.go: trigger commands, checked by the rules.
 //   - eval.go: triggers evaluated on an event, and what the host is told.
 //   - sessions.go, nonces.go: its sessions and the nonces it has seen.
-//   - file.go: opening, creating, loading and closing its file.
+//   - file.go: opening, creating, loading and closing its file, and what
+//     it gives the backup.
 //   - summary.go: what the host keeps of a sleeping vault, read from its
 //     file.
 //   - grants.go: grant.add and grant.revoke.

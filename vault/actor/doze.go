@@ -93,6 +93,10 @@ func (v *Vault) rewake() bool {
 	}
 	conn.SetInterrupt(v.cfg.Stop)
 	v.conn = conn
+	if err := v.startRecording(); err != nil {
+		v.end(v.fault("reopen dozing vault", err))
+		return false
+	}
 	v.host.Opened(v.epoch)
 	return true
 }

@@ -128,6 +128,7 @@ func (v *Vault) alarm() {
 // once evaluates a value the node knows that one of them has not seen (a
 // report can race with a value the vault was not sent).
 func (v *Vault) settle() {
+	v.backupChanges()
 	v.startFresh()
 	if !v.dirty || v.forget {
 		return

@@ -66,6 +66,7 @@ func (v *Vault) quarantine(what string, cause error) {
 	v.end(ErrQuarantined)
 	if v.conn != nil {
 		// No closing writes (nonces, a checkpoint of a bad file).
+		v.stopRecording()
 		v.conn.Close()
 		v.conn = nil
 	}

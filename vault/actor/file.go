@@ -28,7 +28,54 @@ func (v *Vault) openFile() error {
 		return fmt.Errorf("open vault %s: %w", v.id, err)
 	}
 	store.ReleaseMemory(conn)
+	return v.startRecording()
+}
+
+// startRecording starts recording the open file's changes for the backup, before
+// anything is written to it.
+func (v *Vault) startRecording() error {
+	if v.cfg.Backup == nil || v.rec != nil {
+		return nil
+	}
+	rec, err := store.NewRecorder(v.conn)
+	if err != nil {
+		return fmt.Errorf("open vault %s: %w", v.id, err)
+	}
+	v.rec = rec
 	return nil
+}
+
+// backupChanges gives the backup what the vault committed since it last
+// did, or its whole file when the backup asks for it. It runs between
+// transactions.
+func (v *Vault) backupChanges() {
+	if v.rec == nil || v.conn == nil || v.batch != nil {
+		return
+	}
+	cs, err := v.rec.Take()
+	if err != nil {
+		v.log.Error().Err(err).Msg("backup: take the vault's changes; shipping its whole file instead")
+	} else if cs == nil {
+		return
+	}
+	at := v.now().UnixMilli()
+	if err == nil && !v.cfg.Backup.Changed(v.id, v.version, at, cs) {
+		return
+	}
+	file, err := store.Snapshot(v.conn)
+	if err != nil {
+		v.log.Error().Err(err).Msg("backup: snapshot the vault's file")
+		return
+	}
+	v.cfg.Backup.Base(v.id, v.version, at, file)
+}
+
+// stopRecording ends the backup's recording before the file closes.
+func (v *Vault) stopRecording() {
+	if v.rec != nil {
+		v.rec.Close()
+		v.rec = nil
+	}
 }
 
 // createFile makes the vault's file for its first sign-in, whole or not at
@@ -81,6 +128,8 @@ func (v *Vault) closeFile() {
 		return
 	}
 	v.flushNonces()
+	v.backupChanges()
+	v.stopRecording()
 	if err := v.conn.Close(); err != nil {
 		v.log.Error().Err(err).Msg("close vault file")
 	}

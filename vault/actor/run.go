@@ -56,6 +56,7 @@ func (v *Vault) openExisting() bool {
 	if err == nil && v.move.To != "" {
 		// A copy that moved (or is moving) to another node: it serves
 		// nothing here.
+		v.stopRecording()
 		v.conn.Close()
 		v.conn = nil
 		v.failure = ErrMoving

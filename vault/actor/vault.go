@@ -55,6 +55,7 @@ type Vault struct {
 	// usedNonces are resume nonces used since the nonces table was last
 	// written: nonce → unix ms of use (see resume, flushNonces).
 	usedNonces map[string]int64
+	rec        *store.Recorder   // the file's changes for the backup, while it is open (Config.Backup)
 	fresh      []protocol.Intent // recorded by the evaluation that just ran; started after it
 	intents    *exec.Runner      // the intents' lives (set by Run)
 	// evaluated is the last value of each signal the vault evaluated: the

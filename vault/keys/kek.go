@@ -96,3 +96,17 @@ func SealedByKEK(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, kekIDFile))
 	return err == nil
 }
+
+// Wrap seals a secret of another part of the node (a backup key) with the
+// KEK, bound to ad.
+func (k *KEK) Wrap(plain []byte, ad string) ([]byte, error) { return seal(k.aead, plain, []byte(ad)) }
+
+// Unwrap opens what Wrap sealed with the same ad; another KEK or ad is an
+// error.
+func (k *KEK) Unwrap(sealed []byte, ad string) ([]byte, error) {
+	plain, err := unseal(k.aead, sealed, []byte(ad))
+	if err != nil {
+		return nil, fmt.Errorf("unwrap with key-encryption key %s: %w", k.id, err)
+	}
+	return plain, nil
+}

@@ -13,6 +13,8 @@
 //   - conn.go: opening a vault file, set up for being one of thousands
 //     open; the immutable snapshot the start-up scan reads.
 //   - create.go: making a vault's file whole or not at all.
+//   - session.go: recording committed changes as changesets, snapshots of
+//     the whole file, and applying changesets (the backup).
 //   - tx.go: one state transition's changes and effects, savepoints, and
 //     the group commit's transaction.
 //   - log.go: the change log of versions a dashboard resumes from.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spells-dev/spells/backup"
+	"github.com/spells-dev/spells/vault/keys"
+)
+
+// The backup: every vault's committed changes shipped to an S3-compatible
+// bucket (-backup), and POST /v1/admin/restore, which writes a vault as
+// it was at a version or a time into <data>/restored/.
+
+type backupParts struct {
+	bucket   *backup.Bucket
+	shipper  *backup.Shipper
+	restorer *backup.Restorer
+	metrics  *backup.Metrics
+}
+
+func (n *daemon) startBackup(ctx context.Context, kek *keys.KEK, reg prometheus.Registerer) (*backupParts, error) {
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	b, err := backup.OpenBucket(octx, n.opts.Backup)
+	if err != nil {
+		return nil, err
+	}
+	m := backup.NewMetrics(reg)
+	node := n.opts.Node
+	if node == "" {
+		node = "node"
+	}
+	log := n.log.With().Str("part", "backup").Logger()
+	sh, err := backup.Start(octx, backup.Config{Bucket: b, KEK: kek, Node: strings.ReplaceAll(node, "-", "_"), Every: n.opts.BackupEvery, Logger: log, Metrics: m})
+	if err != nil {
+		return nil, fmt.Errorf("-backup %s: %w", backup.Redact(n.opts.Backup), err)
+	}
+	r, err := backup.NewRestorer(octx, b, kek)
+	if err != nil {
+		sh.Close(ctx)
+		return nil, err
+	}
+	log.Info().Str("to", backup.Redact(n.opts.Backup)).Str("every", n.opts.BackupEvery.String()).Msg("backup: every vault's changes are shipped, sealed")
+	return &backupParts{bucket: b, shipper: sh, restorer: r, metrics: m}, nil
+}
+
+// restoreHandler is POST /v1/admin/restore?vault=0x…&version=N (or
+// at=<unix ms>; neither: the newest)[&dry=1]: authenticated by
+// -admin-token, it writes the vault as the backup holds it at that point
+// into <data>/restored/<vault>-<version>.db and answers what it did (with
+// dry=1, only what it would do). The vault being served is not touched.
+func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case n.opts.AdminToken == "":
+		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
+		return
+	case !n.bearer(w, r, n.opts.AdminToken):
+		return
+	case n.backup == nil:
+		n.httpError(w, r, http.StatusConflict, "no_backup", "this node runs without a backup: start it with --backup")
+		return
+	}
+	q := r.URL.Query()
+	id := strings.ToLower(q.Get("vault"))
+	if !common.IsHexAddress(id) || !strings.HasPrefix(id, "0x") {
+		n.httpError(w, r, http.StatusBadRequest, "bad_request", "vault must be the vault's 0x address")
+		return
+	}
+	var t backup.Target
+	var err error
+	if v := q.Get("version"); v != "" {
+		if t.Version, err = strconv.ParseUint(v, 10, 64); err != nil || t.Version == 0 {
+			n.httpError(w, r, http.StatusBadRequest, "bad_request", "version must be a whole number from 1")
+			return
+		}
+	}
+	if v := q.Get("at"); v != "" {
+		if t.At, err = strconv.ParseInt(v, 10, 64); err != nil || t.At <= 0 {
+			n.httpError(w, r, http.StatusBadRequest, "bad_request", "at must be a time in unix milliseconds")
+			return
+		}
+	}
+	if t.Version != 0 && t.At != 0 {
+		n.httpError(w, r, http.StatusBadRequest, "bad_request", "give a version or a time, not both")
+		return
+	}
+	dry := q.Get("dry") == "1"
+	dir := filepath.Join(n.opts.DataDir, "restored")
+	tmp := filepath.Join(dir, fmt.Sprintf(".%s-%d.tmp", id, time.Now().UnixNano()))
+	plan, err := n.backup.restorer.Restore(r.Context(), id, t, tmp)
+	if err != nil {
+		status, code := http.StatusInternalServerError, "restore_failed"
+		if errors.Is(err, backup.ErrNoBackup) || strings.Contains(err.Error(), "is not in the backup") {
+			status, code = http.StatusNotFound, "not_in_backup"
+		}
+		n.log.Warn().Err(err).Str("vault", id).Msg("restore refused")
+		n.httpError(w, r, status, code, err.Error())
+		return
+	}
+	out := struct {
+		backup.Plan
+		File string `json:"file,omitempty"`
+		Dry  bool   `json:"dry,omitempty"`
+	}{Plan: plan, Dry: dry}
+	if dry {
+		os.Remove(tmp)
+	} else {
+		out.File = filepath.Join(dir, fmt.Sprintf("%s-%d.db", id, plan.Version))
+		if err := os.Rename(tmp, out.File); err != nil {
+			os.Remove(tmp)
+			n.httpError(w, r, http.StatusInternalServerError, "restore_failed", err.Error())
+			return
+		}
+		n.backup.metrics.Restored.Inc()
+		n.log.Info().Str("vault", id).Uint64("version", plan.Version).Str("file", out.File).Msg("vault restored from the backup")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
