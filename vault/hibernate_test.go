@@ -291,6 +291,9 @@ func TestCrossingWakesDozingVaultsWithinMaxOpen(t *testing.T) {
 	e := newBoundedEnv(t, 3, map[string]float64{"ETH/USD": 2600})
 	users := e.dippers(t, 12, false)
 	waitFor(t, "the watched vaults to doze down to MaxOpen", func() bool { return e.m.FilesOpen() <= 3 })
+	// A vault reports its thresholds after it answered the command that
+	// made them.
+	waitFor(t, "every vault's threshold in the index", func() bool { return e.m.index.watchers("ETH/USD") == 12 })
 	e.m.mu.Lock()
 	e.m.peak = 0
 	e.m.mu.Unlock()
