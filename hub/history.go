@@ -36,7 +36,11 @@ func NewHistory(n int) *History {
 func (h *History) Add(s Signal) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	pts := append(h.series[s.Name], protocol.Point{Value: s.Value, At: s.At})
+	old := h.series[s.Name]
+	if n := len(old); n > 0 && old[n-1].At == s.At && old[n-1].Value == s.Value {
+		return // the same value again (a replay from the journal)
+	}
+	pts := append(old, protocol.Point{Value: s.Value, At: s.At})
 	if len(pts) > h.n {
 		pts = append(pts[:0:0], pts[len(pts)-h.n:]...)
 	}

@@ -47,6 +47,7 @@ type daemon struct {
 	demo      *demoFeed
 	feeds     *feedWatcher
 	backup    *backupParts // nil without -backup
+	journal   *signalJournal
 	chain     *nodeChain
 	cluster   *clusterParts // nil: a single node
 	secret    []byte        // the cluster secret (-redis)

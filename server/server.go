@@ -185,6 +185,21 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		n.opts.hubTweak(&hcfg)
 	}
 	n.hub = hub.New(hcfg)
+	journal, replay, err := openJournal(journalPath(n.opts.DataDir))
+	if err != nil {
+		return err
+	}
+	n.journal = journal
+	for _, s := range replay {
+		// Accepted before the node stopped: evaluated again (a crossing
+		// already evaluated changes nothing).
+		if err := n.bus.Publish(ctx, s); err != nil {
+			n.log.Warn().Err(err).Str("signal", s.Name).Msg("replay a journaled signal")
+		}
+	}
+	if len(replay) > 0 {
+		n.log.Info().Int("signals", len(replay)).Msg("the newest accepted value of each signal published again from the journal")
+	}
 	if n.cluster != nil {
 		n.cluster.links.SetHub(n.hub)
 	}
@@ -336,6 +351,9 @@ func (n *daemon) stopParts(ctx context.Context) {
 		n.cluster.links.Close()
 	}
 	n.bus.Close()
+	if n.journal != nil {
+		n.journal.close()
+	}
 	if n.cluster != nil {
 		n.cluster.dir.Close()
 		_ = n.cluster.rdb.Close()

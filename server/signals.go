@@ -57,6 +57,13 @@ func (n *daemon) signalsHandler() http.Handler {
 				return
 			}
 		}
+		// Durable before it is answered: a 202 means the values will be
+		// evaluated, even if the node stops now (journal.go).
+		if err := n.journal.append(sigs); err != nil {
+			n.log.Error().Err(err).Msg("signal ingest: the journal did not take the values; refused")
+			n.httpError(w, r, http.StatusServiceUnavailable, "storage_full", "the node could not record the values durably (its disk may be full): nothing was taken; retry")
+			return
+		}
 		for _, s := range sigs {
 			if err := n.bus.Publish(r.Context(), s); err != nil {
 				n.httpError(w, r, http.StatusServiceUnavailable, "unavailable", "signal bus: "+err.Error())

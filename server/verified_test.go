@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,37 @@ func TestATriggerTakesOnlyItsPublishersValues(t *testing.T) {
 		if code != http.StatusBadRequest || !strings.Contains(resp, c.says) {
 			t.Errorf("publish %s: %d %s, want 400 saying %q", c.body, code, resp, c.says)
 		}
+	}
+}
+
+// TestAnAcceptedSignalIsEvaluatedAfterACrash: a value POST /v1/signals
+// accepted is in the journal before the 202; a node that stopped before
+// its vaults evaluated it publishes it again at its next start, and the
+// crossing fires once.
+func TestAnAcceptedSignalIsEvaluatedAfterACrash(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	s := tn.signIn(t, nil)
+	s.create(t, dip(2500))
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	// As if the node had answered 202 for 2400 and died before any vault
+	// saw it: the journal holds it.
+	f, err := os.OpenFile(journalPath(tn.opts.DataDir), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, `{"name":"ETH/USD","value":2400,"at":%d}`+"\n", time.Now().UnixMilli())
+	f.Close()
+	opts := tn.opts
+	tn = startNode(t, opts, nil)
+	s = tn.signIn(t, s.w)
+	s.until(t, "the firing on the journaled value", func(protocol.ServerFrame) bool { return len(s.mirror.Intents) == 1 })
+	tn.mustPublish(t, "ETH/USD", 2400) // the same crossing again: nothing more fires
+	tn.mustPublish(t, "ETH/USD", 2401)
+	s.until(t, "the later value", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeSignal && f.Value == 2401 })
+	if n := len(s.mirror.Intents); n != 1 {
+		t.Fatalf("%d intents, want the one firing", n)
 	}
 }
