@@ -49,7 +49,7 @@ func startBin(t *testing.T, bin string, extra ...string) (*node, *exec.Cmd) {
 	args := append([]string{"-listen", "127.0.0.1:0", "-data", t.TempDir(), "-signal-token", "T", "-demo=false", "-chain-rpc", "none",
 		"-log-format", "json", "-command-rate", "100000", "-command-burst", "100000",
 		// The load comes from one address: no per-address limits.
-		"-max-pending-per-ip", "0", "-signin-rate-per-ip", "0"}, extra...)
+		"-max-pending-per-ip", "0", "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -19,13 +19,13 @@
 // The bench's clients all come from one address, so the node it drives
 // must run without the limits per source address:
 //
-//	go run ./server -signal-token T -demo=false -chain-rpc none -max-pending-per-ip 0 -signin-rate-per-ip 0 -command-rate 100000 -command-burst 100000
+//	go run ./server -signal-token T -demo=false -chain-rpc none -max-pending-per-ip 0 -signin-rate-per-ip 0 -new-vaults-per-ip 0 -new-vaults-per-minute 0 -command-rate 100000 -command-burst 100000
 //
 // (-chain-rpc none: these scenarios measure the node without a chain, so
 // the dev chain's blocks do not share the cores.) execute needs the dev
 // chain instead, with its JSON-RPC on and its demo feed off:
 //
-//	go run ./server -signal-token T -demo=false -dev-chain-rpc 127.0.0.1:18545 -max-pending-per-ip 0 -signin-rate-per-ip 0
+//	go run ./server -signal-token T -demo=false -dev-chain-rpc 127.0.0.1:18545 -max-pending-per-ip 0 -signin-rate-per-ip 0 -new-vaults-per-ip 0 -new-vaults-per-minute 0
 //
 // -debug names the node's -debug-listen address: the bench then forces a
 // garbage collection on the node before reading its memory, and polls the

@@ -111,3 +111,16 @@ func peekSeq(body string) *uint64 {
 	_ = json.Unmarshal([]byte(body), &p)
 	return p.Seq
 }
+
+// source is the address the client is counted under by the limits per
+// source address ("" if unknown).
+func (c *conn) source() string {
+	k := c.key
+	if !k.IsValid() {
+		k = addrKey(c.remote)
+	}
+	if !k.IsValid() {
+		return ""
+	}
+	return k.String()
+}

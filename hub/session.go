@@ -19,7 +19,7 @@ func (c *conn) signIn(f protocol.ClientFrame, in frameIn) {
 	}
 	// The vault layer verifies everything itself; the hub only passes on
 	// the nonce it issued on this socket.
-	b, err := c.h.cfg.Vaults.SignIn(c.ctx, SignIn{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since}, c)
+	b, err := c.h.cfg.Vaults.SignIn(c.ctx, SignIn{Message: f.Message, Signature: f.Signature, Nonce: c.nonce, Since: f.Since, From: c.source()}, c)
 	c.bind(b, err)
 }
 

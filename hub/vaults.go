@@ -36,6 +36,7 @@ type SignIn struct {
 	Signature string
 	Nonce     string
 	Since     *uint64
+	From      string // the source address the per-address limits count it under (an IPv4 address or an IPv6 /64)
 }
 
 // Session is a socket's binding to a session of a vault.

@@ -49,6 +49,7 @@ const (
 	CodeNodeUnreachable  Code = "node_unreachable"   // the vault lives on another node of the cluster that cannot be reached now (down, or its link or Redis is)
 	CodeVaultElsewhere   Code = "vault_elsewhere"    // another node of the cluster took the vault first: sign in again and it is reached there
 	CodeVaultMoving      Code = "vault_moving"       // the vault is moving to another node of the cluster: retry and it is reached there
+	CodeNotAllowed       Code = "not_allowed"        // this node creates vaults only for the addresses on its allowlist
 	CodeInternal         Code = "internal"           // a server fault; logged with details
 	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
 	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough

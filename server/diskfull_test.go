@@ -65,7 +65,7 @@ func fill(t *testing.T, dir string) string {
 // and it restarts.
 func TestFullDiskIsToldAndRecovered(t *testing.T) {
 	data := mountTmpfs(t, "8m")
-	args := []string{"-signin-rate-per-ip", "0", "-command-rate", "100000", "-command-burst", "100000"}
+	args := []string{"-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0", "-command-rate", "100000", "-command-burst", "100000"}
 	p := startProc(t, data, args...)
 	w, _ := client.NewWallet()
 	a := p.signIn(t, w)
@@ -120,7 +120,7 @@ func TestFullDiskIsToldAndRecovered(t *testing.T) {
 // full starts again once there is room.
 func TestNodeStartsAgainOnADiskWithRoom(t *testing.T) {
 	data := mountTmpfs(t, "8m")
-	p := startProc(t, data, "-signin-rate-per-ip", "0")
+	p := startProc(t, data, "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0")
 	w, _ := client.NewWallet()
 	p.signIn(t, w).create(t, dip(1000))
 	filler := fill(t, data)
@@ -132,7 +132,7 @@ func TestNodeStartsAgainOnADiskWithRoom(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	p = startProc(t, data, "-signin-rate-per-ip", "0")
+	p = startProc(t, data, "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0")
 	if code, body := p.readyz(t); code != http.StatusOK || body["vaults_quarantined"] != 0.0 {
 		t.Fatalf("/readyz %d %v", code, body)
 	}

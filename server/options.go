@@ -50,22 +50,25 @@ type Options struct {
 	// AdminToken (environment: SPELLS_ADMIN_TOKEN) authenticates POST
 	// /v1/admin/drain; empty: the endpoint is off. DrainOnShutdown hands
 	// every vault to the other nodes at SIGTERM, for at most DrainTimeout.
-	AdminToken      string
-	Backup          string        // S3 URL of the backup; empty: none
-	BackupEvery     time.Duration // the longest a change waits to be shipped
-	DrainOnShutdown bool
-	DrainTimeout    time.Duration
-	SignalToken     string
-	Demo            bool
-	DemoInterval    time.Duration
-	LogFormat       string // auto, json, console
-	LogLevel        string
-	Node            string
-	MaxOpen         int
-	IdleAfter       time.Duration
-	CommandRate     float64
-	CommandBurst    int
-	MaxConns        int // 0: derived from the descriptor limit
+	AdminToken         string
+	Backup             string        // S3 URL of the backup; empty: none
+	NewVaultsPerIP     float64       // a minute; 0: no limit
+	NewVaultsPerMinute float64       // the node's, a minute; 0: no limit
+	VaultAllowlist     string        // file of owner addresses; empty: anyone
+	BackupEvery        time.Duration // the longest a change waits to be shipped
+	DrainOnShutdown    bool
+	DrainTimeout       time.Duration
+	SignalToken        string
+	Demo               bool
+	DemoInterval       time.Duration
+	LogFormat          string // auto, json, console
+	LogLevel           string
+	Node               string
+	MaxOpen            int
+	IdleAfter          time.Duration
+	CommandRate        float64
+	CommandBurst       int
+	MaxConns           int // 0: derived from the descriptor limit
 	// Per source address (IPv4, IPv6 /64), before sign-in; 0: no limit.
 	MaxPendingPerIP  int
 	SignInRatePerIP  float64
@@ -110,6 +113,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
+	fs.Float64Var(&o.NewVaultsPerIP, "new-vaults-per-ip", 10, "new vaults one source address (IPv4, or IPv6 /64) may create a minute; 0: no limit")
+	fs.Float64Var(&o.NewVaultsPerMinute, "new-vaults-per-minute", 600, "new vaults this node creates a minute, from everyone; 0: no limit")
+	fs.StringVar(&o.VaultAllowlist, "vault-allowlist", "", "file of owner addresses, one a line: the node creates vaults only for them (for a public node); empty: for anyone")
 	fs.StringVar(&o.Backup, "backup", "", "ship every vault's committed changes to this S3-compatible bucket, http(s)://HOST[:PORT]/BUCKET[/PREFIX], sealed under a key the key-encryption key wraps; credentials from SPELLS_BACKUP_ACCESS_KEY and SPELLS_BACKUP_SECRET_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: no backup")
 	fs.DurationVar(&o.BackupEvery, "backup-every", time.Second, "with -backup: the longest a committed change waits before it is shipped")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
@@ -170,6 +176,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.DemoInterval <= 0 {
 		return o, fmt.Errorf("-demo-interval must be positive")
+	}
+	if o.NewVaultsPerIP < 0 || o.NewVaultsPerMinute < 0 {
+		return o, fmt.Errorf("-new-vaults-per-ip and -new-vaults-per-minute must not be negative")
 	}
 	if o.BackupEvery <= 0 {
 		return o, fmt.Errorf("-backup-every must be positive")

@@ -250,7 +250,7 @@ func TestInterruptedFirstSignInsNeverBrickTheNode(t *testing.T) {
 	data := t.TempDir()
 	var wallets []*client.Wallet
 	for _, stop := range []os.Signal{syscall.SIGKILL, syscall.SIGTERM} {
-		p := startProc(t, data, "-signin-rate-per-ip", "0")
+		p := startProc(t, data, "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0")
 		for i := 0; i < 20; i++ {
 			w, _ := client.NewWallet()
 			wallets = append(wallets, w)
@@ -261,7 +261,7 @@ func TestInterruptedFirstSignInsNeverBrickTheNode(t *testing.T) {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	}
-	p := startProc(t, data, "-signin-rate-per-ip", "0")
+	p := startProc(t, data, "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0")
 	if code, body := p.readyz(t); code != http.StatusOK || body["vaults_quarantined"] != 0.0 {
 		t.Fatalf("after the crashes /readyz: %d %v", code, body)
 	}

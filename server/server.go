@@ -147,6 +147,11 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 			keyMade = func(owner, key common.Address) { links.Fund(id, owner, key) }
 		}
 	}
+	gate, err := newCreateGate(n.opts)
+	if err != nil {
+		ch.close()
+		return err
+	}
 	var backups actor.Backup
 	if n.opts.Backup != "" {
 		if n.backup, err = n.startBackup(ctx, kek, reg); err != nil {
@@ -155,7 +160,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		}
 		backups = n.backup.shipper
 	}
-	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups,
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups, AllowCreate: gate.allow,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {

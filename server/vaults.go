@@ -20,7 +20,7 @@ type hubVaults struct{ m *vault.Manager }
 var _ hub.Vaults = hubVaults{}
 
 func (h hubVaults) SignIn(ctx context.Context, r hub.SignIn, sub hub.Subscriber) (hub.Session, error) {
-	b, err := h.m.SignIn(ctx, vault.SignInRequest{Message: r.Message, Signature: r.Signature, Nonce: r.Nonce, Since: r.Since, Sub: sub})
+	b, err := h.m.SignIn(ctx, vault.SignInRequest{Message: r.Message, Signature: r.Signature, Nonce: r.Nonce, Since: r.Since, Sub: sub, From: r.From})
 	if err != nil {
 		return nil, err
 	}

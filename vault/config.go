@@ -55,6 +55,11 @@ type Config struct {
 	// block.
 	KeyMade func(owner, sessionKey common.Address)
 
+	// AllowCreate, if set, is asked before the first sign-in of an address
+	// creates its vault on this node, with the client's source address; an
+	// error (a *protocol.Error) refuses the sign-in and creates nothing.
+	AllowCreate func(from string, owner common.Address) error
+
 	// Backup, if set, takes every vault's committed changes
 	// (backup.Shipper); nil: no backup.
 	Backup actor.Backup

@@ -30,6 +30,7 @@ type SignInRequest struct {
 	Nonce     string
 	Since     *uint64
 	Sub       actor.Subscriber
+	From      string // the client's source address, for Config.AllowCreate
 }
 
 // verifySignIn is the half of a sign-in's checks that needs no vault
@@ -134,11 +135,33 @@ func (m *Manager) SignIn(ctx context.Context, req SignInRequest) (actor.Bound, e
 		m.metrics.Actor.AuthFailures.WithLabelValues(actor.CodeOf(err)).Inc()
 		return actor.Bound{}, err
 	}
+	if m.cfg.AllowCreate != nil && !m.knows(actor.ID(msg.Address)) {
+		// The first sign-in of an address creates its vault: the node may
+		// bound how many it creates, and for whom.
+		if err := m.cfg.AllowCreate(req.From, msg.Address); err != nil {
+			m.metrics.Actor.AuthFailures.WithLabelValues(actor.CodeOf(err)).Inc()
+			m.cfg.Logger.Info().Str("vault", msg.Address.Hex()).Str("from", req.From).Err(err).Msg("vault not created")
+			return actor.Bound{}, err
+		}
+	}
 	v, err := m.acquire(ctx, msg.Address, true, true)
 	if err != nil {
 		return actor.Bound{}, err
 	}
 	return v.SignIn(ctx, msg, req.Nonce, req.Since, req.Sub)
+}
+
+// knows reports whether vault id is on this node: running, placed, or its
+// file present.
+func (m *Manager) knows(id string) bool {
+	m.mu.Lock()
+	known := m.vaults[id] != nil || m.placeOf(id).place != nowhere
+	m.mu.Unlock()
+	if known {
+		return true
+	}
+	exists, err := fileExists(actor.Path(m.cfg.Dir, id))
+	return exists || err != nil
 }
 
 // Resume binds sub to an existing session of the vault the signed body
