@@ -24,6 +24,16 @@ type History struct {
 	gen    uint64 // values added so far, for savers to see a change
 }
 
+// MaxSignals bounds the signals a History keeps: past it, a new signal
+// replaces the one whose newest value is the oldest, so a publisher
+// inventing names cannot grow the node's memory, its file or the frames
+// built from it.
+const MaxSignals = 256
+
+// MaxSeriesBytes bounds the encoded series a frame or response carries
+// (Recent): each signal keeps its newest points that fit.
+const MaxSeriesBytes = 1 << 20
+
 // NewHistory keeps up to n points per signal (default 300).
 func NewHistory(n int) *History {
 	if n <= 0 {
@@ -32,13 +42,38 @@ func NewHistory(n int) *History {
 	return &History{n: n, series: map[string][]protocol.Point{}}
 }
 
+// Recent is Snapshot within MaxSeriesBytes: the newest points of every
+// signal, as many for each as fit.
+func (h *History) Recent() map[string][]protocol.Point {
+	out := h.Snapshot()
+	total := 0
+	for _, pts := range out {
+		total += len(pts)
+	}
+	// A point is at most about 60 bytes of JSON ({"value":…,"at":…},).
+	const perPoint = 60
+	if total*perPoint <= MaxSeriesBytes || len(out) == 0 {
+		return out
+	}
+	keep := max(1, MaxSeriesBytes/perPoint/len(out))
+	for k, pts := range out {
+		if len(pts) > keep {
+			out[k] = pts[len(pts)-keep:]
+		}
+	}
+	return out
+}
+
 // Add records a value.
 func (h *History) Add(s Signal) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	old := h.series[s.Name]
+	old, known := h.series[s.Name]
 	if n := len(old); n > 0 && old[n-1].At == s.At && old[n-1].Value == s.Value {
 		return // the same value again (a replay from the journal)
+	}
+	if !known && len(h.series) >= MaxSignals {
+		h.evictOldestLocked()
 	}
 	pts := append(old, protocol.Point{Value: s.Value, At: s.At})
 	if len(pts) > h.n {
@@ -46,6 +81,20 @@ func (h *History) Add(s Signal) {
 	}
 	h.series[s.Name] = pts
 	h.gen++
+}
+
+// evictOldestLocked forgets the signal whose newest value is the oldest.
+func (h *History) evictOldestLocked() {
+	oldest, at := "", int64(math.MaxInt64)
+	for k, pts := range h.series {
+		if len(pts) == 0 || pts[len(pts)-1].At < at {
+			oldest, at = k, 0
+			if len(pts) > 0 {
+				at = pts[len(pts)-1].At
+			}
+		}
+	}
+	delete(h.series, oldest)
 }
 
 // Gen counts the values added so far.
@@ -108,6 +157,9 @@ func (h *History) ReadFile(path string) error {
 		if len(kept) > 0 {
 			h.series[name] = kept
 		}
+	}
+	for len(h.series) > MaxSignals {
+		h.evictOldestLocked()
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func (c *conn) bind(b Session, err error) {
 	c.bound = b
 	c.markSignedIn()
 	c.logAt(zerolog.InfoLevel).Str("vault", b.Vault().Hex()).Str("session", b.ID()).Bool("forwarded", c.up != nil).Msg("session bound")
-	c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: c.h.cfg.History.Snapshot()}))
+	c.Send(mustJSON(protocol.SignalsFrame{Type: protocol.TypeSignals, Series: c.h.cfg.History.Recent()}))
 	if c.up != nil {
 		c.outMu.Lock()
 		c.boundAfter = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/hub"
 )
@@ -79,12 +80,39 @@ func (s *historySaver) close() {
 	s.done.Wait()
 }
 
-// historyHandler is GET /v1/history: the recent points of every signal,
-// for a page that has not signed in yet (signals are public market data).
-func historyHandler(h *hub.History) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+// historyHandler is GET /v1/history: the recent points of every signal
+// (hub.History.Recent: at most hub.MaxSignals signals, 1 MiB), for a page
+// that has not signed in yet (signals are public market data). One source
+// address gets one answer a second (a burst of 5); more get 429.
+func historyHandler(h *hub.History, n *daemon) http.Handler {
+	var mu sync.Mutex
+	limits := map[string]*rate.Limiter{}
+	swept := time.Now()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := hub.SourceKey(r.RemoteAddr).String()
+		mu.Lock()
+		if time.Since(swept) > time.Minute {
+			for k, l := range limits {
+				if l.Tokens() >= float64(l.Burst()) {
+					delete(limits, k)
+				}
+			}
+			swept = time.Now()
+		}
+		l := limits[key]
+		if l == nil {
+			l = rate.NewLimiter(1, 5)
+			limits[key] = l
+		}
+		ok := l.Allow()
+		mu.Unlock()
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			n.httpError(w, r, http.StatusTooManyRequests, "rate_limited", "one history a second per address: retry in a second")
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(map[string]any{"series": h.Snapshot()})
+		w.Header().Set("Cache-Control", "max-age=1")
+		_ = json.NewEncoder(w).Encode(map[string]any{"series": h.Recent()})
 	})
 }

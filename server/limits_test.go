@@ -307,3 +307,25 @@ func TestSignalHistorySurvivesARestart(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryIsRationed: GET /v1/history answers one address about once a
+// second (a burst of 5), then 429 with Retry-After.
+func TestHistoryIsRationed(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	tn.mustPublish(t, "ETH/USD", 2500)
+	var codes []int
+	for i := 0; i < 8; i++ {
+		resp, err := http.Get("http://" + tn.addr + "/v1/history")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+			t.Fatal("a 429 without Retry-After")
+		}
+	}
+	if codes[0] != http.StatusOK || codes[len(codes)-1] != http.StatusTooManyRequests {
+		t.Fatalf("answers to 8 quick requests: %v", codes)
+	}
+}

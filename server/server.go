@@ -238,7 +238,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	if n.cluster != nil {
 		mux.Handle("GET /v1/node-link", n.cluster.links)
 	}
-	mux.Handle("GET /v1/history", historyHandler(n.hub.History()))
+	mux.Handle("GET /v1/history", historyHandler(n.hub.History(), n))
 	mux.Handle("GET /v1/chain", n.chain.handler(n))
 	if n.chain.dev != nil || n.opts.ChainRelay {
 		mux.Handle("POST /v1/chain/rpc", &relay{nc: n.chain, n: n, addrs: map[netip.Prefix]*rate.Limiter{}, swept: time.Now()})

@@ -18,7 +18,7 @@ import (
 // client (no Origin header).
 type DialOptions struct {
 	Origin    string // sent as the Origin header when set
-	ReadLimit int64  // default 1 MiB
+	ReadLimit int64  // default 16 MiB: the largest frame a node sends (PROTOCOL.md §1)
 	Buffer    int    // frames buffered from the server (default 4096)
 	// HTTPClient makes the upgrade request (default http.DefaultClient);
 	// tests use it to shape the socket.
@@ -59,7 +59,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Conn, error) {
 	}
 	limit, buf := opts.ReadLimit, opts.Buffer
 	if limit <= 0 {
-		limit = 1 << 20
+		limit = 16 << 20
 	}
 	if buf <= 0 {
 		buf = 4096
