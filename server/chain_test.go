@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -202,6 +203,25 @@ func TestChainRelay(t *testing.T) {
 	if !limited {
 		t.Fatal("60 requests at once from one address were all relayed")
 	}
+	// A simulation costs five: a fresh source address (127.0.0.2) gets 12
+	// at once.
+	from2 := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	calls := 0
+	for i := 0; i < 20; i++ {
+		resp, err := from2.Post("http://"+tn.addr+"/v1/chain/rpc", "application/json",
+			strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001","data":"0x"},"latest"]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		calls++
+	}
+	if calls != relayBurst/relayEVMCost {
+		t.Fatalf("%d eth_calls at once from a fresh address, want %d", calls, relayBurst/relayEVMCost)
+	}
 	plain := startNode(t, testOptions(t), nil)
 	resp, err := http.Post("http://"+plain.addr+"/v1/chain/rpc", "application/json", strings.NewReader(`{}`))
 	if err != nil {
@@ -210,5 +230,23 @@ func TestChainRelay(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("a node without a chain answers the relay with %d", resp.StatusCode)
+	}
+}
+
+// A relayed simulation runs with at most relayGasCap gas, whatever it asks.
+func TestRelayCapsGas(t *testing.T) {
+	for _, c := range []struct{ in, gas string }{
+		{`{"to":"0x01"}`, "0x2dc6c0"},
+		{`{"to":"0x01","gas":"0xffffffffff"}`, "0x2dc6c0"},
+		{`{"to":"0x01","gas":"0x5208"}`, "0x5208"},
+	} {
+		out, ok := capGas(json.RawMessage(c.in))
+		var m map[string]any
+		if !ok || json.Unmarshal(out, &m) != nil || m["gas"] != c.gas {
+			t.Errorf("%s: %s (%v), want gas %s", c.in, out, ok, c.gas)
+		}
+	}
+	if _, ok := capGas(json.RawMessage(`"nonsense"`)); ok {
+		t.Error("a string taken as a call object")
 	}
 }

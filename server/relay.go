@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/hub"
@@ -30,11 +31,22 @@ var relayMethods = map[string]bool{
 	"eth_getTransactionReceipt": true, "eth_getTransactionByHash": true, "eth_sendRawTransaction": true,
 }
 
+// The relay is priced: each source address has relayRate units a second
+// (a burst of relayBurst); a method that runs the EVM (a simulation)
+// costs relayEVMCost units, any other one. The whole node runs at most
+// relayEVMRate simulations a second for the relay, and each is capped at
+// relayGasCap gas, so no caller, nor many together, can hold the node's
+// CPU.
 const (
 	relayMaxBody = 128 << 10
-	relayRate    = 20 // requests per second per source address
-	relayBurst   = 40
+	relayRate    = 20
+	relayBurst   = 60
+	relayEVMCost = 5
+	relayEVMRate = 50
+	relayGasCap  = 3_000_000
 )
+
+var relayEVM = map[string]bool{"eth_call": true, "eth_estimateGas": true}
 
 type relay struct {
 	nc *nodeChain
@@ -43,9 +55,15 @@ type relay struct {
 	mu    sync.Mutex
 	addrs map[netip.Prefix]*rate.Limiter
 	swept time.Time
+	evm   *rate.Limiter // the node's simulations for the relay
 }
 
-func (r *relay) allow(remote string) bool {
+func newRelay(nc *nodeChain, n *daemon) *relay {
+	return &relay{nc: nc, n: n, addrs: map[netip.Prefix]*rate.Limiter{}, swept: time.Now(), evm: rate.NewLimiter(relayEVMRate, 2*relayEVMRate)}
+}
+
+// allow charges cost units to remote's budget.
+func (r *relay) allow(remote string, cost int) bool {
 	k := hub.SourceKey(remote)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -63,7 +81,24 @@ func (r *relay) allow(remote string) bool {
 		l = rate.NewLimiter(relayRate, relayBurst)
 		r.addrs[k] = l
 	}
-	return l.AllowN(now, 1)
+	return l.AllowN(now, cost)
+}
+
+// capGas writes relayGasCap as the gas of a call object that names none or
+// more.
+func capGas(p json.RawMessage) (json.RawMessage, bool) {
+	var call map[string]any
+	if json.Unmarshal(p, &call) != nil || call == nil {
+		return p, false
+	}
+	if g, ok := call["gas"].(string); ok {
+		if v, err := hexutil.DecodeUint64(g); err == nil && v <= relayGasCap {
+			return p, true
+		}
+	}
+	call["gas"] = hexutil.EncodeUint64(relayGasCap)
+	out, err := json.Marshal(call)
+	return out, err == nil
 }
 
 type rpcRequest struct {
@@ -84,11 +119,6 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.n.httpError(w, req, http.StatusNotFound, "no_chain", "this node runs without a chain (-chain-rpc none)")
 		return
 	}
-	if !r.allow(req.RemoteAddr) {
-		w.Header().Set("Retry-After", "1")
-		r.n.httpError(w, req, http.StatusTooManyRequests, "rate_limited", "more than 20 chain requests a second from this address")
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, relayMaxBody))
 	if err != nil {
 		r.n.httpError(w, req, http.StatusRequestEntityTooLarge, "too_large", "a chain request is at most 128 KiB")
@@ -103,6 +133,32 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !relayMethods[rq.Method] {
 		r.answer(w, rq.ID, nil, &rpcError{Code: -32601, Message: "the node does not relay " + rq.Method})
 		return
+	}
+	cost := 1
+	if relayEVM[rq.Method] {
+		cost = relayEVMCost
+	}
+	if !r.allow(req.RemoteAddr, cost) {
+		w.Header().Set("Retry-After", "1")
+		r.n.httpError(w, req, http.StatusTooManyRequests, "rate_limited", "this address used its chain requests of this second (a simulation, eth_call or eth_estimateGas, counts as 5 of 20): retry in a second")
+		return
+	}
+	if relayEVM[rq.Method] {
+		if !r.evm.Allow() {
+			w.Header().Set("Retry-After", "1")
+			r.n.httpError(w, req, http.StatusTooManyRequests, "rate_limited", "the node runs its most simulations a second for the relay now: retry in a second")
+			return
+		}
+		if len(rq.Params) == 0 {
+			r.answer(w, rq.ID, nil, &rpcError{Code: -32602, Message: rq.Method + " needs a call object"})
+			return
+		}
+		p, ok := capGas(rq.Params[0])
+		if !ok {
+			r.answer(w, rq.ID, nil, &rpcError{Code: -32602, Message: rq.Method + "'s first parameter is not a call object"})
+			return
+		}
+		rq.Params[0] = p
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
 	defer cancel()

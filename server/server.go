@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"runtime"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/cluster/redisbus"
 	"github.com/spells-dev/spells/hub"
@@ -241,7 +239,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.Handle("GET /v1/history", historyHandler(n.hub.History(), n))
 	mux.Handle("GET /v1/chain", n.chain.handler(n))
 	if n.chain.dev != nil || n.opts.ChainRelay {
-		mux.Handle("POST /v1/chain/rpc", &relay{nc: n.chain, n: n, addrs: map[netip.Prefix]*rate.Limiter{}, swept: time.Now()})
+		mux.Handle("POST /v1/chain/rpc", newRelay(n.chain, n))
 	}
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.Handle("POST /v1/signals", n.signalsHandler())
