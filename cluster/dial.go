@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/coder/websocket"
@@ -129,8 +131,24 @@ func (l *Links) dial(ctx context.Context, peer string) error {
 	return nil
 }
 
-// ServeHTTP accepts a node link (GET /v1/node-link).
+// ServeHTTP accepts a node link (GET /v1/node-link), only from the
+// address of a member of the cluster, and at most maxHandshakesPerAddr
+// handshakes from one address at once, so no outsider can hold the
+// handshake slots and cut the cluster's nodes apart.
 func (l *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	src := remoteIP(r.RemoteAddr)
+	if !l.fromMember(r.Context(), src) {
+		l.m.AuthFailed.Inc()
+		l.log.Debug().Str("remote", r.RemoteAddr).Msg("node link refused: not from a member's address")
+		http.Error(w, "node links are accepted from the cluster's members only", http.StatusForbidden)
+		return
+	}
+	if !l.takeAddr(src) {
+		l.m.AuthFailed.Inc()
+		http.Error(w, "too many node link handshakes from this address at once; retry", http.StatusServiceUnavailable)
+		return
+	}
+	defer l.releaseAddr(src)
 	select {
 	case l.handshakes <- struct{}{}:
 		defer func() { <-l.handshakes }()
@@ -222,4 +240,86 @@ func (l *Links) Close() {
 		lk.close(websocket.StatusGoingAway, "node shutting down")
 	}
 	l.wg.Wait()
+}
+
+// maxHandshakesPerAddr bounds the handshakes one address has in progress.
+const maxHandshakesPerAddr = 4
+
+func remoteIP(remote string) netip.Addr {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// fromMember reports whether a is the address of a member of the cluster
+// (its link address's host, resolved if it is a name, cached a minute).
+func (l *Links) fromMember(ctx context.Context, a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, m := range l.cfg.Dir.Members() {
+		host, _, err := net.SplitHostPort(m.Addr)
+		if err != nil {
+			continue
+		}
+		for _, ip := range l.resolve(ctx, host) {
+			if ip == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resolve is host's addresses: itself if it is one, else looked up (with
+// a second's timeout) and cached a minute.
+func (l *Links) resolve(ctx context.Context, host string) []netip.Addr {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}
+	}
+	l.mu.Lock()
+	c, ok := l.hosts[host]
+	l.mu.Unlock()
+	if ok && time.Since(c.at) < time.Minute {
+		return c.ips
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	for i := range ips {
+		ips[i] = ips[i].Unmap()
+	}
+	l.mu.Lock()
+	l.hosts[host] = resolved{ips: ips, at: time.Now()}
+	l.mu.Unlock()
+	return ips
+}
+
+type resolved struct {
+	ips []netip.Addr
+	at  time.Time
+}
+
+func (l *Links) takeAddr(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight[a] >= maxHandshakesPerAddr {
+		return false
+	}
+	l.inflight[a]++
+	return true
+}
+
+func (l *Links) releaseAddr(a netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight[a]--; l.inflight[a] <= 0 {
+		delete(l.inflight, a)
+	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,21 +23,23 @@ import (
 func TestLinkNeedsTheSecret(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := dial(t, srv.URL())
-	listener := NewLinks(LinksConfig{Secret: []byte("the right secret"), Logger: zerolog.Nop(),
-		Dir: newDir(t, rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
-	hs := httptest.NewServer(listener)
-	defer hs.Close()
-	defer listener.Close()
-	addr := strings.TrimPrefix(hs.URL, "http://")
+	hs := httptest.NewUnstartedServer(nil)
+	addr := hs.Listener.Addr().String()
 	da := newDir(t, rdb, DirectoryConfig{Node: "node-a", Addr: addr, Lease: time.Second, Logger: zerolog.Nop()})
 	da.Start(context.Background())
 	defer da.Close()
+	listener := NewLinks(LinksConfig{Secret: []byte("the right secret"), Logger: zerolog.Nop(), Dir: da})
+	hs.Config.Handler = listener
+	hs.Start()
+	defer hs.Close()
+	defer listener.Close()
 
 	dialer := func(secret string) *Links {
 		d := newDir(t, rdb, DirectoryConfig{Node: "node-b", Addr: "127.0.0.1:1", Lease: time.Second, Logger: zerolog.Nop()})
 		d.Start(context.Background())
 		t.Cleanup(d.Close)
 		waitFor(t, "node-a in the members", func() bool { _, ok := d.Member("node-a"); return ok })
+		waitFor(t, "node-b in node-a's members", func() bool { _, ok := da.Member("node-b"); return ok })
 		l := NewLinks(LinksConfig{Dir: d, Secret: []byte(secret), Logger: zerolog.Nop()})
 		t.Cleanup(l.Close)
 		return l
@@ -61,26 +64,36 @@ func TestLinkNeedsTheSecret(t *testing.T) {
 	waitFor(t, "the listener's side of the link", func() bool { return testutil.ToFloat64(listener.m.Links) == 1 })
 }
 
-// TestLinkHandshakesAreBounded: strangers that open the link and never
-// finish the handshake hold at most maxHandshakes of them; the next is
-// refused before the upgrade, and each stalled one ends by itself.
+// TestLinkHandshakesAreBounded: a handshake from an address that is no
+// member's is refused before the upgrade; from a member's address at most
+// maxHandshakesPerAddr run at once (the next is refused before the
+// upgrade), and each stalled one ends by itself.
 func TestLinkHandshakesAreBounded(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := dial(t, srv.URL())
-	l := NewLinks(LinksConfig{Secret: []byte("s"), Logger: zerolog.Nop(), Dir: newDir(t, rdb, DirectoryConfig{Node: "node-a", Logger: zerolog.Nop()})})
+	d := newDir(t, rdb, DirectoryConfig{Node: "node-a", Addr: "127.0.0.1:1", Logger: zerolog.Nop()})
+	d.Start(context.Background())
+	defer d.Close()
+	l := NewLinks(LinksConfig{Secret: []byte("s"), Logger: zerolog.Nop(), Dir: d})
 	hs := httptest.NewServer(l)
 	defer hs.Close()
 	defer l.Close()
+	waitFor(t, "the directory to list its member", func() bool { return len(d.Members()) == 1 })
 	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	stranger := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	_, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}, HTTPClient: stranger})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a handshake from no member's address: %v %v", resp, err)
+	}
 	var held []*websocket.Conn
-	for i := 0; i < maxHandshakes; i++ {
+	for i := 0; i < maxHandshakesPerAddr; i++ {
 		c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
 		if err != nil {
 			t.Fatalf("handshake %d: %v", i, err)
 		}
 		held = append(held, c)
 	}
-	_, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
+	_, resp, err = websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{linkProto}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("handshake past the bound: %v %v", resp, err)
 	}

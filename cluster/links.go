@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -83,6 +84,8 @@ type Links struct {
 	// handshakes bounds the link handshakes in progress: the endpoint is
 	// on the public listener, and a handshake is what anyone can start.
 	handshakes chan struct{}
+	inflight   map[netip.Addr]int  // handshakes in progress by source address (mu)
+	hosts      map[string]resolved // members' host names resolved (mu)
 	closed     bool
 	// ctx ends when Close begins; wg counts every goroutine the links
 	// started (each link's read and ping loops, its closes, the requests
@@ -110,7 +113,7 @@ func NewLinks(cfg LinksConfig) *Links {
 	}
 	l := &Links{cfg: cfg, me: cfg.Dir.Node(), log: cfg.Logger, m: cfg.Metrics,
 		links: map[string]*link{}, dialing: map[string]chan struct{}{}, backoff: map[string]dialBackoff{}, changed: make(chan struct{}),
-		handshakes: make(chan struct{}, maxHandshakes)}
+		handshakes: make(chan struct{}, maxHandshakes), inflight: map[netip.Addr]int{}, hosts: map[string]resolved{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
