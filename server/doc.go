@@ -20,6 +20,8 @@
 //     as signals with their source.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - backup.go: -backup's shipper, and POST /v1/admin/restore.
+//   - create.go: the bound on new vaults (per address, per node, an
+//     allowlist).
 //   - journal.go: the signal journal: an accepted signal is durable before
 //     its 202, and published again at the next start.
 //   - debug.go: pprof and the node's own metrics on the debug listener.
