@@ -17,4 +17,5 @@
 //   - metrics.go: the backup's metrics.
 //   - shipper.go: the Shipper: chains, the backlog and its bound, flushes.
 //   - restore.go: the Restorer: a vault rebuilt from a base and its chain.
+//   - restoreall.go: every vault the backup holds, restored (a lost disk).
 package backup

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spells-dev/spells/backup"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/keys"
 )
 
@@ -128,4 +129,43 @@ func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// restoreFromBackup writes every vault the backup holds, at its newest,
+// into a data directory that holds none (-backup-restore: a node started
+// on an empty disk after its disk died), before the vaults are scanned. A
+// restore cut short goes on at the next start (data/restoring marks it).
+func (n *daemon) restoreFromBackup(ctx context.Context) error {
+	if n.backup == nil {
+		return fmt.Errorf("-backup-restore needs -backup")
+	}
+	marker := filepath.Join(n.opts.DataDir, "restoring")
+	_, err := os.Stat(marker)
+	resuming := err == nil
+	existing, _ := filepath.Glob(filepath.Join(n.opts.DataDir, "vaults", "*", "0x*.db"))
+	if len(existing) > 0 && !resuming {
+		n.log.Info().Int("vaults", len(existing)).Msg("-backup-restore: the data directory holds vaults; nothing restored")
+		return nil
+	}
+	if err := os.MkdirAll(n.opts.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(marker, []byte("vaults are being restored from the backup\n"), 0o600); err != nil {
+		return err
+	}
+	start := time.Now()
+	plans, err := n.backup.restorer.RestoreAll(ctx, func(id string) string { return actor.Path(n.opts.DataDir, id) }, func(done, total int) {
+		if done%100 == 0 || done == total {
+			n.log.Info().Int("done", done).Int("of", total).Msg("restoring vaults from the backup")
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("-backup-restore: %w (restored %d vaults; start again to go on)", err, len(plans))
+	}
+	if err := os.Remove(marker); err != nil {
+		return err
+	}
+	n.backup.metrics.Restored.Add(float64(len(plans)))
+	n.log.Info().Int("vaults", len(plans)).Dur("took", time.Since(start)).Msg("vaults restored from the backup")
+	return nil
 }

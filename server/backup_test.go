@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,48 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if code, _, body := restore("&version=1&at=5"); code != http.StatusBadRequest {
 		t.Fatalf("a version and a time: %d %s", code, body)
+	}
+}
+
+// TestALostDiskIsRestored: a node's disk is lost (its data directory
+// emptied); started again with the same key-encryption key, -backup and
+// -backup-restore, it restores every vault from the backup before it
+// serves, and the owner finds the triggers it had, all of those the
+// backup had shipped: the test reports how many acked changes were lost.
+func TestALostDiskIsRestored(t *testing.T) {
+	srv := s3test.Start(t)
+	o := testOptions(t)
+	o.Backup, o.BackupEvery, o.MasterKey = srv.URL+"/spells/lost", 50*time.Millisecond, strings.Repeat("ab", 32)
+	tn := startNode(t, o, nil)
+	s := tn.signIn(t, nil)
+	for i := 0; i < 3; i++ {
+		spec := dip(float64(100 + i))
+		spec.Name = fmt.Sprintf("dip %d", i)
+		s.create(t, spec)
+	}
+	w := s.w
+	if err := tn.shutdown(); err != nil { // closing ships what waited
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(o.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	o.BackupRestore = true
+	tn = startNode(t, o, nil)
+	s = tn.signIn(t, w)
+	if n := len(s.mirror.Triggers); n != 3 {
+		t.Fatalf("after the lost disk the vault has %d triggers, want 3 (%d acked changes lost)", n, 3-n)
+	}
+	if _, err := os.Stat(filepath.Join(o.DataDir, "restoring")); !os.IsNotExist(err) {
+		t.Fatalf("the restore left its marker: %v", err)
+	}
+	// A node with vaults restores nothing.
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	tn = startNode(t, o, nil)
+	s = tn.signIn(t, w)
+	if n := len(s.mirror.Triggers); n != 3 {
+		t.Fatalf("a second start: %d triggers", n)
 	}
 }

@@ -56,6 +56,7 @@ type Options struct {
 	NewVaultsPerMinute float64       // the node's, a minute; 0: no limit
 	VaultAllowlist     string        // file of owner addresses; empty: anyone
 	BackupEvery        time.Duration // the longest a change waits to be shipped
+	BackupRestore      bool          // restore every vault into an empty data directory at start
 	DrainOnShutdown    bool
 	DrainTimeout       time.Duration
 	SignalToken        string
@@ -117,6 +118,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.Float64Var(&o.NewVaultsPerMinute, "new-vaults-per-minute", 600, "new vaults this node creates a minute, from everyone; 0: no limit")
 	fs.StringVar(&o.VaultAllowlist, "vault-allowlist", "", "file of owner addresses, one a line: the node creates vaults only for them (for a public node); empty: for anyone")
 	fs.StringVar(&o.Backup, "backup", "", "ship every vault's committed changes to this S3-compatible bucket, http(s)://HOST[:PORT]/BUCKET[/PREFIX], sealed under a key the key-encryption key wraps; credentials from SPELLS_BACKUP_ACCESS_KEY and SPELLS_BACKUP_SECRET_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: no backup")
+	fs.BoolVar(&o.BackupRestore, "backup-restore", false, "with -backup: at start, if the data directory holds no vault, first restore every vault the backup holds at its newest (a node started on an empty disk; it needs the same key-encryption key)")
 	fs.DurationVar(&o.BackupEvery, "backup-every", time.Second, "with -backup: the longest a committed change waits before it is shipped")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
@@ -179,6 +181,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.NewVaultsPerIP < 0 || o.NewVaultsPerMinute < 0 {
 		return o, fmt.Errorf("-new-vaults-per-ip and -new-vaults-per-minute must not be negative")
+	}
+	if o.BackupRestore && o.Backup == "" {
+		return o, fmt.Errorf("-backup-restore restores from -backup: give both")
 	}
 	if o.BackupEvery <= 0 {
 		return o, fmt.Errorf("-backup-every must be positive")
