@@ -32,6 +32,8 @@
 //   - move.go: moving a vault to or from another node.
 //   - signin.go: the node's half of sign-in, resume and revoke.
 //   - scan.go: the start-up scan of every vault file.
+//   - integrity.go: every closed file read in the background (quick_check),
+//     a damaged one quarantined.
 //   - janitor.go: idle vaults put to sleep; the disk probed; files the scan
 //     could not read tried again.
 //   - node.go: NewManager, Start, Close, and what the node tells of its

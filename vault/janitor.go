@@ -20,9 +20,10 @@ const (
 )
 
 // janitor hibernates idle vaults and dozes idle watched ones,
-// janitorParallel files at a time; it also probes a disk found full, and
-// retries the files the start-up scan could not read. It runs on the
-// injected clock.
+// janitorParallel files at a time; it also probes a disk found full,
+// retries the files the start-up scan could not read, and checks the
+// closed files' integrity in turn (integrity.go). It runs on the injected
+// clock.
 func (m *Manager) janitor(ctx context.Context) {
 	every := min(m.cfg.IdleAfter/2, janitorEvery)
 	slots := make(chan struct{}, janitorParallel)
@@ -36,6 +37,7 @@ func (m *Manager) janitor(ctx context.Context) {
 		case <-timer.C():
 		}
 		m.probeStorage()
+		m.checkIntegrity(ctx, every)
 		if m.now().Sub(rescanned) >= rescanEvery {
 			m.rescan(ctx)
 			rescanned = m.now()

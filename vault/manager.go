@@ -56,6 +56,7 @@ type Manager struct {
 	// routed instance, until the waker starts one (route.go).
 	waiting map[string]*actor.Inbox
 	wakeQ   []string
+	checked string // the vault the integrity check read last
 	wakeUp  chan struct{}
 
 	places       map[string]spot // every vault this node has a file or a record of (place.go)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"zombiezen.com/go/sqlite"
@@ -174,4 +175,33 @@ func TestRestoredQuarantinedVaultServesAgain(t *testing.T) {
 	if u2 := e.signIn(u.w); len(u2.state(t).Triggers) != 1 {
 		t.Fatal("the restored vault lost its trigger")
 	}
+}
+
+// TestBackgroundCheckFindsDamageNoQueryReads: a closed vault file with an
+// index page overwritten (nothing at open or in use reads it) is found by
+// the janitor's integrity check and quarantined; its owner is told
+// vault_quarantined, and every other vault serves.
+func TestBackgroundCheckFindsDamageNoQueryReads(t *testing.T) {
+	e := newEnv(t)
+	e.latest["X"] = 15
+	victim, other := e.newUser(), e.newUser()
+	victim.create(t, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
+	e.hibernateAll(t, victim, other)
+	p := actor.Path(e.dir, actor.ID(victim.w.Address()))
+	overwritePage(t, p, rootPage(t, p, "intent_txs_intent"))
+	waitFor(t, "the integrity check to quarantine the vault", func() bool {
+		e.clock.Advance(time.Second)
+		return e.m.Quarantined() == 1
+	})
+	d, _ := protocol.NewDelegate()
+	_, err := e.signInWith(victim.w, e.params(victim.w, d), newSub())
+	wantCode(t, err, protocol.CodeVaultQuarantined)
+	reasons, _ := filepath.Glob(filepath.Join(e.dir, "quarantine", "*.reason"))
+	if len(reasons) != 1 {
+		t.Fatalf("quarantine reasons %v", reasons)
+	}
+	if b, _ := os.ReadFile(reasons[0]); !strings.Contains(string(b), "integrity check") {
+		t.Fatalf("the reason: %s", b)
+	}
+	e.signIn(other.w).mustCmd(t, protocol.OpTriggerList, struct{}{})
 }

@@ -13,6 +13,7 @@
 //   - conn.go: opening a vault file, set up for being one of thousands
 //     open; the immutable snapshot the start-up scan reads.
 //   - create.go: making a vault's file whole or not at all.
+//   - integrity.go: SQLite's quick_check over a vault file.
 //   - session.go: recording committed changes as changesets, snapshots of
 //     the whole file, and applying changesets (the backup).
 //   - tx.go: one state transition's changes and effects, savepoints, and

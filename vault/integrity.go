@@ -1,0 +1,80 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/spells-dev/spells/vault/actor"
+	"github.com/spells-dev/spells/vault/store"
+)
+
+// The janitor reads every closed vault file in the background
+// (store.QuickCheck), so damage no query reads is found within
+// integrityCycle, not when a client resumes: a damaged file is quarantined
+// like one found damaged at open.
+
+// integrityCycle is the time in which every file is checked once.
+const integrityCycle = 24 * time.Hour
+
+// checkIntegrity checks the next closed vault files after the cursor:
+// enough each sweep (every) to cover every file within integrityCycle.
+func (m *Manager) checkIntegrity(ctx context.Context, every time.Duration) {
+	m.mu.Lock()
+	files := 0
+	for _, s := range m.places {
+		if s.place == held {
+			files++
+		}
+	}
+	m.mu.Unlock()
+	n := max(1, int(int64(files)*int64(every)/int64(integrityCycle))+1)
+	for ; n > 0 && ctx.Err() == nil; n-- {
+		id, ok := m.nextToCheck()
+		if !ok {
+			return
+		}
+		err := store.QuickCheck(actor.Path(m.cfg.Dir, id))
+		if err == nil || !store.IsDamaged(err) {
+			continue
+		}
+		m.mu.Lock()
+		running := m.vaults[id] != nil || m.placeOf(id).place != held
+		if !running {
+			// Fenced: no instance starts for a quarantined vault.
+			m.setPlaceLocked(id, spot{place: quarantined, file: actor.Path(m.cfg.Dir, id)})
+		}
+		m.mu.Unlock()
+		if running {
+			continue // its instance reads it, and finds what it finds
+		}
+		m.quarantine(id, errors.Join(errors.New("found by the background integrity check"), err))
+	}
+}
+
+// nextToCheck is the next held vault without a running instance after the
+// cursor, in id order (wrapping around).
+func (m *Manager) nextToCheck() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next, first := "", ""
+	for id, s := range m.places {
+		if s.place != held || m.vaults[id] != nil {
+			continue
+		}
+		if first == "" || id < first {
+			first = id
+		}
+		if id > m.checked && (next == "" || id < next) {
+			next = id
+		}
+	}
+	if next == "" {
+		next = first
+	}
+	if next == "" {
+		return "", false
+	}
+	m.checked = next
+	return next, true
+}
