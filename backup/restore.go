@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/vault/keys"
 	"github.com/spells-dev/spells/vault/store"
@@ -36,10 +38,64 @@ type Plan struct {
 // ErrNoBackup is a vault the backup holds nothing of (before the target).
 var ErrNoBackup = errors.New("the backup holds no copy of this vault at or before that point")
 
-// Restorer reads vaults back from a backup.
+// Restorer reads vaults back from a backup. It keeps the log objects it
+// read last (up to cacheBytes), since every vault of a flush is in the
+// same object: restoring many vaults reads each object once.
 type Restorer struct {
 	b    *Bucket
 	seal *sealer
+
+	mu     sync.Mutex
+	cache  map[string]cachedLog
+	order  []string
+	cached int
+}
+
+type cachedLog struct {
+	h    logHeader
+	body []byte
+}
+
+const cacheBytes = 64 << 20
+
+// readLog returns log object name, decoded, from the cache or the bucket
+// (ErrForeign: another KEK's).
+func (r *Restorer) readLog(ctx context.Context, name string) (logHeader, []byte, error) {
+	r.mu.Lock()
+	c, ok := r.cache[name]
+	r.mu.Unlock()
+	if ok {
+		return c.h, c.body, nil
+	}
+	sealed, err := r.b.get(ctx, name)
+	if err != nil {
+		return logHeader{}, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	plain, err := r.seal.open(name, sealed)
+	if err != nil {
+		return logHeader{}, nil, err
+	}
+	h, body, err := decodeLog(plain)
+	if err != nil {
+		return logHeader{}, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cache == nil {
+		r.cache = map[string]cachedLog{}
+	}
+	if _, ok := r.cache[name]; !ok {
+		r.cache[name] = cachedLog{h: h, body: body}
+		r.order = append(r.order, name)
+		r.cached += len(body)
+		for r.cached > cacheBytes && len(r.order) > 1 {
+			old := r.order[0]
+			r.order = r.order[1:]
+			r.cached -= len(r.cache[old].body)
+			delete(r.cache, old)
+		}
+	}
+	return h, body, nil
 }
 
 // NewRestorer opens the backup keys this KEK unwraps.
@@ -98,9 +154,20 @@ func (r *Restorer) Restore(ctx context.Context, vault string, target Target, pat
 		return plan, err
 	}
 	plan.BaseVersion, plan.BaseAt, plan.Version, plan.At = base.version, base.ms, base.version, base.ms
-	err = r.replay(ctx, conn, vault, *base, target, &plan)
+	// The file is not the vault's until it is whole: the changes apply
+	// without a sync each, and the file is synced once at the end.
+	err = sqlitex.ExecuteTransient(conn, "PRAGMA journal_mode=MEMORY;", nil)
+	if err == nil {
+		err = sqlitex.ExecuteTransient(conn, "PRAGMA synchronous=OFF;", nil)
+	}
+	if err == nil {
+		err = r.replay(ctx, conn, vault, *base, target, &plan)
+	}
 	if cerr := conn.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = syncFile(path)
 	}
 	if err == nil && target.Version != 0 && plan.Version != target.Version {
 		err = fmt.Errorf("version %d is not in the backup: the nearest at or before it is %d (versions committed within one flush are shipped together)", target.Version, plan.Version)
@@ -112,6 +179,15 @@ func (r *Restorer) Restore(ctx context.Context, vault string, target Target, pat
 		return plan, err
 	}
 	return plan, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // replay applies the base's chain from the log objects after it, in
@@ -132,20 +208,12 @@ func (r *Restorer) replay(ctx context.Context, conn *sqlite.Conn, vault string, 
 			if ms, ok := logTime(n); ok && target.At != 0 && ms > target.At+int64(time.Minute/time.Millisecond) {
 				return nil
 			}
-			sealed, err := r.b.get(ctx, n)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", n, err)
-			}
-			plain, err := r.seal.open(n, sealed)
+			h, body, err := r.readLog(ctx, n)
 			if errors.Is(err, ErrForeign) {
 				continue // another node's, sealed by another KEK
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", n, err)
-			}
-			h, body, err := decodeLog(plain)
-			if err != nil {
-				return fmt.Errorf("%s: %w", n, err)
+				return err
 			}
 			for _, e := range h.Entries {
 				if e.Vault != vault || e.Chain != base.chain || e.N != next {

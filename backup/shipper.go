@@ -115,6 +115,9 @@ func (s *Shipper) Changed(vault string, version uint64, at int64, cs []byte) (wa
 	return c.n >= s.cfg.RebaseAfter
 }
 
+// Every is how often a vault gives its changes (Config.Every).
+func (s *Shipper) Every() time.Duration { return s.cfg.Every }
+
 // Forget drops vault's chain: its file was replaced, and its next change
 // ships the whole file.
 func (s *Shipper) Forget(vault string) {

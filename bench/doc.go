@@ -48,6 +48,7 @@
 //     scenarios give them.
 //   - saved.go: the vaults commands -save writes for verify to read.
 //   - fanout.go, commands.go, connections.go, cold.go, baseline.go,
-//     execute.go, cluster.go, verify.go: one scenario each.
+//     execute.go, cluster.go, verify.go, backup.go: one scenario each
+//     (backup against a node run with -backup and -admin-token).
 //   - main.go: the scenario named on the command line.
 package main

@@ -20,7 +20,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold, baseline, execute, cluster (see bench/doc.go),
+scenarios: fanout, commands, connections, cold, baseline, execute, cluster, backup (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string) error {
 	var vp verifyParams
 	var ep executeParams
 	var lp clusterParams
+	var kb backupParams
 	var clusterNodes string
 	switch scenario {
 	case "fanout":
@@ -61,6 +62,10 @@ func run(ctx context.Context, args []string) error {
 		fs.StringVar(&cp.Save, "save", "", "write the vaults' keys and checked versions to this file (for verify after a restart)")
 	case "verify":
 		fs.StringVar(&vp.From, "from", "", "the file written by commands -save")
+	case "backup":
+		fs.IntVar(&kb.Commands.Clients, "clients", 64, "client connections, each on its own vault")
+		fs.DurationVar(&kb.Commands.Duration, "duration", 10*time.Second, "how long to send commands")
+		fs.StringVar(&kb.Admin, "admin-token", os.Getenv("SPELLS_ADMIN_TOKEN"), "the node's -admin-token (for the restores)")
 	case "execute":
 		fs.IntVar(&ep.Vaults, "vaults", 50, "vaults, each firing one swap on the dev chain")
 		fs.StringVar(&ep.Amount, "amount", "10", "dUSD each swap sells")
@@ -109,6 +114,9 @@ func run(ctx context.Context, args []string) error {
 		r, err = baseline(ctx, n, bp)
 	case "verify":
 		r, err = verify(ctx, n, vp)
+	case "backup":
+		kb.Commands.Window = 1
+		r, err = backupBench(ctx, n, kb)
 	case "execute":
 		r, err = execute(ctx, n, ep)
 	case "cluster":

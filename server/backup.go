@@ -112,9 +112,13 @@ func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		backup.Plan
-		File string `json:"file,omitempty"`
-		Dry  bool   `json:"dry,omitempty"`
+		File  string `json:"file,omitempty"`
+		Bytes int64  `json:"bytes"`
+		Dry   bool   `json:"dry,omitempty"`
 	}{Plan: plan, Dry: dry}
+	if fi, err := os.Stat(tmp); err == nil {
+		out.Bytes = fi.Size()
+	}
 	if dry {
 		os.Remove(tmp)
 	} else {

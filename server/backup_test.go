@@ -40,13 +40,6 @@ func TestBackupAndRestore(t *testing.T) {
 	o.Backup, o.BackupEvery, o.AdminToken = srv.URL+"/spells/test", 50*time.Millisecond, "adm1n"
 	tn := startNode(t, o, nil)
 	s := tn.signIn(t, nil)
-	var versions []uint64
-	for i := 0; i < 3; i++ {
-		spec := dip(float64(100 + i))
-		spec.Name = fmt.Sprintf("dip %d", i)
-		_, v := s.create(t, spec)
-		versions = append(versions, v)
-	}
 	vault := strings.ToLower(s.w.Address().Hex())
 	type plan struct {
 		Version uint64 `json:"version"`
@@ -61,11 +54,20 @@ func TestBackupAndRestore(t *testing.T) {
 		_ = json.Unmarshal([]byte(body), &p)
 		return code, p, body
 	}
+	// Each version shipped before the next is made (versions committed
+	// within one -backup-every ship together).
+	var versions []uint64
+	for i := 0; i < 3; i++ {
+		spec := dip(float64(100 + i))
+		spec.Name = fmt.Sprintf("dip %d", i)
+		_, v := s.create(t, spec)
+		versions = append(versions, v)
+		waitFor(t, fmt.Sprintf("version %d shipped", v), func() bool {
+			code, p, _ := restore("&dry=1")
+			return code == http.StatusOK && p.Version == v
+		})
+	}
 	newest := versions[len(versions)-1]
-	waitFor(t, "the newest version shipped", func() bool {
-		code, p, _ := restore("&dry=1")
-		return code == http.StatusOK && p.Version == newest
-	})
 	code, p, body := restore("&dry=1")
 	if !p.Dry || p.File != "" {
 		t.Fatalf("a dry run: %d %s", code, body)

@@ -145,4 +145,7 @@ type Backup interface {
 	// Forget is told when the vault's file was replaced (moved in from
 	// another node): its next change ships the whole file.
 	Forget(vault string)
+	// Every is the longest a committed change may wait to be given:
+	// changes are given at most this often, not at every transaction.
+	Every() time.Duration
 }

@@ -92,6 +92,9 @@ func (v *Vault) recordFailure(t *store.Tx, ev rules.Event, trigger string, cause
 // by index key.
 func (v *Vault) report() map[string]rules.Offer {
 	next, leaves := rules.Report(v.id, v.triggers)
+	if v.backupDue != 0 && (next == 0 || v.backupDue < next) {
+		next = v.backupDue // its changes are given to the backup then
+	}
 	v.next = next
 	return v.host.Report(next, leaves)
 }
@@ -128,7 +131,7 @@ func (v *Vault) alarm() {
 // once evaluates a value the node knows that one of them has not seen (a
 // report can race with a value the vault was not sent).
 func (v *Vault) settle() {
-	v.backupChanges()
+	v.backupChanges(false)
 	v.startFresh()
 	if !v.dirty || v.forget {
 		return

@@ -46,12 +46,27 @@ func (v *Vault) startRecording() error {
 }
 
 // backupChanges gives the backup what the vault committed since it last
-// did, or its whole file when the backup asks for it. It runs between
-// transactions.
-func (v *Vault) backupChanges() {
-	if v.rec == nil || v.conn == nil || v.batch != nil {
+// did, or its whole file when the backup asks for it: once Backup.Every
+// has passed since the first of those changes (the vault's alarm is set
+// for then), or at once with force (the file closes). Generating a
+// changeset reads every table's schema, so it is done once per interval,
+// not per transaction. It runs between transactions.
+func (v *Vault) backupChanges(force bool) {
+	if v.rec == nil || v.conn == nil || v.batch != nil || !v.unshipped {
 		return
 	}
+	now := v.now().UnixMilli()
+	if !force {
+		if v.backupDue == 0 {
+			v.backupDue = now + v.cfg.Backup.Every().Milliseconds()
+			v.dirty = true // its alarm is reported
+			return
+		}
+		if now < v.backupDue {
+			return
+		}
+	}
+	v.backupDue, v.unshipped = 0, false
 	cs, err := v.rec.Take()
 	if err != nil {
 		v.log.Error().Err(err).Msg("backup: take the vault's changes; shipping its whole file instead")
@@ -128,7 +143,7 @@ func (v *Vault) closeFile() {
 		return
 	}
 	v.flushNonces()
-	v.backupChanges()
+	v.backupChanges(true)
 	v.stopRecording()
 	if err := v.conn.Close(); err != nil {
 		v.log.Error().Err(err).Msg("close vault file")

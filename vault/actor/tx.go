@@ -107,6 +107,7 @@ func (v *Vault) write(fn func(t *store.Tx) error) (uint64, error) {
 	}
 	t.Committed()
 	v.dirty = true
+	v.unshipped = v.rec != nil
 	if len(t.Changes()) > 0 {
 		v.version++
 		frame := v.diffFrame(v.version, t.Now.UnixMilli(), t.Changes())
@@ -134,6 +135,9 @@ func (v *Vault) writeVolatile(fn func() error) error {
 		return v.restoreDurable(err)
 	}
 	err := v.inTx(fn)
+	if err == nil && v.rec != nil {
+		v.unshipped = true
+	}
 	if rerr := v.restoreDurable(nil); rerr != nil {
 		return errors.Join(err, rerr)
 	}

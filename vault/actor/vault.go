@@ -56,6 +56,8 @@ type Vault struct {
 	// written: nonce → unix ms of use (see resume, flushNonces).
 	usedNonces map[string]int64
 	rec        *store.Recorder   // the file's changes for the backup, while it is open (Config.Backup)
+	unshipped  bool              // rec holds committed changes not given to the backup yet
+	backupDue  int64             // when they are given (unix ms; 0: none waiting)
 	fresh      []protocol.Intent // recorded by the evaluation that just ran; started after it
 	intents    *exec.Runner      // the intents' lives (set by Run)
 	// evaluated is the last value of each signal the vault evaluated: the
