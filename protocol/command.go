@@ -19,6 +19,7 @@ const (
 	OpKeyRotate     = "key.rotate"     // args: {}; replaces the vault's session key; result: {"sessionKey": address}
 	OpGrantAdd      = "grant.add"      // args: GrantArgs; result: {"id"}
 	OpGrantRevoke   = "grant.revoke"   // args: {"id"}; result: {"id"}
+	OpVaultExport   = "vault.export"   // args: {}; result: Export (the vault's data and its change log, hash-chained)
 )
 
 // ActivityArgs page through a vault's older evaluations or intents, newest

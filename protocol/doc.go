@@ -20,6 +20,7 @@
 //   - state.go: a vault's state as a dashboard sees it (triggers,
 //     intents, evaluations, grants, sessions).
 //   - command.go: the commands and their arguments.
+//   - export.go: vault.export's answer and the check of its hash chain.
 //   - frames.go: every frame on the socket.
 //   - ethsig.go: EIP-191 signatures and recovery.
 //   - signal.go: where a signal value came from, and a publisher's

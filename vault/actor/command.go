@@ -178,6 +178,11 @@ func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return v.rotateKey(t)
+	case protocol.OpVaultExport:
+		if err := decodeNoArgs(cmd.Args); err != nil {
+			return nil, err
+		}
+		return v.export()
 	case protocol.OpGrantAdd:
 		return v.addGrant(t, cmd.Args)
 	case protocol.OpGrantRevoke:

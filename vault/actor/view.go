@@ -177,3 +177,24 @@ func (v *Vault) Inspect(ctx context.Context, fn func(conn *sqlite.Conn) error) e
 		return fn(v.conn)
 	})
 }
+
+// export is vault.export: the state as a snapshot shows it, and the change
+// log the vault keeps, hash-chained (protocol.VerifyExport).
+func (v *Vault) export() (protocol.Export, error) {
+	st, err := v.snapshot()
+	if err != nil {
+		return protocol.Export{}, err
+	}
+	log, err := store.ReadLogRaw(v.conn)
+	if err != nil {
+		return protocol.Export{}, err
+	}
+	out := protocol.Export{State: st, Log: make([]protocol.ExportEntry, 0, len(log))}
+	var prev [32]byte
+	for _, e := range log {
+		prev = protocol.ExportHash(prev, e.Version, e.At, e.Changes)
+		out.Log = append(out.Log, protocol.ExportEntry{Version: e.Version, At: e.At, Changes: e.Changes, Hash: protocol.HashHex(prev)})
+	}
+	out.Head = protocol.HashHex(prev)
+	return out, nil
+}

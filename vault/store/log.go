@@ -70,3 +70,24 @@ func ReadLog(conn *sqlite.Conn, since uint64) (vs []Version, ok bool, err error)
 	}
 	return vs, true, nil
 }
+
+// RawVersion is one change-log row as stored.
+type RawVersion struct {
+	Version uint64
+	At      int64
+	Changes []byte // the JSON as written
+}
+
+// ReadLogRaw returns the whole change log the vault keeps, oldest first,
+// its changes as stored.
+func ReadLogRaw(conn *sqlite.Conn) ([]RawVersion, error) {
+	var out []RawVersion
+	err := each(conn, `SELECT version, at, changes FROM changes ORDER BY version;`, func(s *sqlite.Stmt) error {
+		out = append(out, RawVersion{Version: uint64(s.ColumnInt64(0)), At: s.ColumnInt64(1), Changes: []byte(s.ColumnText(2))})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	return out, nil
+}
