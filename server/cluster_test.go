@@ -58,17 +58,36 @@ func clusterAddrs(t *testing.T, n int) (addrs, domains []string) {
 	return addrs, domains
 }
 
-// startClusterOn starts n nodes on the Redis at url.
+// startClusterOn starts n nodes on the Redis at url. The ports are picked
+// free before the nodes start (each must know the others' as SIWE
+// domains), so another process may take one meanwhile: then the cluster
+// is started again on other ports.
 func startClusterOn(t *testing.T, n int, url string) *testCluster {
 	t.Helper()
-	addrs, domains := clusterAddrs(t, n)
 	tc := &testCluster{}
-	for i := 0; i < n; i++ {
-		o := testOptions(t)
-		o.Listen, o.SIWEDomains = addrs[i], domains
-		o.Redis, o.ClusterSecret, o.Node = url, testClusterSecret, "node-"+string(rune('a'+i))
-		o.ClusterLease, o.AdminToken, o.MasterKey = time.Second, testAdminToken, testMasterKey
-		tc.nodes = append(tc.nodes, startNode(t, o, nil))
+	for attempt := 0; ; attempt++ {
+		addrs, domains := clusterAddrs(t, n)
+		tc.nodes = nil
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			o := testOptions(t)
+			o.Listen, o.SIWEDomains = addrs[i], domains
+			o.Redis, o.ClusterSecret, o.Node = url, testClusterSecret, "node-"+string(rune('a'+i))
+			o.ClusterLease, o.AdminToken, o.MasterKey = time.Second, testAdminToken, testMasterKey
+			var tn *testNode
+			if tn, err = startNodeErr(t, o, nil); err == nil {
+				tc.nodes = append(tc.nodes, tn)
+			}
+		}
+		if err == nil {
+			break
+		}
+		for _, tn := range tc.nodes {
+			tn.shutdown()
+		}
+		if attempt == 2 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	for _, tn := range tc.nodes {
 		waitFor(t, "every node in the directory", func() bool { return len(tn.n.cluster.dir.Members()) == n && tn.n.cluster.dir.Settled() })

@@ -37,18 +37,29 @@ func testOptions(t testing.TB) Options {
 
 func startNode(t testing.TB, opts Options, clk clock.Clock) *testNode {
 	t.Helper()
+	tn, err := startNodeErr(t, opts, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+// startNodeErr is startNode that returns the error of a node that did not
+// start.
+func startNodeErr(t testing.TB, opts Options, clk clock.Clock) (*testNode, error) {
+	t.Helper()
 	if clk == nil {
 		clk = clock.Real{}
 	}
 	n, err := newNode(context.Background(), opts, clk)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{t: t, opts: opts, clock: clk, n: n, addr: n.ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.serve(ctx) }()
 	t.Cleanup(func() { tn.shutdown() })
-	return tn
+	return tn, nil
 }
 
 // shutdown stops the node and waits for run to return.
