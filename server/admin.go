@@ -66,20 +66,26 @@ func (n *daemon) drainHandler(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-// adminAllowed checks an admin request: the token is configured and given,
-// and the node is in a cluster.
+// adminAllowed checks a cluster's admin request: adminToken, and the node
+// is in a cluster.
 func (n *daemon) adminAllowed(w http.ResponseWriter, r *http.Request) bool {
 	switch {
-	case n.opts.AdminToken == "":
-		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
-		return false
-	case !n.bearer(w, r, n.opts.AdminToken):
+	case !n.adminToken(w, r):
 		return false
 	case n.cluster == nil:
 		n.httpError(w, r, http.StatusConflict, "not_clustered", "this node runs alone: the admin endpoints are for nodes run with --redis")
 		return false
 	}
 	return true
+}
+
+// adminToken checks that the admin token is configured and given.
+func (n *daemon) adminToken(w http.ResponseWriter, r *http.Request) bool {
+	if n.opts.AdminToken == "" {
+		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
+		return false
+	}
+	return n.bearer(w, r, n.opts.AdminToken)
 }
 
 // forgetHandler is POST /v1/admin/forget-node?node=ID: this node stops

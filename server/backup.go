@@ -64,10 +64,7 @@ func (n *daemon) startBackup(ctx context.Context, kek *keys.KEK, reg prometheus.
 // dry=1, only what it would do). The vault being served is not touched.
 func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case n.opts.AdminToken == "":
-		n.httpError(w, r, http.StatusServiceUnavailable, "admin_disabled", "the admin endpoints are off: start the node with --admin-token")
-		return
-	case !n.bearer(w, r, n.opts.AdminToken):
+	case !n.adminToken(w, r):
 		return
 	case n.backup == nil:
 		n.httpError(w, r, http.StatusConflict, "no_backup", "this node runs without a backup: start it with --backup")

@@ -107,20 +107,28 @@ func TestNodeWithoutAChain(t *testing.T) {
 	}
 }
 
-// TestNodeOnGeth: a node pointed at a real geth --dev over JSON-RPC checks
-// the chain id and the deployment file at start.
-func TestNodeOnGeth(t *testing.T) {
-	g := gethtest.Start(t)
+// deployOnGeth deploys the contracts a node uses on geth --dev from its
+// dev account.
+func deployOnGeth(t *testing.T, g *gethtest.Node) protocol.ChainInfo {
+	t.Helper()
 	ctx := context.Background()
 	c, err := chain.Dial(ctx, g.URL, gethtest.ChainID, 5e9)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	info, err := chain.Deploy(ctx, c, gethtest.DevKey, nil)
-	c.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return info
+}
+
+// TestNodeOnGeth: a node pointed at a real geth --dev over JSON-RPC checks
+// the chain id and the deployment file at start.
+func TestNodeOnGeth(t *testing.T) {
+	g := gethtest.Start(t)
+	info := deployOnGeth(t, g)
 	file := filepath.Join(t.TempDir(), "deployment.json")
 	b, _ := json.Marshal(info)
 	os.WriteFile(file, b, 0o600)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -20,17 +19,17 @@ import (
 // an IPv6 /64) and for the whole node, at most so many a minute; a public
 // node may instead create vaults only for the addresses on an allowlist.
 type createGate struct {
-	perIP   float64 // a minute; 0: no limit
+	perIP   float64        // a minute; 0: no limit
+	ips     *sourceLimiter // nil: no limit per address
 	node    *rate.Limiter
 	allowed map[common.Address]bool // nil: anyone
-
-	mu    sync.Mutex
-	ips   map[string]*rate.Limiter
-	swept time.Time
 }
 
 func newCreateGate(o Options) (*createGate, error) {
-	g := &createGate{perIP: o.NewVaultsPerIP, ips: map[string]*rate.Limiter{}, swept: time.Now()}
+	g := &createGate{perIP: o.NewVaultsPerIP}
+	if o.NewVaultsPerIP > 0 {
+		g.ips = newSourceLimiter(rate.Limit(o.NewVaultsPerIP/60), int(max(1, o.NewVaultsPerIP)), 10*time.Minute)
+	}
 	if o.NewVaultsPerMinute > 0 {
 		g.node = rate.NewLimiter(rate.Limit(o.NewVaultsPerMinute/60), int(max(1, o.NewVaultsPerMinute)))
 	}
@@ -64,27 +63,8 @@ func (g *createGate) allow(from string, owner common.Address) error {
 	if g.allowed != nil && !g.allowed[owner] {
 		return protocol.Errorf(protocol.CodeNotAllowed, "this node creates vaults only for the addresses on its allowlist, and %s is not on it", owner.Hex())
 	}
-	if g.perIP > 0 && from != "" {
-		g.mu.Lock()
-		now := time.Now()
-		if now.Sub(g.swept) > 10*time.Minute {
-			for k, l := range g.ips {
-				if l.TokensAt(now) >= float64(l.Burst()) {
-					delete(g.ips, k) // full again: forgotten
-				}
-			}
-			g.swept = now
-		}
-		l := g.ips[from]
-		if l == nil {
-			l = rate.NewLimiter(rate.Limit(g.perIP/60), int(max(1, g.perIP)))
-			g.ips[from] = l
-		}
-		ok := l.AllowN(now, 1)
-		g.mu.Unlock()
-		if !ok {
-			return protocol.Errorf(protocol.CodeRateLimited, "%s created its %g new vaults of this minute: sign in again later (vaults already made are not limited)", from, g.perIP)
-		}
+	if g.ips != nil && from != "" && !g.ips.allow(from, 1) {
+		return protocol.Errorf(protocol.CodeRateLimited, "%s created its %g new vaults of this minute: sign in again later (vaults already made are not limited)", from, g.perIP)
 	}
 	if g.node != nil && !g.node.Allow() {
 		return protocol.Errorf(protocol.CodeRateLimited, "this node creates at most %d new vaults a minute, and is at that bound now: sign in again in a minute, or through another node", g.node.Burst())

@@ -20,6 +20,7 @@
 //     as signals with their source.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - backup.go: -backup's shipper, and POST /v1/admin/restore.
+//   - limiter.go: a token bucket per source address.
 //   - create.go: the bound on new vaults (per address, per node, an
 //     allowlist).
 //   - journal.go: the signal journal: an accepted signal is durable before

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/spells-dev/spells/hub"
 )
@@ -85,28 +84,9 @@ func (s *historySaver) close() {
 // that has not signed in yet (signals are public market data). One source
 // address gets one answer a second (a burst of 5); more get 429.
 func historyHandler(h *hub.History, n *daemon) http.Handler {
-	var mu sync.Mutex
-	limits := map[string]*rate.Limiter{}
-	swept := time.Now()
+	limits := newSourceLimiter(1, 5, time.Minute)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := hub.SourceKey(r.RemoteAddr).String()
-		mu.Lock()
-		if time.Since(swept) > time.Minute {
-			for k, l := range limits {
-				if l.Tokens() >= float64(l.Burst()) {
-					delete(limits, k)
-				}
-			}
-			swept = time.Now()
-		}
-		l := limits[key]
-		if l == nil {
-			l = rate.NewLimiter(1, 5)
-			limits[key] = l
-		}
-		ok := l.Allow()
-		mu.Unlock()
-		if !ok {
+		if !limits.allow(hub.SourceKey(r.RemoteAddr).String(), 1) {
 			w.Header().Set("Retry-After", "1")
 			n.httpError(w, r, http.StatusTooManyRequests, "rate_limited", "one history a second per address: retry in a second")
 			return

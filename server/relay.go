@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -52,36 +50,17 @@ type relay struct {
 	nc *nodeChain
 	n  *daemon
 
-	mu    sync.Mutex
-	addrs map[netip.Prefix]*rate.Limiter
-	swept time.Time
+	addrs *sourceLimiter
 	evm   *rate.Limiter // the node's simulations for the relay
 }
 
 func newRelay(nc *nodeChain, n *daemon) *relay {
-	return &relay{nc: nc, n: n, addrs: map[netip.Prefix]*rate.Limiter{}, swept: time.Now(), evm: rate.NewLimiter(relayEVMRate, 2*relayEVMRate)}
+	return &relay{nc: nc, n: n, addrs: newSourceLimiter(relayRate, relayBurst, time.Minute), evm: rate.NewLimiter(relayEVMRate, 2*relayEVMRate)}
 }
 
 // allow charges cost units to remote's budget.
 func (r *relay) allow(remote string, cost int) bool {
-	k := hub.SourceKey(remote)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if now.Sub(r.swept) > time.Minute {
-		for a, l := range r.addrs {
-			if l.TokensAt(now) >= relayBurst {
-				delete(r.addrs, a)
-			}
-		}
-		r.swept = now
-	}
-	l := r.addrs[k]
-	if l == nil {
-		l = rate.NewLimiter(relayRate, relayBurst)
-		r.addrs[k] = l
-	}
-	return l.AllowN(now, cost)
+	return r.addrs.allow(hub.SourceKey(remote).String(), cost)
 }
 
 // capGas writes relayGasCap as the gas of a call object that names none or

@@ -77,16 +77,7 @@ func devTheftChain(t *testing.T) *theftChain {
 // account, which funds accounts and mints the demo tokens.
 func gethTheftChain(t *testing.T) *theftChain {
 	g := gethtest.Start(t)
-	ctx := context.Background()
-	cc, err := chain.Dial(ctx, g.URL, gethtest.ChainID, 5e9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := chain.Deploy(ctx, cc, gethtest.DevKey, nil)
-	cc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := deployOnGeth(t, g)
 	rpc, err := ethclient.Dial(g.URL)
 	if err != nil {
 		t.Fatal(err)
