@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -51,6 +53,9 @@ type DevConfig struct {
 	// CORS lists the browser origins allowed to call the JSON-RPC server.
 	CORS   []string
 	Logger zerolog.Logger
+	// Waiting, if set, is told what the start waits on (room on a full
+	// disk), for the node's /readyz.
+	Waiting func(why string)
 }
 
 // Dev is the embedded dev chain: a go-ethereum node in the process, every
@@ -74,20 +79,32 @@ type Dev struct {
 	minerEnd chan struct{}
 
 	mu sync.Mutex // the faucet's account: one sender at a time
+
+	// halted is why the chain makes no blocks (its disk is full, or a
+	// block could not be written to it); nil while it makes them.
+	halted atomic.Pointer[error]
 }
+
+// devDiskReserve is the free space below which the dev chain makes no
+// blocks: its database must never meet a full disk mid-write (it panics
+// there), so it stops first, says so, and goes on when there is room.
+const devDiskReserve = 16 << 20
 
 const devGasLimit = 60_000_000
 
 // StartDev starts the dev chain in cfg.Dir, creating it (and deploying the
-// contracts, see Deploy) on first start. A clean Close keeps every block;
-// after a crash the blocks since the last write to disk are lost, which a
-// vault sees as a reorg.
+// contracts, see Deploy) on first start. Every block is on disk (synced)
+// before the next is made, so neither a clean Close nor a crash loses a
+// block that anyone was told about.
 func StartDev(ctx context.Context, cfg DevConfig) (*Dev, error) {
 	if cfg.BlockInterval < 0 || (cfg.BlockInterval > 0 && cfg.BlockInterval < time.Second) {
 		return nil, fmt.Errorf("dev chain: the block interval is at least 1s (block times are whole seconds), not %s", cfg.BlockInterval)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev chain: %w", err)
+	}
+	if err := waitRoom(ctx, cfg); err != nil {
+		return nil, err
 	}
 	faucet, err := devKey(filepath.Join(cfg.Dir, "faucet.key"))
 	if err != nil {
@@ -175,6 +192,50 @@ func (d *Dev) start() error {
 	return nil
 }
 
+// freeSpace is the space left to an unprivileged writer on dir's disk
+// (ok false if it cannot be read).
+func freeSpace(dir string) (free uint64, ok bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return st.Bavail * uint64(st.Bsize), true
+}
+
+// waitRoom waits, before the chain's database opens (which would hang on a
+// full disk), until its disk has devDiskReserve free, saying so at once
+// and every minute; ctx ending gives up.
+func waitRoom(ctx context.Context, cfg DevConfig) error {
+	free, ok := freeSpace(cfg.Dir)
+	if !ok || free >= devDiskReserve {
+		return nil
+	}
+	start := time.Now()
+	why := fmt.Sprintf("room on the dev chain's disk (%d KiB free, it needs %d MiB)", free>>10, devDiskReserve>>20)
+	cfg.Logger.Error().Uint64("free_kib", free>>10).Str("dir", cfg.Dir).Msg("dev chain: its disk is full; it opens its database once there is room (free some space, or start with -chain-rpc none)")
+	if cfg.Waiting != nil {
+		cfg.Waiting(why)
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	told := start
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dev chain: stopped while waiting for %s: %w", why, ctx.Err())
+		case now := <-t.C:
+			if free, ok = freeSpace(cfg.Dir); ok && free >= devDiskReserve {
+				cfg.Logger.Info().Dur("waited", now.Sub(start)).Msg("dev chain: its disk has room; opening its database")
+				return nil
+			}
+			if now.Sub(told) >= time.Minute {
+				told = now
+				cfg.Logger.Warn().Uint64("free_kib", free>>10).Dur("waited", now.Sub(start)).Msg("dev chain: still waiting for room on its disk")
+			}
+		}
+	}
+}
+
 // devKey reads a hex secp256k1 key from p, generating it on first use.
 func devKey(p string) (*ecdsa.PrivateKey, error) {
 	b, err := os.ReadFile(p)
@@ -208,7 +269,11 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 		if err := json.Unmarshal(b, &info); err != nil {
 			return fmt.Errorf("dev chain: %s: %w", p, err)
 		}
-		if err := Verify(ctx, d.client, info); err == nil {
+		err := Verify(ctx, d.client, info)
+		if err == nil {
+			err = d.stocked(ctx, info)
+		}
+		if err == nil {
 			// A deployment from before a contract this node uses gets it.
 			if info, err = d.complete(ctx, p, info); err != nil {
 				return err
@@ -216,7 +281,7 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 			d.setInfo(info)
 			return nil
 		} else {
-			d.cfg.Logger.Warn().Err(err).Msg("dev chain: the recorded contracts are gone (blocks lost in a crash); deploying them again")
+			d.cfg.Logger.Warn().Err(err).Msg("dev chain: the recorded deployment is not whole on the chain; deploying it again")
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("dev chain: %w", err)
@@ -237,6 +302,33 @@ func (d *Dev) loadOrDeploy(ctx context.Context) error {
 	d.setInfo(info)
 	d.cfg.Logger.Info().Dur("took", time.Since(start)).Str("delegation_manager", info.DelegationManager).
 		Str("pool", info.Pool.Address).Msg("dev chain: contracts deployed")
+	return nil
+}
+
+// stocked checks what a deployment needs beyond code: the pool holds both
+// tokens and the faucet has money, so a deployment cut short is made
+// again rather than kept.
+func (d *Dev) stocked(ctx context.Context, info protocol.ChainInfo) error {
+	bal, err := d.client.BalanceAt(ctx, d.Faucet(), nil)
+	if err != nil {
+		return err
+	}
+	if bal.Sign() == 0 {
+		return errors.New("the faucet has no money")
+	}
+	if info.Pool == nil {
+		return nil
+	}
+	pool := common.HexToAddress(info.Pool.Address)
+	for _, t := range []string{info.Pool.Token0, info.Pool.Token1} {
+		n, err := TokenBalance(ctx, d.client, common.HexToAddress(t), pool)
+		if err != nil {
+			return fmt.Errorf("the pool's balance of %s: %w", t, err)
+		}
+		if n.Sign() == 0 {
+			return fmt.Errorf("the pool holds no %s (its liquidity was never added)", t)
+		}
+	}
 	return nil
 }
 
@@ -330,7 +422,7 @@ func (d *Dev) miner() {
 		case <-d.stop:
 			return
 		case <-tick:
-			d.beacon.Commit()
+			_ = d.seal(func() error { d.beacon.Commit(); return nil })
 		case f := <-d.asks:
 			f()
 		}
@@ -350,8 +442,61 @@ func (d *Dev) ask(f func()) bool {
 	}
 }
 
-// Mine seals a block now, with whatever transactions are pending.
-func (d *Dev) Mine() { d.ask(func() { d.beacon.Commit() }) }
+// seal makes a block with make, on the miner goroutine, if the disk has
+// room, and syncs the chain's database, so the block survives a crash of
+// the process (or of the machine) from here on. A chain whose disk is
+// full makes no block and says why.
+func (d *Dev) seal(make func() error) error {
+	if err := d.room(); err != nil {
+		return err
+	}
+	if err := make(); err != nil {
+		return err
+	}
+	if err := d.eth.ChainDb().SyncKeyValue(); err != nil {
+		err = fmt.Errorf("dev chain: write its blocks to disk: %w", err)
+		d.halt(err)
+		return err
+	}
+	return nil
+}
+
+// room checks the free space of the chain's disk: below devDiskReserve
+// the chain halts (once, with a log line); above it, a halted chain goes
+// on.
+func (d *Dev) room() error {
+	free, ok := freeSpace(d.cfg.Dir)
+	if !ok {
+		return nil // unknown: the sync after the block still catches a failed write
+	}
+	if free < devDiskReserve {
+		err := fmt.Errorf("dev chain: its disk is full (%d KiB free, it keeps %d MiB): no blocks until there is room", free>>10, devDiskReserve>>20)
+		d.halt(err)
+		return err
+	}
+	if was := d.halted.Swap(nil); was != nil {
+		d.cfg.Logger.Info().Uint64("free_mib", free>>20).Msg("dev chain: its disk has room again; making blocks")
+	}
+	return nil
+}
+
+func (d *Dev) halt(err error) {
+	if d.halted.Swap(&err) == nil {
+		d.cfg.Logger.Error().Err(err).Msg("dev chain halted: no blocks are made until there is room; transactions wait in its pool")
+	}
+}
+
+// Halted is why the chain makes no blocks now (its disk is full), or nil.
+func (d *Dev) Halted() error {
+	if p := d.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Mine seals a block now, with whatever transactions are pending (none
+// while the chain is halted).
+func (d *Dev) Mine() { d.ask(func() { _ = d.seal(func() error { d.beacon.Commit(); return nil }) }) }
 
 // Fork makes the block with hash parent the head: the blocks after it are
 // dropped (their transactions go back to the pool) and the next block
@@ -359,7 +504,7 @@ func (d *Dev) Mine() { d.ask(func() { d.beacon.Commit() }) }
 // pending.
 func (d *Dev) Fork(parent common.Hash) error {
 	err := errors.New("dev chain closed")
-	d.ask(func() { err = d.beacon.Fork(parent) })
+	d.ask(func() { err = d.seal(func() error { return d.beacon.Fork(parent) }) })
 	return err
 }
 
@@ -453,6 +598,6 @@ func (d *Dev) Deploy(ctx context.Context, name string, args ...any) (common.Addr
 // while transactions are pending.
 func (d *Dev) AdjustTime(by time.Duration) error {
 	err := errors.New("dev chain closed")
-	d.ask(func() { err = d.beacon.AdjustTime(by) })
+	d.ask(func() { err = d.seal(func() error { return d.beacon.AdjustTime(by) }) })
 	return err
 }

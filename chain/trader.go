@@ -122,3 +122,18 @@ func (t *Trader) Step(ctx context.Context, price float64) error {
 	}
 	return s.call(ctx, contracts.ConstantProductPool, t.pool, 0, "swapExactIn", t.token[side], wei, big.NewInt(0), t.from)
 }
+
+// TokenBalance is account's balance of the ERC-20 token, in its smallest
+// units.
+func TokenBalance(ctx context.Context, c *Client, token, account common.Address) (*big.Int, error) {
+	abi := contracts.MustGet(contracts.DemoToken).ABI
+	data, _ := abi.Pack("balanceOf", account)
+	out, err := c.CallContract(ctx, ethereum.CallMsg{To: &token, Data: data}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != 32 {
+		return nil, fmt.Errorf("balanceOf answered %d bytes, not 32", len(out))
+	}
+	return new(big.Int).SetBytes(out), nil
+}

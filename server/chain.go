@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/chain"
@@ -42,7 +39,7 @@ func (c *nodeChain) id(o Options) uint64 {
 // startChain connects the node to its chain. A -chain-id that is not the
 // chain's is refused, as is a deployment file whose contracts are not on
 // it.
-func startChain(ctx context.Context, o Options, origins []string, log zerolog.Logger) (*nodeChain, error) {
+func startChain(ctx context.Context, o Options, origins []string, waiting func(string), log zerolog.Logger) (*nodeChain, error) {
 	switch o.ChainRPC {
 	case chainNone:
 		log.Warn().Msg("no chain (-chain-rpc none): intents are recorded and never executed")
@@ -53,7 +50,7 @@ func startChain(ctx context.Context, o Options, origins []string, log zerolog.Lo
 		}
 		start := time.Now()
 		d, err := chain.StartDev(ctx, chain.DevConfig{Dir: filepath.Join(o.DataDir, "chain"), BlockInterval: o.DevChainBlockInterval,
-			RPCListen: o.DevChainRPC, CORS: origins, Logger: log})
+			RPCListen: o.DevChainRPC, CORS: origins, Logger: log, Waiting: waiting})
 		if err != nil {
 			if strings.Contains(err.Error(), "address already in use") {
 				err = fmt.Errorf("%w (choose another address with -dev-chain-rpc, or turn its JSON-RPC off with -dev-chain-rpc '')", err)
@@ -64,7 +61,7 @@ func startChain(ctx context.Context, o Options, origins []string, log zerolog.Lo
 		log.Info().Uint64("chain_id", chain.DevChainID).Uint64("head", head).Str("rpc", d.RPCURL()).
 			Str("every", o.DevChainBlockInterval.String()).Dur("took", time.Since(start)).
 			Msg("dev chain running (its faucet funds every new vault's owner and session key)")
-		return &nodeChain{client: d.Client(), dev: d, info: d.Info(), faucet: startFaucet(d, log), log: log}, nil
+		return &nodeChain{client: d.Client(), dev: d, info: d.Info(), faucet: startFaucet(d, filepath.Join(o.DataDir, "chain", "faucet.journal"), log), log: log}, nil
 	}
 	c, err := chain.Dial(ctx, o.ChainRPC, o.ChainID, 15*time.Second)
 	if err != nil {
@@ -108,6 +105,14 @@ func (c *nodeChain) feed(name string) *protocol.Feed {
 	return nil
 }
 
+// halted is why the dev chain makes no blocks (its disk is full), or nil.
+func (c *nodeChain) halted() error {
+	if c == nil || c.dev == nil {
+		return nil
+	}
+	return c.dev.Halted()
+}
+
 func (c *nodeChain) close() {
 	if c.faucet != nil {
 		c.faucet.stop()
@@ -119,71 +124,4 @@ func (c *nodeChain) close() {
 	} else if c.client != nil {
 		c.client.Close()
 	}
-}
-
-// faucet funds, on the dev chain only, every new vault's owner (once) and
-// session key, one account at a time, off the vault's goroutine. What
-// cannot be queued is logged and dropped: funding is a convenience.
-type faucet struct {
-	dev  *chain.Dev
-	log  zerolog.Logger
-	q    chan [2]common.Address
-	done chan struct{}
-	ctx  context.Context
-	end  context.CancelFunc
-}
-
-// What the faucet gives.
-var (
-	faucetOwnerWei = chain.Ether                                                               // gas for setting up the smart account
-	faucetKeyWei   = chain.Ether                                                               // the session key's gas money
-	faucetTokens   = map[string]*big.Int{"dETH": chain.Units(10), "dUSD": chain.Units(25_000)} // the owner's demo portfolio
-)
-
-func startFaucet(d *chain.Dev, log zerolog.Logger) *faucet {
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &faucet{dev: d, log: log, q: make(chan [2]common.Address, 1024), done: make(chan struct{}), ctx: ctx, end: cancel}
-	go f.loop()
-	return f
-}
-
-// keyMade is vault.Config.KeyMade.
-func (f *faucet) keyMade(owner, key common.Address) {
-	select {
-	case f.q <- [2]common.Address{owner, key}:
-	default:
-		f.log.Warn().Str("owner", owner.Hex()).Msg("faucet queue full; this vault is not funded")
-	}
-}
-
-func (f *faucet) loop() {
-	defer close(f.done)
-	for {
-		select {
-		case <-f.ctx.Done():
-			return
-		case a := <-f.q:
-			owner, key := a[0], a[1]
-			ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
-			err := f.dev.Fund(ctx, key, faucetKeyWei, nil)
-			if err == nil {
-				if bal, berr := f.dev.Client().BalanceAt(ctx, owner, nil); berr == nil && bal.Sign() == 0 {
-					err = f.dev.Fund(ctx, owner, faucetOwnerWei, faucetTokens)
-				} else if berr != nil {
-					err = berr
-				}
-			}
-			cancel()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				f.log.Warn().Err(err).Str("owner", owner.Hex()).Msg("faucet could not fund a new vault")
-			} else if err == nil {
-				f.log.Info().Str("owner", owner.Hex()).Str("session_key", key.Hex()).Msg("faucet funded a vault")
-			}
-		}
-	}
-}
-
-func (f *faucet) stop() {
-	f.end()
-	<-f.done
 }

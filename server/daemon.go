@@ -52,6 +52,14 @@ type daemon struct {
 	cluster   *clusterParts // nil: a single node
 	secret    []byte        // the cluster secret (-redis)
 	ready     atomic.Bool
+	// routesReady is the node's routes (routesBuilt) once it serves; startWait what
+	// its start waits on (starting.go serves both before that); served
+	// gets what the HTTP server's Serve returned.
+	routesBuilt http.Handler
+	routesReady atomic.Pointer[http.Handler]
+	startWait   atomic.Pointer[string]
+	served      chan error
+	startFull   error // the data directory took no write at start
 
 	hubMetrics *hub.Metrics
 	metricsReg *prometheus.Registry // the node's own metrics (see build)

@@ -11,7 +11,9 @@
 //     the directory, links and handoff.
 //   - vaults.go: the vault manager adapted to what the hub and the cluster
 //     need of it.
-//   - chain.go: the chain the node executes on, and the dev chain's faucet.
+//   - chain.go: the chain the node executes on.
+//   - faucet.go: the dev chain's faucet, its requests journaled so a crash
+//     loses none.
 //   - relay.go: the dashboard's chain requests relayed to the chain.
 //   - signals.go: POST /v1/signals.
 //   - history.go: the signals' recent points, kept across restarts.
@@ -28,6 +30,8 @@
 //   - debug.go: pprof and the node's own metrics on the debug listener.
 //   - daemon.go: the running node's state, its processors, logger and node
 //     key.
+//   - starting.go: what the node answers over HTTP while it starts, and the
+//     disk probe at start.
 //   - server.go: wiring the parts, the HTTP routes, serving, and the ordered
 //     shutdown.
 //   - main.go: main.

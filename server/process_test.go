@@ -51,6 +51,17 @@ func startProc(t testing.TB, data string, args ...string) *procNode {
 // startProcEnv is startProc with more environment variables.
 func startProcEnv(t testing.TB, data string, env []string, args ...string) *procNode {
 	t.Helper()
+	p := launchProc(t, data, env, args...)
+	line := p.waitLog(`open the dashboard at http://localhost:(\d+)/`, 60*time.Second)
+	port := regexp.MustCompile(`localhost:(\d+)/`).FindStringSubmatch(line)[1]
+	p.addr = "127.0.0.1:" + port
+	return p
+}
+
+// launchProc starts the daemon and waits only until it listens (its
+// start may go on: /healthz and /readyz answer meanwhile).
+func launchProc(t testing.TB, data string, env []string, args ...string) *procNode {
+	t.Helper()
 	all := append([]string{"-listen", "127.0.0.1:0", "-data", data, "-log-format", "json", "-signal-token", testToken, "-demo=false", "-chain-rpc", "none"}, args...)
 	p := &procNode{t: t, data: data, newLog: make(chan struct{}), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], all...)
@@ -64,9 +75,8 @@ func startProcEnv(t testing.TB, data string, env []string, args ...string) *proc
 	}
 	t.Cleanup(func() { p.kill() })
 	go p.read(stderr)
-	line := p.waitLog(`open the dashboard at http://localhost:(\d+)/`, 60*time.Second)
-	port := regexp.MustCompile(`localhost:(\d+)/`).FindStringSubmatch(line)[1]
-	p.addr = "127.0.0.1:" + port
+	line := p.waitLog(`"listen":"[^"]+"`, 60*time.Second)
+	p.addr = regexp.MustCompile(`"listen":"([^"]+)"`).FindStringSubmatch(line)[1]
 	return p
 }
 

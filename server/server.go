@@ -90,9 +90,19 @@ func newNode(ctx context.Context, opts Options, clk clock.Clock) (*daemon, error
 		// session ids: one key, from the shared secret.
 		key = derive(secret, "sign-in nonces")
 	}
-	n := &daemon{opts: opts, log: log, ln: ln, secret: secret}
+	n := &daemon{opts: opts, log: log, ln: ln, secret: secret, served: make(chan error, 1)}
+	n.http = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
+	go func() { n.served <- n.http.Serve(ln) }() // waited for by serve, or below
+	log.Info().Str("listen", ln.Addr().String()).Msg("listening on " + ln.Addr().String() + "; /healthz and /readyz answer while the node starts")
+	n.waiting("its parts to start")
+	if n.startFull = probeDisk(opts.DataDir); n.startFull != nil {
+		err := n.startFull
+		n.waiting("room on the data directory's disk")
+		log.Error().Err(err).Str("data", opts.DataDir).Msg("the data directory takes no writes (its disk may be full): the node starts and serves what it can; vaults refuse writes with storage_full until there is room")
+	}
 	if err := n.build(ctx, key, kek, clk); err != nil {
-		ln.Close()
+		n.http.Close()
+		<-n.served
 		return nil, err
 	}
 	return n, nil
@@ -103,7 +113,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	for _, d := range n.opts.SIWEDomains {
 		origins = append(origins, "http://"+d)
 	}
-	ch, err := startChain(ctx, n.opts, append(origins, n.opts.Origins...), n.log.With().Str("part", "chain").Logger())
+	ch, err := startChain(ctx, n.opts, append(origins, n.opts.Origins...), n.waiting, n.log.With().Str("part", "chain").Logger())
 	if err != nil {
 		return err
 	}
@@ -178,6 +188,9 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	}
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
+	if n.startFull != nil {
+		mgr.DiskFull("start", n.startFull)
+	}
 	if n.cluster != nil {
 		n.cluster.start(ctx, clusterVaults{mgr}, n.log.With().Str("part", "cluster").Logger())
 	}
@@ -213,7 +226,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		n.cluster.links.SetHub(n.hub)
 	}
 	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
-	n.http = &http.Server{Handler: n.routes(prometheus.Gatherers{reg, runtimeReg}), ReadHeaderTimeout: 10 * time.Second}
+	n.routesBuilt = n.routes(prometheus.Gatherers{reg, runtimeReg})
 	fed := map[string]bool{}
 	if ch.client != nil && len(ch.info.Feeds) > 0 {
 		n.feeds = startFeeds(n.bus, ch.client, ch.info.Feeds, n.opts.ChainPoll, clk, n.log.With().Str("part", "feeds").Logger())
@@ -264,7 +277,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 }
 
 // readyz is GET /readyz: 200 while the node serves, 503 while it starts,
-// stops, its disk is full, or it stays out of its cluster (another secret
+// stops, its disk is full (for its vaults or its dev chain), or it stays out of its cluster (another secret
 // or key-encryption key than the cluster's); the body says which, and how many vaults are
 // quarantined (they do not make the node unready: every other vault
 // serves).
@@ -275,10 +288,15 @@ func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		status, code = "not_serving", http.StatusServiceUnavailable
 	case n.mgr.StorageFull():
 		status, code = "storage_full", http.StatusServiceUnavailable
+	case n.chain.halted() != nil:
+		status, code = "storage_full", http.StatusServiceUnavailable
 	case n.cluster != nil && n.cluster.dir.Out() != "":
 		status, code = "out_of_cluster", http.StatusServiceUnavailable
 	}
 	body := map[string]any{"status": status, "vaults_quarantined": n.mgr.Quarantined(), "node": n.opts.Node}
+	if err := n.chain.halted(); err != nil {
+		body["dev_chain"] = err.Error()
+	}
 	if n.cluster != nil {
 		body["cluster_members"] = len(n.cluster.dir.Members())
 		body["redis_reachable"] = n.cluster.dir.Reachable()
@@ -295,8 +313,8 @@ func (n *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 // refuse new work, close WebSockets with "going away", stop the demo feed
 // and the bus, and flush and close every vault.
 func (n *daemon) serve(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- n.http.Serve(n.ln) }() // waited for below
+	errc := n.served
+	n.routesReady.Store(&n.routesBuilt)
 	if n.opts.DebugListen != "" {
 		if err := n.startDebug(n.opts.DebugListen); err != nil {
 			n.log.Error().Err(err).Msg("pprof not served")

@@ -26,6 +26,10 @@ func (s *storageState) full(m *Manager, what string, err error) {
 	m.cfg.Logger.Error().Err(err).Str("during", what).Msg("the disk is full: writes are refused with storage_full and the node reports not ready until there is room")
 }
 
+// DiskFull records that a write outside the vaults (the node's start)
+// found the disk full: the same state as a vault's, left the same way.
+func (m *Manager) DiskFull(what string, err error) { m.storage.full(m, what, err) }
+
 // StorageFull reports whether the last vault write found the disk full
 // (and no probe has found room since).
 func (m *Manager) StorageFull() bool {
