@@ -228,7 +228,9 @@ func waitEnded(ctx context.Context, u *user) string {
 				continue
 			}
 			switch in.Status {
-			case protocol.IntentConfirmed, protocol.IntentReverted, protocol.IntentRefused, protocol.IntentFailed:
+			case protocol.IntentConfirmed, protocol.IntentFinal: // final: confirmed and more
+				return protocol.IntentConfirmed
+			case protocol.IntentReverted, protocol.IntentRefused, protocol.IntentFailed:
 				return in.Status
 			}
 		}

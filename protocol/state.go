@@ -183,7 +183,8 @@ const (
 	IntentSigned    = "signed"    // its transaction is signed and stored; being sent
 	IntentSubmitted = "submitted" // the chain's node took the transaction
 	IntentIncluded  = "included"  // in a block, waiting for confirmations
-	IntentConfirmed = "confirmed" // enough blocks on top
+	IntentConfirmed = "confirmed" // enough blocks on top; still followed until final
+	IntentFinal     = "final"     // its block is final: no reorg can take it back
 	IntentReverted  = "reverted"  // included, and it reverted (Detail: the reason)
 	IntentRefused   = "refused"   // the vault's policy refused it before signing (Detail: the rule)
 	IntentFailed    = "failed"    // it could not be sent (Detail: why)

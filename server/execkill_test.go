@@ -94,7 +94,7 @@ func TestIntentSurvivesSIGKILL(t *testing.T) {
 				for _, in := range s.mirror.Intents {
 					st = in.Status
 				}
-				if st == protocol.IntentConfirmed {
+				if st == protocol.IntentConfirmed || st == protocol.IntentFinal {
 					break
 				}
 				if st == protocol.IntentFailed || st == protocol.IntentReverted || st == protocol.IntentRefused || time.Now().After(deadline) {

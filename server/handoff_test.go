@@ -300,14 +300,14 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 		}
 		return ""
 	}
-	if status() == protocol.IntentConfirmed {
+	if st := status(); st == protocol.IntentConfirmed || st == protocol.IntentFinal {
 		t.Fatal("the intent was confirmed before the move: nothing was in flight")
 	}
 	resumeOn(t, b, s) // through B, forwarded to the vault's new node
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st := status()
-		if st == protocol.IntentConfirmed {
+		if st == protocol.IntentConfirmed || st == protocol.IntentFinal {
 			break
 		}
 		if st == protocol.IntentFailed || st == protocol.IntentReverted || st == protocol.IntentRefused || time.Now().After(deadline) {

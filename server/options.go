@@ -35,6 +35,7 @@ type Options struct {
 	DevChainBlockInterval time.Duration
 	DevChainRPC           string // loopback address of the dev chain's JSON-RPC; empty: none
 	Confirmations         int
+	Finality              int
 	ChainPoll             time.Duration
 	FeeBumpAfter          time.Duration
 	ChainRelay            bool
@@ -103,6 +104,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ChainDeployment, "chain-deployment", "", "with a JSON-RPC chain: a JSON file naming the delegation framework's contracts and the tokens on it (the shape GET /v1/chain serves)")
 	fs.DurationVar(&o.DevChainBlockInterval, "dev-chain-block-interval", time.Second, "time between the dev chain's blocks (at least 1s)")
 	fs.IntVar(&o.Confirmations, "confirmations", 2, "blocks an intent's transaction needs, its own included, before it is confirmed")
+	fs.IntVar(&o.Finality, "finality", 0, "blocks deep, its own included, an intent's block must be before the vault stops re-checking it for a reorg; 0: the chain's finalized block (64 deep on a chain that names none)")
 	fs.DurationVar(&o.ChainPoll, "chain-poll", time.Second, "how often the chain watcher looks for a new block")
 	fs.DurationVar(&o.FeeBumpAfter, "fee-bump-after", 30*time.Second, "how long a sent transaction may wait for a block before the vault replaces it with higher fees (same nonce, fees raised at least 12.5 %)")
 	fs.StringVar(&o.Redis, "redis", "", "redis:// URL of the cluster's Redis (more shards of a Redis Cluster as ?addr=host:port&addr=…, Sentinels with ?master_name=…): nodes share the vaults' directory and the signals (empty: a single node, signals in memory)")
@@ -151,6 +153,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	}
 	if o.MasterKey != "" && o.MasterKeyFile != "" {
 		return o, fmt.Errorf("give the key-encryption key once: -master-key-file or SPELLS_MASTER_KEY, not both")
+	}
+	if o.Finality < 0 || (o.Finality > 0 && o.Finality < o.Confirmations) {
+		return o, fmt.Errorf("-finality must be 0 (the chain's finalized block) or at least -confirmations (%d), not %d", o.Confirmations, o.Finality)
 	}
 	if o.Confirmations < 1 || o.ChainPoll <= 0 || o.FeeBumpAfter <= 0 {
 		return o, fmt.Errorf("-confirmations must be at least 1, -chain-poll and -fee-bump-after positive")

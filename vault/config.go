@@ -34,6 +34,9 @@ type Config struct {
 	// watcher looks for a new block (default 1s).
 	Confirmations int
 	PollEvery     time.Duration
+	// Finality is how deep an intent's block must be before the vault stops
+	// following it (0: the chain's finalized block; see exec.ExecutorConfig).
+	Finality int
 	// BumpAfter is how long a sent transaction may wait for a block before
 	// it is replaced with higher fees (default 30s).
 	BumpAfter time.Duration

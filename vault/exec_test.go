@@ -17,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
@@ -129,6 +130,13 @@ func (ce *chainEnv) grant(t *testing.T, u *user, rules ...delegation.Rules) []de
 	return ds
 }
 
+// confirmed reports whether an intent's status says its transaction
+// happened: confirmed, or final already (a block can be both deep enough
+// and finalized at once).
+func confirmed(status string) bool {
+	return status == protocol.IntentConfirmed || status == protocol.IntentFinal
+}
+
 // waitIntent waits until the trigger's newest intent reaches an ended
 // status and returns it.
 func waitIntent(t *testing.T, u *user) protocol.Intent {
@@ -141,7 +149,7 @@ func waitIntent(t *testing.T, u *user) protocol.Intent {
 		}
 		in = st.Intents[len(st.Intents)-1]
 		switch in.Status {
-		case protocol.IntentConfirmed, protocol.IntentReverted, protocol.IntentRefused, protocol.IntentFailed, protocol.IntentDone:
+		case protocol.IntentConfirmed, protocol.IntentFinal, protocol.IntentReverted, protocol.IntentRefused, protocol.IntentFailed, protocol.IntentDone:
 			return true
 		}
 		return false
@@ -220,7 +228,7 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 	ethBefore, usdBefore := ce.balance(t, dETH, u.w.Address()), ce.balance(t, dUSD, u.w.Address())
 	ce.cross(t, u)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed || in.Tx == nil || in.Tx.Block == 0 || in.Tx.From != key.Hex() || in.Grant != tr.Grant {
+	if !confirmed(in.Status) || in.Tx == nil || in.Tx.Block == 0 || in.Tx.From != key.Hex() || in.Grant != tr.Grant {
 		t.Fatalf("intent %+v (tx %+v)", in, in.Tx)
 	}
 	if got := new(big.Int).Sub(ethBefore, ce.balance(t, dETH, u.w.Address())); got.Cmp(chain.Units(1)) != 0 {
@@ -246,10 +254,13 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentConfirmed} {
+	for _, s := range []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted} {
 		if !seen[s] {
 			t.Errorf("no diff showed the intent %s (saw %v)", s, seen)
 		}
+	}
+	if !seen[protocol.IntentConfirmed] && !seen[protocol.IntentFinal] {
+		t.Errorf("no diff showed the intent confirmed (saw %v)", seen)
 	}
 
 	// An edit that changes the amount without a new signature is
@@ -279,7 +290,7 @@ func TestIntentSwapsOnTheDevChain(t *testing.T) {
 	// the trigger's count of fires again, not the grant's: a third fire
 	// is refused by the vault before it signs, naming the rule.
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("second swap: %+v", in)
 	}
 	nonce, _ := ce.d.Client().NonceAt(ctx, key, nil)
@@ -310,7 +321,7 @@ func TestStandingGrantSwaps(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: below("X", 10), Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "1"})})
 	for i := 0; i < 2; i++ {
 		ce.cross(t, u)
-		if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed || in.Grant != "" {
+		if in := waitIntent(t, u); !confirmed(in.Status) || in.Grant != "" {
 			t.Fatalf("swap %d: %+v", i+1, in)
 		}
 	}
@@ -388,7 +399,7 @@ func TestIntentFaults(t *testing.T) {
 		u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
 			Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "60"})})
 		ce.cross(t, u) // 60 of the period's 100
-		if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+		if in := waitIntent(t, u); !confirmed(in.Status) {
 			t.Fatalf("first transfer: %s %q", in.Status, in.Detail)
 		}
 		ce.cross(t, u) // 120 > 100: the vault refuses
@@ -434,7 +445,7 @@ func TestIntentResentAfterACrash(t *testing.T) {
 	ce.restart()
 	u = ce.signIn(u.w)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) != 1 || in.Tx.Hash != in.Tx.Hashes[0] {
+	if !confirmed(in.Status) || len(in.Tx.Hashes) != 1 || in.Tx.Hash != in.Tx.Hashes[0] {
 		t.Fatalf("after the crash: %s %q %+v", in.Status, in.Detail, in.Tx)
 	}
 	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
@@ -519,7 +530,7 @@ func TestIntentWaitsOutAChainThatIsDown(t *testing.T) {
 			}
 		}
 	}()
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("after the chain came back: %s %q", in.Status, in.Detail)
 	}
 	if n, _ := ce.d.Client().NonceAt(context.Background(), key, nil); n != 1 {
@@ -550,7 +561,7 @@ func TestStuckIntentIsReplaced(t *testing.T) {
 	}
 	ce.clock.Advance(ce.m.cfg.BumpAfter) // no block took it within BumpAfter
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed || len(in.Tx.Hashes) < 2 || in.Tx.Hash == in.Tx.Hashes[0] {
+	if !confirmed(in.Status) || len(in.Tx.Hashes) < 2 || in.Tx.Hash == in.Tx.Hashes[0] {
 		t.Fatalf("a stuck intent: %s %q %+v", in.Status, in.Detail, in.Tx)
 	}
 	if n, _ := ce.d.Client().NonceAt(context.Background(), key, nil); n != 1 {
@@ -580,7 +591,7 @@ func TestIntentOfAHibernatedVaultCompletes(t *testing.T) {
 	waitFor(t, "the watcher to wake the vault", func() bool { return ce.m.OpenVaults() > 0 })
 	u = ce.signIn(u.w)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed {
+	if !confirmed(in.Status) {
 		t.Fatalf("after hibernating: %s %q", in.Status, in.Detail)
 	}
 }
@@ -619,9 +630,67 @@ func TestIntentSurvivesAReorg(t *testing.T) {
 		return in.Status == protocol.IntentSubmitted && strings.Contains(in.Detail, "reorg")
 	})
 	ce.pause.Store(false)
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("after the reorg: %s %q", in.Status, in.Detail)
 	}
+	// Final once the chain's own finalized block holds it (-finality 0).
+	var final protocol.Intent
+	waitFor(t, "the intent to be final", func() bool {
+		in := u.state(t).Intents
+		final = in[len(in)-1]
+		return final.Status == protocol.IntentFinal
+	})
+	fin, err := ce.d.Client().HeaderByNumber(ctx, big.NewInt(int64(rpc.FinalizedBlockNumber)))
+	if err != nil || fin.Number.Uint64() < final.Tx.Block {
+		t.Fatalf("final at block %d, the chain's finalized block is %v (%v)", final.Tx.Block, fin, err)
+	}
+	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
+		t.Fatalf("%d transactions, want 1", n)
+	}
+	if got := ce.balance(t, ce.token("dUSD"), stranger); got.Cmp(chain.Units(4)) != 0 {
+		t.Fatalf("the stranger holds %s, want 4 dUSD", got)
+	}
+}
+
+// TestADeepReorgTakesAConfirmedIntentBack: a vault follows a confirmed
+// intent until its block is final; a reorg deeper than the confirmations
+// takes it back to submitted and says so, the same transaction is sent
+// again, and the intent is confirmed and then final in the new chain,
+// paid once.
+func TestADeepReorgTakesAConfirmedIntentBack(t *testing.T) {
+	ce := newChainEnvWith(t, nil, func(e *env) { e.confirmations, e.finality = 2, 40 })
+	ctx := context.Background()
+	ce.latest["X"] = 15
+	u, key := ce.funded(t, true)
+	stranger := ce.payTrigger(t, u, "4")
+	ce.cross(t, u)
+	var block uint64
+	waitFor(t, "the intent to be confirmed", func() bool {
+		in := u.state(t).Intents
+		if last := in[len(in)-1]; last.Status == protocol.IntentConfirmed {
+			block = last.Tx.Block
+			ce.pause.Store(true)
+			return true
+		}
+		return false
+	})
+	parent, err := ce.d.Client().HeaderByNumber(ctx, new(big.Int).SetUint64(block-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.d.Fork(parent.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the vault to see its confirmed block go", func() bool {
+		in := u.state(t).Intents
+		last := in[len(in)-1]
+		return last.Status == protocol.IntentSubmitted && strings.Contains(last.Detail, "after it was confirmed")
+	})
+	ce.pause.Store(false)
+	waitFor(t, "the intent to be final", func() bool {
+		in := u.state(t).Intents
+		return in[len(in)-1].Status == protocol.IntentFinal
+	})
 	if n, _ := ce.d.Client().NonceAt(ctx, key, nil); n != 1 {
 		t.Fatalf("%d transactions, want 1", n)
 	}
@@ -904,7 +973,7 @@ func TestCaveatsRefusedByTheVault(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "calls", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
 	}
 	ce.cross(t, u)
@@ -999,7 +1068,7 @@ func TestCallsPerPeriod(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "per period", Condition: below("X", 10),
 		Action: actionOf("swap", protocol.SwapParams{Sell: "dETH", Buy: "dUSD", Amount: "0.1"})})
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("first swap: %s %q", in.Status, in.Detail)
 	}
 	ce.cross(t, u)
@@ -1018,7 +1087,7 @@ func TestCallsPerPeriod(t *testing.T) {
 	ce.clock.Set(time.Unix(int64(head.Time)+1, 0))
 	ce.pause.Store(false)
 	ce.cross(t, u)
-	if in := waitIntent(t, u); in.Status != protocol.IntentConfirmed {
+	if in := waitIntent(t, u); !confirmed(in.Status) {
 		t.Fatalf("a swap in the next period: %s %q", in.Status, in.Detail)
 	}
 }

@@ -41,6 +41,7 @@ type env struct {
 	hooks     *Hooks     // the test hooks of the node, its vaults and their intents
 	// confirmations of an intent's transaction; 0: the default
 	confirmations int
+	finality      int // 0: the chain's finalized block
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -71,7 +72,7 @@ func newEnvWith(t testing.TB, set func(*env)) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Clock: e.clock,
+	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Finality: e.finality, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
 		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks})
 	if err != nil {

@@ -44,7 +44,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	m.stop, m.stopWork = context.WithCancel(context.Background())
 	m.intents = &exec.Config{Chain: cfg.Chain, Confirmations: cfg.Confirmations, BumpAfter: cfg.BumpAfter, Clock: cfg.Clock, Metrics: cfg.Metrics.Exec}
 	if cfg.Client != nil && cfg.Chain != nil {
-		m.executor = exec.NewExecutor(exec.ExecutorConfig{Chain: cfg.Client, Info: cfg.Chain, PollEvery: cfg.PollEvery, Clock: cfg.Clock,
+		m.executor = exec.NewExecutor(exec.ExecutorConfig{Chain: cfg.Client, Info: cfg.Chain, PollEvery: cfg.PollEvery, Finality: cfg.Finality, Clock: cfg.Clock,
 			Logger: cfg.Logger, Post: m.postExec, Watched: m.watched})
 		m.intents.Executor = m.executor
 	}

@@ -158,7 +158,7 @@ func TestASwapThroughUniswapV2(t *testing.T) {
 	ethBefore, usdBefore := ce.balance(t, dETH, u.w.Address()), ce.balance(t, dUSD, u.w.Address())
 	ce.cross(t, u)
 	in := waitIntent(t, u)
-	if in.Status != protocol.IntentConfirmed || in.Tx.From != key.Hex() {
+	if !confirmed(in.Status) || in.Tx.From != key.Hex() {
 		t.Fatalf("the swap through Uniswap: %s %q", in.Status, in.Detail)
 	}
 	if got := new(big.Int).Sub(ethBefore, ce.balance(t, dETH, u.w.Address())); got.Cmp(chain.Units(1)) != 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/contracts"
@@ -49,6 +50,7 @@ type Result struct {
 	Hash    common.Hash    // SendDone, ReceiptSeen
 	Receipt *types.Receipt // ReceiptSeen; nil while the transaction is in no block
 	Head    uint64
+	Final   uint64 // ReceiptSeen: the newest final block (0: none known)
 	Reason  string // a revert's reason
 	// What a transaction needs now to be mined (for a replacement): the
 	// suggested tip and the head's base fee.
@@ -81,8 +83,12 @@ type ExecutorConfig struct {
 	Chain     Chain
 	Info      *protocol.ChainInfo
 	PollEvery time.Duration // how often the watcher asks for a new head (default 1s)
-	Clock     clock.Clock   // the retries' (default clock.Real)
-	Logger    zerolog.Logger
+	// Finality is how deep a block must be to be final (its own
+	// included); 0: the chain's own finalized block, or FallbackFinality
+	// deep on a chain that names none.
+	Finality int
+	Clock    clock.Clock // the retries' (default clock.Real)
+	Logger   zerolog.Logger
 	// Post hands a result to vault id (its inbox, waking it if it
 	// hibernates). It must not block.
 	Post func(vault string, r *Result)
@@ -299,6 +305,7 @@ func (x *Executor) receipts(ctx context.Context, head uint64) {
 	if hd, err := x.cfg.Chain.HeaderByNumber(ctx, nil); err == nil {
 		baseFee = hd.BaseFee
 	}
+	final := x.final(ctx, head)
 	if t, err := x.cfg.Chain.SuggestGasTipCap(ctx); err == nil {
 		tip = t
 	}
@@ -310,12 +317,32 @@ func (x *Executor) receipts(ctx context.Context, head uint64) {
 			}
 			continue
 		}
-		res := &Result{Kind: ReceiptSeen, Intent: f.intent, Hash: h, Receipt: r, Head: head, Tip: tip, BaseFee: baseFee}
+		res := &Result{Kind: ReceiptSeen, Intent: f.intent, Hash: h, Receipt: r, Head: head, Final: final, Tip: tip, BaseFee: baseFee}
 		if r != nil && r.Status != types.ReceiptStatusSuccessful {
 			res.Reason = x.revertReason(ctx, h, r)
 		}
 		x.cfg.Post(f.vault, res)
 	}
+}
+
+// FallbackFinality is the depth taken as final on a chain that names no
+// finalized block (and no -finality is set).
+const FallbackFinality = 64
+
+// final is the newest final block at head: Finality deep, or the chain's
+// finalized block.
+func (x *Executor) final(ctx context.Context, head uint64) uint64 {
+	depth := uint64(x.cfg.Finality)
+	if depth == 0 {
+		if hd, err := x.cfg.Chain.HeaderByNumber(ctx, big.NewInt(int64(rpc.FinalizedBlockNumber))); err == nil && hd.Number != nil {
+			return hd.Number.Uint64()
+		}
+		depth = FallbackFinality
+	}
+	if head+1 < depth {
+		return 0
+	}
+	return head + 1 - depth
 }
 
 // maxPortfolios bounds the vaults whose balances are read at one block.

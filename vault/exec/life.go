@@ -24,7 +24,7 @@ func (r *Runner) Start(in protocol.Intent) {
 
 // Resume picks up, when the vault opens, every intent that has not ended:
 // a pending one is prepared, a signed one sent again (the same bytes), and
-// the transactions of a submitted or included one followed.
+// the transactions of a submitted, included or confirmed one followed.
 func (r *Runner) Resume() {
 	if !r.executes() {
 		return
@@ -51,7 +51,7 @@ func (r *Runner) step(in protocol.Intent) {
 		// sending the same bytes again costs nothing if it has it.
 		r.node.Executor.track(r.vaultID, in.ID, hashesOf(in))
 		r.send(in)
-	case Included.String():
+	case Included.String(), Confirmed.String():
 		r.node.Executor.track(r.vaultID, in.ID, hashesOf(in))
 	}
 }
@@ -81,7 +81,7 @@ func (r *Runner) On(res *Result) {
 		r.onPrepared(in, res)
 	case res.Kind == SendDone && (st == Signed || st == Submitted):
 		r.onSent(in, res)
-	case res.Kind == ReceiptSeen && (st == Submitted || st == Included):
+	case res.Kind == ReceiptSeen && (st == Submitted || st == Included || st == Confirmed):
 		r.onReceipt(in, res)
 	}
 }

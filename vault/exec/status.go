@@ -16,7 +16,8 @@ const (
 	Signed                  // its transaction signed and stored, counters reserved
 	Submitted               // its transaction sent; no block holds it yet
 	Included                // in a block, fewer than the confirmations deep
-	Confirmed               // deep enough: it happened
+	Confirmed               // deep enough: it happened (followed until its block is final)
+	Final                   // its block is final
 	Reverted                // in a block, and the chain refused it
 	Refused                 // the vault's own check of the grants refused it
 	Failed                  // it cannot execute (named why)
@@ -25,7 +26,7 @@ const (
 )
 
 var statusNames = [numStatuses]string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted,
-	protocol.IntentIncluded, protocol.IntentConfirmed, protocol.IntentReverted, protocol.IntentRefused,
+	protocol.IntentIncluded, protocol.IntentConfirmed, protocol.IntentFinal, protocol.IntentReverted, protocol.IntentRefused,
 	protocol.IntentFailed, protocol.IntentDone}
 
 func (s Status) String() string {
@@ -45,28 +46,31 @@ func ParseStatus(s string) (Status, bool) {
 	return 0, false
 }
 
-// Ended reports whether the intent's life is over.
-func (s Status) Ended() bool { return s >= Confirmed }
+// Ended reports whether the intent's life is over: a confirmed intent is
+// still followed (a reorg deeper than the confirmations takes it back)
+// until its block is final.
+func (s Status) Ended() bool { return s >= Final }
 
 // Step is what moves an intent from one status to the next.
 type Step uint8
 
 // The steps of an intent's life.
 const (
-	Sign    Step = iota // the vault signed its transaction (pending → signed)
-	Send                // the chain's node took the transaction (signed → submitted)
-	Include             // a block holds it, not deep enough yet
-	Confirm             // a block holds it, deep enough
-	Revert              // a block holds it, and it reverted
-	Reorg               // its block left the chain: it is sent again
-	Bump                // replaced with higher fees, the same nonce
-	Refuse              // the vault's check of the grants refused it
-	Fail                // it cannot execute
-	Finish              // nothing to execute
+	Sign     Step = iota // the vault signed its transaction (pending → signed)
+	Send                 // the chain's node took the transaction (signed → submitted)
+	Include              // a block holds it, not deep enough yet
+	Confirm              // a block holds it, deep enough
+	Finalize             // the block holding it is final
+	Revert               // a block holds it, and it reverted
+	Reorg                // its block left the chain: it is sent again
+	Bump                 // replaced with higher fees, the same nonce
+	Refuse               // the vault's check of the grants refused it
+	Fail                 // it cannot execute
+	Finish               // nothing to execute
 	numSteps
 )
 
-var stepNames = [numSteps]string{"sign", "send", "include", "confirm", "revert", "reorg", "bump", "refuse", "fail", "finish"}
+var stepNames = [numSteps]string{"sign", "send", "include", "confirm", "finalize", "revert", "reorg", "bump", "refuse", "fail", "finish"}
 
 func (s Step) String() string {
 	if s < numSteps {
@@ -80,8 +84,12 @@ func (s Step) String() string {
 var moves = [numStatuses]map[Step]Status{
 	Pending:   {Sign: Signed, Refuse: Refused, Fail: Failed, Finish: Done},
 	Signed:    {Send: Submitted, Fail: Failed},
-	Submitted: {Include: Included, Confirm: Confirmed, Revert: Reverted, Bump: Submitted, Fail: Failed},
-	Included:  {Include: Included, Confirm: Confirmed, Revert: Reverted, Reorg: Submitted},
+	Submitted: {Include: Included, Confirm: Confirmed, Finalize: Final, Revert: Reverted, Bump: Submitted, Fail: Failed},
+	Included:  {Include: Included, Confirm: Confirmed, Finalize: Final, Revert: Reverted, Reorg: Submitted},
+	// A reorg deeper than the confirmations: the block moved (Confirm
+	// records the new one), the transaction reverted there, or it is in no
+	// block and is sent again.
+	Confirmed: {Include: Included, Confirm: Confirmed, Finalize: Final, Revert: Reverted, Reorg: Submitted},
 }
 
 // Move is where step takes an intent in status from; ok is false when the

@@ -31,7 +31,7 @@ func TestIntentTable(t *testing.T) {
 	if _, ok := Move(numStatuses, Sign); ok {
 		t.Fatal("an unknown status moved")
 	}
-	want := []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded}
+	want := []string{protocol.IntentPending, protocol.IntentSigned, protocol.IntentSubmitted, protocol.IntentIncluded, protocol.IntentConfirmed}
 	if got := OpenStatuses(); !slices.Equal(got, want) {
 		t.Fatalf("open statuses %v, want %v", got, want)
 	}
