@@ -296,42 +296,66 @@ func TestResumeAheadOfTheVaultIsRefused(t *testing.T) {
 	}
 }
 
-// TestDamagedWALRollsBackLoudly: SQLite replays a write-ahead log only up
-// to its first damaged frame, so a vault whose WAL was damaged in a crash
-// starts at an older version, silently. The vault cannot see that, but a
-// client that resumes from the version it was acknowledged is refused with
-// vault_rolled_back.
-func TestDamagedWALRollsBackLoudly(t *testing.T) {
-	e := newEnv(t)
-	u := e.newUser()
-	e.restart() // closed cleanly: the file is complete, with an empty WAL
-	u = e.signIn(u.w)
-	for i := 0; i < 40; i++ {
-		u.create(t, protocol.TriggerSpec{Name: "t", Condition: below("X", float64(i)), Action: swap})
-	}
-	acked := u.state(t).Version
-	// What a crash leaves, copied while the vault is open, with bytes of
-	// the WAL's middle flipped.
-	crashed := t.TempDir()
-	src, dst := actor.Path(e.dir, u.v.ID()), actor.Path(crashed, u.v.ID())
-	must(t, os.MkdirAll(filepath.Dir(dst), 0o700))
-	for _, suffix := range []string{"", "-wal"} {
-		b, err := os.ReadFile(src + suffix)
-		must(t, err)
-		if suffix == "-wal" {
+// TestDamagedWALIsFoundAtStart: SQLite replays a write-ahead log up to
+// its first damaged frame, so a vault whose WAL was damaged in a crash
+// would start at an older version. The start-up scan reads the WAL first:
+// damage with acknowledged transactions after it quarantines the vault
+// (its file and WAL set aside whole, for a restore) with a log line, and a
+// client is told vault_quarantined. Damage in the last transaction only
+// (what a crash can leave of one it never acknowledged) is replayed up to
+// it, and a client that holds that last version is refused with
+// vault_rolled_back, never served an older state silently.
+func TestDamagedWALIsFoundAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte, page int)
+		want   protocol.Code
+	}{
+		{"middle", func(b []byte, _ int) {
 			for i := len(b) / 2; i < len(b)/2+64; i++ {
 				b[i] ^= 0xff
 			}
-		}
-		must(t, os.WriteFile(dst+suffix, b, 0o600))
+		}, protocol.CodeVaultQuarantined},
+		{"last transaction", func(b []byte, _ int) { b[len(b)-100] ^= 0xff }, protocol.CodeVaultRolledBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			u := e.newUser()
+			e.restart() // closed cleanly: the file is complete, with an empty WAL
+			u = e.signIn(u.w)
+			for i := 0; i < 40; i++ {
+				u.create(t, protocol.TriggerSpec{Name: "t", Condition: below("X", float64(i)), Action: swap})
+			}
+			acked := u.state(t).Version
+			// What a crash leaves, copied while the vault is open, with
+			// the WAL damaged.
+			crashed := t.TempDir()
+			src, dst := actor.Path(e.dir, u.v.ID()), actor.Path(crashed, u.v.ID())
+			must(t, os.MkdirAll(filepath.Dir(dst), 0o700))
+			for _, suffix := range []string{"", "-wal"} {
+				b, err := os.ReadFile(src + suffix)
+				must(t, err)
+				if suffix == "-wal" {
+					tc.damage(b, 0)
+				}
+				must(t, os.WriteFile(dst+suffix, b, 0o600))
+			}
+			e2 := &env{t: t, dir: crashed, clock: e.clock, latest: map[string]float64{}, nonces: e.nonces}
+			e2.clock.Advance(time.Millisecond) // a node started after the crash
+			e2.start()
+			quarantined := 0
+			if tc.want == protocol.CodeVaultQuarantined {
+				quarantined = 1
+			}
+			if n := e2.m.Quarantined(); n != quarantined {
+				t.Fatalf("%d vaults quarantined at start, want %d", n, quarantined)
+			}
+			nonce := e2.nonces.Issue(e2.clock.Now())
+			f, _ := u.sess.SignResume(nonce, acked)
+			_, err := e2.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
+			wantCode(t, err, tc.want)
+		})
 	}
-	e2 := &env{t: t, dir: crashed, clock: e.clock, latest: map[string]float64{}, nonces: e.nonces}
-	e2.clock.Advance(time.Millisecond) // a node started after the crash
-	e2.start()
-	nonce := e2.nonces.Issue(e2.clock.Now())
-	f, _ := u.sess.SignResume(nonce, acked)
-	_, err := e2.m.Resume(context.Background(), f.Body, f.Sig, nonce, newSub())
-	wantCode(t, err, protocol.CodeVaultRolledBack)
 }
 
 // lifeCounts describes the instances by state, for failure messages.

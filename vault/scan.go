@@ -103,6 +103,13 @@ func (m *Manager) readFile(f string, id string) error {
 	if !fi.Mode().IsRegular() {
 		return store.Damaged("%s is not a regular file (%s)", f, fi.Mode().Type())
 	}
+	// A WAL a crash left is checked before SQLite replays it: one damaged
+	// in the middle would open the vault at an older version, silently.
+	if rep, err := store.CheckWAL(f + "-wal"); err != nil {
+		return err
+	} else if rep.Dropped > 0 {
+		m.cfg.Logger.Warn().Str("vault", id).Str("wal", rep.String()).Msg("the vault's last transaction was cut short by a crash (never acknowledged); it is dropped")
+	}
 	conn, err := store.OpenSnapshot(f)
 	if err == nil && conn == nil {
 		// A WAL left by a crash, or a file to migrate: the full open

@@ -14,6 +14,8 @@
 //     open; the immutable snapshot the start-up scan reads.
 //   - create.go: making a vault's file whole or not at all.
 //   - integrity.go: SQLite's quick_check over a vault file.
+//   - wal.go: reading a write-ahead log a crash left, to tell a transaction
+//     cut short from damage that would drop acknowledged ones.
 //   - session.go: recording committed changes as changesets, snapshots of
 //     the whole file, and applying changesets (the backup).
 //   - tx.go: one state transition's changes and effects, savepoints, and
