@@ -38,6 +38,14 @@ type Plan struct {
 // ErrNoBackup is a vault the backup holds nothing of (before the target).
 var ErrNoBackup = errors.New("the backup holds no copy of this vault at or before that point")
 
+// NoVersionError is a version the backup does not hold on its own (it was
+// shipped with later ones in one flush, or never existed).
+type NoVersionError struct{ Want, Nearest uint64 }
+
+func (e *NoVersionError) Error() string {
+	return fmt.Sprintf("version %d is not in the backup: the nearest at or before it is %d (versions committed within one flush are shipped together)", e.Want, e.Nearest)
+}
+
 // Restorer reads vaults back from a backup. It keeps the log objects it
 // read last (up to cacheBytes), since every vault of a flush is in the
 // same object: restoring many vaults reads each object once.
@@ -170,7 +178,7 @@ func (r *Restorer) Restore(ctx context.Context, vault string, target Target, pat
 		err = syncFile(path)
 	}
 	if err == nil && target.Version != 0 && plan.Version != target.Version {
-		err = fmt.Errorf("version %d is not in the backup: the nearest at or before it is %d (versions committed within one flush are shipped together)", target.Version, plan.Version)
+		err = &NoVersionError{Want: target.Version, Nearest: plan.Version}
 	}
 	if err != nil {
 		os.Remove(path)

@@ -20,7 +20,19 @@ const (
 	OpGrantAdd      = "grant.add"      // args: GrantArgs; result: {"id"}
 	OpGrantRevoke   = "grant.revoke"   // args: {"id"}; result: {"id"}
 	OpVaultExport   = "vault.export"   // args: {}; result: Export (the vault's data and its change log, hash-chained)
+	OpVaultRestore  = "vault.restore"  // args: RestoreArgs; result: {"restore": "started"}; a restore frame follows
 )
+
+// RestoreArgs ask the vault to make its triggers what they were at a
+// version, or at a time (unix ms), as the node's backup holds them; Dry
+// only tells what would change. Intents, grants, keys and sessions stay
+// as they are: they follow the chain and the owner's signatures, which a
+// restore cannot take back.
+type RestoreArgs struct {
+	Version uint64 `json:"version,omitempty"`
+	At      int64  `json:"at,omitempty"`
+	Dry     bool   `json:"dry,omitempty"`
+}
 
 // ActivityArgs page through a vault's older evaluations or intents, newest
 // first: those before Before (an evaluation id, or an intent id), at most

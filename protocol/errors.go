@@ -50,6 +50,9 @@ const (
 	CodeVaultElsewhere   Code = "vault_elsewhere"    // another node of the cluster took the vault first: sign in again and it is reached there
 	CodeVaultMoving      Code = "vault_moving"       // the vault is moving to another node of the cluster: retry and it is reached there
 	CodeNotAllowed       Code = "not_allowed"        // this node creates vaults only for the addresses on its allowlist
+	CodeNoBackup         Code = "no_backup"          // the node runs without a backup, so nothing can be restored
+	CodeNotInBackup      Code = "not_in_backup"      // the backup holds no copy of the vault at that point (or not that version)
+	CodeRestoreRunning   Code = "restore_running"    // a restore of this vault is running; its restore frame comes first
 	CodeInternal         Code = "internal"           // a server fault; logged with details
 	CodeSignInTimeout    Code = "signin_timeout"     // no sign-in within the allowed time
 	CodeSlowConsumer     Code = "slow_consumer"      // client did not read fast enough
@@ -66,6 +69,7 @@ var codeRetry = map[Code]bool{
 	CodeNodeUnreachable: true,
 	CodeVaultElsewhere:  true,
 	CodeVaultMoving:     true,
+	CodeRestoreRunning:  true,
 }
 
 // Retryable reports whether a client may retry after an error with code c.

@@ -29,6 +29,7 @@ const (
 	TypeSignals   = "signals"   // recent history of every signal, sent after ready
 	TypeRevoked   = "revoked"   // the vault ended every session (answers revoke)
 	TypePortfolio = "portfolio" // the account's balances at a block (not versioned: chain state)
+	TypeRestore   = "restore"   // what a restore of the vault's triggers did, or would do (dry)
 )
 
 // ClientFrame is any frame a client sends. Only the fields of its Type are
@@ -224,6 +225,39 @@ type PortfolioFrame struct {
 	Block   uint64    `json:"block"`
 	Account *Holdings `json:"account"`
 	Key     *Holdings `json:"sessionKey"`
+}
+
+// RestoreFrame tells a vault's dashboards what a restore did (or, Dry,
+// would do): the backup's point it read (BaseVersion, the version of the
+// whole copy it started from, then Version at time At), the triggers it
+// added back, removed and changed, notes (a trigger whose own grant was
+// revoked since), and the vault version that holds the result (Applied;
+// 0 when dry or failed). Error says why it could not run.
+type RestoreFrame struct {
+	Type        string            `json:"type"`
+	Vault       string            `json:"vault"`
+	Dry         bool              `json:"dry"`
+	BaseVersion uint64            `json:"baseVersion,omitempty"`
+	Version     uint64            `json:"version,omitempty"`
+	At          int64             `json:"at,omitempty"`
+	Added       []RestoredTrigger `json:"added"`
+	Removed     []RestoredTrigger `json:"removed"`
+	Changed     []RestoredTrigger `json:"changed"`
+	Notes       []string          `json:"notes,omitempty"`
+	Applied     uint64            `json:"applied,omitempty"`
+	Error       *RestoreError     `json:"error,omitempty"`
+}
+
+// RestoreError is why a restore could not run.
+type RestoreError struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// RestoredTrigger names a trigger a restore touches.
+type RestoredTrigger struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // A server message holds one or more frames separated by FrameSeparator

@@ -247,6 +247,9 @@ const (
 	OutcomePaused  = "paused"
 	OutcomeResumed = "resumed"
 	OutcomeDeleted = "deleted"
+	// A restore from the backup set the vault's triggers (Detail says to
+	// which version, and what it changed).
+	OutcomeRestored = "restored"
 )
 
 // Evaluation records one evaluation of a trigger that changed something.

@@ -16,13 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spells-dev/spells/backup"
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/keys"
 )
 
 // The backup: every vault's committed changes shipped to an S3-compatible
 // bucket (-backup), and POST /v1/admin/restore, which writes a vault as
-// it was at a version or a time into <data>/restored/.
+// it was at a version or a time into <data>/restored/ (a fork), or makes
+// the vault's triggers what they were then (in place).
 
 type backupParts struct {
 	bucket   *backup.Bucket
@@ -57,11 +59,34 @@ func (n *daemon) startBackup(ctx context.Context, kek *keys.KEK, reg prometheus.
 	return &backupParts{bucket: b, shipper: sh, restorer: r, metrics: m}, nil
 }
 
+// restoreCopy is vault.Config.Restore: it writes vault's copy that a
+// names from the backup into path.
+func (b *backupParts) restoreCopy(ctx context.Context, vault string, a protocol.RestoreArgs, path string) (actor.RestorePoint, error) {
+	plan, err := b.restorer.Restore(ctx, vault, backup.Target{Version: a.Version, At: a.At}, path)
+	if err != nil {
+		if notInBackup(err) {
+			return actor.RestorePoint{}, protocol.Errorf(protocol.CodeNotInBackup, "%v", err)
+		}
+		return actor.RestorePoint{}, err
+	}
+	b.metrics.Restored.Inc()
+	return actor.RestorePoint{BaseVersion: plan.BaseVersion, Version: plan.Version, At: plan.At}, nil
+}
+
+// notInBackup reports whether err says the backup holds no copy at the
+// point asked.
+func notInBackup(err error) bool {
+	var nv *backup.NoVersionError
+	return errors.Is(err, backup.ErrNoBackup) || errors.As(err, &nv)
+}
+
 // restoreHandler is POST /v1/admin/restore?vault=0x…&version=N (or
-// at=<unix ms>; neither: the newest)[&dry=1]: authenticated by
-// -admin-token, it writes the vault as the backup holds it at that point
-// into <data>/restored/<vault>-<version>.db and answers what it did (with
-// dry=1, only what it would do). The vault being served is not touched.
+// at=<unix ms>; neither: the newest)[&mode=fork|in_place][&dry=1]:
+// authenticated by -admin-token. A fork (the default) writes the vault as
+// the backup holds it at that point into <data>/restored/<vault>-<version>.db,
+// and the vault being served is not touched; in place, the vault's
+// triggers become what they were then, as one new version its dashboards
+// follow. It answers what it did (with dry=1, only what it would do).
 func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !n.adminToken(w, r):
@@ -95,16 +120,44 @@ func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dry := q.Get("dry") == "1"
+	mode := q.Get("mode")
+	if mode == "" {
+		mode = "fork"
+	}
+	if mode != "fork" && mode != "in_place" {
+		n.httpError(w, r, http.StatusBadRequest, "bad_request", "mode is fork (a copy in restored/, the default) or in_place")
+		return
+	}
 	dir := filepath.Join(n.opts.DataDir, "restored")
 	tmp := filepath.Join(dir, fmt.Sprintf(".%s-%d.tmp", id, time.Now().UnixNano()))
 	plan, err := n.backup.restorer.Restore(r.Context(), id, t, tmp)
 	if err != nil {
 		status, code := http.StatusInternalServerError, "restore_failed"
-		if errors.Is(err, backup.ErrNoBackup) || strings.Contains(err.Error(), "is not in the backup") {
+		if notInBackup(err) {
 			status, code = http.StatusNotFound, "not_in_backup"
 		}
 		n.log.Warn().Err(err).Str("vault", id).Msg("restore refused")
 		n.httpError(w, r, status, code, err.Error())
+		return
+	}
+	if mode == "in_place" {
+		defer os.Remove(tmp)
+		pt := actor.RestorePoint{BaseVersion: plan.BaseVersion, Version: plan.Version, At: plan.At}
+		f, err := n.mgr.Restore(r.Context(), common.HexToAddress(id), tmp, pt, dry)
+		if err != nil {
+			status, code := http.StatusInternalServerError, "restore_failed"
+			if pe := protocol.AsError(err); pe != nil {
+				status, code = http.StatusConflict, string(pe.Code)
+			}
+			n.log.Warn().Err(err).Str("vault", id).Msg("restore in place refused")
+			n.httpError(w, r, status, code, err.Error())
+			return
+		}
+		if !dry {
+			n.backup.metrics.Restored.Inc()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(f)
 		return
 	}
 	out := struct {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spells-dev/spells/backup/s3test"
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -100,6 +101,34 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if code, _, body := restore("&version=1&at=5"); code != http.StatusBadRequest {
 		t.Fatalf("a version and a time: %d %s", code, body)
+	}
+
+	// In place: the vault's triggers go back to version 1's (dry first),
+	// and its dashboard follows; then the owner's own signed command
+	// brings the newest back.
+	var f protocol.RestoreFrame
+	code, body = adminPost(t, tn, fmt.Sprintf("/v1/admin/restore?vault=%s&version=%d&mode=in_place&dry=1", vault, versions[0]), "adm1n")
+	if err := json.Unmarshal([]byte(body), &f); code != http.StatusOK || err != nil || !f.Dry || len(f.Removed) != 2 || f.Applied != 0 {
+		t.Fatalf("a dry restore in place: %d %s", code, body)
+	}
+	code, body = adminPost(t, tn, fmt.Sprintf("/v1/admin/restore?vault=%s&version=%d&mode=in_place", vault, versions[0]), "adm1n")
+	if err := json.Unmarshal([]byte(body), &f); code != http.StatusOK || err != nil || f.Dry || len(f.Removed) != 2 || f.Applied == 0 {
+		t.Fatalf("a restore in place: %d %s", code, body)
+	}
+	s.untilVersion(t, f.Applied) // past the dry run's restore frame
+	s.until(t, "the restore frame", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeRestore })
+	if n := len(s.mirror.Triggers); n != 1 {
+		t.Fatalf("after the restore in place the dashboard shows %d triggers, want 1", n)
+	}
+	if _, err := s.cmd(t, protocol.OpVaultRestore, protocol.RestoreArgs{Version: newest}); err != nil {
+		t.Fatalf("the owner's restore: %v", err)
+	}
+	s.until(t, "the restore frame", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeRestore })
+	if n := len(s.mirror.Triggers); n != 3 {
+		t.Fatalf("after the owner's restore the dashboard shows %d triggers, want 3", n)
+	}
+	if code, body := adminPost(t, tn, "/v1/admin/restore?vault="+vault+"&mode=sideways", "adm1n"); code != http.StatusBadRequest {
+		t.Fatalf("an unknown mode: %d %s", code, body)
 	}
 }
 

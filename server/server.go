@@ -161,12 +161,13 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		return err
 	}
 	var backups actor.Backup
+	var restore func(context.Context, string, protocol.RestoreArgs, string) (actor.RestorePoint, error)
 	if n.opts.Backup != "" {
 		if n.backup, err = n.startBackup(ctx, kek, reg); err != nil {
 			ch.close()
 			return err
 		}
-		backups = n.backup.shipper
+		backups, restore = n.backup.shipper, n.backup.restoreCopy
 	}
 	if n.opts.BackupRestore {
 		if err := n.restoreFromBackup(ctx); err != nil {
@@ -174,7 +175,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 			return err
 		}
 	}
-	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups, AllowCreate: gate.allow,
+	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups, Restore: restore, AllowCreate: gate.allow,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, Finality: n.opts.Finality, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter})
 	if err != nil {

@@ -37,6 +37,11 @@ type Config struct {
 	// Finality is how deep an intent's block must be before the vault stops
 	// following it (0: the chain's finalized block; see exec.ExecutorConfig).
 	Finality int
+	// Restore, if set, writes the vault's copy that RestoreArgs name (a
+	// version, a time, or the newest) from the backup into the file at
+	// path, and says where in the backup it read it; the owner's
+	// vault.restore needs it (without it: no_backup).
+	Restore func(ctx context.Context, vault string, a protocol.RestoreArgs, path string) (actor.RestorePoint, error)
 	// BumpAfter is how long a sent transaction may wait for a block before
 	// it is replaced with higher fees (default 30s).
 	BumpAfter time.Duration

@@ -31,6 +31,8 @@
 //   - waker.go: starting instances for the events that wait for them.
 //   - move.go: moving a vault to or from another node.
 //   - signin.go: the node's half of sign-in, resume and revoke.
+//   - restore.go: restores in place: the copy read from the backup off the
+//     vault's goroutine, then handed to the vault.
 //   - scan.go: the start-up scan of every vault file.
 //   - integrity.go: every closed file read in the background (quick_check),
 //     a damaged one quarantined.

@@ -42,6 +42,8 @@ type env struct {
 	// confirmations of an intent's transaction; 0: the default
 	confirmations int
 	finality      int // 0: the chain's finalized block
+	// restore reads a vault's copy from a backup; nil: the node has none
+	restore func(ctx context.Context, vault string, a protocol.RestoreArgs, path string) (actor.RestorePoint, error)
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -74,7 +76,7 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Finality: e.finality, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks})
+		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks, Restore: e.restore})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -53,6 +53,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		NonceTTL: cfg.NonceTTL, MaxSessionTTL: cfg.MaxSessionTTL, IdleAfter: cfg.IdleAfter, MailboxSize: cfg.MailboxSize,
 		InboxSize: cfg.InboxSize, ChangeLogKeep: cfg.ChangeLogKeep, EvaluationsKeep: cfg.EvaluationsKeep,
 		SnapshotRecent: cfg.SnapshotRecent, MaxTriggers: cfg.MaxTriggers}
+	if cfg.Restore != nil {
+		m.actors.Restore = m.ownerRestore
+	}
 	if h := cfg.Hooks; h != nil {
 		m.intents.Hooks, m.actors.Hooks = h.Exec, h.Actor
 	}

@@ -183,6 +183,8 @@ func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
 			return nil, err
 		}
 		return v.export()
+	case protocol.OpVaultRestore:
+		return v.askRestore(t, cmd.Args)
 	case protocol.OpGrantAdd:
 		return v.addGrant(t, cmd.Args)
 	case protocol.OpGrantRevoke:

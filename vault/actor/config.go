@@ -35,6 +35,10 @@ type Config struct {
 	Claim func(ctx context.Context, vault common.Address) error
 	// Backup, if set, ships every committed change of the vault's file.
 	Backup Backup
+	// Restore, if set, starts reading vault's copy as RestoreArgs name it
+	// from the backup, off the vault's goroutine, and hands it to the
+	// vault's RestoreFrom (or RestoreFailed). It must not block.
+	Restore func(vault common.Address, a protocol.RestoreArgs)
 	// Stop is closed when the node stops waiting for its vaults (its
 	// shutdown ran out of time): every SQLite statement a vault runs is
 	// interrupted (a transaction interrupted rolls back whole).

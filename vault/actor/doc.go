@@ -36,6 +36,8 @@
 //     State and Inspect.
 //   - doze.go: hibernating and dozing when idle.
 //   - identity.go: the vault's half of sign-in, resume and revoke.
+//   - restore.go: a restore in place: the triggers of a backup copy, as
+//     one new version, and the restore frame.
 //   - command.go: a signed command checked and applied.
 //   - run.go: the goroutine, the group commit, the events, and the host's
 //     letters (rest, move out).

@@ -65,6 +65,7 @@ type Vault struct {
 	// same way again.
 	evaluated map[string]float64
 	portfolio []byte   // the last portfolio frame pushed
+	restoring bool     // a restore the owner asked for is being read from the backup
 	deferred  []func() // work the vault gave itself, run after the current letter
 	dirty     bool     // a transaction committed since the host last heard (settle)
 

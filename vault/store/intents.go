@@ -139,3 +139,10 @@ func SentAt(conn *sqlite.Conn, hash string) (int64, error) {
 	err := each(conn, `SELECT sent_at FROM intent_txs WHERE hash = ?;`, func(s *sqlite.Stmt) error { at = s.ColumnInt64(0); return nil }, hash)
 	return at, err
 }
+
+// IntentCount is how many intents trigger recorded, over its whole life.
+func IntentCount(conn *sqlite.Conn, trigger string) (int64, error) {
+	var n int64
+	err := each(conn, `SELECT COUNT(*) FROM intents WHERE trigger_id = ?;`, func(s *sqlite.Stmt) error { n = s.ColumnInt64(0); return nil }, trigger)
+	return n, err
+}
