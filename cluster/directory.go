@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -94,6 +95,11 @@ type DirectoryConfig struct {
 	// Held lists the vaults this node holds and their epochs: read at
 	// Start and at every reassertion (the vault manager's list).
 	Held func() map[string]uint64
+	// Superseded, if set, is told of a vault held here whose home the
+	// directory gives another node at a higher epoch (restored there while
+	// this node was gone): this node's copy must stand down. It must not
+	// block.
+	Superseded func(vault common.Address, home Home)
 	// Faucet is the chain id of the dev chain's faucet this node runs (0:
 	// none); other nodes ask it to fund the session keys they make.
 	Faucet uint64

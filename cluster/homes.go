@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -75,9 +76,14 @@ func (d *Directory) writeHomes(ctx context.Context, all bool) error {
 			return fmt.Errorf("write homes: %w", err)
 		}
 		for i, c := range cmds {
-			if s, _ := c.(*redis.Cmd).Text(); s != "" {
-				d.m.Conflicts.Inc()
-				d.log.Error().Str("vault", batch[i]).Str("home", s).Msg("a vault held here has its home on another node at an equal or higher epoch; that node's copy is the vault")
+			s, _ := c.(*redis.Cmd).Text()
+			if s == "" {
+				continue
+			}
+			d.m.Conflicts.Inc()
+			d.log.Error().Str("vault", batch[i]).Str("home", s).Msg("a vault held here has its home on another node at an equal or higher epoch; that node's copy is the vault")
+			if h, err := parseHome(s); err == nil && h.Node != d.cfg.Node && h.Epoch > held[batch[i]] && d.cfg.Superseded != nil {
+				d.cfg.Superseded(common.HexToAddress(batch[i]), h)
 			}
 		}
 		d.m.HomesWritten.Add(float64(len(batch)))
@@ -257,4 +263,81 @@ func (d *Directory) SetDraining(ctx context.Context, on bool) {
 	if err := d.renew(ctx); err != nil {
 		d.log.Warn().Err(err).Msg("could not tell the directory this node drains")
 	}
+}
+
+// HomesOf lists the vaults whose home is node, with their homes, reading
+// every home in the directory (on every shard of a Redis Cluster): for
+// restoring the vaults of a node gone for good.
+func (d *Directory) HomesOf(ctx context.Context, node string) (map[common.Address]Home, error) {
+	out := map[common.Address]Home{}
+	var mu sync.Mutex // ForEachMaster scans the shards at once
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		it := c.Scan(ctx, 0, "spells:vault:{*}", 1000).Iterator()
+		for it.Next(ctx) {
+			key := it.Val()
+			s, err := c.Get(ctx, key).Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			h, err := parseHome(s)
+			if err != nil || h.Node != node {
+				continue
+			}
+			id := strings.TrimSuffix(strings.TrimPrefix(key, "spells:vault:{"), "}")
+			if common.IsHexAddress(id) {
+				mu.Lock()
+				out[common.HexToAddress(id)] = h
+				mu.Unlock()
+			}
+		}
+		return it.Err()
+	}
+	var err error
+	if c, ok := d.rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, shard *redis.Client) error { return scan(ctx, shard) })
+	} else {
+		err = scan(ctx, d.rdb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory: list the homes of %s: %w", node, err)
+	}
+	return out, nil
+}
+
+// Superseded returns, of the vaults held here (with their epochs), those
+// whose home the directory gives another node at a higher epoch: copies
+// restored elsewhere while this node was gone. Read before the vaults run,
+// so a stale copy never does.
+func (d *Directory) Superseded(ctx context.Context, held map[string]uint64) (map[common.Address]Home, error) {
+	ids := make([]string, 0, len(held))
+	for id := range held {
+		ids = append(ids, id)
+	}
+	out := map[common.Address]Home{}
+	for len(ids) > 0 {
+		batch := ids[:min(homesBatch, len(ids))]
+		ids = ids[len(batch):]
+		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range batch {
+				p.Get(ctx, homeKey(id))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("directory: read the homes held here: %w", err)
+		}
+		for i, c := range cmds {
+			s, err := c.(*redis.StringCmd).Result()
+			if err != nil {
+				continue
+			}
+			if h, err := parseHome(s); err == nil && h.Node != d.cfg.Node && h.Epoch > held[batch[i]] {
+				out[common.HexToAddress(batch[i])] = h
+			}
+		}
+	}
+	return out, nil
 }

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/spells-dev/spells/cluster"
+	"github.com/spells-dev/spells/vault"
 )
 
 // A node in a cluster: its parts made, and the admin endpoints (drain,
@@ -31,7 +33,7 @@ func (n *daemon) newClusterParts(secret []byte, kekID string, reg prometheus.Reg
 		return nil, err
 	}
 	dir, err := cluster.NewDirectory(rdb, cluster.DirectoryConfig{Node: n.opts.Node, Addr: nodeAddr(n.opts, n.ln.Addr()),
-		Lease: n.opts.ClusterLease, Held: held, Faucet: faucetChain, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
+		Lease: n.opts.ClusterLease, Held: held, Superseded: n.superseded, Faucet: faucetChain, PeersFile: filepath.Join(n.opts.DataDir, "cluster.json"),
 		Secret: derive(secret, "membership"), KEKID: kekID, Logger: log, Metrics: cluster.NewDirectoryMetrics(reg)})
 	if err != nil {
 		rdb.Close()
@@ -40,6 +42,31 @@ func (n *daemon) newClusterParts(secret []byte, kekID string, reg prometheus.Reg
 	links := cluster.NewLinks(cluster.LinksConfig{Dir: dir, Secret: derive(secret, "node link"), Holds: holds,
 		DataDir: n.opts.DataDir, Fund: fund, FundChain: faucetChain, Logger: log, Metrics: cluster.NewLinkMetrics(reg)})
 	return &clusterParts{rdb: rdb, dir: dir, links: links, secret: secret, reg: reg}, nil
+}
+
+// standDownStale makes tombstones, before any vault runs, of the copies
+// held here that the directory gives to another node at a higher epoch
+// (restored there while this node was gone). Without Redis the copies
+// run; the directory's first write of this node's homes finds them.
+func (n *daemon) standDownStale(ctx context.Context, mgr *vault.Manager) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stale, err := n.cluster.dir.Superseded(ctx, mgr.Held())
+	if err != nil {
+		n.log.Warn().Err(err).Msg("could not check the directory for vaults restored elsewhere before running them")
+		return
+	}
+	for addr, home := range stale {
+		if err := mgr.StandDown(addr, home.Node, home.Epoch); err != nil {
+			n.log.Error().Err(err).Msg("a superseded vault could not be stood down")
+		}
+	}
+}
+
+// superseded is cluster.DirectoryConfig.Superseded: the vault manager
+// stands its copy down (the manager exists before the directory starts).
+func (n *daemon) superseded(vault common.Address, home cluster.Home) {
+	n.mgr.Supersede(vault, home.Node, home.Epoch)
 }
 
 // drain hands every vault of this node to the other nodes, for at most

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spells-dev/spells/backup"
+	"github.com/spells-dev/spells/cluster"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/keys"
@@ -221,5 +223,87 @@ func (n *daemon) restoreFromBackup(ctx context.Context) error {
 	}
 	n.backup.metrics.Restored.Add(float64(len(plans)))
 	n.log.Info().Int("vaults", len(plans)).Dur("took", time.Since(start)).Msg("vaults restored from the backup")
+	return nil
+}
+
+// restoreNodeHandler is POST /v1/admin/restore-node?node=ID: in a cluster
+// with -backup, authenticated by -admin-token, this node takes every vault
+// whose home is node ID (gone for good, its disk lost) from the backup, at
+// its newest: for each, the copy is written beside its place, the
+// directory's home moves from ID at epoch e to this node at e+1 (a move
+// that fails leaves the vault as it was), and the copy is installed and
+// opened. A node ID that comes back finds its copies superseded by the
+// higher epoch and keeps them as tombstones, never running them. It
+// answers how many vaults it restored and which failed.
+func (n *daemon) restoreNodeHandler(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case !n.adminAllowed(w, r):
+		return
+	case n.backup == nil:
+		n.httpError(w, r, http.StatusConflict, "no_backup", "this node runs without a backup: start it with --backup")
+		return
+	}
+	gone := r.URL.Query().Get("node")
+	if gone == "" || gone == n.opts.Node {
+		n.httpError(w, r, http.StatusBadRequest, "bad_request", "name another node: ?node=ID")
+		return
+	}
+	if _, live := n.cluster.dir.Member(gone); live {
+		n.httpError(w, r, http.StatusConflict, "node_alive", "node "+gone+" is a live member of the cluster: drain it instead (POST /v1/admin/drain on it)")
+		return
+	}
+	homes, err := n.cluster.dir.HomesOf(r.Context(), gone)
+	if err != nil {
+		n.httpError(w, r, http.StatusServiceUnavailable, "node_unreachable", err.Error())
+		return
+	}
+	n.log.Warn().Str("node", gone).Int("vaults", len(homes)).Msg("restoring the vaults of a node gone for good from the backup")
+	began := time.Now()
+	res := struct {
+		Node     string            `json:"node"`
+		Restored int               `json:"restored"`
+		Failed   map[string]string `json:"failed"`
+	}{Node: gone, Failed: map[string]string{}}
+	for addr, home := range homes {
+		if err := n.adoptVault(r.Context(), addr, home); err != nil {
+			res.Failed[strings.ToLower(addr.Hex())] = err.Error()
+			n.log.Error().Err(err).Str("vault", addr.Hex()).Str("node", gone).Msg("a vault of a node gone for good was not restored")
+			continue
+		}
+		res.Restored++
+	}
+	n.log.Info().Str("node", gone).Int("restored", res.Restored).Int("failed", len(res.Failed)).Dur("took", time.Since(began)).
+		Msg("vaults of a node gone for good restored from the backup")
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// adoptVault restores the vault at addr, whose home is a node gone for
+// good, from the backup onto this node at the next epoch.
+func (n *daemon) adoptVault(ctx context.Context, addr common.Address, home cluster.Home) error {
+	id := strings.ToLower(addr.Hex())
+	tmp := filepath.Join(n.opts.DataDir, "restored", fmt.Sprintf(".%s-%d.adopt", id, time.Now().UnixNano()))
+	defer os.Remove(tmp)
+	plan, err := n.backup.restorer.Restore(ctx, id, backup.Target{}, tmp)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(tmp)
+	if err != nil {
+		return err
+	}
+	to := cluster.Home{Node: n.opts.Node, Epoch: home.Epoch + 1}
+	if err := n.mgr.Receive(addr, to.Epoch, data, sha256.Sum256(data)); err != nil {
+		return err
+	}
+	if err := n.cluster.dir.Move(ctx, addr, home, to, time.Now().Add(time.Minute)); err != nil {
+		n.mgr.Discard(addr)
+		return err
+	}
+	if err := n.mgr.Install(ctx, addr, to.Epoch); err != nil {
+		return fmt.Errorf("the directory names this node, but the copy did not install (restore it again): %w", err)
+	}
+	n.backup.metrics.Restored.Inc()
+	n.log.Info().Str("vault", id).Uint64("version", plan.Version).Uint64("epoch", to.Epoch).Msg("vault of a node gone for good restored here")
 	return nil
 }

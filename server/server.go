@@ -182,11 +182,15 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		ch.close()
 		return err
 	}
-	if err := mgr.Start(ctx); err != nil {
+	if err := mgr.Scan(ctx); err != nil {
 		mgr.Close(context.Background())
 		ch.close()
 		return err
 	}
+	if n.cluster != nil {
+		n.standDownStale(ctx, mgr)
+	}
+	mgr.Run()
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
 	if n.startFull != nil {
@@ -266,6 +270,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("POST /v1/admin/drain", n.drainHandler)
 	mux.HandleFunc("POST /v1/admin/forget-node", n.forgetHandler)
 	mux.HandleFunc("POST /v1/admin/restore", n.restoreHandler)
+	mux.HandleFunc("POST /v1/admin/restore-node", n.restoreNodeHandler)
 	mux.HandleFunc("GET /v1/signals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		n.httpError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "signals are published with POST /v1/signals")

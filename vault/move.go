@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"zombiezen.com/go/sqlite"
@@ -329,4 +330,72 @@ func (m *Manager) scanIncoming() {
 		}
 		m.arrive(id, e)
 	}
+}
+
+// StandDown is Supersede for a vault no instance runs (between Scan and
+// Run): its file becomes a tombstone naming node, at once.
+func (m *Manager) StandDown(addr common.Address, node string, epoch uint64) error {
+	id := actor.ID(addr)
+	m.mu.Lock()
+	s := m.placeOf(id)
+	running := m.vaults[id] != nil
+	m.mu.Unlock()
+	if !s.holds() || s.epoch >= epoch {
+		return nil
+	}
+	if running {
+		m.Supersede(addr, node, epoch)
+		return nil
+	}
+	// As a move out would: leaving, then moved once its tombstone is
+	// written (a file left with only its mark is settled against the
+	// directory at the next start).
+	if !m.setPlace(id, spot{place: leaving, epoch: s.epoch, node: node}) {
+		return fmt.Errorf("stand vault %s down: it is %s here", addr.Hex(), s.place)
+	}
+	err := m.setMark(id, func(conn *sqlite.Conn) error {
+		if err := store.SetMoveMark(conn, node, epoch); err != nil {
+			return err
+		}
+		return store.SetMoved(conn)
+	})
+	if err != nil {
+		return fmt.Errorf("stand vault %s down: %w", addr.Hex(), err)
+	}
+	m.mu.Lock()
+	m.setPlaceLocked(id, spot{place: moved, node: node})
+	delete(m.waiting, id)
+	m.mu.Unlock()
+	m.forget(id)
+	m.cfg.Logger.Warn().Str("vault", id).Str("home", node).Uint64("epoch", epoch).Uint64("here", s.epoch).
+		Msg("this node's copy of a vault is superseded by one restored on another node: it is kept as a tombstone and never run here")
+	return nil
+}
+
+// Supersede stands this node's copy of the vault at addr down because the
+// directory gives the vault to node at a higher epoch (it was restored
+// there while this node was gone): the copy is closed and kept as a
+// tombstone, never served or run here again. It returns at once; the
+// work runs on a goroutine Close waits for.
+func (m *Manager) Supersede(addr common.Address, node string, epoch uint64) {
+	id := actor.ID(addr)
+	m.mu.Lock()
+	s := m.placeOf(id)
+	m.mu.Unlock()
+	if !s.holds() || s.epoch >= epoch {
+		return
+	}
+	m.wg.Add(1)
+	go func() { // stopped by m.ctx, waited for by Close
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+		defer cancel()
+		if _, err := m.MoveOut(ctx, addr, node); err != nil {
+			m.cfg.Logger.Error().Err(err).Str("vault", id).Str("home", node).Msg("a vault superseded by a copy restored elsewhere could not be stood down; it is tried again")
+			return
+		}
+		m.MoveDone(addr)
+		m.cfg.Logger.Warn().Str("vault", id).Str("home", node).Uint64("epoch", epoch).Uint64("here", s.epoch).
+			Msg("this node's copy of a vault is superseded by one restored on another node: it is kept as a tombstone and never run here")
+	}()
 }

@@ -69,9 +69,27 @@ func NewManager(cfg Config) (*Manager, error) {
 // while the node was down fire once, now. Then it starts the executor,
 // the alarm scheduler, the waker of hibernated vaults and the janitor.
 func (m *Manager) Start(ctx context.Context) error {
+	if err := m.Scan(ctx); err != nil {
+		return err
+	}
+	m.Run()
+	return nil
+}
+
+// Scan is Start's first half: every vault file read, nothing run yet. A
+// node in a cluster stands down the copies the directory gives to another
+// node at a higher epoch (StandDown) between Scan and Run, so a stale copy
+// never fires an alarm or sends a transaction.
+func (m *Manager) Scan(ctx context.Context) error {
 	if err := m.scanDir(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	return nil
+}
+
+// Run is Start's second half: the executor, the alarms, the waker and the
+// janitor.
+func (m *Manager) Run() {
 	if m.executor != nil {
 		m.executor.Start()
 		m.mu.Lock()
@@ -85,7 +103,6 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.spawn(func(ctx context.Context) { m.alarms.Run(ctx, m.fireAlarm) })
 	m.spawn(m.waker)
 	m.spawn(m.janitor)
-	return nil
 }
 
 // Close stops the scheduler, the waker, the janitor and the executor, and
