@@ -384,37 +384,55 @@ func TestDamagedVaultQuarantinedByTheNode(t *testing.T) {
 }
 
 // TestDamagedWALAfterACrashIsTold: acknowledged commands, a SIGKILL, and
-// bytes flipped in the vault's write-ahead log: SQLite replays the log
-// only up to the damage, so the vault restarts at an older version. The
-// client that resumes from the version it was acknowledged gets
-// vault_rolled_back, the node logs it and counts it.
+// bytes flipped in the vault's write-ahead log. Damage in the log's middle
+// (acknowledged transactions after it) is found by the start-up scan
+// before SQLite replays it: the vault is quarantined, the log names the
+// file, and a client gets vault_quarantined. Damage in the last
+// transaction only is replayed up to it: the client that resumes from the
+// version it was acknowledged gets vault_rolled_back, and the node logs
+// and counts it. Neither is silent.
 func TestDamagedWALAfterACrashIsTold(t *testing.T) {
-	data := t.TempDir()
-	p := startProc(t, data, "-command-rate", "100000", "-command-burst", "100000")
-	a := p.signIn(t, nil)
-	var last uint64
-	for i := 0; i < 150; i++ {
-		_, last = a.create(t, dip(float64(1000+i)))
-	}
-	p.kill()
-	id := strings.ToLower(a.w.Address().Hex())
-	wal := data + "/vaults/" + id[2:4] + "/" + id + ".db-wal"
-	b, err := os.ReadFile(wal)
-	if err != nil || len(b) < 64<<10 {
-		t.Fatalf("the WAL after the crash: %d bytes, %v", len(b), err)
-	}
-	for i := len(b) / 3; i < len(b)/3+64; i++ {
-		b[i] ^= 0xff
-	}
-	if err := os.WriteFile(wal, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p = startProc(t, data)
-	c := p.dial(t, nil)
-	err = c.Resume(ctxT(t), a.s, last)
-	wantCode(t, err, protocol.CodeVaultRolledBack)
-	p.waitLog(`the vault lost acknowledged changes`, 5*time.Second)
-	if n := p.metric(t, "spells_vault_rollbacks_detected_total"); n != 1 {
-		t.Fatalf("spells_vault_rollbacks_detected_total = %g", n)
+	for _, tc := range []struct {
+		name   string
+		at     func(n int) int
+		code   protocol.Code
+		logged string
+	}{
+		{"middle", func(n int) int { return n / 3 }, protocol.CodeVaultQuarantined, `write-ahead log .* is damaged`},
+		{"last transaction", func(n int) int { return n - 100 }, protocol.CodeVaultRolledBack, `the vault lost acknowledged changes`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := t.TempDir()
+			p := startProc(t, data, "-command-rate", "100000", "-command-burst", "100000")
+			a := p.signIn(t, nil)
+			var last uint64
+			for i := 0; i < 150; i++ {
+				_, last = a.create(t, dip(float64(1000+i)))
+			}
+			p.kill()
+			id := strings.ToLower(a.w.Address().Hex())
+			wal := data + "/vaults/" + id[2:4] + "/" + id + ".db-wal"
+			b, err := os.ReadFile(wal)
+			if err != nil || len(b) < 64<<10 {
+				t.Fatalf("the WAL after the crash: %d bytes, %v", len(b), err)
+			}
+			at := tc.at(len(b))
+			for i := at; i < at+64 && i < len(b); i++ {
+				b[i] ^= 0xff
+			}
+			if err := os.WriteFile(wal, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p = startProc(t, data)
+			c := p.dial(t, nil)
+			err = c.Resume(ctxT(t), a.s, last)
+			wantCode(t, err, tc.code)
+			p.waitLog(tc.logged, 5*time.Second)
+			if tc.code == protocol.CodeVaultRolledBack {
+				if n := p.metric(t, "spells_vault_rollbacks_detected_total"); n != 1 {
+					t.Fatalf("spells_vault_rollbacks_detected_total = %g", n)
+				}
+			}
+		})
 	}
 }

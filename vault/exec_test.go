@@ -635,7 +635,7 @@ func TestIntentSurvivesAReorg(t *testing.T) {
 	}
 	// Final once the chain's own finalized block holds it (-finality 0).
 	var final protocol.Intent
-	waitFor(t, "the intent to be final", func() bool {
+	waitForWithin(t, "the intent to be final", 30*time.Second, func() bool { // the dev chain finalizes every 32 blocks
 		in := u.state(t).Intents
 		final = in[len(in)-1]
 		return final.Status == protocol.IntentFinal
@@ -658,22 +658,36 @@ func TestIntentSurvivesAReorg(t *testing.T) {
 // again, and the intent is confirmed and then final in the new chain,
 // paid once.
 func TestADeepReorgTakesAConfirmedIntentBack(t *testing.T) {
-	ce := newChainEnvWith(t, nil, func(e *env) { e.confirmations, e.finality = 2, 40 })
+	ce := newChainEnvWith(t, nil, func(e *env) { e.confirmations, e.finality = 2, 8 })
 	ctx := context.Background()
 	ce.latest["X"] = 15
 	u, key := ce.funded(t, true)
 	stranger := ce.payTrigger(t, u, "4")
 	ce.cross(t, u)
+	// Blocks by hand from its inclusion on: confirmed, and far from final.
 	var block uint64
-	waitFor(t, "the intent to be confirmed", func() bool {
+	waitFor(t, "the intent to be included", func() bool {
 		in := u.state(t).Intents
-		if last := in[len(in)-1]; last.Status == protocol.IntentConfirmed {
-			block = last.Tx.Block
+		if last := in[len(in)-1]; last.Status == protocol.IntentIncluded || last.Status == protocol.IntentConfirmed {
 			ce.pause.Store(true)
+			block = last.Tx.Block
 			return true
 		}
 		return false
 	})
+	waitFor(t, "the intent to be confirmed", func() bool {
+		in := u.state(t).Intents
+		if in[len(in)-1].Status == protocol.IntentConfirmed {
+			return true
+		}
+		if head, _ := ce.d.Client().BlockNumber(ctx); head < block+1 {
+			ce.d.Mine()
+		}
+		return false
+	})
+	if head, _ := ce.d.Client().BlockNumber(ctx); head >= block+7 {
+		t.Fatalf("the chain is at %d, its block %d is almost final", head, block)
+	}
 	parent, err := ce.d.Client().HeaderByNumber(ctx, new(big.Int).SetUint64(block-1))
 	if err != nil {
 		t.Fatal(err)
@@ -687,7 +701,7 @@ func TestADeepReorgTakesAConfirmedIntentBack(t *testing.T) {
 		return last.Status == protocol.IntentSubmitted && strings.Contains(last.Detail, "after it was confirmed")
 	})
 	ce.pause.Store(false)
-	waitFor(t, "the intent to be final", func() bool {
+	waitForWithin(t, "the intent to be final", 20*time.Second, func() bool {
 		in := u.state(t).Intents
 		return in[len(in)-1].Status == protocol.IntentFinal
 	})

@@ -251,7 +251,13 @@ var swap = protocol.Action{Kind: "swap", Params: json.RawMessage(`{"sell":"ETH",
 // waitFor polls cond until it holds or a deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitForWithin(t, what, 5*time.Second, cond)
+}
+
+// waitForWithin is waitFor with its own bound, for what takes many blocks.
+func waitForWithin(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
