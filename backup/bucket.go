@@ -123,3 +123,27 @@ func (b *Bucket) list(ctx context.Context, prefix, startAfter string, limit int)
 	}
 	return out, nil
 }
+
+// exists reports whether the object key is in the bucket.
+func (b *Bucket) exists(ctx context.Context, key string) (bool, error) {
+	_, err := b.c.StatObject(ctx, b.name, b.prefix+key, minio.StatObjectOptions{})
+	if err == nil {
+		return true, nil
+	}
+	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		return false, nil
+	}
+	return false, err
+}
+
+// RemoveAll removes every object under the bucket's prefix: what a wiped
+// store looks like (tools and tests).
+func (b *Bucket) RemoveAll(ctx context.Context) error {
+	objs := b.c.ListObjects(ctx, b.name, minio.ListObjectsOptions{Prefix: b.prefix, Recursive: true})
+	for e := range b.c.RemoveObjects(ctx, b.name, objs, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil {
+			return e.Err
+		}
+	}
+	return nil
+}

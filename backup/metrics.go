@@ -10,6 +10,7 @@ type Metrics struct {
 	Bytes    prometheus.Counter     // bytes shipped (sealed)
 	Dropped  prometheus.Counter     // changes dropped past the backlog's bound (their vaults send a base next)
 	Restored prometheus.Counter     // vault files restored
+	Wiped    prometheus.Counter     // times the bucket was found to have lost this node's objects
 }
 
 // NewMetrics registers the backup's metrics with reg (nil: unregistered).
@@ -21,9 +22,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_backup_bytes_total", Help: "Bytes shipped to the object store (sealed)."}),
 		Dropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_backup_dropped_total", Help: "Vault changes dropped past the backlog's bound; their vaults ship a whole file at their next change."}),
 		Restored: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_backup_restores_total", Help: "Vault files restored from the backup."}),
+		Wiped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_backup_wiped_total", Help: "Times the bucket was found to have lost this node's objects; every vault then ships its whole file again."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Backlog, m.Lag, m.Uploads, m.Bytes, m.Dropped, m.Restored)
+		reg.MustRegister(m.Backlog, m.Lag, m.Uploads, m.Bytes, m.Dropped, m.Restored, m.Wiped)
 	}
 	return m
 }

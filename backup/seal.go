@@ -29,8 +29,9 @@ type keyObject struct {
 // sealer seals and opens objects with the backup keys this node's KEK
 // unwraps.
 type sealer struct {
-	id   string                 // the key new objects are sealed with
-	keys map[string]cipher.AEAD // every key this KEK unwraps, by id
+	id     string                 // the key new objects are sealed with
+	keys   map[string]cipher.AEAD // every key this KEK unwraps, by id
+	stored []byte                 // key id's object as the bucket holds it, to put back if the bucket loses it
 }
 
 const keyIDLen = 16 // hex characters of a backup key's id at the start of an object
@@ -67,7 +68,7 @@ func loadSealer(ctx context.Context, b *Bucket, kek *keys.KEK, create bool) (*se
 		}
 		s.keys[id] = aead
 		if s.id == "" || id > s.id {
-			s.id = id
+			s.id, s.stored = id, raw
 		}
 	}
 	if s.id != "" {
@@ -97,7 +98,7 @@ func loadSealer(ctx context.Context, b *Bucket, kek *keys.KEK, create bool) (*se
 	if err != nil {
 		return nil, err
 	}
-	s.id, s.keys[id] = id, aead
+	s.id, s.keys[id], s.stored = id, aead, body
 	return s, nil
 }
 

@@ -27,8 +27,16 @@ type Config struct {
 	// whole file again (default 1000), so a restore replays at most that
 	// many.
 	RebaseAfter uint64
-	Logger      zerolog.Logger
-	Metrics     *Metrics
+	// CheckEvery is how often the shipper checks that the bucket still
+	// holds its backup key (default 1m): a store wiped or replaced gets
+	// the key again and a whole file of every vault (OnWiped).
+	CheckEvery time.Duration
+	// OnWiped, if set, is told that the bucket lost this node's objects:
+	// every vault must give its whole file again (the vaults that change
+	// do so at their next change by themselves). It must not block.
+	OnWiped func()
+	Logger  zerolog.Logger
+	Metrics *Metrics
 }
 
 // Shipper ships every vault's committed changes to the bucket: each flush
@@ -85,6 +93,9 @@ func Start(ctx context.Context, cfg Config) (*Shipper, error) {
 	}
 	if cfg.RebaseAfter == 0 {
 		cfg.RebaseAfter = 1000
+	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = time.Minute
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
@@ -182,6 +193,7 @@ func (s *Shipper) run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Every)
 	defer t.Stop()
 	failing := false
+	checked := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -189,6 +201,10 @@ func (s *Shipper) run(ctx context.Context) {
 		case <-t.C:
 		case <-s.wake:
 			continue // a base is shipped with the next flush
+		}
+		if time.Since(checked) >= s.cfg.CheckEvery && !failing {
+			checked = time.Now()
+			s.checkKey(ctx)
 		}
 		ok := s.flush(ctx)
 		if !ok && !failing {
@@ -198,6 +214,41 @@ func (s *Shipper) run(ctx context.Context) {
 			s.cfg.Logger.Info().Msg("backup: the object store takes the changes again; caught up")
 		}
 		failing = !ok
+	}
+}
+
+// OnWiped sets Config.OnWiped, for a caller that has what it calls only
+// after the shipper started.
+func (s *Shipper) OnWiped(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.OnWiped = f
+}
+
+// checkKey checks that the bucket still holds the backup key; one that
+// lost it (wiped, or another store behind the same address) gets it back,
+// every chain starts again from a whole file, and OnWiped is told so every
+// vault gives its whole file.
+func (s *Shipper) checkKey(ctx context.Context) {
+	name := "keys/" + s.seal.id
+	ok, err := s.cfg.Bucket.exists(ctx, name)
+	if err != nil || ok {
+		return // a store that does not answer is the flush's to report
+	}
+	if err := s.cfg.Bucket.put(ctx, name, s.seal.stored); err != nil {
+		s.cfg.Logger.Error().Err(err).Msg("backup: the bucket lost this node's backup key and does not take it again")
+		return
+	}
+	s.mu.Lock()
+	s.chains = map[string]*chain{}
+	s.mu.Unlock()
+	s.cfg.Metrics.Wiped.Inc()
+	s.cfg.Logger.Error().Msg("backup: the bucket lost this node's objects (wiped, or another store): its key is stored again and every vault ships its whole file again")
+	s.mu.Lock()
+	onWiped := s.cfg.OnWiped
+	s.mu.Unlock()
+	if onWiped != nil {
+		onWiped()
 	}
 }
 

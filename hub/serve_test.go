@@ -318,6 +318,8 @@ func TestSignalsReachSignedInSocketsOnly(t *testing.T) {
 	th.vaults.signals = make(chan Signal, 1)
 	in, out := th.dial(t), th.dial(t)
 	signIn(t, in, nil)
+	// Live signals start with the signals frame that follows ready.
+	next(t, in, protocol.TypeSignals)
 	if err := th.bus.Publish(testCtx(t), Signal{Name: "ETH/USD", Value: 2400.5, At: 1}); err != nil {
 		t.Fatal(err)
 	}

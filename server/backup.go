@@ -48,7 +48,7 @@ func (n *daemon) startBackup(ctx context.Context, kek *keys.KEK, reg prometheus.
 		node = "node"
 	}
 	log := n.log.With().Str("part", "backup").Logger()
-	sh, err := backup.Start(octx, backup.Config{Bucket: b, KEK: kek, Node: strings.ReplaceAll(node, "-", "_"), Every: n.opts.BackupEvery, Logger: log, Metrics: m})
+	sh, err := backup.Start(octx, backup.Config{Bucket: b, KEK: kek, Node: strings.ReplaceAll(node, "-", "_"), Every: n.opts.BackupEvery, CheckEvery: n.opts.BackupCheckEvery, Logger: log, Metrics: m})
 	if err != nil {
 		return nil, fmt.Errorf("-backup %s: %w", backup.Redact(n.opts.Backup), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spells-dev/spells/backup"
 	"github.com/spells-dev/spells/backup/s3test"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/store"
@@ -172,5 +173,46 @@ func TestALostDiskIsRestored(t *testing.T) {
 	s = tn.signIn(t, w)
 	if n := len(s.mirror.Triggers); n != 3 {
 		t.Fatalf("a second start: %d triggers", n)
+	}
+}
+
+// TestAWipedBucketGetsEverythingAgain: the bucket loses every object (a
+// wiped or replaced store); within -backup-check-every the node finds its
+// backup key gone, stores it again, and every vault ships its whole file
+// again, the one that never changes after the wipe too: both restore at
+// their newest.
+func TestAWipedBucketGetsEverythingAgain(t *testing.T) {
+	srv := s3test.Start(t)
+	o := testOptions(t)
+	o.Backup, o.BackupEvery, o.BackupCheckEvery, o.AdminToken = srv.URL+"/spells/wiped", 50*time.Millisecond, 300*time.Millisecond, "adm1n"
+	tn := startNode(t, o, nil)
+	newest := func(s *session) func() bool {
+		vault := strings.ToLower(s.w.Address().Hex())
+		return func() bool {
+			code, body := adminPost(t, tn, "/v1/admin/restore?dry=1&vault="+vault, "adm1n")
+			var p struct{ Version uint64 }
+			_ = json.Unmarshal([]byte(body), &p)
+			return code == http.StatusOK && p.Version == s.mirror.Version
+		}
+	}
+	a, b := tn.signIn(t, nil), tn.signIn(t, nil)
+	_, va := a.create(t, dip(100))
+	_, vb := b.create(t, dip(200))
+	a.untilVersion(t, va)
+	b.untilVersion(t, vb)
+	waitFor(t, "both vaults shipped", func() bool { return newest(a)() && newest(b)() })
+	bucket, err := backup.OpenBucket(ctxT(t), o.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.RemoveAll(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if newest(a)() {
+		t.Fatal("the wiped bucket still restores a vault")
+	}
+	waitFor(t, "both vaults shipped again, whole", func() bool { return newest(a)() && newest(b)() })
+	if n := testutilValue(t, tn, "spells_backup_wiped_total"); n != 1 {
+		t.Fatalf("spells_backup_wiped_total = %g", n)
 	}
 }

@@ -57,6 +57,7 @@ type Options struct {
 	NewVaultsPerMinute float64       // the node's, a minute; 0: no limit
 	VaultAllowlist     string        // file of owner addresses; empty: anyone
 	BackupEvery        time.Duration // the longest a change waits to be shipped
+	BackupCheckEvery   time.Duration // how often the bucket is checked for this node's key
 	BackupRestore      bool          // restore every vault into an empty data directory at start
 	DrainOnShutdown    bool
 	DrainTimeout       time.Duration
@@ -122,6 +123,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.Backup, "backup", "", "ship every vault's committed changes to this S3-compatible bucket, http(s)://HOST[:PORT]/BUCKET[/PREFIX], sealed under a key the key-encryption key wraps; credentials from SPELLS_BACKUP_ACCESS_KEY and SPELLS_BACKUP_SECRET_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: no backup")
 	fs.BoolVar(&o.BackupRestore, "backup-restore", false, "with -backup: at start, if the data directory holds no vault, first restore every vault the backup holds at its newest (a node started on an empty disk; it needs the same key-encryption key)")
 	fs.DurationVar(&o.BackupEvery, "backup-every", time.Second, "with -backup: the longest a committed change waits before it is shipped")
+	fs.DurationVar(&o.BackupCheckEvery, "backup-check-every", time.Minute, "with -backup: how often the node checks that the bucket still holds its objects; one wiped or replaced gets every vault's whole file again")
 	fs.StringVar(&o.SignalToken, "signal-token", "", "bearer token for POST /v1/signals (empty: ingest disabled)")
 	fs.BoolVar(&o.Demo, "demo", true, "publish demo random-walk prices")
 	fs.DurationVar(&o.DemoInterval, "demo-interval", time.Second, "time between demo price ticks")
@@ -190,8 +192,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	if o.BackupRestore && o.Backup == "" {
 		return o, fmt.Errorf("-backup-restore restores from -backup: give both")
 	}
-	if o.BackupEvery <= 0 {
-		return o, fmt.Errorf("-backup-every must be positive")
+	if o.BackupEvery <= 0 || o.BackupCheckEvery <= 0 {
+		return o, fmt.Errorf("-backup-every and -backup-check-every must be positive")
 	}
 	return o, nil
 }

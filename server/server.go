@@ -193,6 +193,9 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	mgr.Run()
 	n.hubMetrics = hub.NewMetrics(reg)
 	n.mgr = mgr
+	if n.backup != nil {
+		n.backup.shipper.OnWiped(mgr.RebaseAll)
+	}
 	if n.startFull != nil {
 		mgr.DiskFull("start", n.startFull)
 	}

@@ -62,3 +62,31 @@ func (m *Manager) ownerRestore(addr common.Address, a protocol.RestoreArgs) {
 		}
 	}()
 }
+
+// RebaseAll has every vault this node holds give the backup its whole
+// file again (the bucket lost them), one vault at a time, opening the
+// hibernated ones; it returns at once, the work runs on a goroutine Close
+// waits for.
+func (m *Manager) RebaseAll() {
+	m.wg.Add(1)
+	go func() { // stopped by m.ctx, waited for by Close
+		defer m.wg.Done()
+		began, done, failed := time.Now(), 0, 0
+		for _, id := range m.inPlace(held) {
+			if m.ctx.Err() != nil {
+				return
+			}
+			v, err := m.Vault(m.ctx, common.HexToAddress(id))
+			if err == nil {
+				err = v.Rebase(m.ctx)
+			}
+			if err != nil {
+				failed++
+				m.cfg.Logger.Warn().Err(err).Str("vault", id).Msg("backup: a vault did not give its whole file again; it does at its next change")
+				continue
+			}
+			done++
+		}
+		m.cfg.Logger.Info().Int("vaults", done).Int("failed", failed).Dur("took", time.Since(began)).Msg("backup: every vault gave its whole file again")
+	}()
+}

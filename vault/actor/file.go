@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"context"
 	"fmt"
 
 	"zombiezen.com/go/sqlite"
@@ -83,6 +84,28 @@ func (v *Vault) backupChanges(force bool) {
 		return
 	}
 	v.cfg.Backup.Base(v.id, v.version, at, file)
+}
+
+// Rebase gives the backup the vault's whole file now: the bucket lost
+// what it held of it.
+func (v *Vault) Rebase(ctx context.Context) error {
+	return v.do(ctx, func() error {
+		if v.cfg.Backup == nil || v.conn == nil {
+			return nil
+		}
+		if v.rec != nil {
+			if _, err := v.rec.Take(); err != nil { // in the whole file
+				v.log.Warn().Err(err).Msg("backup: drop the vault's changes before its whole file")
+			}
+		}
+		v.backupDue, v.unshipped = 0, false
+		file, err := store.Snapshot(v.conn)
+		if err != nil {
+			return fmt.Errorf("backup: snapshot the vault's file: %w", err)
+		}
+		v.cfg.Backup.Base(v.id, v.version, v.now().UnixMilli(), file)
+		return nil
+	})
 }
 
 // stopRecording ends the backup's recording before the file closes.
