@@ -30,7 +30,12 @@ type fakeVault struct {
 
 func newFakeVault(t *testing.T, sh *Shipper) *fakeVault {
 	t.Helper()
-	id := "0x00000000000000000000000000000000000000aa"
+	return newFakeVaultID(t, sh, "0x00000000000000000000000000000000000000aa")
+}
+
+// newFakeVaultID is newFakeVault for vault id.
+func newFakeVaultID(t *testing.T, sh *Shipper, id string) *fakeVault {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "v.db")
 	if err := store.Create(p, func(c *sqlite.Conn) error { return store.InsertHead(c, common.HexToAddress(id), 1) }, nil); err != nil {
 		t.Fatal(err)

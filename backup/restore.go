@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -154,7 +155,8 @@ func (r *Restorer) Restore(ctx context.Context, vault string, target Target, pat
 		return plan, err
 	}
 	if err := os.WriteFile(path, file, 0o600); err != nil {
-		return plan, err
+		os.Remove(path)
+		return plan, diskFull(filepath.Dir(path), err)
 	}
 	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenNoMutex)
 	if err != nil {
@@ -184,9 +186,22 @@ func (r *Restorer) Restore(ctx context.Context, vault string, target Target, pat
 		os.Remove(path)
 		os.Remove(path + "-wal")
 		os.Remove(path + "-shm")
-		return plan, err
+		return plan, diskFull(filepath.Dir(path), err)
 	}
 	return plan, nil
+}
+
+// ErrDiskFull is a restore that ran out of disk.
+var ErrDiskFull = errors.New("the disk is full")
+
+// diskFull tells a write that failed for want of space as such: SQLite
+// reports some of those as an I/O error, so the disk's free space decides.
+func diskFull(dir string, err error) error {
+	var st syscall.Statfs_t
+	if store.IsFull(err) || (syscall.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 1<<20) {
+		return fmt.Errorf("%w (%s, %d KiB free; nothing half-written is kept): %v", ErrDiskFull, dir, st.Bavail*uint64(st.Bsize)>>10, err)
+	}
+	return err
 }
 
 func syncFile(path string) error {

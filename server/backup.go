@@ -135,8 +135,11 @@ func (n *daemon) restoreHandler(w http.ResponseWriter, r *http.Request) {
 	plan, err := n.backup.restorer.Restore(r.Context(), id, t, tmp)
 	if err != nil {
 		status, code := http.StatusInternalServerError, "restore_failed"
-		if notInBackup(err) {
+		switch {
+		case notInBackup(err):
 			status, code = http.StatusNotFound, "not_in_backup"
+		case errors.Is(err, backup.ErrDiskFull):
+			status, code = http.StatusInsufficientStorage, "storage_full"
 		}
 		n.log.Warn().Err(err).Str("vault", id).Msg("restore refused")
 		n.httpError(w, r, status, code, err.Error())
