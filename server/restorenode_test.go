@@ -74,6 +74,11 @@ func TestAGoneNodesVaultsAreRestoredElsewhere(t *testing.T) {
 	if to, _, moved := movedMark(t, vaultPath(a, w)); !moved || to != "node-b" {
 		t.Fatalf("node A's copy: moved %v to %q, want a tombstone to node-b", moved, to)
 	}
+	// A restore in place asked of the node that does not serve the vault.
+	vault := strings.ToLower(w.Address().Hex())
+	if code, body := adminPost(t, a, "/v1/admin/restore?mode=in_place&vault="+vault, testAdminToken); code != http.StatusConflict {
+		t.Fatalf("a restore in place on a node that does not serve the vault: %d %s", code, body)
+	}
 	sa := a.signIn(t, w)
 	if n := len(sa.mirror.Triggers); n != 4 {
 		t.Fatalf("through node A the vault has %d triggers, want B's 4", n)
