@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"time"
 
 	"zombiezen.com/go/sqlite"
 
@@ -50,7 +51,7 @@ func (v *Vault) RestoreFailed(ctx context.Context, dry bool, err error) {
 		pe = protocol.Errorf(protocol.CodeInternal, "%v", err)
 	}
 	_ = v.do(ctx, func() error {
-		v.restoring = false
+		v.restoring = time.Time{}
 		v.pushRestore(protocol.RestoreFrame{Type: protocol.TypeRestore, Vault: v.id, Dry: dry, Error: &protocol.RestoreError{Code: pe.Code, Message: pe.Message}})
 		return nil
 	})
@@ -71,18 +72,22 @@ func (v *Vault) askRestore(t *store.Tx, raw json.RawMessage) (any, error) {
 		return nil, protocol.Errorf(protocol.CodeBadCommand, "at is a time in unix milliseconds")
 	case v.cfg.Restore == nil:
 		return nil, protocol.Errorf(protocol.CodeNoBackup, "this node runs without a backup, so it cannot restore")
-	case v.restoring:
+	case !v.restoring.IsZero() && v.now().Sub(v.restoring) < restoreRunsAtMost:
 		return nil, protocol.Errorf(protocol.CodeRestoreRunning, "a restore of this vault is running; its restore frame comes first")
 	}
 	t.Then(func() {
-		v.restoring = true
+		v.restoring = v.now()
 		v.cfg.Restore(v.addr, a)
 	})
 	return map[string]string{"restore": "started"}, nil
 }
 
+// restoreRunsAtMost is how long a restore the owner asked for holds off
+// another (the host gives up reading the copy well before).
+const restoreRunsAtMost = 15 * time.Minute
+
 func (v *Vault) restoreFrom(path string, pt RestorePoint, dry bool) (protocol.RestoreFrame, error) {
-	v.restoring = false
+	v.restoring = time.Time{}
 	f := protocol.RestoreFrame{Type: protocol.TypeRestore, Vault: v.id, Dry: dry, BaseVersion: pt.BaseVersion, Version: pt.Version, At: pt.At,
 		Added: []protocol.RestoredTrigger{}, Removed: []protocol.RestoredTrigger{}, Changed: []protocol.RestoredTrigger{}}
 	if v.conn == nil {

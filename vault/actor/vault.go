@@ -64,10 +64,10 @@ type Vault struct {
 	// index offering it again (settle) would change nothing, or fail the
 	// same way again.
 	evaluated map[string]float64
-	portfolio []byte   // the last portfolio frame pushed
-	restoring bool     // a restore the owner asked for is being read from the backup
-	deferred  []func() // work the vault gave itself, run after the current letter
-	dirty     bool     // a transaction committed since the host last heard (settle)
+	portfolio []byte    // the last portfolio frame pushed
+	restoring time.Time // when a restore the owner asked for started being read from the backup (zero: none)
+	deferred  []func()  // work the vault gave itself, run after the current letter
+	dirty     bool      // a transaction committed since the host last heard (settle)
 
 	lastActive atomic.Int64 // unix ms of the last real work posted
 	subCount   atomic.Int32
