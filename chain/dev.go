@@ -157,8 +157,8 @@ func (d *Dev) start() error {
 	ecfg.NetworkId = DevChainID
 	ecfg.Genesis = core.DeveloperGenesisBlock(devGasLimit, &faucet)
 	ecfg.SyncMode = ethconfig.FullSync
-	// The hash scheme without pruning writes each block's state as it
-	// goes, so an abrupt exit loses only the last few seconds.
+	// The hash scheme without pruning writes each block's state with
+	// it; seal syncs the database after each block.
 	ecfg.StateScheme, ecfg.NoPruning = "hash", true
 	// No log index: loading it costs seconds at every start, and a search
 	// of a chain this small without it costs little.
