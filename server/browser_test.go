@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/spells-dev/spells/backup/s3test"
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
@@ -463,5 +465,49 @@ func TestDashboardFormSaysWhatIsWrong(t *testing.T) {
 	step("sign out", chromedp.Click(`#btn-signout`), chromedp.WaitVisible(`#btn-burner`))
 	if g := text(t, ctx, `#grants`); g != "" {
 		t.Fatalf("after sign-out the old vault's grants still show: %q", g)
+	}
+}
+
+// TestDashboardTellsARestore: the operator restores a vault's triggers in
+// place while its owner's dashboard is open: the page shows the trigger as
+// it was, and says what the restore did.
+func TestDashboardTellsARestore(t *testing.T) {
+	ctx := browser(t)
+	srv := s3test.Start(t)
+	o := testOptions(t)
+	o.Backup, o.BackupEvery, o.AdminToken = srv.URL+"/spells/dash", 50*time.Millisecond, "adm1n"
+	tn := startNode(t, o, nil)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	signInAndCreate(t, ctx, "http://"+tn.addr+"/")
+	files, _ := filepath.Glob(filepath.Join(o.DataDir, "vaults", "*", "0x*.db"))
+	if len(files) != 1 {
+		t.Fatalf("%d vault files, want the page's one", len(files))
+	}
+	vault := strings.TrimSuffix(filepath.Base(files[0]), ".db")
+	var before uint64
+	last := ""
+	waitForOr(t, "the new trigger shipped", func() bool {
+		code, body := adminPost(t, tn, "/v1/admin/restore?dry=1&vault="+vault, "adm1n")
+		var p struct{ Version uint64 }
+		_ = json.Unmarshal([]byte(body), &p)
+		before, last = p.Version, fmt.Sprint(code, " ", body)
+		return code == http.StatusOK && p.Version >= 1 // the vault's creation is version 0
+	}, func() string { return last })
+	tn.mustPublish(t, "ETH/USD", 2400) // it fires its one time: done
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#intents li`)); err != nil {
+		t.Fatalf("no intent shown after the crossing: %v", err)
+	}
+	code, body := adminPost(t, tn, fmt.Sprintf("/v1/admin/restore?mode=in_place&vault=%s&version=%d", vault, before), "adm1n")
+	if code != http.StatusOK {
+		t.Fatalf("restore in place: %d %s", code, body)
+	}
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#notice`)); err != nil {
+		t.Fatalf("no notice after the restore: %v", err)
+	}
+	if n := text(t, ctx, `#notice`); !strings.Contains(n, fmt.Sprintf("Restored to version %d", before)) || !strings.Contains(n, "changed") {
+		t.Fatalf("the notice after the restore: %q", n)
+	}
+	if rows := rowsText(t, ctx); !strings.Contains(rows, "active") {
+		t.Fatalf("after the restore the trigger table shows %q", rows)
 	}
 }

@@ -217,10 +217,17 @@ func dip(threshold float64) protocol.TriggerSpec {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	waitForOr(t, what, cond, func() string { return "" })
+}
+
+// waitForOr is waitFor that says, when it times out, what seen returns
+// (the last thing the condition saw).
+func waitForOr(t testing.TB, what string, cond func() bool, seen func() string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s %s", what, seen())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -16,10 +16,11 @@ import (
 // Server is a running weed mini.
 type Server struct {
 	// URL is its S3 endpoint, http://127.0.0.1:PORT.
-	URL string
-	cmd *exec.Cmd
-	dir string
-	log string
+	URL    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has ended
+	dir    string
+	log    string
 }
 
 // Binary returns the weed to run, or skips (fails, under
@@ -67,15 +68,28 @@ func freePort(t testing.TB) int {
 
 // Start runs weed mini, waits until its S3 endpoint answers, and stops it
 // when the test ends.
+// Its ports are picked free before it starts, so another process may
+// take one meanwhile: then it starts again on others.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{dir: t.TempDir()}
-	s.start(t, Binary(t), freePort(t))
 	t.Cleanup(s.stop)
-	return s
+	bin := Binary(t)
+	for attempt := 0; ; attempt++ {
+		err := s.start(t, bin, freePort(t))
+		if err == nil {
+			return s
+		}
+		if attempt == 2 {
+			t.Fatal(err)
+		}
+		s.stop()
+		os.RemoveAll(filepath.Join(s.dir, "data"))
+	}
 }
 
-func (s *Server) start(t testing.TB, bin string, s3 int) {
+// start runs weed on port s3; an error if it ends or does not answer.
+func (s *Server) start(t testing.TB, bin string, s3 int) error {
 	t.Helper()
 	s.log = filepath.Join(s.dir, "weed.log")
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -93,17 +107,26 @@ func (s *Server) start(t testing.TB, bin string, s3 int) {
 		t.Fatalf("start weed: %v", err)
 	}
 	logf.Close()
+	exited := make(chan struct{})
+	s.exited = exited
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(exited) }(s.cmd) // waited for by stop
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d", s3)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(s.URL + "/")
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(s.log)
+			return fmt.Errorf("weed ended before its S3 answered on %s:\n%s", s.URL, b)
+		default:
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(s.log)
-			t.Fatalf("weed's S3 did not answer on %s within 60s: %v\n%s", s.URL, err, b)
+			return fmt.Errorf("weed's S3 did not answer on %s within 60s: %v\n%s", s.URL, err, b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -114,13 +137,11 @@ func (s *Server) stop() {
 		return
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 	s.cmd = nil
 }
@@ -133,5 +154,7 @@ func (s *Server) Stop() { s.stop() }
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	port, _ := strconv.Atoi(s.URL[len("http://127.0.0.1:"):])
-	s.start(t, Binary(t), port)
+	if err := s.start(t, Binary(t), port); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -185,6 +185,7 @@ async function onFrame(f) {
     case "signals": for (const [n, pts] of Object.entries(f.series)) S.signals.set(n, pts); renderSignals(); return;
     case "signal": addPoint(f.name, { value: f.value, at: f.at }); return;
     case "portfolio": S.portfolio = f; renderPortfolio(); return;
+    case "restore": return onRestore(f);
   }
 }
 
@@ -296,6 +297,24 @@ function show(signedIn) {
   $("#account").classList.toggle("hidden", !signedIn);
   if (!signedIn) $("#who").textContent = "";
   renderBurner();
+}
+
+// onRestore tells what a restore from the backup did to the triggers (the
+// diffs that did it came first), or would do, or why it could not run.
+function onRestore(f) {
+  if (f.error) {
+    notice(`The restore did not run: ${f.error.message} (${f.error.code})`);
+    return;
+  }
+  const names = (l) => l.map((t) => `"${t.name}"`).join(", ");
+  const parts = [];
+  if (f.added.length) parts.push(`${f.dry ? "would add back" : "added back"} ${names(f.added)}`);
+  if (f.removed.length) parts.push(`${f.dry ? "would remove" : "removed"} ${names(f.removed)}`);
+  if (f.changed.length) parts.push(`${f.dry ? "would change" : "changed"} ${names(f.changed)}`);
+  const what = parts.length ? parts.join("; ") : "nothing to change";
+  const when = new Date(f.at).toLocaleString();
+  notice(`${f.dry ? "A restore" : "Restored"} to version ${f.version} (${when}): ${what}.` +
+    (f.notes && f.notes.length ? " " + f.notes.join(" ") : ""), true);
 }
 
 // notice shows a message that stays until the page is reloaded: what the
