@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -160,9 +161,10 @@ func TestStartOnAFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatalf("/healthz while starting on a full disk: %v", err)
 	}
+	health, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/healthz while starting on a full disk: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(health), "disk") {
+		t.Fatalf("/healthz while starting on a full disk: %d %q", resp.StatusCode, health)
 	}
 	code, body := p.readyz(t)
 	if code != http.StatusServiceUnavailable || body["status"] != "starting" || !strings.Contains(fmt.Sprint(body["waiting_for"]), "disk") {

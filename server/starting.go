@@ -10,9 +10,8 @@ import (
 
 // A node serves HTTP from the moment it listens: while its parts start
 // (a dev chain waiting for disk space, a long restore, the vault index),
-// /healthz answers that it is alive, /readyz that it is starting and why
-// it waits, and everything else 503 starting. Once built, the full routes
-// serve.
+// /healthz and /readyz answer 503 with what it waits for, and everything
+// else 503 starting. Once built, the full routes serve.
 
 // serveHTTP is the node's HTTP handler: its routes once built, the
 // starting answers before.
@@ -27,7 +26,10 @@ func (n *daemon) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/healthz":
-		fmt.Fprintln(w, "ok: starting")
+		// Alive, not serving yet: a script that waits for the node to
+		// serve waits on, and the body says what for.
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "starting: waiting for "+why)
 	case "/readyz":
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
