@@ -2,55 +2,13 @@ package backup
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spells-dev/spells/backup/s3test"
 	"github.com/spells-dev/spells/vault/keys"
 )
-
-// faultyStore stands in front of a real S3 server and, when told, answers
-// every request with an error or holds it before passing it on.
-type faultyStore struct {
-	URL   string
-	fail  atomic.Bool
-	delay atomic.Int64 // nanoseconds each request is held
-}
-
-func newFaultyStore(t *testing.T, backend string) *faultyStore {
-	t.Helper()
-	u, err := url.Parse(backend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &faultyStore{}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d := time.Duration(f.delay.Load()); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if f.fail.Load() {
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected</Message></Error>`))
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	f.URL = srv.URL
-	return f
-}
 
 // TestAStoreThatErrsOrCrawls: a store that answers every request with an
 // error keeps the changes waiting (counted, the backlog reported) and
@@ -59,7 +17,7 @@ func newFaultyStore(t *testing.T, backend string) *faultyStore {
 // catches up too. The restore then has the newest version.
 func TestAStoreThatErrsOrCrawls(t *testing.T) {
 	srv := s3test.Start(t)
-	store := newFaultyStore(t, srv.URL)
+	store := s3test.NewFaulty(t, srv.URL)
 	ctx := context.Background()
 	b, err := OpenBucket(ctx, store.URL+"/spells-test/faulty")
 	if err != nil {
@@ -76,7 +34,7 @@ func TestAStoreThatErrsOrCrawls(t *testing.T) {
 	v.commit(time.Now())
 	waitShipped(t, sh)
 
-	store.fail.Store(true)
+	store.Fail.Store(true)
 	for i := 0; i < 3; i++ {
 		v.commit(time.Now())
 	}
@@ -90,10 +48,10 @@ func TestAStoreThatErrsOrCrawls(t *testing.T) {
 	if sh.Backlog() == 0 {
 		t.Fatal("no backlog reported while the store answers errors")
 	}
-	store.fail.Store(false)
+	store.Fail.Store(false)
 	waitShipped(t, sh)
 
-	store.delay.Store(int64(3 * time.Second))
+	store.Delay.Store(int64(3 * time.Second))
 	given := make(chan struct{})
 	go func() {
 		for i := 0; i < 3; i++ {
@@ -106,7 +64,7 @@ func TestAStoreThatErrsOrCrawls(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("giving changes waited on a slow store")
 	}
-	store.delay.Store(0)
+	store.Delay.Store(0)
 	waitShipped(t, sh)
 	r, err := NewRestorer(ctx, b, kek)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/backup"
 	"github.com/spells-dev/spells/cluster"
@@ -59,6 +60,29 @@ func (n *daemon) startBackup(ctx context.Context, kek *keys.KEK, reg prometheus.
 	}
 	log.Info().Str("to", backup.Redact(n.opts.Backup)).Str("every", n.opts.BackupEvery.String()).Msg("backup: every vault's changes are shipped, sealed")
 	return &backupParts{bucket: b, shipper: sh, restorer: r, metrics: m}, nil
+}
+
+// shippedMark is the file a clean stop leaves when the backup holds every
+// change: a start that does not find it (after a crash, a stop while the
+// store was down, or the first start with -backup) has every vault ship
+// its whole file again, since a change committed but not shipped would
+// otherwise reach the backup only with the vault's next change.
+const shippedMark = "backup.shipped"
+
+// wasShipped reports whether the last stop left the backup whole, and
+// removes the mark: from now on a crash finds it missing.
+func (b *backupParts) wasShipped(dataDir string) bool {
+	p := filepath.Join(dataDir, shippedMark)
+	_, err := os.Stat(p)
+	os.Remove(p)
+	return err == nil
+}
+
+// markShipped records a clean stop with nothing left to ship.
+func (b *backupParts) markShipped(dataDir string, log zerolog.Logger) {
+	if err := os.WriteFile(filepath.Join(dataDir, shippedMark), []byte("every committed change was shipped when the node stopped\n"), 0o600); err != nil {
+		log.Warn().Err(err).Msg("backup: could not record that every change was shipped; the next start ships every vault again")
+	}
 }
 
 // restoreCopy is vault.Config.Restore: it writes vault's copy that a

@@ -20,7 +20,13 @@ import (
 // adminPost sends an admin request with the test's admin token.
 func adminPost(t *testing.T, tn *testNode, path, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+tn.addr+path, nil)
+	return adminPostTo(t, tn.addr, path, token)
+}
+
+// adminPostTo is adminPost to the node at addr.
+func adminPostTo(t *testing.T, addr, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

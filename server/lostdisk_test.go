@@ -1,14 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spells-dev/spells/backup"
 	"github.com/spells-dev/spells/backup/s3test"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/keys"
 )
 
 // TestSIGKILLThenALostDisk: a node with -backup is killed with SIGKILL
@@ -72,4 +77,69 @@ func TestSIGKILLThenALostDisk(t *testing.T) {
 	if oldest > bound {
 		t.Fatalf("a change acknowledged %s before the kill was lost: beyond the shipping bound (%s)", oldest, bound)
 	}
+}
+
+// TestSIGKILLDuringAnUpload: the node is killed with SIGKILL while an
+// upload hangs on a slow store, its acknowledged change not in the backup
+// yet. Started again on its disk, it finds it did not stop with every
+// change shipped, and every vault ships its whole file again: the backup
+// reaches the acknowledged version without the vault changing again.
+func TestSIGKILLDuringAnUpload(t *testing.T) {
+	srv := s3test.Start(t)
+	store := s3test.NewFaulty(t, srv.URL)
+	args := []string{"-backup", store.URL + "/spells/upload", "-backup-every", "100ms", "-admin-token", "adm1n"}
+	env := []string{"SPELLS_MASTER_KEY=" + strings.Repeat("ef", 32)}
+	data := t.TempDir()
+	p := startProcEnv(t, data, env, args...)
+	w, _ := client.NewWallet()
+	s := p.signIn(t, w)
+	vault := strings.ToLower(w.Address().Hex())
+	shipped := func(p *procNode) uint64 {
+		code, body := adminPostTo(t, p.addr, "/v1/admin/restore?dry=1&vault="+vault, "adm1n")
+		var plan struct{ Version uint64 }
+		if code == http.StatusOK {
+			_ = json.Unmarshal([]byte(body), &plan)
+		}
+		return plan.Version
+	}
+	_, v1 := s.create(t, dip(100))
+	waitFor(t, "the first trigger shipped", func() bool { return shipped(p) >= v1 })
+	store.Delay.Store(int64(time.Hour))
+	_, v2 := s.create(t, dip(200))
+	waitFor(t, "an upload hanging on the store", func() bool { return store.Inflight.Load() > 0 })
+	p.kill()
+	// The held upload never reaches the store.
+	store.Fail.Store(true)
+	store.Delay.Store(0)
+	waitFor(t, "the held upload refused", func() bool { return store.Inflight.Load() == 0 })
+	store.Fail.Store(false)
+	if got := backedUp(t, srv.URL+"/spells/upload", strings.Repeat("ef", 32), vault); got >= v2 {
+		t.Fatalf("version %d reached the store before the restart", got)
+	}
+	p = startProcEnv(t, data, env, args...)
+	p.waitLog(`every vault ships its whole file again`, 10*time.Second)
+	waitFor(t, "the acknowledged version in the backup", func() bool { return shipped(p) >= v2 })
+}
+
+// backedUp is the newest version of vault the backup at url (sealed under
+// the key-encryption key kek, in hex) holds, read without a node.
+func backedUp(t *testing.T, url, kek, vault string) uint64 {
+	t.Helper()
+	k, err := keys.ParseKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.OpenBucket(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := backup.NewRestorer(ctxT(t), b, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := r.Restore(ctxT(t), vault, backup.Target{}, filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.Version
 }

@@ -195,6 +195,10 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	n.mgr = mgr
 	if n.backup != nil {
 		n.backup.shipper.OnWiped(mgr.RebaseAll)
+		if !n.backup.wasShipped(n.opts.DataDir) {
+			n.log.Warn().Msg("backup: the node did not stop with every change shipped (a crash, a store that was down, or its first start with -backup): every vault ships its whole file again, one at a time")
+			mgr.RebaseAll()
+		}
 	}
 	if n.startFull != nil {
 		mgr.DiskFull("start", n.startFull)
@@ -395,12 +399,16 @@ func (n *daemon) stopParts(ctx context.Context) {
 		_ = n.cluster.rdb.Close()
 	}
 	n.history.close()
-	if err := n.mgr.Close(ctx); err != nil {
-		n.log.Warn().Err(err).Msg("shutdown ran out of time")
+	closeErr := n.mgr.Close(ctx)
+	if closeErr != nil {
+		n.log.Warn().Err(closeErr).Msg("shutdown ran out of time")
 	}
 	if n.backup != nil {
 		// The vaults' last changes, given as they closed, are shipped.
 		n.backup.shipper.Close(ctx)
+		if closeErr == nil && n.backup.shipper.Backlog() == 0 {
+			n.backup.markShipped(n.opts.DataDir, n.log)
+		}
 	}
 	n.chain.close()
 }

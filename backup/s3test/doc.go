@@ -6,4 +6,5 @@
 //
 // Files:
 //   - s3test.go: finding weed, starting, stopping and restarting it.
+//   - faulty.go: a store in front of it that fails or crawls when told.
 package s3test
