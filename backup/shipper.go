@@ -183,9 +183,16 @@ func (s *Shipper) kick() {
 
 // Close ships what waits (for as long as ctx allows) and stops.
 func (s *Shipper) Close(ctx context.Context) {
-	s.flush(ctx)
 	s.cancel()
 	<-s.done
+	for !s.flush(ctx) {
+		select {
+		case <-ctx.Done():
+			s.cfg.Logger.Warn().Int("backlog_bytes", s.Backlog()).Msg("backup: stopped with changes not shipped; the next start ships every vault's whole file")
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Shipper) run(ctx context.Context) {

@@ -80,6 +80,20 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 			}
 			continue
 		}
+		if m.checking == id {
+			// The integrity check reads its file: a moment.
+			done := m.checkDone
+			m.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			m.mu.Lock()
+			if ctx.Err() != nil {
+				return fail(ctx.Err())
+			}
+			continue
+		}
 		if reserved {
 			break
 		}

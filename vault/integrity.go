@@ -35,25 +35,26 @@ func (m *Manager) checkIntegrity(ctx context.Context, every time.Duration) {
 			return
 		}
 		err := store.QuickCheck(actor.Path(m.cfg.Dir, id))
-		if err == nil || !store.IsDamaged(err) {
-			continue
-		}
+		damaged := err != nil && store.IsDamaged(err)
 		m.mu.Lock()
-		running := m.vaults[id] != nil || m.placeOf(id).place != held
-		if !running {
+		if damaged && m.vaults[id] == nil && m.placeOf(id).place == held {
 			// Fenced: no instance starts for a quarantined vault.
 			m.setPlaceLocked(id, spot{place: quarantined, file: actor.Path(m.cfg.Dir, id)})
+		} else {
+			damaged = false
 		}
+		m.checking = ""
+		close(m.checkDone)
 		m.mu.Unlock()
-		if running {
-			continue // its instance reads it, and finds what it finds
+		if damaged {
+			m.quarantine(id, errors.Join(errors.New("found by the background integrity check"), err))
 		}
-		m.quarantine(id, errors.Join(errors.New("found by the background integrity check"), err))
 	}
 }
 
 // nextToCheck is the next held vault without a running instance after the
-// cursor, in id order (wrapping around).
+// cursor, in id order (wrapping around); no instance starts for it until
+// the check ends (checkDone).
 func (m *Manager) nextToCheck() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -75,6 +76,6 @@ func (m *Manager) nextToCheck() (string, bool) {
 	if next == "" {
 		return "", false
 	}
-	m.checked = next
+	m.checked, m.checking, m.checkDone = next, next, make(chan struct{})
 	return next, true
 }

@@ -57,7 +57,13 @@ type Manager struct {
 	waiting map[string]*actor.Inbox
 	wakeQ   []string
 	checked string // the vault the integrity check read last
-	wakeUp  chan struct{}
+	// checking is the vault the integrity check reads now: no instance
+	// starts for it until checkDone is closed (two connections on one
+	// file, without SQLite's locks, would read each other's writes half
+	// done).
+	checking  string
+	checkDone chan struct{}
+	wakeUp    chan struct{}
 
 	places       map[string]spot // every vault this node has a file or a record of (place.go)
 	quarantinedN int             // how many of them are quarantined
