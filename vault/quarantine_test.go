@@ -205,3 +205,34 @@ func TestBackgroundCheckFindsDamageNoQueryReads(t *testing.T) {
 	}
 	e.signIn(other.w).mustCmd(t, protocol.OpTriggerList, struct{}{})
 }
+
+// TestNoInstanceStartsWhileItsFileIsChecked: while the integrity check
+// reads a vault's file, a sign-in to that vault waits for the check to end
+// (two connections on one file, without SQLite's locks, would read each
+// other's writes half done), then goes on.
+func TestNoInstanceStartsWhileItsFileIsChecked(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser()
+	e.hibernateAll(t, u)
+	id := actor.ID(u.w.Address())
+	e.m.mu.Lock()
+	e.m.checking, e.m.checkDone = id, make(chan struct{})
+	e.m.mu.Unlock()
+	opened := make(chan error, 1)
+	go func() { _, err := e.m.Vault(context.Background(), u.w.Address()); opened <- err }()
+	select {
+	case err := <-opened:
+		t.Fatalf("the vault opened while its file was checked (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := e.m.OpenVaults(); n != 0 {
+		t.Fatalf("%d instances while the vault's file is checked", n)
+	}
+	e.m.mu.Lock()
+	e.m.checking = ""
+	close(e.m.checkDone)
+	e.m.mu.Unlock()
+	if err := <-opened; err != nil {
+		t.Fatalf("after the check: %v", err)
+	}
+}
