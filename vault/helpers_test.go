@@ -251,7 +251,7 @@ var swap = protocol.Action{Kind: "swap", Params: json.RawMessage(`{"sell":"ETH",
 // waitFor polls cond until it holds or a deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	waitForWithin(t, what, 5*time.Second, cond)
+	waitForWithin(t, what, 10*time.Second, cond) // a bound, for a CI machine running other packages' tests beside
 }
 
 // waitForWithin is waitFor with its own bound, for what takes many blocks.
