@@ -37,7 +37,7 @@ func (m *Manager) checkIntegrity(ctx context.Context, every time.Duration) {
 		err := store.QuickCheck(actor.Path(m.cfg.Dir, id))
 		damaged := err != nil && store.IsDamaged(err)
 		m.mu.Lock()
-		if damaged && m.vaults[id] == nil && m.placeOf(id).place == held {
+		if damaged && m.vaults[id] == nil && m.leaving[id] == nil && m.placeOf(id).place == held {
 			// Fenced: no instance starts for a quarantined vault.
 			m.setPlaceLocked(id, spot{place: quarantined, file: actor.Path(m.cfg.Dir, id)})
 		} else {
@@ -52,16 +52,16 @@ func (m *Manager) checkIntegrity(ctx context.Context, every time.Duration) {
 	}
 }
 
-// nextToCheck is the next held vault without a running instance after the
-// cursor, in id order (wrapping around); no instance starts for it until
-// the check ends (checkDone).
+// nextToCheck is the next held vault without an instance (running or
+// still closing its file) after the cursor, in id order (wrapping around);
+// no instance starts for it until the check ends (checkDone).
 func (m *Manager) nextToCheck() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	next, first := "", ""
 	for id, s := range m.places {
-		if s.place != held || m.vaults[id] != nil {
-			continue
+		if s.place != held || m.vaults[id] != nil || m.leaving[id] != nil {
+			continue // open, or still closing (its last writes under way)
 		}
 		if first == "" || id < first {
 			first = id
