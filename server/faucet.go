@@ -32,9 +32,16 @@ type faucet struct {
 	ctx  context.Context
 	end  context.CancelFunc
 
-	mu      sync.Mutex // the journal
+	mu      sync.Mutex // the journal, and the requests queued (keyMade notes and queues under it)
 	journal *os.File   // nil: requests are not journaled (it could not be opened)
+	path    string
+	lines   int                 // lines in the journal
+	failed  [][2]common.Address // requests that failed this run: kept when the journal is compacted
 }
+
+// faucetCompactAfter is the journal's length, in lines, past which it is
+// written again with only its undone requests once the queue is empty.
+const faucetCompactAfter = 4096
 
 // What the faucet gives.
 var (
@@ -50,7 +57,7 @@ const faucetQueue = 1024
 // a crash left undone are queued first.
 func startFaucet(d *chain.Dev, path string, log zerolog.Logger) *faucet {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &faucet{dev: d, log: log, q: make(chan [2]common.Address, faucetQueue), done: make(chan struct{}), ctx: ctx, end: cancel}
+	f := &faucet{dev: d, log: log, q: make(chan [2]common.Address, faucetQueue), done: make(chan struct{}), ctx: ctx, end: cancel, path: path}
 	pending, err := readFaucetJournal(path)
 	if err != nil {
 		log.Error().Err(err).Str("journal", path).Msg("faucet: its journal cannot be read; the vaults it had not funded yet are funded at their owner's next sign-up only")
@@ -68,6 +75,7 @@ func startFaucet(d *chain.Dev, path string, log zerolog.Logger) *faucet {
 	} else if f.journal, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		log.Error().Err(err).Str("journal", path).Msg("faucet: its journal cannot be opened; a crash may leave a new vault unfunded")
 	}
+	f.lines = len(pending)
 	if len(pending) > 0 {
 		log.Info().Int("vaults", len(pending)).Msg("faucet: funding the vaults a crash left unfunded")
 	}
@@ -118,17 +126,51 @@ func readFaucetJournal(path string) ([][2]common.Address, error) {
 func (f *faucet) note(line string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.noteLocked(line)
+}
+
+func (f *faucet) noteLocked(line string) {
 	if f.journal == nil {
 		return
 	}
 	if _, err := f.journal.WriteString(line); err != nil {
 		f.log.Warn().Err(err).Msg("faucet: write its journal")
+		return
 	}
+	f.lines++
+}
+
+// compact writes the journal again with only the requests that failed
+// this run, once it is long and nothing is queued or being funded (the
+// loop calls it between requests; keyMade notes and queues under f.mu).
+func (f *faucet) compact() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.journal == nil || f.lines < faucetCompactAfter || len(f.q) > 0 || f.ctx.Err() != nil {
+		return // (a request cut short by the stop stays for the next start)
+	}
+	var b strings.Builder
+	for _, a := range f.failed {
+		fmt.Fprintf(&b, "fund %s %s\n", a[0].Hex(), a[1].Hex())
+	}
+	if err := atomicfile.Write(f.path, []byte(b.String())); err != nil {
+		f.log.Warn().Err(err).Msg("faucet: compact its journal")
+		return
+	}
+	f.journal.Close()
+	var err error
+	if f.journal, err = os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		f.journal = nil
+		f.log.Error().Err(err).Msg("faucet: its journal cannot be opened again; a crash may leave a new vault unfunded")
+	}
+	f.lines = len(f.failed)
 }
 
 // keyMade is vault.Config.KeyMade.
 func (f *faucet) keyMade(owner, key common.Address) {
-	f.note(fmt.Sprintf("fund %s %s\n", owner.Hex(), key.Hex()))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noteLocked(fmt.Sprintf("fund %s %s\n", owner.Hex(), key.Hex()))
 	select {
 	case f.q <- [2]common.Address{owner, key}:
 	default:
@@ -156,7 +198,13 @@ func (f *faucet) loop() {
 				f.log.Info().Str("owner", owner.Hex()).Str("session_key", key.Hex()).Msg("faucet funded a vault")
 			case !errors.Is(err, context.Canceled):
 				f.log.Warn().Err(err).Str("owner", owner.Hex()).Msg("faucet could not fund a new vault")
+				f.mu.Lock()
+				if f.failed = append(f.failed, a); len(f.failed) > faucetQueue {
+					f.failed = f.failed[1:]
+				}
+				f.mu.Unlock()
 			}
+			f.compact()
 		}
 	}
 }
