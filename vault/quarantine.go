@@ -41,7 +41,7 @@ func (m *Manager) quarantine(id string, cause error) {
 				err = rerr
 			}
 		}
-		_ = os.WriteFile(dst+".reason", []byte(cause.Error()+"\n"), 0o600)
+		_ = atomicfile.Write(dst+".reason", []byte(cause.Error()+"\n"))
 		_ = atomicfile.SyncDir(filepath.Dir(src))
 		_ = atomicfile.SyncDir(m.quarantineDir())
 	}

@@ -196,10 +196,13 @@ func TestBackgroundCheckFindsDamageNoQueryReads(t *testing.T) {
 	d, _ := protocol.NewDelegate()
 	_, err := e.signInWith(victim.w, e.params(victim.w, d), newSub())
 	wantCode(t, err, protocol.CodeVaultQuarantined)
-	reasons, _ := filepath.Glob(filepath.Join(e.dir, "quarantine", "*.reason"))
-	if len(reasons) != 1 {
-		t.Fatalf("quarantine reasons %v", reasons)
-	}
+	// The vault is fenced first, then its file moved and the reason
+	// written beside it.
+	var reasons []string
+	waitFor(t, "the quarantine's reason", func() bool {
+		reasons, _ = filepath.Glob(filepath.Join(e.dir, "quarantine", "*.reason"))
+		return len(reasons) == 1
+	})
 	if b, _ := os.ReadFile(reasons[0]); !strings.Contains(string(b), "integrity check") {
 		t.Fatalf("the reason: %s", b)
 	}
