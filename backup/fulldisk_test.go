@@ -3,39 +3,22 @@ package backup
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spells-dev/spells/backup/s3test"
+	"github.com/spells-dev/spells/internal/tmpfstest"
 	"github.com/spells-dev/spells/vault/keys"
 )
-
-// mountTmpfs mounts a tmpfs of size on a temporary directory, for a disk
-// that can be filled. It needs the right to mount (root, as in CI); without
-// it the test is skipped, unless SPELLS_REQUIRE_TMPFS=1 (set by .ci/run).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		if os.Getenv("SPELLS_REQUIRE_TMPFS") == "1" {
-			t.Fatalf("a tmpfs is required but cannot be mounted: %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs here (%v); SPELLS_REQUIRE_TMPFS=1 makes this a failure", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
 
 // TestRestoreAllOnADiskThatFills: restoring every vault onto a disk too
 // small for them stops with the disk's error, leaving only whole vault
 // files (none cut short, no temporary file); with room again, the same
 // restore goes on and finishes.
 func TestRestoreAllOnADiskThatFills(t *testing.T) {
-	dir := mountTmpfs(t, "400k")
+	dir := tmpfstest.Mount(t, "400k")
 	srv := s3test.Start(t)
 	ctx := context.Background()
 	b, err := OpenBucket(ctx, srv.URL+"/spells-test/full")
@@ -81,9 +64,7 @@ func TestRestoreAllOnADiskThatFills(t *testing.T) {
 	if kept != len(plans) || kept == n {
 		t.Fatalf("%d whole files after the disk filled, %d restored", kept, len(plans))
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, "size=16m,mode=0700"); err != nil {
-		t.Fatal(err)
-	}
+	tmpfstest.Resize(t, dir, "16m")
 	more, err := r.RestoreAll(ctx, pathOf, nil)
 	if err != nil || len(more) != n-kept || whole() != n {
 		t.Fatalf("the restore with room again: %d more, %v", len(more), err)

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/internal/tmpfstest"
 	"github.com/spells-dev/spells/protocol/client"
 )
 
@@ -99,7 +100,7 @@ func TestDevChainLosesNoBlockToSIGKILL(t *testing.T) {
 // storage_full and names the chain); once there is room it makes blocks
 // again by itself.
 func TestDevChainHaltsOnAFullDisk(t *testing.T) {
-	data := mountTmpfs(t, "512m")
+	data := tmpfstest.Mount(t, "512m")
 	p := startProc(t, data, devArgs...)
 	_, c := procChain(t, p)
 	ctx := context.Background()
@@ -142,7 +143,7 @@ func TestDevChainHaltsOnAFullDisk(t *testing.T) {
 // waits for) meanwhile, and once there is room it finishes its start by
 // itself, its vaults whole.
 func TestStartOnAFullDisk(t *testing.T) {
-	data := mountTmpfs(t, "512m")
+	data := tmpfstest.Mount(t, "512m")
 	p := startProc(t, data, devArgs...)
 	w, _ := client.NewWallet()
 	p.signIn(t, w)

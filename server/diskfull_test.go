@@ -9,25 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spells-dev/spells/internal/tmpfstest"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 )
-
-// mountTmpfs mounts a tmpfs of size on a temporary directory, for a disk
-// that can be filled. It needs the right to mount (root, as in CI); without
-// it the test is skipped, unless SPELLS_REQUIRE_TMPFS=1 (set by .ci/run).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		if os.Getenv("SPELLS_REQUIRE_TMPFS") == "1" {
-			t.Fatalf("a tmpfs is required but cannot be mounted: %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs here (%v); SPELLS_REQUIRE_TMPFS=1 makes this a failure", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
 
 // fill writes a file in dir until the disk is full and returns its path.
 func fill(t *testing.T, dir string) string {
@@ -64,7 +49,7 @@ func fill(t *testing.T, dir string) string {
 // is room again the node is ready again by itself, commands go through,
 // and it restarts.
 func TestFullDiskIsToldAndRecovered(t *testing.T) {
-	data := mountTmpfs(t, "8m")
+	data := tmpfstest.Mount(t, "8m")
 	args := []string{"-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0", "-command-rate", "100000", "-command-burst", "100000"}
 	p := startProc(t, data, args...)
 	w, _ := client.NewWallet()
@@ -119,7 +104,7 @@ func TestFullDiskIsToldAndRecovered(t *testing.T) {
 // TestNodeStartsAgainOnADiskWithRoom: a node killed while its disk was
 // full starts again once there is room.
 func TestNodeStartsAgainOnADiskWithRoom(t *testing.T) {
-	data := mountTmpfs(t, "8m")
+	data := tmpfstest.Mount(t, "8m")
 	p := startProc(t, data, "-signin-rate-per-ip", "0", "-new-vaults-per-ip", "0", "-new-vaults-per-minute", "0")
 	w, _ := client.NewWallet()
 	p.signIn(t, w).create(t, dip(1000))
