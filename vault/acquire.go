@@ -121,6 +121,7 @@ func (m *Manager) acquire(ctx context.Context, addr common.Address, create, pin 
 		m.useSlotLocked(i, unborn)
 	}
 	m.moveWaitingLocked(i)
+	m.handFiredLocked(i)
 	go i.v.Run(exists) // owned by the manager: Close waits for every instance
 	return i.v, nil
 }

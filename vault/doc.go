@@ -28,7 +28,11 @@
 //   - quarantine.go: a damaged file set aside.
 //   - instance.go: what an instance tells the manager (actor.Host).
 //   - acquire.go: starting an instance.
-//   - waker.go: starting instances for the events that wait for them.
+//   - fire.go: hibernated vaults fired without opening them: the firing
+//     journal (package journal) written in batches, its records handed to
+//     the vaults, applied, and replayed at start.
+//   - waker.go: starting instances for the events that wait for them, then
+//     for the journal's records.
 //   - move.go: moving a vault to or from another node.
 //   - signin.go: the node's half of sign-in, resume and revoke.
 //   - restore.go: restores in place: the copy read from the backup off the

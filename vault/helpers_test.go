@@ -291,3 +291,11 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
 		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"))
 }
+
+// firedAndApplied reports whether the firings of hibernated vaults are all
+// written to the firing journal and applied by their vaults.
+func (e *env) firedAndApplied() bool {
+	e.m.mu.Lock()
+	defer e.m.mu.Unlock()
+	return len(e.m.toJournal) == 0 && len(e.m.fired) == 0
+}

@@ -168,7 +168,7 @@ func TestCrossingReachesEveryVaultBeyondMaxOpen(t *testing.T) {
 				t.Fatalf("the crossing reached %d vaults, want %d", n, c.vaults)
 			}
 			waitFor(t, "every vault to record its firing", func() bool {
-				return testutil.ToFloat64(e.m.metrics.Actor.Intents) == float64(c.vaults)
+				return testutil.ToFloat64(e.m.metrics.Actor.Intents) == float64(c.vaults) && e.firedAndApplied()
 			})
 			e.m.mu.Lock()
 			peak := e.m.peak
@@ -340,7 +340,7 @@ func TestClosingFileKeepsItsSlot(t *testing.T) {
 		t.Fatalf("the crossing reached %d vaults, want 3", n)
 	}
 	waitFor(t, "every vault to record its firing", func() bool {
-		return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 3
+		return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 3 && e.firedAndApplied()
 	})
 	e.m.Close(context.Background())
 	e.hooks.Actor.Closing.Store(nil)

@@ -90,8 +90,20 @@ func (i *instance) MayDoze() bool {
 // Dozed records that the dozing instance's file is closed.
 func (i *instance) Dozed() { i.m.setLife(i, dozing) }
 
-// Ended records that the instance's goroutine has stopped.
-func (i *instance) Ended() { i.m.setLife(i, gone) }
+// Ended records that the instance's goroutine has stopped; a vault that
+// hibernated cleanly leaves what a signal can fire of it (fire.go).
+func (i *instance) Ended(a *actor.Asleep) {
+	m := i.m
+	m.mu.Lock()
+	if a != nil && m.vaults[i.id] == nil && !m.closed && m.journal != nil {
+		m.asleep[i.id] = a
+	}
+	m.setLifeLocked(i, gone)
+	m.mu.Unlock()
+}
+
+// Applied records that the vault applied the firing journal's record seq.
+func (i *instance) Applied(seq uint64) { i.m.applied(i.id, seq) }
 
 // WakeSlot takes a file slot for a dozing instance about to reopen its
 // file, waiting while MaxOpen are held, until the instance or the node

@@ -11,6 +11,7 @@ import (
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/journal"
 )
 
 // The manager's state: what it keeps of every vault on the node, under one
@@ -64,6 +65,20 @@ type Manager struct {
 	checking  string
 	checkDone chan struct{}
 	wakeUp    chan struct{}
+
+	// The firing journal (fire.go): what a signal can fire of each
+	// hibernated vault, the records its vault has not applied yet, the
+	// records waiting to be written, and the vaults to wake to apply them
+	// once the waker has nothing else to do.
+	journal      *journal.Journal
+	asleep       map[string]*actor.Asleep
+	fired        map[string][]*firing
+	toJournal    []*firing
+	journalUp    chan struct{}
+	applyQ       []string
+	applyQueued  map[string]bool
+	evaluating   int              // signal values being evaluated for their crossed vaults (route.go)
+	journalAtEnd []journal.Record // records read at start, handed out by Scan
 
 	places       map[string]spot // every vault this node has a file or a record of (place.go)
 	quarantinedN int             // how many of them are quarantined

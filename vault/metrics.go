@@ -28,6 +28,12 @@ type Metrics struct {
 	StorageFull prometheus.Gauge
 	SignalsShed *prometheus.CounterVec
 
+	// The firing journal (fire.go).
+	Journaled      prometheus.Counter
+	JournalPending prometheus.Gauge
+	JournalSync    prometheus.Histogram
+	JournalErrors  prometheus.Counter
+
 	Actor *actor.Metrics
 	Exec  *exec.Metrics
 }
@@ -60,12 +66,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the data directory's disk was last found full (writes refused with storage_full)."}),
 		SignalsShed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_signal_values_shed_total",
 			Help: "Signal values and alarms dropped before a vault evaluated them, by reason (vault_behind: its inbox was full)."}, []string{"reason"}),
+		Journaled: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_firing_journal_records_total",
+			Help: "Firings of hibernated vaults evaluated without opening them and written to the node's firing journal."}),
+		JournalPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spells_firing_journal_pending",
+			Help: "Records of the firing journal that their vault has not applied to its file yet."}),
+		JournalSync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_firing_journal_write_seconds",
+			Help: "Time to write and sync one batch of the firing journal.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
+		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_firing_journal_write_errors_total",
+			Help: "Batches the firing journal could not write (their vaults apply them to their own files instead)."}),
 		Actor: actor.NewMetrics(reg),
 		Exec:  exec.NewMetrics(reg),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsMovedOut, m.VaultsMovedIn, m.Alarms, m.SignalDispatch, m.Activations, m.Hibernations,
-			m.Evictions, m.Dozes, m.Dozing, m.FilesOpen, m.LifeErrors, m.Quarantined, m.Quarantines, m.StorageFull, m.SignalsShed)
+			m.Evictions, m.Dozes, m.Dozing, m.FilesOpen, m.LifeErrors, m.Quarantined, m.Quarantines, m.StorageFull, m.SignalsShed,
+			m.Journaled, m.JournalPending, m.JournalSync, m.JournalErrors)
 	}
 	return m
 }

@@ -39,7 +39,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, metrics: cfg.Metrics, alarms: clock.NewSchedule(cfg.Clock), index: newInterestIndex(),
 		started: cfg.Clock.Now().UnixMilli(), vaults: map[string]*instance{}, leaving: map[string]*instance{},
 		freed: make(chan struct{}), closing: make(chan struct{}), waiting: map[string]*actor.Inbox{},
-		wakeUp: make(chan struct{}, 1), places: map[string]spot{}, lock: lock}
+		wakeUp: make(chan struct{}, 1), places: map[string]spot{}, lock: lock,
+		asleep: map[string]*actor.Asleep{}, fired: map[string][]*firing{}, journalUp: make(chan struct{}, 1), applyQueued: map[string]bool{}}
+	if err := m.openJournal(); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("vault manager: %w", err)
+	}
 	m.ctx, m.cancelCtx = context.WithCancel(context.Background())
 	m.stop, m.stopWork = context.WithCancel(context.Background())
 	m.intents = &exec.Config{Chain: cfg.Chain, Confirmations: cfg.Confirmations, BumpAfter: cfg.BumpAfter, Clock: cfg.Clock, Metrics: cfg.Metrics.Exec}
@@ -84,6 +89,7 @@ func (m *Manager) Scan(ctx context.Context) error {
 	if err := m.scanDir(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	m.replayJournal()
 	return nil
 }
 
@@ -102,6 +108,7 @@ func (m *Manager) Run() {
 	}
 	m.spawn(func(ctx context.Context) { m.alarms.Run(ctx, m.fireAlarm) })
 	m.spawn(m.waker)
+	m.spawn(m.journalWriter)
 	m.spawn(m.janitor)
 }
 
@@ -146,7 +153,13 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.cfg.Logger.Warn().Int("vaults", open).Msg("vaults still closing when shutdown ran out of time; they are recovered from their files at the next start")
 		return fmt.Errorf("close vaults: %d of %d did not close in time", open, len(vs))
 	}
+	if m.journal.Pending() == 0 {
+		m.compactJournal()
+	}
 	m.mu.Lock()
+	if err := m.journal.Close(); err != nil {
+		m.cfg.Logger.Warn().Err(err).Msg("close the firing journal")
+	}
 	if m.lock != nil {
 		m.lock.Close()
 		m.lock = nil

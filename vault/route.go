@@ -6,6 +6,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/rules"
 )
 
 // The signal path never waits on a vault. A signal value that crosses a
@@ -39,9 +40,32 @@ func (m *Manager) SignalReceived(name string, value float64, received time.Time,
 		return 0
 	}
 	ev := actor.Event{Signal: name, Value: value, Origin: origin, Received: received}
+	o, now := rules.Offer{Signal: name, Value: value, Origin: origin}, m.now()
 	m.mu.Lock()
-	for _, id := range ids {
-		m.postLocked(id, ev)
+	m.evaluating++ // the waker leaves applying firings until this tick is evaluated
+	m.mu.Unlock()
+	for start := 0; start < len(ids); start += fireChunk {
+		asleep := false
+		m.mu.Lock()
+		for _, id := range ids[start:min(start+fireChunk, len(ids))] {
+			if m.fireAsleepLocked(id, o, now) {
+				asleep = true
+			} else {
+				m.postLocked(id, ev)
+			}
+		}
+		m.mu.Unlock()
+		if asleep {
+			// The writer syncs this chunk while the next is evaluated.
+			select {
+			case m.journalUp <- struct{}{}:
+			default:
+			}
+		}
+	}
+	m.mu.Lock()
+	if m.evaluating--; m.evaluating == 0 {
+		m.broadcastLocked()
 	}
 	m.mu.Unlock()
 	m.metrics.SignalDispatch.Add(float64(len(ids)))
@@ -118,6 +142,7 @@ func (m *Manager) moveWaitingLocked(i *instance) {
 func (m *Manager) forget(id string) {
 	m.alarms.Set(id, 0)
 	m.index.set(id, nil)
+	m.dropFired(id, "its file is gone or set aside")
 }
 
 // watched lists up to max vaults with a dashboard open, for the chain

@@ -140,6 +140,11 @@ func (m *Manager) readFile(f string, id string) error {
 	}
 	m.alarms.Set(id, s.Next)
 	m.index.set(id, s.Leaves)
+	if s.Asleep != nil {
+		m.mu.Lock()
+		m.asleep[id] = s.Asleep
+		m.mu.Unlock()
+	}
 	m.setPlace(id, spot{place: held, epoch: s.Head.Epoch})
 	if m.executor != nil && s.OpenIntents {
 		m.mu.Lock()

@@ -30,6 +30,9 @@ func (m *Manager) waker(ctx context.Context) {
 			}
 		}
 		m.mu.Unlock()
+		if id == "" && m.applyNext(ctx) {
+			continue
+		}
 		if id == "" {
 			select {
 			case <-m.wakeUp:

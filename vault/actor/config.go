@@ -100,8 +100,13 @@ type Host interface {
 	// Evictable tells the host the vault lost its last subscriber, so it
 	// may be evicted now.
 	Evictable()
-	// Ended records that the goroutine has stopped.
-	Ended()
+	// Ended records that the goroutine has stopped; a vault that
+	// hibernated cleanly gives what a signal can fire of it while it
+	// sleeps (nil: nothing, or it did not end cleanly).
+	Ended(asleep *Asleep)
+	// Applied records that the vault applied the node's firing journal's
+	// record seq to its file (or had applied it before).
+	Applied(seq uint64)
 	// Report gives the host the vault's next alarm (0: none) and its
 	// threshold leaves, and returns the signal values the node knows that
 	// a leaf has not seen.

@@ -27,6 +27,8 @@
 //   - sessions.go, nonces.go: its sessions and the nonces it has seen.
 //   - file.go: opening, creating, loading and closing its file, and what
 //     it gives the backup.
+//   - asleep.go: firing a sleeping vault's triggers without its file (the
+//     host's side), and the vault applying the firing journal's records.
 //   - summary.go: what the host keeps of a sleeping vault, read from its
 //     file.
 //   - grants.go: grant.add and grant.revoke.

@@ -35,7 +35,7 @@ func (v *Vault) hibernateTry(force bool, tries int) {
 		return
 	}
 	if v.host.Retire() {
-		v.forget = true
+		v.forget, v.retired = true, true
 		return
 	}
 	if force && len(v.subs) == 0 && tries < maxEvictionRetries {

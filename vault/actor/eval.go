@@ -26,7 +26,7 @@ func (v *Vault) handle(ev rules.Event) error {
 	}
 	_, err := v.write(func(t *store.Tx) error {
 		for _, o := range outs {
-			if err := t.Isolate(v.conn, func() error { return v.record(t, ev, o) }); err != nil {
+			if err := t.Isolate(v.conn, func() error { return v.record(t, ev, o, nil) }); err != nil {
 				v.recordFailure(t, ev, o.Next.ID, err)
 			}
 		}
@@ -36,8 +36,10 @@ func (v *Vault) handle(ev rules.Event) error {
 }
 
 // record writes one trigger's outcome: the trigger, an evaluation when
-// something worth showing happened, and the intent when it fired.
-func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome) error {
+// something worth showing happened, and the intent when it fired: the
+// one given (a journaled firing's, counted when the journal made it
+// durable), or a new one.
+func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome, journaled *protocol.Intent) error {
 	if err := v.putTrigger(t, o.Next); err != nil {
 		return err
 	}
@@ -50,12 +52,19 @@ func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome) error {
 	if !o.Fired {
 		return nil
 	}
-	in := o.Intent(ev.Now)
+	var in protocol.Intent
+	if journaled != nil {
+		in = *journaled
+	} else {
+		in = o.Intent(ev.Now)
+	}
 	if err := store.InsertIntent(v.conn, in); err != nil {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}
 	t.Then(func() {
-		v.cfg.Metrics.Intents.Inc()
+		if journaled == nil {
+			v.cfg.Metrics.Intents.Inc()
+		}
 		v.fresh = append(v.fresh, in)
 	})
 	return t.Put(protocol.KindIntent, in.ID, in)

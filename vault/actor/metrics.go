@@ -14,10 +14,13 @@ type Metrics struct {
 	// (recorded as failed evaluations; the other triggers' outcomes commit).
 	EvaluationFailures prometheus.Counter
 	Intents            prometheus.Counter
-	SlowSubscribers    prometheus.Counter
-	GroupCommits       prometheus.Histogram
-	Rollbacks          prometheus.Counter
-	SignalLag          prometheus.Histogram
+	// JournalApplied counts records of the node's firing journal a vault
+	// applied to its file.
+	JournalApplied  prometheus.Counter
+	SlowSubscribers prometheus.Counter
+	GroupCommits    prometheus.Histogram
+	Rollbacks       prometheus.Counter
+	SignalLag       prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -32,7 +35,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Evaluations:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_evaluations_total", Help: "Recorded trigger evaluations, by outcome."}, []string{"outcome"}),
 		EvaluationFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_evaluation_failures_total",
 			Help: "Trigger outcomes that could not be recorded (each shown to the owner as a failed evaluation)."}),
-		Intents:         prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_intents_total", Help: "Intents recorded by firings."}),
+		Intents: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_intents_total", Help: "Intents recorded by firings."}),
+		JournalApplied: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_firing_journal_applied_total",
+			Help: "Firings of hibernated vaults, made durable in the node's firing journal, that their vault applied to its file."}),
 		SlowSubscribers: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_slow_subscribers_total", Help: "Subscribers dropped because their queue was full."}),
 		GroupCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spells_vault_group_commit_commands",
 			Help: "Commands made durable by one group commit (one fsync).", Buckets: []float64{2, 4, 8, 16, 32, 64, 128}}),
@@ -44,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.VaultsCreated, m.Versions, m.Commands, m.CommandsRefused, m.AuthFailures, m.Evaluations,
-			m.EvaluationFailures, m.Intents, m.SlowSubscribers, m.GroupCommits, m.Rollbacks, m.SignalLag)
+			m.EvaluationFailures, m.Intents, m.JournalApplied, m.SlowSubscribers, m.GroupCommits, m.Rollbacks, m.SignalLag)
 	}
 	return m
 }

@@ -74,6 +74,10 @@ func (v *Vault) openExisting() bool {
 		return false
 	}
 	v.host.Opened(v.epoch)
+	if err := v.applyJournaled(); err != nil {
+		v.end(v.fault("apply the firing journal", err))
+		return false
+	}
 	v.dirty = true // report its alarm and leaves, and evaluate what it missed
 	v.finish()
 	v.intents.Resume()
@@ -87,8 +91,13 @@ func (v *Vault) shutdown() {
 	}
 	v.closeFile()
 	// Its alarm and its index entries stay with the host: a hibernated
-	// vault is still woken on time and by the signals it reacts to.
-	v.host.Ended()
+	// vault is still woken on time and by the signals it reacts to, and
+	// fired without opening its file (asleep.go).
+	var a *Asleep
+	if v.retired && v.failure == nil && v.born && v.move.To == "" && len(v.journaled) == 0 {
+		a = asleepOf(v.triggers, v.backupDue)
+	}
+	v.host.Ended(a)
 }
 
 // finish runs after every letter and event: what it recorded is reported

@@ -18,6 +18,7 @@ type Summary struct {
 	Next        int64 // its next alarm (unix ms; 0: none)
 	Leaves      []rules.Leaf
 	OpenIntents bool
+	Asleep      *Asleep // what a signal can fire of it without opening it (nil: nothing)
 }
 
 // Summarize reads the summary of vault id from its file, as a vault
@@ -40,6 +41,7 @@ func Summarize(conn *sqlite.Conn, id string, now time.Time) (Summary, error) {
 		return s, err
 	}
 	s.Next, s.Leaves = rules.Report(id, ts)
+	s.Asleep = asleepOf(ts, 0)
 	s.OpenIntents, err = store.AnyIntentWith(conn, exec.OpenStatuses()...)
 	return s, err
 }

@@ -50,8 +50,12 @@ type Vault struct {
 	sessions map[string]*store.Session
 	subs     map[Subscriber]string // → the session it is bound to
 	forget   bool                  // end the goroutine after this letter (hibernation, a fault)
-	next     int64                 // next alarm (unix ms), as last reported
-	batch    *batch                // open group commit (see receive), else nil
+	retired  bool                  // it ends because it hibernated (the host retired it)
+	// journaled are the firing journal's records the host handed it to
+	// apply as its file opens (asleep.go).
+	journaled []*Fired
+	next      int64  // next alarm (unix ms), as last reported
+	batch     *batch // open group commit (see receive), else nil
 	// usedNonces are resume nonces used since the nonces table was last
 	// written: nonce → unix ms of use (see resume, flushNonces).
 	usedNonces map[string]int64

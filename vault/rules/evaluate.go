@@ -117,9 +117,12 @@ func EvaluateAll(ts map[string]*Trigger, ev Event) []Outcome {
 
 // Intent is the intent a firing records: the trigger's action, with the
 // idempotency key <trigger>/<n> of its n-th firing over its whole life.
-func (o Outcome) Intent(now time.Time) protocol.Intent {
+func (o Outcome) Intent(now time.Time) protocol.Intent { return o.IntentWithID(NewID("i_"), now) }
+
+// IntentWithID is Intent with the intent's id given.
+func (o Outcome) IntentWithID(id string, now time.Time) protocol.Intent {
 	t := o.Next
-	return protocol.Intent{ID: NewID("i_"), TriggerID: t.ID, IdempotencyKey: fmt.Sprintf("%s/%d", t.ID, t.FiredTotal),
+	return protocol.Intent{ID: id, TriggerID: t.ID, IdempotencyKey: fmt.Sprintf("%s/%d", t.ID, t.FiredTotal),
 		Action: t.Action, Grant: t.Grant, Status: protocol.IntentPending, CreatedAt: now.UnixMilli()}
 }
 

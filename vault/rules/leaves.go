@@ -71,21 +71,34 @@ func (l Leaf) After(v float64) Leaf {
 // when it must wake next (0: never), and its active threshold leaves.
 func Report(vault string, ts map[string]*Trigger) (next int64, leaves []Leaf) {
 	for _, t := range ts {
-		if due := t.WakeAt(); due > 0 && (next == 0 || due < next) {
-			next = due
-		}
-		if t.Status != protocol.StatusActive {
-			continue
-		}
-		i := 0
-		WalkLeaves(&t.Condition, func(c *protocol.Condition) {
-			if c.Signal != "" {
-				ls := t.State.Leaves[i]
-				leaves = append(leaves, Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
-					Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From)})
-			}
-			i++
-		})
+		next, leaves = report(vault, t, next, leaves)
 	}
+	return next, leaves
+}
+
+// ReportOf is Report of the triggers in a slice.
+func ReportOf(vault string, ts []*Trigger) (next int64, leaves []Leaf) {
+	for _, t := range ts {
+		next, leaves = report(vault, t, next, leaves)
+	}
+	return next, leaves
+}
+
+func report(vault string, t *Trigger, next int64, leaves []Leaf) (int64, []Leaf) {
+	if due := t.WakeAt(); due > 0 && (next == 0 || due < next) {
+		next = due
+	}
+	if t.Status != protocol.StatusActive {
+		return next, leaves
+	}
+	i := 0
+	WalkLeaves(&t.Condition, func(c *protocol.Condition) {
+		if c.Signal != "" {
+			ls := t.State.Leaves[i]
+			leaves = append(leaves, Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
+				Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From)})
+		}
+		i++
+	})
 	return next, leaves
 }

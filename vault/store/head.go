@@ -68,6 +68,20 @@ func SetArrived(conn *sqlite.Conn, epoch uint64) error {
 	return exec(conn, `UPDATE vault SET epoch = ?, move_to = '', move_epoch = 0, moved = 0 WHERE id = 1;`, int64(epoch))
 }
 
+// JournalSeq is the number of the last record of the node's firing
+// journal the vault applied (0: none).
+func JournalSeq(conn *sqlite.Conn) (uint64, error) {
+	var n uint64
+	err := each(conn, `SELECT journal_seq FROM vault WHERE id = 1;`, func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil })
+	return n, err
+}
+
+// SetJournalSeq records that the vault applied the firing journal's
+// record seq.
+func SetJournalSeq(conn *sqlite.Conn, seq uint64) error {
+	return exec(conn, `UPDATE vault SET journal_seq = ? WHERE id = 1;`, int64(seq))
+}
+
 // NextNonce is the session key's next transaction nonce as the vault
 // counts it.
 func NextNonce(conn *sqlite.Conn) (uint64, error) {

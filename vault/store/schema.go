@@ -133,6 +133,9 @@ var schema = sqlitemigration.Schema{
 		// the grant each intent executes under (its delegation's hash).
 		`ALTER TABLE grants ADD COLUMN trigger_id TEXT NOT NULL DEFAULT '';
 		ALTER TABLE intents ADD COLUMN grant_id TEXT NOT NULL DEFAULT '';`,
+		// The node's firing journal (vault/journal): the number of the
+		// last of its records this vault applied, so none applies twice.
+		`ALTER TABLE vault ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0;`,
 	},
 }
 

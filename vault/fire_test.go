@@ -1,0 +1,244 @@
+package vault
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/internal/clock"
+	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/journal"
+)
+
+// intentsOf opens the vault of each user and returns how many intents
+// each holds, and the status of its trigger's leaf (met or not).
+func (e *env) intentsOf(t *testing.T, users []*user) (intents []int, met []bool, versions []uint64) {
+	t.Helper()
+	for _, u := range users {
+		v, err := e.m.Vault(context.Background(), u.w.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := v.State(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		intents = append(intents, len(st.Intents))
+		versions = append(versions, st.Version)
+		for _, tr := range st.Triggers {
+			met = append(met, tr.Fires > 0)
+		}
+	}
+	return intents, met, versions
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	os.RemoveAll(to)
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(from, "*"))
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(n)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestJournaledFiringsSurviveAStop: a crossing fires hibernated vaults
+// into the node's firing journal while no file slot is free to open them;
+// the node stops before any of them applied its firing. At the next start
+// each vault applies its firing exactly once, and a journal that still
+// holds records a vault applied before a crash (its segments not yet
+// marked done) never makes a vault apply one twice.
+func TestJournaledFiringsSurviveAStop(t *testing.T) {
+	e := newBoundedEnv(t, 1, map[string]float64{"ETH/USD": 2600})
+	users := e.dippers(t, 5, true)
+	e.restart() // every vault hibernated
+	busy := e.newUser()
+	release := holdVault(t, busy.v) // holds the only slot
+	if n := e.m.Signal("ETH/USD", 2400); n != 5 {
+		t.Fatalf("the crossing reached %d vaults, want 5", n)
+	}
+	waitFor(t, "the firings journaled", func() bool { return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 5 })
+	snapshot := filepath.Join(t.TempDir(), "journal")
+	copyDir(t, journalDir(e.dir), snapshot)
+
+	// Stop the node with every firing still unapplied.
+	closed := make(chan error, 1)
+	m := e.m
+	go func() { closed <- m.Close(context.Background()) }()
+	waitFor(t, "the node to begin closing", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.closed })
+	release()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(m.metrics.Actor.JournalApplied); n != 0 {
+		t.Fatalf("%g firings applied before the stop, want none", n)
+	}
+
+	e.start()
+	waitFor(t, "the journaled firings applied", e.firedAndApplied)
+	intents, met, versions := e.intentsOf(t, users)
+	for i := range users {
+		if intents[i] != 1 || !met[i] {
+			t.Fatalf("vault %d: %d intents, fired %t; want 1 intent, fired", i, intents[i], met[i])
+		}
+	}
+	// The same value again crosses nothing: the index holds what the
+	// vaults applied.
+	if n := e.m.Signal("ETH/USD", 2400); n != 0 {
+		t.Fatalf("the same value reached %d vaults after the replay", n)
+	}
+	if p := e.m.journal.Pending(); p != 0 {
+		t.Fatalf("%d journal records pending once every vault applied them", p)
+	}
+
+	// A crash after the vaults applied their records but before the
+	// journal dropped them: the records are read again and skipped.
+	e.m.Close(context.Background())
+	j, left, err := journal.Open(journalDir(e.dir), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if len(left) != 0 {
+		t.Fatalf("the journal holds %d records after every vault applied them and the node stopped", len(left))
+	}
+	copyDir(t, snapshot, journalDir(e.dir))
+	e.start()
+	waitFor(t, "the old records read and skipped", e.firedAndApplied)
+	intents, _, again := e.intentsOf(t, users)
+	for i, n := range intents {
+		if n != 1 || again[i] != versions[i] {
+			t.Fatalf("vault %d holds %d intents at version %d after its journal record was read again, want 1 at %d", i, n, again[i], versions[i])
+		}
+	}
+	if p := e.m.journal.Pending(); p != 0 {
+		t.Fatalf("%d journal records pending after the skipped replay", p)
+	}
+}
+
+// TestAsleepFiringMatchesAnOpenOne: a vault fired asleep ends up exactly as
+// one that was open when the value came: the same trigger state, the
+// same intent (its idempotency key, action and grant), the same
+// evaluation; and a trigger with MaxFires 1 is done and no longer in the
+// index.
+func TestAsleepFiringMatchesAnOpenOne(t *testing.T) {
+	e := newHibernatingEnv(t)
+	e.latest["ETH/USD"] = 2600
+	spec := protocol.TriggerSpec{Name: "once", Condition: below("ETH/USD", 2500), Action: swap, MaxFires: 1}
+	awake, asleep := e.newUser(), e.newUser()
+	awake.create(t, spec)
+	asleep.create(t, spec)
+	// One hibernates (its instance gives the node its triggers as it
+	// ends); the other keeps its dashboard, so its firing takes the
+	// usual way.
+	asleep.v.Detach(asleep.sub)
+	asleep.state(t)
+	e.clock.Advance(3 * time.Minute)
+	waitFor(t, "one vault to hibernate", func() bool { return e.m.OpenVaults() == 1 })
+	if n := e.m.Signal("ETH/USD", 2400); n != 2 {
+		t.Fatalf("the crossing reached %d vaults, want 2", n)
+	}
+	waitFor(t, "both fired", func() bool {
+		return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 2 && e.firedAndApplied()
+	})
+	if n := testutil.ToFloat64(e.m.metrics.Actor.JournalApplied); n != 1 {
+		t.Fatalf("%g firings went through the journal, want 1 (the hibernated vault's)", n)
+	}
+	states := make([]protocol.State, 2)
+	for i, u := range []*user{awake, asleep} {
+		v, err := e.m.Vault(context.Background(), u.w.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if states[i], err = v.State(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := states[0], states[1]
+	if len(a.Intents) != 1 || len(b.Intents) != 1 || len(a.Triggers) != 1 || len(b.Triggers) != 1 {
+		t.Fatalf("intents %d/%d, triggers %d/%d; want 1 each", len(a.Intents), len(b.Intents), len(a.Triggers), len(b.Triggers))
+	}
+	ta, tb := a.Triggers[0], b.Triggers[0]
+	if ta.Status != protocol.StatusDone || tb.Status != ta.Status || tb.Fires != ta.Fires || tb.LastFiredAt != ta.LastFiredAt {
+		t.Fatalf("triggers differ: open %+v, asleep %+v", ta, tb)
+	}
+	ia, ib := a.Intents[0], b.Intents[0]
+	if ib.IdempotencyKey != tb.ID+"/1" || ia.IdempotencyKey != ta.ID+"/1" || string(ib.Action.Params) != string(ia.Action.Params) ||
+		ib.Action.Kind != ia.Action.Kind || ib.Status != ia.Status || ib.CreatedAt != ia.CreatedAt {
+		t.Fatalf("intents differ: open %+v, asleep %+v", ia, ib)
+	}
+	if len(b.Evaluations) == 0 || b.Evaluations[len(b.Evaluations)-1].Outcome != protocol.OutcomeFired {
+		t.Fatalf("the asleep vault's evaluations: %+v", b.Evaluations)
+	}
+	if n := e.m.index.watchers("ETH/USD"); n != 0 {
+		t.Fatalf("%d vaults still watch ETH/USD after their only trigger is done", n)
+	}
+}
+
+// BenchmarkMassCrossing is the bench's mass crossing inside this package:
+// one tick crosses the trigger of each of k hibernated vaults (read by the
+// start-up scan); one op is one tick, until every intent is durable (in
+// the firing journal). The vaults then apply their firings, outside the
+// timing.
+func BenchmarkMassCrossing(b *testing.B) {
+	const k = 2000
+	e := &env{t: b, dir: b.TempDir(), clock: clock.NewFake(t0), latest: map[string]float64{},
+		nonces: protocol.NewNonceIssuer([]byte("test-node-key-0123456789abcdef!!")), maxOpen: 256,
+		log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
+	e.latest["ETH/USD"] = 2600
+	e.start()
+	for i := 0; i < k; i++ {
+		u := e.newUser()
+		u.create(b, protocol.TriggerSpec{Name: "dip", Condition: below("ETH/USD", 2500), Action: swap})
+		u.v.Detach(u.sub)
+	}
+	var evaluated, cpu time.Duration
+	crossed := 0
+	for b.Loop() {
+		b.StopTimer()
+		e.restart()                 // every vault hibernated, applied, and read by the scan
+		e.m.Signal("ETH/USD", 2600) // above the thresholds again: the next tick crosses them
+		waitForWithin(b, "settle", time.Minute, e.firedAndApplied)
+		before := testutil.ToFloat64(e.m.metrics.Actor.Intents)
+		b.StartTimer()
+		if f := os.Getenv("SPELLS_BENCH_PROFILE"); f != "" {
+			pf, _ := os.Create(f)
+			pprof.StartCPUProfile(pf)
+		}
+		t0, cpu0 := time.Now(), cpuTime()
+		n := e.m.Signal("ETH/USD", 2400)
+		evaluated += time.Since(t0)
+		for testutil.ToFloat64(e.m.metrics.Actor.Intents)-before < float64(n) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.StopTimer()
+		pprof.StopCPUProfile()
+		cpu += cpuTime() - cpu0
+		crossed += n
+		waitForWithin(b, "every firing applied", 5*time.Minute, e.firedAndApplied)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(crossed), "µs/vault")
+	b.ReportMetric(float64(evaluated.Microseconds())/float64(crossed), "evaluated-µs/vault")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(crossed), "cpu-µs/vault")
+	if os.Getenv("SPELLS_BENCH_JOURNAL") != "" {
+		var mm dto.Metric
+		e.m.metrics.JournalSync.Write(&mm)
+		b.Logf("journal writes: %d, %.1f ms in all", mm.Histogram.GetSampleCount(), mm.Histogram.GetSampleSum()*1000)
+	}
+}
