@@ -10,6 +10,7 @@ import (
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/journal"
 	"github.com/spells-dev/spells/vault/rules"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // Firing hibernated vaults without opening them (ARCHITECTURE.md §6).
@@ -46,6 +47,17 @@ type firing struct {
 // fireChunk is how many crossed vaults are evaluated under one hold of
 // Manager.mu, so that a mass crossing never holds the lock for long.
 const fireChunk = 512
+
+// Records not yet applied are bounded, so that values that cross
+// thresholds back and forth faster than vaults can apply their firings
+// grow neither the journal nor the node's memory without end: past
+// maxFiredPerVault for one vault, or maxFired in all, a crossing takes the
+// usual way (its events wait in the vault's bounded inbox, the newest
+// kept), as it does while the disk is full.
+const (
+	maxFiredPerVault = 4
+	maxFired         = 250_000
+)
 
 // journalDir is the firing journal's directory in the data directory.
 func journalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
@@ -89,6 +101,7 @@ func (m *Manager) replayJournal() {
 		}
 		delete(m.asleep, r.Vault)
 		m.fired[r.Vault] = append(m.fired[r.Vault], &firing{id: r.Vault, f: f, journaled: true, counted: true})
+		m.firedN++
 		m.queueApplyLocked(r.Vault)
 	}
 	m.metrics.JournalPending.Set(float64(m.journal.Pending()))
@@ -100,7 +113,8 @@ func (m *Manager) replayJournal() {
 // if it can be (see above), and reports whether it did. m.mu is held.
 func (m *Manager) fireAsleepLocked(id string, o rules.Offer, now time.Time) bool {
 	a := m.asleep[id]
-	if a == nil || m.closed || m.vaults[id] != nil || m.leaving[id] != nil || m.waiting[id] != nil || m.placeOf(id).place != held {
+	if a == nil || m.closed || m.vaults[id] != nil || m.leaving[id] != nil || m.waiting[id] != nil || m.placeOf(id).place != held ||
+		len(m.fired[id]) >= maxFiredPerVault || m.firedN >= maxFired || m.diskFull.Load() {
 		return false
 	}
 	f, next, leaves := a.Fire(id, o, now)
@@ -117,6 +131,7 @@ func (m *Manager) fireAsleepLocked(id string, o rules.Offer, now time.Time) bool
 	f.Seq = m.journal.Reserve()
 	fg := &firing{id: id, f: f, body: body}
 	m.fired[id] = append(m.fired[id], fg)
+	m.firedN++
 	m.toJournal = append(m.toJournal, fg)
 	m.alarms.Set(id, next)
 	for _, again := range m.index.set(id, leaves) {
@@ -127,6 +142,7 @@ func (m *Manager) fireAsleepLocked(id string, o rules.Offer, now time.Time) bool
 				f2.Seq = m.journal.Reserve()
 				fg2 := &firing{id: id, f: f2, body: body2}
 				m.fired[id] = append(m.fired[id], fg2)
+				m.firedN++
 				m.toJournal = append(m.toJournal, fg2)
 				m.alarms.Set(id, next2)
 				m.index.set(id, leaves2)
@@ -188,7 +204,9 @@ func (m *Manager) writeJournal(batch []*firing) {
 		// The firings are still held for their vaults, which apply them
 		// to their own files: durable there, and counted then.
 		m.metrics.JournalErrors.Inc()
-		m.storage.full(m, "firing journal", err)
+		if store.IsFull(err) {
+			m.storage.full(m, "firing journal", err)
+		}
 		m.cfg.Logger.Error().Err(err).Int("records", len(batch)).Msg("firing journal: a batch could not be written; its vaults are opened to apply it")
 	}
 	for _, fg := range batch {
@@ -299,6 +317,7 @@ func (m *Manager) applied(id string, seq uint64) {
 			m.journal.Done(seq)
 		}
 		m.fired[id] = append(fs[:k:k], fs[k+1:]...)
+		m.firedN--
 		if len(m.fired[id]) == 0 {
 			delete(m.fired, id)
 		}
@@ -325,6 +344,7 @@ func (m *Manager) dropFired(id, why string) {
 		return
 	}
 	delete(m.fired, id)
+	m.firedN -= len(fs)
 	for _, fg := range fs {
 		fg.applied = true // nothing will apply it: it must not hold the journal
 		if fg.journaled {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spells-dev/spells/internal/clock"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/journal"
 )
 
@@ -240,5 +241,51 @@ func BenchmarkMassCrossing(b *testing.B) {
 		var mm dto.Metric
 		e.m.metrics.JournalSync.Write(&mm)
 		b.Logf("journal writes: %d, %.1f ms in all", mm.Histogram.GetSampleCount(), mm.Histogram.GetSampleSum()*1000)
+	}
+}
+
+// TestFiringsInFlightAreBounded: values that cross a hibernated vault's
+// threshold back and forth while it cannot open (no file slot) are
+// journaled up to maxFiredPerVault records per vault; the ones after take
+// the usual way (the vault's inbox). Once a slot is free every vault
+// applies its records, then its events, in order: each fires once per
+// crossing down, and ends where the last value left it.
+func TestFiringsInFlightAreBounded(t *testing.T) {
+	e := newBoundedEnv(t, 1, map[string]float64{"ETH/USD": 2600})
+	users := e.dippers(t, 3, true)
+	e.restart()
+	busy := e.newUser()
+	release := holdVault(t, busy.v)
+	const rounds = 10
+	for i := 0; i < rounds; i++ {
+		e.m.Signal("ETH/USD", 2400)
+		e.m.Signal("ETH/USD", 2600)
+	}
+	e.m.mu.Lock()
+	for _, u := range users {
+		id := actor.ID(u.w.Address())
+		if n := len(e.m.fired[id]); n != maxFiredPerVault {
+			e.m.mu.Unlock()
+			t.Fatalf("vault %s holds %d journal records, want the bound %d", id, n, maxFiredPerVault)
+		}
+		if e.m.waiting[id] == nil || e.m.waiting[id].Len() != 2*rounds-maxFiredPerVault {
+			e.m.mu.Unlock()
+			t.Fatalf("vault %s: the values past the bound did not wait in its inbox", id)
+		}
+	}
+	e.m.mu.Unlock()
+	release()
+	busy.v.Detach(busy.sub)
+	waitFor(t, "every vault to apply its records and evaluate its events", func() bool {
+		return e.firedAndApplied() && testutil.ToFloat64(e.m.metrics.Actor.Intents) == 3*rounds
+	})
+	intents, fired, _ := e.intentsOf(t, users)
+	for i := range users {
+		if intents[i] != rounds || !fired[i] {
+			t.Fatalf("vault %d: %d intents, want %d", i, intents[i], rounds)
+		}
+	}
+	if n := e.m.Signal("ETH/USD", 2600); n != 0 {
+		t.Fatalf("the last value again reached %d vaults: the index does not hold where the vaults ended", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spells-dev/spells/internal/clock"
@@ -73,6 +74,7 @@ type Manager struct {
 	journal      *journal.Journal
 	asleep       map[string]*actor.Asleep
 	fired        map[string][]*firing
+	firedN       int // records in fired
 	toJournal    []*firing
 	journalUp    chan struct{}
 	applyQ       []string
@@ -83,6 +85,7 @@ type Manager struct {
 	places       map[string]spot // every vault this node has a file or a record of (place.go)
 	quarantinedN int             // how many of them are quarantined
 	storage      storageState    // whether the disk was last found full (storage.go)
+	diskFull     atomic.Bool     // storage.isFull, read without its lock
 
 	intents  *exec.Config   // what every vault's intents share
 	executor *exec.Executor // nil without a chain client

@@ -22,6 +22,7 @@ func (s *storageState) full(m *Manager, what string, err error) {
 		return
 	}
 	s.isFull, s.since = true, m.now()
+	m.diskFull.Store(true)
 	m.metrics.StorageFull.Set(1)
 	m.cfg.Logger.Error().Err(err).Str("during", what).Msg("the disk is full: writes are refused with storage_full and the node reports not ready until there is room")
 }
@@ -58,6 +59,7 @@ func (m *Manager) probeStorage() {
 	}
 	s.mu.Lock()
 	s.isFull = false
+	m.diskFull.Store(false)
 	since := s.since
 	s.mu.Unlock()
 	m.metrics.StorageFull.Set(0)
