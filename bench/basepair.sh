@@ -14,6 +14,8 @@ D=$(mktemp -d)
 P=$!
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18090/healthz >/dev/null && break; sleep 0.2; done
 timeout 7200 "$2" baseline -node http://127.0.0.1:18090 -debug http://127.0.0.1:16060 -token T -users "$3" -json "$4" >/dev/null 2>&1
+# The journal's writes (count, seconds in all), on a node that has one.
+W=$(curl -s http://127.0.0.1:18090/metrics | awk '/^spells_firing_journal_write_seconds_(count|sum)/{printf "%s=%s ", $1, $2}')
 kill $P; wait $P 2>/dev/null
 rm -rf "$D" "$D.log"
 python3 - "$1" "$4" <<'PY'
@@ -27,3 +29,4 @@ for t in ('few', 'crossing'):
             'cpu_ms=%.0f' % d.get(t + '_spells_node_cpu_ms', 0), 'applied_ms=%.0f' % d.get(t + '_spells_applied_ms', 0)]
 print(' '.join(out))
 PY
+echo "  $W"

@@ -150,7 +150,11 @@ func TestAsleepFiringMatchesAnOpenOne(t *testing.T) {
 	asleep.v.Detach(asleep.sub)
 	asleep.state(t)
 	e.clock.Advance(3 * time.Minute)
-	waitFor(t, "one vault to hibernate", func() bool { return e.m.OpenVaults() == 1 })
+	waitFor(t, "one vault to hibernate, its goroutine ended", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		return e.m.asleep[actor.ID(asleep.w.Address())] != nil && len(e.m.vaults) == 1
+	})
 	if n := e.m.Signal("ETH/USD", 2400); n != 2 {
 		t.Fatalf("the crossing reached %d vaults, want 2", n)
 	}
