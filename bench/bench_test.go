@@ -144,6 +144,13 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 	}
 
+	r, err = storm(ctx, n, stormParams{SignIns: 20, Parallel: 4})
+	if err != nil {
+		t.Fatalf("storm: %v", err)
+	}
+	if r.Results["vaults_created"] != 20 || r.Results["resumed"] != 20 || r.Results["signins_per_s"] <= 0 {
+		t.Errorf("storm: %v", r.Results)
+	}
 	r, err = connections(ctx, n, connectionsParams{Conns: 20, PerVault: 5, Hold: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("connections: %v", err)

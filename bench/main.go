@@ -20,7 +20,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, cold, baseline, execute, cluster, backup (see bench/doc.go),
+scenarios: fanout, commands, connections, storm, cold, baseline, execute, cluster, backup (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string) error {
 	var ep executeParams
 	var lp clusterParams
 	var kb backupParams
+	var sp stormParams
 	var clusterNodes string
 	switch scenario {
 	case "fanout":
@@ -83,6 +84,9 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&np.Conns, "conns", 1000, "signed idle sessions to hold")
 		fs.IntVar(&np.PerVault, "per-vault", 50, "sessions per vault")
 		fs.DurationVar(&np.Hold, "hold", 2*time.Second, "how long to hold them before reading the node's memory")
+	case "storm":
+		fs.IntVar(&sp.SignIns, "signins", 1000, "first sign-ins, each creating its vault; then every dashboard resumes at once")
+		fs.IntVar(&sp.Parallel, "parallel", 64, "first sign-ins in flight at once")
 	case "cold":
 		fs.IntVar(&kp.Vaults, "vaults", 1000, "vaults to hibernate and wake")
 		fs.DurationVar(&kp.Wait, "wait", 2*time.Minute, "how long to wait for hibernation")
@@ -108,6 +112,8 @@ func run(ctx context.Context, args []string) error {
 		r, err = commands(ctx, n, cp)
 	case "connections":
 		r, err = connections(ctx, n, np)
+	case "storm":
+		r, err = storm(ctx, n, sp)
 	case "cold":
 		r, err = cold(ctx, n, kp)
 	case "baseline":

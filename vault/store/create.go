@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"zombiezen.com/go/sqlite"
 
@@ -14,6 +15,38 @@ import (
 // NewSuffix marks a vault file being created (Create); the node's start-up
 // removes what a creation that did not finish left.
 const NewSuffix = ".new"
+
+// template is an empty vault file at the current schema, made once by the
+// process: every creation starts from a copy of it instead of running the
+// migrations again (a dozen statements, SQLite reading its whole schema
+// again after each: more than half of a first sign-in's CPU). Without it
+// (it could not be made) a creation migrates its own file.
+var template struct {
+	once sync.Once
+	b    []byte
+}
+
+func schemaTemplate() []byte {
+	template.once.Do(func() {
+		dir, err := os.MkdirTemp("", "spells-schema-")
+		if err != nil {
+			return
+		}
+		defer os.RemoveAll(dir)
+		p := filepath.Join(dir, "template.db")
+		conn, err := openConn(p, true)
+		if err != nil {
+			return
+		}
+		if conn.Close() != nil {
+			return
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			template.b = b
+		}
+	})
+	return template.b
+}
 
 // Create makes the vault file at path: it is built whole under a temporary
 // name (the schema, then what init writes, synced by the closing
@@ -38,7 +71,17 @@ func Create(path string, init func(conn *sqlite.Conn) error, fault func(tmp stri
 		return err
 	}
 	removeTemp()
-	conn, err := openConn(tmp, true)
+	var conn *sqlite.Conn
+	if t := schemaTemplate(); t != nil {
+		// The schema comes whole from the template (its pages are synced
+		// with the rest of the file by the closing checkpoint).
+		if err := os.WriteFile(tmp, t, 0o600); err != nil {
+			return err
+		}
+		conn, err = openConn(tmp, false)
+	} else {
+		conn, err = openConn(tmp, true)
+	}
 	if err != nil {
 		return err
 	}

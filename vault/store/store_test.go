@@ -2,14 +2,17 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 
 	"github.com/spells-dev/spells/protocol"
 )
@@ -217,5 +220,69 @@ func TestIntentsAndUsage(t *testing.T) {
 	v, _ := UsageOf(conn, "0xd", 5)
 	if u.Calls != 2 || u.Spent.Int64() != 250 || v.Spent.Sign() != 0 {
 		t.Fatalf("usage %+v / next period %+v", u, v)
+	}
+}
+
+// schemaOf is what a file's schema is: its tables and indexes as SQLite
+// keeps them, its application id, migration count and journal mode.
+func schemaOf(t *testing.T, conn *sqlite.Conn) []string {
+	t.Helper()
+	var out []string
+	for _, q := range []string{"SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name;",
+		"PRAGMA application_id;", "PRAGMA user_version;", "PRAGMA journal_mode;"} {
+		if err := sqlitex.ExecuteTransient(conn, q, &sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
+			out = append(out, s.ColumnText(0))
+			return nil
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestCreatedFromTheTemplate: a vault file created from the schema's
+// template has exactly the schema a file migrated from nothing has.
+func TestCreatedFromTheTemplate(t *testing.T) {
+	if schemaTemplate() == nil {
+		t.Fatal("no schema template could be made")
+	}
+	created, _ := newFile(t)
+	migrated, err := openConn(filepath.Join(t.TempDir(), "migrated.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer migrated.Close()
+	a, b := schemaOf(t, created), schemaOf(t, migrated)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatalf("created from the template:\n%s\nmigrated:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+	if len(a) < 10 || a[len(a)-1] != "wal" {
+		t.Fatalf("unexpected schema: %v", a)
+	}
+}
+
+// BenchmarkCreate: a vault file created from the schema's template, and
+// one that runs every migration (the template's absence).
+func BenchmarkCreate(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		template bool
+	}{{"template", true}, {"migrations", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			saved := schemaTemplate()
+			if !c.template {
+				template.b = nil
+			}
+			defer func() { template.b = saved }()
+			dir := b.TempDir()
+			i := 0
+			for b.Loop() {
+				i++
+				p := filepath.Join(dir, fmt.Sprintf("v%d.db", i))
+				if err := Create(p, func(c *sqlite.Conn) error { return InsertHead(c, owner, 1) }, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
