@@ -287,6 +287,30 @@ func (m *Manager) applyNext(ctx context.Context) bool {
 	return true
 }
 
+// retryFired queues again the vaults whose records are not applied and
+// that nothing is opening: their open or their apply failed (a full disk,
+// an error that may pass), and nothing else may wake them soon. The
+// janitor calls it with its rescans.
+func (m *Manager) retryFired() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id := range m.fired {
+		if m.vaults[id] == nil && m.leaving[id] == nil && !m.applyQueued[id] {
+			m.queueApplyLocked(id)
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	m.cfg.Logger.Info().Int("vaults", n).Msg("firing journal: vaults whose firings are not applied yet are opened again")
+	select {
+	case m.wakeUp <- struct{}{}:
+	default:
+	}
+}
+
 // handFiredLocked gives a new instance the records its vault has not
 // applied: it applies them first. What the node kept of its triggers is
 // dropped: from now on the instance is the vault. m.mu is held.

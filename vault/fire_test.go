@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/internal/clock"
+	"github.com/spells-dev/spells/internal/tmpfstest"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/journal"
@@ -291,5 +292,64 @@ func TestFiringsInFlightAreBounded(t *testing.T) {
 	}
 	if n := e.m.Signal("ETH/USD", 2600); n != 0 {
 		t.Fatalf("the last value again reached %d vaults: the index does not hold where the vaults ended", n)
+	}
+}
+
+// TestFiringsOnAFullDisk: a crossing whose journal batch cannot be written
+// (the disk is full) counts no intent, and the vaults cannot apply the
+// firings to their files either; once there is room, the janitor has the
+// vaults open again, each applies its firing once, and only then are the
+// intents counted.
+func TestFiringsOnAFullDisk(t *testing.T) {
+	dir := tmpfstest.Mount(t, "16m")
+	e := newEnvWith(t, func(e *env) {
+		e.dir = dir
+		e.latest["ETH/USD"] = 2600
+	})
+	users := e.dippers(t, 3, true)
+	e.restart()
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := filler.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+	}
+	filler.Sync()
+	filler.Close()
+	if n := e.m.Signal("ETH/USD", 2400); n != 3 {
+		t.Fatalf("the crossing reached %d vaults, want 3", n)
+	}
+	waitFor(t, "the journal write to fail", func() bool { return testutil.ToFloat64(e.m.metrics.JournalErrors) >= 1 })
+	waitFor(t, "the vaults to try and fail to apply", func() bool {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		return len(e.m.applyQ) == 0 && len(e.m.vaults) == 0 && len(e.m.leaving) == 0
+	})
+	if n := testutil.ToFloat64(e.m.metrics.Actor.Intents); n != 0 {
+		t.Fatalf("%g intents counted while nothing could be written", n)
+	}
+	if e.firedAndApplied() {
+		t.Fatal("the firings were dropped on a full disk: they must wait for their vaults")
+	}
+	os.Remove(filepath.Join(dir, "filler"))
+	e.clock.Advance(rescanEvery + time.Second) // the janitor probes the disk and opens the vaults again
+	waitFor(t, "every firing applied once there is room", func() bool {
+		if e.firedAndApplied() {
+			return true
+		}
+		e.clock.Advance(time.Second)
+		return false
+	})
+	if n := testutil.ToFloat64(e.m.metrics.Actor.Intents); n != 3 {
+		t.Fatalf("%g intents counted, want 3", n)
+	}
+	intents, _, _ := e.intentsOf(t, users)
+	for i, n := range intents {
+		if n != 1 {
+			t.Fatalf("vault %d holds %d intents, want 1", i, n)
+		}
 	}
 }

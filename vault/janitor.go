@@ -21,7 +21,8 @@ const (
 
 // janitor hibernates idle vaults and dozes idle watched ones,
 // janitorParallel files at a time; it also probes a disk found full,
-// retries the files the start-up scan could not read, and checks the
+// retries the files the start-up scan could not read and the firings
+// their vaults could not apply (fire.go), and checks the
 // closed files' integrity in turn (integrity.go). It runs on the injected
 // clock.
 func (m *Manager) janitor(ctx context.Context) {
@@ -40,6 +41,7 @@ func (m *Manager) janitor(ctx context.Context) {
 		m.checkIntegrity(ctx, every)
 		if m.now().Sub(rescanned) >= rescanEvery {
 			m.rescan(ctx)
+			m.retryFired()
 			rescanned = m.now()
 		}
 		cutoff := m.now().Add(-m.cfg.IdleAfter).UnixMilli()
