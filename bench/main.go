@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string) error {
 	case "storm":
 		fs.IntVar(&sp.SignIns, "signins", 1000, "first sign-ins, each creating its vault; then every dashboard resumes at once")
 		fs.IntVar(&sp.Parallel, "parallel", 64, "first sign-ins in flight at once")
+		fs.StringVar(&sp.Restart, "restart", "", "a shell command that stops the node and starts it again, returning once it is started; the dashboards then resume (empty: their sockets are dropped instead)")
 	case "cold":
 		fs.IntVar(&kp.Vaults, "vaults", 1000, "vaults to hibernate and wake")
 		fs.DurationVar(&kp.Wait, "wait", 2*time.Minute, "how long to wait for hibernation")

@@ -28,6 +28,30 @@ func newNode(base, token string) *node {
 	return &node{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}, poll: 5 * time.Millisecond}
 }
 
+// waitReady waits until the node's /readyz answers 200.
+func (n *node) waitReady(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.base+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := n.http.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the node was not ready within %s", limit)
+}
+
 func (n *node) wsURL() string { return "ws" + strings.TrimPrefix(n.base, "http") + "/v1/ws" }
 
 // tick is one value for POST /v1/signals.

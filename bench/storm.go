@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -11,16 +12,16 @@ import (
 )
 
 type stormParams struct {
-	SignIns  int // first sign-ins, each creating its vault
-	Parallel int // sign-ins in flight at once
+	SignIns  int    // first sign-ins, each creating its vault
+	Parallel int    // sign-ins in flight at once
+	Restart  string // a shell command that stops the node and starts it again ("": the sockets are dropped instead)
 }
 
 // storm measures the two storms a node meets: first sign-ins arriving as
 // fast as clients can send them (each creates its vault), and every one
-// of those dashboards resuming its session at once after its socket was
-// dropped (what a network failure or a node's restart does to them). The
-// resume storm here drops the sockets without restarting the node: the
-// node's own start is measured by the baseline's restart (BENCHMARKS.md).
+// of those dashboards resuming its session at once, after the node
+// restarted (Restart, a command the bench runs: it returns once the node
+// was started again) or after every socket was dropped.
 func storm(ctx context.Context, n *node, p stormParams) (*Report, error) {
 	if p.Parallel <= 0 {
 		p.Parallel = 64
@@ -63,13 +64,27 @@ func storm(ctx context.Context, n *node, p stormParams) (*Report, error) {
 	r.set("signin_node_cpu_ms_each", (after.cpu-before.cpu)*1000/float64(p.SignIns))
 	r.set("vaults_created", after.all["spells_vaults_created_total"]-before.all["spells_vaults_created_total"])
 
-	// Every socket dropped at once, then every dashboard resumes from the
-	// version it had.
+	// The node restarted (or every socket dropped at once), then every
+	// dashboard resumes from the version it had.
+	if p.Restart != "" {
+		stopped := time.Now()
+		out, err := exec.CommandContext(ctx, "sh", "-c", p.Restart).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("restart: %v: %s", err, out)
+		}
+		if err := n.waitReady(ctx, 5*time.Minute); err != nil {
+			return nil, err
+		}
+		r.set("restart_ms", ms(time.Since(stopped)))
+	}
 	for _, u := range users {
 		u.c.CloseNow()
 		u.c = nil
 	}
 	before, _ = n.usage(ctx)
+	if p.Restart != "" {
+		before.cpu = 0 // a new process
+	}
 	var live atomic.Int64
 	began = time.Now()
 	err = forEach(ctx, p.SignIns, p.SignIns, func(ctx context.Context, i int) error {
@@ -97,7 +112,11 @@ func storm(ctx context.Context, n *node, p stormParams) (*Report, error) {
 	if err != nil {
 		r.note("the resume storm stopped: %v", err)
 	}
-	r.note("signins_per_s: first sign-ins, each creating its vault, %d in flight; resume_all_ms: from every socket dropped to every dashboard resumed", p.Parallel)
+	if p.Restart != "" {
+		r.note("signins_per_s: first sign-ins, each creating its vault, %d in flight; restart_ms: the restart command until the node was ready; resume_all_ms: from then until every dashboard resumed (resume CPU includes the node's start)", p.Parallel)
+	} else {
+		r.note("signins_per_s: first sign-ins, each creating its vault, %d in flight; resume_all_ms: from every socket dropped to every dashboard resumed", p.Parallel)
+	}
 	return r, nil
 }
 
