@@ -7,7 +7,7 @@
 //	  (restart the node)
 //	go run ./bench verify      -node http://127.0.0.1:8080 -from /tmp/acked.json
 //	go run ./bench connections -node http://127.0.0.1:8080 -conns 15000
-//	go run ./bench storm       -node http://127.0.0.1:8080 -signins 10000
+//	go run ./bench storm       -node http://127.0.0.1:8080 -signins 10000 [-restart "CMD"]
 //	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000 -debug http://127.0.0.1:6060
 //	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
 //	go run ./bench execute     -node http://127.0.0.1:8080 -token T -vaults 50
