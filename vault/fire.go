@@ -117,39 +117,44 @@ func (m *Manager) fireAsleepLocked(id string, o rules.Offer, now time.Time) bool
 		len(m.fired[id]) >= maxFiredPerVault || m.firedN >= maxFired || m.diskFull.Load() {
 		return false
 	}
-	f, next, leaves := a.Fire(id, o, now)
-	if f == nil {
-		return true // the index knew more than the vault: nothing to record
-	}
-	body, err := f.Encode()
-	if err != nil {
-		// a is ahead of the file now: the vault evaluates for itself.
-		delete(m.asleep, id)
-		m.cfg.Logger.Error().Err(err).Str("vault", id).Msg("firing journal: encode a record")
+	resend, ok := m.fireOneLocked(id, a, o, now)
+	if !ok {
 		return false
 	}
-	f.Seq = m.journal.Reserve()
-	fg := &firing{id: id, f: f, body: body}
-	m.fired[id] = append(m.fired[id], fg)
-	m.firedN++
-	m.toJournal = append(m.toJournal, fg)
-	m.alarms.Set(id, next)
-	for _, again := range m.index.set(id, leaves) {
+	for _, again := range resend {
 		// A value a leaf has not seen (its trigger is newer than it):
 		// evaluated now, as the vault's report would have it.
-		if f2, next2, leaves2 := a.Fire(id, again, now); f2 != nil {
-			if body2, err := f2.Encode(); err == nil {
-				f2.Seq = m.journal.Reserve()
-				fg2 := &firing{id: id, f: f2, body: body2}
-				m.fired[id] = append(m.fired[id], fg2)
-				m.firedN++
-				m.toJournal = append(m.toJournal, fg2)
-				m.alarms.Set(id, next2)
-				m.index.set(id, leaves2)
-			}
+		if _, ok := m.fireOneLocked(id, a, again, now); !ok {
+			break
 		}
 	}
 	return true
+}
+
+// fireOneLocked evaluates o on a, queues the record of what it did (if
+// anything), and sets the vault's alarm and leaves from what it left,
+// even when nothing was recorded (a publisher's value a leaf did not take
+// left the index ahead of the vault). It returns the values the index
+// knows that a leaf has not seen; false if the record could not be made
+// (the vault then evaluates for itself: what the node kept of it is
+// dropped, being ahead of its file). m.mu is held.
+func (m *Manager) fireOneLocked(id string, a *actor.Asleep, o rules.Offer, now time.Time) (map[string]rules.Offer, bool) {
+	f, next, leaves := a.Fire(id, o, now)
+	if f != nil {
+		body, err := f.Encode()
+		if err != nil {
+			delete(m.asleep, id)
+			m.cfg.Logger.Error().Err(err).Str("vault", id).Msg("firing journal: encode a record")
+			return nil, false
+		}
+		f.Seq = m.journal.Reserve()
+		fg := &firing{id: id, f: f, body: body}
+		m.fired[id] = append(m.fired[id], fg)
+		m.firedN++
+		m.toJournal = append(m.toJournal, fg)
+	}
+	m.alarms.Set(id, next)
+	return m.index.set(id, leaves), true
 }
 
 // journalWriter writes the queued records in batches, one sync each, until
