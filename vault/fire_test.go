@@ -345,3 +345,33 @@ func TestFiringsOnAFullDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestARefusedPublisherValueLeavesTheIndexRight: a hibernated vault's leaf
+// that takes only one publisher's values is reached by a value of that
+// publisher too old to take. Fired asleep, nothing changes, and the index
+// is set back to what the vault holds, so the next fresh value that
+// crosses the threshold still reaches the vault and fires it.
+func TestARefusedPublisherValueLeavesTheIndexRight(t *testing.T) {
+	e := newHibernatingEnv(t)
+	const pub = "0x00000000000000000000000000000000000000bb"
+	u := e.newUser()
+	cond := below("ETH/USD", 2500)
+	cond.From = pub
+	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: cond, Action: swap})
+	e.restart() // hibernated, read by the scan
+	now := e.clock.Now()
+	from := func(at time.Time) protocol.SignalOrigin { return protocol.SignalOrigin{Publisher: pub, At: at.UnixMilli()} }
+	if n := e.m.SignalReceived("ETH/USD", 2600, now, from(now.Add(-2*time.Second))); n != 1 {
+		t.Fatalf("the first value reached %d vaults, want 1", n)
+	}
+	// Below the threshold, but signed ten minutes ago: not taken.
+	if n := e.m.SignalReceived("ETH/USD", 2400, now, from(now.Add(-10*time.Minute))); n != 1 {
+		t.Fatalf("the stale value reached %d vaults, want 1 (it crosses the leaf)", n)
+	}
+	if n := e.m.SignalReceived("ETH/USD", 2400, now, from(now.Add(-time.Second))); n != 1 {
+		t.Fatalf("the fresh crossing reached %d vaults, want 1: the index took the refused value as seen", n)
+	}
+	waitFor(t, "the fresh crossing to fire", func() bool {
+		return testutil.ToFloat64(e.m.metrics.Actor.Intents) == 1 && e.firedAndApplied()
+	})
+}
