@@ -360,7 +360,9 @@ func TestARefusedPublisherValueLeavesTheIndexRight(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "dip", Condition: cond, Action: swap})
 	e.restart() // hibernated, read by the scan
 	now := e.clock.Now()
-	from := func(at time.Time) protocol.SignalOrigin { return protocol.SignalOrigin{Publisher: pub, At: at.UnixMilli()} }
+	from := func(at time.Time) protocol.SignalOrigin {
+		return protocol.SignalOrigin{Publisher: pub, At: at.UnixMilli()}
+	}
 	if n := e.m.SignalReceived("ETH/USD", 2600, now, from(now.Add(-2*time.Second))); n != 1 {
 		t.Fatalf("the first value reached %d vaults, want 1", n)
 	}
