@@ -71,9 +71,7 @@ func SetArrived(conn *sqlite.Conn, epoch uint64) error {
 // JournalSeq is the number of the last record of the node's firing
 // journal the vault applied (0: none).
 func JournalSeq(conn *sqlite.Conn) (uint64, error) {
-	var n uint64
-	err := each(conn, `SELECT journal_seq FROM vault WHERE id = 1;`, func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil })
-	return n, err
+	return counter(conn, `SELECT journal_seq FROM vault WHERE id = 1;`)
 }
 
 // SetJournalSeq records that the vault applied the firing journal's
@@ -85,8 +83,13 @@ func SetJournalSeq(conn *sqlite.Conn, seq uint64) error {
 // NextNonce is the session key's next transaction nonce as the vault
 // counts it.
 func NextNonce(conn *sqlite.Conn) (uint64, error) {
+	return counter(conn, `SELECT next_nonce FROM vault WHERE id = 1;`)
+}
+
+// counter reads one of the vault row's counters with query.
+func counter(conn *sqlite.Conn, query string) (uint64, error) {
 	var n uint64
-	err := each(conn, `SELECT next_nonce FROM vault WHERE id = 1;`, func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil })
+	err := each(conn, query, func(s *sqlite.Stmt) error { n = uint64(s.ColumnInt64(0)); return nil })
 	return n, err
 }
 
