@@ -59,6 +59,14 @@ func startNodeErr(t testing.TB, opts Options, clk clock.Clock) (*testNode, error
 	tn := &testNode{t: t, opts: opts, clock: clk, n: n, addr: n.ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.serve(ctx) }()
 	t.Cleanup(func() { tn.shutdown() })
+	// Until serve has put its routes in place, every request is answered
+	// 503 starting: the node is returned once they serve.
+	for deadline := time.Now().Add(10 * time.Second); n.routesReady.Load() == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the node's routes did not serve within 10s of its start")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return tn, nil
 }
 
