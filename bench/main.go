@@ -20,7 +20,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, commands, connections, storm, cold, baseline, execute, cluster, backup (see bench/doc.go),
+scenarios: fanout, peer, commands, connections, storm, cold, baseline, execute, cluster, backup (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	var lp clusterParams
 	var kb backupParams
 	var sp stormParams
+	var pp peerParams
 	var clusterNodes string
 	switch scenario {
 	case "fanout":
@@ -55,6 +56,13 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&fp.Ticks, "ticks", 50, "price-only ticks")
 		fs.DurationVar(&fp.Gap, "gap", 100*time.Millisecond, "time between ticks")
 		fs.DurationVar(&fp.Settle, "settle", 0, "after the firing, wait up to this long for every vault to close its file, then read the node's memory with the dashboards connected (0: skip)")
+	case "peer":
+		fs.StringVar(&pp.Centrifugo, "centrifugo", "", "the centrifugo (v6) binary the bench starts beside the node (bench/peerpair.sh builds it)")
+		fs.StringVar(&pp.CPUs, "cpus", "", "taskset CPU list for centrifugo (give the node the same one; empty: unpinned)")
+		fs.IntVar(&pp.Dashboards, "dashboards", 10000, "dashboards on each system (on Spells each signs in to its own vault with a trigger on the signal)")
+		fs.Float64Var(&pp.Rate, "rate", 5, "publishes a second")
+		fs.DurationVar(&pp.Window, "window", 20*time.Second, "how long each system is published to in a round")
+		fs.IntVar(&pp.Rounds, "rounds", 2, "rounds; each publishes to Spells, then to Centrifugo")
 	case "commands":
 		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
 		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")
@@ -109,6 +117,8 @@ func run(ctx context.Context, args []string) error {
 	switch scenario {
 	case "fanout":
 		r, err = fanout(ctx, n, fp)
+	case "peer":
+		r, err = peer(ctx, n, pp)
 	case "commands":
 		r, err = commands(ctx, n, cp)
 	case "connections":
