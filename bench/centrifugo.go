@@ -169,10 +169,11 @@ func (cf *centrifugo) token(user string) string {
 	return signing + "." + enc.EncodeToString(mac.Sum(nil))
 }
 
-// publish sends one numbered tick to the channel through the HTTP API.
-func (cf *centrifugo) publish(ctx context.Context, seq int) error {
+// publish sends one value to the channel through the HTTP API, in a
+// payload shaped like Spells' signal frame.
+func (cf *centrifugo) publish(ctx context.Context, value float64) error {
 	body, _ := json.Marshal(map[string]any{"channel": centrifugoChannel,
-		"data": map[string]any{"name": "PEER/USD", "value": 1500 + seq, "seq": seq, "at": time.Now().UnixMilli()}})
+		"data": map[string]any{"type": "signal", "name": "PEER/USD", "value": value, "at": time.Now().UnixMilli()}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cf.base+"/api/publish", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -209,7 +210,7 @@ type centrifugoReply struct {
 		Channel string `json:"channel"`
 		Pub     *struct {
 			Data struct {
-				Seq int `json:"seq"`
+				Value float64 `json:"value"`
 			} `json:"data"`
 		} `json:"pub"`
 	} `json:"push"`
@@ -263,7 +264,7 @@ func (c *centrifugoConn) await(ctx context.Context, id uint32) error {
 
 // read calls got for each publication until ctx ends, answering the
 // server's pings ({}) with pongs.
-func (c *centrifugoConn) read(ctx context.Context, got func(seq int, at time.Time)) {
+func (c *centrifugoConn) read(ctx context.Context, got func(value float64, at time.Time)) {
 	for {
 		_, b, err := c.ws.Read(ctx)
 		if err != nil {
@@ -281,7 +282,7 @@ func (c *centrifugoConn) read(ctx context.Context, got func(seq int, at time.Tim
 			}
 			var r centrifugoReply
 			if json.Unmarshal(line, &r) == nil && r.Push != nil && r.Push.Pub != nil {
-				got(r.Push.Pub.Data.Seq, now)
+				got(r.Push.Pub.Data.Value, now)
 			}
 		}
 	}

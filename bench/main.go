@@ -31,6 +31,9 @@ func run(ctx context.Context, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
 	scenario, args := args[0], args[1:]
+	if scenario == "peer-clients" {
+		return runPeerClients(ctx, args)
+	}
 	fs := flag.NewFlagSet(scenario, flag.ContinueOnError)
 	base := fs.String("node", "http://127.0.0.1:8080", "the node's base URL")
 	debug := fs.String("debug", "", "the node's -debug-listen URL (http://127.0.0.1:6060): lets the bench force a garbage collection before reading memory")
@@ -149,4 +152,21 @@ func run(ctx context.Context, args []string) error {
 		return os.WriteFile(*out, b, 0o644)
 	}
 	return nil
+}
+
+// runPeerClients is the peer scenario's child process (not a scenario of
+// its own): one system's dashboards, driven over stdin and stdout.
+func runPeerClients(ctx context.Context, args []string) error {
+	var p peerClientsParams
+	fs := flag.NewFlagSet("peer-clients", flag.ContinueOnError)
+	fs.StringVar(&p.System, "system", "", "spells or centrifugo")
+	fs.StringVar(&p.Base, "node", "", "the server's base URL")
+	fs.StringVar(&p.Signal, "signal", "", "spells: the signal the vaults' triggers watch")
+	fs.StringVar(&p.Secret, "secret", "", "centrifugo: the HMAC key of its connection tokens")
+	fs.IntVar(&p.Dashboards, "dashboards", 0, "dashboards to connect")
+	fs.Int64Var(&p.Epoch, "epoch", 0, "unix µs a tick's value counts from")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return peerClients(ctx, p)
 }
