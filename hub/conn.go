@@ -16,11 +16,11 @@ import (
 // A connection's state changes that every part of it uses: being
 // counted, signing in, refusing a frame, and closing.
 
-func newConn(h *Hub, ws *websocket.Conn, nc net.Conn, remote string, key netip.Prefix) *conn {
+func newConn(h *Hub, ws *websocket.Conn, nc net.Conn, wr *wire, remote string, key netip.Prefix) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	c := &conn{
-		h: h, ws: ws, sock: wsSocket{ws, nc}, ctx: ctx, cancel: cancel, remote: remote, key: key,
+		h: h, ws: ws, sock: wsSocket{ws, nc, wr}, ctx: ctx, cancel: cancel, remote: remote, key: key,
 		nonce: h.cfg.Nonces.Issue(h.cfg.Clock.Now()),
 		limit: rate.NewLimiter(rate.Limit(h.cfg.CommandRate), h.cfg.CommandBurst),
 	}

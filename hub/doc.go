@@ -24,12 +24,14 @@
 //   - bus.go, history.go: signals, the in-memory bus, and their history.
 //   - limits.go: what one source address may cost before it signs in.
 //   - hijack.go: small buffers for an upgraded socket.
+//   - wire.go: the bytes under a WebSocket: the hub's own framing, writes
+//     that never wait, and the library's control frames in between.
 //   - metrics.go: the hub's collectors.
 //   - hub.go: the options, and the state of the hub and of a connection.
 //   - socket.go: what a connection's writer writes to.
 //   - close.go: closing a connection.
 //   - write.go: a connection's write half: its queue, conflated signals,
-//     heartbeats.
+//     heartbeats, and the write watch that cuts short a stuck writer.
 //   - conn.go: a connection signing in, refusing a frame.
 //   - fanout.go: live signals to every signed-in connection.
 //   - forward.go: a session forwarded to the vault's node.

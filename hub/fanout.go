@@ -88,6 +88,7 @@ func (h *Hub) pushSignal(s Signal) {
 		fanoutHook()
 	}
 	frame := mustJSON(protocol.SignalFrame{Type: protocol.TypeSignal, Name: s.Name, Value: s.Value, At: s.At, Source: s.Source})
+	out := signalOut{frame: frame, framed: appendTextFrame(make([]byte, 0, len(frame)+textHeaderMax), frame)}
 	h.mu.Lock()
 	conns := make([]*conn, 0, len(h.conns))
 	for c := range h.conns {
@@ -98,7 +99,7 @@ func (h *Hub) pushSignal(s Signal) {
 		// A forwarded session gets its signals from the node its client
 		// is on, which has them all too.
 		if c.signedIn.Load() && c.up == nil {
-			c.SendSignal(s.Name, frame)
+			c.SendSignal(s.Name, out)
 			h.cfg.Metrics.SignalsPushed.Inc()
 		}
 	}

@@ -1,13 +1,17 @@
 package hub
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 )
 
 // TestEvaluationDoesNotWaitForTheFanout: with the dashboards' fan-out
@@ -78,5 +82,52 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestOnMessageTakesSignalsBeforeDecoding: a client's OnMessage sees each
+// signal message as read and consumes it; the frames it leaves (here a
+// vault's) still reach Next, in order.
+func TestOnMessageTakesSignalsBeforeDecoding(t *testing.T) {
+	th := startHub(t, nil)
+	var mu sync.Mutex
+	var taken []string
+	c, err := client.Dial(testCtx(t), th.url, &client.DialOptions{OnMessage: func(data []byte) bool {
+		if !bytes.Contains(data, []byte(`"type":"signal"`)) {
+			return false
+		}
+		mu.Lock()
+		taken = append(taken, string(data))
+		mu.Unlock()
+		return true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	signIn(t, c, nil)
+	next(t, c, protocol.TypeSignals)
+	for i := 0; i < 3; i++ {
+		if err := th.bus.Publish(testCtx(t), Signal{Name: fmt.Sprintf("S%d/USD", i), Value: float64(i), At: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sub Subscriber
+	th.vaults.only().each(func(s Subscriber) { sub = s })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(taken)
+		mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OnMessage took %d of 3 signals", n)
+		}
+	}
+	sub.Send([]byte(`{"type":"diff","version":7}`))
+	f, err := c.Next(testCtx(t))
+	if err != nil || f.Type != protocol.TypeDiff || f.Version != 7 {
+		t.Fatalf("after the signals Next got %+v, %v; want the vault's diff", f, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 )
 
 // Buffer sizes for an upgraded socket. net/http hands the hijacked
@@ -29,10 +30,12 @@ const (
 // reader's buffer (TestFrameRightBehindTheUpgradeIsRead).
 //
 // It also hands back the hijacked connection (in *netConn), on which the
-// hub sets write deadlines.
+// hub sets write deadlines, and puts it under wire, through which
+// coder/websocket's writer writes (wire.go).
 type smallBuffers struct {
 	http.ResponseWriter
 	netConn *net.Conn
+	wire    *wire
 }
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -45,6 +48,12 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	*w.netConn = c
+	w.wire.w = c
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.wire.raw = raw
+		}
+	}
 	br := bufio.NewReaderSize(c, socketReadBuffer)
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending, _ := brw.Reader.Peek(n)
@@ -56,5 +65,5 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, socketWriteBuffer)), nil
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(w.wire, socketWriteBuffer)), nil
 }

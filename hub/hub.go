@@ -132,6 +132,9 @@ type Hub struct {
 	conns   map[*conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
+
+	// The write watch (watchWrites): stopped by Shutdown.
+	watchStop, watchDone chan struct{}
 }
 
 // conn is one WebSocket session: a read half (read.go: a read loop and a
@@ -162,12 +165,14 @@ type conn struct {
 	// Outgoing frames, under outMu (write.go).
 	outMu          sync.Mutex
 	queue          [][]byte
-	sigPending     map[string][]byte
+	sigPending     map[string]signalOut
 	sigOrder       []string
-	writing        bool   // a writer is running
-	closeAfter     string // close with closeAfterCode and this reason once the queue is written
+	writing        bool         // a writer is running
+	writeSince     atomic.Int64 // unix ns the writer's current round began; 0 while none runs (set under outMu)
+	closeAfter     string       // close with closeAfterCode and this reason once the queue is written
 	closeAfterCode websocket.StatusCode
 	boundAfter     bool // tell the forwarding node the session is bound once the frames before it are written
+	wireRest       bool // a signal written without waiting went out in part: the writer sends the rest
 
 	// Incoming frames, under inMu (read.go).
 	inMu    sync.Mutex
@@ -216,7 +221,12 @@ type fanout struct {
 
 // socket is what a conn writes to and closes.
 type socket interface {
-	write(msg []byte) error
+	// write sends msg as one message; framed, when not nil, is msg
+	// already framed for a WebSocket (a signal frame framed once for
+	// every socket), which a WebSocket writes as it is.
+	write(msg, framed []byte) error
+	// flush sends what a write without waiting left unsent.
+	flush() error
 	setWriteDeadline(t time.Time)
 	ping(ctx context.Context) error
 	close(code websocket.StatusCode, reason string) // the close handshake

@@ -24,6 +24,8 @@ func New(cfg Config) *Hub {
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{},
 		limits: newAddrLimits(max(0, cfg.MaxPendingPerAddress), max(0, cfg.SignInRate), max(0, cfg.SignInBurst))}
 	h.fan = startFanout(h)
+	h.watchStop, h.watchDone = make(chan struct{}), make(chan struct{})
+	go h.watchWrites(h.watchStop, h.watchDone)
 	h.unsub = cfg.Bus.Subscribe(h.onSignal)
 	return h
 }
@@ -77,9 +79,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var nc net.Conn
-	ws, err := websocket.Accept(smallBuffers{w, &nc}, r, &websocket.AcceptOptions{
+	wr := &wire{}
+	ws, err := websocket.Accept(smallBuffers{w, &nc, wr}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above
+		// The hub frames its messages itself (wire.go): uncompressed.
+		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
 		h.log.Info().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
@@ -91,7 +96,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Metrics.Accepted.Inc()
-	c := newConn(h, ws, nc, r.RemoteAddr, key)
+	c := newConn(h, ws, nc, wr, r.RemoteAddr, key)
 	if !h.add(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -258,6 +263,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 	h.unsub()
 	h.fan.close()
+	// The write watch runs on until every connection has ended: a writer
+	// stuck on a client that stopped reading is still cut short.
+	defer h.stopWatch()
 	done := make(chan struct{})
 	go func() {
 		h.wg.Wait()
@@ -273,3 +281,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // Now returns the hub clock's time in unix milliseconds.
 func (h *Hub) Now() int64 { return h.cfg.Clock.Now().UnixMilli() }
+
+// stopWatch stops the write watch and waits for it (again: no-op).
+func (h *Hub) stopWatch() {
+	select {
+	case <-h.watchStop:
+	default:
+		close(h.watchStop)
+	}
+	<-h.watchDone
+}

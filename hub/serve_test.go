@@ -311,6 +311,44 @@ func TestAQueueThatOverflowsClosesTheSocket(t *testing.T) {
 	}
 }
 
+// TestAWriteThatOutlastsWriteTimeoutClosesTheSocket: a client that stops
+// reading while its frames still fit the queue blocks the writer once the
+// socket's buffers are full; the write watch cuts it short after
+// WriteTimeout and closes the connection, so the writer and its frames
+// are not held for ever.
+func TestAWriteThatOutlastsWriteTimeoutClosesTheSocket(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	th := startHub(t, func(c *Config) { c.SendQueue, c.WriteTimeout = 1000, timeout })
+	// A client that holds one frame unread, then stops reading.
+	c, err := client.Dial(testCtx(t), th.url, &client.DialOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	signIn(t, c, nil)
+	sess := th.vaults.only()
+	var sub Subscriber
+	sess.each(func(s Subscriber) { sub = s })
+	// 400 frames of 64 KiB: more than loopback's socket buffers hold.
+	frame := []byte(`{"type":"diff","pad":"` + strings.Repeat("x", 64<<10) + `"}`)
+	for i := 0; i < 400; i++ {
+		if !sub.Send(frame) {
+			t.Fatalf("frame %d refused before the socket's buffers could fill", i)
+		}
+	}
+	began := time.Now()
+	timedOut := th.metrics.Disconnects.WithLabelValues("write_timeout")
+	for testutil.ToFloat64(timedOut) != 1 {
+		if time.Since(began) > 10*time.Second {
+			t.Fatal("a writer blocked on a client that does not read was never cut short")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sub.Send([]byte(`{}`)) {
+		t.Fatal("a connection cut short took another frame")
+	}
+}
+
 // TestSignalsReachSignedInSocketsOnly: a published value goes to the
 // vaults and to every signed-in socket, not to one still signing in.
 func TestSignalsReachSignedInSocketsOnly(t *testing.T) {

@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -65,22 +66,72 @@ func (c *conn) Room() int {
 	return c.h.cfg.SendQueue - len(c.queue)
 }
 
+// signalOut is a signal frame for every socket: its JSON, and that framed
+// once as a WebSocket message of its own.
+type signalOut struct {
+	frame, framed []byte
+}
+
 // SendSignal hands the writer the newest frame of a signal, replacing one
 // not yet written. It never blocks.
-func (c *conn) SendSignal(name string, frame []byte) {
+//
+// A socket with nothing waiting to be written gets the frame at once, from
+// the caller's goroutine (the fan-out's), if the socket takes it without
+// waiting: no writer is started for it. That is a price tick's usual
+// path: one system call, no goroutine, no timer.
+func (c *conn) SendSignal(name string, out signalOut) {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
 	if c.ctx.Err() != nil {
 		return
 	}
+	if done := c.trySignalLocked(out); done {
+		return
+	}
 	if c.sigPending == nil {
-		c.sigPending = map[string][]byte{}
+		c.sigPending = map[string]signalOut{}
 	}
 	if _, ok := c.sigPending[name]; !ok {
 		c.sigOrder = append(c.sigOrder, name)
 	}
-	c.sigPending[name] = frame
+	c.sigPending[name] = out
 	c.startWriterLocked()
+}
+
+// trySignalLocked writes a signal's frame now if nothing else waits to be
+// written and the socket takes it without waiting; true means it was (or
+// the connection is over). Called and returning with outMu held; the
+// write itself runs without it, as the connection's writer (writing),
+// so a frame sent meanwhile waits for it and then gets a writer.
+func (c *conn) trySignalLocked(out signalOut) bool {
+	ws, ok := c.sock.(wsSocket)
+	if !ok || out.framed == nil || c.writing || len(c.queue) > 0 || len(c.sigOrder) > 0 || c.wireRest ||
+		c.closeAfter != "" || c.boundAfter {
+		return false
+	}
+	c.writing = true
+	c.outMu.Unlock()
+	res, err := ws.wire.tryWrite(out.framed)
+	c.outMu.Lock()
+	c.writing = false
+	if err != nil {
+		c.outMu.Unlock()
+		if !errors.Is(err, errWireClosed) {
+			c.kill(protocol.CloseSlowConsumer, "write failed", "write_timeout")
+			c.sock.closeNow()
+		}
+		c.outMu.Lock()
+		return true
+	}
+	if res == notWritten {
+		return false
+	}
+	c.h.cfg.Metrics.FramesSent.Inc()
+	c.wireRest = res == writtenInPart
+	if c.ctx.Err() == nil && (c.wireRest || len(c.queue) > 0 || len(c.sigOrder) > 0 || c.closeAfter != "" || c.boundAfter) {
+		c.startWriterLocked()
+	}
+	return true
 }
 
 // startWriterLocked starts the writer unless one runs. Callers hold outMu
@@ -96,7 +147,7 @@ func (c *conn) startWriterLocked() {
 
 // takeLocked returns the queued vault frames and the pending signal
 // frames (in arrival order), leaving both empty.
-func (c *conn) takeLocked() (frames, signals [][]byte) {
+func (c *conn) takeLocked() (frames [][]byte, signals []signalOut) {
 	frames, c.queue = c.queue, nil
 	for _, name := range c.sigOrder {
 		signals = append(signals, c.sigPending[name])
@@ -132,22 +183,22 @@ func (c *conn) ping() {
 // writeLoop writes what is queued, vault frames first, until nothing is;
 // then it ends (the next Send starts another).
 //
-// Each round of writes runs under a deadline on the socket, cleared when
-// the writer ends so that a later ping or close is not cut short by it (a
-// writer that fails leaves it: the connection is closing).
-// Not a context per write: coder/websocket arms a context.AfterFunc for
-// every write given a cancellable context, and that with the context's
-// own timer was a large share of the node's CPU in a price fan-out.
+// Each round of writes is bounded by WriteTimeout: the round's start is
+// in writeSince, and the hub's write watch (watchWrites) cuts short a
+// round that outlasts it. Neither a deadline set on the socket for every
+// round (two timer updates in the runtime's poller a frame, about a tenth
+// of the node's CPU in a price fan-out) nor a context per write
+// (coder/websocket arms a context.AfterFunc for every write given a
+// cancellable context).
 func (c *conn) writeLoop() {
 	defer c.tasks.Done()
 	for {
 		c.outMu.Lock()
 		frames, signals := c.takeLocked()
-		bound := c.boundAfter
-		c.boundAfter = false
-		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 && !bound {
-			// Cleared before another writer may start and set its own.
-			c.sock.setWriteDeadline(time.Time{})
+		bound, rest := c.boundAfter, c.wireRest
+		c.boundAfter, c.wireRest = false, false
+		if c.ctx.Err() != nil || len(frames)+len(signals) == 0 && !bound && !rest {
+			c.writeSince.Store(0)
 			c.writing = false
 			closeAfter, code := c.closeAfter, c.closeAfterCode
 			c.outMu.Unlock()
@@ -160,17 +211,39 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
+		c.writeSince.Store(time.Now().UnixNano())
 		c.outMu.Unlock()
-		c.sock.setWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+		if rest {
+			if err := c.sock.flush(); err != nil {
+				c.writeFailed(err)
+				return
+			}
+		}
 		for len(frames) > 0 {
 			n := gather(frames)
-			if !c.writeOrClose(frames[:n]) {
+			if !c.writeOrClose(frames[:n], nil) {
 				return
 			}
 			frames = frames[n:]
 		}
-		if len(signals) > 0 && !c.writeOrClose(signals) {
-			return
+		switch len(signals) {
+		case 0:
+		case 1: // the usual case: one signal, framed once for every socket
+			if !c.writeOrClose([][]byte{signals[0].frame}, signals[0].framed) {
+				return
+			}
+		default:
+			all := make([][]byte, len(signals))
+			for i, s := range signals {
+				all[i] = s.frame
+			}
+			for len(all) > 0 {
+				n := gather(all)
+				if !c.writeOrClose(all[:n], nil) {
+					return
+				}
+				all = all[n:]
+			}
 		}
 		if bound {
 			c.up.Bound()
@@ -195,23 +268,78 @@ func gather(frames [][]byte) int {
 // writeOrClose writes frames as one message; false means the connection is
 // over (the write failed, or it was killed meanwhile and the closer is
 // closing it).
-func (c *conn) writeOrClose(frames [][]byte) bool {
-	if err := c.write(frames); err != nil {
-		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
-		c.sock.closeNow()
-		return false
+func (c *conn) writeOrClose(frames [][]byte, framed []byte) bool {
+	if err := c.write(frames, framed); err != nil {
+		return c.writeFailed(err)
 	}
 	return c.ctx.Err() == nil
 }
 
-func (c *conn) write(frames [][]byte) error {
+// writeFailed ends the connection after a failed write; it returns false
+// (the writer stops).
+func (c *conn) writeFailed(err error) bool {
+	if !errors.Is(err, errWireClosed) { // else closing already: whoever sent the close frame ends it
+		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
+		c.sock.closeNow()
+	}
+	return false
+}
+
+func (c *conn) write(frames [][]byte, framed []byte) error {
 	msg := frames[0]
 	if len(frames) > 1 {
 		msg = bytes.Join(frames, []byte{protocol.FrameSeparator})
 	}
-	if err := c.sock.write(msg); err != nil {
+	if err := c.sock.write(msg, framed); err != nil {
 		return fmt.Errorf("write frame: %w", err)
 	}
 	c.h.cfg.Metrics.FramesSent.Add(float64(len(frames)))
 	return nil
+}
+
+// watchWrites runs until stop is closed: every quarter of WriteTimeout it
+// cuts short each writer whose round has lasted longer than WriteTimeout
+// (a client that stopped reading): the socket's write deadline is moved
+// to the past, which fails the blocked write, and the connection is
+// closed as a slow consumer.
+func (h *Hub) watchWrites(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(max(h.cfg.WriteTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	var conns []*conn
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		limit := time.Now().Add(-h.cfg.WriteTimeout).UnixNano()
+		h.mu.Lock()
+		conns = conns[:0]
+		for c := range h.conns {
+			if s := c.writeSince.Load(); s != 0 && s < limit {
+				conns = append(conns, c)
+			}
+		}
+		h.mu.Unlock()
+		for _, c := range conns {
+			c.writeStuck(limit)
+		}
+		clear(conns)
+	}
+}
+
+// writeStuck fails the writer's blocked write and closes the connection,
+// if the round that began before limit is still being written.
+func (c *conn) writeStuck(limit int64) {
+	c.outMu.Lock()
+	s := c.writeSince.Load()
+	stuck := c.writing && s != 0 && s < limit
+	if stuck {
+		c.sock.setWriteDeadline(time.Unix(1, 0))
+	}
+	c.outMu.Unlock()
+	if stuck {
+		c.kill(protocol.CloseSlowConsumer, "write timed out", "write_timeout")
+	}
 }

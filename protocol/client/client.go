@@ -23,6 +23,12 @@ type DialOptions struct {
 	// HTTPClient makes the upgrade request (default http.DefaultClient);
 	// tests use it to shape the socket.
 	HTTPClient *http.Client
+	// OnMessage, when set, sees each message as read, before it is
+	// decoded, on the connection's reading goroutine; returning true
+	// consumes it (Next never sees its frames). For a client that wants
+	// some frames at a high rate (a live price) with no decoding or
+	// hand-off of its own.
+	OnMessage func(data []byte) bool
 }
 
 // Conn is one WebSocket session with a node. A background goroutine reads
@@ -32,13 +38,14 @@ type Conn struct {
 	ws        *websocket.Conn
 	Challenge protocol.ServerFrame
 
-	frames  chan protocol.ServerFrame
-	pending []protocol.ServerFrame
-	done    chan struct{}
-	closing chan struct{}
-	once    sync.Once
-	mu      sync.Mutex
-	readErr error
+	frames    chan protocol.ServerFrame
+	onMessage func([]byte) bool
+	pending   []protocol.ServerFrame
+	done      chan struct{}
+	closing   chan struct{}
+	once      sync.Once
+	mu        sync.Mutex
+	readErr   error
 }
 
 // Dial connects to url (ws://host:port/v1/ws) and reads the challenge.
@@ -65,7 +72,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Conn, error) {
 		buf = 4096
 	}
 	ws.SetReadLimit(limit)
-	c := &Conn{ws: ws, frames: make(chan protocol.ServerFrame, buf), done: make(chan struct{}), closing: make(chan struct{})}
+	c := &Conn{ws: ws, frames: make(chan protocol.ServerFrame, buf), onMessage: opts.OnMessage, done: make(chan struct{}), closing: make(chan struct{})}
 	go c.readLoop()
 	ch, err := c.Next(ctx)
 	if err != nil {
@@ -102,6 +109,9 @@ func (c *Conn) readLoop() {
 			c.mu.Unlock()
 			close(c.frames)
 			return
+		}
+		if c.onMessage != nil && c.onMessage(data) {
+			continue
 		}
 		frames, _ := protocol.DecodeServerMessage(data) // frames before a malformed one still count
 		for _, f := range frames {
