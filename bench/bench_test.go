@@ -138,7 +138,7 @@ func TestScenariosSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatalf("commands: %v", err)
 		}
-		checkReport(t, r, "acked_per_s", "ack_p99_ms")
+		checkReport(t, r, "acked_per_s", "ack_p99_ms", "node_cpu_ms_per_command", "floor_cpu_ms", "cpu_per_command_over_floor")
 		if r.Results["acked_commands"] == 0 || r.Results["vaults_mismatched"] != 0 {
 			t.Errorf("commands (single=%v): %v %v", single, r.Results, r.Notes)
 		}
@@ -262,14 +262,21 @@ func TestCommandsSurviveRestart(t *testing.T) {
 // TestExecuteSmoke runs the execute scenario small against a node on its
 // dev chain: every swap is confirmed, and the report has its figures.
 func TestExecuteSmoke(t *testing.T) {
-	n := startNode(t, "-chain-rpc", "dev", "-dev-chain-rpc", "127.0.0.1:0", "-chain-poll", "200ms")
+	n := startNode(t, "-chain-rpc", "dev", "-dev-chain-rpc", "127.0.0.1:0", "-chain-poll", "200ms", "-debug-listen", "127.0.0.1:0")
+	if n.debug == "" {
+		t.Fatal("the node did not log its debug listener")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := execute(ctx, n, executeParams{Vaults: 3, Amount: "10", Timeout: time.Minute})
+	r, err := execute(ctx, n, executeParams{Vaults: 3, Amount: "10", Timeout: time.Minute, Profile: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("execute: %v", err)
 	}
-	checkReport(t, r, "confirmed_per_s", "signal_to_confirmed_p50_ms", "node_cpu_ms_per_intent", "floor_cpu_ms", "cpu_per_intent_over_floor")
+	checkReport(t, r, "confirmed_per_s", "signal_to_confirmed_p50_ms", "node_cpu_ms_per_intent", "floor_cpu_ms", "cpu_per_intent_over_floor",
+		"chain_share_of_node_cpu", "node_cpu_ms_per_intent_without_chain", "cpu_without_chain_over_floor")
+	if sh := r.Results["chain_share_of_node_cpu"]; sh <= 0 || sh >= 1 {
+		t.Errorf("the dev chain's share of the node's CPU: %g, want between 0 and 1 (it mines and simulates every swap)", sh)
+	}
 	if r.Results["confirmed"] != 3 {
 		t.Errorf("%g of 3 swaps confirmed: %v", r.Results["confirmed"], r.Results)
 	}
@@ -335,5 +342,33 @@ func TestClusterScenario(t *testing.T) {
 	}
 	if got, want := rep.Results["cluster_signal_frames"], rep.Results["cluster_signal_expected"]; got != want {
 		t.Fatalf("signal frames: %v of %v", got, want)
+	}
+}
+
+// TestPeerAgainstCentrifugo runs the peer scenario small against a node
+// and a Centrifugo built from its Go module (SPELLS_CENTRIFUGO, set by
+// .ci/run); without it the test skips, unless SPELLS_REQUIRE_CENTRIFUGO=1.
+func TestPeerAgainstCentrifugo(t *testing.T) {
+	bin := os.Getenv("SPELLS_CENTRIFUGO")
+	if bin == "" {
+		if os.Getenv("SPELLS_REQUIRE_CENTRIFUGO") == "1" {
+			t.Fatal("SPELLS_CENTRIFUGO is not set and SPELLS_REQUIRE_CENTRIFUGO=1")
+		}
+		t.Skip("SPELLS_CENTRIFUGO not set (a centrifugo v6 binary; .ci/run builds one)")
+	}
+	n := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := peer(ctx, n, peerParams{Centrifugo: bin, Dashboards: 6, Rate: 20, Window: 500 * time.Millisecond, Rounds: 2, Settle: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Six dashboards move neither memory nor CPU measurably: the shape
+	// and the deliveries are what is checked here.
+	checkReport(t, r, "spells_r1_p99_ms", "centrifugo_r1_p99_ms", "spells_r2_p50_ms", "centrifugo_r2_p50_ms", "ratio_p99_r1", "ratio_p99_r2")
+	for _, k := range []string{"spells_r1_delivered_fraction", "spells_r2_delivered_fraction", "centrifugo_r1_delivered_fraction", "centrifugo_r2_delivered_fraction"} {
+		if r.Results[k] != 1 {
+			t.Errorf("%s = %g, want every tick on every dashboard: %v", k, r.Results[k], r.Notes)
+		}
 	}
 }

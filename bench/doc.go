@@ -3,6 +3,7 @@
 // it measured as a table and as JSON.
 //
 //	go run ./bench fanout      -node http://127.0.0.1:8080 -token T -vaults 10000 -connected 2000
+//	go run ./bench peer        -node http://127.0.0.1:8080 -token T -centrifugo PATH -cpus 0 -dashboards 10000
 //	go run ./bench commands    -node http://127.0.0.1:8080 -clients 64 -duration 10s -save /tmp/acked.json
 //	  (restart the node)
 //	go run ./bench verify      -node http://127.0.0.1:8080 -from /tmp/acked.json
@@ -12,6 +13,12 @@
 //	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
 //	go run ./bench execute     -node http://127.0.0.1:8080 -token T -vaults 50
 //	go run ./bench cluster     -nodes http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083 -single http://127.0.0.1:8090 -token T
+//
+// peer puts the same fan-out on the node and on a Centrifugo (v6) the
+// bench starts itself: bench/peerpair.sh builds Centrifugo from its Go
+// module, pins both servers to one CPU and the bench to the other, and
+// prints the ratios (Spells over Centrifugo) of p99, CPU per delivered
+// message and memory per dashboard, measured in the same run.
 //
 // cluster drives three nodes of one cluster (and, for its single-node
 // figure, a node without -redis); BENCHMARKS.md, "A cluster of three
@@ -48,8 +55,12 @@
 //   - users.go: signed-in users made in parallel, and the trigger most
 //     scenarios give them.
 //   - saved.go: the vaults commands -save writes for verify to read.
-//   - fanout.go, commands.go, connections.go, storm.go, cold.go, baseline.go,
-//     execute.go, cluster.go, verify.go, backup.go: one scenario each
-//     (backup against a node run with -backup and -admin-token).
+//   - centrifugo.go: a Centrifugo server the bench runs, and its clients
+//     on Centrifugo's JSON protocol.
+//   - fanout.go, peer.go, commands.go, connections.go, storm.go, cold.go,
+//     baseline.go, execute.go, cluster.go, verify.go, backup.go: one
+//     scenario each (backup against a node run with -backup and
+//     -admin-token; peer with its dashboards in child processes of the
+//     bench, "peer-clients").
 //   - main.go: the scenario named on the command line.
 package main

@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string) error {
 		fs.Float64Var(&pp.Rate, "rate", 5, "publishes a second")
 		fs.DurationVar(&pp.Window, "window", 20*time.Second, "how long each system is published to in a round")
 		fs.IntVar(&pp.Rounds, "rounds", 2, "rounds; each publishes to Spells, then to Centrifugo")
+		fs.DurationVar(&pp.Settle, "settle", 0, "before the rounds, wait up to this long for every Spells vault file to close (0: start at once)")
 	case "commands":
 		fs.IntVar(&cp.Clients, "clients", 64, "client connections")
 		fs.BoolVar(&cp.Single, "single", false, "all clients on one vault")
@@ -82,6 +83,7 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&ep.Vaults, "vaults", 50, "vaults, each firing one swap on the dev chain")
 		fs.StringVar(&ep.Amount, "amount", "10", "dUSD each swap sells")
 		fs.DurationVar(&ep.Timeout, "timeout", 2*time.Minute, "how long to wait for the intents to end")
+		fs.DurationVar(&ep.Profile, "profile", 5*time.Second, "with -debug: a CPU profile of the node this long from the crossing splits its CPU between the dev chain and the rest (0: none)")
 	case "cluster":
 		fs.StringVar(&clusterNodes, "nodes", "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083", "the cluster's three nodes, comma separated")
 		fs.StringVar(&lp.Single, "single", "", "a single node (no -redis) for the single-node signal figure; empty: not measured")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 )
 
 // The peer scenario: the same fan-out load on Spells and on Centrifugo,
@@ -35,6 +37,12 @@ type peerParams struct {
 	Rate       float64       // publishes a second
 	Window     time.Duration // how long each system is published to in a round
 	Rounds     int
+	// Settle, when positive, is how long to wait before the rounds for
+	// every Spells vault file to be closed (each vault dozes with its
+	// dashboard connected; the node's -idle-after decides when): both
+	// servers are then measured at rest with their dashboards, not in the
+	// wake of the sign-ins.
+	Settle time.Duration
 }
 
 // peerSide is one system under the same load: its dashboards' process,
@@ -62,7 +70,7 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 		return nil, errors.New("peer: -dashboards, -rate, -window and -rounds must be positive")
 	}
 	r := newReport("peer", map[string]any{"dashboards": p.Dashboards, "rate": p.Rate, "window": p.Window.String(),
-		"rounds": p.Rounds, "centrifugo": p.Centrifugo, "centrifugo_cpus": p.CPUs})
+		"rounds": p.Rounds, "settle": p.Settle.String(), "centrifugo": p.Centrifugo, "centrifugo_cpus": p.CPUs})
 	perRound := max(1, int(p.Rate*p.Window.Seconds()))
 	epoch := time.Now().UnixMicro()
 	self, err := os.Executable()
@@ -119,6 +127,22 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 		usage: func(context.Context) (float64, float64, error) { return cf.usage() }}
 	r.set("centrifugo_setup_s", cfKids.setup)
 
+	if p.Settle > 0 {
+		files := -1.0
+		for deadline := time.Now().Add(p.Settle); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			m, err := n.metrics(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if files = m["spells_vault_files_open"]; files == 0 {
+				break
+			}
+		}
+		r.set("spells_settled_files_open", files)
+		if files != 0 {
+			r.note("%g vault files still open after %s: raise -settle or lower the node's -idle-after", files, p.Settle)
+		}
+	}
 	sides := []*peerSide{spells, centrifugo}
 	gap := time.Duration(float64(time.Second) / p.Rate)
 	want := int64(perRound * p.Dashboards)
@@ -132,6 +156,7 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
+			client0, _, _ := procUsage(s.clients.cmd.Process.Pid)
 			t := time.NewTicker(gap)
 			for i := 0; i < perRound; i++ {
 				if err := s.publish(ctx, time.Now().UnixMicro()); err != nil {
@@ -149,12 +174,14 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
+			client1, _, _ := procUsage(s.clients.cmd.Process.Pid)
 			got := float64(s.clients.delivered.Load())
 			prefix := fmt.Sprintf("%s_r%d", s.name, round+1)
 			r.set(prefix+"_delivered_fraction", got/float64(want))
 			if got > 0 {
 				r.set(prefix+"_cpu_us_per_message", (cpu1-cpu0)/got*1e6)
 				cpuEach[s.name] = append(cpuEach[s.name], (cpu1-cpu0)/got*1e6)
+				r.set(prefix+"_client_cpu_us_per_message", (client1-client0)/got*1e6)
 			}
 		}
 	}
@@ -167,7 +194,9 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 		rss[s.name] = (v - s.emptyRSS) / float64(p.Dashboards)
 		r.set(s.name+"_rss_kib_per_dashboard", rss[s.name]/1024)
 	}
-	r.set("ratio_rss_per_dashboard", rss["spells"]/rss["centrifugo"])
+	if rss["centrifugo"] > 0 {
+		r.set("ratio_rss_per_dashboard", rss["spells"]/rss["centrifugo"])
+	}
 	p99 := map[string][]float64{}
 	for _, s := range sides {
 		stats, err := s.clients.finish()
@@ -193,6 +222,7 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 	}
 	r.note("ratios are Spells over Centrifugo, round by round; a delivered fraction under 1 is ticks a dashboard never got (Spells conflates to the newest value)")
 	r.note("memory per dashboard is each server's resident growth over its empty self; Spells' includes the dashboard's vault")
+	r.note("client CPU is the dashboards' process (one core for all of them): when it nears a core per window, the latencies are the clients' as much as the server's")
 	return r, nil
 }
 
@@ -436,36 +466,63 @@ func peerClients(ctx context.Context, p peerClientsParams) error {
 }
 
 // peerSpellsDashboards signs in one new wallet a dashboard, each with a
-// trigger on the signal, and reads their signal frames until ctx ends.
+// trigger on the signal, and reads their signal frames until ctx ends:
+// on each connection's reading goroutine, decoding only what a price
+// needs (client.DialOptions.OnMessage), as the Centrifugo clients do.
 func peerSpellsDashboards(ctx context.Context, wg *sync.WaitGroup, p peerClientsParams, newReader func() (func(float64, time.Time), func())) error {
 	n := newNode(p.Base, "")
-	users, err := newUsers(ctx, n, p.Dashboards, p.Dashboards, func(ctx context.Context, u *user) error {
-		_, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, below(p.Signal, 1000))
-		return err
+	users := make([]*user, p.Dashboards)
+	flushes := make([]func(), p.Dashboards)
+	err := forEach(ctx, p.Dashboards, 32, func(ctx context.Context, i int) error {
+		w, err := client.NewWallet()
+		if err != nil {
+			return err
+		}
+		got, flush := newReader()
+		flushes[i] = flush
+		u, err := signInWith(ctx, n, w, &client.DialOptions{OnMessage: func(data []byte) bool {
+			return readSignal(data, p.Signal, got)
+		}})
+		if err != nil {
+			return fmt.Errorf("user %d: %w", i, err)
+		}
+		users[i] = u
+		if _, err := u.c.Command(ctx, u.s, protocol.OpTriggerCreate, below(p.Signal, 1000)); err != nil {
+			return fmt.Errorf("user %d setup: %w", i, err)
+		}
+		return nil
 	})
 	if err != nil {
 		closeAll(users)
 		return err
 	}
-	for _, u := range users {
-		got, flush := newReader()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer flush()
-			defer u.c.CloseNow()
-			for {
-				f, err := u.c.Next(ctx)
-				if err != nil {
-					return
-				}
-				if f.Type == protocol.TypeSignal && f.Name == p.Signal {
-					got(f.Value, time.Now())
-				}
-			}
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		closeAll(users) // each reading goroutine ends with its connection
+		for _, flush := range flushes {
+			flush()
+		}
+	}()
 	return nil
+}
+
+// readSignal consumes a message that is one signal frame of name, giving
+// its value to got; anything else is left to the client.
+func readSignal(data []byte, name string, got func(float64, time.Time)) bool {
+	now := time.Now()
+	var f struct {
+		Type  string  `json:"type"`
+		Name  string  `json:"name"`
+		Value float64 `json:"value"`
+	}
+	if bytes.IndexByte(data, protocol.FrameSeparator) >= 0 || json.Unmarshal(data, &f) != nil ||
+		f.Type != protocol.TypeSignal || f.Name != name {
+		return false
+	}
+	got(f.Value, now)
+	return true
 }
 
 // peerCentrifugoDashboards connects one client a dashboard with its own

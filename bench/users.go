@@ -19,7 +19,12 @@ type user struct {
 
 // signIn connects w and signs in, reading frames up to the snapshot.
 func signIn(ctx context.Context, n *node, w *client.Wallet) (*user, error) {
-	c, err := client.Dial(ctx, n.wsURL(), nil)
+	return signInWith(ctx, n, w, nil)
+}
+
+// signInWith is signIn with the connection's dial options.
+func signInWith(ctx context.Context, n *node, w *client.Wallet, opts *client.DialOptions) (*user, error) {
+	c, err := client.Dial(ctx, n.wsURL(), opts)
 	if err != nil {
 		return nil, err
 	}
