@@ -128,7 +128,40 @@ func commands(ctx context.Context, n *node, p commandsParams) (*Report, error) {
 	r.set("vaults_mismatched", float64(mismatches))
 	r.latencies("ack", lat)
 	r.addUsage(before, after)
+	if total > 0 {
+		cpu := (after.cpu - before.cpu) / float64(total)
+		r.set("node_cpu_ms_per_command", cpu*1000)
+		floor, err := commandFloor()
+		if err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		r.set("floor_cpu_ms", floor*1000)
+		r.set("cpu_per_command_over_floor", cpu/floor)
+		r.note("the floor of one command, measured in this run by the bench: verifying its P-256 signature and one durable SQLite transaction storing it")
+	}
 	return r, nil
+}
+
+// commandFloor times, in this process, what one command cannot cost less
+// than done alone: the P-256 verification of its signature
+// (protocol.VerifyBody, as the vault checks it) and one durable SQLite
+// transaction. It returns CPU seconds per command.
+func commandFloor() (float64, error) {
+	d, err := protocol.NewDelegate()
+	if err != nil {
+		return 0, err
+	}
+	body := `{"op":"trigger.update","id":"c1","vault":"0x0000000000000000000000000000000000000001","seq":1,"args":{"id":"t1","enabled":true}}`
+	sig, err := d.Sign(body)
+	if err != nil {
+		return 0, err
+	}
+	return durableFloor(300, func(int) ([]byte, error) {
+		if err := protocol.VerifyBody(d.Public(), body, sig); err != nil {
+			return nil, err
+		}
+		return []byte(body), nil
+	})
 }
 
 // pipeline sends signed trigger.update commands on u's connection until
