@@ -55,6 +55,8 @@
 //   - users.go: signed-in users made in parallel, and the trigger most
 //     scenarios give them.
 //   - saved.go: the vaults commands -save writes for verify to read.
+//   - profile.go: a CPU profile of the node split between its embedded
+//     dev chain and the rest (execute).
 //   - centrifugo.go: a Centrifugo server the bench runs, and its clients
 //     on Centrifugo's JSON protocol.
 //   - fanout.go, peer.go, commands.go, connections.go, storm.go, cold.go,
