@@ -116,6 +116,11 @@ type Executor struct {
 	mu     sync.Mutex
 	follow map[common.Hash]followed
 
+	// mined is the watcher's (receipts): each followed transaction's
+	// receipt once read, with its revert reason, until it is no longer
+	// followed.
+	mined map[common.Hash]minedReceipt
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -134,7 +139,8 @@ func NewExecutor(cfg ExecutorConfig) *Executor {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	return &Executor{cfg: cfg, jobs: make(chan job, maxJobs), retries: clock.NewSchedule(cfg.Clock), follow: map[common.Hash]followed{}}
+	return &Executor{cfg: cfg, jobs: make(chan job, maxJobs), retries: clock.NewSchedule(cfg.Clock), follow: map[common.Hash]followed{},
+		mined: map[common.Hash]minedReceipt{}}
 }
 
 // Start runs the workers, the watcher and the retries.
@@ -289,8 +295,18 @@ func (x *Executor) disabled(ctx context.Context, from, to uint64) {
 	}
 }
 
+// minedReceipt is a receipt the watcher read, and why it reverted.
+type minedReceipt struct {
+	r      *types.Receipt
+	reason string
+}
+
 // receipts reads, at a new head, the receipt of every transaction
-// followed and posts it to its vault.
+// followed and posts it to its vault. A receipt read at an earlier head is
+// not read again while its block is still the chain's at that height (one
+// header a block, not a receipt a transaction, for the transactions
+// followed to finality); a block replaced there (a reorg) has each of its
+// receipts read again.
 func (x *Executor) receipts(ctx context.Context, head uint64) {
 	x.mu.Lock()
 	hs := make(map[common.Hash]followed, len(x.follow))
@@ -298,6 +314,11 @@ func (x *Executor) receipts(ctx context.Context, head uint64) {
 		hs[h] = f
 	}
 	x.mu.Unlock()
+	for h := range x.mined {
+		if _, ok := hs[h]; !ok {
+			delete(x.mined, h)
+		}
+	}
 	if len(hs) == 0 {
 		return
 	}
@@ -309,19 +330,40 @@ func (x *Executor) receipts(ctx context.Context, head uint64) {
 	if t, err := x.cfg.Chain.SuggestGasTipCap(ctx); err == nil {
 		tip = t
 	}
+	canonical := map[uint64]common.Hash{} // block number → the chain's block there now, read once this head
 	for h, f := range hs {
-		r, err := x.cfg.Chain.TransactionReceipt(ctx, h)
-		if err != nil && !notFound(err) {
-			if ctx.Err() == nil {
-				x.cfg.Logger.Warn().Err(err).Str("tx", h.Hex()).Msg("chain watcher: read a receipt")
+		m, ok := x.mined[h]
+		if ok {
+			n := m.r.BlockNumber.Uint64()
+			bh, read := canonical[n]
+			if !read {
+				if hd, err := x.cfg.Chain.HeaderByNumber(ctx, m.r.BlockNumber); err == nil {
+					bh = hd.Hash()
+				}
+				canonical[n] = bh
 			}
-			continue
+			ok = bh == m.r.BlockHash
 		}
-		res := &Result{Kind: ReceiptSeen, Intent: f.intent, Hash: h, Receipt: r, Head: head, Final: final, Tip: tip, BaseFee: baseFee}
-		if r != nil && r.Status != types.ReceiptStatusSuccessful {
-			res.Reason = x.revertReason(ctx, h, r)
+		if !ok {
+			r, err := x.cfg.Chain.TransactionReceipt(ctx, h)
+			if err != nil && !notFound(err) {
+				if ctx.Err() == nil {
+					x.cfg.Logger.Warn().Err(err).Str("tx", h.Hex()).Msg("chain watcher: read a receipt")
+				}
+				continue
+			}
+			m = minedReceipt{r: r}
+			if r != nil && r.Status != types.ReceiptStatusSuccessful {
+				m.reason = x.revertReason(ctx, h, r)
+			}
+			if r != nil && r.BlockNumber != nil {
+				x.mined[h] = m
+			} else {
+				delete(x.mined, h)
+			}
 		}
-		x.cfg.Post(f.vault, res)
+		x.cfg.Post(f.vault, &Result{Kind: ReceiptSeen, Intent: f.intent, Hash: h, Receipt: m.r, Head: head, Final: final,
+			Tip: tip, BaseFee: baseFee, Reason: m.reason})
 	}
 }
 
