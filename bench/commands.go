@@ -156,7 +156,7 @@ func commandFloor() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return durableFloor(300, func(int) ([]byte, error) {
+	return durableFloor(200, func(int) ([]byte, error) {
 		if err := protocol.VerifyBody(d.Public(), body, sig); err != nil {
 			return nil, err
 		}
