@@ -135,3 +135,33 @@ func TestSignalsWrittenInPartArriveWhole(t *testing.T) {
 		t.Fatal("no signal was written in part: the test did not fill the socket")
 	}
 }
+
+// TestSocketsDroppedMidFanoutLeaveTheOthersServed: half the dashboards drop
+// their sockets while values stream to all of them (writes from the
+// fan-out then fail on dead sockets); the node keeps serving the others,
+// each of which gets the last value.
+func TestSocketsDroppedMidFanoutLeaveTheOthersServed(t *testing.T) {
+	th := startHub(t, nil)
+	const n = 20
+	conns := make([]*client.Conn, n)
+	for i := range conns {
+		conns[i] = th.dial(t)
+		signIn(t, conns[i], nil)
+		next(t, conns[i], protocol.TypeSignals)
+	}
+	const values = 400
+	for v := 1; v <= values; v++ {
+		if v == values/2 {
+			for _, c := range conns[:n/2] {
+				c.CloseNow()
+			}
+		}
+		if err := th.bus.Publish(testCtx(t), Signal{Name: "ETH/USD", Value: float64(v), At: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range conns[n/2:] {
+		for next(t, c, protocol.TypeSignal).Value != values {
+		}
+	}
+}

@@ -128,7 +128,7 @@ func (c *conn) trySignalLocked(out signalOut) bool {
 	}
 	c.h.cfg.Metrics.FramesSent.Inc()
 	c.wireRest = res == writtenInPart
-	if c.ctx.Err() == nil && (c.wireRest || len(c.queue) > 0 || len(c.sigOrder) > 0 || c.closeAfter != "" || c.boundAfter) {
+	if (c.wireRest || len(c.queue) > 0 || len(c.sigOrder) > 0 || c.closeAfter != "" || c.boundAfter) && c.ctx.Err() == nil {
 		c.startWriterLocked()
 	}
 	return true
