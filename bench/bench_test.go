@@ -274,8 +274,10 @@ func TestExecuteSmoke(t *testing.T) {
 	}
 	checkReport(t, r, "confirmed_per_s", "signal_to_confirmed_p50_ms", "node_cpu_ms_per_intent", "floor_cpu_ms", "cpu_per_intent_over_floor",
 		"chain_share_of_node_cpu", "node_cpu_ms_per_intent_without_chain", "cpu_without_chain_over_floor")
-	if sh := r.Results["chain_share_of_node_cpu"]; sh <= 0 || sh >= 1 {
-		t.Errorf("the dev chain's share of the node's CPU: %g, want between 0 and 1 (it mines and simulates every swap)", sh)
+	// Three swaps give a short profile few samples: all of them may be
+	// the chain's, none of them may be missing.
+	if sh := r.Results["chain_share_of_node_cpu"]; sh <= 0 || sh > 1 {
+		t.Errorf("the dev chain's share of the node's CPU: %g, want above 0 and at most 1 (it mines and simulates every swap)", sh)
 	}
 	if r.Results["confirmed"] != 3 {
 		t.Errorf("%g of 3 swaps confirmed: %v", r.Results["confirmed"], r.Results)
