@@ -319,17 +319,13 @@ func TestAQueueThatOverflowsClosesTheSocket(t *testing.T) {
 func TestAWriteThatOutlastsWriteTimeoutClosesTheSocket(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	th := startHub(t, func(c *Config) { c.SendQueue, c.WriteTimeout = 1000, timeout })
-	// A client that holds one frame unread, then stops reading.
-	c, err := client.Dial(testCtx(t), th.url, &client.DialOptions{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.CloseNow)
+	c := stallingDial(t, th, 4096)
 	signIn(t, c, nil)
 	sess := th.vaults.only()
 	var sub Subscriber
 	sess.each(func(s Subscriber) { sub = s })
-	// 400 frames of 64 KiB: more than loopback's socket buffers hold.
+	// 400 frames of 64 KiB: more than the node's send buffer and the
+	// client's small receive buffer hold.
 	frame := []byte(`{"type":"diff","pad":"` + strings.Repeat("x", 64<<10) + `"}`)
 	for i := 0; i < 400; i++ {
 		if !sub.Send(frame) {

@@ -2,8 +2,11 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,12 +107,8 @@ func TestSignalsWrittenInPartArriveWhole(t *testing.T) {
 	var partial atomic.Int64
 	partialHook = func() { partial.Add(1) }
 	t.Cleanup(func() { partialHook = nil })
-	th := startHub(t, nil)
-	c, err := client.Dial(testCtx(t), th.url, &client.DialOptions{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.CloseNow)
+	th := startHub(t, func(c *Config) { c.WriteTimeout = time.Minute }) // the client reads it all, slowly
+	c := stallingDial(t, th, 256<<10)
 	signIn(t, c, nil)
 	next(t, c, protocol.TypeSignals)
 	var conn *conn
@@ -118,7 +117,7 @@ func TestSignalsWrittenInPartArriveWhole(t *testing.T) {
 		conn = cn
 	}
 	th.h.mu.Unlock()
-	const n = 3000
+	const n = 1200 // 9.6 MB: more than the node's send buffer and the client's receive buffer hold
 	pad := strings.Repeat("z", 8<<10)
 	for i := 0; i < n; i++ {
 		// A name each: nothing conflated, every one must arrive.
@@ -164,4 +163,26 @@ func TestSocketsDroppedMidFanoutLeaveTheOthersServed(t *testing.T) {
 		for next(t, c, protocol.TypeSignal).Value != values {
 		}
 	}
+}
+
+// stallingDial connects a client that buffers one frame and then stops
+// reading until the test calls Next, on a socket with a small receive
+// buffer: on a host whose TCP autotuning lets a receive buffer grow to
+// many megabytes (32 MiB here), the hub's writes would otherwise never
+// fill it.
+func stallingDial(t *testing.T, th *testHub, rcvbuf int) *client.Conn {
+	t.Helper()
+	smallRcv := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(rcvbuf)
+		}
+		return c, err
+	}}}
+	c, err := client.Dial(testCtx(t), th.url, &client.DialOptions{Buffer: 1, HTTPClient: smallRcv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseNow)
+	return c
 }
