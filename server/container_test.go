@@ -146,8 +146,13 @@ func TestContainerImage(t *testing.T) {
 	}
 	stop(name)
 
+	// Told the address the browser opens, the node logs it and accepts
+	// sign-ins from it.
 	name = volume + "-b"
-	addr = run(name, "SPELLS_SIWE_DOMAINS=127.0.0.1:PORT")
+	addr = run(name, "SPELLS_PUBLIC_URL=http://127.0.0.1:PORT/")
+	if logs := podman(t, "logs", name); !strings.Contains(logs, "open the dashboard at http://"+addr+"/") {
+		t.Fatalf("the ready log does not name the published address %s:\n%s", addr, logs)
+	}
 	c, s, err := signIn(addr, w)
 	if err != nil {
 		t.Fatalf("sign in to the container: %v", err)

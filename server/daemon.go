@@ -109,6 +109,9 @@ func orNoLimit[T int | float64](v T) T {
 }
 
 func (n *daemon) dashboardURL() string {
+	if n.opts.PublicURL != "" {
+		return n.opts.PublicURL
+	}
 	_, port, _ := net.SplitHostPort(n.ln.Addr().String())
 	return "http://localhost:" + port + "/"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -25,8 +26,12 @@ type Options struct {
 	MasterKeyFile string
 	MasterKey     string
 	Origins       []string
-	SIWEDomains   []string // empty: localhost, 127.0.0.1 and [::1] on the listen port
-	ChainID       uint64   // 0: the chain's own
+	SIWEDomains   []string // empty: the public URL's host, or localhost, 127.0.0.1 and [::1] on the listen port
+	// PublicURL is the address users open (behind a proxy, a published
+	// container port): the ready log names it, and its host is a SIWE
+	// domain unless SIWEDomains is given. Empty: http://localhost:<port>/.
+	PublicURL string
+	ChainID   uint64 // 0: the chain's own
 	// ChainRPC is the chain the node executes on: "dev" (the embedded dev
 	// chain), "none", or a JSON-RPC URL; ChainDeployment names the file
 	// of contract addresses on that chain (as GET /v1/chain shows them).
@@ -99,7 +104,8 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.DataDir, "data", "./data", "data directory (vault files, node key)")
 	fs.StringVar(&o.MasterKeyFile, "master-key-file", "", "file holding the key-encryption key (64 hex characters) that seals the vaults' session keys; the key itself may instead be given in SPELLS_MASTER_KEY; neither: a dev key is generated in the data directory, with a warning")
 	fs.StringVar(&origins, "origins", "", "extra allowed WebSocket origins, comma separated host patterns (the node's own host is always allowed)")
-	fs.StringVar(&domains, "siwe-domains", "", "SIWE domains accepted at sign-in, comma separated (default localhost, 127.0.0.1 and [::1] on the listen port)")
+	fs.StringVar(&domains, "siwe-domains", "", "SIWE domains accepted at sign-in, comma separated (default the -public-url's host, or localhost, 127.0.0.1 and [::1] on the listen port)")
+	fs.StringVar(&o.PublicURL, "public-url", "", "the address users open the dashboard at (behind a proxy or a published container port), e.g. https://spells.example.com/: logged when ready, and its host accepted at sign-in; default http://localhost:<listen port>/")
 	fs.Uint64Var(&o.ChainID, "chain-id", 0, "the chain id sign-ins name; 0: the chain's own (the node refuses to start if the chain has another)")
 	fs.StringVar(&o.ChainRPC, "chain-rpc", chainDev, "the chain intents execute on: dev (the embedded dev chain, its data in <data>/chain), none (intents are recorded, never executed), or a JSON-RPC URL (http, https, ws, wss or an IPC path)")
 	fs.StringVar(&o.ChainDeployment, "chain-deployment", "", "with a JSON-RPC chain: a JSON file naming the delegation framework's contracts and the tokens on it (the shape GET /v1/chain serves)")
@@ -148,6 +154,19 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("%w\n\n%s", err, usage(fs))
 	}
 	o.Origins, o.SIWEDomains = splitList(origins), splitList(domains)
+	if o.PublicURL != "" {
+		u, err := url.Parse(o.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return o, fmt.Errorf("-public-url %q: want the dashboard's address, http(s)://host[:port][/path], e.g. https://spells.example.com/", o.PublicURL)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		o.PublicURL = u.String()
+		if len(o.SIWEDomains) == 0 {
+			o.SIWEDomains = []string{u.Host}
+		}
+	}
 	o.MasterKey = getenv("SPELLS_MASTER_KEY")
 	o.ClusterSecret = getenv("SPELLS_CLUSTER_SECRET")
 	if o.ClusterSecret != "" && o.ClusterSecretFile != "" {

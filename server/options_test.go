@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +44,32 @@ func TestSetProcs(t *testing.T) {
 	}
 	if got := setProcs(2, false); got != 2*before || runtime.GOMAXPROCS(0) != 2*before {
 		t.Fatalf("two per CPU: %d (runtime %d), want %d", got, runtime.GOMAXPROCS(0), 2*before)
+	}
+}
+
+// TestPublicURL: -public-url is the address the ready log names and its
+// host a SIWE domain (unless -siwe-domains is given); anything but an
+// http(s) address of a host is refused.
+func TestPublicURL(t *testing.T) {
+	none := func(string) string { return "" }
+	o, err := parseOptions([]string{"-public-url", "https://spells.example.com:8443"}, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.PublicURL != "https://spells.example.com:8443/" || len(o.SIWEDomains) != 1 || o.SIWEDomains[0] != "spells.example.com:8443" {
+		t.Fatalf("public URL %q, SIWE domains %v", o.PublicURL, o.SIWEDomains)
+	}
+	n := &daemon{opts: o}
+	if got := n.dashboardURL(); got != "https://spells.example.com:8443/" {
+		t.Fatalf("the dashboard's address: %q", got)
+	}
+	o, err = parseOptions([]string{"-public-url", "http://localhost:18080/", "-siwe-domains", "a.example"}, none)
+	if err != nil || len(o.SIWEDomains) != 1 || o.SIWEDomains[0] != "a.example" {
+		t.Fatalf("-siwe-domains beside -public-url: %v %v", o.SIWEDomains, err)
+	}
+	for _, bad := range []string{"spells.example.com", "ftp://spells.example.com/", "http://", "https://u:p@spells.example.com/", "http://h/?x=1", "http://h/#top", "::"} {
+		if _, err := parseOptions([]string{"-public-url", bad}, none); err == nil || !strings.Contains(err.Error(), "-public-url") {
+			t.Errorf("-public-url %q: %v", bad, err)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func (m *Manager) verifySignIn(req SignInRequest) (*protocol.Message, error) {
 			// Most often a node behind a mapped port or a proxy: say
 			// what it serves and how its operator changes that.
 			return nil, protocol.Errorf(protocol.CodeSIWEDomain, "domain %q is not served here; this node serves %s "+
-				"(its operator sets them with --siwe-domains or SPELLS_SIWE_DOMAINS)", actor.Short(msg.Domain), strings.Join(m.cfg.Domains, ", "))
+				"(its operator sets them with --public-url or --siwe-domains, SPELLS_PUBLIC_URL or SPELLS_SIWE_DOMAINS)", actor.Short(msg.Domain), strings.Join(m.cfg.Domains, ", "))
 		}
 		if pe := protocol.AsError(err); pe == nil || pe.Code != protocol.CodeBadSignature || m.cfg.Client == nil {
 			return nil, err
