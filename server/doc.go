@@ -34,5 +34,6 @@
 //     disk probe at start.
 //   - server.go: wiring the parts, the HTTP routes, serving, and the ordered
 //     shutdown.
+//   - healthcheck.go: `spells healthcheck`, a container's health check.
 //   - main.go: main.
 package main
