@@ -30,14 +30,13 @@ import (
 // an HS256 JWT, one channel clients may subscribe to, the HTTP API behind
 // a key.
 type centrifugo struct {
-	cmd      *exec.Cmd
-	dir      string
-	base     string // http://127.0.0.1:port
-	secret   []byte
-	apiKey   string
-	http     *http.Client
-	emptyRSS float64
-	exited   chan struct{}
+	cmd    *exec.Cmd
+	dir    string
+	base   string // http://127.0.0.1:port
+	secret []byte
+	apiKey string
+	http   *http.Client
+	exited chan struct{}
 }
 
 const centrifugoChannel = "prices"

@@ -208,6 +208,7 @@ func peer(ctx context.Context, n *node, p peerParams) (*Report, error) {
 			r.set(prefix+"_p50_ms", st.P50)
 			r.set(prefix+"_p99_ms", st.P99)
 			r.set(prefix+"_max_ms", st.Max)
+			r.set(prefix+"_samples", float64(st.Samples))
 			p99[s.name] = append(p99[s.name], st.P99)
 		}
 	}
