@@ -22,6 +22,8 @@ import (
 //	spells:{dir}:nodes     hash: node id → {"addr": internal address, "joined": unix ms}
 //	spells:{dir}:gen       the directory's generation: a random id set by the first node
 //	spells:{dir}:left      set: nodes that drained and left for good
+//	spells:{dir}:rebuild   set for one lease by a node that found the
+//	                       directory lost: no node creates a vault meanwhile
 //	spells:vault:{<id>}    a vault's home: "<node id> <epoch>"
 //
 // The three {dir} keys share a Redis Cluster slot, so membership is one
@@ -32,6 +34,7 @@ const (
 	keyNodes   = "spells:{dir}:nodes"
 	keyGen     = "spells:{dir}:gen"
 	keyLeft    = "spells:{dir}:left"
+	keyRebuild = "spells:{dir}:rebuild"
 )
 
 func homeKey(vault string) string { return "spells:vault:{" + vault + "}" }
@@ -155,7 +158,11 @@ func NewDirectoryMetrics(reg prometheus.Registerer) *DirectoryMetrics {
 // all its homes again at start and every Reassert (in pipelined batches),
 // and at once when it finds the directory lost (the generation key gone:
 // a Redis restarted empty); for one lease after that, no vault is created
-// anywhere, so every live node has written its homes back first.
+// anywhere, so every live node has written its homes back first. A node
+// that never saw a directory and holds no vault, finding none, starts it
+// and creates vaults at once: a first start is not a loss. A node that
+// finds the directory lost says so in Redis (keyRebuild, for a lease), so
+// a newcomer that started the directory again stops creating too.
 type Directory struct {
 	rdb redis.UniversalClient
 	cfg DirectoryConfig

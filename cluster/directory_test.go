@@ -178,10 +178,71 @@ func TestDirectoryRebuiltAfterRedisLosesIt(t *testing.T) {
 		t.Fatalf("rebuilds counted: %v", got)
 	}
 	waitFor(t, "claims after the rebuild", func() bool { return b.Claim(context.Background(), fresh) == nil })
-	n, err := rdb.DBSize(context.Background()).Result()
-	if err != nil || n != 1200+1+4 {
+	keys, err := rdb.Keys(context.Background(), "*").Result() // KEYS leaves out expired keys, DBSIZE may not
+	if n := len(keys); err != nil || n != 1200+1+4 {
 		t.Fatalf("keys after the rebuild: %d, %v; want the 1200 homes, the new one and 4 directory keys (members, nodes, generation, proof)", n, err)
 	}
+}
+
+// TestANewClusterCreatesVaultsAtOnce: nodes that never saw a directory
+// and hold no vault start one and create vaults at once (a first start is
+// not a loss); a node that held vaults, or had seen the directory, and
+// finds none waits a lease, and says so to the newcomers in Redis.
+func TestANewClusterCreatesVaultsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := dial(t, srv.URL())
+	dir := t.TempDir()
+	lease := 2 * time.Second
+	start := func(node string, held *heldSet) *Directory {
+		if held == nil {
+			held = &heldSet{m: map[string]uint64{}}
+		}
+		d := newDir(t, rdb, DirectoryConfig{Node: node, Addr: "127.0.0.1:1", Lease: lease, Logger: zerolog.Nop(),
+			PeersFile: filepath.Join(dir, node+".json"), Held: held.get})
+		d.Start(context.Background())
+		t.Cleanup(d.Close)
+		return d
+	}
+	began := time.Now()
+	a, b := start("node-a", nil), start("node-b", nil)
+	waitFor(t, "both members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+	if err := a.Claim(context.Background(), vaultN(1)); err != nil {
+		t.Fatalf("a new cluster refused a new vault: %v", err)
+	}
+	if err := b.Claim(context.Background(), vaultN(2)); err != nil {
+		t.Fatalf("a new cluster refused a new vault on its second node: %v", err)
+	}
+	if took := time.Since(began); took >= lease {
+		t.Fatalf("the first vaults took %v, a lease (%v) or more", took, lease)
+	}
+	if got := testutil.ToFloat64(a.m.Rebuilds) + testutil.ToFloat64(b.m.Rebuilds); got != 0 {
+		t.Fatalf("a first start counted as %v rebuilds", got)
+	}
+
+	// Redis loses everything; a brand-new node starts the directory again
+	// before the others notice. Node a, holding a vault, finds it lost and
+	// marks it; the newcomer then refuses new vaults too.
+	a.Close()
+	b.Close()
+	srv.Restart()
+	newcomer := start("node-new", nil)
+	waitFor(t, "the newcomer settled", newcomer.Settled)
+	a = start("node-a", &heldSet{m: map[string]uint64{idOf(vaultN(1)): 1}})
+	waitFor(t, "node-a found the loss", func() bool { return errors.Is(a.Claim(context.Background(), vaultN(3)), ErrRebuilding) })
+	if err := newcomer.Claim(context.Background(), vaultN(4)); !errors.Is(err, ErrRebuilding) {
+		t.Fatalf("a newcomer created a vault while another node rebuilt the directory: %v", err)
+	}
+	if h, ok, err := newcomer.Lookup(context.Background(), vaultN(1)); err != nil || !ok || h.Node != "node-a" {
+		t.Fatalf("node-a's home after its rebuild: %v %v %v", h, ok, err)
+	}
+	// Node-a awaits node-b, which it saw before the loss; so does the
+	// newcomer, which never knew node-b, for as long as node-a does.
+	time.Sleep(lease + lease/2)
+	if err := newcomer.Claim(context.Background(), vaultN(4)); !errors.Is(err, ErrRebuilding) {
+		t.Fatalf("a newcomer created a vault while node-a awaits node-b: %v", err)
+	}
+	start("node-b", nil)
+	waitFor(t, "claims once node-b is back", func() bool { return newcomer.Claim(context.Background(), vaultN(4)) == nil })
 }
 
 func TestRegisterKeepsTheNewerCopy(t *testing.T) {

@@ -148,9 +148,17 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 	}
 	// A Redis that lost the directory since the last renewal: homes of
 	// other nodes may be missing, so none is created until they are back.
-	g, err := d.rdb.Get(ctx, keyGen).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	// Another node that found it lost says so for a lease.
+	got, err := d.rdb.MGet(ctx, keyGen, keyRebuild).Result()
+	if err != nil {
 		return fmt.Errorf("directory: %w", err)
+	}
+	g, _ := got[0].(string)
+	if marker, _ := got[1].(string); marker != "" {
+		d.mu.Lock()
+		d.rebuilding = time.Now().Add(d.cfg.Lease)
+		d.mu.Unlock()
+		return ErrRebuilding
 	}
 	d.mu.Lock()
 	lost := g != d.gen
@@ -167,6 +175,9 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 	}
 	d.mu.Unlock()
 	if lost {
+		if d.gen != "" {
+			d.markRebuild(ctx)
+		}
 		select {
 		case d.kick <- struct{}{}:
 		default:

@@ -150,6 +150,12 @@ func (d *Directory) renew(ctx context.Context) error {
 	d.m.Members.Set(float64(len(members)))
 	g, gerr := gen.Result()
 	if gerr == nil && g == known {
+		d.mu.Lock()
+		awaiting := len(d.awaiting) > 0
+		d.mu.Unlock()
+		if awaiting {
+			d.markRebuild(ctx) // newcomers know nothing of the nodes awaited
+		}
 		if time.Since(d.lastReassertTime()) >= d.cfg.Reassert {
 			return d.writeHomes(ctx, false)
 		}
@@ -167,11 +173,17 @@ func (d *Directory) renew(ctx context.Context) error {
 		}
 	}
 	lost := known != "" && known != fresh
+	// No directory, and this node never saw one nor holds a vault: a
+	// first start. Every other kind of absence is a loss.
+	first := errors.Is(gerr, redis.Nil) && known == "" && len(d.cfg.Held()) == 0
+	if lost || (gerr != nil && !first) {
+		d.markRebuild(ctx)
+	}
 	d.mu.Lock()
 	d.gen = fresh
 	d.book.Generation = fresh
 	var awaited []string
-	if lost || gerr != nil {
+	if lost || (gerr != nil && !first) {
 		// Redis has no directory, or one another node just started:
 		// every live node writes its homes back within a lease, and the
 		// nodes seen before that are down write theirs when they start.
@@ -194,6 +206,8 @@ func (d *Directory) renew(ctx context.Context) error {
 	if lost {
 		d.m.Rebuilds.Inc()
 		d.log.Warn().Str("generation", fresh).Strs("awaiting", awaited).Msg("the cluster's directory was lost (redis restarted empty?): writing this node's homes back; no vault is created for one lease, nor before the nodes awaited rejoin")
+	} else if first {
+		d.log.Info().Str("generation", fresh).Msg("no cluster directory in redis and none seen before: a new cluster; vaults are created at once")
 	} else if len(awaited) > 0 {
 		d.log.Warn().Strs("awaiting", awaited).Msg("the cluster's directory is new to nodes this node has seen: no vault is created before they rejoin")
 	}
@@ -268,5 +282,15 @@ func (d *Directory) setReachable(ok bool, err error) {
 		d.log.Info().Msg("redis answers: this node is in the cluster's directory")
 	case !ok && was:
 		d.log.Warn().Err(err).Msg("redis does not answer: serving this node's vaults; other nodes' vaults are unreachable until it does")
+	}
+}
+
+// markRebuild tells every node, for one lease, that the directory is being
+// rebuilt: a node that started it again without knowing of a loss (a
+// newcomer) creates no vault meanwhile (Directory.Claim reads it). A node
+// awaiting the nodes it saw before the loss marks it at every renewal.
+func (d *Directory) markRebuild(ctx context.Context) {
+	if err := d.rdb.Set(ctx, keyRebuild, d.cfg.Node, d.cfg.Lease).Err(); err != nil {
+		d.log.Warn().Err(err).Msg("could not mark the directory as being rebuilt")
 	}
 }
