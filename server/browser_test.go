@@ -119,6 +119,35 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
+// screenshot writes the page at a desktop and a phone's size to
+// $SPELLS_SCREENSHOTS/<name>-desktop.png and -phone.png, when that is set,
+// to be looked at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("SPELLS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	for _, size := range []struct {
+		name string
+		w, h int64
+	}{{"desktop", 1280, 900}, {"phone", 390, 844}} {
+		if err := chromedp.Do(within(t, ctx), chromedp.EmulateViewport(size.w, size.h), chromedp.Sleep(300*time.Millisecond)); err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+size.name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(within(t, ctx), chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // signInAndCreate opens the dashboard at url, signs in with a new burner
 // key and creates the form's trigger below 2,500.
 func signInAndCreate(t *testing.T, ctx context.Context, url string) {
@@ -171,6 +200,58 @@ func TestDashboardTour(t *testing.T) {
 	if !strings.HasPrefix(who, "0x") {
 		t.Fatalf("vault address shown as %q", who)
 	}
+}
+
+// TestDashboardChartKeepsThePriceReadable: a threshold far from the price
+// (a take-profit at 9,999 beside prices near 2,600) is marked at the
+// chart's edge instead of stretching its scale, a near one stays a line
+// across it, and minutes without data break the line.
+func TestDashboardChartKeepsThePriceReadable(t *testing.T) {
+	ctx := browser(t)
+	tn := startNode(t, testOptions(t), nil)
+	now := time.Now().UnixMilli()
+	// Prices every 10 s, with six minutes missing between two runs.
+	var pts []string
+	for i := int64(0); i < 12; i++ {
+		pts = append(pts, fmt.Sprintf(`{"name":"ETH/USD","value":%d,"at":%d}`, 2600+i, now-600_000+i*10_000))
+	}
+	for i := int64(0); i < 12; i++ {
+		pts = append(pts, fmt.Sprintf(`{"name":"ETH/USD","value":%d,"at":%d}`, 2611-i, now-120_000+i*10_000))
+	}
+	if code, body := tn.publish(t, `{"signals":[`+strings.Join(pts, ",")+`]}`); code != http.StatusAccepted {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	signInAndCreate(t, ctx, "http://"+tn.addr+"/") // below 2,500: near the price
+	err := chromedp.Do(within(t, ctx),
+		chromedp.SetValue(`#create select[name=op]`, "above"),
+		chromedp.SetValue(`#create input[name=threshold]`, "9999"),
+		chromedp.Click(`#create button[type=submit]`),
+		chromedp.WaitVisible(`#triggers tbody tr:nth-child(2)`),
+	)
+	if err != nil {
+		t.Fatalf("a take-profit at 9,999: %v", err)
+	}
+	var offScale, gaps string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := chromedp.Run(within(t, ctx), chromedp.AttributeValue(`#chart .uplot`, "data-off-scale"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := chromedp.Run(within(t, ctx), chromedp.AttributeValue(`#chart .uplot`, "data-gaps"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		offScale, gaps = a.Value, g.Value
+		if offScale == "1" && gaps == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chart marks %q thresholds off its scale and %q gaps; want the take-profit and the six minutes", offScale, gaps)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	screenshot(t, ctx, "chart")
 }
 
 // TestDashboardSaysTheVaultLostData: a dashboard that held a version the

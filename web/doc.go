@@ -3,5 +3,6 @@
 // and imports nothing from the server.
 //
 // Files, from the ground up:
+//   - assets.go: the files under content-hashed names, cache headers, gzip.
 //   - web.go: the embedded static files and their handler.
 package web

@@ -24,11 +24,17 @@ func Favicon() http.Handler {
 	})
 }
 
-// Handler serves the dashboard's files.
+// Handler serves the dashboard's files: index.html at / naming the others
+// by content-hashed names cached for a year, gzip-compressed where that
+// pays (assets.go).
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // the embedded tree always has static/
 	}
-	return http.FileServer(http.FS(sub))
+	s, err := newSite(sub)
+	if err != nil {
+		panic(err) // the embedded tree is read whole or the binary is broken
+	}
+	return s
 }

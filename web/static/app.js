@@ -9,7 +9,7 @@
 // the socket is live, and sent again after a reconnect unless the vault's
 // ready frame says it already took it (lastSeq), so it arrives once.
 
-import uPlot from "./vendor/uplot-1.6.32/uPlot.esm.js";
+const uPlot = window.uPlot; // vendor/uplot-1.6.32/uPlot.iife.min.js, loaded before this module
 
 const { ethers } = window;
 const $ = (sel) => document.querySelector(sel);
@@ -697,9 +697,36 @@ function renderSignals() {
   prefillThreshold();
 }
 
+// chartData is the points as uPlot's columns, with a null between two
+// points further apart than five times the usual spacing (and 10 s): the
+// line breaks where the node had no data instead of bridging it.
+function chartData(pts) {
+  const xs = [], ys = [];
+  const steps = pts.slice(1).map((p, i) => p.at - pts[i].at).sort((a, b) => a - b);
+  const usual = steps.length ? steps[Math.floor(steps.length / 2)] : 0;
+  const gap = Math.max(10_000, 5 * usual);
+  pts.forEach((p, i) => {
+    if (i > 0 && p.at - pts[i - 1].at > gap) { xs.push((pts[i - 1].at + p.at) / 2000); ys.push(null); }
+    xs.push(p.at / 1000); ys.push(p.value);
+  });
+  return [xs, ys];
+}
+
+// nearLines splits the thresholds into those the y scale takes in (within
+// the prices' span, or 5 % of the price, of them) and the far ones, drawn
+// clipped at the chart's edge so one far threshold does not flatten the
+// price into a line.
+function nearLines(lines, lo, hi) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return { near: lines, far: [] };
+  const w = Math.max(hi - lo, 0.05 * Math.max(Math.abs(lo), Math.abs(hi)));
+  const near = [], far = [];
+  for (const l of lines) (l.value >= lo - w && l.value <= hi + w ? near : far).push(l);
+  return { near, far };
+}
+
 function drawChart(pts, lines) {
   const box = $("#chart");
-  const data = [pts.map((p) => p.at / 1000), pts.map((p) => p.value)];
+  const data = chartData(pts);
   const width = Math.max(240, box.clientWidth);
   const opts = {
     width, height: 220,
@@ -707,7 +734,8 @@ function drawChart(pts, lines) {
       x: { time: true },
       y: {
         range: (u, lo, hi) => {
-          const vs = [lo, hi, ...(u._lines || []).map((l) => l.value)].filter((v) => Number.isFinite(v));
+          const { near } = nearLines(u._lines || [], lo, hi);
+          const vs = [lo, hi, ...near.map((l) => l.value)].filter((v) => Number.isFinite(v));
           if (!vs.length) return [0, 1];
           let a = Math.min(...vs), b = Math.max(...vs);
           const pad = (b - a) * 0.08 || Math.abs(a) * 0.01 || 1;
@@ -733,17 +761,30 @@ function drawChart(pts, lines) {
         ctx.font = `${11 * devicePixelRatio}px system-ui`;
         ctx.textAlign = "left";
         ctx.textBaseline = "bottom";
+        const { min, max } = u.scales.y;
+        const top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
+        let above = 0, below = 0;
         for (const l of u._lines || []) {
+          const label = l.label.length > 48 ? l.label.slice(0, 47) + "…" : l.label;
+          ctx.strokeStyle = l.paused ? "#8a90a2" : "#f0c36a";
+          ctx.fillStyle = ctx.strokeStyle;
+          if (l.value > max || l.value < min) {
+            // Off the scale: a mark at the edge it lies beyond, with its value.
+            const up = l.value > max;
+            const y = up ? top + (++above) * 13 * devicePixelRatio : bottom - (below++) * 13 * devicePixelRatio - 3 * devicePixelRatio;
+            ctx.textAlign = "right";
+            ctx.fillText(`${up ? "▲" : "▼"} ${label} ${fmtNum(l.value)}`, u.bbox.left + u.bbox.width - 6 * devicePixelRatio, y);
+            ctx.textAlign = "left";
+            continue;
+          }
           const y = u.valToPos(l.value, "y", true);
           if (!Number.isFinite(y)) continue;
-          ctx.strokeStyle = l.paused ? "#8a90a2" : "#f0c36a";
           ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
           ctx.lineWidth = devicePixelRatio;
           ctx.beginPath(); ctx.moveTo(u.bbox.left, y); ctx.lineTo(u.bbox.left + u.bbox.width, y); ctx.stroke();
-          ctx.fillStyle = ctx.strokeStyle;
-          const label = l.label.length > 48 ? l.label.slice(0, 47) + "…" : l.label;
           ctx.fillText(`${label} ${fmtNum(l.value)}`, u.bbox.left + 6 * devicePixelRatio, y - 3 * devicePixelRatio);
         }
+        u.root.dataset.offScale = above + below; // what the browser test reads
         ctx.restore();
       }],
     },
@@ -755,7 +796,8 @@ function drawChart(pts, lines) {
     plotFor = S.chartSignal;
   }
   plot._lines = lines;
-  plot.setData(data); // rescales (the thresholds are in its range) and redraws
+  plot.root.dataset.gaps = data[1].filter((v) => v === null).length;
+  plot.setData(data); // rescales (the near thresholds are in its range) and redraws
   const xs = data[0];
   if (xs.length) {
     // At least the last five minutes, so a few points do not stretch over
