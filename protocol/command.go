@@ -21,6 +21,7 @@ const (
 	OpGrantRevoke   = "grant.revoke"   // args: {"id"}; result: {"id"}
 	OpVaultExport   = "vault.export"   // args: {}; result: Export (the vault's data and its change log, hash-chained)
 	OpVaultRestore  = "vault.restore"  // args: RestoreArgs; result: {"restore": "started"}; a restore frame follows
+	OpAlertsSet     = "alerts.set"     // args: AlertsArgs; result: AlertSettings (with the webhook's secret)
 )
 
 // RestoreArgs ask the vault to make its triggers what they were at a

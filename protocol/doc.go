@@ -19,6 +19,7 @@
 //   - chain.go: the chain a node executes on, as GET /v1/chain serves it.
 //   - state.go: a vault's state as a dashboard sees it (triggers,
 //     intents, evaluations, grants, sessions).
+//   - alerts.go: a vault's alert settings, its alerts, a webhook's body.
 //   - command.go: the commands and their arguments.
 //   - export.go: vault.export's answer and the check of its hash chain.
 //   - frames.go: every frame on the socket.

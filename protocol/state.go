@@ -5,14 +5,16 @@ import "encoding/json"
 // State is a vault's whole state as a dashboard sees it, at Version.
 // Intents and Evaluations hold only the most recent entries (newest last).
 type State struct {
-	Vault       string       `json:"vault"`
-	Owner       string       `json:"owner"`
-	Version     uint64       `json:"version"`
-	Account     *Account     `json:"account,omitempty"`
-	Grants      []Grant      `json:"grants"`
-	Triggers    []Trigger    `json:"triggers"`
-	Intents     []Intent     `json:"intents"`
-	Evaluations []Evaluation `json:"evaluations"`
+	Vault       string        `json:"vault"`
+	Owner       string        `json:"owner"`
+	Version     uint64        `json:"version"`
+	Account     *Account      `json:"account,omitempty"`
+	Grants      []Grant       `json:"grants"`
+	Triggers    []Trigger     `json:"triggers"`
+	Intents     []Intent      `json:"intents"`
+	Evaluations []Evaluation  `json:"evaluations"`
+	Alerts      AlertSettings `json:"alerts"`
+	AlertLog    []Alert       `json:"alertLog"` // the newest alerts, newest first
 }
 
 // Account is what a vault shows of its keys: the address of the session
@@ -270,6 +272,8 @@ const (
 	KindEvaluation = "evaluation"
 	KindAccount    = "account" // id "account"; data: Account
 	KindGrant      = "grant"
+	KindAlerts     = "alerts" // id "alerts"; data: AlertSettings
+	KindAlert      = "alert"  // an alert in the outbox; data: Alert
 	ChangePut      = "put"
 	ChangeDelete   = "delete"
 )

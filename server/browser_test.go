@@ -254,6 +254,55 @@ func TestDashboardChartKeepsThePriceReadable(t *testing.T) {
 	screenshot(t, ctx, "chart")
 }
 
+// TestDashboardAlerts: a notify trigger is refused until the vault has an
+// alert channel, and the page says what to set up; with a webhook saved
+// (its secret shown), the firing's alert reaches the owner's receiver,
+// signed with that secret, and the delivery log shows it delivered.
+func TestDashboardAlerts(t *testing.T) {
+	ctx := browser(t)
+	tn := startNode(t, testOptions(t), nil)
+	hook := newWebhook(t)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	err := chromedp.Do(within(t, ctx),
+		chromedp.Navigate("http://"+tn.addr+"/"),
+		chromedp.WaitVisible(`#btn-burner`),
+		chromedp.Click(`#btn-burner`),
+		chromedp.WaitVisible(`#alerts-card`),
+		chromedp.WaitVisible(`#signal-tabs button[data-name="ETH/USD"]`),
+		chromedp.SetValue(`#f-action`, "notify"),
+		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#create button[type=submit]`),
+		chromedp.WaitVisible(`//*[@id="cmd-error" and contains(., "set a webhook first")]`),
+		chromedp.SetValue(`#alerts-form input[name=url]`, hook.url),
+		chromedp.Click(`#btn-alerts`),
+		chromedp.WaitVisible(`#alerts-secret-value`),
+		chromedp.SetValue(`#f-action`, "notify"),
+		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
+		chromedp.Click(`#create button[type=submit]`),
+		chromedp.WaitVisible(`#triggers tbody tr`),
+	)
+	if err != nil {
+		t.Fatalf("set up a webhook and a notify trigger: %v", err)
+	}
+	secret := text(t, ctx, `#alerts-secret-value`)
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("the page shows the secret as %q", secret)
+	}
+	hook.secret.Store(&secret)
+	tn.mustPublish(t, "ETH/USD", 2400)
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#alert-log li[data-status=delivered]`)); err != nil {
+		t.Fatalf("no delivered alert in the log: %v", err)
+	}
+	got := hook.deliveries()
+	if len(got) != 1 || !got[0].verified || got[0].payload.Alert.Kind != protocol.AlertTriggerFired {
+		t.Fatalf("the webhook received %+v", got)
+	}
+	if log := text(t, ctx, `#alert-log`); !strings.Contains(log, "fired") || !strings.Contains(log, "ETH/USD at 2400") {
+		t.Fatalf("the delivery log shows %q", log)
+	}
+	screenshot(t, ctx, "alerts")
+}
+
 // TestDashboardSaysTheVaultLostData: a dashboard that held a version the
 // vault no longer has (its file was rolled back while the node was down)
 // says so plainly, then shows the vault as it is.
@@ -526,6 +575,9 @@ func TestDashboardFormSaysWhatIsWrong(t *testing.T) {
 	step("the quote", chromedp.WaitVisible(`#p-amount`), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.SendKeys(`#p-amount`, "0"),
 		chromedp.WaitVisible(`//p[@id="quote" and contains(., "At the price now") and contains(., "price impact") and contains(., "You sign for at least")]`))
+	hook := newWebhook(t)
+	step("an alert webhook", chromedp.SetValue(`#alerts-form input[name=url]`, hook.url), chromedp.Click(`#btn-alerts`),
+		chromedp.WaitVisible(`#alerts-secret-value`))
 	step("a notify trigger, edited, then cancelled", chromedp.SetValue(`#f-action`, "notify"), chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#btn-create`), chromedp.WaitVisible(`#triggers tbody tr`),
 		chromedp.Click(`#triggers tbody tr button.secondary`), chromedp.WaitVisible(`#btn-cancel-edit`),

@@ -149,7 +149,7 @@ func TestContainerImage(t *testing.T) {
 	// Told the address the browser opens, the node logs it and accepts
 	// sign-ins from it.
 	name = volume + "-b"
-	addr = run(name, "SPELLS_PUBLIC_URL=http://127.0.0.1:PORT/")
+	addr = run(name, "SPELLS_PUBLIC_URL=http://127.0.0.1:PORT/", "SPELLS_ALERTS_ALLOW_PRIVATE=true")
 	if logs := podman(t, "logs", name); !strings.Contains(logs, "open the dashboard at http://"+addr+"/") {
 		t.Fatalf("the ready log does not name the published address %s:\n%s", addr, logs)
 	}
@@ -161,6 +161,12 @@ func TestContainerImage(t *testing.T) {
 	// this trigger only notifies.
 	spec := dip(2500)
 	spec.Action = protocol.Action{Kind: "notify"}
+	// Nothing listens on the container's own port 9: the alert stays
+	// pending, retried, which is all this test needs of it.
+	webhook := protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: "http://127.0.0.1:9/"}}
+	if _, err := c.Command(ctxT(t), s, protocol.OpAlertsSet, webhook); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Command(ctxT(t), s, protocol.OpTriggerCreate, spec); err != nil {
 		t.Fatal(err)
 	}

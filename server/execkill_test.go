@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -140,8 +141,19 @@ func grantTransfer(t *testing.T, c *chain.Client, info protocol.ChainInfo, s *se
 		ob, _ := c.BalanceAt(ctx, w.Address(), nil)
 		return kb != nil && ob != nil && kb.Sign() > 0 && ob.Sign() > 0 && tokenBalance(t, c, g.usd, w.Address()).Sign() > 0
 	})
-	if err := delegation.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil); err != nil {
-		t.Fatal(err)
+	// geth's pool takes a new head's state a moment after the head: a
+	// transaction sent at once after the funding block may be checked
+	// against the balance before it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := delegation.Upgrade(ctx, c, w.Key, common.HexToAddress(info.DeleGator), nil)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "insufficient funds") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	dom := delegation.Domain{ChainID: info.ChainID, Manager: common.HexToAddress(info.DelegationManager)}
 	grant, _, err := delegation.SignGrant(dom, delegation.ParseEnforcers(info.Enforcers), w.Key, key, 1,

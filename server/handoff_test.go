@@ -254,6 +254,7 @@ func TestHandoffWithAnIntentInFlight(t *testing.T) {
 	flow := dip(100)
 	flow.Condition.Signal = "MOVE/FLOW"
 	flow.Action = protocol.Action{Kind: "notify"}
+	s.alertsTo(t, newWebhook(t).url)
 	s.create(t, flow)
 	b.mustPublish(t, "MOVE/TX", 15)
 	b.mustPublish(t, "MOVE/TX", 5)

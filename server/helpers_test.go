@@ -32,7 +32,7 @@ func testOptions(t testing.TB) Options {
 	// No chain unless a test asks for one: most tests exercise the node
 	// without executing (chain_test.go runs the dev chain).
 	return Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ChainID: 1, ChainRPC: chainNone, Confirmations: 2, ChainPoll: time.Second, FeeBumpAfter: 30 * time.Second, SignalToken: testToken,
-		DemoInterval: time.Second, LogFormat: "json", LogLevel: "error"}
+		DemoInterval: time.Second, LogFormat: "json", LogLevel: "error", AlertsAllowPrivate: true}
 }
 
 func startNode(t testing.TB, opts Options, clk clock.Clock) *testNode {

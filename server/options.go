@@ -44,6 +44,7 @@ type Options struct {
 	ChainPoll             time.Duration
 	FeeBumpAfter          time.Duration
 	ChainRelay            bool
+	AlertsAllowPrivate    bool   // webhooks may reach loopback and private addresses
 	Redis                 string // redis:// URL; empty: a single node, signals in memory
 	// ClusterSecretFile holds the secret every node of a cluster shares
 	// (it authenticates the node links and keys sign-in nonces);
@@ -122,6 +123,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "longest a drain runs; vaults not moved by then stay on this node")
 	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
+	fs.BoolVar(&o.AlertsAllowPrivate, "alerts-allow-private", false, "let alert webhooks reach loopback and private addresses (a receiver on this node's own network); refused by default")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.Float64Var(&o.NewVaultsPerIP, "new-vaults-per-ip", 10, "new vaults one source address (IPv4, or IPv6 /64) may create a minute; 0: no limit")
 	fs.Float64Var(&o.NewVaultsPerMinute, "new-vaults-per-minute", 600, "new vaults this node creates a minute, from everyone; 0: no limit")

@@ -34,6 +34,7 @@ func TestATriggerTakesOnlyItsPublishersValues(t *testing.T) {
 		return fmt.Sprintf(`{"name":"PUB/X","value":%v,"at":%d,"sig":%q}`, v, at, hexutil.Encode(sig))
 	}
 	s := tn.signIn(t, nil)
+	s.alertsTo(t, newWebhook(t).url)
 	thr := 10.0
 	id, _ := s.create(t, protocol.TriggerSpec{Name: "signed dip", Action: protocol.Action{Kind: "notify"},
 		Condition: protocol.Condition{Signal: "PUB/X", Op: protocol.OpBelow, Threshold: &thr, From: crypto.PubkeyToAddress(pub.PublicKey).Hex()}})

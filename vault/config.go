@@ -42,6 +42,12 @@ type Config struct {
 	// path, and says where in the backup it read it; the owner's
 	// vault.restore needs it (without it: no_backup).
 	Restore func(ctx context.Context, vault string, a protocol.RestoreArgs, path string) (actor.RestorePoint, error)
+	// AlertsAllowPrivate lets webhooks reach loopback and private
+	// addresses (refused by default: no server-side request forgery).
+	AlertsAllowPrivate bool
+	// AlertRetryBase is the first pause before an alert's delivery is
+	// tried again (default 2s; doubled each time up to 5m).
+	AlertRetryBase time.Duration
 	// BumpAfter is how long a sent transaction may wait for a block before
 	// it is replaced with higher fees (default 30s).
 	BumpAfter time.Duration

@@ -76,7 +76,8 @@ func (e *env) start() {
 	e.t.Helper()
 	m, err := NewManager(Config{Dir: e.dir, Domains: []string{testDomain}, ChainID: 1, Nonces: e.nonces, KEK: testKEK, Chain: e.chain, Client: e.client, PollEvery: 50 * time.Millisecond, BumpAfter: 400 * time.Millisecond, Confirmations: e.confirmations, Finality: e.finality, Clock: e.clock,
 		Latest: func(s string) (float64, bool) { v, ok := e.latest[s]; return v, ok }, ChangeLogKeep: 50,
-		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks, Restore: e.restore})
+		EvaluationsKeep: e.evalKeep, IdleAfter: e.idleAfter, MaxOpen: e.maxOpen, Logger: e.log, Hooks: e.hooks, Restore: e.restore,
+		AlertsAllowPrivate: true})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/journal"
+	"github.com/spells-dev/spells/vault/notify"
 )
 
 // The manager's state: what it keeps of every vault on the node, under one
@@ -92,6 +93,10 @@ type Manager struct {
 	// resumeAtStart are the vaults the start-up scan found with intents
 	// that have not ended: Start wakes them to carry those on.
 	resumeAtStart []string
+	notifier      *notify.Notifier // delivers every vault's alerts
+	// alertsAtStart are the vaults the start-up scan found with alerts
+	// waiting for delivery: Start wakes them to queue those again.
+	alertsAtStart []string
 
 	// ctx ends when Close begins: the manager's goroutines stop. stop ends
 	// when Close runs out of time: the vaults' SQLite work is interrupted.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/notify"
 )
 
 // Metrics are the vault layer's Prometheus collectors: the host's own,
@@ -34,8 +35,9 @@ type Metrics struct {
 	JournalSync    prometheus.Histogram
 	JournalErrors  prometheus.Counter
 
-	Actor *actor.Metrics
-	Exec  *exec.Metrics
+	Actor  *actor.Metrics
+	Exec   *exec.Metrics
+	Notify *notify.Metrics
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -74,8 +76,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time to write and sync one batch of the firing journal.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spells_firing_journal_write_errors_total",
 			Help: "Batches the firing journal could not write (their vaults apply them to their own files instead)."}),
-		Actor: actor.NewMetrics(reg),
-		Exec:  exec.NewMetrics(reg),
+		Actor:  actor.NewMetrics(reg),
+		Exec:   exec.NewMetrics(reg),
+		Notify: notify.NewMetrics(reg),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Open, m.VaultsMovedOut, m.VaultsMovedIn, m.Alarms, m.SignalDispatch, m.Activations, m.Hibernations,

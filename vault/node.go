@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/notify"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -53,7 +54,9 @@ func NewManager(cfg Config) (*Manager, error) {
 			Logger: cfg.Logger, Post: m.postExec, Watched: m.watched})
 		m.intents.Executor = m.executor
 	}
-	m.actors = &actor.Config{Dir: cfg.Dir, KEK: cfg.KEK, Chain: cfg.Chain, Intents: m.intents, Clock: cfg.Clock, Logger: cfg.Logger,
+	m.notifier = notify.New(notify.Config{AllowPrivate: cfg.AlertsAllowPrivate, Post: m.postAlert, Clock: cfg.Clock, Logger: cfg.Logger,
+		Metrics: cfg.Metrics.Notify, RetryBase: cfg.AlertRetryBase})
+	m.actors = &actor.Config{Notifier: m.notifier, Dir: cfg.Dir, KEK: cfg.KEK, Chain: cfg.Chain, Intents: m.intents, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: cfg.Metrics.Actor, Latest: cfg.Latest, KeyMade: cfg.KeyMade, Claim: cfg.Claim, Backup: cfg.Backup, Stop: m.stop.Done(),
 		NonceTTL: cfg.NonceTTL, MaxSessionTTL: cfg.MaxSessionTTL, IdleAfter: cfg.IdleAfter, MailboxSize: cfg.MailboxSize,
 		InboxSize: cfg.InboxSize, ChangeLogKeep: cfg.ChangeLogKeep, EvaluationsKeep: cfg.EvaluationsKeep,
@@ -106,13 +109,22 @@ func (m *Manager) Run() {
 			m.postExec(id, &exec.Result{Kind: exec.ResumeIntents})
 		}
 	}
+	m.notifier.Start()
+	m.mu.Lock()
+	ids := m.alertsAtStart
+	m.alertsAtStart = nil
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.postAlert(id, &notify.Result{Resume: true})
+	}
 	m.spawn(func(ctx context.Context) { m.alarms.Run(ctx, m.fireAlarm) })
 	m.spawn(m.waker)
 	m.spawn(m.journalWriter)
 	m.spawn(m.janitor)
 }
 
-// Close stops the scheduler, the waker, the janitor and the executor, and
+// Close stops the scheduler, the waker, the janitor, the executor and the
+// notifier (an alert in flight stays pending in its vault's outbox), and
 // closes every vault after it finishes the work already queued for it. It
 // waits for the vaults until ctx ends; then it interrupts their SQLite
 // work (an interrupted transaction rolls back: nothing acknowledged is
@@ -144,6 +156,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	if m.executor != nil {
 		m.executor.Close()
 	}
+	m.notifier.Close()
 	for _, v := range vs {
 		v.Close()
 	}

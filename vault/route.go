@@ -6,6 +6,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/notify"
 	"github.com/spells-dev/spells/vault/rules"
 )
 
@@ -92,6 +93,14 @@ func (m *Manager) postExec(id string, r *exec.Result) {
 		}
 	}
 	m.postLocked(id, actor.Event{Exec: r, Received: time.Now()})
+}
+
+// postAlert hands a delivery's outcome (or a resume) to vault id, waking
+// it if it sleeps.
+func (m *Manager) postAlert(id string, r *notify.Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.postLocked(id, actor.Event{Alert: r, Received: time.Now()})
 }
 
 // postLocked hands ev to vault id: into its running instance's inbox, or

@@ -146,6 +146,11 @@ func (m *Manager) readFile(f string, id string) error {
 		m.mu.Unlock()
 	}
 	m.setPlace(id, spot{place: held, epoch: s.Head.Epoch})
+	if s.PendingAlerts {
+		m.mu.Lock()
+		m.alertsAtStart = append(m.alertsAtStart, id)
+		m.mu.Unlock()
+	}
 	if m.executor != nil && s.OpenIntents {
 		m.mu.Lock()
 		m.resumeAtStart = append(m.resumeAtStart, id)

@@ -195,6 +195,8 @@ func TestAllAndAny(t *testing.T) {
 	e := newEnv(t)
 	e.latest["ETH/USD"], e.latest["GAS"] = 2600, 50
 	u := e.newUser()
+	hook := newHookReceiver(t)
+	u.mustCmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: hook.URL}})
 	u.create(t, protocol.TriggerSpec{Name: "both", Action: swap,
 		Condition: protocol.Condition{All: []protocol.Condition{below("ETH/USD", 2500), below("GAS", 20)}}})
 	u.create(t, protocol.TriggerSpec{Name: "either", Action: protocol.Action{Kind: "notify"},

@@ -16,12 +16,15 @@ type Mirror struct {
 	Intents     map[string]protocol.Intent
 	Evaluations map[string]protocol.Evaluation
 	Account     *protocol.Account
+	Alerts      protocol.AlertSettings
+	AlertLog    map[string]protocol.Alert
 	Loaded      bool
 }
 
 // NewMirror returns an empty mirror.
 func NewMirror() *Mirror {
-	return &Mirror{Triggers: map[string]protocol.Trigger{}, Intents: map[string]protocol.Intent{}, Evaluations: map[string]protocol.Evaluation{}}
+	return &Mirror{Triggers: map[string]protocol.Trigger{}, Intents: map[string]protocol.Intent{}, Evaluations: map[string]protocol.Evaluation{},
+		AlertLog: map[string]protocol.Alert{}}
 }
 
 // Apply applies a snapshot or diff frame; other frames are ignored.
@@ -38,6 +41,10 @@ func (m *Mirror) Apply(f protocol.ServerFrame) error {
 		}
 		for _, e := range f.State.Evaluations {
 			m.Evaluations[fmt.Sprint(e.ID)] = e
+		}
+		m.Alerts = f.State.Alerts
+		for _, a := range f.State.AlertLog {
+			m.AlertLog[a.ID] = a
 		}
 	case protocol.TypeDiff:
 		if !m.Loaded {
@@ -66,6 +73,10 @@ func (m *Mirror) change(ch protocol.Change) error {
 		err = put(m.Intents, ch, del)
 	case protocol.KindEvaluation:
 		err = put(m.Evaluations, ch, del)
+	case protocol.KindAlert:
+		err = put(m.AlertLog, ch, del)
+	case protocol.KindAlerts:
+		err = json.Unmarshal(ch.Data, &m.Alerts)
 	case protocol.KindAccount:
 		var a protocol.Account
 		if err = json.Unmarshal(ch.Data, &a); err == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/notify"
 	"github.com/spells-dev/spells/vault/rules"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	Claim func(ctx context.Context, vault common.Address) error
 	// Backup, if set, ships every committed change of the vault's file.
 	Backup Backup
+	// Notifier delivers the vault's alerts; nil: alerts are kept in the
+	// outbox, undelivered (tests of other parts).
+	Notifier *notify.Notifier
 	// Restore, if set, starts reading vault's copy as RestoreArgs name it
 	// from the backup, off the vault's goroutine, and hands it to the
 	// vault's RestoreFrom (or RestoreFailed). It must not block.

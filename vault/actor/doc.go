@@ -33,6 +33,8 @@
 //     file.
 //   - grants.go: grant.add and grant.revoke.
 //   - intents.go: what it lends its intents' runner.
+//   - alerts.go: alerts.set, the alerts its events raise (its outbox), and
+//     what each delivery came to.
 //   - mailbox.go: letters, and waiting on them.
 //   - view.go: its snapshot, catch-up, activity and balances; Detach,
 //     State and Inspect.

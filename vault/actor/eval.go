@@ -61,6 +61,11 @@ func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome, journaled *
 	if err := store.InsertIntent(v.conn, in); err != nil {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}
+	if in.Action.Kind == "notify" {
+		if err := v.raiseFired(t, ev, o.Next, in); err != nil {
+			return fmt.Errorf("raise the alert of intent %s: %w", in.IdempotencyKey, err)
+		}
+	}
 	t.Then(func() {
 		if journaled == nil {
 			v.cfg.Metrics.Intents.Inc()

@@ -1,18 +1,20 @@
 package actor
 
 import (
-	"github.com/spells-dev/spells/protocol"
 	"sync"
 	"time"
 
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/notify"
 )
 
 // Event is what reaches a vault without its sender ever waiting on it: a
-// signal value (Signal set), a chain result (Exec set) or an alarm
-// (neither).
+// signal value (Signal set), a chain result (Exec set), an alert's
+// delivery (Alert set) or an alarm (none).
 type Event struct {
 	Exec     *exec.Result
+	Alert    *notify.Result // a delivery's outcome, or Resume
 	Signal   string
 	Value    float64
 	Origin   protocol.SignalOrigin // where the value came from

@@ -7,6 +7,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"zombiezen.com/go/sqlite"
 
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -21,6 +22,8 @@ func (e execVault) Write(fn func(t *store.Tx) error) (uint64, error) { return e.
 func (e execVault) Fault(what string, err error) error { return e.v.fault(what, err) }
 
 func (e execVault) Owner() common.Address { return e.v.owner }
+
+func (e execVault) Raise(t *store.Tx, a protocol.Alert) error { return e.v.raise(t, a) }
 
 func (e execVault) SessionKey() (common.Address, bool) { return e.v.ring.Address, e.v.ring.HasKey() }
 

@@ -179,6 +179,10 @@ func (v *Vault) drainInbox() {
 			if v.conn != nil {
 				v.intents.On(ev.Exec)
 			}
+		case ev.Alert != nil:
+			if v.conn != nil {
+				v.alertResult(ev.Alert)
+			}
 		case ev.Signal == "":
 			v.alarm()
 		default:

@@ -18,7 +18,9 @@ type Summary struct {
 	Next        int64 // its next alarm (unix ms; 0: none)
 	Leaves      []rules.Leaf
 	OpenIntents bool
-	Asleep      *Asleep // what a signal can fire of it without opening it (nil: nothing)
+	// PendingAlerts: alerts in its outbox wait for delivery.
+	PendingAlerts bool
+	Asleep        *Asleep // what a signal can fire of it without opening it (nil: nothing)
 }
 
 // Summarize reads the summary of vault id from its file, as a vault
@@ -42,6 +44,9 @@ func Summarize(conn *sqlite.Conn, id string, now time.Time) (Summary, error) {
 	}
 	s.Next, s.Leaves = rules.Report(id, ts)
 	s.Asleep = asleepOf(ts, 0)
-	s.OpenIntents, err = store.AnyIntentWith(conn, exec.OpenStatuses()...)
+	if s.OpenIntents, err = store.AnyIntentWith(conn, exec.OpenStatuses()...); err != nil {
+		return s, err
+	}
+	s.PendingAlerts, err = store.AnyAlertPending(conn)
 	return s, err
 }

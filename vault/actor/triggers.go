@@ -19,6 +19,9 @@ func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*rules.Tr
 	if err := rules.Validate(&spec, t.Now); err != nil {
 		return nil, err
 	}
+	if err := v.checkNotify(spec); err != nil {
+		return nil, err
+	}
 	g, body, err := v.checkTriggerGrant(t, spec, "")
 	if err != nil {
 		return nil, err
@@ -43,6 +46,9 @@ func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*rules.Trigge
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", Short(a.ID))
 	}
 	if err := rules.Validate(&a.Spec, t.Now); err != nil {
+		return nil, err
+	}
+	if err := v.checkNotify(a.Spec); err != nil {
 		return nil, err
 	}
 	g, body, err := v.checkTriggerGrant(t, a.Spec, old.Grant)

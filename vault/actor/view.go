@@ -27,6 +27,12 @@ func (v *Vault) snapshot() (protocol.State, error) {
 	if st.Intents, err = store.RecentIntents(v.conn, v.cfg.SnapshotRecent); err != nil {
 		return st, err
 	}
+	if st.Alerts, err = store.AlertSettings(v.conn); err != nil {
+		return st, err
+	}
+	if st.AlertLog, err = store.RecentAlerts(v.conn, v.cfg.SnapshotRecent); err != nil {
+		return st, err
+	}
 	st.Evaluations, err = store.RecentEvaluations(v.conn, v.cfg.SnapshotRecent)
 	return st, err
 }

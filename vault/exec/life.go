@@ -14,7 +14,7 @@ import (
 // if this node executes.
 func (r *Runner) Start(in protocol.Intent) {
 	if in.Action.Kind == "notify" {
-		r.settle(in, Finish, "nothing to execute")
+		r.settle(in, Finish, "nothing to execute: its alert is in the delivery log")
 		return
 	}
 	if r.executes() {

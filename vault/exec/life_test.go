@@ -71,6 +71,8 @@ func (f *fakeVault) Fault(what string, err error) error {
 
 func (f *fakeVault) Owner() common.Address { return crypto.PubkeyToAddress(f.owner.PublicKey) }
 
+func (f *fakeVault) Raise(*store.Tx, protocol.Alert) error { return nil }
+
 func (f *fakeVault) SessionKey() (common.Address, bool) {
 	return crypto.PubkeyToAddress(f.key.PublicKey), true
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"zombiezen.com/go/sqlite"
 
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -24,4 +25,7 @@ type Vault interface {
 	SessionKey() (addr common.Address, ok bool)
 	// Sign signs a transaction with the session key.
 	Sign(unsigned *types.Transaction) (*types.Transaction, error)
+	// Raise writes an alert in t, if the vault's settings ask for one of
+	// its kind, and delivers it once t commits.
+	Raise(t *store.Tx, a protocol.Alert) error
 }

@@ -24,6 +24,6 @@
 //   - head.go: the vault's own row (owner, version, epoch, move mark,
 //     next transaction nonce).
 //   - keys.go: the sealed keys' rows.
-//   - triggers.go, intents.go, evaluations.go, sessions.go, grants.go:
+//   - triggers.go, intents.go, evaluations.go, sessions.go, grants.go, alerts.go:
 //     the rows of each.
 package store

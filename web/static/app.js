@@ -90,7 +90,7 @@ const WORDS = {
 
 function explain(f) {
   const [what, todo] = WORDS[f.code] || ["Something went wrong.", "Try again."];
-  const detail = ["invalid_trigger", "invalid_grant", "siwe_domain", "bad_signature"].includes(f.code) ? ` (${f.message})` : "";
+  const detail = ["invalid_trigger", "invalid_grant", "siwe_domain", "bad_signature", "bad_command"].includes(f.code) ? ` (${f.message})` : "";
   return `${what}${detail} ${todo} [${f.code}]`;
 }
 
@@ -106,6 +106,8 @@ const S = {
   portfolio: null, // the newest portfolio frame
   chain: null, // GET /v1/chain: the chain and its contracts, if the node has one
   grants: new Map(),
+  alerts: {}, // the vault's alert settings (its webhook and its secret)
+  alertLog: new Map(), // id -> alert, as its outbox keeps it
   triggers: new Map(),
   intents: [],
   evaluations: [],
@@ -273,6 +275,8 @@ function signedOut(why, fine) {
   // threshold lines), grants, activity and key.
   S.triggers = new Map();
   S.grants = new Map();
+  S.alerts = {};
+  S.alertLog = new Map();
   S.intents = [];
   S.evaluations = [];
   S.account = null;
@@ -294,6 +298,7 @@ function show(signedIn) {
   $("#signin").classList.toggle("hidden", signedIn);
   $("#vault").classList.toggle("hidden", !signedIn);
   $("#activity-card").classList.toggle("hidden", !signedIn);
+  $("#alerts-card").classList.toggle("hidden", !signedIn);
   $("#account").classList.toggle("hidden", !signedIn);
   if (!signedIn) $("#who").textContent = "";
   renderBurner();
@@ -514,6 +519,9 @@ function applySnapshot(st) {
   S.version = st.version;
   S.account = st.account || null;
   S.grants = new Map((st.grants || []).map((g) => [g.id, g]));
+  S.alerts = st.alerts || {};
+  S.alertLog = new Map((st.alertLog || []).map((a) => [a.id, a]));
+  fillAlertsForm();
   S.loaded = true;
   S.olderDone = { intent: false, evaluation: false };
   renderVault();
@@ -530,6 +538,11 @@ function applyDiff(d) {
     if (c.kind === "grant") S.grants.set(c.id, c.data);
     if (c.kind === "evaluation") S.evaluations.unshift({ ...c.data, fresh: true });
     if (c.kind === "account") S.account = c.data;
+    if (c.kind === "alerts") { S.alerts = c.data; fillAlertsForm(); }
+    if (c.kind === "alert") {
+      if (!S.alertLog.has(c.id)) browserNotify(c.data);
+      S.alertLog.set(c.id, c.data);
+    }
   }
   S.version = d.version;
   renderVault();
@@ -592,7 +605,55 @@ function onChainBounds(t) {
   return "on-chain: " + parts.join(", ");
 }
 
+// ---- alerts -----------------------------------------------------------------
+
+function fillAlertsForm() {
+  const f = $("#alerts-form");
+  const w = S.alerts && S.alerts.webhook;
+  f.elements.url.value = w ? w.url : "";
+  f.elements.intentFailed.checked = w ? !!(S.alerts.on && S.alerts.on.intentFailed) : true;
+  $("#alerts-secret").classList.toggle("hidden", !w);
+  $("#alerts-secret-value").textContent = w ? w.secret : "";
+  $("#alerts-state").textContent = w ? "webhook set" : "no channel yet: notify triggers need one";
+}
+
+$("#alerts-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const f = e.target;
+  const url = f.elements.url.value.trim();
+  const m = $("#alerts-msg");
+  if (url && !/^https?:\/\/[^\s/]+/.test(url)) { m.textContent = "the webhook URL must start with https:// (or http://) and name a host"; m.className = "msg error"; return; }
+  m.textContent = "";
+  command("alerts.set", { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked } }, url ? "Save the alert webhook" : "Remove the alert webhook");
+});
+
+// browserNotify shows a new alert as the browser's own notification while
+// this page is open, if the owner allowed it.
+function browserNotify(a) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  try { new Notification(`Spells: ${a.title}`, { body: a.detail || a.kind, tag: a.id }); } catch { /* a browser that allows them only from a service worker */ }
+}
+
+$("#btn-notify-browser").addEventListener("click", async () => {
+  if (!("Notification" in window)) { $("#alerts-msg").textContent = "this browser has no notifications"; return; }
+  const p = await Notification.requestPermission();
+  $("#alerts-msg").textContent = p === "granted" ? "alerts will show in this browser while the page is open" : "the browser did not allow notifications";
+  $("#alerts-msg").className = p === "granted" ? "msg" : "msg error";
+});
+
+function renderAlerts() {
+  const log = [...S.alertLog.values()].sort((a, b) => b.at - a.at || (b.id < a.id ? -1 : 1));
+  $("#alert-log").replaceChildren(...log.map((a) => el("li", { "data-status": a.status, "data-id": a.id },
+    el("span", { class: "muted" }, fmtTime(a.at) + " "),
+    el("span", { class: "badge " + a.status }, a.status), " ",
+    a.title, a.detail ? el("span", { class: "muted" }, ` — ${a.detail}`) : null,
+    el("div", { class: "muted small" }, a.status === "delivered" ? `delivered ${fmtTime(a.deliveredAt)}${a.attempts > 1 ? ` after ${a.attempts} tries` : ""}`
+      : a.lastError ? `${a.attempts} ${a.attempts === 1 ? "try" : "tries"}: ${a.lastError}` : "sending…"))));
+  $("#no-alerts").classList.toggle("hidden", log.length > 0);
+}
+
 function renderVault() {
+  renderAlerts();
   $("#version").textContent = `vault version ${S.version}`;
   const key = S.account ? S.account.sessionKey : "";
   $("#session-key").textContent = key ? `session key ${shortAddr(key)}` : "";
