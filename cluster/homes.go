@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -154,11 +155,29 @@ func (d *Directory) Claim(ctx context.Context, vault common.Address) error {
 		return fmt.Errorf("directory: %w", err)
 	}
 	g, _ := got[0].(string)
-	if marker, _ := got[1].(string); marker != "" {
+	if raw, _ := got[1].(string); raw != "" {
+		// The nodes another node awaits, less those this one knows
+		// left or were forgotten; with none named, a lease's wait.
+		var mark rebuildMark
+		_ = json.Unmarshal([]byte(raw), &mark)
 		d.mu.Lock()
-		d.rebuilding = time.Now().Add(d.cfg.Lease)
+		var nodes []string
+		for _, id := range mark.Awaiting {
+			if _, gone := d.book.Gone[id]; !gone && id != d.cfg.Node {
+				nodes = append(nodes, id)
+			}
+		}
+		wait := len(nodes) > 0 || len(mark.Awaiting) == 0
+		if wait {
+			d.rebuilding = time.Now().Add(d.cfg.Lease)
+		}
 		d.mu.Unlock()
-		return ErrRebuilding
+		if len(nodes) > 0 {
+			return &AwaitingError{Nodes: nodes}
+		}
+		if wait {
+			return ErrRebuilding
+		}
 	}
 	d.mu.Lock()
 	lost := g != d.gen

@@ -176,9 +176,6 @@ func (d *Directory) renew(ctx context.Context) error {
 	// No directory, and this node never saw one nor holds a vault: a
 	// first start. Every other kind of absence is a loss.
 	first := errors.Is(gerr, redis.Nil) && known == "" && len(d.cfg.Held()) == 0
-	if lost || (gerr != nil && !first) {
-		d.markRebuild(ctx)
-	}
 	d.mu.Lock()
 	d.gen = fresh
 	d.book.Generation = fresh
@@ -203,6 +200,9 @@ func (d *Directory) renew(ctx context.Context) error {
 		d.log.Warn().Err(err).Msg("could not write the cluster's peers to disk")
 	}
 	d.mu.Unlock()
+	if lost || (gerr != nil && !first) {
+		d.markRebuild(ctx)
+	}
 	if lost {
 		d.m.Rebuilds.Inc()
 		d.log.Warn().Str("generation", fresh).Strs("awaiting", awaited).Msg("the cluster's directory was lost (redis restarted empty?): writing this node's homes back; no vault is created for one lease, nor before the nodes awaited rejoin")
@@ -289,8 +289,18 @@ func (d *Directory) setReachable(ok bool, err error) {
 // rebuilt: a node that started it again without knowing of a loss (a
 // newcomer) creates no vault meanwhile (Directory.Claim reads it). A node
 // awaiting the nodes it saw before the loss marks it at every renewal.
+// Its value names the nodes it awaits, so a newcomer's refusal says whom.
 func (d *Directory) markRebuild(ctx context.Context) {
-	if err := d.rdb.Set(ctx, keyRebuild, d.cfg.Node, d.cfg.Lease).Err(); err != nil {
+	d.mu.Lock()
+	mark, _ := json.Marshal(rebuildMark{Node: d.cfg.Node, Awaiting: d.awaitingLocked()})
+	d.mu.Unlock()
+	if err := d.rdb.Set(ctx, keyRebuild, mark, d.cfg.Lease).Err(); err != nil {
 		d.log.Warn().Err(err).Msg("could not mark the directory as being rebuilt")
 	}
+}
+
+// rebuildMark is keyRebuild's value.
+type rebuildMark struct {
+	Node     string   `json:"node"`               // who found the directory lost
+	Awaiting []string `json:"awaiting,omitempty"` // the nodes it waits for
 }

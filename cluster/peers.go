@@ -25,12 +25,13 @@ type peerBook struct {
 	path       string
 	Generation string           `json:"generation"`      // the directory's, when this node last saw it
 	Seen       map[string]int64 `json:"seen"`            // node id → when last seen alive (unix ms)
+	Gone       map[string]int64 `json:"gone,omitempty"`  // node id → when it left or was forgotten (unix ms): another node's wait for it is not this node's
 	Proof      string           `json:"proof,omitempty"` // the cluster's proof this node joined under (proof.go)
 	written    time.Time
 }
 
 func loadPeers(path string) (*peerBook, error) {
-	b := &peerBook{path: path, Seen: map[string]int64{}}
+	b := &peerBook{path: path, Seen: map[string]int64{}, Gone: map[string]int64{}}
 	if path == "" {
 		return b, nil
 	}
@@ -46,6 +47,9 @@ func loadPeers(path string) (*peerBook, error) {
 	}
 	if b.Seen == nil {
 		b.Seen = map[string]int64{}
+	}
+	if b.Gone == nil {
+		b.Gone = map[string]int64{}
 	}
 	return b, nil
 }
@@ -93,6 +97,7 @@ func (d *Directory) seeLocked(members []Member, left []string, now time.Time) {
 			changed = true
 		}
 		d.book.Seen[m.ID] = now.UnixMilli()
+		delete(d.book.Gone, m.ID)
 		delete(d.awaiting, m.ID)
 	}
 	for _, id := range left {
@@ -105,6 +110,7 @@ func (d *Directory) seeLocked(members []Member, left []string, now time.Time) {
 		}
 		delete(d.book.Seen, id)
 		delete(d.awaiting, id)
+		d.book.Gone[id] = now.UnixMilli()
 	}
 	if changed || now.Sub(d.book.written) > time.Minute {
 		if err := d.book.save(); err != nil {
@@ -122,6 +128,7 @@ func (d *Directory) Forget(id string) bool {
 	_, known := d.book.Seen[id]
 	delete(d.book.Seen, id)
 	delete(d.awaiting, id)
+	d.book.Gone[id] = time.Now().UnixMilli()
 	if err := d.book.save(); err != nil {
 		d.log.Warn().Err(err).Msg("could not write the cluster's peers to disk")
 	}

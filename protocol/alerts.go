@@ -7,8 +7,47 @@ package protocol
 // AlertSettings are a vault's: its channels and the events that raise an
 // alert besides a notify action, which always does.
 type AlertSettings struct {
-	Webhook *WebhookChannel `json:"webhook,omitempty"`
-	On      AlertRules      `json:"on"`
+	Webhook  *WebhookChannel  `json:"webhook,omitempty"`
+	Telegram *TelegramChannel `json:"telegram,omitempty"`
+	Email    *EmailChannel    `json:"email,omitempty"`
+	On       AlertRules       `json:"on"`
+}
+
+// Channels are the channels an alert goes to: those set up (an e-mail
+// address once confirmed).
+func (s AlertSettings) Channels() []string {
+	var out []string
+	if s.Webhook != nil {
+		out = append(out, ChannelWebhook)
+	}
+	if s.Telegram != nil {
+		out = append(out, ChannelTelegram)
+	}
+	if s.Email != nil && s.Email.Confirmed {
+		out = append(out, ChannelEmail)
+	}
+	return out
+}
+
+// Alert channels.
+const (
+	ChannelWebhook  = "webhook"
+	ChannelTelegram = "telegram"
+	ChannelEmail    = "email"
+)
+
+// TelegramChannel sends each alert as a message from the node's bot to
+// ChatID (the owner starts a chat with the bot first; a bot cannot write
+// to anyone who did not).
+type TelegramChannel struct {
+	ChatID string `json:"chatId"`
+}
+
+// EmailChannel mails each alert to To through the node's SMTP server, once
+// the owner confirmed the address with the code mailed to it.
+type EmailChannel struct {
+	To        string `json:"to"`
+	Confirmed bool   `json:"confirmed"`
 }
 
 // WebhookChannel posts each alert to URL, signed with Secret (HMAC-SHA256;
@@ -27,9 +66,16 @@ type AlertRules struct {
 // AlertsArgs are alerts.set's: the settings (a webhook's secret is the
 // vault's, never sent), and RotateSecret to replace the webhook's secret.
 type AlertsArgs struct {
-	Webhook      *WebhookChannel `json:"webhook"`
-	On           AlertRules      `json:"on"`
-	RotateSecret bool            `json:"rotateSecret,omitempty"`
+	Webhook      *WebhookChannel  `json:"webhook"`
+	Telegram     *TelegramChannel `json:"telegram,omitempty"`
+	Email        *EmailChannel    `json:"email,omitempty"`
+	On           AlertRules       `json:"on"`
+	RotateSecret bool             `json:"rotateSecret,omitempty"`
+}
+
+// ConfirmArgs are alerts.confirm's: the code mailed to the address set.
+type ConfirmArgs struct {
+	Code string `json:"code"`
 }
 
 // Alert kinds.
@@ -47,11 +93,13 @@ const (
 	AlertCoalesced = "coalesced" // one of too many at once: sent in a digest with the others, not alone
 )
 
-// Alert is one alert in the vault's outbox: written in the same
-// transaction as the event that raised it, delivered once or more (each
-// delivery carries ID, so a receiver drops a repeat).
+// Alert is one alert to one channel in the vault's outbox: written in the
+// same transaction as the event that raised it, delivered once or more
+// (each delivery carries ID, so a receiver drops a repeat). An event
+// raises one per channel set up; their ids share Event.
 type Alert struct {
-	ID          string `json:"id"`
+	ID          string `json:"id"`    // <event>:<channel>
+	Event       string `json:"event"` // the event's id, the same on every channel
 	Kind        string `json:"kind"`
 	TriggerID   string `json:"triggerId,omitempty"`
 	IntentID    string `json:"intentId,omitempty"`

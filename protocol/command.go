@@ -22,6 +22,7 @@ const (
 	OpVaultExport   = "vault.export"   // args: {}; result: Export (the vault's data and its change log, hash-chained)
 	OpVaultRestore  = "vault.restore"  // args: RestoreArgs; result: {"restore": "started"}; a restore frame follows
 	OpAlertsSet     = "alerts.set"     // args: AlertsArgs; result: AlertSettings (with the webhook's secret)
+	OpAlertsConfirm = "alerts.confirm" // args: ConfirmArgs; result: AlertSettings (the e-mail confirmed)
 )
 
 // RestoreArgs ask the vault to make its triggers what they were at a

@@ -17,6 +17,8 @@ import (
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
+	"github.com/spells-dev/spells/vault/notify/bottest"
+	"github.com/spells-dev/spells/vault/notify/smtptest"
 )
 
 // webhook is an alert receiver as an owner would run one: it checks each
@@ -200,5 +202,82 @@ func TestAlertOutboxSurvivesSIGKILL(t *testing.T) {
 	}
 	if err := p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAlertsOnEveryChannel: a vault with a webhook, a Telegram chat and a
+// mail address gets each alert on all three. The address serves only once
+// the owner enters the code mailed to it (a wrong code is refused; the
+// code is in no frame the vault sends); a node without a bot or a mail
+// server says what its operator must set.
+func TestAlertsOnEveryChannel(t *testing.T) {
+	mailSrv := smtptest.Start(t)
+	bot := bottest.Start(t, "777:BOTTOKEN", "4242")
+	hook := newWebhook(t)
+	o := testOptions(t)
+	o.SMTP, o.SMTPFrom, o.TelegramToken, o.TelegramAPI = mailSrv.URL(), "alerts@spells.example", "777:BOTTOKEN", bot.URL
+	tn := startNode(t, o, nil)
+	s := tn.signIn(t, nil)
+	ack, err := s.cmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: hook.url},
+		Telegram: &protocol.TelegramChannel{ChatID: "4242"}, Email: &protocol.EmailChannel{To: "owner@example.org"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set protocol.AlertSettings
+	_ = json.Unmarshal(ack.Result, &set)
+	if set.Email == nil || set.Email.Confirmed || len(set.Channels()) != 2 {
+		t.Fatalf("settings before the code: %s", ack.Result)
+	}
+	hook.secret.Store(&set.Webhook.Secret)
+	m := mailSrv.Wait(t, 1)[0]
+	_, code, ok := strings.Cut(m.Body, "Confirmation code: ")
+	if !ok || len(code) < 6 || m.To != "owner@example.org" {
+		t.Fatalf("the confirmation mail: %+v", m)
+	}
+	code = code[:6]
+	_, err = s.cmd(t, protocol.OpAlertsConfirm, protocol.ConfirmArgs{Code: "000000x"})
+	wantCode(t, err, protocol.CodeBadCommand)
+	ack, err = s.cmd(t, protocol.OpAlertsConfirm, protocol.ConfirmArgs{Code: code})
+	if err != nil {
+		t.Fatalf("the right code: %v", err)
+	}
+	_ = json.Unmarshal(ack.Result, &set)
+	if !set.Email.Confirmed || len(set.Channels()) != 3 {
+		t.Fatalf("settings after the code: %s", ack.Result)
+	}
+
+	spec := dip(2500)
+	spec.Action = protocol.Action{Kind: "notify"}
+	s.create(t, spec)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	tn.mustPublish(t, "ETH/USD", 2400)
+	for _, ch := range []string{protocol.ChannelWebhook, protocol.ChannelTelegram, protocol.ChannelEmail} {
+		s.alertWith(t, ch+" delivered", func(a protocol.Alert) bool {
+			return a.Channel == ch && a.Kind == protocol.AlertTriggerFired && a.Status == protocol.AlertDelivered
+		})
+	}
+	if got := bot.Wait(t, 1); got[0].ChatID != "4242" || !strings.Contains(got[0].Text, spec.Name+" fired") {
+		t.Fatalf("the bot sent %+v", got)
+	}
+	if ms := mailSrv.Wait(t, 2); !strings.Contains(ms[1].Header.Get("Subject"), spec.Name+" fired") {
+		t.Fatalf("the alert mail: %v", ms[1].Header)
+	}
+	if d := hook.deliveries(); len(d) != 1 || !d[0].verified {
+		t.Fatalf("the webhook received %+v", d)
+	}
+	seen, _ := json.Marshal(s.mirror)
+	if strings.Contains(string(seen), "Confirmation code: ") || strings.Contains(string(seen), `"`+code+`"`) || strings.Contains(string(seen), " "+code) || strings.Contains(string(seen), "BOTTOKEN") {
+		t.Fatalf("the vault showed the confirmation code or the bot's token: %s", seen)
+	}
+
+	bare := startNode(t, testOptions(t), nil)
+	s2 := bare.signIn(t, nil)
+	_, err = s2.cmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Telegram: &protocol.TelegramChannel{ChatID: "4242"}})
+	if err == nil || !strings.Contains(err.Error(), "SPELLS_TELEGRAM_BOT_TOKEN") {
+		t.Fatalf("a chat on a node without a bot: %v", err)
+	}
+	_, err = s2.cmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Email: &protocol.EmailChannel{To: "owner@example.org"}})
+	if err == nil || !strings.Contains(err.Error(), "--smtp") {
+		t.Fatalf("a mail address on a node without a mail server: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/notify/smtptest"
 )
 
 // browser starts headless Chromium for a test. Without Chromium the test
@@ -256,11 +257,15 @@ func TestDashboardChartKeepsThePriceReadable(t *testing.T) {
 
 // TestDashboardAlerts: a notify trigger is refused until the vault has an
 // alert channel, and the page says what to set up; with a webhook saved
-// (its secret shown), the firing's alert reaches the owner's receiver,
-// signed with that secret, and the delivery log shows it delivered.
+// (its secret shown) and a mail address confirmed with the code mailed to
+// it, the firing's alert reaches the owner's receiver, signed with that
+// secret, and the mail server, and the delivery log shows both delivered.
 func TestDashboardAlerts(t *testing.T) {
 	ctx := browser(t)
-	tn := startNode(t, testOptions(t), nil)
+	mailSrv := smtptest.Start(t)
+	o := testOptions(t)
+	o.SMTP, o.SMTPFrom = mailSrv.URL(), "alerts@spells.example"
+	tn := startNode(t, o, nil)
 	hook := newWebhook(t)
 	tn.mustPublish(t, "ETH/USD", 2600)
 	err := chromedp.Do(within(t, ctx),
@@ -272,10 +277,21 @@ func TestDashboardAlerts(t *testing.T) {
 		chromedp.SetValue(`#f-action`, "notify"),
 		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#create button[type=submit]`),
-		chromedp.WaitVisible(`//*[@id="cmd-error" and contains(., "set a webhook first")]`),
+		chromedp.WaitVisible(`//*[@id="cmd-error" and contains(., "set up a webhook")]`),
 		chromedp.SetValue(`#alerts-form input[name=url]`, hook.url),
+		chromedp.SetValue(`#alerts-form input[name=email]`, "owner@example.org"),
 		chromedp.Click(`#btn-alerts`),
 		chromedp.WaitVisible(`#alerts-secret-value`),
+		chromedp.WaitVisible(`#confirm-form input[name=code]`),
+	)
+	if err != nil {
+		t.Fatalf("save the alert channels: %v", err)
+	}
+	_, code, _ := strings.Cut(mailSrv.Wait(t, 1)[0].Body, "Confirmation code: ")
+	err = chromedp.Do(within(t, ctx),
+		chromedp.SetValue(`#confirm-form input[name=code]`, code[:6]),
+		chromedp.Click(`#btn-confirm`),
+		chromedp.WaitVisible(`//*[@id="alerts-state" and contains(., "webhook, mail")]`),
 		chromedp.SetValue(`#f-action`, "notify"),
 		chromedp.SetValue(`#create input[name=threshold]`, "2500"),
 		chromedp.Click(`#create button[type=submit]`),
@@ -290,8 +306,12 @@ func TestDashboardAlerts(t *testing.T) {
 	}
 	hook.secret.Store(&secret)
 	tn.mustPublish(t, "ETH/USD", 2400)
-	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#alert-log li[data-status=delivered]`)); err != nil {
+	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#alert-log li[data-id$=":webhook"][data-status=delivered]`),
+		chromedp.WaitVisible(`#alert-log li[data-id$=":email"][data-status=delivered]`)); err != nil {
 		t.Fatalf("no delivered alert in the log: %v", err)
+	}
+	if ms := mailSrv.Wait(t, 2); !strings.Contains(ms[1].Header.Get("Subject"), "fired") {
+		t.Fatalf("the alert mail: %v", ms[1].Header)
 	}
 	got := hook.deliveries()
 	if len(got) != 1 || !got[0].verified || got[0].payload.Alert.Kind != protocol.AlertTriggerFired {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/notify"
 )
 
 // Options is the node's configuration. Every flag has an environment
@@ -45,6 +46,9 @@ type Options struct {
 	FeeBumpAfter          time.Duration
 	ChainRelay            bool
 	AlertsAllowPrivate    bool   // webhooks may reach loopback and private addresses
+	SMTP, SMTPFrom        string // the mail server for mail alerts, and their sender
+	TelegramAPI           string // the Telegram Bot API's base URL
+	TelegramToken         string // environment only: SPELLS_TELEGRAM_BOT_TOKEN
 	Redis                 string // redis:// URL; empty: a single node, signals in memory
 	// ClusterSecretFile holds the secret every node of a cluster shares
 	// (it authenticates the node links and keys sign-in nonces);
@@ -124,6 +128,9 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.NodeAddr, "node-addr", "", "with -redis: host:port where the other nodes reach this node's link (default: 127.0.0.1 and the listen port)")
 	fs.BoolVar(&o.ChainRelay, "chain-relay", false, "relay the dashboard's chain requests (POST /v1/chain/rpc) to a JSON-RPC chain's node too; always on for the dev chain")
 	fs.BoolVar(&o.AlertsAllowPrivate, "alerts-allow-private", false, "let alert webhooks reach loopback and private addresses (a receiver on this node's own network); refused by default")
+	fs.StringVar(&o.SMTP, "smtp", "", "mail server for mail alerts: smtp://[user:password@]host:port (STARTTLS when the server offers it) or smtps://…; empty: no mail alerts")
+	fs.StringVar(&o.SMTPFrom, "smtp-from", "", "with -smtp: the address mail alerts come from")
+	fs.StringVar(&o.TelegramAPI, "telegram-api", "https://api.telegram.org", "the Telegram Bot API the node's bot (SPELLS_TELEGRAM_BOT_TOKEN) sends chat alerts through")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.Float64Var(&o.NewVaultsPerIP, "new-vaults-per-ip", 10, "new vaults one source address (IPv4, or IPv6 /64) may create a minute; 0: no limit")
 	fs.Float64Var(&o.NewVaultsPerMinute, "new-vaults-per-minute", 600, "new vaults this node creates a minute, from everyone; 0: no limit")
@@ -168,6 +175,15 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 		if len(o.SIWEDomains) == 0 {
 			o.SIWEDomains = []string{u.Host}
 		}
+	}
+	o.TelegramToken = getenv("SPELLS_TELEGRAM_BOT_TOKEN")
+	if o.SMTP != "" || o.SMTPFrom != "" {
+		if err := notify.ParseSMTP(o.SMTP, o.SMTPFrom); err != nil {
+			return o, err
+		}
+	}
+	if u, err := url.Parse(o.TelegramAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return o, fmt.Errorf("-telegram-api %q: want the Bot API's base URL, e.g. https://api.telegram.org", o.TelegramAPI)
 	}
 	o.MasterKey = getenv("SPELLS_MASTER_KEY")
 	o.ClusterSecret = getenv("SPELLS_CLUSTER_SECRET")

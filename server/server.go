@@ -24,6 +24,7 @@ import (
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/notify"
 	"github.com/spells-dev/spells/web"
 )
 
@@ -177,7 +178,8 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	}
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups, Restore: restore, AllowCreate: gate.allow,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, Finality: n.opts.Finality, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
-		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter, AlertsAllowPrivate: n.opts.AlertsAllowPrivate})
+		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter, AlertsAllowPrivate: n.opts.AlertsAllowPrivate,
+		AlertSMTP: notify.SMTPConfig{Server: n.opts.SMTP, From: n.opts.SMTPFrom}, AlertTelegram: notify.TelegramConfig{Token: n.opts.TelegramToken, API: n.opts.TelegramAPI}})
 	if err != nil {
 		ch.close()
 		return err

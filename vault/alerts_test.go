@@ -52,7 +52,7 @@ func TestNotifyNeedsAChannel(t *testing.T) {
 	spec := protocol.TriggerSpec{Name: "tell me", Action: protocol.Action{Kind: "notify"}, Condition: below("ETH/USD", 2500)}
 	_, err := u.cmd(t, protocol.OpTriggerCreate, spec)
 	wantCode(t, err, protocol.CodeInvalidTrigger)
-	if !strings.Contains(err.Error(), "set a webhook first") {
+	if !strings.Contains(err.Error(), "set up a webhook") {
 		t.Fatalf("refusal %q does not say what to set up", err)
 	}
 	_, err = u.cmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: "ftp://x"}})

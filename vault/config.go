@@ -13,6 +13,7 @@ import (
 	"github.com/spells-dev/spells/vault/actor"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/keys"
+	"github.com/spells-dev/spells/vault/notify"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// AlertsAllowPrivate lets webhooks reach loopback and private
 	// addresses (refused by default: no server-side request forgery).
 	AlertsAllowPrivate bool
+	// AlertSMTP and AlertTelegram are the node's mail server and chat bot
+	// (unset: no mail or chat alerts).
+	AlertSMTP     notify.SMTPConfig
+	AlertTelegram notify.TelegramConfig
 	// AlertRetryBase is the first pause before an alert's delivery is
 	// tried again (default 2s; doubled each time up to 5m).
 	AlertRetryBase time.Duration

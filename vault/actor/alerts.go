@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math/big"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/notify"
@@ -13,13 +16,22 @@ import (
 	"github.com/spells-dev/spells/vault/store"
 )
 
-// Alerts: the vault's settings (alerts.set), the alerts its events raise,
-// each written in the event's own transaction (so a crash loses none and
-// a replayed event raises none twice), their delivery by the node's
-// Notifier once that transaction commits, and what each try came to.
+// Alerts: the vault's channels (alerts.set, alerts.confirm), the alerts its
+// events raise, one per channel, each written in the event's own
+// transaction (so a crash loses none and a replayed event raises none
+// twice), their delivery by the node's Notifier once that transaction
+// commits, and what each try came to.
 
-// alertLogKeep is how many delivered or failed alerts the outbox keeps.
-const alertLogKeep = 200
+const (
+	// alertLogKeep is how many delivered or failed alerts the outbox keeps.
+	alertLogKeep = 200
+	// A mail address is confirmed with a code mailed to it, good for
+	// codeTTL and codeTries wrong guesses (counted while the vault runs).
+	codeTTL   = 30 * time.Minute
+	codeTries = 5
+	// alertConfirm is the kind of the mail that asks the code.
+	alertConfirm = "email.confirm"
+)
 
 // setAlerts is alerts.set.
 func (v *Vault) setAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
@@ -31,13 +43,14 @@ func (v *Vault) setAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	n := v.cfg.Notifier
 	next := protocol.AlertSettings{On: a.On}
 	if a.Webhook != nil {
 		url := strings.TrimSpace(a.Webhook.URL)
 		if a.Webhook.Secret != "" {
 			return nil, protocol.Errorf(protocol.CodeBadCommand, "a webhook's secret is made by the vault: leave it out (rotateSecret makes a new one)")
 		}
-		if err := notify.CheckURL(url, v.cfg.Notifier != nil && v.cfg.Notifier.AllowPrivate()); err != nil {
+		if err := notify.CheckURL(url, n != nil && n.AllowPrivate()); err != nil {
 			return nil, protocol.Errorf(protocol.CodeBadCommand, "%s", err.Error())
 		}
 		secret := ""
@@ -49,8 +62,37 @@ func (v *Vault) setAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
 			secret = "whsec_" + hex.EncodeToString(b)
 		}
 		next.Webhook = &protocol.WebhookChannel{URL: url, Secret: secret}
-	} else if names := v.notifyTriggers(); len(names) > 0 {
-		return nil, protocol.Errorf(protocol.CodeBadCommand, "the vault's only alert channel cannot go while trigger %s notifies: change or delete it first", strings.Join(names, ", "))
+	}
+	if a.Telegram != nil {
+		if n == nil || !n.HasTelegram() {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "this node has no Telegram bot: its operator sets SPELLS_TELEGRAM_BOT_TOKEN")
+		}
+		chat := strings.TrimSpace(a.Telegram.ChatID)
+		if err := notify.CheckChat(chat); err != nil {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "%s", err.Error())
+		}
+		next.Telegram = &protocol.TelegramChannel{ChatID: chat}
+	}
+	askCode := false
+	if a.Email != nil {
+		if n == nil || !n.HasMail() {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "this node has no mail server: its operator sets --smtp and --smtp-from")
+		}
+		to := strings.TrimSpace(a.Email.To)
+		if err := notify.CheckAddress(to); err != nil {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "%s", err.Error())
+		}
+		if cur.Email != nil && strings.EqualFold(cur.Email.To, to) {
+			next.Email = cur.Email
+		} else {
+			next.Email = &protocol.EmailChannel{To: to}
+			askCode = true
+		}
+	}
+	if len(next.Channels()) == 0 && next.Email == nil {
+		if names := v.notifyTriggers(); len(names) > 0 {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "the vault's alert channels cannot all go while trigger %s notifies: change or delete it first", strings.Join(names, ", "))
+		}
 	}
 	if err := store.SetAlertSettings(v.conn, next); err != nil {
 		return nil, err
@@ -58,7 +100,66 @@ func (v *Vault) setAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
 	if err := t.Put(protocol.KindAlerts, "alerts", next); err != nil {
 		return nil, err
 	}
+	if askCode {
+		if err := v.askCode(t, next); err != nil {
+			return nil, err
+		}
+	} else if next.Email == nil {
+		if err := store.SetAlertCode(v.conn, "", 0); err != nil {
+			return nil, err
+		}
+	}
 	return next, nil
+}
+
+// askCode makes a new confirmation code for the address in s and mails it.
+func (v *Vault) askCode(t *store.Tx, s protocol.AlertSettings) error {
+	d, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	code := fmt.Sprintf("%06d", d.Int64())
+	if err := store.SetAlertCode(v.conn, code, t.Now.UnixMilli()); err != nil {
+		return err
+	}
+	v.codeMisses = 0
+	event := "confirm-" + strconv.FormatInt(t.Now.UnixNano(), 36)
+	a := protocol.Alert{ID: event + ":" + protocol.ChannelEmail, Event: event, Kind: alertConfirm, Channel: protocol.ChannelEmail,
+		Title: "Confirmation code sent to " + s.Email.To, At: t.Now.UnixMilli(), Status: protocol.AlertPending}
+	return v.putAlert(t, a, s, code)
+}
+
+// confirmAlerts is alerts.confirm: the code mailed to the address set.
+func (v *Vault) confirmAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
+	var a protocol.ConfirmArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	s, err := store.AlertSettings(v.conn)
+	if err != nil {
+		return nil, err
+	}
+	if s.Email == nil || s.Email.Confirmed {
+		return nil, protocol.Errorf(protocol.CodeBadCommand, "no mail address waits for its code: set one with alerts.set")
+	}
+	code, made, err := store.AlertCode(v.conn)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case code == "" || t.Now.Sub(time.UnixMilli(made)) > codeTTL:
+		return nil, protocol.Errorf(protocol.CodeBadCommand, "the code mailed to %s has expired: save the address again for a new one", s.Email.To)
+	case v.codeMisses >= codeTries:
+		return nil, protocol.Errorf(protocol.CodeBadCommand, "too many wrong codes: save the address again for a new one")
+	case strings.TrimSpace(a.Code) != code:
+		v.codeMisses++
+		return nil, protocol.Errorf(protocol.CodeBadCommand, "that is not the code mailed to %s", s.Email.To)
+	}
+	s.Email.Confirmed = true
+	if err := store.SetAlertSettings(v.conn, s); err != nil {
+		return nil, err
+	}
+	if err := store.SetAlertCode(v.conn, "", 0); err != nil {
+		return nil, err
+	}
+	return s, t.Put(protocol.KindAlerts, "alerts", s)
 }
 
 // notifyTriggers are the quoted names of the active or paused triggers
@@ -83,27 +184,28 @@ func (v *Vault) checkNotify(spec protocol.TriggerSpec) error {
 	if err != nil {
 		return err
 	}
-	if s.Webhook == nil {
-		return protocol.Errorf(protocol.CodeInvalidTrigger, "a notify action needs an alert channel: set a webhook first (alerts.set, or Alerts on the dashboard)")
+	if len(s.Channels()) == 0 {
+		return protocol.Errorf(protocol.CodeInvalidTrigger, "a notify action needs an alert channel: set up a webhook, a Telegram chat or a confirmed mail address first (alerts.set, or Alerts on the dashboard)")
 	}
 	return nil
 }
 
-// raiseFired writes the alert of a notify intent, in its firing's
+// raiseFired writes the alerts of a notify intent, in its firing's
 // transaction.
 func (v *Vault) raiseFired(t *store.Tx, ev rules.Event, tr *rules.Trigger, in protocol.Intent) error {
 	detail := ev.Cause
 	if sig, ok := strings.CutPrefix(ev.Cause, "signal:"); ok && ev.HasValue {
 		detail = sig + " at " + strconv.FormatFloat(ev.Value, 'f', -1, 64)
 	}
-	return v.raise(t, protocol.Alert{ID: "fired-" + in.ID, Kind: protocol.AlertTriggerFired, TriggerID: tr.ID, IntentID: in.ID,
+	return v.raise(t, protocol.Alert{Event: "fired-" + in.ID, Kind: protocol.AlertTriggerFired, TriggerID: tr.ID, IntentID: in.ID,
 		Title: tr.Name + " fired", Detail: detail, At: ev.Now.UnixMilli()})
 }
 
-// raise writes alert a in t if the vault's settings ask for one of its
-// kind, and queues its delivery once t commits. An alert already in the
-// outbox (a journaled firing applied again) is not raised twice. Without
-// a channel it is kept as failed, saying so.
+// raise writes the alert of event a.Event in t, one per channel set up, if
+// the vault's settings ask for one of its kind, and queues each delivery
+// once t commits. An event already in the outbox (a journaled firing
+// applied again) is not raised twice. Without a channel it is kept as
+// failed, saying so.
 func (v *Vault) raise(t *store.Tx, a protocol.Alert) error {
 	s, err := store.AlertSettings(v.conn)
 	if err != nil {
@@ -112,13 +214,29 @@ func (v *Vault) raise(t *store.Tx, a protocol.Alert) error {
 	if a.Kind == protocol.AlertIntentFailed && !s.On.IntentFailed {
 		return nil
 	}
-	if _, ok, err := store.GetAlert(v.conn, a.ID); err != nil || ok {
-		return err
+	channels := s.Channels()
+	if len(channels) == 0 {
+		channels = []string{""}
 	}
-	a.Status, a.Channel = protocol.AlertPending, "webhook"
-	if s.Webhook == nil {
-		a.Status, a.Channel, a.LastError = protocol.AlertFailed, "", "no alert channel is set up"
+	for _, ch := range channels {
+		row := a
+		row.ID, row.Channel, row.Status = a.Event+":"+ch, ch, protocol.AlertPending
+		if ch == "" {
+			row.ID, row.Status, row.LastError = a.Event+":none", protocol.AlertFailed, "no alert channel is set up"
+		}
+		if _, ok, err := store.GetAlert(v.conn, row.ID); err != nil || ok {
+			return err
+		}
+		if err := v.putAlert(t, row, s, ""); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// putAlert writes a new alert and, if it is pending, queues its delivery
+// once t commits.
+func (v *Vault) putAlert(t *store.Tx, a protocol.Alert, s protocol.AlertSettings, code string) error {
 	if err := store.PutAlert(v.conn, a); err != nil {
 		return err
 	}
@@ -126,14 +244,14 @@ func (v *Vault) raise(t *store.Tx, a protocol.Alert) error {
 		return err
 	}
 	if a.Status == protocol.AlertPending {
-		t.Then(func() { v.deliver(*s.Webhook, a) })
+		t.Then(func() { v.deliver(s, a, code) })
 	}
 	return t.Put(protocol.KindAlert, a.ID, a)
 }
 
-func (v *Vault) deliver(w protocol.WebhookChannel, a protocol.Alert) {
+func (v *Vault) deliver(s protocol.AlertSettings, a protocol.Alert, code string) {
 	if v.cfg.Notifier != nil {
-		v.cfg.Notifier.Send(notify.Job{Vault: v.id, Webhook: w, Alert: a})
+		v.cfg.Notifier.Send(notify.Job{Vault: v.id, Settings: s, Alert: a, Code: code})
 	}
 }
 
@@ -180,11 +298,16 @@ func (v *Vault) resumeAlerts() {
 		v.fault("read alert settings", err)
 		return
 	}
-	var w protocol.WebhookChannel
-	if s.Webhook != nil {
-		w = *s.Webhook
+	code, _, err := store.AlertCode(v.conn)
+	if err != nil {
+		v.fault("read alert settings", err)
+		return
 	}
 	for _, a := range as {
-		v.deliver(w, a)
+		c := ""
+		if a.Kind == alertConfirm {
+			c = code
+		}
+		v.deliver(s, a, c)
 	}
 }

@@ -187,6 +187,8 @@ func (v *Vault) apply(t *store.Tx, cmd protocol.Command) (any, error) {
 		return v.askRestore(t, cmd.Args)
 	case protocol.OpAlertsSet:
 		return v.setAlerts(t, cmd.Args)
+	case protocol.OpAlertsConfirm:
+		return v.confirmAlerts(t, cmd.Args)
 	case protocol.OpGrantAdd:
 		return v.addGrant(t, cmd.Args)
 	case protocol.OpGrantRevoke:

@@ -47,10 +47,13 @@ type Vault struct {
 	move     store.MoveMark // a move out of this node begun (or done: a tombstone); the vault refuses writes
 	ring     keys.Ring      // the vault's keys, sealed
 	triggers map[string]*rules.Trigger
-	sessions map[string]*store.Session
-	subs     map[Subscriber]string // → the session it is bound to
-	forget   bool                  // end the goroutine after this letter (hibernation, a fault)
-	retired  bool                  // it ends because it hibernated (the host retired it)
+	// codeMisses counts wrong mail confirmation codes since the last one
+	// was made (alerts.go): past codeTries the code serves no more.
+	codeMisses int
+	sessions   map[string]*store.Session
+	subs       map[Subscriber]string // → the session it is bound to
+	forget     bool                  // end the goroutine after this letter (hibernation, a fault)
+	retired    bool                  // it ends because it hibernated (the host retired it)
 	// journaled are the firing journal's records the host handed it to
 	// apply as its file opens (asleep.go).
 	journaled []*Fired

@@ -92,7 +92,7 @@ func (r *Runner) set(t *store.Tx, in *protocol.Intent, step Step) error {
 	}
 	t.Then(r.node.Metrics.Moves.WithLabelValues(in.Status).Inc)
 	if to == Refused || to == Failed || to == Reverted {
-		a := protocol.Alert{ID: "failed-" + in.ID, Kind: protocol.AlertIntentFailed, TriggerID: in.TriggerID, IntentID: in.ID,
+		a := protocol.Alert{Event: "failed-" + in.ID, Kind: protocol.AlertIntentFailed, TriggerID: in.TriggerID, IntentID: in.ID,
 			Title: "A " + in.Action.Kind + " " + in.Status, Detail: in.Detail, At: t.Now.UnixMilli()}
 		if err := r.v.Raise(t, a); err != nil {
 			return err

@@ -1,6 +1,6 @@
 // Package notify delivers a vault's alerts: the node's Notifier posts each
-// alert to the vault's webhook, signed with the vault's secret, retries
-// with backoff, and posts every outcome back to the vault, which keeps its
+// alert to the vault's webhook (signed with the vault's secret), its
+// Telegram chat or its mail address, retries with backoff, and posts every outcome back to the vault, which keeps its
 // outbox (vault/store: alerts) and shows the delivery log to its owner.
 // A vault only queues an alert here; no vault waits on a channel.
 //
@@ -9,5 +9,9 @@
 //     request forgery: loopback and private ranges refused unless allowed).
 //   - webhook.go: one webhook delivery: the payload, its signature, the
 //     answer read as delivered, worth a retry, or refused for good.
+//   - telegram.go: one chat message from the node's bot (the Bot API's
+//     sendMessage), and an alert as text.
+//   - email.go: one mail through the node's SMTP server, and the mail
+//     that asks an address's confirmation code.
 //   - notifier.go: the Notifier: its queue, workers and retries.
 package notify

@@ -38,11 +38,12 @@ const (
 	retryMax         = 5 * time.Minute
 )
 
-// Job is one alert to deliver to one vault's channel.
+// Job is one alert to deliver to one vault's channel (Alert.Channel).
 type Job struct {
-	Vault   string // the vault's id (its address, lower-case hex): where the outcome is posted
-	Webhook protocol.WebhookChannel
-	Alert   protocol.Alert // as its outbox holds it (Attempts: the tries made)
+	Vault    string                 // the vault's id (its address, lower-case hex): where the outcome is posted
+	Settings protocol.AlertSettings // the vault's channels
+	Alert    protocol.Alert         // as its outbox holds it (Attempts: the tries made)
+	Code     string                 // an e-mail address's confirmation code, for the mail that asks it
 }
 
 // Result is what a try came to, for the vault to record: the alert is
@@ -65,10 +66,12 @@ type Config struct {
 	AllowPrivate bool
 	// Post hands a result to the vault's inbox; it must not block.
 	Post        func(vault string, r *Result)
-	MaxAttempts int           // tries before an alert is given up (default 8)
-	RetryBase   time.Duration // the first pause before a retry, doubled each time up to 5m (default 2s)
-	Timeout     time.Duration // one try's bound, the answer included (default 10s)
-	PerMinute   int           // a vault's alerts delivered alone in a minute; past it they are coalesced (default 10)
+	MaxAttempts int            // tries before an alert is given up (default 8)
+	RetryBase   time.Duration  // the first pause before a retry, doubled each time up to 5m (default 2s)
+	Timeout     time.Duration  // one try's bound, the answer included (default 10s)
+	PerMinute   int            // a vault's alerts delivered alone in a minute; past it they are coalesced (default 10)
+	Telegram    TelegramConfig // the node's bot (no token: no chat alerts)
+	SMTP        SMTPConfig     // the node's mail server (none: no mail alerts)
 	Clock       clock.Clock
 	Logger      zerolog.Logger
 	Metrics     *Metrics
@@ -101,7 +104,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Notifier delivers alerts. New, then Start; Close stops it.
 type Notifier struct {
 	cfg    Config
-	client *http.Client
+	client *http.Client // webhooks', guarded
+	api    *http.Client // the Telegram API's (the operator's address)
 	jobs   chan Job
 
 	mu      sync.Mutex
@@ -138,12 +142,21 @@ func New(cfg Config) *Notifier {
 	if cfg.Post == nil {
 		cfg.Post = func(string, *Result) {}
 	}
-	return &Notifier{cfg: cfg, client: newClient(cfg.AllowPrivate, cfg.Timeout), jobs: make(chan Job, maxQueue),
+	if cfg.Telegram.API == "" {
+		cfg.Telegram.API = "https://api.telegram.org"
+	}
+	return &Notifier{cfg: cfg, client: newClient(cfg.AllowPrivate, cfg.Timeout), api: newClient(true, cfg.Timeout), jobs: make(chan Job, maxQueue),
 		waiting: map[string]Job{}, busy: map[string]bool{}, held: map[string][]Job{}, storms: map[string]*storm{}, retries: clock.NewSchedule(cfg.Clock)}
 }
 
 // AllowPrivate reports whether webhooks may reach private addresses.
 func (n *Notifier) AllowPrivate() bool { return n.cfg.AllowPrivate }
+
+// HasTelegram reports whether the node has a bot for chat alerts.
+func (n *Notifier) HasTelegram() bool { return n.cfg.Telegram.Token != "" }
+
+// HasMail reports whether the node has a mail server for mail alerts.
+func (n *Notifier) HasMail() bool { return n.cfg.SMTP.Server != "" }
 
 // Start runs the workers and the retries.
 func (n *Notifier) Start() {
@@ -173,16 +186,18 @@ func (n *Notifier) Close() {
 	}
 	n.wg.Wait()
 	n.client.CloseIdleConnections()
+	n.api.CloseIdleConnections()
 }
 
 // storm counts a vault's new alerts in one window and gathers those past
 // its limit for the digest.
 type storm struct {
-	start   time.Time
-	sent    int
-	webhook protocol.WebhookChannel
-	titles  []string
-	more    int // coalesced beyond the titles kept
+	vault, channel string
+	start          time.Time
+	sent           int
+	settings       protocol.AlertSettings
+	titles         []string
+	more           int // coalesced beyond the titles kept
 }
 
 // Send queues a vault's alert for delivery; it never waits. Past the
@@ -190,7 +205,7 @@ type storm struct {
 // digest instead (the vault hears so at once). With the queue full the
 // delivery is put off, not lost.
 func (n *Notifier) Send(j Job) {
-	if j.Alert.Attempts == 0 && !n.admit(j) {
+	if j.Alert.Attempts == 0 && j.Code == "" && !n.admit(j) {
 		n.cfg.Metrics.Tries.WithLabelValues("coalesced").Inc()
 		n.cfg.Post(j.Vault, &Result{Alert: j.Alert.ID, Status: protocol.AlertCoalesced, Attempts: j.Alert.Attempts,
 			Err: "too many alerts at once: sent in a digest at the minute's end", At: n.cfg.Clock.Now().UnixMilli()})
@@ -199,25 +214,26 @@ func (n *Notifier) Send(j Job) {
 	n.enqueue(j)
 }
 
-// admit counts j's alert in its vault's window, or gathers it for the
-// digest when the window is full.
+// admit counts j's alert in its vault's window on its channel, or
+// gathers it for the digest when the window is full.
 func (n *Notifier) admit(j Job) bool {
 	now := n.cfg.Clock.Now()
+	key := j.Vault + "/" + j.Alert.Channel
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.storms[j.Vault]
+	s := n.storms[key]
 	if s == nil || now.Sub(s.start) >= stormWindow && len(s.titles) == 0 {
-		s = &storm{start: now}
-		n.storms[j.Vault] = s
+		s = &storm{vault: j.Vault, channel: j.Alert.Channel, start: now}
+		n.storms[key] = s
 	}
 	if s.sent < n.cfg.PerMinute {
 		s.sent++
 		return true
 	}
 	if len(s.titles) == 0 && s.more == 0 {
-		n.retries.Set("digest/"+j.Vault, s.start.Add(stormWindow).UnixMilli())
+		n.retries.Set("digest/"+key, s.start.Add(stormWindow).UnixMilli())
 	}
-	s.webhook = j.Webhook
+	s.settings = j.Settings
 	if len(s.titles) < digestTitles {
 		s.titles = append(s.titles, j.Alert.Title)
 	} else {
@@ -226,13 +242,13 @@ func (n *Notifier) admit(j Job) bool {
 	return false
 }
 
-// digest sends the alerts a vault's window coalesced as one alert, and
-// starts the vault's next window.
-func (n *Notifier) digest(vault string) {
+// digest sends the alerts a vault's window on a channel coalesced as one
+// alert, and starts the next window.
+func (n *Notifier) digest(key string) {
 	now := n.cfg.Clock.Now()
 	n.mu.Lock()
-	s := n.storms[vault]
-	delete(n.storms, vault)
+	s := n.storms[key]
+	delete(n.storms, key)
 	n.mu.Unlock()
 	if s == nil || len(s.titles) == 0 {
 		return
@@ -242,9 +258,10 @@ func (n *Notifier) digest(vault string) {
 	if s.more > 0 {
 		detail += "; and " + strconv.Itoa(s.more) + " more"
 	}
-	a := protocol.Alert{ID: "digest-" + strconv.FormatInt(s.start.UnixMilli(), 10), Kind: protocol.AlertDigest,
-		Title: strconv.Itoa(count) + " more alerts within a minute", Detail: detail, At: now.UnixMilli(), Channel: "webhook", Status: protocol.AlertPending}
-	n.enqueue(Job{Vault: vault, Webhook: s.webhook, Alert: a})
+	event := "digest-" + strconv.FormatInt(s.start.UnixMilli(), 10)
+	a := protocol.Alert{ID: event + ":" + s.channel, Event: event, Kind: protocol.AlertDigest,
+		Title: strconv.Itoa(count) + " more alerts within a minute", Detail: detail, At: now.UnixMilli(), Channel: s.channel, Status: protocol.AlertPending}
+	n.enqueue(Job{Vault: s.vault, Settings: s.settings, Alert: a})
 }
 
 // enqueue queues a delivery without counting it against the vault's limit.
@@ -266,8 +283,8 @@ func (n *Notifier) later(j Job, d time.Duration) {
 }
 
 func (n *Notifier) retryDue(key string) {
-	if vault, ok := strings.CutPrefix(key, "digest/"); ok {
-		n.digest(vault)
+	if storm, ok := strings.CutPrefix(key, "digest/"); ok {
+		n.digest(storm)
 		return
 	}
 	n.mu.Lock()
@@ -326,25 +343,58 @@ func (n *Notifier) work(ctx context.Context) {
 	}
 }
 
-// destination is the host a job reaches (its URL's, lower-cased).
+// destination is what a job reaches: a webhook's host (lower-cased), a
+// chat, a mail address.
 func destination(j Job) string {
-	u, err := url.Parse(j.Webhook.URL)
-	if err != nil {
-		return j.Webhook.URL
+	s := j.Settings
+	switch {
+	case j.Alert.Channel == protocol.ChannelTelegram && s.Telegram != nil:
+		return "telegram/" + s.Telegram.ChatID
+	case j.Alert.Channel == protocol.ChannelEmail && s.Email != nil:
+		return "mail/" + strings.ToLower(s.Email.To)
+	case s.Webhook != nil:
+		if u, err := url.Parse(s.Webhook.URL); err == nil {
+			return strings.ToLower(u.Host)
+		}
 	}
-	return strings.ToLower(u.Host)
+	return ""
+}
+
+// deliver makes one try on the job's channel.
+func (n *Notifier) deliver(ctx context.Context, j Job) outcome {
+	vault, s, now := common.HexToAddress(j.Vault).Hex(), j.Settings, n.cfg.Clock.Now()
+	switch j.Alert.Channel {
+	case protocol.ChannelWebhook:
+		if s.Webhook == nil {
+			return outcome{why: "the vault has no webhook set up any more"}
+		}
+		return postWebhook(ctx, n.client, vault, *s.Webhook, j.Alert, now)
+	case protocol.ChannelTelegram:
+		switch {
+		case s.Telegram == nil:
+			return outcome{why: "the vault has no Telegram chat set up any more"}
+		case !n.HasTelegram():
+			return outcome{why: "this node has no Telegram bot any more (SPELLS_TELEGRAM_BOT_TOKEN)"}
+		}
+		return sendTelegram(ctx, n.api, n.cfg.Telegram, vault, *s.Telegram, j.Alert)
+	case protocol.ChannelEmail:
+		switch {
+		case s.Email == nil:
+			return outcome{why: "the vault has no mail address set up any more"}
+		case !n.HasMail():
+			return outcome{why: "this node has no mail server any more (--smtp)"}
+		}
+		msg := mailMessage(n.cfg.SMTP.From, s.Email.To, vault, j.Alert, j.Code, now)
+		return sendMail(ctx, n.cfg.SMTP, n.cfg.Timeout, s.Email.To, msg)
+	}
+	return outcome{why: "no such channel: " + j.Alert.Channel}
 }
 
 // try makes one delivery and says what it came to; a retry is scheduled
 // here, so the vault only records it.
 func (n *Notifier) try(ctx context.Context, j Job) *Result {
 	start := time.Now()
-	var o outcome
-	if j.Webhook.URL == "" {
-		o = outcome{why: "the vault has no webhook set up any more"}
-	} else {
-		o = postWebhook(ctx, n.client, common.HexToAddress(j.Vault).Hex(), j.Webhook, j.Alert, n.cfg.Clock.Now())
-	}
+	o := n.deliver(ctx, j)
 	n.cfg.Metrics.Duration.Observe(time.Since(start).Seconds())
 	r := &Result{Alert: j.Alert.ID, Attempts: j.Alert.Attempts + 1, Err: o.why, At: n.cfg.Clock.Now().UnixMilli()}
 	switch {

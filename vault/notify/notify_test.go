@@ -105,8 +105,8 @@ func start(t *testing.T, cfg Config) *Notifier {
 }
 
 func job(url, id string) Job {
-	return Job{Vault: "0x00000000000000000000000000000000000000aa", Webhook: protocol.WebhookChannel{URL: url, Secret: "s3cret"},
-		Alert: protocol.Alert{ID: id, Kind: protocol.AlertTriggerFired, Title: "dip fired", At: 1, Channel: "webhook", Status: protocol.AlertPending}}
+	return Job{Vault: "0x00000000000000000000000000000000000000aa", Settings: protocol.AlertSettings{Webhook: &protocol.WebhookChannel{URL: url, Secret: "s3cret"}},
+		Alert: protocol.Alert{ID: id, Event: id, Kind: protocol.AlertTriggerFired, Title: "dip fired", At: 1, Channel: protocol.ChannelWebhook, Status: protocol.AlertPending}}
 }
 
 // TestWebhookSignedAndRetried: a webhook that answers 500 twice gets the
@@ -238,7 +238,7 @@ func TestDeadWebhookSlowsNoOne(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	rcv := newReceiver(t)
 	rs := newResults()
-	n := start(t, Config{AllowPrivate: true, Post: rs.post, RetryBase: time.Hour, Timeout: 2 * time.Second})
+	n := start(t, Config{AllowPrivate: true, Post: rs.post, RetryBase: time.Hour, Timeout: 2 * time.Second, PerMinute: 1000})
 	began := time.Now()
 	for i := 0; i < 2*workers; i++ {
 		n.Send(job(dead.URL, "dead-"+strconv.Itoa(i)))

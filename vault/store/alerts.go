@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"zombiezen.com/go/sqlite"
 
@@ -39,6 +41,29 @@ func SetAlertSettings(conn *sqlite.Conn, a protocol.AlertSettings) error {
 		return err
 	}
 	return exec(conn, `UPDATE vault SET alerts = ? WHERE id = 1;`, string(b))
+}
+
+// AlertCode reads the pending mail confirmation: its code and when it was
+// made (unix ms); "" when none waits.
+func AlertCode(conn *sqlite.Conn) (code string, made int64, err error) {
+	err = each(conn, `SELECT alert_code FROM vault WHERE id = 1;`, func(s *sqlite.Stmt) error {
+		c, at, ok := strings.Cut(s.ColumnText(0), "/")
+		if ok {
+			code = c
+			made, _ = strconv.ParseInt(at, 10, 64)
+		}
+		return nil
+	})
+	return
+}
+
+// SetAlertCode writes the pending mail confirmation ("": none).
+func SetAlertCode(conn *sqlite.Conn, code string, made int64) error {
+	v := ""
+	if code != "" {
+		v = code + "/" + strconv.FormatInt(made, 10)
+	}
+	return exec(conn, `UPDATE vault SET alert_code = ? WHERE id = 1;`, v)
 }
 
 // PutAlert writes an alert, new or as its delivery left it.

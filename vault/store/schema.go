@@ -136,10 +136,12 @@ var schema = sqlitemigration.Schema{
 		// The node's firing journal (vault/journal): the number of the
 		// last of its records this vault applied, so none applies twice.
 		`ALTER TABLE vault ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0;`,
-		// Alerts (alerts.go): the vault's settings (JSON), and its outbox:
+		// Alerts (alerts.go): the vault's settings (JSON), the code that
+		// confirms its mail address (never in a diff), and its outbox:
 		// each alert written with the event that raised it, kept with its
 		// delivery's status.
 		`ALTER TABLE vault ADD COLUMN alerts TEXT NOT NULL DEFAULT '';
+		ALTER TABLE vault ADD COLUMN alert_code TEXT NOT NULL DEFAULT '';
 		CREATE TABLE alerts (
 			id     TEXT PRIMARY KEY,
 			at     INTEGER NOT NULL,

@@ -609,22 +609,45 @@ function onChainBounds(t) {
 
 function fillAlertsForm() {
   const f = $("#alerts-form");
-  const w = S.alerts && S.alerts.webhook;
+  const a = S.alerts || {};
+  const w = a.webhook, mail = a.email, chat = a.telegram;
   f.elements.url.value = w ? w.url : "";
-  f.elements.intentFailed.checked = w ? !!(S.alerts.on && S.alerts.on.intentFailed) : true;
+  f.elements.email.value = mail ? mail.to : "";
+  f.elements.chat.value = chat ? chat.chatId : "";
+  f.elements.intentFailed.checked = w || mail || chat ? !!(a.on && a.on.intentFailed) : true;
   $("#alerts-secret").classList.toggle("hidden", !w);
   $("#alerts-secret-value").textContent = w ? w.secret : "";
-  $("#alerts-state").textContent = w ? "webhook set" : "no channel yet: notify triggers need one";
+  const waiting = mail && !mail.confirmed;
+  $("#confirm-form").classList.toggle("hidden", !waiting);
+  $("#confirm-to").textContent = waiting ? mail.to : "";
+  const on = [w ? "webhook" : "", chat ? "Telegram" : "", mail && mail.confirmed ? "mail" : ""].filter(Boolean);
+  $("#alerts-state").textContent = on.length ? `sent by ${on.join(", ")}` + (waiting ? "; mail waits for its code" : "")
+    : waiting ? "mail waits for its code" : "no channel yet: notify triggers need one";
 }
 
 $("#alerts-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const f = e.target;
-  const url = f.elements.url.value.trim();
+  const url = f.elements.url.value.trim(), to = f.elements.email.value.trim(), chat = f.elements.chat.value.trim();
   const m = $("#alerts-msg");
-  if (url && !/^https?:\/\/[^\s/]+/.test(url)) { m.textContent = "the webhook URL must start with https:// (or http://) and name a host"; m.className = "msg error"; return; }
-  m.textContent = "";
-  command("alerts.set", { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked } }, url ? "Save the alert webhook" : "Remove the alert webhook");
+  const bad = url && !/^https?:\/\/[^\s/]+/.test(url) ? "the webhook URL must start with https:// (or http://) and name a host"
+    : to && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(to) ? "the mail address must look like you@example.com"
+    : chat && !/^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$/.test(chat) ? "a Telegram chat id is a number (@userinfobot tells you yours) or a channel's @name" : "";
+  m.textContent = bad;
+  m.className = bad ? "msg error" : "msg";
+  if (bad) return;
+  const args = { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked } };
+  if (to) args.email = { to };
+  if (chat) args.telegram = { chatId: chat };
+  command("alerts.set", args, "Save the alert channels");
+});
+
+$("#confirm-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const code = e.target.elements.code.value.trim();
+  if (!/^\d{6}$/.test(code)) { $("#alerts-msg").textContent = "the code is the 6 digits in the mail"; $("#alerts-msg").className = "msg error"; return; }
+  e.target.elements.code.value = "";
+  command("alerts.confirm", { code }, "Confirm the mail address");
 });
 
 // browserNotify shows a new alert as the browser's own notification while
@@ -647,6 +670,7 @@ function renderAlerts() {
     el("span", { class: "muted" }, fmtTime(a.at) + " "),
     el("span", { class: "badge " + a.status }, a.status), " ",
     a.title, a.detail ? el("span", { class: "muted" }, ` — ${a.detail}`) : null,
+    a.channel ? el("span", { class: "muted" }, ` (${a.channel === "email" ? "mail" : a.channel === "telegram" ? "Telegram" : "webhook"})`) : null,
     el("div", { class: "muted small" }, a.status === "delivered" ? `delivered ${fmtTime(a.deliveredAt)}${a.attempts > 1 ? ` after ${a.attempts} tries` : ""}`
       : a.lastError ? `${a.attempts} ${a.attempts === 1 ? "try" : "tries"}: ${a.lastError}` : "sending…"))));
   $("#no-alerts").classList.toggle("hidden", log.length > 0);
