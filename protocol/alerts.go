@@ -7,10 +7,11 @@ package protocol
 // AlertSettings are a vault's: its channels and the events that raise an
 // alert besides a notify action, which always does.
 type AlertSettings struct {
-	Webhook  *WebhookChannel  `json:"webhook,omitempty"`
-	Telegram *TelegramChannel `json:"telegram,omitempty"`
-	Email    *EmailChannel    `json:"email,omitempty"`
-	On       AlertRules       `json:"on"`
+	Webhook  *WebhookChannel    `json:"webhook,omitempty"`
+	Telegram *TelegramChannel   `json:"telegram,omitempty"`
+	Email    *EmailChannel      `json:"email,omitempty"`
+	Push     []PushSubscription `json:"push,omitempty"`
+	On       AlertRules         `json:"on"`
 }
 
 // Channels are the channels an alert goes to: those set up (an e-mail
@@ -26,7 +27,20 @@ func (s AlertSettings) Channels() []string {
 	if s.Email != nil && s.Email.Confirmed {
 		out = append(out, ChannelEmail)
 	}
+	for _, p := range s.Push {
+		out = append(out, ChannelPush+":"+p.ID)
+	}
 	return out
+}
+
+// PushTo returns the push subscription a channel "push:<id>" names.
+func (s AlertSettings) PushTo(channel string) (PushSubscription, bool) {
+	for _, p := range s.Push {
+		if ChannelPush+":"+p.ID == channel {
+			return p, true
+		}
+	}
+	return PushSubscription{}, false
 }
 
 // Alert channels.
@@ -34,7 +48,19 @@ const (
 	ChannelWebhook  = "webhook"
 	ChannelTelegram = "telegram"
 	ChannelEmail    = "email"
+	ChannelPush     = "push" // one channel per subscription: push:<its id>
 )
+
+// PushSubscription is a browser's Web Push subscription (what
+// PushSubscription.toJSON() gives), and the id the vault gives it.
+type PushSubscription struct {
+	ID       string `json:"id,omitempty"` // the vault's: the first 16 hex digits of the endpoint's SHA-256
+	Endpoint string `json:"endpoint"`
+	Keys     struct {
+		P256dh string `json:"p256dh"`
+		Auth   string `json:"auth"`
+	} `json:"keys"`
+}
 
 // TelegramChannel sends each alert as a message from the node's bot to
 // ChatID (the owner starts a chat with the bot first; a bot cannot write
@@ -66,11 +92,12 @@ type AlertRules struct {
 // AlertsArgs are alerts.set's: the settings (a webhook's secret is the
 // vault's, never sent), and RotateSecret to replace the webhook's secret.
 type AlertsArgs struct {
-	Webhook      *WebhookChannel  `json:"webhook"`
-	Telegram     *TelegramChannel `json:"telegram,omitempty"`
-	Email        *EmailChannel    `json:"email,omitempty"`
-	On           AlertRules       `json:"on"`
-	RotateSecret bool             `json:"rotateSecret,omitempty"`
+	Webhook      *WebhookChannel    `json:"webhook"`
+	Telegram     *TelegramChannel   `json:"telegram,omitempty"`
+	Email        *EmailChannel      `json:"email,omitempty"`
+	Push         []PushSubscription `json:"push,omitempty"`
+	On           AlertRules         `json:"on"`
+	RotateSecret bool               `json:"rotateSecret,omitempty"`
 }
 
 // ConfirmArgs are alerts.confirm's: the code mailed to the address set.

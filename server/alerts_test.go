@@ -18,6 +18,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
 	"github.com/spells-dev/spells/vault/notify/bottest"
+	"github.com/spells-dev/spells/vault/notify/pushtest"
 	"github.com/spells-dev/spells/vault/notify/smtptest"
 )
 
@@ -280,4 +281,53 @@ func TestAlertsOnEveryChannel(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--smtp") {
 		t.Fatalf("a mail address on a node without a mail server: %v", err)
 	}
+}
+
+// TestAlertsByWebPush: the page subscribes with the node's push key (GET
+// /v1/push/key); an alert reaches that browser encrypted for it; once its
+// push service answers 410 the vault drops the subscription and says why.
+func TestAlertsByWebPush(t *testing.T) {
+	tn := startNode(t, testOptions(t), nil)
+	res, err := http.Get("http://" + tn.addr + "/v1/push/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key struct{ PublicKey string }
+	_ = json.NewDecoder(res.Body).Decode(&key)
+	res.Body.Close()
+	if len(key.PublicKey) != 87 {
+		t.Fatalf("push key %q; want 65 bytes in base64url", key.PublicKey)
+	}
+	browser := pushtest.Start(t, key.PublicKey)
+	s := tn.signIn(t, nil)
+	ack, err := s.cmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Push: []protocol.PushSubscription{browser.Subscription()}})
+	if err != nil {
+		t.Fatalf("alerts.set with a push subscription: %v", err)
+	}
+	var set protocol.AlertSettings
+	_ = json.Unmarshal(ack.Result, &set)
+	if len(set.Push) != 1 || len(set.Push[0].ID) != 16 {
+		t.Fatalf("settings %s", ack.Result)
+	}
+	spec := dip(2500)
+	spec.Action = protocol.Action{Kind: "notify"}
+	s.create(t, spec)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	tn.mustPublish(t, "ETH/USD", 2400)
+	if got := browser.Wait(t, 1); got[0]["title"] != "Spells: "+spec.Name+" fired" {
+		t.Fatalf("the browser showed %+v", got)
+	}
+	s.alertWith(t, "the push delivered", func(a protocol.Alert) bool { return a.Status == protocol.AlertDelivered })
+
+	browser.SetGone(true)
+	tn.mustPublish(t, "ETH/USD", 2600)
+	s2 := spec
+	s2.Name = "again"
+	s.create(t, s2)
+	tn.mustPublish(t, "ETH/USD", 2400)
+	a := s.alertWith(t, "the push failed", func(a protocol.Alert) bool { return a.Status == protocol.AlertFailed })
+	if !strings.Contains(a.LastError, "410") {
+		t.Fatalf("alert %+v", a)
+	}
+	s.until(t, "the subscription dropped", func(protocol.ServerFrame) bool { return len(s.mirror.Alerts.Push) == 0 })
 }

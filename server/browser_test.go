@@ -320,6 +320,13 @@ func TestDashboardAlerts(t *testing.T) {
 	if log := text(t, ctx, `#alert-log`); !strings.Contains(log, "fired") || !strings.Contains(log, "ETH/USD at 2400") {
 		t.Fatalf("the delivery log shows %q", log)
 	}
+	// The service worker that shows pushed alerts registers at the root
+	// (a push service is not part of headless Chromium: the delivery of a
+	// push is tested from Go against pushtest).
+	scope, err := chromedp.Run(within(t, ctx), chromedp.Evaluate[string](`navigator.serviceWorker.register("sw.js").then((r) => r.scope)`, chromedp.EvalAwaitPromise))
+	if err != nil || scope != "http://"+tn.addr+"/" {
+		t.Fatalf("the service worker registered with scope %q: %v", scope, err)
+	}
 	screenshot(t, ctx, "alerts")
 }
 

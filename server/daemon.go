@@ -22,6 +22,7 @@ import (
 
 	"github.com/spells-dev/spells/hub"
 	"github.com/spells-dev/spells/vault"
+	"github.com/spells-dev/spells/vault/notify"
 )
 
 // What a running node is made of, and the small things every part of it
@@ -33,6 +34,7 @@ type daemon struct {
 	opts  Options
 	log   zerolog.Logger
 	ln    net.Listener
+	push  *notify.VAPID // the node's Web Push identity (data/push.key)
 	http  *http.Server
 	debug *http.Server // pprof; nil unless -debug-listen
 	// debugDone is closed when the debug server's goroutine has ended.
@@ -114,6 +116,21 @@ func (n *daemon) dashboardURL() string {
 	}
 	_, port, _ := net.SplitHostPort(n.ln.Addr().String())
 	return "http://localhost:" + port + "/"
+}
+
+// pushContact is the contact push services are given with each push
+// (RFC 8292): --push-contact, else the dashboard's https address, else the
+// mail alerts' sender, else the dashboard's address.
+func (n *daemon) pushContact() string {
+	switch {
+	case n.opts.PushContact != "":
+		return n.opts.PushContact
+	case strings.HasPrefix(n.dashboardURL(), "https://"):
+		return n.dashboardURL()
+	case n.opts.SMTPFrom != "":
+		return "mailto:" + n.opts.SMTPFrom
+	}
+	return n.dashboardURL()
 }
 
 // connLimit is --max-connections, or what the descriptor limit leaves

@@ -49,6 +49,7 @@ type Options struct {
 	SMTP, SMTPFrom        string // the mail server for mail alerts, and their sender
 	TelegramAPI           string // the Telegram Bot API's base URL
 	TelegramToken         string // environment only: SPELLS_TELEGRAM_BOT_TOKEN
+	PushContact           string // the contact push services are given (mailto: or https:)
 	Redis                 string // redis:// URL; empty: a single node, signals in memory
 	// ClusterSecretFile holds the secret every node of a cluster shares
 	// (it authenticates the node links and keys sign-in nonces);
@@ -131,6 +132,7 @@ func parseOptions(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.SMTP, "smtp", "", "mail server for mail alerts: smtp://[user:password@]host:port (STARTTLS when the server offers it) or smtps://…; empty: no mail alerts")
 	fs.StringVar(&o.SMTPFrom, "smtp-from", "", "with -smtp: the address mail alerts come from")
 	fs.StringVar(&o.TelegramAPI, "telegram-api", "https://api.telegram.org", "the Telegram Bot API the node's bot (SPELLS_TELEGRAM_BOT_TOKEN) sends chat alerts through")
+	fs.StringVar(&o.PushContact, "push-contact", "", "the contact Web Push services are given with each push, mailto:… or https://… (default: the https public URL, else mailto: the -smtp-from address)")
 	fs.StringVar(&o.DevChainRPC, "dev-chain-rpc", "127.0.0.1:8545", "loopback address where the dev chain serves JSON-RPC for wallets and tools; empty: none")
 	fs.Float64Var(&o.NewVaultsPerIP, "new-vaults-per-ip", 10, "new vaults one source address (IPv4, or IPv6 /64) may create a minute; 0: no limit")
 	fs.Float64Var(&o.NewVaultsPerMinute, "new-vaults-per-minute", 600, "new vaults this node creates a minute, from everyone; 0: no limit")

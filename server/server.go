@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -176,10 +177,16 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 			return err
 		}
 	}
+	push, err := notify.LoadVAPID(filepath.Join(n.opts.DataDir, "push.key"), n.pushContact())
+	if err != nil {
+		ch.close()
+		return err
+	}
+	n.push = push
 	mgr, err := vault.NewManager(vault.Config{Dir: n.opts.DataDir, Domains: n.opts.SIWEDomains, ChainID: chainID, Claim: claim, Backup: backups, Restore: restore, AllowCreate: gate.allow,
 		Nonces: nonces, KEK: kek, Chain: chainInfo, Client: chainClient, Confirmations: n.opts.Confirmations, Finality: n.opts.Finality, PollEvery: n.opts.ChainPoll, BumpAfter: n.opts.FeeBumpAfter, KeyMade: keyMade, Clock: clk, Logger: n.log.With().Str("part", "vault").Logger(), Metrics: vault.NewMetrics(reg),
 		Latest: history.Latest, MaxOpen: n.opts.MaxOpen, IdleAfter: n.opts.IdleAfter, AlertsAllowPrivate: n.opts.AlertsAllowPrivate,
-		AlertSMTP: notify.SMTPConfig{Server: n.opts.SMTP, From: n.opts.SMTPFrom}, AlertTelegram: notify.TelegramConfig{Token: n.opts.TelegramToken, API: n.opts.TelegramAPI}})
+		AlertSMTP: notify.SMTPConfig{Server: n.opts.SMTP, From: n.opts.SMTPFrom}, AlertTelegram: notify.TelegramConfig{Token: n.opts.TelegramToken, API: n.opts.TelegramAPI}, AlertVAPID: push})
 	if err != nil {
 		ch.close()
 		return err
@@ -275,6 +282,10 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 		mux.Handle("POST /v1/chain/rpc", newRelay(n.chain, n))
 	}
 	mux.Handle("GET /favicon.ico", web.Favicon())
+	mux.HandleFunc("GET /v1/push/key", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"publicKey": n.push.Public})
+	})
 	mux.Handle("POST /v1/signals", n.signalsHandler())
 	mux.HandleFunc("POST /v1/admin/drain", n.drainHandler)
 	mux.HandleFunc("POST /v1/admin/forget-node", n.forgetHandler)

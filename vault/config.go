@@ -50,6 +50,7 @@ type Config struct {
 	// (unset: no mail or chat alerts).
 	AlertSMTP     notify.SMTPConfig
 	AlertTelegram notify.TelegramConfig
+	AlertVAPID    *notify.VAPID // the node's Web Push identity (nil: no push)
 	// AlertRetryBase is the first pause before an alert's delivery is
 	// tried again (default 2s; doubled each time up to 5m).
 	AlertRetryBase time.Duration

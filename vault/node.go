@@ -55,7 +55,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.intents.Executor = m.executor
 	}
 	m.notifier = notify.New(notify.Config{AllowPrivate: cfg.AlertsAllowPrivate, Post: m.postAlert, Clock: cfg.Clock, Logger: cfg.Logger,
-		Metrics: cfg.Metrics.Notify, RetryBase: cfg.AlertRetryBase, SMTP: cfg.AlertSMTP, Telegram: cfg.AlertTelegram})
+		Metrics: cfg.Metrics.Notify, RetryBase: cfg.AlertRetryBase, SMTP: cfg.AlertSMTP, Telegram: cfg.AlertTelegram, VAPID: cfg.AlertVAPID})
 	m.actors = &actor.Config{Notifier: m.notifier, Dir: cfg.Dir, KEK: cfg.KEK, Chain: cfg.Chain, Intents: m.intents, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: cfg.Metrics.Actor, Latest: cfg.Latest, KeyMade: cfg.KeyMade, Claim: cfg.Claim, Backup: cfg.Backup, Stop: m.stop.Done(),
 		NonceTTL: cfg.NonceTTL, MaxSessionTTL: cfg.MaxSessionTTL, IdleAfter: cfg.IdleAfter, MailboxSize: cfg.MailboxSize,

@@ -76,7 +76,10 @@ func (m *Mirror) change(ch protocol.Change) error {
 	case protocol.KindAlert:
 		err = put(m.AlertLog, ch, del)
 	case protocol.KindAlerts:
-		err = json.Unmarshal(ch.Data, &m.Alerts)
+		var a protocol.AlertSettings
+		if err = json.Unmarshal(ch.Data, &a); err == nil {
+			m.Alerts = a
+		}
 	case protocol.KindAccount:
 		var a protocol.Account
 		if err = json.Unmarshal(ch.Data, &a); err == nil {

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,8 @@ const (
 	codeTries = 5
 	// alertConfirm is the kind of the mail that asks the code.
 	alertConfirm = "email.confirm"
+	// maxPush is how many browsers a vault's alerts are pushed to.
+	maxPush = 10
 )
 
 // setAlerts is alerts.set.
@@ -72,6 +75,26 @@ func (v *Vault) setAlerts(t *store.Tx, raw json.RawMessage) (any, error) {
 			return nil, protocol.Errorf(protocol.CodeBadCommand, "%s", err.Error())
 		}
 		next.Telegram = &protocol.TelegramChannel{ChatID: chat}
+	}
+	if len(a.Push) > 0 {
+		if n == nil || !n.HasPush() {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "this node has no push key: Web Push is off")
+		}
+		if len(a.Push) > maxPush {
+			return nil, protocol.Errorf(protocol.CodeBadCommand, "at most %d browsers get a vault's alerts by push", maxPush)
+		}
+		seen := map[string]bool{}
+		for _, p := range a.Push {
+			if err := notify.CheckSubscription(p, n.AllowPrivate()); err != nil {
+				return nil, protocol.Errorf(protocol.CodeBadCommand, "%s", err.Error())
+			}
+			sum := sha256.Sum256([]byte(p.Endpoint))
+			p.ID = hex.EncodeToString(sum[:8])
+			if !seen[p.ID] {
+				seen[p.ID] = true
+				next.Push = append(next.Push, p)
+			}
+		}
 	}
 	askCode := false
 	if a.Email != nil {
@@ -279,11 +302,39 @@ func (v *Vault) alertResult(r *notify.Result) {
 		if err := store.PutAlert(v.conn, a); err != nil {
 			return err
 		}
+		if r.Gone {
+			if err := v.dropPush(t, a.Channel); err != nil {
+				return err
+			}
+		}
 		return t.Put(protocol.KindAlert, a.ID, a)
 	})
 	if err != nil {
 		v.fault("record alert "+a.ID, err)
 	}
+}
+
+// dropPush removes the push subscription a channel names (its push
+// service dropped it).
+func (v *Vault) dropPush(t *store.Tx, channel string) error {
+	s, err := store.AlertSettings(v.conn)
+	if err != nil {
+		return err
+	}
+	kept := s.Push[:0:0]
+	for _, p := range s.Push {
+		if protocol.ChannelPush+":"+p.ID != channel {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == len(s.Push) {
+		return nil
+	}
+	s.Push = kept
+	if err := store.SetAlertSettings(v.conn, s); err != nil {
+		return err
+	}
+	return t.Put(protocol.KindAlerts, "alerts", s)
 }
 
 // resumeAlerts queues again every alert the outbox holds pending.

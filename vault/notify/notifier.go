@@ -54,6 +54,9 @@ type Result struct {
 	Attempts int
 	Err      string
 	At       int64 // when the try ended (unix ms)
+	// Gone: the channel itself ended (a push subscription its service
+	// dropped); the vault removes it.
+	Gone bool
 	// Resume asks the vault to queue again every alert its outbox holds
 	// pending (after the node started); the other fields are unset.
 	Resume bool
@@ -72,6 +75,7 @@ type Config struct {
 	PerMinute   int            // a vault's alerts delivered alone in a minute; past it they are coalesced (default 10)
 	Telegram    TelegramConfig // the node's bot (no token: no chat alerts)
 	SMTP        SMTPConfig     // the node's mail server (none: no mail alerts)
+	VAPID       *VAPID         // the node's push identity (nil: no Web Push)
 	Clock       clock.Clock
 	Logger      zerolog.Logger
 	Metrics     *Metrics
@@ -157,6 +161,9 @@ func (n *Notifier) HasTelegram() bool { return n.cfg.Telegram.Token != "" }
 
 // HasMail reports whether the node has a mail server for mail alerts.
 func (n *Notifier) HasMail() bool { return n.cfg.SMTP.Server != "" }
+
+// HasPush reports whether the node has a push identity for Web Push.
+func (n *Notifier) HasPush() bool { return n.cfg.VAPID != nil }
 
 // Start runs the workers and the retries.
 func (n *Notifier) Start() {
@@ -352,6 +359,8 @@ func destination(j Job) string {
 		return "telegram/" + s.Telegram.ChatID
 	case j.Alert.Channel == protocol.ChannelEmail && s.Email != nil:
 		return "mail/" + strings.ToLower(s.Email.To)
+	case strings.HasPrefix(j.Alert.Channel, protocol.ChannelPush+":"):
+		return j.Alert.Channel
 	case s.Webhook != nil:
 		if u, err := url.Parse(s.Webhook.URL); err == nil {
 			return strings.ToLower(u.Host)
@@ -387,6 +396,15 @@ func (n *Notifier) deliver(ctx context.Context, j Job) outcome {
 		msg := mailMessage(n.cfg.SMTP.From, s.Email.To, vault, j.Alert, j.Code, now)
 		return sendMail(ctx, n.cfg.SMTP, n.cfg.Timeout, s.Email.To, msg)
 	}
+	if sub, ok := s.PushTo(j.Alert.Channel); ok {
+		if !n.HasPush() {
+			return outcome{why: "this node has no push key any more"}
+		}
+		return sendPush(ctx, n.client, n.cfg.VAPID, vault, sub, j.Alert, now)
+	}
+	if strings.HasPrefix(j.Alert.Channel, protocol.ChannelPush+":") {
+		return outcome{why: "the vault has no such push subscription any more"}
+	}
 	return outcome{why: "no such channel: " + j.Alert.Channel}
 }
 
@@ -396,7 +414,7 @@ func (n *Notifier) try(ctx context.Context, j Job) *Result {
 	start := time.Now()
 	o := n.deliver(ctx, j)
 	n.cfg.Metrics.Duration.Observe(time.Since(start).Seconds())
-	r := &Result{Alert: j.Alert.ID, Attempts: j.Alert.Attempts + 1, Err: o.why, At: n.cfg.Clock.Now().UnixMilli()}
+	r := &Result{Alert: j.Alert.ID, Attempts: j.Alert.Attempts + 1, Err: o.why, At: n.cfg.Clock.Now().UnixMilli(), Gone: o.gone}
 	switch {
 	case o.delivered:
 		r.Status = protocol.AlertDelivered

@@ -48,6 +48,7 @@ func Sign(secret string, t time.Time, body []byte) string {
 type outcome struct {
 	delivered bool
 	retry     bool   // worth another try (a timeout, a 5xx, 408, 429, no connection)
+	gone      bool   // the destination ended for good (a push subscription the service dropped)
 	why       string // what went wrong, to show the owner
 }
 

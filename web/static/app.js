@@ -620,7 +620,8 @@ function fillAlertsForm() {
   const waiting = mail && !mail.confirmed;
   $("#confirm-form").classList.toggle("hidden", !waiting);
   $("#confirm-to").textContent = waiting ? mail.to : "";
-  const on = [w ? "webhook" : "", chat ? "Telegram" : "", mail && mail.confirmed ? "mail" : ""].filter(Boolean);
+  const pushes = (a.push || []).length;
+  const on = [w ? "webhook" : "", chat ? "Telegram" : "", mail && mail.confirmed ? "mail" : "", pushes ? `push to ${pushes} browser${pushes === 1 ? "" : "s"}` : ""].filter(Boolean);
   $("#alerts-state").textContent = on.length ? `sent by ${on.join(", ")}` + (waiting ? "; mail waits for its code" : "")
     : waiting ? "mail waits for its code" : "no channel yet: notify triggers need one";
 }
@@ -639,8 +640,40 @@ $("#alerts-form").addEventListener("submit", (e) => {
   const args = { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked } };
   if (to) args.email = { to };
   if (chat) args.telegram = { chatId: chat };
+  if (S.alerts.push && S.alerts.push.length) args.push = S.alerts.push.map(({ endpoint, keys }) => ({ endpoint, keys }));
   command("alerts.set", args, "Save the alert channels");
 });
+
+// currentAlerts is alerts.set's args for the settings as they are (a
+// change to one channel keeps the others).
+function currentAlerts() {
+  const a = S.alerts || {};
+  const args = { webhook: a.webhook ? { url: a.webhook.url } : null, on: a.on || {} };
+  if (a.email) args.email = { to: a.email.to };
+  if (a.telegram) args.telegram = { chatId: a.telegram.chatId };
+  args.push = (a.push || []).map(({ endpoint, keys }) => ({ endpoint, keys }));
+  return args;
+}
+
+// subscribePush asks this browser's push service for a subscription to
+// the node's push key, and adds it to the vault's channels: alerts then
+// reach this browser while no page is open.
+async function subscribePush() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return "this browser has no Web Push";
+  try {
+    const reg = await navigator.serviceWorker.register("sw.js");
+    const key = (await (await fetch("/v1/push/key")).json()).publicKey;
+    const raw = Uint8Array.from(atob(key.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: raw });
+    const args = currentAlerts();
+    const s = sub.toJSON();
+    if (!args.push.some((p) => p.endpoint === s.endpoint)) args.push.push({ endpoint: s.endpoint, keys: s.keys });
+    command("alerts.set", args, "Send alerts to this browser");
+    return "";
+  } catch (err) {
+    return `this browser could not subscribe to push (${err.message || err}); alerts still show here while the page is open`;
+  }
+}
 
 $("#confirm-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -660,8 +693,11 @@ function browserNotify(a) {
 $("#btn-notify-browser").addEventListener("click", async () => {
   if (!("Notification" in window)) { $("#alerts-msg").textContent = "this browser has no notifications"; return; }
   const p = await Notification.requestPermission();
-  $("#alerts-msg").textContent = p === "granted" ? "alerts will show in this browser while the page is open" : "the browser did not allow notifications";
-  $("#alerts-msg").className = p === "granted" ? "msg" : "msg error";
+  const m = $("#alerts-msg");
+  if (p !== "granted") { m.textContent = "the browser did not allow notifications"; m.className = "msg error"; return; }
+  const why = await subscribePush();
+  m.textContent = why || "alerts will show in this browser, with the page open or not";
+  m.className = why ? "msg warn" : "msg";
 });
 
 function renderAlerts() {
@@ -670,7 +706,7 @@ function renderAlerts() {
     el("span", { class: "muted" }, fmtTime(a.at) + " "),
     el("span", { class: "badge " + a.status }, a.status), " ",
     a.title, a.detail ? el("span", { class: "muted" }, ` — ${a.detail}`) : null,
-    a.channel ? el("span", { class: "muted" }, ` (${a.channel === "email" ? "mail" : a.channel === "telegram" ? "Telegram" : "webhook"})`) : null,
+    a.channel ? el("span", { class: "muted" }, ` (${a.channel === "email" ? "mail" : a.channel === "telegram" ? "Telegram" : a.channel.startsWith("push:") ? "push" : "webhook"})`) : null,
     el("div", { class: "muted small" }, a.status === "delivered" ? `delivered ${fmtTime(a.deliveredAt)}${a.attempts > 1 ? ` after ${a.attempts} tries` : ""}`
       : a.lastError ? `${a.attempts} ${a.attempts === 1 ? "try" : "tries"}: ${a.lastError}` : "sending…"))));
   $("#no-alerts").classList.toggle("hidden", log.length > 0);
