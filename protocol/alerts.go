@@ -86,7 +86,8 @@ type WebhookChannel struct {
 
 // AlertRules say which events raise an alert.
 type AlertRules struct {
-	IntentFailed bool `json:"intentFailed,omitempty"` // an intent refused, failed or reverted
+	IntentFailed bool `json:"intentFailed,omitempty"` // an intent refused, failed or reverted, or stuck
+	Grants       bool `json:"grants,omitempty"`       // a grant's period allowance 90 % spent, its calls used up, its end near
 }
 
 // AlertsArgs are alerts.set's: the settings (a webhook's secret is the
@@ -107,9 +108,12 @@ type ConfirmArgs struct {
 
 // Alert kinds.
 const (
-	AlertTriggerFired = "trigger.fired" // a notify action
-	AlertIntentFailed = "intent.failed" // an intent refused, failed or reverted
-	AlertDigest       = "digest"        // the alerts of a minute past the vault's limit, in one
+	AlertTriggerFired = "trigger.fired"  // a notify action
+	AlertIntentFailed = "intent.failed"  // an intent refused, failed or reverted
+	AlertIntentStuck  = "intent.stuck"   // an intent in no block within the bump delay (its fees were raised)
+	AlertGrantUsed    = "grant.used"     // a grant's period allowance 90 % spent, or its calls used up
+	AlertGrantEnding  = "grant.expiring" // a grant ends within three days
+	AlertDigest       = "digest"         // the alerts of a minute past the vault's limit, in one
 )
 
 // Alert delivery statuses.

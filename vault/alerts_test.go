@@ -3,6 +3,7 @@ package vault
 import (
 	"encoding/json"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 )
 
 // hookReceiver is a webhook endpoint that keeps every alert it receives.
@@ -105,5 +112,98 @@ func TestNotifyNeedsAChannel(t *testing.T) {
 	got := hook.alerts()
 	if len(got) != 1 || got[0].Alert.Title != "tell me fired" || !strings.EqualFold(got[0].Vault, u.w.Address().Hex()) {
 		t.Fatalf("the webhook received %+v", got)
+	}
+}
+
+// alertKinds waits until the vault's alert log holds every kind in want,
+// delivered, and returns the log.
+func alertKinds(t *testing.T, u *user, want ...string) []protocol.Alert {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		log := u.state(t).AlertLog
+		have := map[string]bool{}
+		for _, a := range log {
+			if a.Status == protocol.AlertDelivered {
+				have[a.Kind] = true
+			}
+		}
+		all := true
+		for _, k := range want {
+			all = all && have[k]
+		}
+		if all {
+			return log
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alert log %+v; want %v delivered", log, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGrantAlerts: an intent that spends 95 % of its grant's daily
+// allowance, uses its one call and runs under a grant that ends in two
+// days raises the three grant alerts, each once, with the amounts in the
+// token's units; a vault that does not ask for grant alerts gets none.
+func TestGrantAlerts(t *testing.T) {
+	ce := newChainEnv(t)
+	ce.latest["X"] = 15
+	u, _ := ce.funded(t, true)
+	hook := newHookReceiver(t)
+	u.mustCmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: hook.URL},
+		On: protocol.AlertRules{IntentFailed: true, Grants: true}})
+	end := uint64(ce.clock.Now().Add(48 * time.Hour).Unix())
+	ce.grant(t, u, delegation.Rules{MaxCalls: 1, NotAfter: end, Token: &delegation.TokenPeriod{Token: ce.token("dUSD"),
+		Period: delegation.Period{Amount: chain.Units(10), Duration: 86400, Start: 1}}})
+	stranger := common.BytesToAddress(crypto.Keccak256([]byte("payee"))[:20])
+	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
+		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "9.5"})})
+	ce.cross(t, u)
+	if in := waitIntent(t, u); !confirmed(in.Status) {
+		t.Fatalf("the transfer: %s %q", in.Status, in.Detail)
+	}
+	log := alertKinds(t, u, protocol.AlertGrantUsed, protocol.AlertGrantEnding)
+	var titles []string
+	for _, a := range log {
+		titles = append(titles, a.Title+": "+a.Detail)
+	}
+	all := strings.Join(titles, "\n")
+	for _, want := range []string{"A grant is 95% used this period: 9.5 of 10 dUSD per day", "A grant's calls are used up: 1 of 1", "A grant ends within three days"} {
+		if strings.Count(all, want) != 1 {
+			t.Errorf("want %q once in the alerts:\n%s", want, all)
+		}
+	}
+}
+
+// TestStuckIntentAlert: an intent in no block within the bump delay (its
+// fees raised) raises one alert; it then confirms as usual.
+func TestStuckIntentAlert(t *testing.T) {
+	ce := newChainEnv(t)
+	ce.latest["X"] = 15
+	u, _ := ce.funded(t, true)
+	hook := newHookReceiver(t)
+	u.mustCmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: hook.URL}, On: protocol.AlertRules{IntentFailed: true}})
+	ce.payTrigger(t, u, "2")
+	low := func(p *exec.Prepared) { p.Tip = big.NewInt(1) } // no block takes it
+	ce.hooks.Exec.Price.Store(&low)
+	ce.cross(t, u)
+	waitFor(t, "the intent sent", func() bool {
+		st := u.state(t)
+		return len(st.Intents) > 0 && st.Intents[len(st.Intents)-1].Status == protocol.IntentSubmitted
+	})
+	ce.clock.Advance(ce.m.cfg.BumpAfter)
+	log := alertKinds(t, u, protocol.AlertIntentStuck)
+	stuck := 0
+	for _, a := range log {
+		if a.Kind == protocol.AlertIntentStuck {
+			stuck++
+		}
+	}
+	if in := waitIntent(t, u); !confirmed(in.Status) {
+		t.Fatalf("after the stuck alert: %s %q", in.Status, in.Detail)
+	}
+	if stuck != 1 {
+		t.Fatalf("%d stuck alerts; want 1", stuck)
 	}
 }

@@ -234,7 +234,9 @@ func (v *Vault) raise(t *store.Tx, a protocol.Alert) error {
 	if err != nil {
 		return err
 	}
-	if a.Kind == protocol.AlertIntentFailed && !s.On.IntentFailed {
+	switch {
+	case (a.Kind == protocol.AlertIntentFailed || a.Kind == protocol.AlertIntentStuck) && !s.On.IntentFailed,
+		(a.Kind == protocol.AlertGrantUsed || a.Kind == protocol.AlertGrantEnding) && !s.On.Grants:
 		return nil
 	}
 	channels := s.Channels()

@@ -22,6 +22,8 @@
 //   - grants.go: the vault's check of a grant the owner adds.
 //   - policy.go: the vault's check of the grants before it signs, and the
 //     counters it reserves.
+//   - usage.go: the alerts a grant's use calls for (allowance nearly spent,
+//     calls used up, its end near).
 //   - executor.go: the node's workers, chain watcher and retries.
 //   - runner.go: a vault's runner, and the one setter of a status.
 //   - send.go, sign.go, follow.go: sending, signing and replacing, and

@@ -151,6 +151,9 @@ func (r *Runner) onPrepared(in protocol.Intent, res *Result) {
 		if err != nil {
 			return err
 		}
+		if err := r.raiseGrants(t, act, bound); err != nil {
+			return err
+		}
 		if err := store.SetNextNonce(conn, nonce+1); err != nil {
 			return err
 		}
@@ -182,6 +185,10 @@ var noHooks Hooks
 
 // maxBumps bounds the fee raises of one intent's transaction.
 const maxBumps = 10
+
+// stuckAfter is how many fee raises leave an intent stuck for its owner:
+// the first, a BumpAfter in no block.
+const stuckAfter = 1
 
 // bump replaces the intent's stuck transaction: the same nonce and call,
 // both fees raised by an eighth (a node takes a replacement from +10 %)
@@ -226,6 +233,15 @@ func (r *Runner) bump(in protocol.Intent, res *Result) {
 	if !r.write("record the replacement of intent "+in.ID, func(t *store.Tx) error {
 		if err := store.AddSignedTx(r.v.Conn(), signed.Hash().Hex(), in.ID, nraw); err != nil {
 			return err
+		}
+		if len(in.Tx.Hashes) == stuckAfter+1 {
+			// In no block within BumpAfter, its fees raised: the owner
+			// hears of it once.
+			a := protocol.Alert{Event: "stuck-" + in.ID, Kind: protocol.AlertIntentStuck, TriggerID: in.TriggerID, IntentID: in.ID,
+				Title: "A " + in.Action.Kind + " is in no block yet", Detail: in.Detail, At: t.Now.UnixMilli()}
+			if err := r.v.Raise(t, a); err != nil {
+				return err
+			}
 		}
 		return r.set(t, &in, Bump)
 	}) {

@@ -614,7 +614,9 @@ function fillAlertsForm() {
   f.elements.url.value = w ? w.url : "";
   f.elements.email.value = mail ? mail.to : "";
   f.elements.chat.value = chat ? chat.chatId : "";
-  f.elements.intentFailed.checked = w || mail || chat ? !!(a.on && a.on.intentFailed) : true;
+  const any = w || mail || chat || (a.push || []).length;
+  f.elements.intentFailed.checked = any ? !!(a.on && a.on.intentFailed) : true;
+  f.elements.grants.checked = any ? !!(a.on && a.on.grants) : true;
   $("#alerts-secret").classList.toggle("hidden", !w);
   $("#alerts-secret-value").textContent = w ? w.secret : "";
   const waiting = mail && !mail.confirmed;
@@ -637,7 +639,7 @@ $("#alerts-form").addEventListener("submit", (e) => {
   m.textContent = bad;
   m.className = bad ? "msg error" : "msg";
   if (bad) return;
-  const args = { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked } };
+  const args = { webhook: url ? { url } : null, on: { intentFailed: f.elements.intentFailed.checked, grants: f.elements.grants.checked } };
   if (to) args.email = { to };
   if (chat) args.telegram = { chatId: chat };
   if (S.alerts.push && S.alerts.push.length) args.push = S.alerts.push.map(({ endpoint, keys }) => ({ endpoint, keys }));
