@@ -14,15 +14,18 @@ import (
 // left out fails here until the document says so.
 func TestOmittedFieldsAreTheDocumentedOnes(t *testing.T) {
 	documented := map[string][]string{
-		"State":       {"account"},
-		"Grant":       {"revokedAt", "trigger"},
-		"TriggerSpec": {"cooldownMs", "delegation", "expiresAt", "maxFires", "paused"},
-		"Trigger":     {"grant", "lastFiredAt", "nextDueAt"},
-		"Action":      {"params"},
-		"Intent":      {"detail", "grant", "tx", "updatedAt"},
-		"IntentTx":    {"block", "confirmations", "gasUsed"},
-		"Evaluation":  {"detail", "value"},
-		"Change":      {"data"},
+		"State":           {"account"},
+		"Grant":           {"revokedAt", "trigger"},
+		"TriggerSpec":     {"cooldownMs", "delegation", "expiresAt", "maxFires", "paused"},
+		"Trigger":         {"grant", "lastFiredAt", "nextDueAt"},
+		"Action":          {"params"},
+		"Intent":          {"detail", "firedValue", "grant", "tx", "updatedAt"},
+		"IntentTx":        {"block", "confirmations", "effectiveGasPrice", "fee", "gasUsed", "moved"},
+		"Evaluation":      {"detail", "value"},
+		"Change":          {"data"},
+		"GrantDelegation": {"used"},
+		"GrantUse":        {"period", "spent"},
+		"TokenMove":       {"in"},
 	}
 	doc, err := os.ReadFile("../PROTOCOL.md")
 	if err != nil {
@@ -37,7 +40,7 @@ func TestOmittedFieldsAreTheDocumentedOnes(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range []any{State{}, Grant{}, TriggerSpec{}, Trigger{}, Action{}, Intent{}, IntentTx{}, Evaluation{}, Change{}} {
+	for _, v := range []any{State{}, Grant{}, GrantDelegation{}, GrantUse{}, TriggerSpec{}, Trigger{}, Action{}, Intent{}, IntentTx{}, TokenMove{}, Evaluation{}, Change{}} {
 		typ := reflect.TypeOf(v)
 		var omitted []string
 		for i := 0; i < typ.NumField(); i++ {

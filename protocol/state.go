@@ -51,6 +51,15 @@ type Grant struct {
 type GrantDelegation struct {
 	Hash  string          `json:"hash"`
 	Rules json.RawMessage `json:"rules"`
+	Used  *GrantUse       `json:"used,omitempty"` // what the vault used of it (absent: nothing yet)
+}
+
+// GrantUse is what the vault used of a delegation: its calls in all, and
+// what it spent of the current period's allowance.
+type GrantUse struct {
+	Calls  uint64 `json:"calls"`
+	Spent  string `json:"spent,omitempty"`  // smallest units, in period
+	Period int64  `json:"period,omitempty"` // the allowance's current period, counted from its start
 }
 
 // GrantArgs are the arguments of grant.add: the signed delegations, each
@@ -206,6 +215,20 @@ type IntentTx struct {
 	Block    uint64   `json:"block,omitempty"`
 	GasUsed  uint64   `json:"gasUsed,omitempty"`
 	Confirms uint64   `json:"confirmations,omitempty"`
+	// From its receipt: the price per gas paid, the fee (gasUsed × that,
+	// wei), and the tokens the transaction moved to or from the owner.
+	GasPrice string      `json:"effectiveGasPrice,omitempty"`
+	Fee      string      `json:"fee,omitempty"`
+	Moved    []TokenMove `json:"moved,omitempty"`
+}
+
+// TokenMove is an ERC-20 transfer a transaction made to or from the
+// owner's account: the token (its symbol, or its address when the chain
+// does not list it), the amount in whole units, and its direction.
+type TokenMove struct {
+	Token  string `json:"token"`
+	Amount string `json:"amount"`
+	In     bool   `json:"in,omitempty"` // to the owner; else from
 }
 
 // Action is what a firing trigger wants done.
@@ -226,12 +249,15 @@ type Intent struct {
 	// Grant is the trigger's own grant the intent executes under (its
 	// delegation's hash), as it was when the trigger fired; empty: the
 	// vault's standing grants.
-	Grant     string    `json:"grant,omitempty"`
-	Status    string    `json:"status"`
-	Detail    string    `json:"detail,omitempty"` // why it was refused, failed or reverted
-	Tx        *IntentTx `json:"tx,omitempty"`
-	CreatedAt int64     `json:"createdAt"`
-	UpdatedAt int64     `json:"updatedAt,omitempty"`
+	Grant  string    `json:"grant,omitempty"`
+	Status string    `json:"status"`
+	Detail string    `json:"detail,omitempty"` // why it was refused, failed or reverted
+	Tx     *IntentTx `json:"tx,omitempty"`
+	// FiredValue is the signal's value the firing saw (absent for an
+	// alarm), against which a swap's executed price is read.
+	FiredValue *float64 `json:"firedValue,omitempty"`
+	CreatedAt  int64    `json:"createdAt"`
+	UpdatedAt  int64    `json:"updatedAt,omitempty"`
 }
 
 // Evaluation outcomes.

@@ -462,11 +462,20 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	if b := text(t, ctx, `#balances-account`); strings.Contains(b, " 10 dETH") {
 		t.Fatalf("after buying dETH the balances read %q", b)
 	}
-	if out := os.Getenv("SPELLS_SCREENSHOTS"); out != "" {
-		if png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100)); err == nil {
-			_ = os.WriteFile(filepath.Join(out, "swap-confirmed.png"), png, 0o644)
-		}
-	}
+	// Money as money: what the swap paid and received, at what price
+	// against the feed's value at the firing, its gas, and what the
+	// trigger's grant has left.
+	step("the swap's money", chromedp.WaitVisible(`//ul[@id="intents"]/li[contains(., "paid 250 dUSD") and contains(., "received") and contains(., "dUSD/dETH (fired at 2,400:") and contains(., "gas 0.")]`),
+		chromedp.WaitVisible(`//ul[@id="grants"]/li[contains(., "1 of 1 calls used")]`),
+		chromedp.WaitVisible(`//p[@id="gas-today" and contains(., "gas today")]`))
+	screenshot(t, ctx, "money")
+	step("the transaction view", chromedp.Click(`#intents li button.view`),
+		chromedp.WaitVisible(`//dialog[@id="tx-view"]//b[contains(., "DelegationManager.redeemDelegations")]`),
+		chromedp.WaitVisible(`//dialog[@id="tx-view"]//b[contains(., "DemoRouter.swapExactTokensForTokens")]`),
+		chromedp.WaitVisible(`//dialog[@id="tx-view"]//li[b[contains(., "DemoToken.Transfer")] and contains(., "dUSD")]`),
+		chromedp.WaitVisible(`//dialog[@id="tx-view"]//span[contains(@class, "badge") and contains(., "success")]`))
+	screenshot(t, ctx, "tx-view")
+	step("close it", chromedp.Click(`#tx-view-close`), chromedp.WaitNotVisible(`#tx-view`))
 	// Revoking stops the vault using the grant and disables its
 	// delegations on-chain.
 	step("revoke", script(`window.confirm = () => true; true`), chromedp.Click(`#grants li[data-status=active] button`),

@@ -15,6 +15,8 @@
 //   - faucet.go: the dev chain's faucet, its requests journaled so a crash
 //     loses none.
 //   - relay.go: the dashboard's chain requests relayed to the chain.
+//   - txview.go: one transaction as a block explorer shows it, decoded
+//     with the contracts the node knows.
 //   - signals.go: POST /v1/signals.
 //   - history.go: the signals' recent points, kept across restarts.
 //   - demo.go: the demo price feed.

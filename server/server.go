@@ -280,6 +280,7 @@ func (n *daemon) routes(metrics prometheus.Gatherer) http.Handler {
 	mux.Handle("GET /v1/chain", n.chain.handler(n))
 	if n.chain.dev != nil || n.opts.ChainRelay {
 		mux.Handle("POST /v1/chain/rpc", newRelay(n.chain, n))
+		mux.HandleFunc("GET /v1/chain/tx/{hash}", n.txViewHandler)
 	}
 	mux.Handle("GET /favicon.ico", web.Favicon())
 	mux.HandleFunc("GET /v1/push/key", func(w http.ResponseWriter, _ *http.Request) {

@@ -160,8 +160,20 @@ func TestGrantAlerts(t *testing.T) {
 	u.create(t, protocol.TriggerSpec{Name: "pay", Condition: below("X", 10),
 		Action: actionOf("transfer", protocol.TransferParams{Token: "dUSD", To: stranger.Hex(), Amount: "9.5"})})
 	ce.cross(t, u)
-	if in := waitIntent(t, u); !confirmed(in.Status) {
+	in := waitIntent(t, u)
+	if !confirmed(in.Status) {
 		t.Fatalf("the transfer: %s %q", in.Status, in.Detail)
+	}
+	// Money as money: what it cost, what it moved, what the firing saw, and
+	// what the grant has left.
+	if in.FiredValue == nil || *in.FiredValue != 5 || in.Tx.Fee == "" || in.Tx.Fee == "0" || in.Tx.GasPrice == "" ||
+		len(in.Tx.Moved) != 1 || in.Tx.Moved[0] != (protocol.TokenMove{Token: "dUSD", Amount: "9.5"}) {
+		t.Fatalf("the intent's money: fired at %v, tx %+v", in.FiredValue, in.Tx)
+	}
+	st := u.state(t)
+	if len(st.Grants) != 1 || st.Grants[0].Delegations[0].Used == nil || st.Grants[0].Delegations[0].Used.Calls != 1 ||
+		st.Grants[0].Delegations[0].Used.Spent != new(big.Int).Div(chain.Units(19), big.NewInt(2)).String() {
+		t.Fatalf("the grant's use: %+v", st.Grants[0].Delegations[0].Used)
 	}
 	log := alertKinds(t, u, protocol.AlertGrantUsed, protocol.AlertGrantEnding)
 	var titles []string

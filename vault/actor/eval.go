@@ -58,6 +58,10 @@ func (v *Vault) record(t *store.Tx, ev rules.Event, o rules.Outcome, journaled *
 	} else {
 		in = o.Intent(ev.Now)
 	}
+	if ev.HasValue && in.FiredValue == nil {
+		val := ev.Value
+		in.FiredValue = &val
+	}
 	if err := store.InsertIntent(v.conn, in); err != nil {
 		return fmt.Errorf("record intent %s: %w", in.IdempotencyKey, err)
 	}

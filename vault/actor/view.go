@@ -10,6 +10,7 @@ import (
 	"zombiezen.com/go/sqlite"
 
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/store"
 )
 
@@ -22,6 +23,9 @@ func (v *Vault) snapshot() (protocol.State, error) {
 		Triggers: v.sortedTriggers(), Intents: []protocol.Intent{}, Evaluations: []protocol.Evaluation{}}
 	var err error
 	if st.Grants, err = store.LoadGrants(v.conn, ""); err != nil {
+		return st, err
+	}
+	if err = exec.WithUsage(v.conn, st.Grants, v.cfg.Clock.Now().UnixMilli()); err != nil {
 		return st, err
 	}
 	if st.Intents, err = store.RecentIntents(v.conn, v.cfg.SnapshotRecent); err != nil {

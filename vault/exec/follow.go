@@ -24,6 +24,7 @@ func (r *Runner) onReceipt(in protocol.Intent, res *Result) {
 	}
 	was := in.Tx.Block
 	in.Tx.Hash, in.Tx.Block, in.Tx.GasUsed = res.Hash.Hex(), rc.BlockNumber.Uint64(), rc.GasUsed
+	readCost(in.Tx, rc, r.node.Chain, r.v.Owner())
 	if res.Head >= in.Tx.Block {
 		in.Tx.Confirms = res.Head - in.Tx.Block + 1
 	}

@@ -151,7 +151,7 @@ func (r *Runner) onPrepared(in protocol.Intent, res *Result) {
 		if err != nil {
 			return err
 		}
-		if err := r.raiseGrants(t, act, bound); err != nil {
+		if err := r.grantsUsed(t, act, bound); err != nil {
 			return err
 		}
 		if err := store.SetNextNonce(conn, nonce+1); err != nil {

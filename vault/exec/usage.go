@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"strings"
@@ -111,9 +113,9 @@ func span(seconds uint64) string {
 	return fmt.Sprintf("%d seconds", seconds)
 }
 
-// raiseGrants raises, in t, the alerts the delegations an intent just used
-// call for.
-func (r *Runner) raiseGrants(t *store.Tx, act *action, bound *grantDelegation) error {
+// grantsUsed shows, in t, the grants an intent just used with their use,
+// and raises the alerts they call for.
+func (r *Runner) grantsUsed(t *store.Tx, act *action, bound *grantDelegation) error {
 	type used struct {
 		hash  common.Hash
 		rules delegation.Rules
@@ -130,6 +132,13 @@ func (r *Runner) raiseGrants(t *store.Tx, act *action, bound *grantDelegation) e
 			}
 		}
 	}
+	hashes := make([]common.Hash, 0, len(ds))
+	for _, d := range ds {
+		hashes = append(hashes, d.hash)
+	}
+	if err := r.putUsed(t, hashes); err != nil {
+		return err
+	}
 	for _, d := range ds {
 		as, err := grantAlerts(r.v.Conn(), r.node.Chain, d.hash, d.rules, t.Now.UnixMilli())
 		if err != nil {
@@ -137,6 +146,70 @@ func (r *Runner) raiseGrants(t *store.Tx, act *action, bound *grantDelegation) e
 		}
 		for _, a := range as {
 			if err := r.v.Raise(t, a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WithUsage fills in what the vault used of each delegation of grants at
+// nowMs: its calls, and its spending in the allowance's current period.
+func WithUsage(conn *sqlite.Conn, grants []protocol.Grant, nowMs int64) error {
+	for i := range grants {
+		for j := range grants[i].Delegations {
+			d := &grants[i].Delegations[j]
+			// The rules as shown: only the allowance's period is read.
+			var r struct {
+				Token, Native *struct{ Duration, Start uint64 }
+			}
+			if err := json.Unmarshal(d.Rules, &r); err != nil {
+				return fmt.Errorf("grant %s rules: %w", grants[i].ID, err)
+			}
+			var p *delegation.Period
+			if w := cmp.Or(r.Token, r.Native); w != nil {
+				p = &delegation.Period{Duration: w.Duration, Start: w.Start}
+			}
+			period := periodOf(p, nowMs/1000)
+			u, err := store.UsageOf(conn, d.Hash, period)
+			if err != nil {
+				return err
+			}
+			if u.Calls == 0 && (u.Spent == nil || u.Spent.Sign() == 0) {
+				d.Used = nil
+				continue
+			}
+			d.Used = &protocol.GrantUse{Calls: u.Calls, Period: period}
+			if u.Spent != nil && u.Spent.Sign() > 0 {
+				d.Used.Spent = u.Spent.String()
+			}
+		}
+	}
+	return nil
+}
+
+// putUsed writes to t's diff the grants whose delegations an intent just
+// used, with their use.
+func (r *Runner) putUsed(t *store.Tx, hashes []common.Hash) error {
+	seen := map[string]bool{}
+	for _, h := range hashes {
+		id, ok, err := store.GrantOfDelegation(r.v.Conn(), h.Hex())
+		if err != nil || !ok || seen[id] {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		seen[id] = true
+		gs, err := store.LoadGrants(r.v.Conn(), id)
+		if err != nil {
+			return err
+		}
+		if err := WithUsage(r.v.Conn(), gs, t.Now.UnixMilli()); err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if err := t.Put(protocol.KindGrant, g.ID, g); err != nil {
 				return err
 			}
 		}

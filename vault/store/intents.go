@@ -14,7 +14,7 @@ import (
 // (the raw bytes, to send again, never signed anew).
 
 // intentColumns are intentRow's columns, in its order.
-const intentColumns = `id, trigger_id, idem_key, action, status, created_at, detail, tx, updated_at, grant_id`
+const intentColumns = `id, trigger_id, idem_key, action, status, created_at, detail, tx, updated_at, grant_id, fired_value`
 
 // intentRow reads an intent from the columns intentColumns names.
 func intentRow(s *sqlite.Stmt) (protocol.Intent, error) {
@@ -22,6 +22,10 @@ func intentRow(s *sqlite.Stmt) (protocol.Intent, error) {
 		Status: s.ColumnText(4), CreatedAt: s.ColumnInt64(5), Detail: s.ColumnText(6), UpdatedAt: s.ColumnInt64(8), Grant: s.ColumnText(9)}
 	if err := json.Unmarshal([]byte(s.ColumnText(3)), &in.Action); err != nil {
 		return in, fmt.Errorf("intent %s action: %w", in.ID, err)
+	}
+	if s.ColumnType(10) != sqlite.TypeNull {
+		v := s.ColumnFloat(10)
+		in.FiredValue = &v
 	}
 	if tx := s.ColumnText(7); tx != "" {
 		in.Tx = &protocol.IntentTx{}
@@ -53,8 +57,12 @@ func InsertIntent(conn *sqlite.Conn, in protocol.Intent) error {
 	if err != nil {
 		return err
 	}
-	return exec(conn, `INSERT INTO intents (id, trigger_id, idem_key, action, status, created_at, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?);`,
-		in.ID, in.TriggerID, in.IdempotencyKey, string(action), in.Status, in.CreatedAt, in.Grant)
+	var fired any
+	if in.FiredValue != nil {
+		fired = *in.FiredValue
+	}
+	return exec(conn, `INSERT INTO intents (id, trigger_id, idem_key, action, status, created_at, grant_id, fired_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?);`,
+		in.ID, in.TriggerID, in.IdempotencyKey, string(action), in.Status, in.CreatedAt, in.Grant, fired)
 }
 
 // UpdateIntent writes an intent's status, detail, transaction and time of

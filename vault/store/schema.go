@@ -140,7 +140,9 @@ var schema = sqlitemigration.Schema{
 		// confirms its mail address (never in a diff), and its outbox:
 		// each alert written with the event that raised it, kept with its
 		// delivery's status.
+		// An intent's signal value at its firing (NULL: an alarm's).
 		`ALTER TABLE vault ADD COLUMN alerts TEXT NOT NULL DEFAULT '';
+		ALTER TABLE intents ADD COLUMN fired_value REAL;
 		ALTER TABLE vault ADD COLUMN alert_code TEXT NOT NULL DEFAULT '';
 		CREATE TABLE alerts (
 			id     TEXT PRIMARY KEY,

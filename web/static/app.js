@@ -750,6 +750,101 @@ function renderVault() {
 
 const COMMAND_WORDS = { created: "You created", edited: "You edited", paused: "You paused", resumed: "You resumed", deleted: "You deleted" };
 
+// ---- money ------------------------------------------------------------------
+
+// usdOf is a token's price in USD where the node has a USD feed for it
+// (ETH/USD for ETH and dETH; 1 for a token named USD-something), else null.
+function usdOf(symbol) {
+  if (/USD/.test(symbol)) return 1;
+  if (symbol === "ETH" || symbol === "dETH" || symbol === "WETH") {
+    const pts = S.signals.get("ETH/USD") || [];
+    return pts.length ? pts[pts.length - 1].value : null;
+  }
+  return null;
+}
+
+const fmtUSD = (n) => "$" + n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+function fmtMoney(amount, symbol) {
+  const n = Number(amount), usd = usdOf(symbol);
+  return `${fmtNum(n)} ${symbol}` + (usd !== null && !/USD/.test(symbol) ? ` (${fmtUSD(n * usd)})` : "");
+}
+
+// intentMoney says what an intent paid, received, at what price against
+// the value its firing saw, and its gas.
+function intentMoney(i) {
+  const tx = i.tx;
+  if (!tx || (!tx.moved && !tx.fee)) return null;
+  const moved = tx.moved || [], paid = moved.filter((m) => !m.in), got = moved.filter((m) => m.in);
+  const parts = [];
+  if (paid.length) parts.push("paid " + paid.map((m) => fmtMoney(m.amount, m.token)).join(", "));
+  if (got.length) parts.push("received " + got.map((m) => fmtMoney(m.amount, m.token)).join(", "));
+  if (i.action.kind === "swap" && paid.length === 1 && got.length === 1) {
+    // The price in the USD-like token per the other, as the feed quotes it.
+    const usdPaid = /USD/.test(paid[0].token), usd = usdPaid ? paid[0] : got[0], other = usdPaid ? got[0] : paid[0];
+    const price = Number(usd.amount) / Number(other.amount);
+    let vs = "";
+    if (i.firedValue !== undefined && i.firedValue > 0) {
+      const pct = (price / i.firedValue - 1) * 100, worse = usdPaid ? pct > 0 : pct < 0;
+      vs = ` (fired at ${fmtNum(i.firedValue)}: ${fmtNum(Math.abs(pct))} % ${Math.abs(pct) < 0.005 ? "off" : worse ? "worse" : "better"})`;
+    }
+    parts.push(`at ${fmtNum(price)} ${usd.token}/${other.token}${vs}`);
+  }
+  if (tx.fee) {
+    const eth = Number(BigInt(tx.fee)) / 1e18, usd = usdOf("ETH");
+    parts.push(`gas ${fmtNum(eth)} ETH${usd !== null ? ` (${fmtUSD(eth * usd)})` : ""}`);
+  }
+  return el("div", { class: "money" }, parts.join(" · "));
+}
+
+// gasToday is what today's intents paid in gas.
+function gasToday() {
+  const start = new Date(); start.setHours(0, 0, 0, 0);
+  let wei = 0n;
+  for (const i of S.intents) if (i.tx && i.tx.fee && i.createdAt >= start.getTime()) wei += BigInt(i.tx.fee);
+  if (wei === 0n) return "";
+  const eth = Number(wei) / 1e18, usd = usdOf("ETH");
+  return `gas today ${fmtNum(eth)} ETH${usd !== null ? ` (${fmtUSD(eth * usd)})` : ""}`;
+}
+
+// showTx opens the node's view of a transaction: what a block explorer
+// would show of it.
+async function showTx(hash) {
+  const d = $("#tx-view"), body = $("#tx-view-body");
+  body.replaceChildren(el("p", { class: "muted" }, "reading " + hash + "…"));
+  if (!d.open) d.showModal();
+  try {
+    const res = await fetch(`/v1/chain/tx/${hash}`);
+    const v = await res.json();
+    if (!res.ok) { body.replaceChildren(el("p", { class: "error" }, v.error ? v.error.message : `the node answered ${res.status}`)); return; }
+    const name = (a, n) => n ? `${n} (${shortAddr(a)})` : a;
+    const args = (o) => Object.entries(o || {}).map(([k, x]) => `${k}: ${x}`).join(", ");
+    const call = (c) => el("li", {}, el("b", {}, c.method), ` on ${name(c.to, c.toName)}`, c.value ? ` with ${fmtUnits(c.value)} ETH` : "",
+      c.args ? el("div", { class: "muted args" }, args(c.args)) : null,
+      c.calls && c.calls.length ? el("ul", {}, ...c.calls.map(call)) : null);
+    const eth = v.fee ? Number(BigInt(v.fee)) / 1e18 : 0, usd = usdOf("ETH");
+    body.replaceChildren(el("dl", { class: "tx" },
+      el("dt", {}, "hash"), el("dd", {}, el("code", {}, v.hash), el("button", { type: "button", class: "small secondary copy", onclick: () => copyText(v.hash) }, "copy")),
+      el("dt", {}, "status"), el("dd", {}, el("span", { class: "badge " + (v.status === "success" ? "delivered" : v.status === "reverted" ? "failed" : "pending") }, v.status)),
+      el("dt", {}, "block"), el("dd", {}, v.block ? `${v.block}${v.time ? ", " + fmtDateTime(v.time * 1000) : ""}` : "—"),
+      el("dt", {}, "from"), el("dd", {}, el("code", {}, v.from)),
+      el("dt", {}, "to"), el("dd", {}, el("code", {}, name(v.to, v.toName))),
+      el("dt", {}, "fee"), el("dd", {}, v.fee ? `${fmtNum(eth)} ETH${usd !== null ? ` (${fmtUSD(eth * usd)})` : ""} · ${v.gasUsed} gas at ${fmtNum(Number(v.effectiveGasPrice) / 1e9)} gwei` : "—")),
+      el("h3", {}, "Call"), v.call ? el("ul", { class: "calls" }, call(v.call)) : el("p", { class: "muted" }, "none"),
+      el("h3", {}, `Logs (${v.logs.length})`), el("ul", { class: "logs" }, ...v.logs.map((l) => el("li", {}, el("b", {}, l.event), ` from ${name(l.address, l.name)}`,
+        l.args ? el("div", { class: "muted args" }, args(l.args)) : null))));
+  } catch (err) {
+    body.replaceChildren(el("p", { class: "error" }, "could not read the transaction: " + (err.message || err)));
+  }
+}
+$("#tx-view-close").addEventListener("click", () => $("#tx-view").close());
+
+function copyText(s) {
+  const done = () => toast(`copied ${shortAddr(s)}`);
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(s).then(done, () => prompt("Copy:", s));
+  else prompt("Copy:", s);
+}
+
 function renderActivity() {
   const kind = $("#filter-kind").value, trig = $("#filter-trigger").value;
   const evs = S.evaluations.filter((e) => (!trig || e.triggerId === trig) && (
@@ -761,7 +856,11 @@ function renderActivity() {
     el("span", { class: "badge " + i.status }, i.status),
     i.tx ? el("span", { class: "muted", title: (i.tx.hashes || []).join("\n") },
       ` tx ${shortAddr(i.tx.hash)}${i.tx.block ? `, block ${i.tx.block}` : ""}${i.tx.confirmations ? `, ${i.tx.confirmations} deep` : ""}`) : null,
+    i.tx ? el("button", { type: "button", class: "small secondary copy", title: `copy ${i.tx.hash}`, onclick: () => copyText(i.tx.hash) }, "copy hash") : null,
+    i.tx && S.chain && S.chain.dev ? el("button", { type: "button", class: "small secondary copy view", onclick: () => showTx(i.tx.hash) }, "view") : null,
+    intentMoney(i),
     i.detail ? el("div", { class: "detail" }, i.detail) : null)));
+  $("#gas-today").textContent = gasToday();
   $("#evaluations").replaceChildren(...evs.map((e) => e.cause === "command"
     ? el("li", { class: e.fresh ? "new" : "" }, `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome),
       ` ${COMMAND_WORDS[e.outcome] || e.outcome} “${e.detail || nameOf(e.triggerId)}”`)
@@ -1590,6 +1689,20 @@ async function grantWith7715(acct) {
   return true;
 }
 
+// usedOf says what the vault used of a delegation with rules r (its use u).
+function usedOf(r, u) {
+  const parts = [];
+  const w = r.token || r.native;
+  if (w) {
+    const sym = r.token ? ((S.chain?.tokens.find((t) => t.address.toLowerCase() === String(r.token.token).toLowerCase()) || {}).symbol || "tokens") : "ETH";
+    const period = Math.floor((Date.now() / 1000 - w.start) / w.duration);
+    const spent = u && u.spent && u.period === period ? u.spent : "0";
+    parts.push(`${fmtUnits(spent)} of ${fmtUnits(w.amount)} ${sym} used ${w.duration === DAY_S ? "today" : "this period"}`);
+  }
+  if (r.maxCalls) parts.push(`${u ? u.calls : 0} of ${r.maxCalls} calls used`);
+  return parts.join(", ");
+}
+
 function describeRules(r) {
   const sym = (a) => (S.chain?.tokens.find((t) => t.address.toLowerCase() === String(a).toLowerCase()) || {}).symbol || shortAddr(a);
   const per = (s) => s === DAY_S ? "day" : s === 3600 ? "hour" : fmtDuration(s * 1000);
@@ -1600,7 +1713,7 @@ function describeRules(r) {
   if (r.methods) parts.push(`methods ${r.methods.map((m) => m === SWAP_SELECTOR ? "swap" : m).join(", ")}`);
   if (r.batch) parts.push(`exactly its ${r.batch.length} signed call${r.batch.length > 1 ? "s" : ""}${r.batch.some((x) => x.target.toLowerCase() === S.chain?.router?.toLowerCase()) ? " (a swap through the router, to you)" : ""}`);
   if (r.maxValue !== undefined) parts.push(`value ≤ ${r.maxValue} wei a call`);
-  if (r.maxCalls) parts.push(`at most ${r.maxCalls} calls`);
+  if (r.maxCalls) parts.push(`at most ${r.maxCalls} call${r.maxCalls === 1 ? "" : "s"}`);
   if (r.notAfter) parts.push(`until ${new Date(r.notAfter * 1000).toLocaleDateString()}`);
   return parts.join("; ");
 }
@@ -1626,6 +1739,7 @@ function renderGrants() {
     el("span", { class: "badge " + (g.status === "active" ? "active" : "paused") }, g.status), " ",
     g.trigger ? el("span", { class: "muted" }, `trigger “${S.triggers.get(g.trigger)?.name || g.trigger}”: `) : el("span", { class: "muted" }, "standing: "),
     el("span", {}, g.delegations.map((d) => describeRules(d.rules)).join(" · ")), " ",
+    g.delegations.some((d) => usedOf(d.rules, d.used)) ? el("div", { class: "money" }, g.delegations.map((d) => usedOf(d.rules, d.used)).filter(Boolean).join(" · ")) : null,
     el("span", { class: "muted", title: g.id }, `to key ${shortAddr(g.sessionKey)}`), " ",
     g.status === "active" ? el("button", { class: "small danger", onclick: () => {
       if (confirm("Revoke this grant? Your vault stops using it at once, and a burner key also disables it on-chain.")) revokeGrant(g);
