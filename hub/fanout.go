@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"strings"
 	"time"
 
 	"github.com/spells-dev/spells/protocol"
@@ -18,7 +19,11 @@ func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
 	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received, s.Origin())
-	h.fan.put(s)
+	if !strings.HasPrefix(s.Name, protocol.ReadPrefix) {
+		// A chain read (an account's balance, a view call) is for the
+		// vaults that wait on it, not every dashboard's chart.
+		h.fan.put(s)
+	}
 }
 
 func startFanout(h *Hub) *fanout {

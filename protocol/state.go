@@ -136,6 +136,8 @@ const (
 
 // Condition is a tree. Exactly one of these forms is set:
 //   - a signal threshold: Signal, Op and Threshold;
+//   - a chain read threshold: Read, Op and Threshold (the vault names the
+//     read's signal, read:<hash>, at creation);
 //   - an interval schedule: EveryMs;
 //   - a one-off time: AtMs (unix ms);
 //   - a combination: All or Any, each a non-empty list of conditions.
@@ -147,11 +149,31 @@ type Condition struct {
 	// chain's price feed for the signal) or a publisher's address (only
 	// values it signed); empty: any value.
 	From    string      `json:"from,omitempty"`
+	Read    *Read       `json:"read,omitempty"`
 	EveryMs int64       `json:"everyMs,omitempty"`
 	AtMs    int64       `json:"atMs,omitempty"`
 	All     []Condition `json:"all,omitempty"`
 	Any     []Condition `json:"any,omitempty"`
 }
+
+// Read is a number the chain answers, read by the node at every block: a
+// balance of the owner's account (Balance: a token's symbol or address, or
+// "native"), or what a view function returns (Contract, Function as
+// "name(type,…)", Args, and Decimals: the places of the number it
+// returns). The vault fills in the rest when it takes the trigger: the
+// call's data (hex) and whether the number is signed.
+type Read struct {
+	Balance  string   `json:"balance,omitempty"`
+	Contract string   `json:"contract,omitempty"`
+	Function string   `json:"function,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	Decimals uint8    `json:"decimals,omitempty"`
+	Data     string   `json:"data,omitempty"`   // the call, as the vault resolved it (0x…); for a native balance, the account
+	Signed   bool     `json:"signed,omitempty"` // the function returns a signed integer
+}
+
+// ReadPrefix starts the name of a read's signal.
+const ReadPrefix = "read:"
 
 // Action kinds an intent can carry: swap, transfer and call execute on
 // the chain under a grant; notify only records the intent.

@@ -48,6 +48,8 @@ type daemon struct {
 	hub       *hub.Hub
 	demo      *demoFeed
 	feeds     *feedWatcher
+	reads     *readWatcher // the chain reads the vaults wait on (nil without a chain)
+	readCount *prometheus.CounterVec
 	backup    *backupParts // nil without -backup
 	journal   *signalJournal
 	chain     *nodeChain

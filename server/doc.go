@@ -22,6 +22,8 @@
 //   - demo.go: the demo price feed.
 //   - feeds.go: the chain's price feeds, read at every block and published
 //     as signals with their source.
+//   - reads.go: the chain reads the vaults' read conditions wait on, made
+//     at every block and published as their signals.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - backup.go: -backup's shipper, and POST /v1/admin/restore.
 //   - limiter.go: a token bucket per source address.

@@ -248,6 +248,10 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	}
 	n.history = startHistorySaver(history, n.opts.DataDir, n.log)
 	n.routesBuilt = n.routes(prometheus.Gatherers{reg, runtimeReg})
+	if ch.client != nil {
+		n.readCount = readMetrics(reg)
+		n.reads = startReads(n.bus, ch.client, n.mgr.Reads, n.opts.ChainPoll, clk, n.readCount, n.log.With().Str("part", "reads").Logger())
+	}
 	fed := map[string]bool{}
 	if ch.client != nil && len(ch.info.Feeds) > 0 {
 		n.feeds = startFeeds(n.bus, ch.client, ch.info.Feeds, n.opts.ChainPoll, clk, n.log.With().Str("part", "feeds").Logger())
@@ -396,6 +400,9 @@ func (n *daemon) serve(ctx context.Context) error {
 func (n *daemon) stopParts(ctx context.Context) {
 	if n.feeds != nil {
 		n.feeds.stop()
+	}
+	if n.reads != nil {
+		n.reads.stop()
 	}
 	if n.demo != nil {
 		n.demo.stop()

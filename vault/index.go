@@ -123,11 +123,18 @@ type interestIndex struct {
 	mu      sync.Mutex
 	signals map[string]*signalSet
 	byVault map[string][]leaf
-	last    map[string]rules.Offer // by key
+	last    map[string]rules.Offer  // by key
+	reads   map[string]*watchedRead // chain reads by signal: what to read, and how many leaves wait on it
+}
+
+// watchedRead is one chain read the node makes at every block.
+type watchedRead struct {
+	key    string // rules.ReadKey
+	leaves int
 }
 
 func newInterestIndex() *interestIndex {
-	return &interestIndex{signals: map[string]*signalSet{}, byVault: map[string][]leaf{}, last: map[string]rules.Offer{}}
+	return &interestIndex{signals: map[string]*signalSet{}, byVault: map[string][]leaf{}, last: map[string]rules.Offer{}, reads: map[string]*watchedRead{}}
 }
 
 // set replaces the leaves of vault id. It returns the latest value of each
@@ -152,6 +159,14 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 			resend[k] = o
 		}
 		s.insert(l)
+		if l.Read != "" {
+			r := ix.reads[l.Signal]
+			if r == nil {
+				r = &watchedRead{key: l.Read}
+				ix.reads[l.Signal] = r
+			}
+			r.leaves++
+		}
 	}
 	if len(leaves) > 0 {
 		ix.byVault[id] = leaves
@@ -161,6 +176,11 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 
 func (ix *interestIndex) removeLocked(id string) {
 	for _, l := range ix.byVault[id] {
+		if r := ix.reads[l.Signal]; r != nil && l.Read != "" {
+			if r.leaves--; r.leaves <= 0 {
+				delete(ix.reads, l.Signal)
+			}
+		}
 		if s := ix.signals[l.Key()]; s != nil {
 			s.delete(l) // byVault holds the current copy (see replaceInVault)
 			if s.len() == 0 {
@@ -226,4 +246,16 @@ func (ix *interestIndex) watchers(signal string) int {
 		}
 	}
 	return n
+}
+
+// watchedReads returns the chain reads some leaf waits on: signal → what
+// to read (rules.ReadKey).
+func (ix *interestIndex) watchedReads() map[string]string {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make(map[string]string, len(ix.reads))
+	for name, r := range ix.reads {
+		out[name] = r.key
+	}
+	return out
 }

@@ -95,6 +95,12 @@ func (m *Manager) postExec(id string, r *exec.Result) {
 	m.postLocked(id, actor.Event{Exec: r, Received: time.Now()})
 }
 
+// Reads returns the chain reads the node's vaults wait on, open or
+// hibernated: each read's signal and what to read (rules.ReadKey). The
+// node's reader makes them at every block and publishes each as its
+// signal.
+func (m *Manager) Reads() map[string]string { return m.index.watchedReads() }
+
 // postAlert hands a delivery's outcome (or a resume) to vault id, waking
 // it if it sleeps.
 func (m *Manager) postAlert(id string, r *notify.Result) {

@@ -16,6 +16,9 @@ import (
 // transaction; memory follows on commit.
 
 func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*rules.Trigger, error) {
+	if err := exec.ResolveReads(&spec.Condition, v.cfg.Chain, v.owner); err != nil {
+		return nil, err
+	}
 	if err := rules.Validate(&spec, t.Now); err != nil {
 		return nil, err
 	}
@@ -44,6 +47,9 @@ func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*rules.Trigge
 	old, ok := v.triggers[a.ID]
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", Short(a.ID))
+	}
+	if err := exec.ResolveReads(&a.Spec.Condition, v.cfg.Chain, v.owner); err != nil {
+		return nil, err
 	}
 	if err := rules.Validate(&a.Spec, t.Now); err != nil {
 		return nil, err

@@ -22,6 +22,8 @@
 //   - grants.go: the vault's check of a grant the owner adds.
 //   - policy.go: the vault's check of the grants before it signs, and the
 //     counters it reserves.
+//   - read.go: a trigger's chain reads resolved into the calls the node
+//     makes (a balance, a view function's number).
 //   - cost.go: what an intent's receipt says it cost and moved.
 //   - usage.go: the alerts a grant's use calls for (allowance nearly spent,
 //     calls used up, its end near).

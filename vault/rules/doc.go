@@ -13,5 +13,6 @@
 //   - define.go: a new trigger, a redefinition, a pause and a resume.
 //   - evaluate.go: an event evaluated on one trigger or all of them, and
 //     the intent a firing records.
+//   - read.go: a chain read's key and signal name.
 //   - leaves.go: the threshold leaves and wake-up time a vault reports.
 package rules

@@ -76,13 +76,13 @@ func validateCondition(c *protocol.Condition, now time.Time, depth int, leaves *
 		return Invalid("condition nested deeper than %d", maxDepth)
 	}
 	forms := 0
-	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "", c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
+	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "" || c.Read != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
 		if set {
 			forms++
 		}
 	}
 	if forms != 1 {
-		return Invalid("a condition needs exactly one of signal/op/threshold, everyMs, atMs, all, any")
+		return Invalid("a condition needs exactly one of signal/op/threshold, read/op/threshold, everyMs, atMs, all, any")
 	}
 	if c.All != nil || c.Any != nil {
 		kids := append(c.All, c.Any...)
@@ -113,6 +113,11 @@ func validateLeaf(c *protocol.Condition, now time.Time) error {
 			return Invalid("atMs is in the past")
 		}
 	default:
+		if c.Read != nil {
+			if c.Read.Data == "" || c.Signal != ReadSignal(c.Read) || c.From != "" {
+				return Invalid("a read's signal is named by the vault that takes it, and takes no from")
+			}
+		}
 		if !signalNameRe.MatchString(c.Signal) {
 			return Invalid("signal %q is not a valid signal name", c.Signal)
 		}

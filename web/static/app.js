@@ -1039,7 +1039,7 @@ async function pollHistory() {
       const r = await fetch("/v1/history", { cache: "no-store" });
       if (r.ok) {
         const { series } = await r.json();
-        for (const [n, pts] of Object.entries(series)) S.signals.set(n, pts);
+        for (const [n, pts] of Object.entries(series)) if (!n.startsWith("read:")) S.signals.set(n, pts); // chain reads are the vaults' own
         renderSignals();
       }
     } catch (_) { /* the node is down: the status says so */ }
