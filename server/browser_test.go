@@ -310,8 +310,12 @@ func TestDashboardAlerts(t *testing.T) {
 		chromedp.WaitVisible(`#alert-log li[data-id$=":email"][data-status=delivered]`)); err != nil {
 		t.Fatalf("no delivered alert in the log: %v", err)
 	}
-	if ms := mailSrv.Wait(t, 2); !strings.Contains(ms[1].Header.Get("Subject"), "fired") {
-		t.Fatalf("the alert mail: %v", ms[1].Header)
+	mailed := false
+	for _, m := range mailSrv.Wait(t, 2) {
+		mailed = mailed || strings.Contains(m.Header.Get("Subject"), "fired")
+	}
+	if !mailed {
+		t.Fatalf("no alert mail among %+v", mailSrv.Messages(t))
 	}
 	got := hook.deliveries()
 	if len(got) != 1 || !got[0].verified || got[0].payload.Alert.Kind != protocol.AlertTriggerFired {

@@ -86,7 +86,20 @@ type Message struct {
 func (s *Server) Messages(t testing.TB) []Message {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(s.dir, "new", "*"))
-	sort.Strings(files)
+	// In the order they arrived: a Maildir name's microseconds are not
+	// zero-padded, so names do not sort by time.
+	at := map[string]int64{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			at[f] = st.ModTime().UnixNano()
+		}
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if at[files[i]] != at[files[j]] {
+			return at[files[i]] < at[files[j]]
+		}
+		return files[i] < files[j]
+	})
 	var out []Message
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
