@@ -20,6 +20,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/spells-dev/spells/backup/s3test"
+	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/contracts"
 	"github.com/spells-dev/spells/delegation"
 	"github.com/spells-dev/spells/protocol"
@@ -332,6 +333,56 @@ func TestDashboardAlerts(t *testing.T) {
 		t.Fatalf("the service worker registered with scope %q: %v", scope, err)
 	}
 	screenshot(t, ctx, "alerts")
+}
+
+// TestDashboardReadConditions: from the form, a trigger on the owner's
+// dUSD balance and one on a contract's number (the feed's latestAnswer)
+// are created, shown in words, and each fires when what it reads crosses:
+// the delivery log shows their alerts.
+func TestDashboardReadConditions(t *testing.T) {
+	ctx := browser(t)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.DevChainRPC, o.DevChainBlockInterval, o.ChainPoll = chainDev, 0, "", time.Second, 200*time.Millisecond
+	tn := startNode(t, o, nil)
+	dev := tn.n.chain.dev
+	if err := dev.SetFeed(context.Background(), "ETH/USD", 2600); err != nil {
+		t.Fatal(err)
+	}
+	hook := newWebhook(t)
+	feed := tn.n.chain.info.Feeds[0].Address
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nform %q\nerror %q\ntriggers %q\nalerts %q\nevaluations %q", what, err, text(t, ctx, `#create`), text(t, ctx, `#cmd-error`), text(t, ctx, `#triggers`), text(t, ctx, `#alert-log`), text(t, ctx, `#evaluations`))
+		}
+	}
+	step("sign in and be funded", chromedp.Navigate("http://"+tn.addr+"/"), chromedp.WaitVisible(`#btn-burner:not([disabled])`),
+		chromedp.Click(`#btn-burner`), chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "25,000 dUSD")]`))
+	step("a webhook", chromedp.SetValue(`#alerts-form input[name=url]`, hook.url), chromedp.Click(`#btn-alerts`), chromedp.WaitVisible(`#alerts-secret-value`))
+	step("a balance trigger", chromedp.SetValue(`#f-kind`, "balance"), chromedp.WaitVisible(`#create select[name=token]`),
+		chromedp.SetValue(`#create input[name=name]`, "rich"), chromedp.SetValue(`#create select[name=token]`, "dUSD"),
+		chromedp.SetValue(`#create select[name=op]`, "above"), chromedp.SetValue(`#create input[name=threshold]`, "26000"),
+		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
+		chromedp.WaitVisible(`//td[contains(., "my dUSD balance above 26,000")]`))
+	step("a view-call trigger", chromedp.SetValue(`#f-kind`, "call"), chromedp.WaitVisible(`#create input[name=contract]`),
+		chromedp.SetValue(`#create input[name=name]`, "feed high"), chromedp.SetValue(`#create input[name=contract]`, feed),
+		chromedp.SetValue(`#create input[name=function]`, "latestAnswer() returns (int256)"), chromedp.SetValue(`#create input[name=decimals]`, "8"),
+		chromedp.SetValue(`#create select[name=op]`, "above"), chromedp.SetValue(`#create input[name=threshold]`, "3000"),
+		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
+		chromedp.WaitVisible(`//td[contains(., ".latestAnswer() above 3,000")]`))
+	step("both reads known", chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "rich") and contains(., "at 25,000")]`),
+		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "feed high") and contains(., "at 2,600")]`))
+	if err := dev.Fund(context.Background(), common.HexToAddress(text(t, ctx, `#who`)), nil, map[string]*big.Int{"dUSD": chain.Units(2000)}); err != nil {
+		t.Fatal(err)
+	}
+	step("the balance trigger fires", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "rich fired")]`))
+	if err := dev.SetFeed(context.Background(), "ETH/USD", 3100); err != nil {
+		t.Fatal(err)
+	}
+	step("the view-call trigger fires", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "feed high fired")]`))
+	screenshot(t, ctx, "read-conditions")
 }
 
 // TestDashboardSaysTheVaultLostData: a dashboard that held a version the

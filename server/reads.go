@@ -21,9 +21,9 @@ import (
 )
 
 // readWatcher makes the chain reads the node's vaults wait on (an
-// account's balance, a view function's number) at every new block and
-// publishes each changed value as the read's signal, with the block as
-// its source. A read that fails (a call that reverts, a contract that is
+// account's balance, a view function's number) at every new block, and a
+// new one at once, and publishes each changed value as the read's signal,
+// with the block as its source. A read that fails (a call that reverts, a contract that is
 // not there) is not published and is logged once per reason; at most
 // maxReads are made a block, the others counted and logged.
 type readWatcher struct {
@@ -107,12 +107,17 @@ func startReads(bus hub.Bus, c readChain, reads func() map[string]string, every 
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if head, err := c.HeaderByNumber(ctx, nil); err == nil && head.Number.Uint64() != lastBlock {
+			if head, err := c.HeaderByNumber(ctx, nil); err == nil {
+				newBlock := head.Number.Uint64() != lastBlock
 				lastBlock = head.Number.Uint64()
 				want := reads()
 				names := make([]string, 0, len(want))
 				for name := range want {
-					names = append(names, name)
+					// Every read at a new block; a read no value was
+					// published for yet (a new trigger's) at once.
+					if _, seen := last[name]; newBlock || !seen {
+						names = append(names, name)
+					}
 				}
 				sort.Strings(names)
 				if len(names) > maxReads {

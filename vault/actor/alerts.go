@@ -218,7 +218,7 @@ func (v *Vault) checkNotify(spec protocol.TriggerSpec) error {
 func (v *Vault) raiseFired(t *store.Tx, ev rules.Event, tr *rules.Trigger, in protocol.Intent) error {
 	detail := ev.Cause
 	if sig, ok := strings.CutPrefix(ev.Cause, "signal:"); ok && ev.HasValue {
-		detail = sig + " at " + strconv.FormatFloat(ev.Value, 'f', -1, 64)
+		detail = readName(tr, sig) + " at " + strconv.FormatFloat(ev.Value, 'f', -1, 64)
 	}
 	return v.raise(t, protocol.Alert{Event: "fired-" + in.ID, Kind: protocol.AlertTriggerFired, TriggerID: tr.ID, IntentID: in.ID,
 		Title: tr.Name + " fired", Detail: detail, At: ev.Now.UnixMilli()})
@@ -363,4 +363,27 @@ func (v *Vault) resumeAlerts() {
 		}
 		v.deliver(s, a, c)
 	}
+}
+
+// readName is how an alert names a signal: a chain read by what it reads
+// (the owner's balance of a token, or the function called), any other
+// signal by its name.
+func readName(tr *rules.Trigger, signal string) string {
+	if !strings.HasPrefix(signal, protocol.ReadPrefix) {
+		return signal
+	}
+	name := signal
+	rules.WalkLeaves(&tr.Condition, func(c *protocol.Condition) {
+		switch {
+		case c.Signal != signal || c.Read == nil:
+		case strings.EqualFold(c.Read.Balance, "native"):
+			name = "your ETH balance"
+		case c.Read.Balance != "":
+			name = "your " + c.Read.Balance + " balance"
+		default:
+			fn, _, _ := strings.Cut(c.Read.Function, " returns")
+			name = c.Read.Contract + "." + fn
+		}
+	})
+	return name
 }

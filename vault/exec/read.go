@@ -46,9 +46,9 @@ func ResolveReads(c *protocol.Condition, chain *protocol.ChainInfo, owner common
 }
 
 func resolveRead(r *protocol.Read, chain *protocol.ChainInfo, owner common.Address) error {
+	// A balance is made its call again from scratch, so a condition sent
+	// back as the vault stored it resolves to the same read.
 	switch {
-	case r.Balance != "" && (r.Contract != "" || r.Function != "" || len(r.Args) > 0):
-		return rules.Invalid("a read is a balance or a call, not both")
 	case strings.EqualFold(r.Balance, "native"):
 		r.Contract, r.Data, r.Decimals, r.Signed = "", owner.Hex(), 18, false
 		return nil

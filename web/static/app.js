@@ -581,6 +581,8 @@ function describe(c) {
   if (c.any) return "any of (" + c.any.map(describe).join("; ") + ")";
   if (c.everyMs) return `every ${fmtDuration(c.everyMs)}`;
   if (c.atMs) return `once at ${fmtDateTime(c.atMs)}`;
+  if (c.read && c.read.balance) return `my ${c.read.balance === "native" ? "ETH" : c.read.balance} balance ${c.op} ${fmtNum(c.threshold)}`;
+  if (c.read) return `${shortAddr(c.read.contract)}.${(c.read.function || "").split(" returns")[0]} ${c.op} ${fmtNum(c.threshold)}`;
   return `${c.signal} ${c.op} ${fmtNum(c.threshold)}`;
 }
 
@@ -1075,6 +1077,23 @@ function leafEditor(kind, prefix) {
       field("Threshold ", el("input", { name: prefix + "threshold", type: "number", step: "any", inputmode: "decimal", "data-role": "threshold", oninput: (e) => { e.target.dataset.touched = "1"; } }), "threshold"),
     ];
   }
+  const crossing = [
+    field("Direction ", el("select", { name: prefix + "op" }, el("option", { value: "below" }, "falls below"), el("option", { value: "above" }, "rises above")), "op"),
+    field("Threshold ", el("input", { name: prefix + "threshold", type: "number", step: "any", inputmode: "decimal" }), "threshold"),
+  ];
+  if (kind === "balance") {
+    return [field("Token ", el("select", { name: prefix + "token" }, el("option", { value: "native" }, "ETH"),
+      ...(S.chain?.tokens || []).map((t) => el("option", { value: t.symbol }, t.symbol))), "token", "your account's balance, read at every block"), ...crossing];
+  }
+  if (kind === "call") {
+    return [
+      field("Contract ", el("input", { name: prefix + "contract", placeholder: "0x…", spellcheck: "false" }), "contract"),
+      field("View function ", el("input", { name: prefix + "function", placeholder: "getUserAccountData(address) returns (uint256)", spellcheck: "false" }), "function",
+        "its first returned number, read at every block (a health factor, an allowance, a price)"),
+      field("Arguments ", el("input", { name: prefix + "args", placeholder: "comma-separated", spellcheck: "false" }), "args"),
+      field("Decimals ", el("input", { name: prefix + "decimals", type: "number", min: "0", max: "36", value: "18" }), "decimals"),
+      ...crossing];
+  }
   if (kind === "every") {
     return [field("Every ", el("div", { class: "with-unit" },
       el("input", { name: prefix + "every", type: "number", min: "1", step: "any", value: "1" }),
@@ -1100,7 +1119,8 @@ function addPart(kind) {
   const prefix = `p${n}.`;
   const part = el("div", { class: "part", "data-prefix": prefix });
   const kindSel = el("select", { name: prefix + "kind", "aria-label": "condition kind", onchange: () => { part.replaceChildren(kindField, ...leafEditor(kindSel.value, prefix), remove); prefillThreshold(); } },
-    el("option", { value: "signal" }, "a signal crosses"), el("option", { value: "every" }, "every interval"), el("option", { value: "at" }, "once, at a time"));
+    el("option", { value: "signal" }, "a signal crosses"), el("option", { value: "every" }, "every interval"), el("option", { value: "at" }, "once, at a time"),
+    el("option", { value: "balance" }, "my balance crosses"), el("option", { value: "call" }, "a contract's number crosses"));
   kindSel.value = kind;
   const kindField = el("div", { class: "field" }, el("label", {}, "Condition ", kindSel));
   const remove = el("button", { type: "button", class: "secondary small", onclick: () => { part.remove(); } }, "remove");
@@ -1141,6 +1161,17 @@ function readLeaf(kind, prefix, errs, warns) {
       }
     }
     return { signal: v("signal"), op: v("op"), threshold: th };
+  }
+  if (kind === "balance" || kind === "call") {
+    const raw = v("threshold").trim(), th = Number(raw);
+    if (raw === "" || !Number.isFinite(th)) errs[prefix + "threshold"] = "enter the number the read must cross";
+    if (kind === "balance") return { read: { balance: v("token") }, op: v("op"), threshold: th };
+    if (!/^0x[0-9a-fA-F]{40}$/.test(v("contract").trim())) errs[prefix + "contract"] = "a contract's address: 0x and 40 hex digits";
+    if (!/^\w+\(.*\)/.test(v("function").trim())) errs[prefix + "function"] = "name(type,…), e.g. balanceOf(address)";
+    const d = Number(v("decimals"));
+    if (!Number.isInteger(d) || d < 0 || d > 36) errs[prefix + "decimals"] = "0 to 36";
+    const args = v("args").split(",").map((a) => a.trim()).filter(Boolean);
+    return { read: { contract: v("contract").trim(), function: v("function").trim(), args, decimals: d }, op: v("op"), threshold: th };
   }
   if (kind === "every") {
     const ms = Math.round(Number(v("every")) * Number(v("everyUnit")));
@@ -1221,7 +1252,8 @@ function editTrigger(id) {
   S.editing = id;
   F("name").value = t.name;
   const c = t.condition;
-  const kind = c.all ? "all" : c.any ? "any" : c.everyMs ? "every" : c.atMs ? "at" : "signal";
+  const leafKind = (l) => l.everyMs ? "every" : l.atMs ? "at" : l.read ? (l.read.balance ? "balance" : "call") : "signal";
+  const kind = c.all ? "all" : c.any ? "any" : leafKind(c);
   F("kind").value = kind;
   $("#part-list").replaceChildren();
   renderForm();
@@ -1232,11 +1264,15 @@ function editTrigger(id) {
       set("every", leaf.everyMs / u); set("everyUnit", String(u === 86400000 ? DAY : u));
     } else if (leaf.atMs) {
       set("at", new Date(leaf.atMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16));
+    } else if (leaf.read) {
+      set("op", leaf.op); set("threshold", leaf.threshold);
+      if (leaf.read.balance) set("token", leaf.read.balance);
+      else { set("contract", leaf.read.contract); set("function", leaf.read.function); set("args", (leaf.read.args || []).join(", ")); set("decimals", leaf.read.decimals || 0); }
     } else { set("signal", leaf.signal); set("op", leaf.op); set("threshold", leaf.threshold); }
   };
   if (kind === "all" || kind === "any") {
     $("#part-list").replaceChildren();
-    for (const leaf of c[kind]) fill(leaf, addPart(leaf.everyMs ? "every" : leaf.atMs ? "at" : "signal").dataset.prefix);
+    for (const leaf of c[kind]) fill(leaf, addPart(leafKind(leaf)).dataset.prefix);
   } else fill(c, "");
   F("action").value = t.action.kind;
   renderParams(t.action.params);
