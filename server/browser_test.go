@@ -522,7 +522,8 @@ func TestDashboardExecutesASwap(t *testing.T) {
 	// trigger's grant has left.
 	step("the swap's money", chromedp.WaitVisible(`//ul[@id="intents"]/li[contains(., "paid 250 dUSD") and contains(., "received") and contains(., "dUSD/dETH (fired at 2,400:") and contains(., "gas 0.")]`),
 		chromedp.WaitVisible(`//ul[@id="grants"]/li[contains(., "1 of 1 calls used")]`),
-		chromedp.WaitVisible(`//p[@id="gas-today" and contains(., "gas today")]`))
+		chromedp.WaitVisible(`//p[@id="gas-today" and contains(., "gas today")]`),
+		chromedp.WaitVisible(`//p[@id="balances-account" and contains(., "dETH ($") and contains(., "ETH ($")]`))
 	screenshot(t, ctx, "money")
 	step("the transaction view", chromedp.Click(`#intents li button.view`),
 		chromedp.WaitVisible(`//dialog[@id="tx-view"]//b[contains(., "DelegationManager.redeemDelegations")]`),

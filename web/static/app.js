@@ -206,8 +206,14 @@ function renderPortfolio() {
   const p = S.portfolio;
   $("#balances").classList.toggle("hidden", !p || !S.session);
   if (!p) return;
-  const toks = Object.entries(p.account.tokens || {}).map(([sym, v]) => `${fmtUnits(v)} ${sym}`);
-  $("#balances-account").textContent = [...toks, `${fmtUnits(p.account.native)} ETH`].join(" · ");
+  // In USD too where the node has a USD feed for the token (ETH/USD for
+  // ETH and dETH).
+  const usd = (sym, v) => {
+    const px = /USD/.test(sym) ? null : usdOf(sym);
+    return px === null ? "" : ` (${fmtUSD(Number(BigInt(v || "0")) / 1e18 * px)})`;
+  };
+  const toks = Object.entries(p.account.tokens || {}).map(([sym, v]) => `${fmtUnits(v)} ${sym}${usd(sym, v)}`);
+  $("#balances-account").textContent = [...toks, `${fmtUnits(p.account.native)} ETH${usd("ETH", p.account.native)}`].join(" · ");
   $("#balances-key").textContent = `The session key ${shortAddr(p.sessionKey.address)} holds ${fmtUnits(p.sessionKey.native)} ETH for gas.`;
   $("#balances-block").textContent = `block ${p.block}`;
 }
