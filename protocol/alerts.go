@@ -108,12 +108,13 @@ type ConfirmArgs struct {
 
 // Alert kinds.
 const (
-	AlertTriggerFired = "trigger.fired"  // a notify action
-	AlertIntentFailed = "intent.failed"  // an intent refused, failed or reverted
-	AlertIntentStuck  = "intent.stuck"   // an intent in no block within the bump delay (its fees were raised)
-	AlertGrantUsed    = "grant.used"     // a grant's period allowance 90 % spent, or its calls used up
-	AlertGrantEnding  = "grant.expiring" // a grant ends within three days
-	AlertDigest       = "digest"         // the alerts of a minute past the vault's limit, in one
+	AlertTriggerFired = "trigger.fired"     // a notify action
+	AlertIntentFailed = "intent.failed"     // an intent refused, failed or reverted
+	AlertIntentStuck  = "intent.stuck"      // an intent in no block within the bump delay (its fees were raised)
+	AlertGrantUsed    = "grant.used"        // a grant's period allowance 90 % spent, or its calls used up
+	AlertGrantEnding  = "grant.expiring"    // a grant ends within three days
+	AlertQuarantined  = "vault.quarantined" // the node set the vault's file aside as damaged
+	AlertDigest       = "digest"            // the alerts of a minute past the vault's limit, in one
 )
 
 // Alert delivery statuses.

@@ -6,9 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 
 	"github.com/spells-dev/spells/internal/atomicfile"
+	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/actor"
+	"github.com/spells-dev/spells/vault/notify"
+	"github.com/spells-dev/spells/vault/store"
 )
 
 // One vault can never take the node down. A vault file that cannot be read
@@ -54,6 +58,25 @@ func (m *Manager) quarantine(id string, cause error) {
 	m.metrics.Quarantines.Inc()
 	m.cfg.Logger.Error().Str("vault", id).Str("file", moved).AnErr("reason", cause).
 		Msg("vault quarantined: its file cannot be read; every other vault keeps serving")
+	m.tellQuarantined(id, moved)
+}
+
+// tellQuarantined alerts the owner of a quarantined vault on its channels,
+// if its settings can still be read from the damaged file. The vault's
+// outbox is in that file, so this alert is sent once, not kept or retried
+// after the node stops.
+func (m *Manager) tellQuarantined(id, path string) {
+	s, err := store.AlertSettingsOf(path)
+	if err != nil || len(s.Channels()) == 0 {
+		return
+	}
+	now := m.now()
+	event := "quarantined-" + strconv.FormatInt(now.UnixMilli(), 10)
+	for _, ch := range s.Channels() {
+		m.notifier.Send(notify.Job{Vault: id, Settings: s, Alert: protocol.Alert{ID: event + ":" + ch, Event: event, Kind: protocol.AlertQuarantined,
+			Title: "Your vault was set aside: its file cannot be read", At: now.UnixMilli(), Channel: ch, Status: protocol.AlertPending,
+			Detail: "the node keeps the file unchanged in its quarantine folder and runs none of its triggers; ask the node's operator to restore it (from the backup, if the node keeps one)"}})
+	}
 }
 
 // loadQuarantine learns, at start, which vaults were quarantined before:

@@ -180,11 +180,14 @@ func TestRestoredQuarantinedVaultServesAgain(t *testing.T) {
 // TestBackgroundCheckFindsDamageNoQueryReads: a closed vault file with an
 // index page overwritten (nothing at open or in use reads it) is found by
 // the janitor's integrity check and quarantined; its owner is told
-// vault_quarantined, and every other vault serves.
+// vault_quarantined, and by its alert channel, and every other vault
+// serves.
 func TestBackgroundCheckFindsDamageNoQueryReads(t *testing.T) {
 	e := newEnv(t)
 	e.latest["X"] = 15
 	victim, other := e.newUser(), e.newUser()
+	hook := newHookReceiver(t)
+	victim.mustCmd(t, protocol.OpAlertsSet, protocol.AlertsArgs{Webhook: &protocol.WebhookChannel{URL: hook.URL}})
 	victim.create(t, protocol.TriggerSpec{Name: "x", Condition: below("X", 10), Action: swap})
 	e.hibernateAll(t, victim, other)
 	p := actor.Path(e.dir, actor.ID(victim.w.Address()))
@@ -206,6 +209,10 @@ func TestBackgroundCheckFindsDamageNoQueryReads(t *testing.T) {
 	if b, _ := os.ReadFile(reasons[0]); !strings.Contains(string(b), "integrity check") {
 		t.Fatalf("the reason: %s", b)
 	}
+	waitFor(t, "the owner's alert", func() bool {
+		got := hook.alerts()
+		return len(got) == 1 && got[0].Alert.Kind == protocol.AlertQuarantined && strings.EqualFold(got[0].Vault, victim.w.Address().Hex())
+	})
 	e.signIn(other.w).mustCmd(t, protocol.OpTriggerList, struct{}{})
 }
 

@@ -106,6 +106,9 @@ func (m *Manager) Reads() map[string]string { return m.index.watchedReads() }
 func (m *Manager) postAlert(id string, r *notify.Result) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.placeOf(id).place == quarantined {
+		return // its outbox is in the damaged file
+	}
 	m.postLocked(id, actor.Event{Alert: r, Received: time.Now()})
 }
 

@@ -34,6 +34,18 @@ func AlertSettings(conn *sqlite.Conn) (protocol.AlertSettings, error) {
 	return out, nil
 }
 
+// AlertSettingsOf reads the alert settings of the vault file at path
+// read-only, without migrating it: for a file set aside as damaged, whose
+// settings may still be readable.
+func AlertSettingsOf(path string) (protocol.AlertSettings, error) {
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadOnly|sqlite.OpenNoMutex)
+	if err != nil {
+		return protocol.AlertSettings{}, err
+	}
+	defer conn.Close()
+	return AlertSettings(conn)
+}
+
 // SetAlertSettings writes the vault's alert settings.
 func SetAlertSettings(conn *sqlite.Conn, a protocol.AlertSettings) error {
 	b, err := json.Marshal(a)
