@@ -178,6 +178,7 @@ type Directory struct {
 	awaiting     map[string]bool // nodes seen before a directory loss that have not rejoined since
 	reachable    bool
 	lastReassert time.Time
+	homesOwed    bool              // the homes are to be written back whole (first contact, a loss) and were not yet
 	out          string            // why this node stays out of the cluster; "" while a member (proof.go)
 	strangers    map[string]string // entries in the members that are not this cluster's, and why (logged once)
 

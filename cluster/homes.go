@@ -57,8 +57,11 @@ func (d *Directory) writeHomes(ctx context.Context, all bool) error {
 	for len(ids) > 0 {
 		batch := ids[:min(homesBatch, len(ids))]
 		ids = ids[len(batch):]
+		// Each batch has its own time, so a node with many homes writes
+		// them all back even when one renewal's time would not do.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Lease/3)
 		run := func() ([]redis.Cmder, error) {
-			return d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			return d.rdb.Pipelined(bctx, func(p redis.Pipeliner) error {
 				for _, id := range batch {
 					registerScript.EvalSha(ctx, p, []string{homeKey(id)}, d.cfg.Node, held[id])
 				}
@@ -69,10 +72,11 @@ func (d *Directory) writeHomes(ctx context.Context, all bool) error {
 		if isNoScript(err) {
 			// A Redis that has not seen the script (new, or restarted):
 			// load it, on every shard of a Redis Cluster, and run again.
-			if err = d.loadScript(ctx); err == nil {
+			if err = d.loadScript(bctx); err == nil {
 				cmds, err = run()
 			}
 		}
+		cancel()
 		if err != nil {
 			return fmt.Errorf("write homes: %w", err)
 		}
@@ -91,6 +95,9 @@ func (d *Directory) writeHomes(ctx context.Context, all bool) error {
 	}
 	d.mu.Lock()
 	d.lastReassert = time.Now()
+	if all {
+		d.homesOwed = false
+	}
 	d.mu.Unlock()
 	if all && len(held) > 0 {
 		d.log.Info().Int("vaults", len(held)).Dur("took", time.Since(began)).Msg("this node's vault homes written to the directory")

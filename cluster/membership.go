@@ -151,10 +151,13 @@ func (d *Directory) renew(ctx context.Context) error {
 	g, gerr := gen.Result()
 	if gerr == nil && g == known {
 		d.mu.Lock()
-		awaiting := len(d.awaiting) > 0
+		awaiting, owed := len(d.awaiting) > 0, d.homesOwed
 		d.mu.Unlock()
 		if awaiting {
 			d.markRebuild(ctx) // newcomers know nothing of the nodes awaited
+		}
+		if owed {
+			return d.writeHomes(ctx, true) // the write-back after a loss did not finish
 		}
 		if time.Since(d.lastReassertTime()) >= d.cfg.Reassert {
 			return d.writeHomes(ctx, false)
@@ -179,6 +182,7 @@ func (d *Directory) renew(ctx context.Context) error {
 	d.mu.Lock()
 	d.gen = fresh
 	d.book.Generation = fresh
+	d.homesOwed = true // until every home is written back
 	var awaited []string
 	if lost || (gerr != nil && !first) {
 		// Redis has no directory, or one another node just started:
