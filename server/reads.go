@@ -86,6 +86,16 @@ func readValue(ctx context.Context, c readChain, key string, block *big.Int) (fl
 	return f, nil
 }
 
+// readReason is a failed read in words for its owner: the revert's
+// reason when the chain gives one.
+func readReason(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return msg
+}
+
 type readError string
 
 func (e readError) Error() string { return string(e) }
@@ -95,14 +105,14 @@ const (
 	errNoNumber = readError("the call returned no number (is the contract there, and the function a view that returns one?)")
 )
 
-func startReads(bus hub.Bus, c readChain, reads func() map[string]string, every time.Duration, clk clock.Clock, m *prometheus.CounterVec, log zerolog.Logger) *readWatcher {
+func startReads(bus hub.Bus, c readChain, reads func() map[string]string, failed func(name, why string), every time.Duration, clk clock.Clock, m *prometheus.CounterVec, log zerolog.Logger) *readWatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &readWatcher{cancel: cancel}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		last := map[string]float64{}  // the value published
-		failed := map[string]string{} // the reason a failure was logged for
+		last := map[string]float64{} // the value published
+		told := map[string]string{}  // the reason a failure was logged and told for
 		var lastBlock uint64
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -128,7 +138,7 @@ func startReads(bus hub.Bus, c readChain, reads func() map[string]string, every 
 				for name := range last {
 					if _, ok := want[name]; !ok {
 						delete(last, name) // no leaf waits on it any more
-						delete(failed, name)
+						delete(told, name)
 					}
 				}
 				for _, name := range names {
@@ -138,13 +148,14 @@ func startReads(bus hub.Bus, c readChain, reads func() map[string]string, every 
 							return
 						}
 						m.WithLabelValues("failed").Inc()
-						if failed[name] != err.Error() {
-							failed[name] = err.Error()
+						if told[name] != err.Error() {
+							told[name] = err.Error()
 							log.Warn().Err(err).Str("signal", name).Str("read", want[name]).Uint64("block", lastBlock).Msg("chain read failed: its triggers wait for a value")
+							failed(name, readReason(err))
 						}
 						continue
 					}
-					delete(failed, name)
+					delete(told, name)
 					if old, ok := last[name]; ok && old == v {
 						m.WithLabelValues("unchanged").Inc()
 						continue

@@ -20,8 +20,8 @@ import (
 // TestReadConditions: a trigger on the owner's dUSD balance fires when
 // the owner's own transfer takes it below the threshold; one on a view
 // function (the feed's latestAnswer, a signed number with 8 decimals)
-// fires when the feed moves; a read whose call reverts is logged and
-// counted, and the others go on; a read the vault cannot make is refused
+// fires when the feed moves; a read whose call reverts is logged, counted
+// and told to its trigger's owner in the activity, and the others go on; a read the vault cannot make is refused
 // at creation, saying why.
 func TestReadConditions(t *testing.T) {
 	o := testOptions(t)
@@ -51,7 +51,7 @@ func TestReadConditions(t *testing.T) {
 	feed, _ := s.create(t, protocol.TriggerSpec{Name: "feed high", Action: notify,
 		Condition: protocol.Condition{Read: &protocol.Read{Contract: info.Feeds[0].Address, Function: "latestAnswer() returns (int256)", Decimals: 8},
 			Op: protocol.OpAbove, Threshold: thr(3000)}})
-	s.create(t, protocol.TriggerSpec{Name: "reverts", Action: notify,
+	reverts, _ := s.create(t, protocol.TriggerSpec{Name: "reverts", Action: notify,
 		Condition: protocol.Condition{Read: &protocol.Read{Contract: dUSD.Hex(), Function: "nope()"}, Op: protocol.OpAbove, Threshold: thr(1)}})
 	// Each trigger learns its read's value before anything moves; the read
 	// that reverts is counted, and publishes nothing.
@@ -65,6 +65,14 @@ func TestReadConditions(t *testing.T) {
 		return known >= 2
 	})
 	waitFor(t, "the reverting read counted", func() bool { return testutil.ToFloat64(tn.n.readCount.WithLabelValues("failed")) >= 1 })
+	s.until(t, "the owner told the read failed", func(protocol.ServerFrame) bool {
+		for _, e := range s.mirror.Evaluations {
+			if e.TriggerID == reverts && e.Outcome == protocol.OutcomeFailed && strings.Contains(e.Detail, "the node's read of the chain failed") {
+				return true
+			}
+		}
+		return false
+	})
 
 	// The owner sends 2,000 dUSD away: its balance read falls below 24,000.
 	token := contracts.MustGet(contracts.DemoToken).ABI

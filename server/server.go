@@ -250,7 +250,7 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	n.routesBuilt = n.routes(prometheus.Gatherers{reg, runtimeReg})
 	if ch.client != nil {
 		n.readCount = readMetrics(reg)
-		n.reads = startReads(n.bus, ch.client, n.mgr.Reads, n.opts.ChainPoll, clk, n.readCount, n.log.With().Str("part", "reads").Logger())
+		n.reads = startReads(n.bus, ch.client, n.mgr.Reads, n.mgr.ReadFailed, n.opts.ChainPoll, clk, n.readCount, n.log.With().Str("part", "reads").Logger())
 	}
 	fed := map[string]bool{}
 	if ch.client != nil && len(ch.info.Feeds) > 0 {

@@ -129,8 +129,9 @@ type interestIndex struct {
 
 // watchedRead is one chain read the node makes at every block.
 type watchedRead struct {
-	key    string // rules.ReadKey
-	leaves int
+	key    string         // rules.ReadKey
+	leaves int            // leaves that wait on it
+	vaults map[string]int // their vaults, with how many of their leaves
 }
 
 func newInterestIndex() *interestIndex {
@@ -162,10 +163,11 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 		if l.Read != "" {
 			r := ix.reads[l.Signal]
 			if r == nil {
-				r = &watchedRead{key: l.Read}
+				r = &watchedRead{key: l.Read, vaults: map[string]int{}}
 				ix.reads[l.Signal] = r
 			}
 			r.leaves++
+			r.vaults[id]++
 		}
 	}
 	if len(leaves) > 0 {
@@ -177,6 +179,9 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 func (ix *interestIndex) removeLocked(id string) {
 	for _, l := range ix.byVault[id] {
 		if r := ix.reads[l.Signal]; r != nil && l.Read != "" {
+			if r.vaults[id]--; r.vaults[id] <= 0 {
+				delete(r.vaults, id)
+			}
 			if r.leaves--; r.leaves <= 0 {
 				delete(ix.reads, l.Signal)
 			}
@@ -256,6 +261,21 @@ func (ix *interestIndex) watchedReads() map[string]string {
 	out := make(map[string]string, len(ix.reads))
 	for name, r := range ix.reads {
 		out[name] = r.key
+	}
+	return out
+}
+
+// readVaults returns the vaults with a leaf on read signal name.
+func (ix *interestIndex) readVaults(name string) []string {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	r := ix.reads[name]
+	if r == nil {
+		return nil
+	}
+	out := make([]string, 0, len(r.vaults))
+	for id := range r.vaults {
+		out = append(out, id)
 	}
 	return out
 }

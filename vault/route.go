@@ -101,6 +101,16 @@ func (m *Manager) postExec(id string, r *exec.Result) {
 // signal.
 func (m *Manager) Reads() map[string]string { return m.index.watchedReads() }
 
+// ReadFailed tells the vaults waiting on read signal name that the read
+// failed, and why: each records it in its activity (its owner sees it).
+func (m *Manager) ReadFailed(name, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range m.index.readVaults(name) {
+		m.postLocked(id, actor.Event{Signal: name, ReadFailed: why, Received: time.Now()})
+	}
+}
+
 // postAlert hands a delivery's outcome (or a resume) to vault id, waking
 // it if it sleeps.
 func (m *Manager) postAlert(id string, r *notify.Result) {

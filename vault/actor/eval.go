@@ -176,3 +176,33 @@ func (v *Vault) startFresh() {
 	}
 	v.fresh = nil
 }
+
+// readFailed records, for each trigger with a leaf on read signal name, an
+// evaluation that failed and why: the node's read of the chain did (a
+// call that reverts, a contract that is not there). The triggers keep
+// their state and wait for a value.
+func (v *Vault) readFailed(name, why string) {
+	var ids []string
+	for _, tr := range v.triggers {
+		on := false
+		rules.WalkLeaves(&tr.Condition, func(c *protocol.Condition) { on = on || c.Signal == name })
+		if on && tr.Status == protocol.StatusActive {
+			ids = append(ids, tr.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	_, err := v.write(func(t *store.Tx) error {
+		ev := rules.Event{Cause: "signal:" + name, Now: t.Now}
+		for _, id := range ids {
+			if err := v.putEvaluation(t, ev, id, protocol.OutcomeFailed, "the node's read of the chain failed: "+why+"; the trigger waits for a value"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		v.fault("record a failed chain read", err)
+	}
+}

@@ -13,12 +13,14 @@ import (
 // signal value (Signal set), a chain result (Exec set), an alert's
 // delivery (Alert set) or an alarm (none).
 type Event struct {
-	Exec     *exec.Result
-	Alert    *notify.Result // a delivery's outcome, or Resume
-	Signal   string
-	Value    float64
-	Origin   protocol.SignalOrigin // where the value came from
-	Received time.Time             // when the node received it: the lag to evaluation is measured from here
+	Exec  *exec.Result
+	Alert *notify.Result // a delivery's outcome, or Resume
+	// ReadFailed: the node's read of the chain read Signal failed, and why.
+	ReadFailed string
+	Signal     string
+	Value      float64
+	Origin     protocol.SignalOrigin // where the value came from
+	Received   time.Time             // when the node received it: the lag to evaluation is measured from here
 }
 
 // Inbox holds events in arrival order, at most a bound: past it the

@@ -183,6 +183,10 @@ func (v *Vault) drainInbox() {
 			if v.conn != nil {
 				v.alertResult(ev.Alert)
 			}
+		case ev.ReadFailed != "":
+			if v.conn != nil {
+				v.readFailed(ev.Signal, ev.ReadFailed)
+			}
 		case ev.Signal == "":
 			v.alarm()
 		default:
