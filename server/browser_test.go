@@ -306,6 +306,11 @@ func TestDashboardAlerts(t *testing.T) {
 		t.Fatalf("the page shows the secret as %q", secret)
 	}
 	hook.secret.Store(&secret)
+	// The browser's own notification, while the page is open: a stand-in
+	// for the browser's Notification records what the page shows.
+	if err := chromedp.Do(within(t, ctx), script(`window.shown = []; window.Notification = class { static permission = "granted"; constructor(title, o) { window.shown.push(title + " | " + o.body); } }; true`)); err != nil {
+		t.Fatal(err)
+	}
 	tn.mustPublish(t, "ETH/USD", 2400)
 	if err := chromedp.Do(within(t, ctx), chromedp.WaitVisible(`#alert-log li[data-id$=":webhook"][data-status=delivered]`),
 		chromedp.WaitVisible(`#alert-log li[data-id$=":email"][data-status=delivered]`)); err != nil {
@@ -324,6 +329,10 @@ func TestDashboardAlerts(t *testing.T) {
 	}
 	if log := text(t, ctx, `#alert-log`); !strings.Contains(log, "fired") || !strings.Contains(log, "ETH/USD at 2400") {
 		t.Fatalf("the delivery log shows %q", log)
+	}
+	shown, err := chromedp.Run(within(t, ctx), chromedp.Evaluate[[]string](`window.shown`))
+	if err != nil || len(shown) != 1 || !strings.Contains(shown[0], "fired") || !strings.Contains(shown[0], "ETH/USD at 2400") {
+		t.Fatalf("the page's own notifications: %q %v; want one for the event (two channels)", shown, err)
 	}
 	// The service worker that shows pushed alerts registers at the root
 	// (a push service is not part of headless Chromium: the delivery of a

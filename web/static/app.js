@@ -695,8 +695,10 @@ $("#confirm-form").addEventListener("submit", (e) => {
 
 // browserNotify shows a new alert as the browser's own notification while
 // this page is open, if the owner allowed it.
+const notified = new Set(); // events shown: one notification per event, whatever its channels
 function browserNotify(a) {
-  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  if (!("Notification" in window) || Notification.permission !== "granted" || notified.has(a.event || a.id)) return;
+  notified.add(a.event || a.id);
   try { new Notification(`Spells: ${a.title}`, { body: a.detail || a.kind, tag: a.id }); } catch { /* a browser that allows them only from a service worker */ }
 }
 
