@@ -19,9 +19,9 @@ func (h *Hub) onSignal(s Signal) {
 	h.cfg.Metrics.SignalsIn.Inc()
 	h.cfg.History.Add(s)
 	h.cfg.Vaults.SignalReceived(s.Name, s.Value, s.Received, s.Origin())
-	if !strings.HasPrefix(s.Name, protocol.ReadPrefix) {
-		// A chain read (an account's balance, a view call) is for the
-		// vaults that wait on it, not every dashboard's chart.
+	if !strings.HasPrefix(s.Name, protocol.ReadPrefix) && !strings.HasPrefix(s.Name, protocol.MovePrefix) {
+		// A signal the node makes for its vaults (a chain read, a move)
+		// is for the vaults that wait on it, not every dashboard's chart.
 		h.fan.put(s)
 	}
 }

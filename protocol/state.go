@@ -138,6 +138,9 @@ const (
 //   - a signal threshold: Signal, Op and Threshold;
 //   - a chain read threshold: Read, Op and Threshold (the vault names the
 //     read's signal, read:<hash>, at creation);
+//   - a move within a window: Signal, Move and Op (below: falls by Move.Pct
+//     from the window's highest; above: rises by it from its lowest); the
+//     vault names the move's signal, move:<hash>, and sets Threshold;
 //   - an interval schedule: EveryMs;
 //   - a one-off time: AtMs (unix ms);
 //   - a combination: All or Any, each a non-empty list of conditions.
@@ -150,6 +153,7 @@ type Condition struct {
 	// values it signed); empty: any value.
 	From    string      `json:"from,omitempty"`
 	Read    *Read       `json:"read,omitempty"`
+	Move    *Move       `json:"move,omitempty"`
 	EveryMs int64       `json:"everyMs,omitempty"`
 	AtMs    int64       `json:"atMs,omitempty"`
 	All     []Condition `json:"all,omitempty"`
@@ -174,6 +178,19 @@ type Read struct {
 
 // ReadPrefix starts the name of a read's signal.
 const ReadPrefix = "read:"
+
+// Move is a move of a signal by Pct percent within WindowMs: a fall from
+// the highest value of the window, or a rise from its lowest. Of tells,
+// once the vault took the condition, which signal moves.
+type Move struct {
+	Pct      float64 `json:"pct"`
+	WindowMs int64   `json:"windowMs"`
+	Of       string  `json:"of,omitempty"`
+}
+
+// MovePrefix starts the name of a move's signal: its value is the percent
+// the signal stands from the window's extreme (negative for a fall).
+const MovePrefix = "move:"
 
 // Action kinds an intent can carry: swap, transfer and call execute on
 // the chain under a grant; notify only records the intent.

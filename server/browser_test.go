@@ -345,9 +345,10 @@ func TestDashboardAlerts(t *testing.T) {
 }
 
 // TestDashboardReadConditions: from the form, a trigger on the owner's
-// dUSD balance and one on a contract's number (the feed's latestAnswer)
-// are created, shown in words, and each fires when what it reads crosses:
-// the delivery log shows their alerts.
+// dUSD balance, one on a contract's number (the feed's latestAnswer) and
+// one on ETH/USD rising 10 % within an hour are created, shown in words,
+// and each fires when what it reads crosses: the delivery log shows their
+// alerts.
 func TestDashboardReadConditions(t *testing.T) {
 	ctx := browser(t)
 	o := testOptions(t)
@@ -381,6 +382,12 @@ func TestDashboardReadConditions(t *testing.T) {
 		chromedp.SetValue(`#create select[name=op]`, "above"), chromedp.SetValue(`#create input[name=threshold]`, "3000"),
 		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
 		chromedp.WaitVisible(`//td[contains(., ".latestAnswer() above 3,000")]`))
+	step("a move trigger", chromedp.SetValue(`#f-kind`, "move"), chromedp.WaitVisible(`#create input[name=pct]`),
+		chromedp.SetValue(`#create input[name=name]`, "pump"), chromedp.SetValue(`#create select[name=signal]`, "ETH/USD"),
+		chromedp.SetValue(`#create select[name=op]`, "above"), chromedp.SetValue(`#create input[name=pct]`, "10"),
+		chromedp.SetValue(`#create input[name=window]`, "1"), chromedp.SetValue(`#create select[name=windowUnit]`, "3600000"),
+		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
+		chromedp.WaitVisible(`//td[contains(., "ETH/USD rises 10 % within 1 h")]`))
 	step("both reads known", chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "rich") and contains(., "at 25,000")]`),
 		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "feed high") and contains(., "at 2,600")]`))
 	if err := dev.Fund(context.Background(), common.HexToAddress(text(t, ctx, `#who`)), nil, map[string]*big.Int{"dUSD": chain.Units(2000)}); err != nil {
@@ -391,6 +398,7 @@ func TestDashboardReadConditions(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("the view-call trigger fires", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "feed high fired")]`))
+	step("the move trigger fires", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "pump fired") and contains(., "ETH/USD's move")]`))
 	screenshot(t, ctx, "read-conditions")
 }
 

@@ -50,6 +50,7 @@ type daemon struct {
 	feeds     *feedWatcher
 	reads     *readWatcher // the chain reads the vaults wait on (nil without a chain)
 	readCount *prometheus.CounterVec
+	mover     *mover       // the move signals the vaults wait on
 	backup    *backupParts // nil without -backup
 	journal   *signalJournal
 	chain     *nodeChain

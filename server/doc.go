@@ -24,6 +24,8 @@
 //     as signals with their source.
 //   - reads.go: the chain reads the vaults' read conditions wait on, made
 //     at every block and published as their signals.
+//   - moves.go: the moves the vaults' move conditions wait on, made from
+//     each value of their signal and published as their signals.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - backup.go: -backup's shipper, and POST /v1/admin/restore.
 //   - limiter.go: a token bucket per source address.

@@ -216,7 +216,8 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 		n.cluster.start(ctx, clusterVaults{mgr}, n.log.With().Str("part", "cluster").Logger())
 	}
 	n.bus = n.startBus(reg)
-	hcfg := hub.Config{Vaults: hubVaults{mgr}, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
+	n.mover = startMover(n.bus, mgr.Moves, history.Snapshot, reg, n.log.With().Str("part", "moves").Logger())
+	hcfg := hub.Config{Vaults: hubVaults{m: mgr, moves: n.mover}, Nonces: nonces, Bus: n.bus, History: history, Domains: n.opts.SIWEDomains,
 		ChainID: chainID, Node: n.opts.Node, OriginPatterns: n.opts.Origins, Clock: clk,
 		CommandRate: n.opts.CommandRate, CommandBurst: n.opts.CommandBurst, MaxConnections: n.connLimit(),
 		MaxPendingPerAddress: orNoLimit(n.opts.MaxPendingPerIP), SignInRate: orNoLimit(n.opts.SignInRatePerIP),
@@ -403,6 +404,9 @@ func (n *daemon) stopParts(ctx context.Context) {
 	}
 	if n.reads != nil {
 		n.reads.stop()
+	}
+	if n.mover != nil {
+		n.mover.stop()
 	}
 	if n.demo != nil {
 		n.demo.stop()

@@ -15,7 +15,10 @@ import (
 
 // hubVaults gives the hub the node's vaults (hub.Vaults): the hub passes
 // on what clients send, and the vaults decide.
-type hubVaults struct{ m *vault.Manager }
+type hubVaults struct {
+	m     *vault.Manager
+	moves *mover // every signal's values go to the move maker too
+}
 
 var _ hub.Vaults = hubVaults{}
 
@@ -40,6 +43,9 @@ func (h hubVaults) Revoke(ctx context.Context, r hub.SignIn) (int, error) {
 }
 
 func (h hubVaults) SignalReceived(name string, value float64, received time.Time, origin protocol.SignalOrigin) int {
+	if h.moves != nil {
+		h.moves.observe(name, value, received)
+	}
 	return h.m.SignalReceived(name, value, received, origin)
 }
 

@@ -124,12 +124,12 @@ type interestIndex struct {
 	signals map[string]*signalSet
 	byVault map[string][]leaf
 	last    map[string]rules.Offer  // by key
-	reads   map[string]*watchedRead // chain reads by signal: what to read, and how many leaves wait on it
+	reads   map[string]*watchedRead // the signals the node makes (chain reads, moves) by name: what to make, and who waits on it
 }
 
-// watchedRead is one chain read the node makes at every block.
+// watchedRead is one signal the node makes: a chain read, or a move.
 type watchedRead struct {
-	key    string         // rules.ReadKey
+	key    string         // rules.ReadKey or rules.MoveKey
 	leaves int            // leaves that wait on it
 	vaults map[string]int // their vaults, with how many of their leaves
 }
@@ -160,10 +160,10 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 			resend[k] = o
 		}
 		s.insert(l)
-		if l.Read != "" {
+		if l.Made != "" {
 			r := ix.reads[l.Signal]
 			if r == nil {
-				r = &watchedRead{key: l.Read, vaults: map[string]int{}}
+				r = &watchedRead{key: l.Made, vaults: map[string]int{}}
 				ix.reads[l.Signal] = r
 			}
 			r.leaves++
@@ -178,7 +178,7 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 
 func (ix *interestIndex) removeLocked(id string) {
 	for _, l := range ix.byVault[id] {
-		if r := ix.reads[l.Signal]; r != nil && l.Read != "" {
+		if r := ix.reads[l.Signal]; r != nil && l.Made != "" {
 			if r.vaults[id]--; r.vaults[id] <= 0 {
 				delete(r.vaults, id)
 			}
@@ -253,14 +253,16 @@ func (ix *interestIndex) watchers(signal string) int {
 	return n
 }
 
-// watchedReads returns the chain reads some leaf waits on: signal → what
-// to read (rules.ReadKey).
-func (ix *interestIndex) watchedReads() map[string]string {
+// watchedMade returns the signals with prefix the node makes that some
+// leaf waits on: signal → what to make (rules.ReadKey, rules.MoveKey).
+func (ix *interestIndex) watchedMade(prefix string) map[string]string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	out := make(map[string]string, len(ix.reads))
+	out := map[string]string{}
 	for name, r := range ix.reads {
-		out[name] = r.key
+		if strings.HasPrefix(name, prefix) {
+			out[name] = r.key
+		}
 	}
 	return out
 }

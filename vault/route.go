@@ -99,7 +99,12 @@ func (m *Manager) postExec(id string, r *exec.Result) {
 // hibernated: each read's signal and what to read (rules.ReadKey). The
 // node's reader makes them at every block and publishes each as its
 // signal.
-func (m *Manager) Reads() map[string]string { return m.index.watchedReads() }
+func (m *Manager) Reads() map[string]string { return m.index.watchedMade(protocol.ReadPrefix) }
+
+// Moves returns the moves the node's vaults wait on: each move's signal
+// and what it measures (rules.MoveKey). The node computes them from each
+// value of their signal and publishes each as its signal.
+func (m *Manager) Moves() map[string]string { return m.index.watchedMade(protocol.MovePrefix) }
 
 // ReadFailed tells the vaults waiting on read signal name that the read
 // failed, and why: each records it in its activity (its owner sees it).

@@ -366,15 +366,17 @@ func (v *Vault) resumeAlerts() {
 }
 
 // readName is how an alert names a signal: a chain read by what it reads
-// (the owner's balance of a token, or the function called), any other
-// signal by its name.
+// (the owner's balance of a token, or the function called), a move by the
+// signal that moves and its window, any other signal by its name.
 func readName(tr *rules.Trigger, signal string) string {
-	if !strings.HasPrefix(signal, protocol.ReadPrefix) {
+	if !strings.HasPrefix(signal, protocol.ReadPrefix) && !strings.HasPrefix(signal, protocol.MovePrefix) {
 		return signal
 	}
 	name := signal
 	rules.WalkLeaves(&tr.Condition, func(c *protocol.Condition) {
 		switch {
+		case c.Signal == signal && c.Move != nil:
+			name = c.Move.Of + "'s move (%) within " + (time.Duration(c.Move.WindowMs) * time.Millisecond).String()
 		case c.Signal != signal || c.Read == nil:
 		case strings.EqualFold(c.Read.Balance, "native"):
 			name = "your ETH balance"

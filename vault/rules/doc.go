@@ -14,5 +14,6 @@
 //   - evaluate.go: an event evaluated on one trigger or all of them, and
 //     the intent a firing records.
 //   - read.go: a chain read's key and signal name.
+//   - move.go: a move within a window, as a signal the node makes.
 //   - leaves.go: the threshold leaves and wake-up time a vault reports.
 package rules

@@ -18,7 +18,7 @@ type Leaf struct {
 	Known   bool   // a value has been seen
 	Met     bool   // the last value seen satisfied Op Thr
 	From    string // the values it takes (NormFrom of its condition's From)
-	Read    string // for a chain read's leaf, what the node reads (ReadKey); else ""
+	Made    string // for a signal the node makes, what it makes (ReadKey or MoveKey); else ""
 }
 
 // Key is the index key of the values a leaf takes: its signal, and the
@@ -97,7 +97,7 @@ func report(vault string, t *Trigger, next int64, leaves []Leaf) (int64, []Leaf)
 		if c.Signal != "" {
 			ls := t.State.Leaves[i]
 			leaves = append(leaves, Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
-				Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From), Read: ReadKey(c.Read)})
+				Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From), Made: madeKey(c)})
 		}
 		i++
 	})

@@ -76,7 +76,7 @@ func validateCondition(c *protocol.Condition, now time.Time, depth int, leaves *
 		return Invalid("condition nested deeper than %d", maxDepth)
 	}
 	forms := 0
-	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "" || c.Read != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
+	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "" || c.Read != nil || c.Move != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
 		if set {
 			forms++
 		}
@@ -113,6 +113,14 @@ func validateLeaf(c *protocol.Condition, now time.Time) error {
 			return Invalid("atMs is in the past")
 		}
 	default:
+		if c.Move != nil {
+			if c.Read != nil {
+				return Invalid("a condition is a read or a move, not both")
+			}
+			if err := resolveMove(c); err != nil {
+				return err
+			}
+		}
 		if c.Read != nil {
 			if c.Read.Data == "" || c.Signal != ReadSignal(c.Read) || c.From != "" {
 				return Invalid("a read's signal is named by the vault that takes it, and takes no from")

@@ -587,6 +587,7 @@ function describe(c) {
   if (c.any) return "any of (" + c.any.map(describe).join("; ") + ")";
   if (c.everyMs) return `every ${fmtDuration(c.everyMs)}`;
   if (c.atMs) return `once at ${fmtDateTime(c.atMs)}`;
+  if (c.move) return `${c.move.of || c.signal} ${c.op === "below" ? "falls" : "rises"} ${fmtNum(c.move.pct)} % within ${fmtDuration(c.move.windowMs)}`;
   if (c.read && c.read.balance) return `my ${c.read.balance === "native" ? "ETH" : c.read.balance} balance ${c.op} ${fmtNum(c.threshold)}`;
   if (c.read) return `${shortAddr(c.read.contract)}.${(c.read.function || "").split(" returns")[0]} ${c.op} ${fmtNum(c.threshold)}`;
   return `${c.signal} ${c.op} ${fmtNum(c.threshold)}`;
@@ -1049,7 +1050,7 @@ async function pollHistory() {
       const r = await fetch("/v1/history", { cache: "no-store" });
       if (r.ok) {
         const { series } = await r.json();
-        for (const [n, pts] of Object.entries(series)) if (!n.startsWith("read:")) S.signals.set(n, pts); // chain reads are the vaults' own
+        for (const [n, pts] of Object.entries(series)) if (!n.startsWith("read:") && !n.startsWith("move:")) S.signals.set(n, pts); // made for the vaults
         renderSignals();
       }
     } catch (_) { /* the node is down: the status says so */ }
@@ -1089,6 +1090,17 @@ function leafEditor(kind, prefix) {
     field("Direction ", el("select", { name: prefix + "op" }, el("option", { value: "below" }, "falls below"), el("option", { value: "above" }, "rises above")), "op"),
     field("Threshold ", el("input", { name: prefix + "threshold", type: "number", step: "any", inputmode: "decimal" }), "threshold"),
   ];
+  if (kind === "move") {
+    return [
+      field("Signal ", el("select", { name: prefix + "signal" }, ...names.map((n) => el("option", { value: n, selected: n === S.chartSignal }, n))), "signal"),
+      field("Direction ", el("select", { name: prefix + "op" }, el("option", { value: "below" }, "falls by"), el("option", { value: "above" }, "rises by")), "op"),
+      field("Percent ", el("input", { name: prefix + "pct", type: "number", min: "0", max: "100", step: "any", value: "5" }), "pct", "from the window's highest (a fall) or lowest (a rise)"),
+      field("Within ", el("div", { class: "with-unit" },
+        el("input", { name: prefix + "window", type: "number", min: "1", step: "any", value: "1" }),
+        el("select", { name: prefix + "windowUnit", "aria-label": "window unit" }, el("option", { value: "60000" }, "minutes"),
+          el("option", { value: "3600000", selected: true }, "hours"), el("option", { value: String(DAY) }, "days"))), "window", "a minute to 7 days"),
+    ];
+  }
   if (kind === "balance") {
     return [field("Token ", el("select", { name: prefix + "token" }, el("option", { value: "native" }, "ETH"),
       ...(S.chain?.tokens || []).map((t) => el("option", { value: t.symbol }, t.symbol))), "token", "your account's balance, read at every block"), ...crossing];
@@ -1128,6 +1140,7 @@ function addPart(kind) {
   const part = el("div", { class: "part", "data-prefix": prefix });
   const kindSel = el("select", { name: prefix + "kind", "aria-label": "condition kind", onchange: () => { part.replaceChildren(kindField, ...leafEditor(kindSel.value, prefix), remove); prefillThreshold(); } },
     el("option", { value: "signal" }, "a signal crosses"), el("option", { value: "every" }, "every interval"), el("option", { value: "at" }, "once, at a time"),
+    el("option", { value: "move" }, "a signal moves by a percent"),
     el("option", { value: "balance" }, "my balance crosses"), el("option", { value: "call" }, "a contract's number crosses"));
   kindSel.value = kind;
   const kindField = el("div", { class: "field" }, el("label", {}, "Condition ", kindSel));
@@ -1169,6 +1182,13 @@ function readLeaf(kind, prefix, errs, warns) {
       }
     }
     return { signal: v("signal"), op: v("op"), threshold: th };
+  }
+  if (kind === "move") {
+    const pct = Number(v("pct")), ms = Math.round(Number(v("window")) * Number(v("windowUnit")));
+    if (!v("signal")) errs[prefix + "signal"] = "choose a signal (none has been published yet)";
+    if (!(pct > 0 && pct <= 100)) errs[prefix + "pct"] = "a percent above 0, at most 100";
+    if (!Number.isFinite(ms) || ms < 60000 || ms > 7 * DAY) errs[prefix + "window"] = "a window from a minute to 7 days";
+    return { signal: v("signal"), op: v("op"), move: { pct, windowMs: ms } };
   }
   if (kind === "balance" || kind === "call") {
     const raw = v("threshold").trim(), th = Number(raw);
@@ -1260,7 +1280,7 @@ function editTrigger(id) {
   S.editing = id;
   F("name").value = t.name;
   const c = t.condition;
-  const leafKind = (l) => l.everyMs ? "every" : l.atMs ? "at" : l.read ? (l.read.balance ? "balance" : "call") : "signal";
+  const leafKind = (l) => l.everyMs ? "every" : l.atMs ? "at" : l.move ? "move" : l.read ? (l.read.balance ? "balance" : "call") : "signal";
   const kind = c.all ? "all" : c.any ? "any" : leafKind(c);
   F("kind").value = kind;
   $("#part-list").replaceChildren();
@@ -1272,6 +1292,10 @@ function editTrigger(id) {
       set("every", leaf.everyMs / u); set("everyUnit", String(u === 86400000 ? DAY : u));
     } else if (leaf.atMs) {
       set("at", new Date(leaf.atMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16));
+    } else if (leaf.move) {
+      set("signal", leaf.move.of); set("op", leaf.op); set("pct", leaf.move.pct);
+      const [u] = [[DAY], [3600000], [60000]].find(([u]) => leaf.move.windowMs % u === 0) || [60000];
+      set("window", leaf.move.windowMs / u); set("windowUnit", String(u));
     } else if (leaf.read) {
       set("op", leaf.op); set("threshold", leaf.threshold);
       if (leaf.read.balance) set("token", leaf.read.balance);
