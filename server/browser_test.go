@@ -388,8 +388,9 @@ func TestDashboardReadConditions(t *testing.T) {
 		chromedp.SetValue(`#create input[name=window]`, "1"), chromedp.SetValue(`#create select[name=windowUnit]`, "3600000"),
 		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
 		chromedp.WaitVisible(`//td[contains(., "ETH/USD rises 10 % within 1 h")]`))
-	step("both reads known", chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "rich") and contains(., "at 25,000")]`),
-		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "feed high") and contains(., "at 2,600")]`))
+	step("the reads and the move known", chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "rich") and contains(., "at 25,000")]`),
+		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "feed high") and contains(., "at 2,600")]`),
+		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "pump") and contains(., "is now false")]`))
 	if err := dev.Fund(context.Background(), common.HexToAddress(text(t, ctx, `#who`)), nil, map[string]*big.Int{"dUSD": chain.Units(2000)}); err != nil {
 		t.Fatal(err)
 	}
