@@ -86,6 +86,17 @@ func (s *session) alertsTo(t testing.TB, url string) protocol.AlertSettings {
 	return set
 }
 
+// mirrorUntil waits until cond holds of the mirror: at once if it does
+// already (the frames that made it so may have been applied while waiting
+// for something else), else after each frame applied.
+func (s *session) mirrorUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if cond() {
+		return
+	}
+	s.until(t, what, func(protocol.ServerFrame) bool { return cond() })
+}
+
 // alertWith waits until the mirror's alert log holds an alert for which ok
 // holds, and returns it.
 func (s *session) alertWith(t testing.TB, what string, ok func(protocol.Alert) bool) protocol.Alert {
@@ -329,5 +340,5 @@ func TestAlertsByWebPush(t *testing.T) {
 	if !strings.Contains(a.LastError, "410") {
 		t.Fatalf("alert %+v", a)
 	}
-	s.until(t, "the subscription dropped", func(protocol.ServerFrame) bool { return len(s.mirror.Alerts.Push) == 0 })
+	s.mirrorUntil(t, "the subscription dropped", func() bool { return len(s.mirror.Alerts.Push) == 0 })
 }

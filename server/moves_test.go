@@ -26,7 +26,7 @@ func TestMoveConditions(t *testing.T) {
 		t.Fatalf("stored condition %+v", c)
 	}
 	// The window's highest (2,600, published before the trigger) counts.
-	s.until(t, "the move known", func(protocol.ServerFrame) bool {
+	s.mirrorUntil(t, "the move known", func() bool {
 		for _, e := range s.mirror.Evaluations {
 			if e.TriggerID == id && e.Outcome == protocol.OutcomeUpdated && e.Value != nil && *e.Value < -0.7 && *e.Value > -0.8 {
 				return true

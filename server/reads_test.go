@@ -55,7 +55,7 @@ func TestReadConditions(t *testing.T) {
 		Condition: protocol.Condition{Read: &protocol.Read{Contract: dUSD.Hex(), Function: "nope()"}, Op: protocol.OpAbove, Threshold: thr(1)}})
 	// Each trigger learns its read's value before anything moves; the read
 	// that reverts is counted, and publishes nothing.
-	s.until(t, "both reads known", func(protocol.ServerFrame) bool {
+	s.mirrorUntil(t, "both reads known", func() bool {
 		known := 0
 		for _, e := range s.mirror.Evaluations {
 			if (e.TriggerID == balance || e.TriggerID == feed) && e.Outcome == protocol.OutcomeUpdated {
@@ -65,7 +65,7 @@ func TestReadConditions(t *testing.T) {
 		return known >= 2
 	})
 	waitFor(t, "the reverting read counted", func() bool { return testutil.ToFloat64(tn.n.readCount.WithLabelValues("failed")) >= 1 })
-	s.until(t, "the owner told the read failed", func(protocol.ServerFrame) bool {
+	s.mirrorUntil(t, "the owner told the read failed", func() bool {
 		for _, e := range s.mirror.Evaluations {
 			if e.TriggerID == reverts && e.Outcome == protocol.OutcomeFailed && strings.Contains(e.Detail, "the node's read of the chain failed") {
 				return true

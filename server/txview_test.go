@@ -24,7 +24,7 @@ func TestTransactionView(t *testing.T) {
 	tn.mustPublish(t, "VIEW/TX", 15)
 	tn.mustPublish(t, "VIEW/TX", 5)
 	var hash string
-	s.until(t, "the transfer confirmed", func(f protocol.ServerFrame) bool {
+	s.mirrorUntil(t, "the transfer confirmed", func() bool {
 		for _, in := range s.mirror.Intents {
 			if (in.Status == protocol.IntentConfirmed || in.Status == protocol.IntentFinal) && in.Tx != nil {
 				hash = in.Tx.Hash
