@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/spells-dev/spells/contracts"
@@ -159,7 +160,7 @@ func decodeCall(to common.Address, value *big.Int, data []byte, names map[common
 		cv.Method = "(a plain transfer)"
 		return cv
 	}
-	cv.Method = hexutilEncode(data[:4])
+	cv.Method = hexutil.Encode(data[:4])
 	for _, name := range knownABIs {
 		a := contracts.MustGet(name).ABI
 		m, err := a.MethodById(data[:4])
@@ -264,9 +265,9 @@ func formatArgs(args map[string]any) map[string]string {
 		case common.Address:
 			out[k] = x.Hex()
 		case []byte:
-			out[k] = hexutilEncode(x)
+			out[k] = hexutil.Encode(x)
 		case [32]byte:
-			out[k] = hexutilEncode(x[:])
+			out[k] = hexutil.Encode(x[:])
 		case []common.Address:
 			parts := make([]string, len(x))
 			for i, a := range x {
@@ -279,5 +280,3 @@ func formatArgs(args map[string]any) map[string]string {
 	}
 	return out
 }
-
-func hexutilEncode(b []byte) string { return "0x" + hex.EncodeToString(b) }

@@ -70,10 +70,8 @@ func grantAlerts(conn *sqlite.Conn, c *protocol.ChainInfo, hash common.Hash, r d
 // and 18 when the chain does not list it).
 func tokenName(c *protocol.ChainInfo, addr common.Address) (string, uint8) {
 	if c != nil {
-		for _, t := range c.Tokens {
-			if common.HexToAddress(t.Address) == addr {
-				return t.Symbol, t.Decimals
-			}
+		if t, err := token(c, addr.Hex()); err == nil {
+			return t.Symbol, t.Decimals
 		}
 	}
 	return addr.Hex(), 18
