@@ -141,6 +141,9 @@ const (
 //   - a move within a window: Signal, Move and Op (below: falls by Move.Pct
 //     from the window's highest; above: rises by it from its lowest); the
 //     vault names the move's signal, move:<hash>, and sets Threshold;
+//   - an on-chain event: Event (the vault names its signal, event:<hash>,
+//     at creation); it holds at the log it takes, and only then, once per
+//     log;
 //   - an interval schedule: EveryMs;
 //   - a one-off time: AtMs (unix ms);
 //   - a combination: All or Any, each a non-empty list of conditions.
@@ -154,6 +157,7 @@ type Condition struct {
 	From    string      `json:"from,omitempty"`
 	Read    *Read       `json:"read,omitempty"`
 	Move    *Move       `json:"move,omitempty"`
+	Event   *ChainEvent `json:"event,omitempty"`
 	EveryMs int64       `json:"everyMs,omitempty"`
 	AtMs    int64       `json:"atMs,omitempty"`
 	All     []Condition `json:"all,omitempty"`
@@ -187,6 +191,29 @@ type Move struct {
 	WindowMs int64   `json:"windowMs"`
 	Of       string  `json:"of,omitempty"`
 }
+
+// ChainEvent is a log a contract emits: Contract, Signature as
+// "Name(type [indexed] [name],…)" and Topics, one filter per indexed
+// parameter in order ("" or absent: any value; a value of the parameter's
+// type, or a topic's 0x and 64 hex digits). FromBlock is the first block
+// whose logs it takes: given, at most MaxEventBackfill blocks back, or set
+// by the vault to the chain's next block when it takes the trigger.
+type ChainEvent struct {
+	Contract  string   `json:"contract"`
+	Signature string   `json:"signature"`
+	Topics    []string `json:"topics,omitempty"`
+	FromBlock uint64   `json:"fromBlock,omitempty"`
+	Key       string   `json:"key,omitempty"` // the filter, as the vault resolved it
+}
+
+// EventPrefix starts the name of an event condition's signal. The node
+// never publishes it: it hands each matching log to the vaults that wait
+// on it, in chain order.
+const EventPrefix = "event:"
+
+// MaxEventBackfill is how far back, in blocks, an event condition's
+// fromBlock may start.
+const MaxEventBackfill = 100_000
 
 // MovePrefix starts the name of a move's signal: its value is the percent
 // the signal stands from the window's extreme (negative for a fall).
@@ -306,6 +333,7 @@ const (
 	OutcomeCooldown = "cooldown" // it would have fired, but the cooldown holds it
 	OutcomeExpired  = "expired"  // the trigger reached its expiry
 	OutcomeFailed   = "failed"   // its outcome could not be recorded (the node logged why); the trigger kept its state
+	OutcomeSkipped  = "skipped"  // logs past a block's bound for an event condition were not evaluated
 
 	// Outcomes of the commands that change a trigger (cause "command"; the
 	// detail holds the trigger's name).

@@ -49,6 +49,7 @@ type daemon struct {
 	demo      *demoFeed
 	feeds     *feedWatcher
 	reads     *readWatcher // the chain reads the vaults wait on (nil without a chain)
+	logs      *logWatcher  // the logs of the event conditions the vaults wait on (nil without a chain)
 	readCount *prometheus.CounterVec
 	mover     *mover       // the move signals the vaults wait on
 	backup    *backupParts // nil without -backup

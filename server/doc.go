@@ -26,6 +26,9 @@
 //     at every block and published as their signals.
 //   - moves.go: the moves the vaults' move conditions wait on, made from
 //     each value of their signal and published as their signals.
+//   - events.go: the logs the vaults' event conditions wait on, read at
+//     every block into a cache of recent logs, and older ones for a
+//     vault's ask, back to its cursor.
 //   - admin.go: drain and forget-node, the admin endpoints.
 //   - backup.go: -backup's shipper, and POST /v1/admin/restore.
 //   - limiter.go: a token bucket per source address.

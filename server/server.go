@@ -252,6 +252,8 @@ func (n *daemon) build(ctx context.Context, key []byte, kek *keys.KEK, clk clock
 	if ch.client != nil {
 		n.readCount = readMetrics(reg)
 		n.reads = startReads(n.bus, ch.client, n.mgr.Reads, n.mgr.ReadFailed, n.opts.ChainPoll, clk, n.readCount, n.log.With().Str("part", "reads").Logger())
+		n.logs = startLogs(ch.client, n.mgr, n.opts.Confirmations, n.opts.ChainPoll, logMetrics(reg), n.log.With().Str("part", "events").Logger())
+		n.mgr.ServeEvents(n.logs)
 	}
 	fed := map[string]bool{}
 	if ch.client != nil && len(ch.info.Feeds) > 0 {
@@ -404,6 +406,9 @@ func (n *daemon) stopParts(ctx context.Context) {
 	}
 	if n.reads != nil {
 		n.reads.stop()
+	}
+	if n.logs != nil {
+		n.logs.stop()
 	}
 	if n.mover != nil {
 		n.mover.stop()

@@ -34,6 +34,8 @@
 //   - waker.go: starting instances for the events that wait for them, then
 //     for the journal's records.
 //   - move.go: moving a vault to or from another node.
+//   - events.go: the log watcher as the vaults use it: telling a vault of
+//     logs past its cursor, its asks, and the logs handed back.
 //   - signin.go: the node's half of sign-in, resume and revoke.
 //   - restore.go: restores in place: the copy read from the backup off the
 //     vault's goroutine, then handed to the vault.

@@ -147,6 +147,18 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 	ix.removeLocked(id)
 	var resend map[string]rules.Offer
 	for _, l := range leaves {
+		if l.Made != "" {
+			r := ix.reads[l.Signal]
+			if r == nil {
+				r = &watchedRead{key: l.Made, vaults: map[string]int{}}
+				ix.reads[l.Signal] = r
+			}
+			r.leaves++
+			r.vaults[id]++
+		}
+		if strings.HasPrefix(l.Signal, protocol.EventPrefix) {
+			continue // no value crosses it: its logs are handed over (events.go)
+		}
 		k := l.Key()
 		s := ix.signals[k]
 		if s == nil {
@@ -160,15 +172,6 @@ func (ix *interestIndex) set(id string, leaves []leaf) map[string]rules.Offer {
 			resend[k] = o
 		}
 		s.insert(l)
-		if l.Made != "" {
-			r := ix.reads[l.Signal]
-			if r == nil {
-				r = &watchedRead{key: l.Made, vaults: map[string]int{}}
-				ix.reads[l.Signal] = r
-			}
-			r.leaves++
-			r.vaults[id]++
-		}
 	}
 	if len(leaves) > 0 {
 		ix.byVault[id] = leaves
@@ -262,6 +265,27 @@ func (ix *interestIndex) watchedMade(prefix string) map[string]string {
 	for name, r := range ix.reads {
 		if strings.HasPrefix(name, prefix) {
 			out[name] = r.key
+		}
+	}
+	return out
+}
+
+// eventVaults returns the vaults with a leaf on event signal name whose
+// cursor is before pos.
+func (ix *interestIndex) eventVaults(name string, pos uint64) []string {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	r := ix.reads[name]
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for id := range r.vaults {
+		for _, l := range ix.byVault[id] {
+			if l.Signal == name && l.Cursor < pos {
+				out = append(out, id)
+				break
+			}
 		}
 	}
 	return out

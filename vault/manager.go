@@ -94,6 +94,7 @@ type Manager struct {
 	// that have not ended: Start wakes them to carry those on.
 	resumeAtStart []string
 	notifier      *notify.Notifier // delivers every vault's alerts
+	events        EventSource      // the node's log watcher (nil: none yet); under mu
 	// alertsAtStart are the vaults the start-up scan found with alerts
 	// waiting for delivery: Start wakes them to queue those again.
 	alertsAtStart []string

@@ -115,6 +115,13 @@ type Host interface {
 	// threshold leaves, and returns the signal values the node knows that
 	// a leaf has not seen.
 	Report(next int64, leaves []rules.Leaf) (resend map[string]rules.Offer)
+	// ChainHead is the chain's latest block the node has seen (0: none
+	// yet): a new event condition starts after it.
+	ChainHead() uint64
+	// FetchEvents asks the node for the logs of event signal name (its
+	// filter's key) after place after; they come back as an Event with
+	// Logs, later.
+	FetchEvents(name, key string, after uint64)
 	// Quarantine sets the vault's damaged file aside, for cause.
 	Quarantine(cause error)
 	// DiskFull records that a write found the disk full.

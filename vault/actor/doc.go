@@ -24,6 +24,8 @@
 //   - keys.go: its sealed keys read, made and rotated; signing.
 //   - triggers.go: trigger commands, checked by the rules.
 //   - eval.go: triggers evaluated on an event, and what the host is told.
+//   - events.go: an event condition's logs asked for from its cursor and
+//     taken one transaction each, the bound's skipped logs told.
 //   - sessions.go, nonces.go: its sessions and the nonces it has seen.
 //   - file.go: opening, creating, loading and closing its file, and what
 //     it gives the backup.

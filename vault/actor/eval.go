@@ -154,6 +154,7 @@ func (v *Vault) settle() {
 	if !v.dirty || v.forget {
 		return
 	}
+	v.askNewEvents()
 	v.dirty = false
 	for key, o := range v.report() {
 		if last, ok := v.evaluated[key]; !ok || last != o.Value {

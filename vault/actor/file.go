@@ -156,6 +156,7 @@ func (v *Vault) load() error {
 		v.addSession(s)
 	}
 	v.born = true
+	v.eventsSeen, v.dirty = nil, true // its event conditions ask for their logs (askNewEvents)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/notify"
+	"github.com/spells-dev/spells/vault/rules"
 )
 
 // Event is what reaches a vault without its sender ever waiting on it: a
@@ -17,10 +18,14 @@ type Event struct {
 	Alert *notify.Result // a delivery's outcome, or Resume
 	// ReadFailed: the node's read of the chain read Signal failed, and why.
 	ReadFailed string
-	Signal     string
-	Value      float64
-	Origin     protocol.SignalOrigin // where the value came from
-	Received   time.Time             // when the node received it: the lag to evaluation is measured from here
+	// EventsDue: the node has logs of event signal Signal past the
+	// vault's cursor; Logs: the logs it asked for.
+	EventsDue bool
+	Logs      *rules.LogBatch
+	Signal    string
+	Value     float64
+	Origin    protocol.SignalOrigin // where the value came from
+	Received  time.Time             // when the node received it: the lag to evaluation is measured from here
 }
 
 // Inbox holds events in arrival order, at most a bound: past it the

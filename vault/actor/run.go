@@ -187,6 +187,14 @@ func (v *Vault) drainInbox() {
 			if v.conn != nil {
 				v.readFailed(ev.Signal, ev.ReadFailed)
 			}
+		case ev.EventsDue:
+			if v.conn != nil {
+				v.askEvents(ev.Signal, false)
+			}
+		case ev.Logs != nil:
+			if v.conn != nil {
+				v.takeLogs(ev.Signal, ev.Logs)
+			}
 		case ev.Signal == "":
 			v.alarm()
 		default:

@@ -15,8 +15,17 @@ import (
 // action by the intents' check of the grants) and written in the command's
 // transaction; memory follows on commit.
 
+// resolve makes a condition's chain reads and event filters what the
+// node reads for it.
+func (v *Vault) resolve(c *protocol.Condition) error {
+	if err := exec.ResolveReads(c, v.cfg.Chain, v.owner); err != nil {
+		return err
+	}
+	return exec.ResolveEvents(c, v.cfg.Chain, v.host.ChainHead())
+}
+
 func (v *Vault) createTrigger(t *store.Tx, spec protocol.TriggerSpec) (*rules.Trigger, error) {
-	if err := exec.ResolveReads(&spec.Condition, v.cfg.Chain, v.owner); err != nil {
+	if err := v.resolve(&spec.Condition); err != nil {
 		return nil, err
 	}
 	if err := rules.Validate(&spec, t.Now); err != nil {
@@ -48,7 +57,7 @@ func (v *Vault) updateTrigger(t *store.Tx, a protocol.UpdateArgs) (*rules.Trigge
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no trigger %q", Short(a.ID))
 	}
-	if err := exec.ResolveReads(&a.Spec.Condition, v.cfg.Chain, v.owner); err != nil {
+	if err := v.resolve(&a.Spec.Condition); err != nil {
 		return nil, err
 	}
 	if err := rules.Validate(&a.Spec, t.Now); err != nil {

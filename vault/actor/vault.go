@@ -71,10 +71,16 @@ type Vault struct {
 	// index offering it again (settle) would change nothing, or fail the
 	// same way again.
 	evaluated map[string]float64
-	portfolio []byte    // the last portfolio frame pushed
-	restoring time.Time // when a restore the owner asked for started being read from the backup (zero: none)
-	deferred  []func()  // work the vault gave itself, run after the current letter
-	dirty     bool      // a transaction committed since the host last heard (settle)
+	// eventsAsked holds when the vault asked the node for an event
+	// signal's logs, until they come.
+	eventsAsked map[string]time.Time
+	// eventsSeen are the event signals asked for since the file loaded
+	// (askNewEvents).
+	eventsSeen map[string]bool
+	portfolio  []byte    // the last portfolio frame pushed
+	restoring  time.Time // when a restore the owner asked for started being read from the backup (zero: none)
+	deferred   []func()  // work the vault gave itself, run after the current letter
+	dirty      bool      // a transaction committed since the host last heard (settle)
 
 	lastActive atomic.Int64 // unix ms of the last real work posted
 	subCount   atomic.Int32

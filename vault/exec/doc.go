@@ -24,6 +24,8 @@
 //     counters it reserves.
 //   - read.go: a trigger's chain reads resolved into the calls the node
 //     makes (a balance, a view function's number).
+//   - event.go: a trigger's event filters resolved into what the node's
+//     log watcher reads, and a log described in words.
 //   - cost.go: what an intent's receipt says it cost and moved.
 //   - usage.go: the alerts a grant's use calls for (allowance nearly spent,
 //     calls used up, its end near).

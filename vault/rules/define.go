@@ -33,6 +33,8 @@ func Initial(c *protocol.Condition, now time.Time, latest Latest) State {
 			ls.NextDue = now.UnixMilli() + l.EveryMs
 		case l.AtMs != 0:
 			ls.NextDue = l.AtMs
+		case l.Event != nil:
+			// Its cursor starts before its fromBlock (EventAfter).
 		default:
 			// The node's latest value has no origin: a leaf that takes
 			// only verified values waits for one.

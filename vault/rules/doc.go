@@ -15,5 +15,7 @@
 //     the intent a firing records.
 //   - read.go: a chain read's key and signal name.
 //   - move.go: a move within a window, as a signal the node makes.
+//   - event.go: an event condition: its key, signal, cursor and the
+//     places of logs in the chain.
 //   - leaves.go: the threshold leaves and wake-up time a vault reports.
 package rules

@@ -16,6 +16,8 @@ type Event struct {
 	Value    float64
 	HasValue bool
 	Origin   protocol.SignalOrigin // where the value came from
+	Log      *Log                  // a log of event signal Signal
+	Through  uint64                // every log of event signal Signal up to this place was handed over
 	Now      time.Time
 }
 
@@ -82,12 +84,13 @@ func Evaluate(t *Trigger, ev Event) Outcome {
 			n.FiredTotal++
 			n.LastFiredAt = now
 			out.Fired, out.Kind = true, protocol.OutcomeFired
+			out.Detail = e.log
 			if n.MaxFires > 0 && n.Fires >= n.MaxFires {
 				n.Status = protocol.StatusDone
 				out.Detail = fmt.Sprintf("fired %d of %d times; done", n.Fires, n.MaxFires)
 			}
 		}
-	} else if e.changed {
+	} else if e.changed && e.detail != "" {
 		out.Kind = protocol.OutcomeUpdated
 		out.Detail = e.detail
 	}
@@ -133,6 +136,7 @@ type evaluator struct {
 	i       int
 	changed bool
 	detail  string
+	log     string // the log an event leaf took, in words
 }
 
 // eval returns the condition's value now and whether one of its true
@@ -170,8 +174,30 @@ func (e *evaluator) eval(c *protocol.Condition) (value, edge bool) {
 			e.changed, e.detail = true, "time reached"
 			return true, true
 		}
+	case c.Event != nil:
+		return e.event(c, ls)
 	default:
 		return e.threshold(c, ls)
+	}
+	return false, false
+}
+
+// event takes a log past the leaf's cursor (the leaf holds, with an edge,
+// for this log only), or moves the cursor over logs handed over.
+func (e *evaluator) event(c *protocol.Condition, ls *LeafState) (value, edge bool) {
+	if e.ev.Signal != c.Signal {
+		return false, false
+	}
+	after := EventAfter(c, *ls)
+	switch {
+	case e.ev.Log != nil && e.ev.Log.Pos > after:
+		ls.P = e.ev.Log.Pos
+		e.changed, e.log = true, e.ev.Log.Detail
+		e.detail = e.ev.Log.Detail + ": taken"
+		return true, true
+	case e.ev.Log == nil && e.ev.Through > after:
+		ls.P = e.ev.Through
+		e.changed = true // the cursor moved: written, nothing to show
 	}
 	return false, false
 }

@@ -18,7 +18,8 @@ type Leaf struct {
 	Known   bool   // a value has been seen
 	Met     bool   // the last value seen satisfied Op Thr
 	From    string // the values it takes (NormFrom of its condition's From)
-	Made    string // for a signal the node makes, what it makes (ReadKey or MoveKey); else ""
+	Made    string // for a signal the node makes, what it makes (ReadKey, MoveKey or EventKey); else ""
+	Cursor  uint64 // an event leaf's cursor (EventAfter)
 }
 
 // Key is the index key of the values a leaf takes: its signal, and the
@@ -96,8 +97,14 @@ func report(vault string, t *Trigger, next int64, leaves []Leaf) (int64, []Leaf)
 	WalkLeaves(&t.Condition, func(c *protocol.Condition) {
 		if c.Signal != "" {
 			ls := t.State.Leaves[i]
-			leaves = append(leaves, Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
-				Thr: *c.Threshold, Known: ls.Known, Met: ls.Met, From: NormFrom(c.From), Made: madeKey(c)})
+			l := Leaf{Vault: vault, Trigger: t.ID, N: i, Signal: c.Signal, Op: c.Op,
+				Known: ls.Known, Met: ls.Met, From: NormFrom(c.From), Made: madeKey(c)}
+			if c.Event != nil {
+				l.Cursor = EventAfter(c, ls)
+			} else {
+				l.Thr = *c.Threshold
+			}
+			leaves = append(leaves, l)
 		}
 		i++
 	})

@@ -81,13 +81,16 @@ func resolveMove(c *protocol.Condition) error {
 	return nil
 }
 
-// madeKey is what the node makes for leaf c: its read's or its move's key.
+// madeKey is what the node makes for leaf c: its read's, its move's or its
+// event's key.
 func madeKey(c *protocol.Condition) string {
 	switch {
 	case c.Read != nil:
 		return ReadKey(c.Read)
 	case c.Move != nil:
 		return MoveKey(c.Move.Of, c.Move, c.Op)
+	case c.Event != nil:
+		return c.Event.Key
 	}
 	return ""
 }

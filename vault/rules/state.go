@@ -29,13 +29,15 @@ type State struct {
 //   - every: NextDue, the next tick (unix ms);
 //   - at: Done once it ticked;
 //   - a threshold that takes only a publisher's values: At, the time of
-//     the last one it took (a value signed earlier is a replay).
+//     the last one it took (a value signed earlier is a replay);
+//   - an event: P, its cursor (EventAfter).
 type LeafState struct {
-	Known   bool  `json:"k,omitempty"`
-	Met     bool  `json:"m,omitempty"`
-	NextDue int64 `json:"n,omitempty"`
-	Done    bool  `json:"d,omitempty"`
-	At      int64 `json:"t,omitempty"` // the publisher's time of the last signed value taken
+	Known   bool   `json:"k,omitempty"`
+	Met     bool   `json:"m,omitempty"`
+	NextDue int64  `json:"n,omitempty"`
+	Done    bool   `json:"d,omitempty"`
+	At      int64  `json:"t,omitempty"` // the publisher's time of the last signed value taken
+	P       uint64 `json:"p,omitempty"` // an event leaf's cursor (LogPos of the last log taken, or BlockEnd)
 }
 
 // Decode makes a Trigger of what the store holds: the trigger, its

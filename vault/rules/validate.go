@@ -76,13 +76,13 @@ func validateCondition(c *protocol.Condition, now time.Time, depth int, leaves *
 		return Invalid("condition nested deeper than %d", maxDepth)
 	}
 	forms := 0
-	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "" || c.Read != nil || c.Move != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
+	for _, set := range []bool{c.Signal != "" || c.Op != "" || c.Threshold != nil || c.From != "" || c.Read != nil || c.Move != nil || c.Event != nil, c.EveryMs != 0, c.AtMs != 0, c.All != nil, c.Any != nil} {
 		if set {
 			forms++
 		}
 	}
 	if forms != 1 {
-		return Invalid("a condition needs exactly one of signal/op/threshold, read/op/threshold, everyMs, atMs, all, any")
+		return Invalid("a condition needs exactly one of signal/op/threshold, read/op/threshold, event, everyMs, atMs, all, any")
 	}
 	if c.All != nil || c.Any != nil {
 		kids := append(c.All, c.Any...)
@@ -112,6 +112,8 @@ func validateLeaf(c *protocol.Condition, now time.Time) error {
 		if c.AtMs <= now.UnixMilli() {
 			return Invalid("atMs is in the past")
 		}
+	case c.Event != nil:
+		return validateEvent(c)
 	default:
 		if c.Move != nil {
 			if c.Read != nil {

@@ -1,0 +1,449 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/rules"
+)
+
+// logWatcher reads the logs of the event filters the node's vaults wait
+// on. At every poll it reads each filter's new blocks, up to the newest
+// with -confirmations, into a cache of recent logs, and tells the vaults
+// whose cursor is behind a new log (vault.Manager.NudgeEvents). A vault
+// asks for the logs after its cursor (Fetch); an ask the cache covers is
+// answered from it, an older one from the chain, in spans of blocks that
+// vaults asking from nearby share, so a vault stopped for any number of
+// blocks takes every log it missed, and each once (its cursor is in its
+// file). At most maxLogsPerBlock logs of one filter are taken a block: the
+// rest are counted, logged and told to the owner.
+type logWatcher struct {
+	c       logChain
+	vaults  logVaults
+	confirm uint64
+	every   time.Duration
+	m       *prometheus.CounterVec
+	log     zerolog.Logger
+
+	head atomic.Uint64 // the newest block seen
+	asks chan logAsk
+
+	mu     sync.Mutex
+	live   map[string]*logCache   // by event signal: its recent logs
+	spans  map[spanKey]*logSpan   // older spans read for asks, the newest few
+	parsed map[string]*exec.Event // by key: the event, to describe its logs
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Bounds of the log watcher.
+const (
+	maxLogsPerBlock = 100    // logs of one filter taken a block
+	maxBatch        = 256    // logs handed to a vault at once
+	maxCachedLogs   = 10_000 // recent logs kept for one filter
+	spanBlocks      = 2_000  // blocks read in one eth_getLogs
+	maxSpansKept    = 32     // older spans kept for other vaults' asks
+	spansPerPoll    = 8      // spans a filter catches up by in one poll
+	maxAsks         = 4096   // asks waiting; past it an ask is dropped (the vault asks again)
+)
+
+// logChain is what the watcher reads from the chain.
+type logChain interface {
+	HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error)
+	FilterLogs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error)
+}
+
+// logVaults is the vault manager, as the watcher uses it.
+type logVaults interface {
+	Events() map[string]string
+	NudgeEvents(name string, pos uint64) int
+	PostLogs(id, name string, b *rules.LogBatch)
+}
+
+type logAsk struct {
+	id, name, key string
+	after         uint64
+}
+
+// logCache is one filter's recent logs: every log of blocks lo..hi (none
+// while hi < lo), at most maxLogsPerBlock a block.
+type logCache struct {
+	key     string
+	lo, hi  uint64
+	logs    []rules.Log
+	skipped []rules.Skipped
+}
+
+type spanKey struct {
+	name  string
+	start uint64
+}
+
+// logSpan is an older span of blocks read for an ask: every log of blocks
+// start..end.
+type logSpan struct {
+	end     uint64
+	logs    []rules.Log
+	skipped []rules.Skipped
+	used    time.Time
+}
+
+func logMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spells_event_logs_total",
+		Help: "Logs and asks of the vaults' event conditions, by result: read (logs a filter matched), skipped (past a block's bound), served (asks the cache answered), backfilled (asks read from the chain), failed (reads that failed), dropped (asks past the queue's bound)."}, []string{"result"})
+	if reg != nil {
+		reg.MustRegister(m)
+	}
+	return m
+}
+
+func startLogs(c logChain, vaults logVaults, confirmations int, every time.Duration, m *prometheus.CounterVec, log zerolog.Logger) *logWatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &logWatcher{c: c, vaults: vaults, confirm: uint64(max(confirmations, 1)), every: every, m: m, log: log,
+		asks: make(chan logAsk, maxAsks), live: map[string]*logCache{}, spans: map[spanKey]*logSpan{}, parsed: map[string]*exec.Event{}, cancel: cancel}
+	w.wg.Add(2)
+	go w.poll(ctx)
+	go w.answer(ctx)
+	return w
+}
+
+func (w *logWatcher) stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// Head is the newest block the watcher has seen.
+func (w *logWatcher) Head() uint64 { return w.head.Load() }
+
+// Fetch queues vault id's ask for event signal name's logs after place
+// after; it never waits.
+func (w *logWatcher) Fetch(id, name, key string, after uint64) {
+	select {
+	case w.asks <- logAsk{id: id, name: name, key: key, after: after}:
+	default:
+		w.m.WithLabelValues("dropped").Inc()
+	}
+}
+
+// poll reads each watched filter's new blocks at every tick.
+func (w *logWatcher) poll(ctx context.Context) {
+	defer w.wg.Done()
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		if head, err := w.c.HeaderByNumber(ctx, nil); err == nil {
+			w.head.Store(head.Number.Uint64())
+			w.extend(ctx, head.Number.Uint64())
+		} else if ctx.Err() == nil {
+			w.log.Debug().Err(err).Msg("event logs: no head; the blocks are read when the chain answers")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// safe is the newest block whose logs are taken: the one with
+// -confirmations blocks, its own included.
+func (w *logWatcher) safe(head uint64) uint64 {
+	if head+1 < w.confirm {
+		return 0
+	}
+	return head + 1 - w.confirm
+}
+
+// extend reads every watched filter's blocks up to the safe head, and
+// tells the vaults behind a new log.
+func (w *logWatcher) extend(ctx context.Context, head uint64) {
+	safe := w.safe(head)
+	want := w.vaults.Events()
+	names := make([]string, 0, len(want))
+	w.mu.Lock()
+	for name := range w.live {
+		if _, ok := want[name]; !ok {
+			delete(w.live, name) // no leaf waits on it any more
+		}
+	}
+	var fresh []string
+	for name, key := range want {
+		names = append(names, name)
+		if w.live[name] == nil {
+			// Seen first (a new filter, or the node started): the vaults
+			// behind its newest block catch up by asking.
+			w.live[name] = &logCache{key: key, lo: safe + 1, hi: safe}
+			fresh = append(fresh, name)
+		}
+	}
+	w.mu.Unlock()
+	for _, name := range fresh {
+		w.vaults.NudgeEvents(name, rules.BlockEnd(safe))
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for i := 0; i < spansPerPoll; i++ {
+			w.mu.Lock()
+			lc := w.live[name]
+			if lc == nil || lc.hi >= safe {
+				w.mu.Unlock()
+				break
+			}
+			from, key := lc.hi+1, lc.key
+			w.mu.Unlock()
+			to := min(safe, from+spanBlocks-1)
+			logs, skipped, err := w.read(ctx, name, key, from, to)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.m.WithLabelValues("failed").Inc()
+					w.log.Warn().Err(err).Str("signal", name).Uint64("from", from).Uint64("to", to).Msg("event logs: read failed; the blocks are read again at the next poll")
+				}
+				break
+			}
+			w.mu.Lock()
+			if lc = w.live[name]; lc != nil && lc.hi+1 == from {
+				lc.logs, lc.skipped, lc.hi = append(lc.logs, logs...), append(lc.skipped, skipped...), to
+				lc.trim()
+			}
+			w.mu.Unlock()
+			if len(logs) > 0 {
+				w.vaults.NudgeEvents(name, logs[len(logs)-1].Pos)
+			}
+		}
+	}
+}
+
+// trim keeps at most maxCachedLogs, dropping whole blocks from the start.
+func (lc *logCache) trim() {
+	if len(lc.logs) <= maxCachedLogs {
+		return
+	}
+	cut := rules.PosBlock(lc.logs[len(lc.logs)-maxCachedLogs].Pos) + 1
+	i := sort.Search(len(lc.logs), func(i int) bool { return rules.PosBlock(lc.logs[i].Pos) >= cut })
+	lc.logs = append([]rules.Log(nil), lc.logs[i:]...)
+	j := sort.Search(len(lc.skipped), func(i int) bool { return lc.skipped[i].Block >= cut })
+	lc.skipped = append([]rules.Skipped(nil), lc.skipped[j:]...)
+	lc.lo = cut
+}
+
+// answer answers the vaults' asks in turn.
+func (w *logWatcher) answer(ctx context.Context) {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-w.asks:
+			b := w.batch(ctx, a)
+			if ctx.Err() != nil {
+				return
+			}
+			w.vaults.PostLogs(a.id, a.name, b)
+		}
+	}
+}
+
+// batch is the answer to ask a: the logs after its place, from the cache
+// when it covers them, else from the span of older blocks they start in.
+func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
+	from := rules.PosBlock(a.after + 1) // the block of the first place after
+	w.mu.Lock()
+	lc := w.live[a.name]
+	if lc == nil || lc.key != a.key {
+		w.mu.Unlock()
+		return &rules.LogBatch{After: a.after, Through: a.after}
+	}
+	if from >= lc.lo {
+		b := cut(a.after, lc.logs, lc.skipped, lc.hi, lc.hi)
+		w.mu.Unlock()
+		w.m.WithLabelValues("served").Inc()
+		return b
+	}
+	lo, hi := lc.lo, lc.hi
+	start := from - from%spanBlocks
+	end := min(start+spanBlocks-1, lo-1)
+	sp := w.spans[spanKey{a.name, start}]
+	if sp != nil && sp.end >= end {
+		sp.used = time.Now()
+		b := cut(a.after, sp.logs, sp.skipped, sp.end, hi)
+		w.mu.Unlock()
+		w.m.WithLabelValues("backfilled").Inc()
+		return b
+	}
+	w.mu.Unlock()
+	logs, skipped, err := w.read(ctx, a.name, a.key, start, end)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.m.WithLabelValues("failed").Inc()
+			w.log.Warn().Err(err).Str("signal", a.name).Str("vault", a.id).Uint64("from", start).Uint64("to", end).Msg("event logs: backfill read failed; the vault asks again")
+		}
+		return &rules.LogBatch{After: a.after, Through: a.after, Err: "the node could not read the chain's logs: " + readReason(err)}
+	}
+	w.mu.Lock()
+	w.spans[spanKey{a.name, start}] = &logSpan{end: end, logs: logs, skipped: skipped, used: time.Now()}
+	if len(w.spans) > maxSpansKept {
+		var oldest spanKey
+		first := true
+		for k, s := range w.spans {
+			if first || s.used.Before(w.spans[oldest].used) {
+				oldest, first = k, false
+			}
+		}
+		delete(w.spans, oldest)
+	}
+	w.mu.Unlock()
+	w.m.WithLabelValues("backfilled").Inc()
+	return cut(a.after, logs, skipped, end, hi)
+}
+
+// cut is a batch of the logs after place after, of logs that hold every
+// log up to block end; more follow while end is before hi.
+func cut(after uint64, logs []rules.Log, skipped []rules.Skipped, end, hi uint64) *rules.LogBatch {
+	b := &rules.LogBatch{After: after, Through: max(after, rules.BlockEnd(end)), More: end < hi}
+	i := sort.Search(len(logs), func(i int) bool { return logs[i].Pos > after })
+	if n := len(logs) - i; n > maxBatch {
+		b.Logs = append([]rules.Log(nil), logs[i:i+maxBatch]...)
+		b.Through, b.More = b.Logs[maxBatch-1].Pos, true
+	} else {
+		b.Logs = append([]rules.Log(nil), logs[i:]...)
+	}
+	for _, s := range skipped {
+		if rules.BlockEnd(s.Block) > after && rules.BlockEnd(s.Block) <= b.Through {
+			b.Skipped = append(b.Skipped, s)
+		}
+	}
+	return b
+}
+
+// read reads the logs of filter key in blocks from..to, at most
+// maxLogsPerBlock a block (the rest counted as skipped), each described
+// in words. A range the chain refuses as too large is read in halves.
+func (w *logWatcher) read(ctx context.Context, name, key string, from, to uint64) ([]rules.Log, []rules.Skipped, error) {
+	q, ev, err := w.query(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	q.FromBlock, q.ToBlock = new(big.Int).SetUint64(from), new(big.Int).SetUint64(to)
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	raw, err := w.c.FilterLogs(rctx, q)
+	cancel()
+	if err != nil {
+		if from < to && ctx.Err() == nil && tooMany(err) {
+			// Too many results, or too long a range, for this chain:
+			// halves, each within its bound.
+			mid := from + (to-from)/2
+			a, as, err := w.read(ctx, name, key, from, mid)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, bs, err := w.read(ctx, name, key, mid+1, to)
+			if err != nil {
+				return nil, nil, err
+			}
+			return append(a, b...), append(as, bs...), nil
+		}
+		return nil, nil, err
+	}
+	sort.Slice(raw, func(i, j int) bool {
+		if raw[i].BlockNumber != raw[j].BlockNumber {
+			return raw[i].BlockNumber < raw[j].BlockNumber
+		}
+		return raw[i].Index < raw[j].Index
+	})
+	var logs []rules.Log
+	var skipped []rules.Skipped
+	var block uint64
+	taken := 0
+	for _, l := range raw {
+		if l.Removed {
+			continue
+		}
+		if l.BlockNumber != block {
+			block, taken = l.BlockNumber, 0
+		}
+		if taken >= maxLogsPerBlock {
+			if n := len(skipped); n > 0 && skipped[n-1].Block == block {
+				skipped[n-1].N++
+			} else {
+				skipped = append(skipped, rules.Skipped{Block: block, N: 1, Bound: maxLogsPerBlock})
+			}
+			continue
+		}
+		taken++
+		logs = append(logs, rules.Log{Pos: rules.LogPos(l.BlockNumber, l.Index), Tx: l.TxHash.Hex(),
+			Detail: ev.Describe(l.Topics, l.Data) + " in block " + strconv.FormatUint(l.BlockNumber, 10) + " (log " + strconv.FormatUint(uint64(l.Index), 10) + ", tx " + l.TxHash.Hex() + ")"})
+	}
+	w.m.WithLabelValues("read").Add(float64(len(logs)))
+	for _, s := range skipped {
+		w.m.WithLabelValues("skipped").Add(float64(s.N))
+		w.log.Warn().Str("signal", name).Uint64("block", s.Block).Int("skipped", s.N).Int("bound", s.Bound).Msg("event logs: more logs in one block than a filter takes; the rest are not evaluated and the owners are told")
+	}
+	return logs, skipped, nil
+}
+
+var errBadKey = errors.New("the event filter is malformed")
+
+// tooMany reports whether the chain refused a log query for its size (the
+// wording differs between clients and providers).
+func tooMany(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"more than", "too many", "limit", "exceed", "range", "too large"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// query is the filter of key, and its event.
+func (w *logWatcher) query(key string) (ethereum.FilterQuery, *exec.Event, error) {
+	contract, sig, topics, ok := rules.ParseEventKey(key)
+	if !ok {
+		return ethereum.FilterQuery{}, nil, errBadKey
+	}
+	w.mu.Lock()
+	ev := w.parsed[key]
+	w.mu.Unlock()
+	if ev == nil {
+		var err error
+		if ev, err = exec.ParseEvent(sig); err != nil {
+			return ethereum.FilterQuery{}, nil, errBadKey
+		}
+		w.mu.Lock()
+		if len(w.parsed) > 10_000 {
+			clear(w.parsed)
+		}
+		w.parsed[key] = ev
+		w.mu.Unlock()
+	}
+	q := ethereum.FilterQuery{Addresses: []common.Address{common.HexToAddress(contract)}, Topics: [][]common.Hash{{ev.Topic}}}
+	last := 0
+	for i, t := range topics {
+		if t != "" {
+			last = i + 1
+		}
+	}
+	for _, t := range topics[:last] {
+		if t == "" {
+			q.Topics = append(q.Topics, nil)
+		} else {
+			q.Topics = append(q.Topics, []common.Hash{common.HexToHash(t)})
+		}
+	}
+	return q, ev, nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spells-dev/spells/chain"
+	"github.com/spells-dev/spells/chain/gethtest"
+	"github.com/spells-dev/spells/protocol"
+)
+
+// pingEmitter is the runtime code of a contract that, called with a
+// uint256 n, emits Ping(uint256 indexed i) for i = 0..n-1 in a loop:
+//
+//	 0 PUSH1 0 CALLDATALOAD PUSH1 0          stack: n i
+//	 5 JUMPDEST DUP2 DUP2 LT ISZERO PUSH1 58 JUMPI   if !(i < n) goto 58
+//	13 DUP1 PUSH32 keccak("Ping(uint256)") PUSH1 0 PUSH1 0 LOG2
+//	52 PUSH1 1 ADD PUSH1 5 JUMP              i++
+//	58 JUMPDEST STOP
+//
+// and its creation code copies it (60 bytes, from offset 11) and returns it.
+func pingEmitter() []byte {
+	topic := crypto.Keccak256([]byte("Ping(uint256)"))
+	runtime := append(append(hexutil.MustDecode("0x6000356000"+"5b81811015603a57"+"807f"), topic...), hexutil.MustDecode("0x60006000a2"+"600101600556"+"5b00")...)
+	create := hexutil.MustDecode(fmt.Sprintf("0x60%02x80600b6000396000f3", len(runtime)))
+	return append(create, runtime...)
+}
+
+// devSender sends transactions from geth --dev's funded account.
+type devSender struct {
+	t  *testing.T
+	cl *chain.Client
+}
+
+// send sends a transaction to to (nil: a creation) with data, waits for
+// its receipt and returns it.
+func (d devSender) send(to *common.Address, data []byte) *types.Receipt {
+	d.t.Helper()
+	ctx := context.Background()
+	from := crypto.PubkeyToAddress(gethtest.DevKey.PublicKey)
+	nonce, err := d.cl.PendingNonceAt(ctx, from)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	head, err := d.cl.HeaderByNumber(ctx, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	tip := big.NewInt(1e9)
+	fee := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
+	signer := types.LatestSignerForChainID(big.NewInt(gethtest.ChainID))
+	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: big.NewInt(gethtest.ChainID), Nonce: nonce, GasTipCap: tip, GasFeeCap: fee,
+		Gas: 8_000_000, To: to, Data: data}), signer, gethtest.DevKey)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := d.cl.SendTransaction(ctx, tx); err != nil {
+		d.t.Fatal(err)
+	}
+	var r *types.Receipt
+	waitFor(d.t, "the transaction mined", func() bool {
+		r, err = d.cl.TransactionReceipt(ctx, tx.Hash())
+		return err == nil
+	})
+	if r.Status != types.ReceiptStatusSuccessful {
+		d.t.Fatalf("transaction %s reverted", tx.Hash())
+	}
+	return r
+}
+
+// ping calls the emitter to emit n Pings in one block, and returns the
+// block.
+func (d devSender) ping(emitter common.Address, n int) uint64 {
+	d.t.Helper()
+	return d.send(&emitter, common.LeftPadBytes(big.NewInt(int64(n)).Bytes(), 32)).BlockNumber.Uint64()
+}
+
+// rpcGate is a JSON-RPC proxy in front of geth that can be cut: while
+// down it answers 503, as a provider in an outage does.
+type rpcGate struct {
+	url  string
+	down atomic.Bool
+}
+
+func newRPCGate(t *testing.T, target string) *rpcGate {
+	u, _ := url.Parse(target)
+	p := httputil.NewSingleHostReverseProxy(u)
+	// A fresh connection to geth for each call: one geth closed while idle
+	// would otherwise cut a reply short.
+	p.Transport = &http.Transport{DisableKeepAlives: true}
+	g := &rpcGate{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		p.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	g.url = srv.URL
+	return g
+}
+
+// fired is how many times trigger id fired, as the owner's mirror shows.
+func (s *session) fired(id string) int64 { return s.mirror.Triggers[id].Fires }
+
+// firedAt waits until trigger id fires for log prefix (an event and its
+// block, "Ping(0) in block 12 ") and returns how many times it had fired
+// then: the firing and its count arrive in one diff, and the vault takes
+// logs in chain order, so a count above the logs up to there is a log
+// taken twice.
+func (s *session) firedAt(t *testing.T, id, prefix string) int64 {
+	t.Helper()
+	var n int64
+	s.mirrorUntil(t, "the firing for "+prefix, func() bool {
+		for _, e := range s.mirror.Evaluations {
+			if e.TriggerID == id && e.Outcome == protocol.OutcomeFired && strings.HasPrefix(e.Detail, prefix) {
+				n = s.fired(id)
+				return true
+			}
+		}
+		return false
+	})
+	return n
+}
+
+func pingIn(block uint64) string { return fmt.Sprintf("Ping(0) in block %d ", block) }
+
+// TestEventConditionsAcrossDowntime: a trigger on a contract's event,
+// filtered on an indexed argument, fires once per matching log: for the
+// logs while the node runs, for the 50 blocks of logs emitted while it was
+// stopped (it reads them back from the trigger's cursor when it starts),
+// and for those emitted while its RPC endpoint was down; never twice,
+// never for a log the filter does not match. A block with thousands of
+// matching logs is bounded: a block's first logs are taken, the rest are
+// counted, logged and told to the owner.
+func TestEventConditionsAcrossDowntime(t *testing.T) {
+	g := gethtest.Start(t)
+	info := deployOnGeth(t, g)
+	file := filepath.Join(t.TempDir(), "deployment.json")
+	b, _ := json.Marshal(info)
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := chain.Dial(context.Background(), g.URL, gethtest.ChainID, 5e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	dev := devSender{t, cl}
+	emitter := dev.send(nil, pingEmitter()).ContractAddress
+
+	gate := newRPCGate(t, g.URL)
+	o := testOptions(t)
+	o.ChainRPC, o.ChainID, o.ChainDeployment, o.Confirmations, o.ChainPoll = gate.url, 0, file, 1, 100*time.Millisecond
+	tn := startNode(t, o, nil)
+	s := tn.signIn(t, nil)
+	s.alertsTo(t, newWebhook(t).url)
+	notify := protocol.Action{Kind: "notify"}
+	ping0 := protocol.Condition{Event: &protocol.ChainEvent{Contract: emitter.Hex(), Signature: "Ping(uint256 indexed i)", Topics: []string{"0"}}}
+	waitFor(t, "the node's log watcher sees the head", func() bool { return tn.n.logs.Head() > 0 })
+	id, _ := s.create(t, protocol.TriggerSpec{Name: "ping 0", Action: notify, Condition: ping0})
+	s.mirrorUntil(t, "the trigger", func() bool { _, ok := s.mirror.Triggers[id]; return ok })
+	got := s.mirror.Triggers[id].Condition.Event
+	if got == nil || got.FromBlock == 0 || got.Key == "" || !strings.HasPrefix(s.mirror.Triggers[id].Condition.Signal, protocol.EventPrefix) {
+		t.Fatalf("the stored condition: %+v", s.mirror.Triggers[id].Condition)
+	}
+
+	// While the node runs: each call emits Ping(0) and Ping(1); the
+	// trigger takes Ping(0) only.
+	var blocks []uint64
+	for range 5 {
+		blocks = append(blocks, dev.ping(emitter, 2))
+	}
+	if n := s.firedAt(t, id, pingIn(blocks[4])); n != 5 {
+		t.Fatalf("fired %d times for 5 logs", n)
+	}
+
+	// The node stops; 50 blocks of Pings; it starts again and fires for
+	// each, once.
+	if err := tn.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		blocks = append(blocks, dev.ping(emitter, 2))
+	}
+	o.Listen = tn.addr
+	tn = startNode(t, o, nil)
+	s = tn.signIn(t, s.w)
+	if n := s.firedAt(t, id, pingIn(blocks[54])); n != 55 {
+		t.Fatalf("fired %d times for 55 logs", n)
+	}
+
+	// The RPC endpoint goes down for 10 blocks; when it answers again the
+	// node reads them.
+	gate.down.Store(true)
+	for range 10 {
+		blocks = append(blocks, dev.ping(emitter, 2))
+	}
+	gate.down.Store(false)
+	if n := s.firedAt(t, id, pingIn(blocks[64])); n != 65 {
+		t.Fatalf("fired %d times for 65 logs", n)
+	}
+
+	// Thousands of matching logs in one block: a trigger on every Ping
+	// takes the block's first 100 and its owner is told of the rest.
+	every := protocol.Condition{Event: &protocol.ChainEvent{Contract: emitter.Hex(), Signature: "Ping(uint256 indexed)"}}
+	all, _ := s.create(t, protocol.TriggerSpec{Name: "every ping", Action: notify, Condition: every})
+	heavy := dev.ping(emitter, 3000)
+	told := fmt.Sprintf("block %d: 2900 more logs matched than the %d a block the node takes", heavy, maxLogsPerBlock)
+	s.mirrorUntil(t, "the owner told of the logs past the bound", func() bool {
+		for _, e := range s.mirror.Evaluations {
+			if e.TriggerID == all && e.Outcome == protocol.OutcomeSkipped && strings.HasPrefix(e.Detail, told) {
+				return true
+			}
+		}
+		return false
+	})
+	if n := s.fired(all); n != maxLogsPerBlock {
+		t.Fatalf("the bounded block fired the trigger %d times, want %d", n, maxLogsPerBlock)
+	}
+	if n := testutil.ToFloat64(tn.n.logs.m.WithLabelValues("skipped")); n != 2900 {
+		t.Fatalf("skipped logs counted %v, want 2900", n)
+	}
+	if n := s.firedAt(t, id, pingIn(heavy)); n != int64(len(blocks))+1 {
+		t.Fatalf("fired %d times for %d logs", n, len(blocks)+1)
+	}
+}
