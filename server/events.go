@@ -40,6 +40,7 @@ type logWatcher struct {
 	log     zerolog.Logger
 
 	head atomic.Uint64 // the newest block seen
+	turn int           // where the next poll starts among many filters (poll's own)
 	asks chan logAsk
 
 	mu     sync.Mutex
@@ -53,13 +54,14 @@ type logWatcher struct {
 
 // Bounds of the log watcher.
 const (
-	maxLogsPerBlock = 100    // logs of one filter taken a block
-	maxBatch        = 256    // logs handed to a vault at once
-	maxCachedLogs   = 10_000 // recent logs kept for one filter
-	spanBlocks      = 2_000  // blocks read in one eth_getLogs
-	maxSpansKept    = 32     // older spans kept for other vaults' asks
-	spansPerPoll    = 8      // spans a filter catches up by in one poll
-	maxAsks         = 4096   // asks waiting; past it an ask is dropped (the vault asks again)
+	maxLogsPerBlock   = 100    // logs of one filter taken a block
+	maxBatch          = 256    // logs handed to a vault at once
+	maxCachedLogs     = 10_000 // recent logs kept for one filter
+	spanBlocks        = 2_000  // blocks read in one eth_getLogs
+	maxSpansKept      = 32     // older spans kept for other vaults' asks
+	spansPerPoll      = 8      // spans a filter catches up by in one poll
+	maxFiltersPerPoll = 200    // filters read in one poll, in turn
+	maxAsks           = 4096   // asks waiting; past it an ask is dropped (the vault asks again)
 )
 
 // logChain is what the watcher reads from the chain.
@@ -196,6 +198,13 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		w.vaults.NudgeEvents(name, rules.BlockEnd(safe))
 	}
 	sort.Strings(names)
+	if len(names) > maxFiltersPerPoll {
+		// Many filters: each poll reads the next maxFiltersPerPoll in
+		// turn; the others' blocks wait (their logs are late, not lost).
+		start := w.turn % len(names)
+		names = append(names[start:], names[:start]...)[:maxFiltersPerPoll]
+		w.turn += maxFiltersPerPoll
+	}
 	for _, name := range names {
 		for i := 0; i < spansPerPoll; i++ {
 			w.mu.Lock()
@@ -233,7 +242,11 @@ func (lc *logCache) trim() {
 	if len(lc.logs) <= maxCachedLogs {
 		return
 	}
-	cut := rules.PosBlock(lc.logs[len(lc.logs)-maxCachedLogs].Pos) + 1
+	first := len(lc.logs) - maxCachedLogs // the oldest log that may stay
+	cut := rules.PosBlock(lc.logs[first].Pos)
+	if rules.PosBlock(lc.logs[first-1].Pos) == cut {
+		cut++ // its block does not fit whole
+	}
 	i := sort.Search(len(lc.logs), func(i int) bool { return rules.PosBlock(lc.logs[i].Pos) >= cut })
 	lc.logs = append([]rules.Log(nil), lc.logs[i:]...)
 	j := sort.Search(len(lc.skipped), func(i int) bool { return lc.skipped[i].Block >= cut })

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -12,19 +14,24 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/chain/gethtest"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/vault/exec"
+	"github.com/spells-dev/spells/vault/rules"
 )
 
 // pingEmitter is the runtime code of a contract that, called with a
@@ -193,6 +200,9 @@ func TestEventConditionsAcrossDowntime(t *testing.T) {
 	if n := s.firedAt(t, id, pingIn(blocks[4])); n != 5 {
 		t.Fatalf("fired %d times for 5 logs", n)
 	}
+	s.alertWith(t, "the alert naming the log", func(a protocol.Alert) bool {
+		return a.TriggerID == id && strings.HasPrefix(a.Detail, pingIn(blocks[0])) && a.Status == protocol.AlertDelivered
+	})
 
 	// The node stops; 50 blocks of Pings; it starts again and fires for
 	// each, once.
@@ -242,5 +252,178 @@ func TestEventConditionsAcrossDowntime(t *testing.T) {
 	}
 	if n := s.firedAt(t, id, pingIn(heavy)); n != int64(len(blocks))+1 {
 		t.Fatalf("fired %d times for %d logs", n, len(blocks)+1)
+	}
+}
+
+// fakeLogChain is a chain of logs for the watcher's unit tests: every
+// block from 1 to head holds perBlock logs of each contract it names; a
+// query matching more than limit logs is refused, as providers do.
+type fakeLogChain struct {
+	head      uint64
+	perBlock  map[common.Address]int
+	limit     int
+	mu        sync.Mutex
+	queried   map[common.Address]int
+	refused   int
+	failUntil atomic.Bool
+}
+
+func (f *fakeLogChain) HeaderByNumber(context.Context, *big.Int) (*types.Header, error) {
+	return &types.Header{Number: new(big.Int).SetUint64(f.head)}, nil
+}
+
+func (f *fakeLogChain) FilterLogs(_ context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
+	if f.failUntil.Load() {
+		return nil, errors.New("connection refused")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := q.Addresses[0]
+	f.queried[a]++
+	n := f.perBlock[a]
+	from, to := q.FromBlock.Uint64(), q.ToBlock.Uint64()
+	if int(to-from+1)*n > f.limit {
+		f.refused++
+		return nil, errors.New("query returned more than 10000 results")
+	}
+	var out []types.Log
+	for b := from; b <= to; b++ {
+		for i := 0; i < n; i++ {
+			out = append(out, types.Log{Address: a, Topics: []common.Hash{q.Topics[0][0]}, BlockNumber: b, Index: uint(i), TxHash: common.Hash{byte(b)}})
+		}
+	}
+	return out, nil
+}
+
+// fakeLogVaults records what the watcher tells and hands the vaults.
+type fakeLogVaults struct {
+	mu      sync.Mutex
+	events  map[string]string
+	nudged  map[string]uint64
+	batches chan *rules.LogBatch
+}
+
+func (f *fakeLogVaults) Events() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.events)
+}
+
+func (f *fakeLogVaults) NudgeEvents(name string, pos uint64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nudged[name] = pos
+	return 1
+}
+
+func (f *fakeLogVaults) PostLogs(id, name string, b *rules.LogBatch) { f.batches <- b }
+
+func pingKey(contract common.Address) string {
+	return rules.EventKey(contract.Hex(), "Ping(uint256 indexed)", [3]string{})
+}
+
+// TestLogWatcherBounds: past maxFiltersPerPoll filters, each poll reads
+// the next ones in turn; a range the chain refuses as too large is read
+// in halves; a block's logs past the bound are skipped and counted; the
+// cache keeps its newest logs, and an ask from before them is read from
+// the chain and handed over in batches, each saying where the next
+// starts, so a vault asking again and again takes every log once.
+func TestLogWatcherBounds(t *testing.T) {
+	ch := &fakeLogChain{head: 1, perBlock: map[common.Address]int{}, limit: 1500, queried: map[common.Address]int{}}
+	vs := &fakeLogVaults{events: map[string]string{}, nudged: map[string]uint64{}, batches: make(chan *rules.LogBatch, 1)}
+	for i := range maxFiltersPerPoll + 50 {
+		a := common.BigToAddress(big.NewInt(int64(i + 1)))
+		ch.perBlock[a] = 1
+		vs.events[rules.EventSignal(pingKey(a))] = pingKey(a)
+	}
+	heavy := common.BigToAddress(big.NewInt(1_000_000))
+	ch.perBlock[heavy] = 150
+	heavyName := rules.EventSignal(pingKey(heavy))
+	vs.events[heavyName] = pingKey(heavy)
+	w := &logWatcher{c: ch, vaults: vs, confirm: 1, m: logMetrics(nil), log: zerolog.Nop(),
+		asks: make(chan logAsk, 8), live: map[string]*logCache{}, spans: map[spanKey]*logSpan{}, parsed: map[string]*exec.Event{}}
+	ctx := context.Background()
+
+	w.extend(ctx, 1) // every filter seen first: nothing to read yet
+	ch.head = 2
+	w.extend(ctx, 2)
+	read := func() int {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		n := 0
+		for _, q := range ch.queried {
+			n += min(q, 1)
+		}
+		return n
+	}
+	if n := read(); n != maxFiltersPerPoll {
+		t.Fatalf("the first poll read %d filters, want %d", n, maxFiltersPerPoll)
+	}
+	w.extend(ctx, 2)
+	if n := read(); n != maxFiltersPerPoll+51 {
+		t.Fatalf("two polls read %d filters, want all %d", n, maxFiltersPerPoll+51)
+	}
+
+	// 100 blocks of the heavy filter at once: refused whole (15,000
+	// logs), read in halves; each block keeps 100 logs and skips 50.
+	clear(ch.queried)
+	ch.head = 102
+	for range 2 {
+		w.extend(ctx, 102)
+	}
+	lc := w.live[heavyName]
+	if lc.hi != 102 || ch.refused == 0 {
+		t.Fatalf("the heavy filter read to %d after %d refusals", lc.hi, ch.refused)
+	}
+	if n := testutil.ToFloat64(w.m.WithLabelValues("skipped")); n != 101*50 {
+		t.Fatalf("skipped %v logs, want %d", n, 101*50)
+	}
+	if len(lc.logs) != maxCachedLogs || lc.lo != 3 {
+		t.Fatalf("the cache holds %d logs from block %d, want %d from block 3", len(lc.logs), lc.lo, maxCachedLogs)
+	}
+
+	// A vault whose cursor is at the end of block 1 asks, and asks again
+	// from each batch's end, until it has every log.
+	after, taken, skipped := rules.BlockEnd(1), 0, 0
+	for asks := 0; ; asks++ {
+		if asks > 200 {
+			t.Fatal("the asks never ended")
+		}
+		b := w.batch(ctx, logAsk{id: "v", name: heavyName, key: pingKey(heavy), after: after})
+		for _, l := range b.Logs {
+			if l.Pos <= after {
+				t.Fatalf("a batch handed back log %d at or before the cursor %d", l.Pos, after)
+			}
+			after = l.Pos
+			taken++
+		}
+		skipped += len(b.Skipped)
+		if b.Through < after {
+			t.Fatalf("a batch ends at %d, before its last log %d", b.Through, after)
+		}
+		after = b.Through
+		if !b.More {
+			break
+		}
+	}
+	if taken != 101*maxLogsPerBlock || skipped != 101 || after != rules.BlockEnd(102) {
+		t.Fatalf("took %d logs and %d skipped blocks up to %d; want %d, 101, up to the end of block 102", taken, skipped, after, 101*maxLogsPerBlock)
+	}
+
+	// The chain down: the blocks wait, and are read when it answers.
+	ch.failUntil.Store(true)
+	ch.head = 110
+	for range 2 { // two polls: every filter's turn
+		w.extend(ctx, 110)
+	}
+	if lc.hi != 102 {
+		t.Fatalf("read to %d while the chain was down", lc.hi)
+	}
+	ch.failUntil.Store(false)
+	for range 2 {
+		w.extend(ctx, 110)
+	}
+	if lc = w.live[heavyName]; lc.hi != 110 || vs.nudged[heavyName] != rules.LogPos(110, maxLogsPerBlock-1) {
+		t.Fatalf("after the outage: read to %d, told up to %d", lc.hi, vs.nudged[heavyName])
 	}
 }

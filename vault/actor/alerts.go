@@ -219,6 +219,8 @@ func (v *Vault) raiseFired(t *store.Tx, ev rules.Event, tr *rules.Trigger, in pr
 	detail := ev.Cause
 	if sig, ok := strings.CutPrefix(ev.Cause, "signal:"); ok && ev.HasValue {
 		detail = readName(tr, sig) + " at " + strconv.FormatFloat(ev.Value, 'f', -1, 64)
+	} else if ev.Log != nil {
+		detail = ev.Log.Detail // the event, its arguments, its block and transaction
 	}
 	return v.raise(t, protocol.Alert{Event: "fired-" + in.ID, Kind: protocol.AlertTriggerFired, TriggerID: tr.ID, IntentID: in.ID,
 		Title: tr.Name + " fired", Detail: detail, At: ev.Now.UnixMilli()})
