@@ -346,9 +346,10 @@ func TestDashboardAlerts(t *testing.T) {
 
 // TestDashboardReadConditions: from the form, a trigger on the owner's
 // dUSD balance, one on a contract's number (the feed's latestAnswer) and
-// one on ETH/USD rising 10 % within an hour are created, shown in words,
-// and each fires when what it reads crosses: the delivery log shows their
-// alerts.
+// one on ETH/USD rising 10 % within an hour and one on dUSD's Transfer
+// event to the owner are created, shown in words, and each fires when what
+// it reads crosses (the event: when a transfer's log comes): the delivery
+// log shows their alerts.
 func TestDashboardReadConditions(t *testing.T) {
 	ctx := browser(t)
 	o := testOptions(t)
@@ -388,6 +389,19 @@ func TestDashboardReadConditions(t *testing.T) {
 		chromedp.SetValue(`#create input[name=window]`, "1"), chromedp.SetValue(`#create select[name=windowUnit]`, "3600000"),
 		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
 		chromedp.WaitVisible(`//td[contains(., "ETH/USD rises 10 % within 1 h")]`))
+	var dUSD string
+	for _, tk := range tn.n.chain.info.Tokens {
+		if tk.Symbol == "dUSD" {
+			dUSD = tk.Address
+		}
+	}
+	owner := text(t, ctx, `#who`)
+	step("an event trigger", chromedp.SetValue(`#f-kind`, "event"), chromedp.WaitVisible(`#create input[name=signature]`),
+		chromedp.SetValue(`#create input[name=name]`, "dUSD in"), chromedp.SetValue(`#create input[name=contract]`, dUSD),
+		chromedp.SetValue(`#create input[name=signature]`, "Transfer(address indexed from, address indexed to, uint256 value)"),
+		chromedp.SetValue(`#create input[name=topics]`, ", "+owner),
+		chromedp.SetValue(`#f-action`, "notify"), chromedp.Click(`#btn-create`),
+		chromedp.WaitVisible(`//td[contains(., "Transfer on `+shortAddr(dUSD)+` where to = `+shortAddr(owner)+`")]`))
 	step("the reads and the move known", chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "rich") and contains(., "at 25,000")]`),
 		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "feed high") and contains(., "at 2,600")]`),
 		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "pump") and contains(., "is now false")]`))
@@ -395,6 +409,8 @@ func TestDashboardReadConditions(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("the balance trigger fires", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "rich fired")]`))
+	step("the event trigger fires on the transfer's log", chromedp.WaitVisible(`//ul[@id="alert-log"]/li[@data-status="delivered" and contains(., "dUSD in fired") and contains(., "Transfer(")]`),
+		chromedp.WaitVisible(`//ul[@id="evaluations"]/li[contains(., "dUSD in") and contains(., "on-chain event") and contains(., ", 2000000000000000000000) in block")]`))
 	if err := dev.SetFeed(context.Background(), "ETH/USD", 3100); err != nil {
 		t.Fatal(err)
 	}
@@ -754,3 +770,6 @@ func TestDashboardTellsARestore(t *testing.T) {
 		t.Fatalf("after the restore the trigger table shows %q", rows)
 	}
 }
+
+// shortAddr is an address as the page shortens it.
+func shortAddr(a string) string { return a[:6] + "…" + a[len(a)-4:] }

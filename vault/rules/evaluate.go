@@ -87,7 +87,11 @@ func Evaluate(t *Trigger, ev Event) Outcome {
 			out.Detail = e.log
 			if n.MaxFires > 0 && n.Fires >= n.MaxFires {
 				n.Status = protocol.StatusDone
-				out.Detail = fmt.Sprintf("fired %d of %d times; done", n.Fires, n.MaxFires)
+				done := fmt.Sprintf("fired %d of %d times; done", n.Fires, n.MaxFires)
+				if out.Detail != "" {
+					done = out.Detail + "; " + done
+				}
+				out.Detail = done
 			}
 		}
 	} else if e.changed && e.detail != "" {

@@ -588,9 +588,20 @@ function describe(c) {
   if (c.everyMs) return `every ${fmtDuration(c.everyMs)}`;
   if (c.atMs) return `once at ${fmtDateTime(c.atMs)}`;
   if (c.move) return `${c.move.of || c.signal} ${c.op === "below" ? "falls" : "rises"} ${fmtNum(c.move.pct)} % within ${fmtDuration(c.move.windowMs)}`;
+  if (c.event) return describeEvent(c.event);
   if (c.read && c.read.balance) return `my ${c.read.balance === "native" ? "ETH" : c.read.balance} balance ${c.op} ${fmtNum(c.threshold)}`;
   if (c.read) return `${shortAddr(c.read.contract)}.${(c.read.function || "").split(" returns")[0]} ${c.op} ${fmtNum(c.threshold)}`;
   return `${c.signal} ${c.op} ${fmtNum(c.threshold)}`;
+}
+
+// describeEvent says an event condition in words: the event, its
+// contract, and each indexed argument it is filtered on.
+function describeEvent(e) {
+  const m = /^\s*(?:event\s+)?(\w+)\s*\((.*)\)\s*$/.exec(e.signature || "");
+  if (!m) return `an event of ${shortAddr(e.contract)}`;
+  const indexed = m[2].split(",").map((p) => p.trim().split(/\s+/)).filter((f) => f[1] === "indexed");
+  const where = (e.topics || []).map((t, i) => t ? `${indexed[i]?.[2] || `topic ${i + 1}`} = ${/^0x[0-9a-fA-F]{40}$/.test(t) ? shortAddr(t) : t}` : null).filter(Boolean);
+  return `${m[1]} on ${shortAddr(e.contract)}${where.length ? " where " + where.join(", ") : ""}`;
 }
 
 const nameOf = (id) => S.triggers.get(id)?.name || id;
@@ -860,7 +871,7 @@ function renderActivity() {
   const kind = $("#filter-kind").value, trig = $("#filter-trigger").value;
   const evs = S.evaluations.filter((e) => (!trig || e.triggerId === trig) && (
     kind === "all" || (kind === "fired" && e.outcome === "fired") || (kind === "command" && e.cause === "command") ||
-    (kind === "signal" && e.cause !== "command") || (kind === "failed" && e.outcome === "failed")));
+    (kind === "signal" && e.cause !== "command") || (kind === "failed" && (e.outcome === "failed" || e.outcome === "skipped"))));
   const ins = S.intents.filter((i) => (!trig || i.triggerId === trig) && kind !== "command" && kind !== "failed");
   $("#intents").replaceChildren(...ins.map((i) => el("li", { class: i.fresh ? "new" : "", title: `idempotency key ${i.idempotencyKey}`, "data-status": i.status },
     `${fmtTime(i.createdAt)} `, el("b", {}, i.action.kind), ` for “${nameOf(i.triggerId)}” `,
@@ -877,7 +888,7 @@ function renderActivity() {
       ` ${COMMAND_WORDS[e.outcome] || e.outcome} “${e.detail || nameOf(e.triggerId)}”`)
     : el("li", { class: e.fresh ? "new" : "" }, `${fmtTime(e.at)} `, el("span", { class: "badge " + e.outcome }, e.outcome),
       ` “${nameOf(e.triggerId)}” `,
-      el("span", { class: "muted" }, `${e.cause === "alarm" ? "on schedule" : e.cause.replace("signal:", "")}${e.value !== undefined ? " at " + fmtNum(e.value) : ""}${e.detail ? ": " + e.detail : ""}`))));
+      el("span", { class: "muted" }, `${e.cause === "alarm" ? "on schedule" : e.cause.startsWith("signal:event:") ? "on-chain event" : e.cause.replace("signal:", "")}${e.value !== undefined ? " at " + fmtNum(e.value) : ""}${e.detail ? ": " + e.detail : ""}`))));
   for (const x of [...S.intents, ...S.evaluations]) delete x.fresh;
   const none = (id, shown, any, empty) => {
     $(id).classList.toggle("hidden", shown > 0);
@@ -1114,6 +1125,16 @@ function leafEditor(kind, prefix) {
       field("Decimals ", el("input", { name: prefix + "decimals", type: "number", min: "0", max: "36", value: "18" }), "decimals"),
       ...crossing];
   }
+  if (kind === "event") {
+    return [
+      field("Contract ", el("input", { name: prefix + "contract", placeholder: "0x…", spellcheck: "false" }), "contract"),
+      field("Event ", el("input", { name: prefix + "signature", placeholder: "Transfer(address indexed from, address indexed to, uint256 value)", spellcheck: "false" }), "signature",
+        "as the contract declares it; fires once for each log"),
+      field("Filter ", el("input", { name: prefix + "topics", placeholder: "one value per indexed argument, comma-separated; empty for any", spellcheck: "false" }), "topics"),
+      field("From block ", el("input", { name: prefix + "fromBlock", type: "number", min: "1", step: "1", placeholder: "the next block" }), "fromBlock",
+        "empty: the next block; up to 100,000 blocks back"),
+    ];
+  }
   if (kind === "every") {
     return [field("Every ", el("div", { class: "with-unit" },
       el("input", { name: prefix + "every", type: "number", min: "1", step: "any", value: "1" }),
@@ -1141,7 +1162,8 @@ function addPart(kind) {
   const kindSel = el("select", { name: prefix + "kind", "aria-label": "condition kind", onchange: () => { part.replaceChildren(kindField, ...leafEditor(kindSel.value, prefix), remove); prefillThreshold(); } },
     el("option", { value: "signal" }, "a signal crosses"), el("option", { value: "every" }, "every interval"), el("option", { value: "at" }, "once, at a time"),
     el("option", { value: "move" }, "a signal moves by a percent"),
-    el("option", { value: "balance" }, "my balance crosses"), el("option", { value: "call" }, "a contract's number crosses"));
+    el("option", { value: "balance" }, "my balance crosses"), el("option", { value: "call" }, "a contract's number crosses"),
+    el("option", { value: "event" }, "a contract emits an event"));
   kindSel.value = kind;
   const kindField = el("div", { class: "field" }, el("label", {}, "Condition ", kindSel));
   const remove = el("button", { type: "button", class: "secondary small", onclick: () => { part.remove(); } }, "remove");
@@ -1200,6 +1222,22 @@ function readLeaf(kind, prefix, errs, warns) {
     if (!Number.isInteger(d) || d < 0 || d > 36) errs[prefix + "decimals"] = "0 to 36";
     const args = v("args").split(",").map((a) => a.trim()).filter(Boolean);
     return { read: { contract: v("contract").trim(), function: v("function").trim(), args, decimals: d }, op: v("op"), threshold: th };
+  }
+  if (kind === "event") {
+    const contract = v("contract").trim(), signature = v("signature").trim();
+    if (!/^0x[0-9a-fA-F]{40}$/.test(contract)) errs[prefix + "contract"] = "a contract's address: 0x and 40 hex digits";
+    if (!/^\s*(event\s+)?\w+\s*\(.*\)\s*$/.test(signature)) errs[prefix + "signature"] = "Name(type [indexed] [name], …), e.g. Transfer(address indexed from, address indexed to, uint256 value)";
+    const topics = v("topics").split(",").map((t) => t.trim());
+    while (topics.length && !topics[topics.length - 1]) topics.pop();
+    const event = { contract, signature };
+    if (topics.length) event.topics = topics;
+    const fb = v("fromBlock").trim();
+    if (fb !== "") {
+      const n = Number(fb);
+      if (!Number.isInteger(n) || n < 1) errs[prefix + "fromBlock"] = "a block number, or empty for the next block";
+      else event.fromBlock = n;
+    }
+    return { event };
   }
   if (kind === "every") {
     const ms = Math.round(Number(v("every")) * Number(v("everyUnit")));
@@ -1280,7 +1318,7 @@ function editTrigger(id) {
   S.editing = id;
   F("name").value = t.name;
   const c = t.condition;
-  const leafKind = (l) => l.everyMs ? "every" : l.atMs ? "at" : l.move ? "move" : l.read ? (l.read.balance ? "balance" : "call") : "signal";
+  const leafKind = (l) => l.everyMs ? "every" : l.atMs ? "at" : l.move ? "move" : l.event ? "event" : l.read ? (l.read.balance ? "balance" : "call") : "signal";
   const kind = c.all ? "all" : c.any ? "any" : leafKind(c);
   F("kind").value = kind;
   $("#part-list").replaceChildren();
@@ -1296,6 +1334,9 @@ function editTrigger(id) {
       set("signal", leaf.move.of); set("op", leaf.op); set("pct", leaf.move.pct);
       const [u] = [[DAY], [3600000], [60000]].find(([u]) => leaf.move.windowMs % u === 0) || [60000];
       set("window", leaf.move.windowMs / u); set("windowUnit", String(u));
+    } else if (leaf.event) {
+      // Saved, an edit starts again from the next block (fromBlock empty).
+      set("contract", leaf.event.contract); set("signature", leaf.event.signature); set("topics", (leaf.event.topics || []).join(", "));
     } else if (leaf.read) {
       set("op", leaf.op); set("threshold", leaf.threshold);
       if (leaf.read.balance) set("token", leaf.read.balance);
