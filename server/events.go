@@ -39,9 +39,10 @@ type logWatcher struct {
 	m       *prometheus.CounterVec
 	log     zerolog.Logger
 
-	head atomic.Uint64 // the newest block seen
-	turn int           // where the next poll starts among many filters (poll's own)
-	asks chan logAsk
+	head  atomic.Uint64 // the newest block seen
+	turn  int           // where the next poll starts among many filters (poll's own)
+	swept time.Time     // when the vaults behind were last told again (poll's own)
+	asks  chan logAsk
 
 	mu     sync.Mutex
 	live   map[string]*logCache   // by event signal: its recent logs
@@ -54,14 +55,15 @@ type logWatcher struct {
 
 // Bounds of the log watcher.
 const (
-	maxLogsPerBlock   = 100    // logs of one filter taken a block
-	maxBatch          = 256    // logs handed to a vault at once
-	maxCachedLogs     = 10_000 // recent logs kept for one filter
-	spanBlocks        = 2_000  // blocks read in one eth_getLogs
-	maxSpansKept      = 32     // older spans kept for other vaults' asks
-	spansPerPoll      = 8      // spans a filter catches up by in one poll
-	maxFiltersPerPoll = 200    // filters read in one poll, in turn
-	maxAsks           = 4096   // asks waiting; past it an ask is dropped (the vault asks again)
+	maxLogsPerBlock   = 100              // logs of one filter taken a block
+	maxBatch          = 256              // logs handed to a vault at once
+	maxCachedLogs     = 10_000           // recent logs kept for one filter
+	spanBlocks        = 2_000            // blocks read in one eth_getLogs
+	maxSpansKept      = 32               // older spans kept for other vaults' asks
+	spansPerPoll      = 8                // spans a filter catches up by in one poll
+	maxFiltersPerPoll = 200              // filters read in one poll, in turn
+	maxAsks           = 4096             // asks waiting; past it an ask is dropped (the vault asks again)
+	resweep           = 30 * time.Second // how often the vaults still behind are told again
 )
 
 // logChain is what the watcher reads from the chain.
@@ -87,6 +89,8 @@ type logAsk struct {
 type logCache struct {
 	key     string
 	lo, hi  uint64
+	floor   uint64 // the place every vault had to reach when the filter was first seen
+	newest  uint64 // the newest log's place read
 	logs    []rules.Log
 	skipped []rules.Skipped
 }
@@ -189,13 +193,27 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		if w.live[name] == nil {
 			// Seen first (a new filter, or the node started): the vaults
 			// behind its newest block catch up by asking.
-			w.live[name] = &logCache{key: key, lo: safe + 1, hi: safe}
+			w.live[name] = &logCache{key: key, lo: safe + 1, hi: safe, floor: rules.BlockEnd(safe)}
 			fresh = append(fresh, name)
 		}
 	}
 	w.mu.Unlock()
 	for _, name := range fresh {
 		w.vaults.NudgeEvents(name, rules.BlockEnd(safe))
+	}
+	if now := time.Now(); now.Sub(w.swept) >= resweep {
+		// A vault still behind (its ask failed, or its batch was shed
+		// from a full inbox) is told again.
+		w.swept = now
+		w.mu.Lock()
+		behind := map[string]uint64{}
+		for name, lc := range w.live {
+			behind[name] = max(lc.floor, lc.newest)
+		}
+		w.mu.Unlock()
+		for name, pos := range behind {
+			w.vaults.NudgeEvents(name, pos)
+		}
 	}
 	sort.Strings(names)
 	if len(names) > maxFiltersPerPoll {
@@ -227,6 +245,9 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 			w.mu.Lock()
 			if lc = w.live[name]; lc != nil && lc.hi+1 == from {
 				lc.logs, lc.skipped, lc.hi = append(lc.logs, logs...), append(lc.skipped, skipped...), to
+				if len(logs) > 0 {
+					lc.newest = logs[len(logs)-1].Pos
+				}
 				lc.trim()
 			}
 			w.mu.Unlock()

@@ -426,4 +426,14 @@ func TestLogWatcherBounds(t *testing.T) {
 	if lc = w.live[heavyName]; lc.hi != 110 || vs.nudged[heavyName] != rules.LogPos(110, maxLogsPerBlock-1) {
 		t.Fatalf("after the outage: read to %d, told up to %d", lc.hi, vs.nudged[heavyName])
 	}
+
+	// Every so often the vaults still behind a filter's newest log (or its
+	// first block) are told again: a lost ask or batch is not lost for
+	// good.
+	clear(vs.nudged)
+	w.swept = time.Time{}
+	w.extend(ctx, 110)
+	if len(vs.nudged) != maxFiltersPerPoll+51 || vs.nudged[heavyName] != rules.LogPos(110, maxLogsPerBlock-1) {
+		t.Fatalf("told %d filters again, the heavy one up to %d", len(vs.nudged), vs.nudged[heavyName])
+	}
 }
