@@ -137,12 +137,14 @@ func (w *logWatcher) stop() {
 func (w *logWatcher) Head() uint64 { return w.head.Load() }
 
 // Fetch queues vault id's ask for event signal name's logs after place
-// after; it never waits.
-func (w *logWatcher) Fetch(id, name, key string, after uint64) {
+// after, and reports whether it did (not past maxAsks); it never waits.
+func (w *logWatcher) Fetch(id, name, key string, after uint64) bool {
 	select {
 	case w.asks <- logAsk{id: id, name: name, key: key, after: after}:
+		return true
 	default:
 		w.m.WithLabelValues("dropped").Inc()
+		return false
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/spells-dev/spells/chain"
 	"github.com/spells-dev/spells/chain/gethtest"
 	"github.com/spells-dev/spells/protocol"
+	"github.com/spells-dev/spells/protocol/client"
 	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/rules"
 )
@@ -100,6 +102,25 @@ func (d devSender) ping(emitter common.Address, n int) uint64 {
 	return d.send(&emitter, common.LeftPadBytes(big.NewInt(int64(n)).Bytes(), 32)).BlockNumber.Uint64()
 }
 
+// gethWithEmitter starts geth --dev with the node's contracts (their
+// deployment file) and a Ping emitter.
+func gethWithEmitter(t *testing.T) (g *gethtest.Node, deployment string, dev devSender, emitter common.Address) {
+	g = gethtest.Start(t)
+	info := deployOnGeth(t, g)
+	deployment = filepath.Join(t.TempDir(), "deployment.json")
+	b, _ := json.Marshal(info)
+	if err := os.WriteFile(deployment, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := chain.Dial(context.Background(), g.URL, gethtest.ChainID, 5e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	dev = devSender{t, cl}
+	return g, deployment, dev, dev.send(nil, pingEmitter()).ContractAddress
+}
+
 // rpcGate is a JSON-RPC proxy in front of geth that can be cut: while
 // down it answers 503, as a provider in an outage does.
 type rpcGate struct {
@@ -160,21 +181,7 @@ func pingIn(block uint64) string { return fmt.Sprintf("Ping(0) in block %d ", bl
 // matching logs is bounded: a block's first logs are taken, the rest are
 // counted, logged and told to the owner.
 func TestEventConditionsAcrossDowntime(t *testing.T) {
-	g := gethtest.Start(t)
-	info := deployOnGeth(t, g)
-	file := filepath.Join(t.TempDir(), "deployment.json")
-	b, _ := json.Marshal(info)
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := chain.Dial(context.Background(), g.URL, gethtest.ChainID, 5e9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	dev := devSender{t, cl}
-	emitter := dev.send(nil, pingEmitter()).ContractAddress
-
+	g, file, dev, emitter := gethWithEmitter(t)
 	gate := newRPCGate(t, g.URL)
 	o := testOptions(t)
 	o.ChainRPC, o.ChainID, o.ChainDeployment, o.Confirmations, o.ChainPoll = gate.url, 0, file, 1, 100*time.Millisecond
@@ -252,6 +259,63 @@ func TestEventConditionsAcrossDowntime(t *testing.T) {
 	}
 	if n := s.firedAt(t, id, pingIn(heavy)); n != int64(len(blocks))+1 {
 		t.Fatalf("fired %d times for %d logs", n, len(blocks)+1)
+	}
+}
+
+// TestEventsSurviveSIGKILL: the node is killed while a vault takes 1,000
+// logs, one transaction each; started again, it takes the rest: each log
+// fires the trigger once, none twice, none missed.
+func TestEventsSurviveSIGKILL(t *testing.T) {
+	g, file, dev, emitter := gethWithEmitter(t)
+	data := t.TempDir()
+	args := []string{"-alerts-allow-private", "-chain-rpc", g.URL, "-chain-id", "0", "-chain-deployment", file, "-confirmations", "1", "-chain-poll", "100ms"}
+	p := startProc(t, data, args...)
+	w, _ := client.NewWallet()
+	s := p.signIn(t, w)
+	s.alertsTo(t, newWebhook(t).url)
+	every := protocol.Condition{Event: &protocol.ChainEvent{Contract: emitter.Hex(), Signature: "Ping(uint256 indexed i)"}}
+	id, _ := s.create(t, protocol.TriggerSpec{Name: "every ping", Action: protocol.Action{Kind: "notify"}, Condition: every})
+	s.mirrorUntil(t, "the trigger", func() bool { _, ok := s.mirror.Triggers[id]; return ok })
+	var last uint64
+	for range 10 {
+		last = dev.ping(emitter, maxLogsPerBlock)
+	}
+	s.mirrorUntil(t, "a few hundred firings", func() bool { return s.fired(id) >= 300 })
+	p.kill()
+
+	p = startProc(t, data, args...)
+	s = p.signIn(t, w)
+	prefix := fmt.Sprintf("Ping(%d) in block %d ", maxLogsPerBlock-1, last)
+	var n int64
+	s.mirrorUntil(t, "the last log's firing", func() bool {
+		for _, e := range s.mirror.Evaluations {
+			if e.TriggerID == id && e.Outcome == protocol.OutcomeFired && strings.HasPrefix(e.Detail, prefix) {
+				n = s.fired(id)
+				return true
+			}
+		}
+		return false
+	})
+	if n != 10*maxLogsPerBlock {
+		t.Fatalf("fired %d times for %d logs", n, 10*maxLogsPerBlock)
+	}
+	// Each firing's notify ends done, those the kill left pending too
+	// (they have nothing to execute).
+	s.mirrorUntil(t, "every notify done", func() bool {
+		for _, in := range s.mirror.Intents {
+			if in.TriggerID == id && in.Status != "done" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, in := range s.mirror.Intents {
+		if in.Status == "failed" {
+			t.Fatalf("a notify intent failed: %+v", in)
+		}
+	}
+	if err := p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -21,8 +21,8 @@ type EventSource interface {
 	Head() uint64
 	// Fetch reads event signal name's logs (key: rules.EventKey) after
 	// place after for vault id, and hands them over with PostLogs; it
-	// never waits on the chain.
-	Fetch(id, name, key string, after uint64)
+	// never waits on the chain. It reports whether it took the ask.
+	Fetch(id, name, key string, after uint64) bool
 }
 
 // ServeEvents sets the node's log watcher; until then a vault's event
@@ -75,9 +75,10 @@ func (i *instance) ChainHead() uint64 {
 }
 
 // FetchEvents asks the log watcher for event signal name's logs after
-// place after.
-func (i *instance) FetchEvents(name, key string, after uint64) {
+// place after; false if there is none yet, or it is full.
+func (i *instance) FetchEvents(name, key string, after uint64) bool {
 	if src := i.m.eventSource(); src != nil {
-		src.Fetch(i.id, name, key, after)
+		return src.Fetch(i.id, name, key, after)
 	}
+	return false
 }

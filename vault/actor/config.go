@@ -120,8 +120,9 @@ type Host interface {
 	ChainHead() uint64
 	// FetchEvents asks the node for the logs of event signal name (its
 	// filter's key) after place after; they come back as an Event with
-	// Logs, later.
-	FetchEvents(name, key string, after uint64)
+	// Logs, later. False: the ask was not taken (the node's watcher is not
+	// running yet, or is full); the node tells the vault again.
+	FetchEvents(name, key string, after uint64) bool
 	// Quarantine sets the vault's damaged file aside, for cause.
 	Quarantine(cause error)
 	// DiskFull records that a write found the disk full.

@@ -36,11 +36,14 @@ func (v *Vault) askEvents(name string, again bool) {
 		delete(v.eventsAsked, name)
 		return
 	}
+	if !v.host.FetchEvents(name, key, after) {
+		delete(v.eventsAsked, name)
+		return
+	}
 	if v.eventsAsked == nil {
 		v.eventsAsked = map[string]time.Time{}
 	}
 	v.eventsAsked[name] = now
-	v.host.FetchEvents(name, key, after)
 }
 
 // askNewEvents asks for the logs of each event signal the vault's active

@@ -23,19 +23,23 @@ func (r *Runner) Start(in protocol.Intent) {
 }
 
 // Resume picks up, when the vault opens, every intent that has not ended:
-// a pending one is prepared, a signed one sent again (the same bytes), and
+// a pending notify ends, a pending one is prepared, a signed one sent again (the same bytes), and
 // the transactions of a submitted, included or confirmed one followed.
 func (r *Runner) Resume() {
-	if !r.executes() {
-		return
-	}
 	ins, err := store.IntentsWith(r.v.Conn(), OpenStatuses()...)
 	if err != nil {
 		r.v.Fault("read open intents", err)
 		return
 	}
 	for _, in := range ins {
-		r.step(in)
+		switch {
+		case in.Action.Kind == "notify" && in.Status == Pending.String():
+			// Recorded by a firing whose vault stopped before the notify
+			// ended: it has nothing to execute, here as at its start.
+			r.settle(in, Finish, "nothing to execute: its alert is in the delivery log")
+		case r.executes():
+			r.step(in)
+		}
 	}
 }
 
