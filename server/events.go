@@ -58,8 +58,10 @@ const (
 	maxLogsPerBlock   = 100              // logs of one filter taken a block
 	maxBatch          = 256              // logs handed to a vault at once
 	maxCachedLogs     = 10_000           // recent logs kept for one filter
+	maxAllCachedLogs  = 50_000           // recent logs kept for all filters: many filters keep fewer each
+	maxSpanLogs       = 2_048            // logs kept of one read: a denser span is cut at a block
 	spanBlocks        = 2_000            // blocks read in one eth_getLogs
-	maxSpansKept      = 32               // older spans kept for other vaults' asks
+	maxSpansKept      = 32               // older spans kept for other vaults' asks (each at most maxSpanLogs)
 	spansPerPoll      = 8                // spans a filter catches up by in one poll
 	maxFiltersPerPoll = 200              // filters read in one poll, in turn
 	maxAsks           = 4096             // asks waiting; past it an ask is dropped (the vault asks again)
@@ -218,6 +220,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		}
 	}
 	sort.Strings(names)
+	perFilter := min(maxCachedLogs, max(maxBatch, maxAllCachedLogs/max(len(names), 1)))
 	if len(names) > maxFiltersPerPoll {
 		// Many filters: each poll reads the next maxFiltersPerPoll in
 		// turn; the others' blocks wait (their logs are late, not lost).
@@ -236,7 +239,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 			from, key := lc.hi+1, lc.key
 			w.mu.Unlock()
 			to := min(safe, from+spanBlocks-1)
-			logs, skipped, err := w.read(ctx, name, key, from, to)
+			logs, skipped, to, err := w.readKept(ctx, name, key, from, to)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.m.WithLabelValues("failed").Inc()
@@ -250,7 +253,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 				if len(logs) > 0 {
 					lc.newest = logs[len(logs)-1].Pos
 				}
-				lc.trim()
+				lc.trim(perFilter)
 			}
 			w.mu.Unlock()
 			if len(logs) > 0 {
@@ -260,12 +263,12 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 	}
 }
 
-// trim keeps at most maxCachedLogs, dropping whole blocks from the start.
-func (lc *logCache) trim() {
-	if len(lc.logs) <= maxCachedLogs {
+// trim keeps at most n logs, dropping whole blocks from the start.
+func (lc *logCache) trim(n int) {
+	if len(lc.logs) <= n {
 		return
 	}
-	first := len(lc.logs) - maxCachedLogs // the oldest log that may stay
+	first := len(lc.logs) - n // the oldest log that may stay
 	cut := rules.PosBlock(lc.logs[first].Pos)
 	if rules.PosBlock(lc.logs[first-1].Pos) == cut {
 		cut++ // its block does not fit whole
@@ -311,27 +314,27 @@ func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
 		return b
 	}
 	lo, hi := lc.lo, lc.hi
-	start := from - from%spanBlocks
-	end := min(start+spanBlocks-1, lo-1)
-	sp := w.spans[spanKey{a.name, start}]
-	if sp != nil && sp.end >= end {
-		sp.used = time.Now()
-		b := cut(a.after, sp.logs, sp.skipped, sp.end, hi)
-		w.mu.Unlock()
-		w.m.WithLabelValues("backfilled").Inc()
-		return b
+	for k, sp := range w.spans {
+		if k.name == a.name && k.start <= from && from <= sp.end {
+			// Read for another vault asking from nearby.
+			sp.used = time.Now()
+			b := cut(a.after, sp.logs, sp.skipped, sp.end, hi)
+			w.mu.Unlock()
+			w.m.WithLabelValues("backfilled").Inc()
+			return b
+		}
 	}
 	w.mu.Unlock()
-	logs, skipped, err := w.read(ctx, a.name, a.key, start, end)
+	logs, skipped, end, err := w.readKept(ctx, a.name, a.key, from, min(from+spanBlocks-1, lo-1))
 	if err != nil {
 		if ctx.Err() == nil {
 			w.m.WithLabelValues("failed").Inc()
-			w.log.Warn().Err(err).Str("signal", a.name).Str("vault", a.id).Uint64("from", start).Uint64("to", end).Msg("event logs: backfill read failed; the vault asks again")
+			w.log.Warn().Err(err).Str("signal", a.name).Str("vault", a.id).Uint64("from", from).Msg("event logs: backfill read failed; the vault asks again")
 		}
 		return &rules.LogBatch{After: a.after, Through: a.after, Err: "the node could not read the chain's logs: " + readReason(err)}
 	}
 	w.mu.Lock()
-	w.spans[spanKey{a.name, start}] = &logSpan{end: end, logs: logs, skipped: skipped, used: time.Now()}
+	w.spans[spanKey{a.name, from}] = &logSpan{end: end, logs: logs, skipped: skipped, used: time.Now()}
 	if len(w.spans) > maxSpansKept {
 		var oldest spanKey
 		first := true
@@ -364,6 +367,28 @@ func cut(after uint64, logs []rules.Log, skipped []rules.Skipped, end, hi uint64
 		}
 	}
 	return b
+}
+
+// readKept is read, cut at the block past maxSpanLogs logs: it returns
+// the last block it holds every log of.
+func (w *logWatcher) readKept(ctx context.Context, name, key string, from, to uint64) ([]rules.Log, []rules.Skipped, uint64, error) {
+	logs, skipped, err := w.read(ctx, name, key, from, to)
+	if err != nil {
+		return nil, nil, to, err
+	}
+	if len(logs) > maxSpanLogs {
+		if b := rules.PosBlock(logs[maxSpanLogs].Pos); b > from {
+			i := sort.Search(len(logs), func(i int) bool { return rules.PosBlock(logs[i].Pos) >= b })
+			j := sort.Search(len(skipped), func(i int) bool { return skipped[i].Block >= b })
+			logs, skipped, to = logs[:i], skipped[:j], b-1
+		}
+	}
+	w.m.WithLabelValues("read").Add(float64(len(logs)))
+	for _, s := range skipped {
+		w.m.WithLabelValues("skipped").Add(float64(s.N))
+		w.log.Warn().Str("signal", name).Uint64("block", s.Block).Int("skipped", s.N).Int("bound", s.Bound).Msg("event logs: more logs in one block than a filter takes; the rest are not evaluated and the owners are told")
+	}
+	return logs, skipped, to, nil
 }
 
 // read reads the logs of filter key in blocks from..to, at most
@@ -423,11 +448,6 @@ func (w *logWatcher) read(ctx context.Context, name, key string, from, to uint64
 		taken++
 		logs = append(logs, rules.Log{Pos: rules.LogPos(l.BlockNumber, l.Index), Tx: l.TxHash.Hex(),
 			Detail: ev.Describe(l.Topics, l.Data) + " in block " + strconv.FormatUint(l.BlockNumber, 10) + " (log " + strconv.FormatUint(uint64(l.Index), 10) + ", tx " + l.TxHash.Hex() + ")"})
-	}
-	w.m.WithLabelValues("read").Add(float64(len(logs)))
-	for _, s := range skipped {
-		w.m.WithLabelValues("skipped").Add(float64(s.N))
-		w.log.Warn().Str("signal", name).Uint64("block", s.Block).Int("skipped", s.N).Int("bound", s.Bound).Msg("event logs: more logs in one block than a filter takes; the rest are not evaluated and the owners are told")
 	}
 	return logs, skipped, nil
 }
