@@ -94,20 +94,37 @@ func (v *Vault) takeLogs(name string, b *rules.LogBatch) {
 	}
 	logs := append([]rules.Log(nil), b.Logs...)
 	sort.Slice(logs, func(i, j int) bool { return logs[i].Pos < logs[j].Pos })
+	// One commit for the batch: each log is its own savepoint, with its
+	// cursor, so a commit that fails loses the batch whole and the vault
+	// asks again from the cursor its file holds.
+	if v.batch == nil && len(logs) > 1 {
+		if err := v.beginBatch(); err != nil {
+			v.log.Error().Err(err).Msg("begin the batch of event logs")
+		}
+	}
+	err := v.takeEach(name, logs, b)
+	if v.batch != nil {
+		v.commitBatch()
+	}
+	if err != nil {
+		v.fault("event evaluation ("+name+")", err)
+		return
+	}
+	if b.More && !v.forget && v.conn != nil {
+		v.askEvents(name, true)
+	}
+}
+
+// takeEach evaluates each log in order, then moves the cursors over the
+// batch and tells the blocks past the bound.
+func (v *Vault) takeEach(name string, logs []rules.Log, b *rules.LogBatch) error {
 	for _, l := range logs {
 		if err := v.handle(rules.LogEvent(name, l, v.now())); err != nil {
-			v.fault("event evaluation ("+name+")", err)
-			return
+			return err
 		}
 	}
 	v.tellSkipped(name, b)
-	if err := v.handle(rules.ThroughEvent(name, b.Through, v.now())); err != nil {
-		v.fault("event cursor ("+name+")", err)
-		return
-	}
-	if b.More {
-		v.askEvents(name, true)
-	}
+	return v.handle(rules.ThroughEvent(name, b.Through, v.now()))
 }
 
 // tellSkipped records, for each trigger waiting on event signal name, the
