@@ -119,6 +119,9 @@ func topicOf(t abi.Type, s string) (common.Hash, error) {
 
 var rawTopic = regexp.MustCompile(`^0x[0-9a-fA-F]{64}$`)
 
+// maxLogData is the most data of a log Describe decodes.
+const maxLogData = 64 << 10
+
 // Event is an event's signature, parsed.
 type Event struct {
 	Name   string
@@ -136,6 +139,22 @@ func (e *Event) Indexed() abi.Arguments {
 		}
 	}
 	return out
+}
+
+// modestType refuses a parameter type a log could not be read back by
+// within reason: arrays nested more than twice, or fixed ones of more
+// than 256 elements.
+func modestType(t abi.Type) error {
+	depth := 0
+	for e := &t; e.Elem != nil; e = e.Elem {
+		if depth++; depth > 2 {
+			return fmt.Errorf("%s: arrays nest at most twice here", t.String())
+		}
+		if e.T == abi.ArrayTy && e.Size > 256 {
+			return fmt.Errorf("%s: a fixed array has at most 256 elements here", t.String())
+		}
+	}
+	return nil
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
@@ -169,6 +188,9 @@ func ParseEvent(sig string) (*Event, error) {
 			if err == nil && (t.T == abi.UintTy || t.T == abi.IntTy) && (t.Size == 0 || t.Size%8 != 0 || t.Size > 256) {
 				err = fmt.Errorf("%s is not a Solidity integer type", f[0])
 			}
+			if err == nil {
+				err = modestType(t)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("parameter %d: %v", i+1, err)
 			}
@@ -192,7 +214,17 @@ func ParseEvent(sig string) (*Event, error) {
 // Describe is a log of the event in words: Name(arg, …), each indexed
 // argument read from topics (a hashed one shown as its hash), the others
 // from data. A log that does not decode says so.
-func (e *Event) Describe(topics []common.Hash, data []byte) string {
+func (e *Event) Describe(topics []common.Hash, data []byte) (out string) {
+	defer func() {
+		// A log is anyone's bytes: one the decoder cannot take is
+		// described as such, never the end of its reader.
+		if recover() != nil {
+			out = e.Name + " (its data does not decode as the signature says)"
+		}
+	}()
+	if len(data) > maxLogData {
+		return e.Name + fmt.Sprintf(" (%d bytes of data, not decoded)", len(data))
+	}
 	var plain abi.Arguments
 	for _, in := range e.Inputs {
 		if !in.Indexed {
@@ -219,7 +251,7 @@ func (e *Event) Describe(topics []common.Hash, data []byte) string {
 		}
 		args = append(args, s)
 	}
-	out := e.Name + "(" + strings.Join(args, ", ") + ")"
+	out = e.Name + "(" + strings.Join(args, ", ") + ")"
 	if len(out) > 300 {
 		out = out[:300] + "…"
 	}

@@ -50,6 +50,17 @@ func TestResolveATransferFilter(t *testing.T) {
 	if got := ev.Describe([]common.Hash{ev.Topic}, data); !strings.Contains(got, "fewer topics") {
 		t.Fatalf("a log short of topics: %q", got)
 	}
+	// Anyone's bytes: a log whose data claims more than it holds is
+	// described as not decoding, never a panic.
+	dyn, _ := ParseEvent("Note(uint256[] xs, string s)")
+	lying := append(common.LeftPadBytes([]byte{0x40}, 32), common.LeftPadBytes([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 32)...)
+	lying = append(lying, common.LeftPadBytes([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 32)...)
+	if got := dyn.Describe([]common.Hash{dyn.Topic}, lying); !strings.Contains(got, "does not decode") {
+		t.Fatalf("a lying log: %q", got)
+	}
+	if got := dyn.Describe([]common.Hash{dyn.Topic}, make([]byte, maxLogData+1)); !strings.Contains(got, "not decoded") {
+		t.Fatalf("a huge log: %q", got)
+	}
 }
 
 // Each filter a vault cannot read is refused, saying why.
@@ -71,6 +82,8 @@ func TestBadEventFilters(t *testing.T) {
 		{func(e *protocol.ChainEvent) { e.Topics = []string{"x"} }, "not an integer"},
 		{func(e *protocol.ChainEvent) { e.FromBlock = 1002 }, "past the chain's next block"},
 		{func(e *protocol.ChainEvent) { e.Signature = "Ping(uint256 i)"; e.Topics = []string{"1"} }, "0 indexed parameters"},
+		{func(e *protocol.ChainEvent) { e.Signature = "Ping(uint256[99999999999] a)" }, "at most 256 elements"},
+		{func(e *protocol.ChainEvent) { e.Signature = "Ping(uint256[][][] a)" }, "nest at most twice"},
 	} {
 		e := good
 		c.mod(&e)
@@ -101,4 +114,25 @@ func TestBadEventFilters(t *testing.T) {
 	if _, _, topics, _ := rules.ParseEventKey(e.Key); topics[0] != strings.ToLower(crypto.Keccak256Hash([]byte("hello")).Hex()) {
 		t.Fatalf("a string's topic: %q", topics[0])
 	}
+}
+
+// FuzzDescribe: no log, whatever its topics and data, stops its reader;
+// the seeds run with every go test.
+func FuzzDescribe(f *testing.F) {
+	f.Add("Transfer(address indexed from, address indexed to, uint256 value)", []byte{}, 3)
+	f.Add("Note(uint256[] xs, string s, bytes b)", common.LeftPadBytes([]byte{0x60}, 32), 1)
+	f.Add("Many(uint256[2][] a, bool indexed b, int8 c)", make([]byte, 96), 2)
+	f.Fuzz(func(t *testing.T, sig string, data []byte, topics int) {
+		ev, err := ParseEvent(sig)
+		if err != nil {
+			return
+		}
+		hs := make([]common.Hash, 1+(topics%4+4)%4)
+		for i := range hs {
+			copy(hs[i][:], data)
+		}
+		if out := ev.Describe(hs, data); out == "" {
+			t.Fatal("an empty description")
+		}
+	})
 }
