@@ -284,6 +284,22 @@ func TestExecuteSmoke(t *testing.T) {
 	}
 }
 
+// TestEventsSmoke runs the events scenario, small, on the dev chain: every
+// vault fires once a round for the signal and once for the transfer's log.
+func TestEventsSmoke(t *testing.T) {
+	n := startNode(t, "-chain-rpc", "dev", "-dev-chain-rpc", "127.0.0.1:0", "-chain-poll", "200ms", "-confirmations", "1", "-alerts-allow-private")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := events(ctx, n, eventsParams{Vaults: 4, Rounds: 2, Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("events: %v", err)
+	}
+	checkReport(t, r, "signal_to_fired_p50_ms", "mined_to_fired_p50_ms", "node_cpu_ms_per_signal_firing", "node_cpu_ms_per_event_firing", "event_cpu_over_signal_cpu")
+	if n := r.Results["mined_to_fired_samples"]; n != 8 {
+		t.Errorf("%g event firings, want 8 (4 vaults, 2 rounds): %v", n, r.Results)
+	}
+}
+
 // TestClusterScenario runs the cluster scenario, small, on three nodes
 // sharing a real redis-server and one single node.
 func TestClusterScenario(t *testing.T) {

@@ -12,6 +12,7 @@
 //	go run ./bench cold        -node http://127.0.0.1:8080 -vaults 1000 -debug http://127.0.0.1:6060
 //	go run ./bench baseline    -node http://127.0.0.1:8080 -token T -users 10000 -baseline-dsn postgres://…
 //	go run ./bench execute     -node http://127.0.0.1:8080 -token T -vaults 50
+//	go run ./bench events      -node http://127.0.0.1:8080 -token T -vaults 200 -rounds 5
 //	go run ./bench cluster     -nodes http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083 -single http://127.0.0.1:8090 -token T
 //
 // peer puts the same fan-out on the node and on a Centrifugo (v6) the
@@ -30,8 +31,10 @@
 //	go run ./server -signal-token T -demo=false -chain-rpc none -max-pending-per-ip 0 -signin-rate-per-ip 0 -new-vaults-per-ip 0 -new-vaults-per-minute 0 -command-rate 100000 -command-burst 100000
 //
 // (-chain-rpc none: these scenarios measure the node without a chain, so
-// the dev chain's blocks do not share the cores.) execute needs the dev
-// chain instead, with its JSON-RPC on and its demo feed off:
+// the dev chain's blocks do not share the cores.) execute and events need
+// the dev chain instead, with its JSON-RPC on and its demo feed off (and,
+// for events, -alerts-allow-private: its notify triggers' webhook is the
+// bench's own, on loopback):
 //
 //	go run ./server -signal-token T -demo=false -dev-chain-rpc 127.0.0.1:18545 -max-pending-per-ip 0 -signin-rate-per-ip 0 -new-vaults-per-ip 0 -new-vaults-per-minute 0
 //
@@ -60,7 +63,7 @@
 //   - centrifugo.go: a Centrifugo server the bench runs, and its clients
 //     on Centrifugo's JSON protocol.
 //   - fanout.go, peer.go, commands.go, connections.go, storm.go, cold.go,
-//     baseline.go, execute.go, cluster.go, verify.go, backup.go: one
+//     baseline.go, execute.go, events.go, cluster.go, verify.go, backup.go: one
 //     scenario each (backup against a node run with -backup and
 //     -admin-token; peer with its dashboards in child processes of the
 //     bench, "peer-clients").

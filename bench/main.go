@@ -20,7 +20,7 @@ func main() {
 
 const usageText = `usage: go run ./bench SCENARIO [flags]
 
-scenarios: fanout, peer, commands, connections, storm, cold, baseline, execute, cluster, backup (see bench/doc.go),
+scenarios: fanout, peer, commands, connections, storm, cold, baseline, execute, events, cluster, backup (see bench/doc.go),
 and verify (after commands -save and a node restart)
 `
 
@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	var bp baselineParams
 	var vp verifyParams
 	var ep executeParams
+	var vp2 eventsParams
 	var lp clusterParams
 	var kb backupParams
 	var sp stormParams
@@ -84,6 +85,10 @@ func run(ctx context.Context, args []string) error {
 		fs.StringVar(&ep.Amount, "amount", "10", "dUSD each swap sells")
 		fs.DurationVar(&ep.Timeout, "timeout", 2*time.Minute, "how long to wait for the intents to end")
 		fs.DurationVar(&ep.Profile, "profile", 5*time.Second, "with -debug: a CPU profile of the node this long from the crossing splits its CPU between the dev chain and the rest (0: none)")
+	case "events":
+		fs.IntVar(&vp2.Vaults, "vaults", 200, "vaults, each with a notify trigger on the bench signal and one on a dUSD Transfer event")
+		fs.IntVar(&vp2.Rounds, "rounds", 5, "rounds, each crossing the signal, then sending one transfer")
+		fs.DurationVar(&vp2.Timeout, "timeout", time.Minute, "how long to wait for every vault's firing")
 	case "cluster":
 		fs.StringVar(&clusterNodes, "nodes", "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083", "the cluster's three nodes, comma separated")
 		fs.StringVar(&lp.Single, "single", "", "a single node (no -redis) for the single-node signal figure; empty: not measured")
@@ -141,6 +146,8 @@ func run(ctx context.Context, args []string) error {
 		r, err = backupBench(ctx, n, kb)
 	case "execute":
 		r, err = execute(ctx, n, ep)
+	case "events":
+		r, err = events(ctx, n, vp2)
 	case "cluster":
 		lp.Nodes = strings.Split(clusterNodes, ",")
 		r, err = clusterBench(ctx, *token, lp)
