@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -95,6 +96,22 @@ func (s *session) mirrorUntil(t testing.TB, what string, cond func() bool) {
 		return
 	}
 	s.until(t, what, func(protocol.ServerFrame) bool { return cond() })
+}
+
+// mirrorWithin is mirrorUntil with a longer wait than a frame's.
+func (s *session) mirrorWithin(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for !cond() {
+		f, err := s.c.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if err := s.mirror.Apply(f); err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+	}
 }
 
 // alertWith waits until the mirror's alert log holds an alert for which ok
