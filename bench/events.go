@@ -332,7 +332,7 @@ func transfer(ctx context.Context, rc *ethclient.Client, chainID uint64, payer *
 		select {
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(25 * time.Millisecond): // each poll is a call the node's dev chain answers
 		}
 	}
 }

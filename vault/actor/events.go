@@ -94,10 +94,10 @@ func (v *Vault) takeLogs(name string, b *rules.LogBatch) {
 	}
 	logs := append([]rules.Log(nil), b.Logs...)
 	sort.Slice(logs, func(i, j int) bool { return logs[i].Pos < logs[j].Pos })
-	// One commit for the batch: each log is its own savepoint, with its
-	// cursor, so a commit that fails loses the batch whole and the vault
-	// asks again from the cursor its file holds.
-	if v.batch == nil && len(logs) > 1 {
+	// One commit for the batch, its cursors' move included: each log is its
+	// own savepoint, with its cursor, so a commit that fails loses the
+	// batch whole and the vault asks again from the cursor its file holds.
+	if v.batch == nil {
 		if err := v.beginBatch(); err != nil {
 			v.log.Error().Err(err).Msg("begin the batch of event logs")
 		}
