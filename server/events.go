@@ -43,11 +43,15 @@ type logWatcher struct {
 	turn  int           // where the next poll starts among many filters (poll's own)
 	swept time.Time     // when the vaults behind were last told again (poll's own)
 	asks  chan logAsk
+	// backfills are the asks older than the cache, for the backfill
+	// readers.
+	backfills chan logAsk
 
-	mu     sync.Mutex
-	live   map[string]*logCache   // by event signal: its recent logs
-	spans  map[spanKey]*logSpan   // older spans read for asks, the newest few
-	parsed map[string]*exec.Event // by key: the event, to describe its logs
+	mu      sync.Mutex
+	live    map[string]*logCache   // by event signal: its recent logs
+	spans   map[spanKey]*logSpan   // older spans read for asks, the newest few
+	parsed  map[string]*exec.Event // by key: the event, to describe its logs
+	reading map[string]*sync.Mutex // by event signal: held while a span of it is read for an ask
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -65,6 +69,7 @@ const (
 	spansPerPoll      = 8                // spans a filter catches up by in one poll
 	maxFiltersPerPoll = 200              // filters read in one poll, in turn
 	maxAsks           = 4096             // asks waiting; past it an ask is dropped (the vault asks again)
+	backfillReaders   = 4                // asks older than the cache read at once (one per filter)
 	resweep           = 30 * time.Second // how often the vaults still behind are told again
 )
 
@@ -120,13 +125,25 @@ func logMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
 	return m
 }
 
+// newLogWatcher makes a log watcher that is not running yet.
+func newLogWatcher(c logChain, vaults logVaults, confirmations int, every time.Duration, m *prometheus.CounterVec, log zerolog.Logger) *logWatcher {
+	return &logWatcher{c: c, vaults: vaults, confirm: uint64(max(confirmations, 1)), every: every, m: m, log: log,
+		asks: make(chan logAsk, maxAsks), backfills: make(chan logAsk, maxAsks), live: map[string]*logCache{}, spans: map[spanKey]*logSpan{},
+		parsed: map[string]*exec.Event{}, reading: map[string]*sync.Mutex{}}
+}
+
+// startLogs starts a log watcher: its poller, its answerer and its
+// backfill readers, until stop.
 func startLogs(c logChain, vaults logVaults, confirmations int, every time.Duration, m *prometheus.CounterVec, log zerolog.Logger) *logWatcher {
+	w := newLogWatcher(c, vaults, confirmations, every, m, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &logWatcher{c: c, vaults: vaults, confirm: uint64(max(confirmations, 1)), every: every, m: m, log: log,
-		asks: make(chan logAsk, maxAsks), live: map[string]*logCache{}, spans: map[spanKey]*logSpan{}, parsed: map[string]*exec.Event{}, cancel: cancel}
-	w.wg.Add(2)
+	w.cancel = cancel
+	w.wg.Add(2 + backfillReaders)
 	go w.poll(ctx)
 	go w.answer(ctx)
+	for range backfillReaders {
+		go w.backfill(ctx)
+	}
 	return w
 }
 
@@ -189,6 +206,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 	for name := range w.live {
 		if _, ok := want[name]; !ok {
 			delete(w.live, name) // no leaf waits on it any more
+			delete(w.reading, name)
 		}
 	}
 	var fresh []string
@@ -280,7 +298,9 @@ func (lc *logCache) trim(n int) {
 	lc.lo = cut
 }
 
-// answer answers the vaults' asks in turn.
+// answer answers each ask the cache or a span read before covers, at
+// once, and hands the others to the backfill readers: a filter whose
+// reads are slow holds up no ask the cache can answer.
 func (w *logWatcher) answer(ctx context.Context) {
 	defer w.wg.Done()
 	for {
@@ -288,7 +308,28 @@ func (w *logWatcher) answer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case a := <-w.asks:
-			b := w.batch(ctx, a)
+			if b, ok := w.cached(a); ok {
+				w.vaults.PostLogs(a.id, a.name, b)
+				continue
+			}
+			select {
+			case w.backfills <- a:
+			default:
+				w.m.WithLabelValues("dropped").Inc() // the vault is told again (resweep)
+			}
+		}
+	}
+}
+
+// backfill answers asks older than the cache, reading the chain.
+func (w *logWatcher) backfill(ctx context.Context) {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-w.backfills:
+			b := w.read1(ctx, a)
 			if ctx.Err() != nil {
 				return
 			}
@@ -297,33 +338,56 @@ func (w *logWatcher) answer(ctx context.Context) {
 	}
 }
 
-// batch is the answer to ask a: the logs after its place, from the cache
-// when it covers them, else from the span of older blocks they start in.
-func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
+// cached is the answer to ask a from what the watcher holds: the cache of
+// recent blocks, or a span read for an earlier ask; false if neither
+// covers its place.
+func (w *logWatcher) cached(a logAsk) (*rules.LogBatch, bool) {
 	from := rules.PosBlock(a.after + 1) // the block of the first place after
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	lc := w.live[a.name]
 	if lc == nil || lc.key != a.key {
-		w.mu.Unlock()
-		return &rules.LogBatch{After: a.after, Through: a.after}
+		return &rules.LogBatch{After: a.after, Through: a.after}, true
 	}
 	if from >= lc.lo {
-		b := cut(a.after, lc.logs, lc.skipped, lc.hi, lc.hi)
-		w.mu.Unlock()
 		w.m.WithLabelValues("served").Inc()
-		return b
+		return cut(a.after, lc.logs, lc.skipped, lc.hi, lc.hi), true
 	}
-	lo, hi := lc.lo, lc.hi
 	for k, sp := range w.spans {
 		if k.name == a.name && k.start <= from && from <= sp.end {
 			// Read for another vault asking from nearby.
 			sp.used = time.Now()
-			b := cut(a.after, sp.logs, sp.skipped, sp.end, hi)
-			w.mu.Unlock()
 			w.m.WithLabelValues("backfilled").Inc()
-			return b
+			return cut(a.after, sp.logs, sp.skipped, sp.end, lc.hi), true
 		}
 	}
+	return nil, false
+}
+
+// read1 answers ask a by reading the span of blocks from its place, one
+// read of a filter at a time (an ask that waited for another's read of
+// the same span is answered from it).
+func (w *logWatcher) read1(ctx context.Context, a logAsk) *rules.LogBatch {
+	w.mu.Lock()
+	lock := w.reading[a.name]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		w.reading[a.name] = lock
+	}
+	w.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
+	if b, ok := w.cached(a); ok {
+		return b
+	}
+	from := rules.PosBlock(a.after + 1)
+	w.mu.Lock()
+	lc := w.live[a.name]
+	if lc == nil {
+		w.mu.Unlock()
+		return &rules.LogBatch{After: a.after, Through: a.after}
+	}
+	lo, hi := lc.lo, lc.hi
 	w.mu.Unlock()
 	logs, skipped, end, err := w.readKept(ctx, a.name, a.key, from, min(from+spanBlocks-1, lo-1))
 	if err != nil {
@@ -348,6 +412,14 @@ func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
 	w.mu.Unlock()
 	w.m.WithLabelValues("backfilled").Inc()
 	return cut(a.after, logs, skipped, end, hi)
+}
+
+// batch is the answer to ask a, as answer and backfill give it.
+func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
+	if b, ok := w.cached(a); ok {
+		return b
+	}
+	return w.read1(ctx, a)
 }
 
 // cut is a batch of the logs after place after, of logs that hold every

@@ -32,7 +32,6 @@ import (
 	"github.com/spells-dev/spells/chain/gethtest"
 	"github.com/spells-dev/spells/protocol"
 	"github.com/spells-dev/spells/protocol/client"
-	"github.com/spells-dev/spells/vault/exec"
 	"github.com/spells-dev/spells/vault/rules"
 )
 
@@ -333,15 +332,26 @@ type fakeLogChain struct {
 	queried   map[common.Address]int
 	refused   int
 	failUntil atomic.Bool
+	hold      map[common.Address]chan struct{} // a read of one of these waits until it closes
 }
 
 func (f *fakeLogChain) HeaderByNumber(context.Context, *big.Int) (*types.Header, error) {
 	return &types.Header{Number: new(big.Int).SetUint64(f.head)}, nil
 }
 
-func (f *fakeLogChain) FilterLogs(_ context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
+func (f *fakeLogChain) FilterLogs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
 	if f.failUntil.Load() {
 		return nil, errors.New("connection refused")
+	}
+	f.mu.Lock()
+	h := f.hold[q.Addresses[0]]
+	f.mu.Unlock()
+	if h != nil {
+		select {
+		case <-h:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -389,6 +399,40 @@ func pingKey(contract common.Address) string {
 	return rules.EventKey(contract.Hex(), "Ping(uint256 indexed)", [3]string{})
 }
 
+// TestSlowFilterHoldsNoOne: while one filter's backfill read hangs (a
+// provider slow on a huge range), an ask the cache answers is answered at
+// once.
+func TestSlowFilterHoldsNoOne(t *testing.T) {
+	slow, quick := common.HexToAddress("0x51"), common.HexToAddress("0x52")
+	ch := &fakeLogChain{head: 1, perBlock: map[common.Address]int{slow: 1, quick: 1}, limit: 1000, queried: map[common.Address]int{}}
+	vs := &fakeLogVaults{events: map[string]string{rules.EventSignal(pingKey(slow)): pingKey(slow), rules.EventSignal(pingKey(quick)): pingKey(quick)},
+		nudged: map[string]uint64{}, batches: make(chan *rules.LogBatch, 4)}
+	w := startLogs(ch, vs, 1, time.Hour, logMetrics(nil), zerolog.Nop())
+	defer w.stop()
+	waitFor(t, "both filters seen", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.live) == 2
+	})
+	gate := make(chan struct{})
+	ch.mu.Lock()
+	ch.hold = map[common.Address]chan struct{}{slow: gate}
+	ch.mu.Unlock()
+	defer close(gate)
+	// The slow filter's vault asks from before the cache: a read that hangs.
+	w.Fetch("v1", rules.EventSignal(pingKey(slow)), pingKey(slow), rules.BlockEnd(0)-1)
+	// The quick one's vault asks from the cache's own block.
+	w.Fetch("v2", rules.EventSignal(pingKey(quick)), pingKey(quick), rules.BlockEnd(1))
+	select {
+	case b := <-vs.batches:
+		if b.After != rules.BlockEnd(1) {
+			t.Fatalf("the first answer is to the ask from %d, not the quick one's", b.After)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an ask the cache covers waited behind a hanging read")
+	}
+}
+
 // TestLogWatcherBounds: past maxFiltersPerPoll filters, each poll reads
 // the next ones in turn; a range the chain refuses as too large is read
 // in halves; a block's logs past the bound are skipped and counted; the
@@ -407,8 +451,7 @@ func TestLogWatcherBounds(t *testing.T) {
 	ch.perBlock[heavy] = 150
 	heavyName := rules.EventSignal(pingKey(heavy))
 	vs.events[heavyName] = pingKey(heavy)
-	w := &logWatcher{c: ch, vaults: vs, confirm: 1, m: logMetrics(nil), log: zerolog.Nop(),
-		asks: make(chan logAsk, 8), live: map[string]*logCache{}, spans: map[spanKey]*logSpan{}, parsed: map[string]*exec.Event{}}
+	w := newLogWatcher(ch, vs, 1, time.Second, logMetrics(nil), zerolog.Nop())
 	ctx := context.Background()
 
 	w.extend(ctx, 1) // every filter seen first: nothing to read yet
