@@ -82,6 +82,7 @@ type logChain interface {
 // logVaults is the vault manager, as the watcher uses it.
 type logVaults interface {
 	Events() map[string]string
+	EventsFrom(name string) (cursor uint64, ok bool)
 	NudgeEvents(name string, pos uint64) int
 	PostLogs(id, name string, b *rules.LogBatch)
 }
@@ -94,12 +95,17 @@ type logAsk struct {
 // logCache is one filter's recent logs: every log of blocks lo..hi (none
 // while hi < lo), at most maxLogsPerBlock a block.
 type logCache struct {
-	key     string
-	lo, hi  uint64
-	floor   uint64 // the place every vault had to reach when the filter was first seen
-	newest  uint64 // the newest log's place read
-	logs    []rules.Log
-	skipped []rules.Skipped
+	key    string
+	lo, hi uint64
+	newest uint64 // the newest log's place read
+	// Catching up, once the filter is first seen: the blocks
+	// catchFrom..catchTo (its vaults' least cursor to the cache) are read,
+	// and caught is the newest log found there; floor is caught once done.
+	catching           bool
+	catchFrom, catchTo uint64
+	caught, floor      uint64
+	logs               []rules.Log
+	skipped            []rules.Skipped
 }
 
 type spanKey struct {
@@ -213,15 +219,23 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 	for name, key := range want {
 		names = append(names, name)
 		if w.live[name] == nil {
-			// Seen first (a new filter, or the node started): the vaults
-			// behind its newest block catch up by asking.
-			w.live[name] = &logCache{key: key, lo: safe + 1, hi: safe, floor: rules.BlockEnd(safe)}
+			w.live[name] = &logCache{key: key, lo: safe + 1, hi: safe}
 			fresh = append(fresh, name)
 		}
 	}
 	w.mu.Unlock()
 	for _, name := range fresh {
-		w.vaults.NudgeEvents(name, rules.BlockEnd(safe))
+		// Seen first (a new filter, or the node started): the blocks from
+		// its vaults' least cursor are read first, and only the vaults
+		// behind a log found there are told (a sleeping vault whose filter
+		// matched nothing while the node was down stays asleep).
+		if c, ok := w.vaults.EventsFrom(name); ok && rules.PosBlock(c+1) <= safe {
+			w.mu.Lock()
+			if lc := w.live[name]; lc != nil {
+				lc.catchFrom, lc.catchTo, lc.catching = rules.PosBlock(c+1), safe, true
+			}
+			w.mu.Unlock()
+		}
 	}
 	if now := time.Now(); now.Sub(w.swept) >= resweep {
 		// A vault still behind (its ask failed, or its batch was shed
@@ -230,7 +244,9 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		w.mu.Lock()
 		behind := map[string]uint64{}
 		for name, lc := range w.live {
-			behind[name] = max(lc.floor, lc.newest)
+			if !lc.catching {
+				behind[name] = max(lc.floor, lc.newest)
+			}
 		}
 		w.mu.Unlock()
 		for name, pos := range behind {
@@ -247,6 +263,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		w.turn += maxFiltersPerPoll
 	}
 	for _, name := range names {
+		w.catchUp(ctx, name)
 		for i := 0; i < spansPerPoll; i++ {
 			w.mu.Lock()
 			lc := w.live[name]
@@ -278,6 +295,66 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 				w.vaults.NudgeEvents(name, logs[len(logs)-1].Pos)
 			}
 		}
+	}
+}
+
+// catchUp reads, for a filter first seen, the next spans of the blocks
+// from its vaults' least cursor to its cache, keeping them for the vaults'
+// asks; once it has read them all, it tells the vaults behind the newest
+// log it found, if any.
+func (w *logWatcher) catchUp(ctx context.Context, name string) {
+	for i := 0; i < spansPerPoll; i++ {
+		w.mu.Lock()
+		lc := w.live[name]
+		if lc == nil || !lc.catching {
+			w.mu.Unlock()
+			return
+		}
+		from, to, key := lc.catchFrom, lc.catchTo, lc.key
+		if from > to {
+			lc.catching, lc.floor = false, lc.caught
+			w.mu.Unlock()
+			if lc.caught > 0 {
+				w.vaults.NudgeEvents(name, lc.caught)
+			}
+			return
+		}
+		w.mu.Unlock()
+		logs, skipped, end, err := w.readKept(ctx, name, key, from, min(to, from+spanBlocks-1))
+		if err != nil {
+			if ctx.Err() == nil {
+				w.m.WithLabelValues("failed").Inc()
+				w.log.Warn().Err(err).Str("signal", name).Uint64("from", from).Msg("event logs: catching up after start: read failed; read again at the next poll")
+			}
+			return
+		}
+		w.keepSpan(name, from, end, logs, skipped)
+		w.mu.Lock()
+		if lc = w.live[name]; lc != nil && lc.catchFrom == from {
+			lc.catchFrom = end + 1
+			if len(logs) > 0 {
+				lc.caught = logs[len(logs)-1].Pos
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// keepSpan keeps the logs of blocks from..end of event signal name for
+// the vaults' asks, dropping the least used span past maxSpansKept.
+func (w *logWatcher) keepSpan(name string, from, end uint64, logs []rules.Log, skipped []rules.Skipped) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.spans[spanKey{name, from}] = &logSpan{end: end, logs: logs, skipped: skipped, used: time.Now()}
+	if len(w.spans) > maxSpansKept {
+		var oldest spanKey
+		first := true
+		for k, s := range w.spans {
+			if first || s.used.Before(w.spans[oldest].used) {
+				oldest, first = k, false
+			}
+		}
+		delete(w.spans, oldest)
 	}
 }
 
@@ -397,19 +474,7 @@ func (w *logWatcher) read1(ctx context.Context, a logAsk) *rules.LogBatch {
 		}
 		return &rules.LogBatch{After: a.after, Through: a.after, Err: "the node could not read the chain's logs: " + readReason(err)}
 	}
-	w.mu.Lock()
-	w.spans[spanKey{a.name, from}] = &logSpan{end: end, logs: logs, skipped: skipped, used: time.Now()}
-	if len(w.spans) > maxSpansKept {
-		var oldest spanKey
-		first := true
-		for k, s := range w.spans {
-			if first || s.used.Before(w.spans[oldest].used) {
-				oldest, first = k, false
-			}
-		}
-		delete(w.spans, oldest)
-	}
-	w.mu.Unlock()
+	w.keepSpan(a.name, from, end, logs, skipped)
 	w.m.WithLabelValues("backfilled").Inc()
 	return cut(a.after, logs, skipped, end, hi)
 }

@@ -377,6 +377,7 @@ type fakeLogVaults struct {
 	mu      sync.Mutex
 	events  map[string]string
 	nudged  map[string]uint64
+	cursors map[string]uint64 // the least cursor of each filter's vaults (none: not known)
 	batches chan *rules.LogBatch
 }
 
@@ -384,6 +385,13 @@ func (f *fakeLogVaults) Events() map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.events)
+}
+
+func (f *fakeLogVaults) EventsFrom(name string) (uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.cursors[name]
+	return c, ok
 }
 
 func (f *fakeLogVaults) NudgeEvents(name string, pos uint64) int {
@@ -547,5 +555,38 @@ func TestLogWatcherBounds(t *testing.T) {
 	w.extend(ctx, 110)
 	if len(vs.nudged) != maxFiltersPerPoll+51 || vs.nudged[heavyName] != rules.LogPos(110, maxLogsPerBlock-1) {
 		t.Fatalf("told %d filters again, the heavy one up to %d", len(vs.nudged), vs.nudged[heavyName])
+	}
+}
+
+// TestCatchUpWakesOnlyThoseBehindALog: a node starting reads each filter
+// from its vaults' least cursor before telling any: the vaults of a filter
+// that matched nothing meanwhile are not woken; those of one that did are,
+// and their asks are answered from what the catch-up read.
+func TestCatchUpWakesOnlyThoseBehindALog(t *testing.T) {
+	quiet, busy := common.HexToAddress("0x61"), common.HexToAddress("0x62")
+	qn, bn := rules.EventSignal(pingKey(quiet)), rules.EventSignal(pingKey(busy))
+	ch := &fakeLogChain{head: 50, perBlock: map[common.Address]int{quiet: 0, busy: 1}, limit: 1000, queried: map[common.Address]int{}}
+	vs := &fakeLogVaults{events: map[string]string{qn: pingKey(quiet), bn: pingKey(busy)}, nudged: map[string]uint64{},
+		cursors: map[string]uint64{qn: rules.BlockEnd(10), bn: rules.BlockEnd(10)}, batches: make(chan *rules.LogBatch, 1)}
+	w := newLogWatcher(ch, vs, 1, time.Second, logMetrics(nil), zerolog.Nop())
+	w.swept = time.Now() // no sweep in this poll
+	w.extend(context.Background(), 50)
+	if _, told := vs.nudged[qn]; told {
+		t.Fatalf("the quiet filter's vaults were told (up to %d)", vs.nudged[qn])
+	}
+	if vs.nudged[bn] != rules.LogPos(50, 0) {
+		t.Fatalf("the busy filter's vaults were told up to %d, want its newest log, block 50", vs.nudged[bn])
+	}
+	ch.mu.Lock()
+	reads := ch.queried[busy]
+	ch.mu.Unlock()
+	b := w.batch(context.Background(), logAsk{id: "v", name: bn, key: pingKey(busy), after: rules.BlockEnd(10)})
+	if len(b.Logs) != 40 || b.Logs[0].Pos != rules.LogPos(11, 0) || b.Through != rules.BlockEnd(50) || b.More {
+		t.Fatalf("the ask got %d logs from %d through %d (more %v)", len(b.Logs), b.Logs[0].Pos, b.Through, b.More)
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.queried[busy] != reads {
+		t.Fatal("the ask read the chain again instead of the catch-up's span")
 	}
 }

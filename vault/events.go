@@ -43,6 +43,10 @@ func (m *Manager) eventSource() EventSource {
 // hibernated: each filter's signal and its key (rules.EventKey).
 func (m *Manager) Events() map[string]string { return m.index.watchedMade(protocol.EventPrefix) }
 
+// EventsFrom returns the least cursor of the leaves on event signal name
+// (false: none waits on it).
+func (m *Manager) EventsFrom(name string) (uint64, bool) { return m.index.eventFrom(name) }
+
 // NudgeEvents tells each vault with a leaf on event signal name whose
 // cursor is before pos that it has logs to take, waking it if it sleeps.
 // It returns how many were told.

@@ -291,6 +291,24 @@ func (ix *interestIndex) eventVaults(name string, pos uint64) []string {
 	return out
 }
 
+// eventFrom returns the least cursor of the leaves on event signal name.
+func (ix *interestIndex) eventFrom(name string) (cursor uint64, ok bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	r := ix.reads[name]
+	if r == nil {
+		return 0, false
+	}
+	for id := range r.vaults {
+		for _, l := range ix.byVault[id] {
+			if l.Signal == name && (!ok || l.Cursor < cursor) {
+				cursor, ok = l.Cursor, true
+			}
+		}
+	}
+	return cursor, ok
+}
+
 // readVaults returns the vaults with a leaf on read signal name.
 func (ix *interestIndex) readVaults(name string) []string {
 	ix.mu.Lock()
