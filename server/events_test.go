@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -120,30 +119,74 @@ func gethWithEmitter(t *testing.T) (g *gethtest.Node, deployment string, dev dev
 	return g, deployment, dev, dev.send(nil, pingEmitter()).ContractAddress
 }
 
-// rpcGate is a JSON-RPC proxy in front of geth that can be cut: while
-// down it answers 503, as a provider in an outage does.
+// rpcGate is a TCP proxy in front of geth that can be cut: while down it
+// closes every connection, open or new, as an endpoint in an outage does.
 type rpcGate struct {
-	url  string
-	down atomic.Bool
+	url   string
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
 }
 
 func newRPCGate(t *testing.T, target string) *rpcGate {
 	u, _ := url.Parse(target)
-	p := httputil.NewSingleHostReverseProxy(u)
-	// A fresh connection to geth for each call: one geth closed while idle
-	// would otherwise cut a reply short.
-	p.Transport = &http.Transport{DisableKeepAlives: true}
-	g := &rpcGate{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &rpcGate{url: "http://" + l.Addr().String(), conns: map[net.Conn]bool{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		g.setDown(true)
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", u.Host)
+			if err != nil || !g.track(c, up) {
+				c.Close()
+				if up != nil {
+					up.Close()
+				}
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer wg.Done(); io.Copy(c, up); c.Close() }()
 		}
-		p.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	g.url = srv.URL
+	}()
 	return g
+}
+
+// track keeps a connection pair to cut when the gate goes down; false
+// while it is down.
+func (g *rpcGate) track(c, up net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.down {
+		return false
+	}
+	g.conns[c], g.conns[up] = true, true
+	return true
+}
+
+func (g *rpcGate) setDown(down bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.down = down
+	if down {
+		for c := range g.conns {
+			c.Close()
+		}
+		clear(g.conns)
+	}
 }
 
 // fired is how many times trigger id fired, as the owner's mirror shows.
@@ -227,11 +270,11 @@ func TestEventConditionsAcrossDowntime(t *testing.T) {
 
 	// The RPC endpoint goes down for 10 blocks; when it answers again the
 	// node reads them.
-	gate.down.Store(true)
+	gate.setDown(true)
 	for range 10 {
 		blocks = append(blocks, dev.ping(emitter, 2))
 	}
-	gate.down.Store(false)
+	gate.setDown(false)
 	if n := s.firedAt(t, id, pingIn(blocks[64])); n != 65 {
 		t.Fatalf("fired %d times for 65 logs", n)
 	}
