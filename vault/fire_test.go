@@ -370,6 +370,22 @@ func TestARefusedPublisherValueLeavesTheIndexRight(t *testing.T) {
 	if n := e.m.SignalReceived("ETH/USD", 2400, now, from(now.Add(-10*time.Minute))); n != 1 {
 		t.Fatalf("the stale value reached %d vaults, want 1 (it crosses the leaf)", n)
 	}
+	// The index holds the leaf as the vault left it, unmet: at once when
+	// the node evaluated the sleeping vault, or once an instance (the
+	// waker may have started one to apply the first value's record)
+	// reports its leaves.
+	waitFor(t, "the index to hold the leaf unmet, as the vault does", func() bool {
+		e.m.index.mu.Lock()
+		defer e.m.index.mu.Unlock()
+		for _, ls := range e.m.index.byVault {
+			for _, l := range ls {
+				if l.Signal == "ETH/USD" {
+					return l.Known && !l.Met
+				}
+			}
+		}
+		return false
+	})
 	if n := e.m.SignalReceived("ETH/USD", 2400, now, from(now.Add(-time.Second))); n != 1 {
 		t.Fatalf("the fresh crossing reached %d vaults, want 1: the index took the refused value as seen", n)
 	}
