@@ -97,13 +97,13 @@ type logAsk struct {
 type logCache struct {
 	key    string
 	lo, hi uint64
-	newest uint64 // the newest log's place read
+	newest uint64 // the newest log's place read (the catch-up's too, once done)
 	// Catching up, once the filter is first seen: the blocks
 	// catchFrom..catchTo (its vaults' least cursor to the cache) are read,
-	// and caught is the newest log found there; floor is caught once done.
+	// and caught is the newest log found there (newest once done).
 	catching           bool
 	catchFrom, catchTo uint64
-	caught, floor      uint64
+	caught             uint64
 	logs               []rules.Log
 	skipped            []rules.Skipped
 }
@@ -245,7 +245,7 @@ func (w *logWatcher) extend(ctx context.Context, head uint64) {
 		behind := map[string]uint64{}
 		for name, lc := range w.live {
 			if !lc.catching {
-				behind[name] = max(lc.floor, lc.newest)
+				behind[name] = lc.newest
 			}
 		}
 		w.mu.Unlock()
@@ -312,7 +312,7 @@ func (w *logWatcher) catchUp(ctx context.Context, name string) {
 		}
 		from, to, key := lc.catchFrom, lc.catchTo, lc.key
 		if from > to {
-			lc.catching, lc.floor = false, lc.caught
+			lc.catching, lc.newest = false, max(lc.newest, lc.caught)
 			w.mu.Unlock()
 			if lc.caught > 0 {
 				w.vaults.NudgeEvents(name, lc.caught)
@@ -477,14 +477,6 @@ func (w *logWatcher) read1(ctx context.Context, a logAsk) *rules.LogBatch {
 	w.keepSpan(a.name, from, end, logs, skipped)
 	w.m.WithLabelValues("backfilled").Inc()
 	return cut(a.after, logs, skipped, end, hi)
-}
-
-// batch is the answer to ask a, as answer and backfill give it.
-func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
-	if b, ok := w.cached(a); ok {
-		return b
-	}
-	return w.read1(ctx, a)
 }
 
 // cut is a batch of the logs after place after, of logs that hold every

@@ -633,3 +633,12 @@ func TestCatchUpWakesOnlyThoseBehindALog(t *testing.T) {
 		t.Fatal("the ask read the chain again instead of the catch-up's span")
 	}
 }
+
+// batch is the answer to ask a, as the answerer and a backfill reader
+// give it between them.
+func (w *logWatcher) batch(ctx context.Context, a logAsk) *rules.LogBatch {
+	if b, ok := w.cached(a); ok {
+		return b
+	}
+	return w.read1(ctx, a)
+}
